@@ -1,0 +1,100 @@
+// Mask and blend math shared by the CPU backend (mix.cc) and the CUDA backend (mix.cu).
+//
+// Everything here is evaluated identically on host and device: both sides are compiled without
+// floating-point contraction (g++ -ffp-contract=off, nvcc -fmad=false), every value is computed
+// in float32 in the order written, and rounding to uint8 uses the same exact trick. The integer
+// geometry (boxes, centres) and the Gaussian factor tables are computed once on the host
+// (params.h), so cut masks are bit-identical across backends and blends agree bit for bit too.
+//
+// Convention (spec section 1): M is the weight of the sample's OWN image,
+//   out = M * x_self + (1 - M) * x_partner.
+
+#ifndef DALI_MSDA_CSRC_MIX_MASK_H_
+#define DALI_MSDA_CSRC_MIX_MASK_H_
+
+#include <cstdint>
+
+#include "dali/core/float16.h"
+#include "dali/core/host_dev.h"
+
+namespace msda {
+
+enum MaskKind : int32_t {
+  kMaskBox = 0,    // M = 0 inside [y0, y1) x [x0, x1), `outside` elsewhere (Mixup, CutMix, HMix)
+  kMaskGauss = 1,  // M = gy[row] * gx[col], or 1 - that when `invert` (GMix)
+};
+
+// One plain struct per sample, built on the host and copied to the GPU once per batch.
+struct SampleParams {
+  int32_t partner;       // index of the sample mixed in (spec: B - 1 - i)
+  int32_t kind;          // MaskKind
+  int32_t y0, y1;        // box rows [y0, y1); empty when y0 == y1
+  int32_t x0, x1;        // box columns [x0, x1)
+  float outside;         // kMaskBox: mask value outside the box
+  int32_t invert;        // kMaskGauss: M = 1 - G instead of G
+  int32_t table_offset;  // kMaskGauss: gy at tables[offset, offset + H), gx right after it
+};
+
+/// Where H, W and the channels sit in a sample: row q in [0, outer * H) of `W * inner` elements
+/// starts at q * W * inner and is image row q % H (HWC: outer 1, inner C; CHW: outer C, inner 1;
+/// FHWC: outer F, inner C; FCHW: outer F * C, inner 1).
+struct Geometry {
+  int64_t outer = 1;
+  int H = 0, W = 0;
+  int inner = 1;
+  DALI_HOST_DEV int64_t RowLen() const { return int64_t(W) * inner; }
+  DALI_HOST_DEV int64_t Rows() const { return outer * H; }
+};
+
+/// True when the sample's output is its own input, unchanged (M == 1 everywhere).
+DALI_HOST_DEV inline bool IsIdentity(const SampleParams &p) {
+  return p.kind == kMaskBox && p.outside == 1.0f && (p.y0 == p.y1 || p.x0 == p.x1);
+}
+
+/// The mask value at (row, col); `tables` holds the Gaussian factors of kMaskGauss samples.
+DALI_HOST_DEV inline float MaskAt(const SampleParams &p, const float *tables, int H, int row,
+                                  int col) {
+  if (p.kind == kMaskGauss) {
+    float g = tables[p.table_offset + row] * tables[p.table_offset + H + col];
+    return p.invert ? 1.0f - g : g;
+  }
+  bool inside = row >= p.y0 && row < p.y1 && col >= p.x0 && col < p.x1;
+  return inside ? 0.0f : p.outside;
+}
+
+/// The blend of spec section 1, in float32, in this exact order.
+DALI_HOST_DEV inline float Blend(float m, float self, float other) {
+  return m * self + (1.0f - m) * other;
+}
+
+/// float32 -> output type: identity for float, round-to-nearest-even for float16, and
+/// saturate + round-half-to-even for uint8 (NaN -> 0). Adding and subtracting 1.5 * 2^23 rounds
+/// a float in [0, 255] to the nearest integer with ties to even, exactly as rint() does, on any
+/// CPU (SSE2 vectorises it) and on the GPU.
+template <typename Out>
+DALI_HOST_DEV inline Out ConvertOut(float v) {
+  return static_cast<Out>(v);
+}
+
+template <>
+DALI_HOST_DEV inline uint8_t ConvertOut<uint8_t>(float v) {
+  v = v >= 0.0f ? v : 0.0f;  // also maps NaN to 0
+  v = v <= 255.0f ? v : 255.0f;
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23 (no -ffast-math: never reassociated)
+  float r = (v + kMagic) - kMagic;
+  return static_cast<uint8_t>(static_cast<int>(r));
+}
+
+template <>
+DALI_HOST_DEV inline dali::float16 ConvertOut<dali::float16>(float v) {
+  return dali::float16(v);
+}
+
+template <typename In>
+DALI_HOST_DEV inline float LoadIn(In v) {
+  return static_cast<float>(v);
+}
+
+}  // namespace msda
+
+#endif  // DALI_MSDA_CSRC_MIX_MASK_H_

@@ -1,0 +1,200 @@
+// msda.Mix: schema, CPU backend and CPU registration.
+//
+// CPU work decomposition: each sample is cut into blocks of whole rows (about kTaskElems
+// elements each) that DALI's thread pool runs, largest first. Within a row the mask is constant
+// or piecewise constant for box masks (Mixup, CutMix, HMix), so a row is split into spans that are
+// copied (M = 1: own image, M = 0: partner) or blended with one weight; GMix computes the weight
+// per pixel from the two Gaussian factor tables. Each span path gives the same bits as the
+// generic Blend() of mask.h, which the GPU kernel evaluates.
+
+#include <cstring>
+#include <type_traits>
+
+#include "mix.h"
+
+namespace msda {
+
+namespace {
+
+constexpr int64_t kTaskElems = 1 << 16;
+
+template <typename Out, typename In>
+void ConvertSpan(Out *out, const In *in, int64_t n) {
+  if constexpr (std::is_same_v<Out, In>) {
+    std::memcpy(out, in, n * sizeof(Out));
+  } else {
+    for (int64_t k = 0; k < n; k++) out[k] = ConvertOut<Out>(LoadIn(in[k]));
+  }
+}
+
+/// out = m * self + (1 - m) * other over a span with one mask value m.
+template <typename Out, typename In>
+void BlendSpan(Out *out, const In *self, const In *other, int64_t n, float m) {
+  if (m == 1.0f) return ConvertSpan(out, self, n);
+  if (m == 0.0f) return ConvertSpan(out, other, n);
+  const float om = 1.0f - m;
+  for (int64_t k = 0; k < n; k++)
+    out[k] = ConvertOut<Out>(m * LoadIn(self[k]) + om * LoadIn(other[k]));
+}
+
+/// Rows [q0, q1) of one sample (see Geometry for the row numbering).
+template <typename Out, typename In>
+void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
+             const float *tables, const Geometry &g, int64_t q0, int64_t q1) {
+  const int64_t len = g.RowLen();
+  const int inner = g.inner;
+  for (int64_t q = q0; q < q1; q++) {
+    const int r = q % g.H;
+    Out *o = out + q * len;
+    const In *a = self + q * len, *b = other + q * len;
+    if (p.kind == kMaskGauss) {
+      const float gy = tables[p.table_offset + r];
+      const float *gx = tables + p.table_offset + g.H;
+      for (int c = 0; c < g.W; c++) {
+        float m = gy * gx[c];
+        m = p.invert ? 1.0f - m : m;
+        const float om = 1.0f - m;
+        for (int k = c * inner; k < (c + 1) * inner; k++)
+          o[k] = ConvertOut<Out>(m * LoadIn(a[k]) + om * LoadIn(b[k]));
+      }
+    } else if (r < p.y0 || r >= p.y1 || p.x0 == p.x1) {  // row misses the box
+      BlendSpan(o, a, b, len, p.outside);
+    } else {
+      const int64_t k0 = int64_t(p.x0) * inner, k1 = int64_t(p.x1) * inner;
+      BlendSpan(o, a, b, k0, p.outside);
+      ConvertSpan(o + k0, b + k0, k1 - k0);  // inside the box: the partner, exactly
+      BlendSpan(o + k1, a + k1, b + k1, len - k1, p.outside);
+    }
+  }
+}
+
+void WriteMask(float *mask, const SampleParams &p, const float *tables, int H, int W) {
+  for (int r = 0; r < H; r++)
+    for (int c = 0; c < W; c++) mask[int64_t(r) * W + c] = MaskAt(p, tables, H, r, c);
+}
+
+}  // namespace
+
+template <>
+void Mix<CPUBackend>::RunImpl(Workspace &ws) {
+  const auto &in = ws.Input<CPUBackend>(0);
+  auto &out = ws.Output<CPUBackend>(0);
+  const int n = in.num_samples();
+  DrawParams(n);
+  SetOutputLayouts(ws);
+
+  auto &tp = ws.GetThreadPool();
+  const Geometry g = geom_;
+  const int64_t rows = g.Rows();
+  const int64_t rows_per_task = std::max<int64_t>(1, kTaskElems / std::max<int64_t>(1, g.RowLen()));
+  const float *tables = tables_.data();
+  TYPE_SWITCH(in.type(), type2id, In, (uint8_t, float16, float), (
+    TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (
+      auto iv = view<const In>(in);
+      auto ov = view<Out>(out);
+      for (int i = 0; i < n; i++) {
+        const SampleParams &p = params_[i];
+        for (int64_t q0 = 0; q0 < rows; q0 += rows_per_task) {
+          int64_t q1 = std::min(rows, q0 + rows_per_task);
+          tp.AddWork([=](int) {
+            MixRows<Out, In>(ov.data[i], iv.data[i], iv.data[p.partner], p, tables, g, q0, q1);
+          }, (q1 - q0) * g.RowLen());
+        }
+      }
+    ), DALI_FAIL(make_string("Unsupported output type ", out.type(), ".")));  // NOLINT
+  ), DALI_FAIL(make_string("Unsupported input type ", in.type(), ".")));  // NOLINT
+  if (output_mask_) {
+    auto mv = view<float>(ws.Output<CPUBackend>(MaskOutputIdx()));
+    for (int i = 0; i < n; i++)
+      tp.AddWork([=, this](int) { WriteMask(mv.data[i], params_[i], tables, g.H, g.W); },
+                 int64_t(g.H) * g.W);
+  }
+  tp.RunAll();
+
+  auto tv = view<float>(ws.Output<CPUBackend>(1));
+  for (int i = 0; i < n; i++)
+    std::copy_n(&targets_[int64_t(i) * K_], K_, tv.data[i]);
+  if (output_params_) {
+    auto pv = view<float>(ws.Output<CPUBackend>(ParamsOutputIdx()));
+    for (int i = 0; i < n; i++) ParamsRow(i, pv.data[i]);
+  }
+}
+
+}  // namespace msda
+
+// clang-format off
+DALI_SCHEMA(msda__Mix)
+  .DocStr(R"code(Mixes a batch of images with Mixup, CutMix, HMix or GMix and returns soft labels.
+
+Every method is a choice of mask: each sample ``i`` is blended with its partner ``j = B - 1 - i``
+(the batch reversed) as ``out_i = M_i * x_i + (1 - M_i) * x_j``, where the mask ``M_i`` (H x W,
+one for all channels and frames) is the weight of the sample's own image, and its target is
+``mean(M_i) * onehot(y_i) + (1 - mean(M_i)) * onehot(y_j)`` (label-smoothed). With an odd batch
+the middle sample is its own partner and passes through unchanged.
+
+- ``mixup``: ``M = lam`` everywhere, ``lam ~ Beta(alpha, alpha)``.
+- ``cutmix``: ``M = 0`` in a box of side ratio ``sqrt(1 - lam)`` around a uniform centre (clipped to
+  the image), 1 elsewhere; the label weight is the realised area (``correct_lam``).
+- ``hmix``: a CutMix box of side ratio ``sqrt(hmix_ratio * (1 - lam))`` and a global blend outside
+  it, scaled so that ``mean(M) = lam``.
+- ``gmix``: ``M`` is a Gaussian blob (peak 1 at a uniform centre) of the sample's own image when
+  ``lam < 0.5``, or of the partner otherwise.
+
+The outputs are ``(mixed, targets)``, then ``mask`` with ``output_mask=True``, then ``params``
+with ``output_params=True``:
+``mixed`` has the layout and shape of ``images`` and type ``dtype``; ``targets`` are float32
+vectors of length K; ``mask`` is the float32 H x W mask each sample got (layout "HW").
+
+Example::
+
+    images, labels = fn.readers.file(file_root=root, random_shuffle=True, name="Reader")
+    images = fn.decoders.image(images, device="mixed")
+    images = fn.resize(images, size=(224, 224))
+    mixed, targets = fn.msda.mix(images, labels, method="hmix", alpha=1.0, num_classes=1000)
+)code")
+  .NumInput(2)
+  .InputDox(0, "images", "TensorList of uint8, float16 or float32",
+            "A batch of images (HWC, CHW) or sequences (FHWC, FCHW) of one shape. A missing "
+            "layout means HWC (3-D) or FHWC (4-D).")
+  .InputDox(1, "labels", "TensorList on the CPU",
+            "Integer class indices, one per sample (then ``num_classes`` is required), or float32 "
+            "soft-label vectors of length K (e.g. from an earlier mix), mixed as vectors.")
+  .InputDevice(1, ::dali::InputDevice::CPU)
+  .AllowSequences()
+  .OutputFn([](const ::dali::OpSpec &spec) {
+    return 2 + spec.GetArgument<bool>("output_mask") + spec.GetArgument<bool>("output_params");
+  })
+  .AddArg("method", R"code(Mixing method: ``"mixup"``, ``"cutmix"``, ``"hmix"`` or
+``"gmix"``.)code", DALI_STRING)
+  .AddOptionalArg("alpha", "Parameter of the Beta(alpha, alpha) distribution of ``lam``; > 0.",
+                  1.0f, true)
+  .AddOptionalArg("prob", "Probability that mixing is applied (per batch, or per sample in "
+                  "``\"elem\"`` mode); in [0, 1].", 1.0f, true)
+  .AddOptionalArg("hmix_ratio", "HMix: the share r of ``1 - lam`` given to the box (side ratio "
+                  "``sqrt(r * (1 - lam))``); 0 is Mixup, 1 is CutMix with area correction. In "
+                  "[0, 1].", 0.5f, true)
+  .AddOptionalArg("mode", R"code(``"batch"`` (one ``lam``, centre and apply decision for the whole
+batch, as timm and the official code) or ``"elem"`` (each sample draws its own).)code",
+                  std::string("batch"))
+  .AddOptionalArg("correct_lam", "CutMix: label weight from the realised (clipped) box area "
+                  "rather than the sampled ``lam``.", true)
+  .AddOptionalArg("label_smoothing", "Label smoothing eps: a one-hot row becomes ``1 - eps + "
+                  "eps / K`` at its class and ``eps / K`` elsewhere; in [0, 1].", 0.0f)
+  .AddOptionalArg("num_classes", "Number of classes K; required with class-index labels.",
+                  DALI_INT32, nullptr)
+  .AddOptionalTypeArg("dtype", "Type of the mixed images (uint8, float16 or float32); default: "
+                      "the type of ``images``. Conversion to uint8 rounds to nearest and "
+                      "saturates.")
+  .AddOptionalArg("lam", "Explicit ``lam`` per sample in [0, 1], replacing the draw.",
+                  DALI_FLOAT, nullptr, true)
+  .AddOptionalArg("center", "Explicit mask centre per sample, relative ``(y, x)`` in [0, 1), "
+                  "replacing the draw.", DALI_FLOAT_VEC, nullptr, true)
+  .AddOptionalArg("output_mask", "Also return the mask of each sample (float32, H x W, the "
+                  "weight of the sample's own image).", false)
+  .AddOptionalArg("output_params", R"code(Also return, per sample, the float32 vector
+``(applied, lam, cy, cx)``: whether mixing was drawn to apply (1 or 0), the ``lam`` and the pixel
+centre it used (drawn or explicit). It comes after ``mask`` when both are requested.)code", false)
+  .AddRandomSeedArg();
+// clang-format on
+
+DALI_REGISTER_OPERATOR(msda__Mix, ::msda::Mix<::dali::CPUBackend>, ::dali::CPU);

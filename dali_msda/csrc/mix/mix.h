@@ -1,0 +1,345 @@
+// msda.Mix: Mixup, CutMix, HMix and GMix over a whole batch, with soft labels.
+//
+// Argument parsing and validation happen once, here, in SetupImpl; the random draws and the
+// per-sample mask parameters (DrawParams) are computed on the host for both backends, which then
+// only apply them (mix.cc: DALI thread pool; mix.cu: one kernel per batch).
+
+#ifndef DALI_MSDA_CSRC_MIX_MIX_H_
+#define DALI_MSDA_CSRC_MIX_MIX_H_
+
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "dali/operators/random/rng_base.h"
+#include "dali/pipeline/data/views.h"
+#include "dali/pipeline/operator/arg_helper.h"
+#include "dali/pipeline/operator/operator.h"
+
+#include "mask.h"
+#include "params.h"
+
+namespace msda {
+
+using namespace ::dali;  // NOLINT
+
+template <typename Backend>
+class Mix : public rng::OperatorWithRng<Operator<Backend>> {
+  using Base = rng::OperatorWithRng<Operator<Backend>>;
+
+ public:
+  explicit Mix(const OpSpec &spec);
+
+ protected:
+  bool SetupImpl(std::vector<OutputDesc> &output_desc, const Workspace &ws) override;
+  void RunImpl(Workspace &ws) override;
+
+  /// Fills params_, tables_ and targets_ for the current batch from the op's RNG.
+  void DrawParams(int nsamples);
+  void SetOutputLayouts(Workspace &ws) const;
+  /// Index of the optional outputs, or -1 when not requested.
+  int MaskOutputIdx() const { return output_mask_ ? 2 : -1; }
+  int ParamsOutputIdx() const { return output_params_ ? 2 + output_mask_ : -1; }
+  /// The `params` output row of sample i: (apply, lam, cy, cx), from draws_.
+  void ParamsRow(int i, float *row) const;
+
+  using Base::spec_;
+
+  // constant configuration
+  Method method_;
+  Mode mode_;
+  bool correct_lam_;
+  bool output_mask_;
+  bool output_params_;
+  int num_classes_ = 0;  // 0: not given
+  float label_smoothing_;
+  DALIDataType out_type_ = DALI_NO_TYPE;
+
+  // per batch, from SetupImpl
+  Geometry geom_;
+  TensorLayout layout_;
+  int K_ = 0;
+  std::vector<float> alpha_, prob_, ratio_;
+  ArgValue<float, 0> lam_arg_{"lam", spec_};
+  ArgValue<float, 1> center_arg_{"center", spec_};
+  std::vector<float> label_vectors_;  // nsamples x K_: one-hot or the given soft vectors
+
+  // per batch, from DrawParams
+  std::vector<SampleParams> params_;
+  std::vector<float> tables_;   // GMix: per sample H + W Gaussian factors
+  std::vector<float> targets_;  // nsamples x K_
+  std::vector<Draw> draws_;     // the draw each sample used (after explicit lam / center)
+};
+
+
+// ---- shared implementation (both backends) ----
+
+namespace detail {
+
+inline Method ParseMethod(const std::string &s) {
+  if (s == "mixup") return Method::kMixup;
+  if (s == "cutmix") return Method::kCutMix;
+  if (s == "hmix") return Method::kHMix;
+  if (s == "gmix") return Method::kGMix;
+  DALI_FAIL(make_string("`method` must be one of \"mixup\", \"cutmix\", \"hmix\", \"gmix\"; got \"",
+                        s, "\"."));
+}
+
+inline Mode ParseMode(const std::string &s) {
+  if (s == "batch") return Mode::kBatch;
+  if (s == "elem") return Mode::kElem;
+  DALI_FAIL(make_string("`mode` must be \"batch\" or \"elem\"; got \"", s, "\"."));
+}
+
+inline bool IsSupportedImageType(DALIDataType t) {
+  return t == DALI_UINT8 || t == DALI_FLOAT16 || t == DALI_FLOAT;
+}
+
+inline bool IsIntegerType(DALIDataType t) {
+  switch (t) {
+    case DALI_UINT8: case DALI_UINT16: case DALI_UINT32: case DALI_UINT64:
+    case DALI_INT8: case DALI_INT16: case DALI_INT32: case DALI_INT64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// Reads a per-sample scalar argument (constant or CPU tensor) and checks lo <= v <= hi
+/// (`lo_open`: lo < v). In batch mode every sample must carry the same value.
+inline void ReadScalarArg(std::vector<float> &out, const char *name, const OpSpec &spec,
+                          const ArgumentWorkspace &ws, int n, double lo, bool lo_open, double hi,
+                          Mode mode) {
+  GetPerSampleArgument(out, name, spec, ws, n);
+  for (int i = 0; i < n; i++) {
+    float v = out[i];
+    bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
+    if (!ok) {
+      if (lo_open && std::isinf(hi))
+        DALI_FAIL(make_string("`", name, "` must be a finite number > ", lo, "; got ", v,
+                              " for sample ", i, "."));
+      DALI_FAIL(make_string("`", name, "` must be in [", lo, ", ", hi, "]; got ", v,
+                            " for sample ", i, "."));
+    }
+    if (mode == Mode::kBatch && v != out[0])
+      DALI_FAIL(make_string("With `mode=\"batch\"` one mask serves the whole batch, so `", name,
+                            "` must be the same for every sample; got ", out[0], " for sample 0 and ",
+                            v, " for sample ", i, ". Use `mode=\"elem\"` for per-sample values."));
+  }
+}
+
+}  // namespace detail
+
+template <typename Backend>
+Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
+  method_ = detail::ParseMethod(spec.GetArgument<std::string>("method"));
+  mode_ = detail::ParseMode(spec.GetArgument<std::string>("mode"));
+  correct_lam_ = spec.GetArgument<bool>("correct_lam");
+  output_mask_ = spec.GetArgument<bool>("output_mask");
+  output_params_ = spec.GetArgument<bool>("output_params");
+  if (spec.HasArgument("num_classes")) {
+    num_classes_ = spec.GetArgument<int>("num_classes");
+    DALI_ENFORCE(num_classes_ > 0, make_string("`num_classes` must be positive; got ",
+                                               num_classes_, "."));
+  }
+  label_smoothing_ = spec.GetArgument<float>("label_smoothing");
+  DALI_ENFORCE(label_smoothing_ >= 0.0f && label_smoothing_ <= 1.0f,
+               make_string("`label_smoothing` must be in [0, 1]; got ", label_smoothing_, "."));
+  if (spec.HasArgument("dtype")) {
+    out_type_ = spec.GetArgument<DALIDataType>("dtype");
+    DALI_ENFORCE(detail::IsSupportedImageType(out_type_),
+                 make_string("`dtype` must be one of uint8, float16, float32; got ", out_type_,
+                             "."));
+  }
+}
+
+template <typename Backend>
+bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspace &ws) {
+  const auto &shape = ws.GetInputShape(0);
+  const int n = shape.num_samples();
+  const int ndim = shape.sample_dim();
+
+  // ---- images: dtype, layout, one shape for the whole batch
+  DALIDataType in_type = ws.GetInputDataType(0);
+  DALI_ENFORCE(detail::IsSupportedImageType(in_type),
+               make_string("`images` must be uint8, float16 or float32; got ", in_type, "."));
+  TensorLayout layout = ws.GetInputLayout(0);
+  if (layout.empty()) {
+    DALI_ENFORCE(ndim == 3 || ndim == 4,
+                 make_string("`images` without a layout must have 3 dimensions (taken as HWC) or "
+                             "4 (taken as FHWC); got ", ndim, " dimensions."));
+    layout = ndim == 3 ? "HWC" : "FHWC";
+  }
+  DALI_ENFORCE(layout == "HWC" || layout == "CHW" || layout == "FHWC" || layout == "FCHW",
+               make_string("`images` layout must be one of HWC, CHW, FHWC, FCHW; got \"", layout,
+                           "\"."));
+  DALI_ENFORCE(layout.ndim() == ndim,
+               make_string("`images` layout \"", layout, "\" has ", layout.ndim(),
+                           " dimensions but the images have ", ndim, "."));
+  for (int i = 1; i < n; i++) {
+    DALI_ENFORCE(shape[i] == shape[0],
+                 make_string("`images` must all have the same shape; sample 0 has shape ",
+                             shape[0], " but sample ", i, " has ", shape[i], "."));
+  }
+  layout_ = layout;
+  geom_ = Geometry{};
+  if (n > 0) {
+    auto sh = shape[0];
+    int h_dim = layout.find('H'), w_dim = layout.find('W'), c_dim = layout.find('C');
+    geom_.H = sh[h_dim];
+    geom_.W = sh[w_dim];
+    int64_t channels = sh[c_dim], frames = layout.find('F') >= 0 ? sh[layout.find('F')] : 1;
+    bool channel_last = c_dim == ndim - 1;
+    geom_.inner = channel_last ? channels : 1;
+    geom_.outer = channel_last ? frames : frames * channels;
+    DALI_ENFORCE(geom_.H > 0 && geom_.W > 0 && channels > 0 && frames > 0,
+                 make_string("`images` must not be empty; got shape ", sh, "."));
+  }
+
+  // ---- per-sample arguments
+  if (n > 0) {
+    detail::ReadScalarArg(alpha_, "alpha", spec_, ws, n, 0.0, true, INFINITY, mode_);
+    detail::ReadScalarArg(prob_, "prob", spec_, ws, n, 0.0, false, 1.0, mode_);
+    detail::ReadScalarArg(ratio_, "hmix_ratio", spec_, ws, n, 0.0, false, 1.0, mode_);
+  }
+  if (lam_arg_.HasExplicitValue()) {
+    lam_arg_.Acquire(spec_, ws, n, TensorShape<0>{});
+    for (int i = 0; i < n; i++) {
+      float v = lam_arg_[i].data[0];
+      DALI_ENFORCE(v >= 0.0f && v <= 1.0f,
+                   make_string("`lam` must be in [0, 1]; got ", v, " for sample ", i, "."));
+    }
+  }
+  if (center_arg_.HasExplicitValue()) {
+    center_arg_.Acquire(spec_, ws, n, TensorShape<1>{2});
+    for (int i = 0; i < n; i++) {
+      const float *c = center_arg_[i].data;
+      DALI_ENFORCE(c[0] >= 0.0f && c[0] < 1.0f && c[1] >= 0.0f && c[1] < 1.0f,
+                   make_string("`center` (relative y, x) must lie in [0, 1); got (", c[0], ", ",
+                               c[1], ") for sample ", i, "."));
+    }
+  }
+
+  // ---- labels (CPU): class ids or soft vectors, as one-hot / soft rows of length K
+  const auto &labels = ws.Input<CPUBackend>(1);
+  DALI_ENFORCE(labels.num_samples() == n,
+               make_string("`labels` must have one entry per image; got ", labels.num_samples(),
+                           " labels for ", n, " images."));
+  DALIDataType label_type = labels.type();
+  const auto &lshape = labels.shape();
+  if (detail::IsIntegerType(label_type)) {
+    DALI_ENFORCE(num_classes_ > 0,
+                 make_string("`num_classes` is required when `labels` are class indices (got "
+                             "labels of type ", label_type, ")."));
+    K_ = num_classes_;
+    label_vectors_.assign(int64_t(n) * K_, 0.0f);
+    TYPE_SWITCH(label_type, type2id, L,
+                (uint8_t, uint16_t, uint32_t, uint64_t, int8_t, int16_t, int32_t, int64_t), (
+      for (int i = 0; i < n; i++) {
+        DALI_ENFORCE(volume(lshape[i]) == 1,
+                     make_string("Class-index `labels` must hold one value per sample; sample ",
+                                 i, " has shape ", lshape[i], "."));
+        L y = labels.tensor<L>(i)[0];
+        const int64_t yi = static_cast<int64_t>(y);  // unsigned ids beyond 2^63 wrap below 0
+        DALI_ENFORCE(yi >= 0 && yi < K_,
+                     make_string("`labels` must be class indices in [0, ", K_,
+                                 ") (`num_classes`); got ", +y, " for sample ", i, "."));
+        label_vectors_[int64_t(i) * K_ + static_cast<int64_t>(y)] = 1.0f;
+      }
+    ), DALI_FAIL("unreachable"));  // NOLINT
+  } else if (label_type == DALI_FLOAT) {
+    DALI_ENFORCE(lshape.sample_dim() == 1,
+                 make_string("Soft `labels` must be vectors (1-D, float32); got ",
+                             lshape.sample_dim(), "-D labels."));
+    K_ = n > 0 ? lshape[0][0] : (num_classes_ > 0 ? num_classes_ : 0);
+    if (num_classes_ > 0) {
+      DALI_ENFORCE(n == 0 || K_ == num_classes_,
+                   make_string("Soft `labels` must have length `num_classes` = ", num_classes_,
+                               "; got length ", K_, " for sample 0."));
+    }
+    DALI_ENFORCE(n == 0 || K_ > 0, "Soft `labels` must not be empty vectors.");
+    label_vectors_.resize(int64_t(n) * K_);
+    for (int i = 0; i < n; i++) {
+      DALI_ENFORCE(lshape[i][0] == K_,
+                   make_string("Soft `labels` must all have the same length; sample 0 has ", K_,
+                               " entries but sample ", i, " has ", lshape[i][0], "."));
+      const float *v = labels.tensor<float>(i);
+      std::copy(v, v + K_, label_vectors_.begin() + int64_t(i) * K_);
+    }
+  } else {
+    DALI_FAIL(make_string("`labels` must be integer class indices or float32 soft-label vectors; "
+                          "got type ", label_type, "."));
+  }
+
+  output_desc.resize(2 + output_mask_ + output_params_);
+  output_desc[0] = {shape, out_type_ == DALI_NO_TYPE ? in_type : out_type_};
+  output_desc[1] = {uniform_list_shape(n, TensorShape<1>{K_}), DALI_FLOAT};
+  if (output_mask_)
+    output_desc[MaskOutputIdx()] = {uniform_list_shape(n, TensorShape<2>{geom_.H, geom_.W}),
+                                    DALI_FLOAT};
+  if (output_params_)
+    output_desc[ParamsOutputIdx()] = {uniform_list_shape(n, TensorShape<1>{4}), DALI_FLOAT};
+  return true;
+}
+
+template <typename Backend>
+void Mix<Backend>::DrawParams(int n) {
+  const int H = geom_.H, W = geom_.W;
+  params_.resize(n);
+  draws_.resize(n);
+  targets_.resize(int64_t(n) * K_);
+  tables_.resize(method_ == Method::kGMix ? int64_t(n) * (H + W) : 0);
+  if (n == 0) return;
+  const bool explicit_lam = lam_arg_.HasExplicitValue();
+  const bool explicit_center = center_arg_.HasExplicitValue();
+
+  Draw batch_draw{};
+  if (mode_ == Mode::kBatch) {  // one lam, one centre, one decision for the batch
+    auto rng = this->GetSampleRNG(0);
+    batch_draw = DrawOne(rng, alpha_[0], prob_[0], H, W);
+  }
+  for (int i = 0; i < n; i++) {
+    Draw d = batch_draw;
+    if (mode_ == Mode::kElem) {
+      auto rng = this->GetSampleRNG(i);
+      d = DrawOne(rng, alpha_[i], prob_[i], H, W);
+    }
+    if (explicit_lam) d.lam = lam_arg_[i].data[0];
+    if (explicit_center) {
+      d.cy = CenterFromRelative(center_arg_[i].data[0], H);
+      d.cx = CenterFromRelative(center_arg_[i].data[1], W);
+    }
+    draws_[i] = d;
+    const int j = n - 1 - i;  // partner: the batch reversed; the middle of an odd batch is alone
+    double w = 1.0;
+    SampleParams &p = params_[i];
+    p = IdentityParams(i);
+    if (d.apply && j != i) {
+      p.partner = j;
+      p.table_offset = method_ == Method::kGMix ? i * (H + W) : 0;
+      float *table = method_ == Method::kGMix ? tables_.data() + int64_t(i) * (H + W) : nullptr;
+      w = BuildMask(method_, d, ratio_[i], correct_lam_, H, W, p, table);
+    }
+    SoftTarget(w, &label_vectors_[int64_t(i) * K_], &label_vectors_[int64_t(j) * K_], K_,
+               label_smoothing_, &targets_[int64_t(i) * K_]);
+  }
+}
+
+template <typename Backend>
+void Mix<Backend>::SetOutputLayouts(Workspace &ws) const {
+  ws.template Output<Backend>(0).SetLayout(layout_);
+  if (output_mask_) ws.template Output<Backend>(MaskOutputIdx()).SetLayout("HW");
+}
+
+template <typename Backend>
+void Mix<Backend>::ParamsRow(int i, float *row) const {
+  const Draw &d = draws_[i];
+  row[0] = d.apply ? 1.0f : 0.0f;
+  row[1] = d.lam;
+  row[2] = static_cast<float>(d.cy);
+  row[3] = static_cast<float>(d.cx);
+}
+
+}  // namespace msda
+
+#endif  // DALI_MSDA_CSRC_MIX_MIX_H_

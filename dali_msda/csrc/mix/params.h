@@ -1,0 +1,194 @@
+// Host-side parameter sampling for msda.Mix: the random draws of spec section 2 and the mask
+// parameters of sections 3-6. Shared by both backends, so CPU and GPU see the same partner, lam,
+// box and Gaussian tables for the same seed. Free of DALI's operator machinery: the generator is
+// any URBG returning uint32 (DALI's Philox4x32_10 in the operator).
+//
+// The samplers are written out here rather than taken from <random>: std::gamma_distribution's
+// output differs between standard libraries, and the draws define the operator's output.
+
+#ifndef DALI_MSDA_CSRC_MIX_PARAMS_H_
+#define DALI_MSDA_CSRC_MIX_PARAMS_H_
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "mask.h"
+
+namespace msda {
+
+enum class Method : int { kMixup = 0, kCutMix = 1, kHMix = 2, kGMix = 3 };
+enum class Mode : int { kBatch = 0, kElem = 1 };
+
+// lam' of GMix is clamped to this so that lam in {0, 1} does not divide by zero (spec 6).
+constexpr double kMinGaussLam = 1e-12;
+constexpr double kPi = 3.14159265358979323846;
+
+// ---- samplers ----
+
+/// Uniform double in (0, 1): 53 random bits, centred in their bucket.
+template <typename RNG>
+double Uniform01(RNG &rng) {
+  uint64_t hi = rng(), lo = rng();
+  uint64_t bits = ((hi << 32) | lo) >> 11;
+  return (static_cast<double>(bits) + 0.5) * 0x1.0p-53;
+}
+
+/// Uniform integer in {0, ..., n - 1} (n >= 1), by 64-bit multiply-shift (bias < n / 2^64).
+template <typename RNG>
+int UniformInt(RNG &rng, int n) {
+  uint64_t hi = rng(), lo = rng();
+  unsigned __int128 x = static_cast<unsigned __int128>((hi << 32) | lo) * static_cast<uint64_t>(n);
+  return static_cast<int>(x >> 64);
+}
+
+template <typename RNG>
+double StandardNormal(RNG &rng) {  // Box-Muller, one output used
+  double u1 = Uniform01(rng), u2 = Uniform01(rng);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * kPi * u2);
+}
+
+/// log of a Gamma(a, 1) variate (Marsaglia & Tsang; a < 1 through the boost
+/// G(a) = G(a + 1) * U^(1/a)). Working in logs keeps Beta(a, a) accurate for small a, where
+/// both gamma variates can underflow.
+template <typename RNG>
+double LogGamma(RNG &rng, double a) {
+  double boost = 0.0;
+  if (a < 1.0) {
+    boost = std::log(Uniform01(rng)) / a;
+    a += 1.0;
+  }
+  const double d = a - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
+  for (;;) {
+    double x = StandardNormal(rng);
+    double v = 1.0 + c * x;
+    if (v <= 0.0) continue;
+    v = v * v * v;
+    double u = Uniform01(rng);
+    if (u < 1.0 - 0.0331 * (x * x) * (x * x) ||
+        std::log(u) < 0.5 * x * x + d * (1.0 - v + std::log(v)))
+      return std::log(d * v) + boost;
+  }
+}
+
+/// lam ~ Beta(alpha, alpha), alpha > 0, rounded to float32 (the type of an explicit `lam`).
+template <typename RNG>
+float SampleBeta(RNG &rng, double alpha) {
+  double lx = LogGamma(rng, alpha), ly = LogGamma(rng, alpha);
+  return static_cast<float>(1.0 / (1.0 + std::exp(ly - lx)));  // X / (X + Y)
+}
+
+/// The random quantities of one draw (spec section 2): one per batch or one per sample.
+struct Draw {
+  bool apply;  // mixing happens (probability `prob`)
+  float lam;
+  int cy, cx;  // integer pixel centre
+};
+
+template <typename RNG>
+Draw DrawOne(RNG &rng, double alpha, double prob, int H, int W) {
+  Draw d;
+  d.apply = Uniform01(rng) < prob;
+  d.cy = UniformInt(rng, H);
+  d.cx = UniformInt(rng, W);
+  d.lam = SampleBeta(rng, alpha);
+  return d;
+}
+
+/// Pixel centre from a relative one in [0, 1): min(floor(rel * size), size - 1).
+inline int CenterFromRelative(float rel, int size) {
+  int c = static_cast<int>(std::floor(static_cast<double>(rel) * size));
+  return std::clamp(c, 0, size - 1);
+}
+
+// ---- masks (spec sections 3-6) ----
+
+struct Box {
+  int y0, y1, x0, x1;
+  int64_t Area() const { return int64_t(y1 - y0) * (x1 - x0); }
+};
+
+/// Box of side ratio `side` centred at (cy, cx), clipped to the image (spec 4).
+inline Box BoxAround(double side, int cy, int cx, int H, int W) {
+  int cut_h = static_cast<int>(H * side), cut_w = static_cast<int>(W * side);
+  Box b;
+  b.y0 = std::clamp(cy - cut_h / 2, 0, H);
+  b.y1 = std::clamp(cy + cut_h / 2, 0, H);
+  b.x0 = std::clamp(cx - cut_w / 2, 0, W);
+  b.x1 = std::clamp(cx + cut_w / 2, 0, W);
+  return b;
+}
+
+inline SampleParams IdentityParams(int self) {
+  SampleParams p{};
+  p.partner = self;
+  p.kind = kMaskBox;
+  p.outside = 1.0f;
+  return p;
+}
+
+/// Fills `p` for one applied draw and returns the label weight of the sample's own label
+/// (lam_eff, spec 1). `gauss_table` (H + W floats) is written for GMix only.
+inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool correct_lam,
+                        int H, int W, SampleParams &p, float *gauss_table) {
+  const double lam = d.lam, hw = double(H) * W;
+  p.kind = kMaskBox;
+  p.y0 = p.y1 = p.x0 = p.x1 = 0;
+  p.outside = 1.0f;
+  p.invert = 0;
+  switch (method) {
+    case Method::kMixup:
+      p.outside = d.lam;
+      return d.lam;
+    case Method::kCutMix: {
+      Box b = BoxAround(std::sqrt(1.0 - lam), d.cy, d.cx, H, W);
+      p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
+      return correct_lam ? 1.0 - b.Area() / hw : lam;
+    }
+    case Method::kHMix: {
+      Box b = BoxAround(std::sqrt(hmix_ratio * (1.0 - lam)), d.cy, d.cx, H, W);
+      p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
+      double lam_box = 1.0 - b.Area() / hw;
+      double a = lam_box > 0.0 ? std::min(1.0, lam / lam_box) : 0.0;
+      p.outside = static_cast<float>(a);
+      return static_cast<double>(p.outside) * lam_box;  // the mean of the applied mask
+    }
+    case Method::kGMix: {
+      double lp = std::max(lam < 0.5 ? lam : 1.0 - lam, kMinGaussLam);
+      double sum_y = 0.0, sum_x = 0.0;
+      const double hh = double(H) * H, ww = double(W) * W;
+      for (int r = 0; r < H; r++) {
+        double dy = r - d.cy;
+        gauss_table[r] = static_cast<float>(std::exp(-kPi * (dy * dy) / hh / lp));
+        sum_y += gauss_table[r];
+      }
+      for (int c = 0; c < W; c++) {
+        double dx = c - d.cx;
+        gauss_table[H + c] = static_cast<float>(std::exp(-kPi * (dx * dx) / ww / lp));
+        sum_x += gauss_table[H + c];
+      }
+      p.kind = kMaskGauss;
+      p.invert = lam >= 0.5;
+      // mean of G = (sum gy)(sum gx) / (H W); each float32 product gy*gx differs from the
+      // exact one by < 2^-24 relative, so this is the mask mean to < 6e-8 (spec 7 asks 1e-6).
+      double mean_g = sum_y * sum_x / hw;
+      return p.invert ? 1.0 - mean_g : mean_g;
+    }
+  }
+  return 1.0;
+}
+
+/// Target row of one sample (spec 1): w * smooth(v_self) + (1 - w) * smooth(v_partner), with
+/// smooth(v) = (1 - eps) * v + eps / K; v are one-hot or soft label vectors of length K.
+inline void SoftTarget(double w, const float *v_self, const float *v_other, int K, double eps,
+                       float *out) {
+  const double base = eps / K, keep = 1.0 - eps;
+  for (int k = 0; k < K; k++) {
+    double si = keep * v_self[k] + base, sj = keep * v_other[k] + base;
+    out[k] = static_cast<float>(w * si + (1.0 - w) * sj);
+  }
+}
+
+}  // namespace msda
+
+#endif  // DALI_MSDA_CSRC_MIX_PARAMS_H_

@@ -1,0 +1,227 @@
+"""NumPy-only reference of ``fn.msda.mix``: the specification (shared/spec/methods.md) in code.
+
+It is the oracle of the tests and of the benchmarks' correctness gate, so it is written for
+reading, not for speed. Given the same per-sample parameters (apply decision, ``lam``, centre) it
+reproduces the operator bit for bit on masks, uint8 and float32 outputs; the operator's own random
+draws (Philox, seeded) are not reproduced here; ``draw_params`` samples the same distributions
+with a NumPy generator instead.
+
+Conventions (spec section 1): sample ``i`` is mixed with ``partner(i) = B - 1 - i``; its mask
+``M`` (H x W, float32) is the weight of its OWN image::
+
+    out_i = M * x_i + (1 - M) * x_j
+    target_i = w * smooth(y_i) + (1 - w) * smooth(y_j),   w = mean(M) (the label weight)
+"""
+
+import math
+
+import numpy as np
+
+METHODS = ("mixup", "cutmix", "hmix", "gmix")
+LAYOUTS = ("HWC", "CHW", "FHWC", "FCHW")
+MIN_GAUSS_LAM = 1e-12  # GMix: lam' is clamped to this (spec 6)
+
+
+# ---- spec section 2: shared draws -------------------------------------------------------------
+
+def partner(i, batch_size):
+    """The official pairing: the batch reversed. The middle of an odd batch is its own partner."""
+    return batch_size - 1 - i
+
+
+def center_from_relative(rel, size):
+    """Pixel centre from a relative one in [0, 1): min(floor(rel * size), size - 1)."""
+    return min(max(int(math.floor(float(np.float32(rel)) * size)), 0), size - 1)
+
+
+def draw_params(rng, batch_size, height, width, alpha=1.0, prob=1.0, mode="batch"):
+    """Sample (apply, lam, cy, cx) per sample as the operator does, from a NumPy Generator.
+
+    ``batch`` mode: one draw shared by the batch; ``elem``: one draw per sample.
+    """
+    n_draws = 1 if mode == "batch" else batch_size
+    apply = rng.random(n_draws) < prob
+    cy = rng.integers(0, height, n_draws)
+    cx = rng.integers(0, width, n_draws)
+    lam = rng.beta(alpha, alpha, n_draws).astype(np.float32)
+    if mode == "batch":
+        apply, lam, cy, cx = (np.repeat(a, batch_size) for a in (apply, lam, cy, cx))
+    return {"apply": apply, "lam": lam, "cy": cy, "cx": cx}
+
+
+# ---- spec sections 3-6: masks -------------------------------------------------------------------
+
+def cut_box(side, cy, cx, height, width):
+    """Box of side ratio `side` around (cy, cx), clipped (spec 4): rows [y0, y1), cols [x0, x1)."""
+    cut_h, cut_w = int(height * side), int(width * side)
+    y0 = min(max(cy - cut_h // 2, 0), height)
+    y1 = min(max(cy + cut_h // 2, 0), height)
+    x0 = min(max(cx - cut_w // 2, 0), width)
+    x1 = min(max(cx + cut_w // 2, 0), width)
+    return y0, y1, x0, x1
+
+
+def box_mask(box, outside, height, width):
+    """M = 0 inside the box, `outside` elsewhere."""
+    mask = np.full((height, width), np.float32(outside), dtype=np.float32)
+    y0, y1, x0, x1 = box
+    mask[y0:y1, x0:x1] = 0.0
+    return mask
+
+
+def mixup_mask(lam, height, width):
+    """Spec 3: M = lam everywhere; the label weight is lam."""
+    lam = np.float32(lam)
+    return np.full((height, width), lam, dtype=np.float32), float(lam)
+
+
+def cutmix_mask(lam, cy, cx, height, width, correct_lam=True):
+    """Spec 4: the partner inside a box of side ratio sqrt(1 - lam); label weight from its area."""
+    lam = float(np.float32(lam))
+    box = cut_box(math.sqrt(1.0 - lam), cy, cx, height, width)
+    area = (box[1] - box[0]) * (box[3] - box[2])
+    weight = 1.0 - area / (float(height) * width) if correct_lam else lam
+    return box_mask(box, 1.0, height, width), weight
+
+
+def hmix_mask(lam, cy, cx, height, width, ratio=0.5):
+    """Spec 5: box of side ratio sqrt(r (1 - lam)), weight a = lam / lam_box outside it."""
+    lam = float(np.float32(lam))
+    ratio = float(np.float32(ratio))
+    box = cut_box(math.sqrt(ratio * (1.0 - lam)), cy, cx, height, width)
+    lam_box = 1.0 - (box[1] - box[0]) * (box[3] - box[2]) / (float(height) * width)
+    a = np.float32(min(1.0, lam / lam_box) if lam_box > 0.0 else 0.0)
+    return box_mask(box, a, height, width), float(a) * lam_box
+
+
+def gaussian_factors(lam, cy, cx, height, width):
+    """GMix's separable Gaussian: G(row, col) = gy[row] * gx[col], with
+    gy[row] = exp(-pi (row - cy)^2 / H^2 / lam'), gx likewise; lam' = min(lam, 1 - lam)."""
+    lam = float(np.float32(lam))
+    lp = max(lam if lam < 0.5 else 1.0 - lam, MIN_GAUSS_LAM)
+    hh, ww = float(height) * height, float(width) * width
+    gy = np.array([math.exp(-math.pi * float((r - cy) ** 2) / hh / lp) for r in range(height)],
+                  dtype=np.float32)
+    gx = np.array([math.exp(-math.pi * float((c - cx) ** 2) / ww / lp) for c in range(width)],
+                  dtype=np.float32)
+    return gy, gx
+
+
+def gmix_mask(lam, cy, cx, height, width):
+    """Spec 6: M = G (lam < 0.5, the blob shows the own image) or 1 - G (the partner's).
+
+    exp(-pi (a + b) / l) = exp(-pi a / l) * exp(-pi b / l): G is evaluated as the float32 product
+    of the two float32 factors (as the operator does); `gmix_mask_direct` is the literal formula.
+    The label weight is the float64 sum of the float32 mask over H W (spec 7).
+    """
+    gy, gx = gaussian_factors(lam, cy, cx, height, width)
+    g = gy[:, None] * gx[None, :]
+    mask = g if float(np.float32(lam)) < 0.5 else np.float32(1.0) - g
+    return mask, float(mask.sum(dtype=np.float64)) / (float(height) * width)
+
+
+def gmix_mask_direct(lam, cy, cx, height, width):
+    """The spec-6 formula as written, in float64: exp(-pi (dy^2/H^2 + dx^2/W^2) / lam')."""
+    lam = float(np.float32(lam))
+    lp = max(lam if lam < 0.5 else 1.0 - lam, MIN_GAUSS_LAM)
+    rows = (np.arange(height)[:, None] - cy) ** 2 / float(height) ** 2
+    cols = (np.arange(width)[None, :] - cx) ** 2 / float(width) ** 2
+    g = np.exp(-math.pi * (rows + cols) / lp)
+    return g if lam < 0.5 else 1.0 - g
+
+
+def sample_mask(method, lam, cy, cx, height, width, hmix_ratio=0.5, correct_lam=True):
+    """(mask, label weight) of one applied sample."""
+    if method == "mixup":
+        return mixup_mask(lam, height, width)
+    if method == "cutmix":
+        return cutmix_mask(lam, cy, cx, height, width, correct_lam)
+    if method == "hmix":
+        return hmix_mask(lam, cy, cx, height, width, hmix_ratio)
+    if method == "gmix":
+        return gmix_mask(lam, cy, cx, height, width)
+    raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+
+
+# ---- spec sections 1 and 7: blend and targets ----------------------------------------------------
+
+def smooth(vectors, eps):
+    """onehot_eps generalised to label vectors v: (1 - eps) v + eps / K (float64)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return (1.0 - eps) * vectors + eps / vectors.shape[-1]
+
+
+def label_vectors(labels, num_classes=None):
+    """Class ids -> one-hot rows; float vectors are kept (already soft)."""
+    labels = np.asarray(labels)
+    if np.issubdtype(labels.dtype, np.integer):
+        ids = labels.reshape(len(labels))
+        if num_classes is None:
+            raise ValueError("num_classes is required with class-index labels")
+        if ids.min(initial=0) < 0 or ids.max(initial=0) >= num_classes:
+            raise ValueError(f"labels must be in [0, {num_classes})")
+        out = np.zeros((len(ids), num_classes), dtype=np.float32)
+        out[np.arange(len(ids)), ids] = 1.0
+        return out
+    return labels.astype(np.float32).reshape(len(labels), -1)
+
+
+def convert(values, dtype):
+    """float32 -> output type: uint8 rounds half to even and saturates (NaN -> 0)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        values = np.where(np.isnan(values), np.float32(0), values)
+        return np.rint(np.clip(values, 0, 255)).astype(np.uint8)
+    return values.astype(dtype)
+
+
+def expand_mask(mask, layout, shape):
+    """Broadcast an H x W mask over the channels (and frames) of one sample of `layout`."""
+    h_axis, w_axis = layout.index("H"), layout.index("W")
+    view_shape = [1] * len(shape)
+    view_shape[h_axis], view_shape[w_axis] = mask.shape
+    return mask.reshape(view_shape)
+
+
+def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_classes=None,
+        hmix_ratio=0.5, correct_lam=True, label_smoothing=0.0, dtype=None):
+    """The whole operator for given per-sample parameters.
+
+    images: array (B, ...) in `layout`; labels: B class ids or (B, K) float vectors;
+    lam: B floats in [0, 1]; center: (B, 2) relative (y, x) in [0, 1) or, as ints, pixels;
+    apply: bool or B bools. Returns (mixed, targets float32 (B, K), masks float32 (B, H, W)).
+    """
+    images = np.asarray(images)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}; got {layout!r}")
+    batch = images.shape[0]
+    height = images.shape[1 + layout.index("H")]
+    width = images.shape[1 + layout.index("W")]
+    out_dtype = np.dtype(dtype) if dtype is not None else images.dtype
+    lam = np.broadcast_to(np.asarray(lam, dtype=np.float32), (batch,))
+    center = np.broadcast_to(np.asarray(center), (batch, 2))
+    apply = np.broadcast_to(np.asarray(apply, dtype=bool), (batch,))
+    vectors = label_vectors(labels, num_classes)
+    soft = smooth(vectors, float(np.float32(label_smoothing)))
+
+    mixed = np.empty(images.shape, dtype=out_dtype)
+    targets = np.empty(vectors.shape, dtype=np.float32)
+    masks = np.empty((batch, height, width), dtype=np.float32)
+    for i in range(batch):
+        j = partner(i, batch)
+        if np.issubdtype(center.dtype, np.integer):
+            cy, cx = int(center[i, 0]), int(center[i, 1])
+        else:
+            cy, cx = center_from_relative(center[i, 0], height), center_from_relative(
+                center[i, 1], width)
+        if apply[i] and j != i:
+            mask, weight = sample_mask(method, lam[i], cy, cx, height, width, hmix_ratio,
+                                       correct_lam)
+        else:
+            mask, weight = np.ones((height, width), dtype=np.float32), 1.0
+        m = expand_mask(mask, layout, images.shape[1:])
+        xi, xj = images[i].astype(np.float32), images[j].astype(np.float32)
+        mixed[i] = convert(m * xi + (np.float32(1.0) - m) * xj, out_dtype)
+        targets[i] = (weight * soft[i] + (1.0 - weight) * soft[j]).astype(np.float32)
+        masks[i] = mask
+    return mixed, targets, masks

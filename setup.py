@@ -1,0 +1,206 @@
+"""Build of dali-msda: a DALI operator plugin (libdali_msda.so) inside a Python package.
+
+The plugin is a plain shared library that DALI dlopens (no Python extension module), so the
+build is a custom step run by build_py: g++ compiles the .cc files and nvcc the .cu files under
+dali_msda/csrc/ (every file found there, no list to edit), with the flags of
+nvidia.dali.sysconfig, and g++ links them with DALI and the static CUDA runtime.
+
+Environment knobs:
+  DALI_MSDA_NVCC        nvcc to use. Default: $CUDA_HOME/bin/nvcc, else nvcc on PATH, else the
+                        nvcc of the nvidia-cuda-nvcc wheel.
+  DALI_MSDA_CUDA_ARCHS  semicolon-separated SM versions (default "75;80;86;89;90"); PTX of the
+                        last one is embedded too, for newer GPUs.
+  CXX                   host C++ compiler (default g++).
+  DALI_MSDA_JOBS        parallel compile jobs (default: CPU count).
+
+`python setup.py build_plugin` builds dali_msda/libdali_msda.so in place (for development).
+"""
+
+import concurrent.futures
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Command, Distribution, setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+CSRC = ROOT / "dali_msda" / "csrc"
+LIB_NAME = "libdali_msda.so"
+DEFAULT_ARCHS = "75;80;86;89;90"
+
+
+def log(msg):
+    print(f"[dali-msda build] {msg}", flush=True)
+
+
+def find_nvcc():
+    """The nvcc to use and where it came from."""
+    env = os.environ.get("DALI_MSDA_NVCC")
+    if env:
+        return env, "DALI_MSDA_NVCC"
+    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if cuda_home and (Path(cuda_home) / "bin" / "nvcc").exists():
+        return str(Path(cuda_home) / "bin" / "nvcc"), "CUDA_HOME"
+    on_path = shutil.which("nvcc")
+    if on_path:
+        return on_path, "PATH"
+    try:
+        import nvidia.cu13 as cu13  # the nvidia-cuda-nvcc wheel (CUDA 13)
+
+        for base in cu13.__path__:
+            cand = Path(base) / "bin" / "nvcc"
+            if cand.exists():
+                return str(cand), "nvidia-cuda-nvcc wheel"
+    except ImportError:
+        pass
+    raise RuntimeError(
+        "dali-msda: no nvcc found. Set DALI_MSDA_NVCC or CUDA_HOME, put nvcc on PATH, or "
+        "`pip install nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-cuda-crt nvidia-cuda-cccl`."
+    )
+
+
+def nvcc_paths(nvcc):
+    """Include and library folders of this nvcc's toolkit, read from `nvcc --dryrun`, so that
+    g++ and the linker use the same CUDA headers and cudart as nvcc does."""
+    out = subprocess.run(
+        [nvcc, "--dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull],
+        capture_output=True, text=True,
+    )
+    text = out.stdout + out.stderr
+    incs, libs = [], []
+    for line in text.splitlines():
+        m = re.match(r"#\$ (INCLUDES|SYSTEM_INCLUDES|LIBRARIES)=(.*)", line)
+        if not m:
+            continue
+        toks = [t for t in shlex.split(m.group(2)) if t not in ("-isystem",)]
+        for t in toks:
+            path = t[2:] if t.startswith(("-I", "-L")) else t
+            path = os.path.normpath(path)
+            if not os.path.isdir(path):
+                continue
+            (libs if m.group(1) == "LIBRARIES" else incs).append(path)
+    version = re.search(r"release (\d+\.\d+)", subprocess.run(
+        [nvcc, "--version"], capture_output=True, text=True).stdout)
+    if not incs:
+        raise RuntimeError(f"dali-msda: could not read the include folders of {nvcc}:\n{text}")
+    return incs, [p for p in libs if not p.endswith("stubs")], version.group(1) if version else "?"
+
+
+def dali_config():
+    try:
+        import nvidia.dali as dali
+        import nvidia.dali.sysconfig as sc
+    except ImportError as e:
+        raise RuntimeError(
+            "dali-msda: building needs NVIDIA DALI installed (pip install "
+            "nvidia-dali-cuda130==2.4.0), or a build with build isolation, which installs it."
+        ) from e
+    return dali.__version__, sc.get_include_dir(), sc.get_compile_flags(), sc.get_link_flags()
+
+
+def run_compile(cmd, what):
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"dali-msda: compiling {what} failed (exit {proc.returncode}).\n"
+            f"command: {shlex.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc.stderr
+
+
+def build_plugin(out_dir):
+    """Compile and link libdali_msda.so into out_dir; write _build_info.py beside it."""
+    out_dir = Path(out_dir)
+    obj_dir = ROOT / "build" / "obj"
+    obj_dir.mkdir(parents=True, exist_ok=True)
+    dali_version, dali_inc, dali_cflags, dali_lflags = dali_config()
+    nvcc, nvcc_from = find_nvcc()
+    cuda_incs, cuda_libs, cuda_version = nvcc_paths(nvcc)
+    archs = [a.strip() for a in os.environ.get("DALI_MSDA_CUDA_ARCHS", DEFAULT_ARCHS).split(";")
+             if a.strip()]
+    cxx = os.environ.get("CXX", "g++")
+    dali_defs = [f for f in dali_cflags if not f.startswith("-I")]
+    common = ["-std=c++20", "-O3", "-isystem", dali_inc, *dali_defs]
+    cc_flags = [*common, "-fPIC", "-ffp-contract=off", "-Wall",
+                *[x for inc in cuda_incs for x in ("-isystem", inc)]]
+    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+    gencode.append(f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}")
+    cu_flags = [*common, "-Xcompiler", "-fPIC", "-fmad=false", "-diag-suppress", "20012",
+                "-ccbin", cxx, *gencode]
+
+    sources = sorted(CSRC.rglob("*.cc")) + sorted(CSRC.rglob("*.cu"))
+    log(f"DALI {dali_version} ({dali_inc})")
+    log(f"nvcc {nvcc} (CUDA {cuda_version}, from {nvcc_from}); CUDA include {cuda_incs}, "
+        f"lib {cuda_libs}")
+    log(f"host compiler {cxx}; GPU archs sm_{', sm_'.join(archs)} + PTX compute_{archs[-1]}")
+    log(f"sources: {', '.join(str(s.relative_to(ROOT)) for s in sources)}")
+
+    jobs = int(os.environ.get("DALI_MSDA_JOBS", os.cpu_count() or 1))
+    cmds = []
+    for src in sources:
+        obj = obj_dir / (src.relative_to(CSRC).as_posix().replace("/", "_") + ".o")
+        if src.suffix == ".cu":
+            cmds.append(([nvcc, *cu_flags, "-c", str(src), "-o", str(obj)], src, obj))
+        else:
+            cmds.append(([cxx, *cc_flags, "-c", str(src), "-o", str(obj)], src, obj))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+        futures = [ex.submit(run_compile, cmd, src.name) for cmd, src, _ in cmds]
+        for f in futures:
+            f.result()
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lib = out_dir / LIB_NAME
+    link = [cxx, "-shared", "-o", str(lib), *[str(o) for _, _, o in cmds], *dali_lflags,
+            "-ldali_core", *[f"-L{p}" for p in cuda_libs], "-l:libcudart_static.a", "-lrt",
+            "-ldl", "-lpthread", "-Wl,--no-undefined"]
+    run_compile(link, LIB_NAME)
+    (out_dir / "_build_info.py").write_text(
+        "# Written by setup.py at build time: what this plugin was built against.\n"
+        f"DALI_VERSION = {dali_version!r}\n"
+        f"CUDA_VERSION = {cuda_version!r}\n"
+        f"CUDA_ARCHS = {archs!r}\n"
+        f"NVCC = {nvcc!r}\n"
+    )
+    log(f"built {lib}")
+    return lib
+
+
+class BuildPy(build_py):
+    def run(self):
+        super().run()
+        build_plugin(Path(self.build_lib) / "dali_msda")
+
+
+class BuildPlugin(Command):
+    description = "build dali_msda/libdali_msda.so in place (development)"
+    user_options = []
+
+    def initialize_options(self):
+        pass
+
+    def finalize_options(self):
+        pass
+
+    def run(self):
+        build_plugin(ROOT / "dali_msda")
+
+
+class BinaryDistribution(Distribution):
+    """The wheel holds a native library: tag it for this platform and Python."""
+
+    def has_ext_modules(self):
+        return True
+
+
+if __name__ == "__main__":
+    try:
+        setup(cmdclass={"build_py": BuildPy, "build_plugin": BuildPlugin},
+              distclass=BinaryDistribution)
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        raise

@@ -1,0 +1,85 @@
+"""Shared helpers: run fn.msda.mix on given NumPy batches on the CPU or GPU backend.
+
+Tests take the device as a parameter (`device` fixture): GPU cases skip where DALI sees no GPU.
+"""
+
+import numpy as np
+import pytest
+
+import dali_msda  # noqa: F401  (loads the plugin)
+from nvidia.dali import backend, fn, pipeline_def, types
+
+try:
+    HAS_GPU = backend.GetCUDADeviceCount() > 0
+except Exception:  # no driver at all
+    HAS_GPU = False
+
+DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(not HAS_GPU, reason="no GPU"))]
+
+NP_TO_DALI = {np.float32: types.FLOAT, np.float16: types.FLOAT16, np.uint8: types.UINT8}
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, center=None,
+                       seed=1234, output_mask=True, output_params=True, checkpoint=None,
+                       enable_checkpointing=False, **kwargs):
+    """A pipeline feeding the same `images` / `labels` batches every iteration into the op.
+
+    `lam` (B floats) and `center` (B x 2) become per-sample argument inputs when given; other
+    keyword arguments go to fn.msda.mix unchanged (constants).
+    """
+    images = list(images)
+    labels = list(labels)
+    batch_size = len(images)
+
+    @pipeline_def(batch_size=batch_size, num_threads=2, device_id=0 if device == "gpu" else None,
+                  seed=seed, enable_checkpointing=enable_checkpointing, checkpoint=checkpoint,
+                  prefetch_queue_depth=1)
+    def pipe():
+        x = fn.external_source(source=lambda: images, batch=True, layout=layout or None)
+        y = fn.external_source(source=lambda: labels, batch=True)
+        if device == "gpu":
+            x = x.gpu()
+        args = dict(kwargs)
+        if lam is not None:
+            lam_list = [np.array(v, dtype=np.float32) for v in lam]
+            args["lam"] = fn.external_source(source=lambda: lam_list, batch=True)
+        if center is not None:
+            c_list = [np.array(v, dtype=np.float32) for v in center]
+            args["center"] = fn.external_source(source=lambda: c_list, batch=True)
+        outs = fn.msda.mix(x, y, output_mask=output_mask, output_params=output_params, **args)
+        return tuple(outs)
+
+    p = pipe()
+    p.build()
+    return p
+
+
+def to_numpy(out):
+    """TensorList (CPU or GPU) -> stacked NumPy array."""
+    if hasattr(out, "as_cpu"):
+        out = out.as_cpu()
+    return np.stack([np.array(out[i]) for i in range(len(out))])
+
+
+def run_mix(images, labels, iterations=1, **kwargs):
+    """Outputs of the op as NumPy arrays: a tuple per iteration (one tuple if iterations == 1)."""
+    p = build_mix_pipeline(images, labels, **kwargs)
+    results = [tuple(to_numpy(o) for o in p.run()) for _ in range(iterations)]
+    return results[0] if iterations == 1 else results
+
+
+def random_images(rng, batch, shape, dtype):
+    if np.dtype(dtype) == np.uint8:
+        return rng.integers(0, 256, (batch, *shape), dtype=np.uint8)
+    return (rng.standard_normal((batch, *shape)) * 50 + 100).astype(dtype)
+
+
+def class_labels(batch, num_classes=None):
+    """Distinct class ids where possible, so that label weights can be read off the targets."""
+    num_classes = num_classes or batch
+    return np.array([[i % num_classes] for i in range(batch)], dtype=np.int32)

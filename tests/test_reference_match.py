@@ -1,0 +1,146 @@
+"""The operator against the NumPy reference (dali_msda/reference.py).
+
+The op reports the parameters it drew (`output_params`); the reference, given the same
+parameters, must reproduce masks, uint8 and float32 outputs bit for bit, float16 outputs to
+one float16 rounding step, and targets to 1e-6.
+"""
+
+import numpy as np
+import pytest
+
+from dali_msda import reference as ref
+
+from conftest import class_labels, random_images, run_mix
+
+METHODS = ["mixup", "cutmix", "hmix", "gmix"]
+LAYOUT_SHAPES = {  # uneven H != W so that axes cannot be confused
+    "HWC": (12, 17, 3),
+    "CHW": (3, 12, 17),
+    "FHWC": (2, 12, 17, 3),
+    "FCHW": (2, 3, 12, 17),
+}
+
+
+def reference_from_params(images, labels, params, layout, num_classes, **kwargs):
+    apply = params[:, 0] == 1.0
+    lam = params[:, 1]
+    center = params[:, 2:4].astype(np.int64)
+    return ref.mix(images, labels, kwargs.pop("method"), lam=lam, center=center, apply=apply,
+                   layout=layout, num_classes=num_classes, **kwargs)
+
+
+def assert_images_match(actual, expected):
+    assert actual.dtype == expected.dtype
+    if actual.dtype == np.float16:
+        # one rounding step of float16 (the op converts with DALI's float16, NumPy with its own)
+        np.testing.assert_allclose(actual.astype(np.float32), expected.astype(np.float32),
+                                   rtol=2 ** -10, atol=0)
+    else:
+        np.testing.assert_array_equal(actual, expected)
+
+
+def check_against_reference(device, method, mode, dtype, layout, batch, seed=7, out_dtype=None,
+                            **kwargs):
+    rng = np.random.default_rng(seed)
+    images = random_images(rng, batch, LAYOUT_SHAPES[layout], dtype)
+    labels = class_labels(batch)
+    op_kwargs = dict(kwargs)
+    if out_dtype is not None:
+        from conftest import NP_TO_DALI
+        op_kwargs["dtype"] = NP_TO_DALI[out_dtype]
+    mixed, targets, masks, params = run_mix(images, labels, device=device, layout=layout,
+                                            method=method, mode=mode, num_classes=batch,
+                                            seed=seed, **op_kwargs)
+    if mode == "batch":
+        assert (params == params[0]).all(), "batch mode: one draw for the whole batch"
+    exp_mixed, exp_targets, exp_masks = reference_from_params(
+        images, labels, params, layout, batch, method=method, dtype=out_dtype, **kwargs)
+    np.testing.assert_array_equal(masks, exp_masks)
+    assert_images_match(mixed, exp_mixed)
+    np.testing.assert_allclose(targets, exp_targets, rtol=0, atol=1e-6)
+    return params
+
+
+@pytest.mark.parametrize("layout", list(LAYOUT_SHAPES))
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float32])
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+@pytest.mark.parametrize("method", METHODS)
+def test_matches_reference(device, method, mode, dtype, layout):
+    check_against_reference(device, method, mode, dtype, layout, batch=6)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 5, 7])
+@pytest.mark.parametrize("method", METHODS)
+def test_odd_and_tiny_batches(device, method, batch):
+    rng = np.random.default_rng(batch)
+    images = random_images(rng, batch, (9, 11, 3), np.uint8)
+    labels = class_labels(batch)
+    mixed, targets, masks, params = run_mix(images, labels, device=device, method=method,
+                                            mode="elem", num_classes=batch, seed=batch)
+    exp = reference_from_params(images, labels, params, "HWC", batch, method=method)
+    np.testing.assert_array_equal(mixed, exp[0])
+    np.testing.assert_allclose(targets, exp[1], atol=1e-6)
+    if batch % 2 == 1:  # the middle sample is its own partner: unchanged, own label
+        mid = batch // 2
+        np.testing.assert_array_equal(mixed[mid], images[mid])
+        np.testing.assert_array_equal(masks[mid], 1.0)
+        np.testing.assert_array_equal(targets[mid], np.eye(batch, dtype=np.float32)[mid])
+
+
+@pytest.mark.parametrize("out_dtype", [np.uint8, np.float16, np.float32])
+@pytest.mark.parametrize("in_dtype", [np.uint8, np.float32])
+def test_output_dtype(device, in_dtype, out_dtype):
+    check_against_reference(device, "hmix", "elem", in_dtype, "HWC", batch=4,
+                            out_dtype=out_dtype)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("layout", ["HWC", "FCHW"])
+def test_explicit_lam_and_center(device, method, layout):
+    rng = np.random.default_rng(3)
+    batch = 6
+    images = random_images(rng, batch, LAYOUT_SHAPES[layout], np.uint8)
+    labels = class_labels(batch)
+    lam = np.array([0.0, 0.3, 0.5, 0.77, 1.0, 0.25], dtype=np.float32)
+    center = np.array([[0.0, 0.0], [0.5, 0.25], [0.999, 0.999], [0.1, 0.9], [0.3, 0.6],
+                       [0.5, 0.5]], dtype=np.float32)
+    mixed, targets, masks, params = run_mix(images, labels, device=device, layout=layout,
+                                            method=method, mode="elem", num_classes=batch,
+                                            lam=lam, center=center, hmix_ratio=0.7)
+    np.testing.assert_array_equal(params[:, 1], lam)
+    h, w = 12, 17
+    assert [tuple(p) for p in params[:, 2:4].astype(int)] == [
+        (ref.center_from_relative(cy, h), ref.center_from_relative(cx, w)) for cy, cx in center]
+    exp_mixed, exp_targets, exp_masks = ref.mix(images, labels, method, lam=lam, center=center,
+                                                layout=layout, num_classes=batch, hmix_ratio=0.7)
+    np.testing.assert_array_equal(masks, exp_masks)
+    np.testing.assert_array_equal(mixed, exp_mixed)
+    np.testing.assert_allclose(targets, exp_targets, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_label_smoothing_and_soft_labels(device, method):
+    rng = np.random.default_rng(11)
+    batch, k = 4, 7
+    images = random_images(rng, batch, (10, 10, 3), np.float32)
+    soft = rng.dirichlet(np.ones(k), size=batch).astype(np.float32)
+    mixed, targets, masks, params = run_mix(images, soft, device=device, method=method,
+                                            mode="elem", label_smoothing=0.1, seed=5)
+    exp = reference_from_params(images, soft, params, "HWC", None, method=method,
+                                label_smoothing=0.1)
+    np.testing.assert_array_equal(mixed, exp[0])
+    np.testing.assert_allclose(targets, exp[1], atol=1e-6)
+    assert targets.shape == (batch, k)
+
+
+def test_cutmix_without_lam_correction(device):
+    batch = 4
+    rng = np.random.default_rng(2)
+    images = random_images(rng, batch, (16, 16, 3), np.uint8)
+    params = check_against_reference(device, "cutmix", "elem", np.uint8, "HWC", batch,
+                                     correct_lam=False)
+    _, targets, _, _ = run_mix(images, class_labels(batch), device=device, method="cutmix",
+                               mode="elem", num_classes=batch, correct_lam=False, seed=7)
+    applied = params[:, 0] == 1
+    idx = np.arange(batch)
+    np.testing.assert_allclose(targets[idx, idx][applied], params[applied, 1], atol=1e-6)
