@@ -74,7 +74,30 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
 
 // ---- shared implementation (both backends) ----
 
+// Like DALI_ENFORCE, without echoing the condition: the message names argument, rule and value.
+#define MSDA_ENFORCE(cond, msg) \
+  do {                          \
+    if (!(cond)) DALI_FAIL(msg); \
+  } while (0)
+
 namespace detail {
+
+/// A shape as users write it in Python: (8, 8, 3).
+/// A type as NumPy names it (float32, not DALI's "float").
+inline std::string TypeStr(DALIDataType t) {
+  switch (t) {
+    case DALI_FLOAT: return "float32";
+    case DALI_FLOAT64: return "float64";
+    case DALI_FLOAT16: return "float16";
+    default: return make_string(t);
+  }
+}
+
+inline std::string ShapeStr(const TensorShape<> &sh) {
+  std::string s = "(";
+  for (int d = 0; d < sh.size(); d++) s += (d ? ", " : "") + std::to_string(sh[d]);
+  return s + (sh.size() == 1 ? ",)" : ")");
+}
 
 inline Method ParseMethod(const std::string &s) {
   if (s == "mixup") return Method::kMixup;
@@ -139,17 +162,17 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
   output_params_ = spec.GetArgument<bool>("output_params");
   if (spec.HasArgument("num_classes")) {
     num_classes_ = spec.GetArgument<int>("num_classes");
-    DALI_ENFORCE(num_classes_ > 0, make_string("`num_classes` must be positive; got ",
+    MSDA_ENFORCE(num_classes_ > 0, make_string("`num_classes` must be positive; got ",
                                                num_classes_, "."));
   }
   label_smoothing_ = spec.GetArgument<float>("label_smoothing");
-  DALI_ENFORCE(label_smoothing_ >= 0.0f && label_smoothing_ <= 1.0f,
+  MSDA_ENFORCE(label_smoothing_ >= 0.0f && label_smoothing_ <= 1.0f,
                make_string("`label_smoothing` must be in [0, 1]; got ", label_smoothing_, "."));
   if (spec.HasArgument("dtype")) {
     out_type_ = spec.GetArgument<DALIDataType>("dtype");
-    DALI_ENFORCE(detail::IsSupportedImageType(out_type_),
-                 make_string("`dtype` must be one of uint8, float16, float32; got ", out_type_,
-                             "."));
+    MSDA_ENFORCE(detail::IsSupportedImageType(out_type_),
+                 make_string("`dtype` must be one of uint8, float16, float32; got ",
+                             detail::TypeStr(out_type_), "."));
   }
 }
 
@@ -161,25 +184,27 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
 
   // ---- images: dtype, layout, one shape for the whole batch
   DALIDataType in_type = ws.GetInputDataType(0);
-  DALI_ENFORCE(detail::IsSupportedImageType(in_type),
-               make_string("`images` must be uint8, float16 or float32; got ", in_type, "."));
+  MSDA_ENFORCE(detail::IsSupportedImageType(in_type),
+               make_string("`images` must be uint8, float16 or float32; got ", detail::TypeStr(in_type),
+                           "."));
   TensorLayout layout = ws.GetInputLayout(0);
   if (layout.empty()) {
-    DALI_ENFORCE(ndim == 3 || ndim == 4,
+    MSDA_ENFORCE(ndim == 3 || ndim == 4,
                  make_string("`images` without a layout must have 3 dimensions (taken as HWC) or "
                              "4 (taken as FHWC); got ", ndim, " dimensions."));
     layout = ndim == 3 ? "HWC" : "FHWC";
   }
-  DALI_ENFORCE(layout == "HWC" || layout == "CHW" || layout == "FHWC" || layout == "FCHW",
+  MSDA_ENFORCE(layout == "HWC" || layout == "CHW" || layout == "FHWC" || layout == "FCHW",
                make_string("`images` layout must be one of HWC, CHW, FHWC, FCHW; got \"", layout,
                            "\"."));
-  DALI_ENFORCE(layout.ndim() == ndim,
+  MSDA_ENFORCE(layout.ndim() == ndim,
                make_string("`images` layout \"", layout, "\" has ", layout.ndim(),
                            " dimensions but the images have ", ndim, "."));
   for (int i = 1; i < n; i++) {
-    DALI_ENFORCE(shape[i] == shape[0],
+    MSDA_ENFORCE(shape[i] == shape[0],
                  make_string("`images` must all have the same shape; sample 0 has shape ",
-                             shape[0], " but sample ", i, " has ", shape[i], "."));
+                             detail::ShapeStr(shape[0]), " but sample ", i, " has ",
+                             detail::ShapeStr(shape[i]), "."));
   }
   layout_ = layout;
   geom_ = Geometry{};
@@ -192,8 +217,9 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
     bool channel_last = c_dim == ndim - 1;
     geom_.inner = channel_last ? channels : 1;
     geom_.outer = channel_last ? frames : frames * channels;
-    DALI_ENFORCE(geom_.H > 0 && geom_.W > 0 && channels > 0 && frames > 0,
-                 make_string("`images` must not be empty; got shape ", sh, "."));
+    MSDA_ENFORCE(geom_.H > 0 && geom_.W > 0 && channels > 0 && frames > 0,
+                 make_string("`images` must not be empty; got shape ", detail::ShapeStr(sh),
+                             "."));
   }
 
   // ---- per-sample arguments
@@ -206,7 +232,7 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
     lam_arg_.Acquire(spec_, ws, n, TensorShape<0>{});
     for (int i = 0; i < n; i++) {
       float v = lam_arg_[i].data[0];
-      DALI_ENFORCE(v >= 0.0f && v <= 1.0f,
+      MSDA_ENFORCE(v >= 0.0f && v <= 1.0f,
                    make_string("`lam` must be in [0, 1]; got ", v, " for sample ", i, "."));
     }
   }
@@ -214,7 +240,7 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
     center_arg_.Acquire(spec_, ws, n, TensorShape<1>{2});
     for (int i = 0; i < n; i++) {
       const float *c = center_arg_[i].data;
-      DALI_ENFORCE(c[0] >= 0.0f && c[0] < 1.0f && c[1] >= 0.0f && c[1] < 1.0f,
+      MSDA_ENFORCE(c[0] >= 0.0f && c[0] < 1.0f && c[1] >= 0.0f && c[1] < 1.0f,
                    make_string("`center` (relative y, x) must lie in [0, 1); got (", c[0], ", ",
                                c[1], ") for sample ", i, "."));
     }
@@ -222,45 +248,45 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
 
   // ---- labels (CPU): class ids or soft vectors, as one-hot / soft rows of length K
   const auto &labels = ws.Input<CPUBackend>(1);
-  DALI_ENFORCE(labels.num_samples() == n,
+  MSDA_ENFORCE(labels.num_samples() == n,
                make_string("`labels` must have one entry per image; got ", labels.num_samples(),
                            " labels for ", n, " images."));
   DALIDataType label_type = labels.type();
   const auto &lshape = labels.shape();
   if (detail::IsIntegerType(label_type)) {
-    DALI_ENFORCE(num_classes_ > 0,
+    MSDA_ENFORCE(num_classes_ > 0,
                  make_string("`num_classes` is required when `labels` are class indices (got "
-                             "labels of type ", label_type, ")."));
+                             "labels of type ", detail::TypeStr(label_type), ")."));
     K_ = num_classes_;
     label_vectors_.assign(int64_t(n) * K_, 0.0f);
     TYPE_SWITCH(label_type, type2id, L,
                 (uint8_t, uint16_t, uint32_t, uint64_t, int8_t, int16_t, int32_t, int64_t), (
       for (int i = 0; i < n; i++) {
-        DALI_ENFORCE(volume(lshape[i]) == 1,
+        MSDA_ENFORCE(volume(lshape[i]) == 1,
                      make_string("Class-index `labels` must hold one value per sample; sample ",
-                                 i, " has shape ", lshape[i], "."));
+                                 i, " has shape ", detail::ShapeStr(lshape[i]), "."));
         L y = labels.tensor<L>(i)[0];
         const int64_t yi = static_cast<int64_t>(y);  // unsigned ids beyond 2^63 wrap below 0
-        DALI_ENFORCE(yi >= 0 && yi < K_,
+        MSDA_ENFORCE(yi >= 0 && yi < K_,
                      make_string("`labels` must be class indices in [0, ", K_,
                                  ") (`num_classes`); got ", +y, " for sample ", i, "."));
         label_vectors_[int64_t(i) * K_ + static_cast<int64_t>(y)] = 1.0f;
       }
     ), DALI_FAIL("unreachable"));  // NOLINT
   } else if (label_type == DALI_FLOAT) {
-    DALI_ENFORCE(lshape.sample_dim() == 1,
+    MSDA_ENFORCE(lshape.sample_dim() == 1,
                  make_string("Soft `labels` must be vectors (1-D, float32); got ",
                              lshape.sample_dim(), "-D labels."));
     K_ = n > 0 ? lshape[0][0] : (num_classes_ > 0 ? num_classes_ : 0);
     if (num_classes_ > 0) {
-      DALI_ENFORCE(n == 0 || K_ == num_classes_,
+      MSDA_ENFORCE(n == 0 || K_ == num_classes_,
                    make_string("Soft `labels` must have length `num_classes` = ", num_classes_,
                                "; got length ", K_, " for sample 0."));
     }
-    DALI_ENFORCE(n == 0 || K_ > 0, "Soft `labels` must not be empty vectors.");
+    MSDA_ENFORCE(n == 0 || K_ > 0, "Soft `labels` must not be empty vectors.");
     label_vectors_.resize(int64_t(n) * K_);
     for (int i = 0; i < n; i++) {
-      DALI_ENFORCE(lshape[i][0] == K_,
+      MSDA_ENFORCE(lshape[i][0] == K_,
                    make_string("Soft `labels` must all have the same length; sample 0 has ", K_,
                                " entries but sample ", i, " has ", lshape[i][0], "."));
       const float *v = labels.tensor<float>(i);
@@ -268,7 +294,7 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
     }
   } else {
     DALI_FAIL(make_string("`labels` must be integer class indices or float32 soft-label vectors; "
-                          "got type ", label_type, "."));
+                          "got type ", detail::TypeStr(label_type), "."));
   }
 
   output_desc.resize(2 + output_mask_ + output_params_);

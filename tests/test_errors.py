@@ -1,0 +1,125 @@
+"""Bad input gives a DALI error naming the argument, the rule and the received value."""
+
+import numpy as np
+import pytest
+from nvidia.dali import fn, pipeline_def, types
+
+from conftest import class_labels, run_mix
+
+IMG = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+LBL = class_labels(4)
+
+
+def expect_error(fragment, images=IMG, labels=LBL, **kwargs):
+    kwargs.setdefault("method", "mixup")
+    kwargs.setdefault("num_classes", 4)
+    with pytest.raises(RuntimeError, match=fragment):
+        run_mix(images, labels, **kwargs)
+
+
+def test_shapes_differ_within_batch(device):
+    images = [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9, 3), np.uint8)]
+    expect_error(r"`images` must all have the same shape; sample 0 has shape \(8, 8, 3\) but "
+                 r"sample 1 has \(8, 9, 3\)", images=images, labels=class_labels(2),
+                 device=device)
+
+
+def test_unsupported_dtype(device):
+    expect_error(r"`images` must be uint8, float16 or float32; got int32",
+                 images=IMG.astype(np.int32), device=device)
+
+
+def test_unsupported_layout(device):
+    expect_error(r"`images` layout must be one of HWC, CHW, FHWC, FCHW; got \"WHC\"",
+                 layout="WHC", device=device)
+
+
+def test_layout_dims_mismatch(device):
+    expect_error(r"without a layout must have 3 dimensions .* got 2 dimensions",
+                 images=np.zeros((4, 8, 8), np.uint8), layout=None, device=device)
+
+
+def test_label_out_of_range(device):
+    labels = np.array([[0], [1], [4], [2]], dtype=np.int32)
+    expect_error(r"`labels` must be class indices in \[0, 4\) \(`num_classes`\); got 4 for "
+                 r"sample 2", labels=labels, device=device)
+    expect_error(r"got -1 for sample 0", labels=np.array([[-1], [1], [2], [3]], np.int64),
+                 device=device)
+
+
+def test_missing_num_classes(device):
+    expect_error(r"`num_classes` is required when `labels` are class indices",
+                 num_classes=None, device=device)
+
+
+def test_label_vectors_of_wrong_length(device):
+    soft = [np.full(5, 0.2, np.float32)] * 3 + [np.full(4, 0.25, np.float32)]
+    expect_error(r"sample 0 has 5 entries but sample 3 has 4", labels=soft, num_classes=None,
+                 device=device)
+    soft = [np.full(5, 0.2, np.float32)] * 4
+    expect_error(r"Soft `labels` must have length `num_classes` = 4; got length 5",
+                 labels=soft, device=device)
+
+
+def test_labels_of_wrong_type_or_shape(device):
+    expect_error(r"`labels` must be integer class indices or float32 soft-label vectors; got "
+                 r"type float64", labels=LBL.astype(np.float64), device=device)
+    expect_error(r"must hold one value per sample; sample 0 has shape \(2,\)",
+                 labels=np.zeros((4, 2), np.int32), device=device)
+
+
+@pytest.mark.parametrize("alpha", [0.0, -1.0])
+def test_alpha_must_be_positive(device, alpha):
+    expect_error(rf"`alpha` must be a finite number > 0; got {alpha:g} for sample 0", alpha=alpha,
+                 device=device)
+
+
+@pytest.mark.parametrize("name,value", [("prob", 1.5), ("prob", -0.1), ("hmix_ratio", 1.2),
+                                        ("hmix_ratio", -0.5)])
+def test_unit_interval_arguments(device, name, value):
+    expect_error(rf"`{name}` must be in \[0, 1\]; got {value:g} for sample 0",
+                 **{name: value, "device": device})
+
+
+def test_label_smoothing_range(device):
+    expect_error(r"`label_smoothing` must be in \[0, 1\]; got 2", label_smoothing=2.0,
+                 device=device)
+
+
+def test_unknown_method_and_mode(device):
+    expect_error(r"`method` must be one of \"mixup\", \"cutmix\", \"hmix\", \"gmix\"; got "
+                 r"\"fmix\"", method="fmix", device=device)
+    expect_error(r"`mode` must be \"batch\" or \"elem\"; got \"pair\"", mode="pair",
+                 device=device)
+
+
+def test_lam_out_of_range(device):
+    expect_error(r"`lam` must be in \[0, 1\]; got 1.5 for sample 2", lam=[0.1, 0.2, 1.5, 0.3],
+                 device=device)
+
+
+@pytest.mark.parametrize("bad", [[1.0, 0.5], [0.5, -0.1]])
+def test_center_out_of_range(device, bad):
+    center = [[0.5, 0.5]] * 3 + [bad]
+    expect_error(r"`center` \(relative y, x\) must lie in \[0, 1\); got .* for sample 3",
+                 center=center, device=device)
+
+
+def test_batch_mode_needs_one_alpha(device):
+    @pipeline_def(batch_size=4, num_threads=1, device_id=None, seed=1)
+    def pipe():
+        x = fn.external_source(source=lambda: list(IMG), batch=True, layout="HWC")
+        y = fn.external_source(source=lambda: list(LBL), batch=True)
+        a = fn.random.uniform(range=[0.5, 1.0])
+        return tuple(fn.msda.mix(x, y, method="mixup", num_classes=4, alpha=a))
+
+    p = pipe()
+    p.build()
+    with pytest.raises(RuntimeError, match=r"`mode=\"batch\"` .* `alpha` must be the same for "
+                                           r"every sample"):
+        p.run()
+
+
+def test_bad_output_dtype(device):
+    expect_error(r"`dtype` must be one of uint8, float16, float32; got int16",
+                 dtype=types.INT16, device=device)
