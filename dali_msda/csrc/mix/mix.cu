@@ -7,7 +7,7 @@
 // the CPU backend) and, where the mask is exactly 1 or 0, reads only the image it needs.
 // Blocks with blockIdx.x == 0 also copy the sample's target (and params) row, and the blocks
 // holding image rows (q < H) write the mask when it is requested. All per-sample data (params, pointers,
-// targets, GMix tables) is drawn on the host and copied once per batch through a scratchpad.
+// targets, GMix tables) is drawn on the host and copied in one transfer per batch.
 //
 // Compiled with -fmad=false so that the blend is evaluated exactly as on the CPU.
 
@@ -32,23 +32,22 @@ struct SampleDesc {
   const In *other;
   float *mask;          // nullptr unless output_mask
   float *target;        // output row of K floats
-  const float *target_src;
   float *params;        // output row of 4 floats, nullptr unless output_params
-  const float *params_src;
   SampleParams p;
 };
 
 template <typename Out, typename In>
-__global__ void MixKernel(const SampleDesc<Out, In> *samples, const float *tables, Geometry g,
+__global__ void MixKernel(const SampleDesc<Out, In> *samples, const float *tables,
+                          const float *targets, const float *param_rows, Geometry g,
                           int rows_per_block, int K) {
   const SampleDesc<Out, In> s = samples[blockIdx.y];
-  const int64_t len = g.RowLen();
+  const int len = static_cast<int>(g.RowLen());  // W * inner < 2^31 (checked on the host)
   const int64_t q0 = int64_t(blockIdx.x) * rows_per_block;
   const int64_t q1 = min(q0 + rows_per_block, g.Rows());
   for (int64_t q = q0; q < q1; q++) {
     const int r = q % g.H;
     const int64_t base = q * len;
-    for (int64_t e = threadIdx.x; e < len; e += blockDim.x) {
+    for (int e = threadIdx.x; e < len; e += blockDim.x) {
       const int c = e / g.inner;
       const float m = MaskAt(s.p, tables, g.H, r, c);
       float v;
@@ -66,8 +65,10 @@ __global__ void MixKernel(const SampleDesc<Out, In> *samples, const float *table
     }
   }
   if (blockIdx.x == 0) {
-    for (int k = threadIdx.x; k < K; k += blockDim.x) s.target[k] = s.target_src[k];
-    if (s.params && threadIdx.x < 4) s.params[threadIdx.x] = s.params_src[threadIdx.x];
+    const float *target_src = targets + int64_t(blockIdx.y) * K;
+    for (int k = threadIdx.x; k < K; k += blockDim.x) s.target[k] = target_src[k];
+    if (s.params && threadIdx.x < 4)
+      s.params[threadIdx.x] = param_rows[4 * blockIdx.y + threadIdx.x];
   }
 }
 
@@ -95,18 +96,14 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
   const int rows_per_block =
       static_cast<int>(std::max<int64_t>(1, kBlockElems / std::max<int64_t>(1, g.RowLen())));
   const int64_t blocks_x = (g.Rows() + rows_per_block - 1) / rows_per_block;
-  DALI_ENFORCE(blocks_x <= 0x7fffffff && n <= 65535,
+  DALI_ENFORCE(blocks_x <= 0x7fffffff && n <= 65535 && g.RowLen() <= 0x7fffffff,
                make_string("msda.Mix GPU: batch too large for one launch (", n, " samples, ",
-                           blocks_x, " row blocks each)."));
+                           blocks_x, " row blocks of ", g.RowLen(), " elements each)."));
 
   TYPE_SWITCH(in.type(), type2id, In, (uint8_t, float16, float), (
     TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (
       auto iv = view<const In>(in);
       auto ov = view<Out>(out);
-      // targets_ first so that each sample's target_src can point into its GPU copy
-      float *targets_gpu = scratch.ToGPU(stream, targets_);
-      const float *tables_gpu = tables_.empty() ? nullptr : scratch.ToGPU(stream, tables_);
-      const float *params_gpu = param_rows.empty() ? nullptr : scratch.ToGPU(stream, param_rows);
       std::vector<SampleDesc<Out, In>> descs(n);
       for (int i = 0; i < n; i++) {
         auto &d = descs[i];
@@ -115,15 +112,15 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
         d.other = iv.data[params_[i].partner];
         d.mask = output_mask_ ? mv.data[i] : nullptr;
         d.target = tv.data[i];
-        d.target_src = targets_gpu + int64_t(i) * K_;
         d.params = output_params_ ? pv.data[i] : nullptr;
-        d.params_src = params_gpu ? params_gpu + 4 * i : nullptr;
         d.p = params_[i];
       }
-      auto *descs_gpu = scratch.ToGPU(stream, descs);
+      // one host-to-device copy for everything the kernel reads besides the images
+      auto [descs_gpu, targets_gpu, tables_gpu, params_gpu] =
+          scratch.ToContiguousGPU(stream, descs, targets_, tables_, param_rows);
       dim3 grid(static_cast<unsigned>(blocks_x), n);
-      MixKernel<Out, In><<<grid, kBlockSize, 0, stream>>>(descs_gpu, tables_gpu, g,
-                                                          rows_per_block, K_);
+      MixKernel<Out, In><<<grid, kBlockSize, 0, stream>>>(
+          descs_gpu, tables_gpu, targets_gpu, params_gpu, g, rows_per_block, K_);
       CUDA_CALL(cudaGetLastError());
     ), DALI_FAIL(make_string("Unsupported output type ", out.type(), ".")));  // NOLINT
   ), DALI_FAIL(make_string("Unsupported input type ", in.type(), ".")));  // NOLINT
