@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "mix.h"
 
@@ -19,7 +20,7 @@ namespace {
 constexpr int64_t kTaskElems = 1 << 16;
 
 template <typename Out, typename In>
-void ConvertSpan(Out *out, const In *in, int64_t n) {
+void ConvertSpan(Out *__restrict out, const In *__restrict in, int64_t n) {
   if constexpr (std::is_same_v<Out, In>) {
     std::memcpy(out, in, n * sizeof(Out));
   } else {
@@ -29,12 +30,24 @@ void ConvertSpan(Out *out, const In *in, int64_t n) {
 
 /// out = m * self + (1 - m) * other over a span with one mask value m.
 template <typename Out, typename In>
-void BlendSpan(Out *out, const In *self, const In *other, int64_t n, float m) {
+void BlendSpan(Out *__restrict out, const In *__restrict self, const In *__restrict other,
+               int64_t n, float m) {
   if (m == 1.0f) return ConvertSpan(out, self, n);
   if (m == 0.0f) return ConvertSpan(out, other, n);
   const float om = 1.0f - m;
   for (int64_t k = 0; k < n; k++)
     out[k] = ConvertOut<Out>(m * LoadIn(self[k]) + om * LoadIn(other[k]));
+}
+
+/// GMix row: m = gy * gx[k] (or 1 - that), then the blend; the same product as MaskAt().
+template <bool kInvert, typename Out, typename In>
+void GaussBlendSpan(Out *__restrict out, const In *__restrict self, const In *__restrict other,
+                    float gy, const float *__restrict gx, int64_t n) {
+  for (int64_t k = 0; k < n; k++) {
+    float m = gy * gx[k];
+    if (kInvert) m = 1.0f - m;
+    out[k] = ConvertOut<Out>(m * LoadIn(self[k]) + (1.0f - m) * LoadIn(other[k]));
+  }
 }
 
 /// Rows [q0, q1) of one sample (see Geometry for the row numbering).
@@ -43,20 +56,20 @@ void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
              const float *tables, const Geometry &g, int64_t q0, int64_t q1) {
   const int64_t len = g.RowLen();
   const int inner = g.inner;
+  // GMix: the column factors repeated over the channels, so that the row loop vectorises
+  std::vector<float> gx(p.kind == kMaskGauss ? len : 0);
+  for (int64_t k = 0; k < static_cast<int64_t>(gx.size()); k++)
+    gx[k] = tables[p.table_offset + g.H + k / inner];
   for (int64_t q = q0; q < q1; q++) {
     const int r = q % g.H;
     Out *o = out + q * len;
     const In *a = self + q * len, *b = other + q * len;
     if (p.kind == kMaskGauss) {
       const float gy = tables[p.table_offset + r];
-      const float *gx = tables + p.table_offset + g.H;
-      for (int c = 0; c < g.W; c++) {
-        float m = gy * gx[c];
-        m = p.invert ? 1.0f - m : m;
-        const float om = 1.0f - m;
-        for (int k = c * inner; k < (c + 1) * inner; k++)
-          o[k] = ConvertOut<Out>(m * LoadIn(a[k]) + om * LoadIn(b[k]));
-      }
+      if (p.invert)
+        GaussBlendSpan<true>(o, a, b, gy, gx.data(), len);
+      else
+        GaussBlendSpan<false>(o, a, b, gy, gx.data(), len);
     } else if (r < p.y0 || r >= p.y1 || p.x0 == p.x1) {  // row misses the box
       BlendSpan(o, a, b, len, p.outside);
     } else {

@@ -324,8 +324,15 @@ void Mix<Backend>::DrawParams(int n) {
     auto rng = this->GetSampleRNG(0);
     batch_draw = DrawOne(rng, alpha_[0], prob_[0], H, W);
   }
+  // The mask of the previous applied sample: reused when a sample has the same draw (batch mode),
+  // so that GMix tables are computed once per batch there rather than once per sample.
+  const Draw *prev_draw = nullptr;
+  SampleParams prev_params{};
+  double prev_w = 1.0;
+  float prev_ratio = 0.0f;
   for (int i = 0; i < n; i++) {
-    Draw d = batch_draw;
+    Draw &d = draws_[i];
+    d = batch_draw;
     if (mode_ == Mode::kElem) {
       auto rng = this->GetSampleRNG(i);
       d = DrawOne(rng, alpha_[i], prob_[i], H, W);
@@ -335,16 +342,25 @@ void Mix<Backend>::DrawParams(int n) {
       d.cy = CenterFromRelative(center_arg_[i].data[0], H);
       d.cx = CenterFromRelative(center_arg_[i].data[1], W);
     }
-    draws_[i] = d;
     const int j = n - 1 - i;  // partner: the batch reversed; the middle of an odd batch is alone
     double w = 1.0;
     SampleParams &p = params_[i];
     p = IdentityParams(i);
     if (d.apply && j != i) {
+      if (prev_draw && prev_draw->lam == d.lam && prev_draw->cy == d.cy &&
+          prev_draw->cx == d.cx && prev_ratio == ratio_[i]) {
+        p = prev_params;
+        w = prev_w;
+      } else {
+        p.table_offset = method_ == Method::kGMix ? i * (H + W) : 0;
+        float *table = method_ == Method::kGMix ? tables_.data() + p.table_offset : nullptr;
+        w = BuildMask(method_, d, ratio_[i], correct_lam_, H, W, p, table);
+        prev_draw = &d;
+        prev_params = p;
+        prev_w = w;
+        prev_ratio = ratio_[i];
+      }
       p.partner = j;
-      p.table_offset = method_ == Method::kGMix ? i * (H + W) : 0;
-      float *table = method_ == Method::kGMix ? tables_.data() + int64_t(i) * (H + W) : nullptr;
-      w = BuildMask(method_, d, ratio_[i], correct_lam_, H, W, p, table);
     }
     SoftTarget(w, &label_vectors_[int64_t(i) * K_], &label_vectors_[int64_t(j) * K_], K_,
                label_smoothing_, &targets_[int64_t(i) * K_]);
