@@ -177,8 +177,13 @@ Example::
   .OutputFn([](const ::dali::OpSpec &spec) {
     return 2 + spec.GetArgument<bool>("output_mask") + spec.GetArgument<bool>("output_params");
   })
-  .AddArg("method", R"code(Mixing method: ``"mixup"``, ``"cutmix"``, ``"hmix"`` or
-``"gmix"``.)code", DALI_STRING)
+  .AddOptionalArg("method", R"code(Mixing method: ``"mixup"``, ``"cutmix"``, ``"hmix"`` or
+``"gmix"``. Required unless ``method_id`` is given.)code", std::string())
+  .AddOptionalArg("method_id", R"code(Method per sample as an int32 argument input: 0 mixup,
+1 cutmix, 2 hmix, 3 gmix; overrides ``method``. It lets a pipeline switch methods without being
+rebuilt (a schedule fed by ``fn.external_source``) or pick one at random per batch or sample, as
+timm's ``switch_prob`` does (e.g. ``fn.random.coin_flip(probability=0.5, dtype=types.INT32)``).
+In ``"batch"`` mode it must be the same for every sample.)code", DALI_INT32, nullptr, true)
   .AddOptionalArg("alpha", "Parameter of the Beta(alpha, alpha) distribution of ``lam``; > 0.",
                   1.0f, true)
   .AddOptionalArg("prob", "Probability that mixing is applied (per batch, or per sample in "

@@ -7,6 +7,7 @@
 #ifndef DALI_MSDA_CSRC_MIX_MIX_H_
 #define DALI_MSDA_CSRC_MIX_MIX_H_
 
+#include <algorithm>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -46,7 +47,7 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   using Base::spec_;
 
   // constant configuration
-  Method method_;
+  Method method_;  // from `method`; per sample from `method_id` when that is given
   Mode mode_;
   bool correct_lam_;
   bool output_mask_;
@@ -60,6 +61,7 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   TensorLayout layout_;
   int K_ = 0;
   std::vector<float> alpha_, prob_, ratio_;
+  std::vector<Method> methods_;  // per sample
   ArgValue<float, 0> lam_arg_{"lam", spec_};
   ArgValue<float, 1> center_arg_{"center", spec_};
   std::vector<float> label_vectors_;  // nsamples x K_: one-hot or the given soft vectors
@@ -155,7 +157,11 @@ inline void ReadScalarArg(std::vector<float> &out, const char *name, const OpSpe
 
 template <typename Backend>
 Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
-  method_ = detail::ParseMethod(spec.GetArgument<std::string>("method"));
+  std::string method = spec.GetArgument<std::string>("method");
+  MSDA_ENFORCE(!method.empty() || spec.HasTensorArgument("method_id"),
+               "`method` is required (\"mixup\", \"cutmix\", \"hmix\" or \"gmix\"), unless "
+               "`method_id` is given.");
+  method_ = method.empty() ? Method::kMixup : detail::ParseMethod(method);
   mode_ = detail::ParseMode(spec.GetArgument<std::string>("mode"));
   correct_lam_ = spec.GetArgument<bool>("correct_lam");
   output_mask_ = spec.GetArgument<bool>("output_mask");
@@ -227,6 +233,30 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
     detail::ReadScalarArg(alpha_, "alpha", spec_, ws, n, 0.0, true, INFINITY, mode_);
     detail::ReadScalarArg(prob_, "prob", spec_, ws, n, 0.0, false, 1.0, mode_);
     detail::ReadScalarArg(ratio_, "hmix_ratio", spec_, ws, n, 0.0, false, 1.0, mode_);
+  }
+  methods_.assign(n, method_);
+  if (spec_.HasTensorArgument("method_id")) {
+    const auto &ids = ws.ArgumentInput("method_id");
+    MSDA_ENFORCE(ids.type() == DALI_INT32,
+                 make_string("`method_id` must be int32; got ", detail::TypeStr(ids.type()), "."));
+    MSDA_ENFORCE(ids.num_samples() == n,
+                 make_string("`method_id` must have one value per sample; got ",
+                             ids.num_samples(), " for ", n, " samples."));
+    for (int i = 0; i < n; i++) {
+      MSDA_ENFORCE(volume(ids.tensor_shape(i)) == 1,
+                   make_string("`method_id` must be a scalar per sample; sample ", i,
+                               " has shape ", detail::ShapeStr(ids.tensor_shape(i)), "."));
+      int id = ids.tensor<int32_t>(i)[0];
+      MSDA_ENFORCE(id >= 0 && id <= 3,
+                   make_string("`method_id` must be 0 (mixup), 1 (cutmix), 2 (hmix) or 3 (gmix); "
+                               "got ", id, " for sample ", i, "."));
+      methods_[i] = static_cast<Method>(id);
+      MSDA_ENFORCE(mode_ != Mode::kBatch || methods_[i] == methods_[0],
+                   make_string("With `mode=\"batch\"` one mask serves the whole batch, so "
+                               "`method_id` must be the same for every sample; got ",
+                               int(methods_[0]), " for sample 0 and ", id, " for sample ", i,
+                               ". Use `mode=\"elem\"` for per-sample values."));
+    }
   }
   if (lam_arg_.HasExplicitValue()) {
     lam_arg_.Acquire(spec_, ws, n, TensorShape<0>{});
@@ -314,7 +344,8 @@ void Mix<Backend>::DrawParams(int n) {
   params_.resize(n);
   draws_.resize(n);
   targets_.resize(int64_t(n) * K_);
-  tables_.resize(method_ == Method::kGMix ? int64_t(n) * (H + W) : 0);
+  bool any_gauss = std::find(methods_.begin(), methods_.end(), Method::kGMix) != methods_.end();
+  tables_.resize(any_gauss ? int64_t(n) * (H + W) : 0);
   if (n == 0) return;
   const bool explicit_lam = lam_arg_.HasExplicitValue();
   const bool explicit_center = center_arg_.HasExplicitValue();
@@ -330,6 +361,7 @@ void Mix<Backend>::DrawParams(int n) {
   SampleParams prev_params{};
   double prev_w = 1.0;
   float prev_ratio = 0.0f;
+  Method prev_method = Method::kMixup;
   for (int i = 0; i < n; i++) {
     Draw &d = draws_[i];
     d = batch_draw;
@@ -348,17 +380,20 @@ void Mix<Backend>::DrawParams(int n) {
     p = IdentityParams(i);
     if (d.apply && j != i) {
       if (prev_draw && prev_draw->lam == d.lam && prev_draw->cy == d.cy &&
-          prev_draw->cx == d.cx && prev_ratio == ratio_[i]) {
+          prev_draw->cx == d.cx && prev_ratio == ratio_[i] &&
+          prev_method == methods_[i]) {
         p = prev_params;
         w = prev_w;
       } else {
-        p.table_offset = method_ == Method::kGMix ? i * (H + W) : 0;
-        float *table = method_ == Method::kGMix ? tables_.data() + p.table_offset : nullptr;
-        w = BuildMask(method_, d, ratio_[i], correct_lam_, H, W, p, table);
+        const bool gauss = methods_[i] == Method::kGMix;
+        p.table_offset = gauss ? i * (H + W) : 0;
+        float *table = gauss ? tables_.data() + p.table_offset : nullptr;
+        w = BuildMask(methods_[i], d, ratio_[i], correct_lam_, H, W, p, table);
         prev_draw = &d;
         prev_params = p;
         prev_w = w;
         prev_ratio = ratio_[i];
+        prev_method = methods_[i];
       }
       p.partner = j;
     }
