@@ -1,0 +1,124 @@
+"""A thin PyTorch adapter over DALIGenericIterator: yields (images, targets) torch tensors.
+
+    from dali_msda.pipelines import imagenet_train, MixConfig
+    from dali_msda.pytorch import MixIterator
+
+    pipe = imagenet_train(root, batch_size=256, mix=MixConfig(method="hmix"))
+    loader = MixIterator(pipe)                      # len(loader) batches per epoch
+    for epoch in range(epochs):
+        if epoch == epochs - 10:
+            loader.set_mix(enabled=False)           # the whole next epoch is unmixed
+        for images, targets in loader:              # CUDA tensors when the pipeline is on GPU
+            loss = torch.nn.functional.cross_entropy(model(images), targets)
+
+Tensors are on ``cuda:<device_id>`` when the pipeline runs on the GPU, on the CPU otherwise.
+Targets are float32 probability rows (sum 1), which ``torch.nn.CrossEntropyLoss`` accepts as
+targets directly; with a validation pipeline built with ``targets="index"`` they are int64 ids.
+
+Last-batch policy: ``DROP`` by default (training): an epoch is ``floor(shard / batch)`` full
+batches and the partial last batch, which the mixing op saw with padding, is discarded. Use
+``PARTIAL`` for evaluation: the last batch is trimmed to the shard's real samples.
+
+Epoch boundaries: DALIGenericIterator keeps ``prefetch_queue_depth`` iterations in flight and so
+computes the first batches of epoch e + 1 during epoch e, before the training loop can change
+the mixing schedule. MixIterator schedules no iteration past the end of the current epoch (the
+readers pad their last batch, so an epoch is a whole number of iterations) and starts the next
+epoch's prefetch on its first ``next()``: a ``set_mix`` between epochs covers the whole next
+epoch (timm's mixup-off epoch can silently miss this with persistent loader workers).
+"""
+
+import math
+
+import torch
+from nvidia.dali import types
+from nvidia.dali.plugin.base_iterator import LastBatchPolicy
+from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+__all__ = ["MixIterator", "LastBatchPolicy"]
+
+
+class MixIterator(DALIGenericIterator):
+    """Iterates one pipeline from `dali_msda.pipelines` as (images, targets)."""
+
+    def __init__(self, pipeline, reader_name=None, last_batch_policy=LastBatchPolicy.DROP,
+                 auto_reset=True, output_map=("images", "targets")):
+        reader_name = reader_name or getattr(pipeline, "reader_name", "Reader")
+        pipeline.build()
+        meta = pipeline.reader_meta(reader_name)
+        if not meta.get("pad_last_batch"):
+            raise ValueError("MixIterator needs a reader with pad_last_batch=True (as the "
+                             "dali_msda.pipelines factories build), so that epochs end on a "
+                             "batch boundary.")
+        shard = math.ceil(meta["epoch_size_padded"] / meta["number_of_shards"])
+        self._epoch_iters = math.ceil(shard / pipeline.max_batch_size)
+        self._depth = _queue_depth(pipeline)
+        self._scheduled = 0  # pipeline iterations scheduled in this epoch
+        self._in_flight = 0
+        self.mix_schedule = getattr(pipeline, "mix_schedule", None)
+        self.epoch = 0
+        output_map = list(output_map)
+        if pipeline.num_outputs > len(output_map):  # e.g. output_params
+            output_map += [f"out{k}" for k in range(len(output_map), pipeline.num_outputs)]
+        super().__init__([pipeline], output_map, reader_name=reader_name,
+                         last_batch_policy=last_batch_policy, auto_reset=auto_reset,
+                         prepare_first_batch=False)
+        self._names = output_map
+
+    def set_mix(self, **changes):
+        """Change the live mixing configuration (method, alpha, hmix_ratio, prob, enabled).
+        Between epochs it covers the whole next epoch; inside an epoch it applies from the next
+        iteration the pipeline schedules."""
+        if self.mix_schedule is None:
+            raise ValueError("This pipeline was built without mixing (mix=None); build it with "
+                             "a MixConfig or MixSchedule to change mixing.")
+        return self.mix_schedule.set(**changes)
+
+    # ---- scheduling: never past the end of the current epoch
+    def _schedule_runs(self, release_outputs=True):
+        self._ever_scheduled = True
+        pipe = self._pipes[0]
+        with pipe._check_api_type_scope(types.PipelineAPIType.ITERATOR):
+            if release_outputs:
+                pipe.release_outputs()
+            while self._in_flight < self._depth and self._scheduled < self._epoch_iters:
+                pipe._first_iter = False  # one iteration per call (no automatic full prefetch)
+                pipe.schedule_run()
+                self._scheduled += 1
+                self._in_flight += 1
+
+    def _get_outputs(self):
+        if self._scheduled == 0:  # first batch of an epoch: start its prefetch now
+            self._schedule_runs(release_outputs=False)
+        outputs = super()._get_outputs()
+        self._in_flight -= 1
+        return outputs
+
+    def reset(self):
+        # DALIGenericIterator.reset() schedules a run on an empty pipeline right away: that would
+        # compute the next epoch's first batch now, with the current configuration. Hide the
+        # emptiness from it; the next epoch starts on the first next() instead.
+        pipe = self._pipes[0]
+        pipe.empty = lambda: False
+        try:
+            super().reset()
+        finally:
+            del pipe.empty
+        if self._in_flight == 0 and self._scheduled >= self._epoch_iters:  # epoch completed
+            self._scheduled = 0
+            self.epoch += 1
+
+    def __next__(self):
+        batch = super().__next__()[0]
+        return tuple(batch[name] for name in self._names)
+
+
+def _queue_depth(pipeline):
+    depth = pipeline.prefetch_queue_depth
+    if isinstance(depth, dict):
+        depth = max(depth.values())
+    return max(1, int(depth))
+
+
+def soft_cross_entropy(logits, targets):
+    """Cross entropy with probability targets (the same as torch.nn.CrossEntropyLoss)."""
+    return torch.nn.functional.cross_entropy(logits.float(), targets)

@@ -1,0 +1,14 @@
+"""Ready DALI pipelines around fn.msda.mix (installed as ``dali_msda.pipelines``).
+
+    from dali_msda.pipelines import imagenet_train, imagenet_val, MixConfig, MixSchedule
+    from dali_msda.pipelines import embedded_dataset
+"""
+
+from .config import METHOD_IDS, MixConfig, MixSchedule
+from .data import embedded_dataset, write_webdataset
+from .imagenet import (IMAGENET_MEAN, IMAGENET_STD, dist_env, folder_classes, imagenet_train,
+                       imagenet_val)
+
+__all__ = ["METHOD_IDS", "MixConfig", "MixSchedule", "embedded_dataset", "write_webdataset",
+           "IMAGENET_MEAN", "IMAGENET_STD", "dist_env", "folder_classes", "imagenet_train",
+           "imagenet_val"]

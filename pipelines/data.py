@@ -1,0 +1,111 @@
+"""The embedded default dataset, and a WebDataset writer.
+
+`embedded_dataset()` builds (once, then cached) a small ImageNet-style JPEG tree from the real
+photographs that scikit-image ships: 14 classes, one per photograph, each class made of random
+crops (varied size, aspect and position), flips and mild colour changes of its photograph:
+train/ 14 x 30 images, val/ 14 x 8. It exists so that the main job runs out of the box without a
+download; real datasets are used by passing their path.
+"""
+
+import io
+import os
+import tarfile
+
+import numpy as np
+
+PHOTOS = [  # skimage/data file -> class name
+    ("astronaut.png", "astronaut"), ("chelsea.png", "cat"), ("coffee.png", "coffee"),
+    ("rocket.jpg", "rocket"), ("motorcycle_left.png", "motorcycle"),
+    ("hubble_deep_field.jpg", "galaxies"), ("retina.jpg", "retina"), ("ihc.png", "tissue"),
+    ("camera.png", "cameraman"), ("coins.png", "coins"), ("moon.png", "moon"),
+    ("brick.png", "brick"), ("grass.png", "grass"), ("gravel.png", "gravel"),
+]
+VERSION = "v1"
+TRAIN_PER_CLASS, VAL_PER_CLASS = 30, 8
+
+
+def default_cache_dir():
+    base = os.environ.get("DALI_MSDA_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "dali_msda")
+    return os.path.join(base, f"embedded-{VERSION}")
+
+
+def _photo(name):
+    import skimage
+    from PIL import Image
+
+    path = os.path.join(os.path.dirname(skimage.__file__), "data", name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"scikit-image sample photograph {path} is missing")
+    return Image.open(path).convert("RGB")
+
+
+def _variant(img, rng):
+    """A random crop (30-100% of the area, aspect 3/4-4/3) resized to 160-288 px on the long
+    side, maybe flipped, with brightness and saturation jitter."""
+    from PIL import Image, ImageEnhance
+
+    w, h = img.size
+    area = rng.uniform(0.3, 1.0) * w * h
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    cw = int(min(w, round(np.sqrt(area * aspect))))
+    ch = int(min(h, round(np.sqrt(area / aspect))))
+    x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+    out = img.crop((x0, y0, x0 + cw, y0 + ch))
+    side = int(rng.integers(160, 289))
+    scale = side / max(cw, ch)
+    out = out.resize((max(1, round(cw * scale)), max(1, round(ch * scale))), Image.BILINEAR)
+    if rng.random() < 0.5:
+        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+    out = ImageEnhance.Brightness(out).enhance(rng.uniform(0.8, 1.2))
+    return ImageEnhance.Color(out).enhance(rng.uniform(0.8, 1.2))
+
+
+def embedded_dataset(root=None, seed=0):
+    """Path of the embedded dataset (root/train, root/val), building it if needed."""
+    root = root or default_cache_dir()
+    done = os.path.join(root, ".complete")
+    if os.path.exists(done):
+        return root
+    try:
+        import skimage  # noqa: F401
+        import PIL  # noqa: F401
+    except ImportError as e:
+        raise ImportError("The embedded dataset is made from scikit-image's sample "
+                          "photographs: pip install scikit-image pillow") from e
+    rng = np.random.default_rng(seed)
+    tmp = root + ".tmp"
+    for split, count in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
+        for fname, cls in PHOTOS:
+            folder = os.path.join(tmp, split, cls)
+            os.makedirs(folder, exist_ok=True)
+            img = _photo(fname)
+            for k in range(count):
+                _variant(img, rng).save(os.path.join(folder, f"{cls}_{k:03d}.jpg"), quality=90)
+    if os.path.exists(root):
+        import shutil
+        shutil.rmtree(root)
+    os.replace(tmp, root)
+    open(done, "w").close()
+    return root
+
+
+def write_webdataset(image_root, out_dir, shard_size=100):
+    """Pack an ImageFolder tree into WebDataset tar shards (key.jpg + key.cls, the class index
+    of the sorted class folders). Returns the list of shard paths."""
+    classes = sorted(d.name for d in os.scandir(image_root) if d.is_dir())
+    items = [(os.path.join(image_root, c, f), i) for i, c in enumerate(classes)
+             for f in sorted(os.listdir(os.path.join(image_root, c)))]
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for start in range(0, len(items), shard_size):
+        path = os.path.join(out_dir, f"shard-{start // shard_size:05d}.tar")
+        with tarfile.open(path, "w") as tar:
+            for k, (img_path, label) in enumerate(items[start:start + shard_size], start):
+                for ext, data in (("jpg", open(img_path, "rb").read()),
+                                  ("cls", str(label).encode())):
+                    info = tarfile.TarInfo(f"{k:08d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        paths.append(path)
+    return paths

@@ -1,0 +1,240 @@
+"""ImageNet train / val pipeline factories with fn.msda.mix.
+
+Train: reader (ImageFolder tree, file list or WebDataset shards) -> fused decode + random crop
+(`decoders.image_random_crop`, "mixed" on GPU, "cpu" without) -> resize to `crop` -> random flip +
+normalise to CHW float16/float32 (`crop_mirror_normalize`) -> `fn.msda.mix`. Val: decode ->
+resize shorter side to `resize` -> centre crop -> normalise; one-hot or class-id targets.
+
+Sharding follows torchrun's environment (`dist_env`): shard RANK of WORLD_SIZE on device
+LOCAL_RANK. The reader's shuffling seed is the same on every rank (a global shuffle per epoch,
+then sharded: disjoint samples on every rank), the pipeline (augmentation and mixing) seed
+differs per rank. Readers pad their last batch, so an epoch is a whole number of iterations.
+"""
+
+import os
+
+import numpy as np
+
+import dali_msda  # noqa: F401  (registers fn.msda.mix)
+from nvidia.dali import fn, pipeline_def, types
+
+from .config import MixConfig, MixSchedule
+
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+DTYPES = {"float16": types.FLOAT16, "float32": types.FLOAT}
+
+
+def dist_env():
+    """(shard_id, num_shards, local_rank) from torchrun's RANK / WORLD_SIZE / LOCAL_RANK."""
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    if not 0 <= rank < world:
+        raise ValueError(f"RANK must be in [0, WORLD_SIZE); got RANK={rank}, WORLD_SIZE={world}.")
+    return rank, world, local
+
+
+def has_gpu():
+    try:
+        from nvidia.dali import backend
+        return backend.GetCUDADeviceCount() > 0
+    except Exception:
+        return False
+
+
+def resolve_device(device):
+    if device == "auto":
+        return "gpu" if has_gpu() else "cpu"
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"`device` must be 'auto', 'cpu' or 'gpu'; got {device!r}.")
+    return device
+
+
+def folder_classes(data_dir):
+    """Sorted class folders of an ImageFolder tree that hold at least one image; clear errors
+    for a missing or empty tree."""
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"`data_dir` {data_dir!r} does not exist or is not a folder.")
+    classes = sorted(d.name for d in os.scandir(data_dir) if d.is_dir())
+    if not classes:
+        raise ValueError(f"`data_dir` {data_dir!r} has no class sub-folders; expected an "
+                         "ImageFolder tree (data_dir/<class>/<image>).")
+    n_images = sum(1 for c in classes for f in os.scandir(os.path.join(data_dir, c))
+                   if f.name.lower().endswith(IMAGE_EXTENSIONS))
+    if n_images == 0:
+        raise ValueError(f"`data_dir` {data_dir!r} has {len(classes)} class folders but no "
+                         f"images ({', '.join(IMAGE_EXTENSIONS)}).")
+    return classes
+
+
+def _reader(data_dir, file_list, wds_paths, wds_index, shard_id, num_shards, shuffle,
+            shuffle_seed, reader_name):
+    """(encoded images, int32 labels, num_classes or None) from one of the three sources."""
+    common = dict(shard_id=shard_id, num_shards=num_shards, pad_last_batch=True,
+                  name=reader_name)
+    if shuffle:
+        common.update(shuffle_after_epoch=True, seed=shuffle_seed)
+    given = [x is not None for x in (data_dir, file_list, wds_paths)]
+    if sum(given) != 1:
+        raise ValueError("Give exactly one of `data_dir` (ImageFolder tree), `file_list` "
+                         "(lines 'path label') or `wds_paths` (WebDataset tar shards).")
+    if data_dir is not None:
+        classes = folder_classes(data_dir)
+        jpegs, labels = fn.readers.file(file_root=data_dir, **common)
+        return jpegs, labels, len(classes)
+    if file_list is not None:
+        if not os.path.isfile(file_list):
+            raise FileNotFoundError(f"`file_list` {file_list!r} does not exist.")
+        jpegs, labels = fn.readers.file(file_list=file_list, **common)
+        return jpegs, labels, None
+    paths = [wds_paths] if isinstance(wds_paths, str) else list(wds_paths)
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if not paths or missing:
+        raise FileNotFoundError(f"`wds_paths`: missing WebDataset shards {missing or paths}.")
+    if shuffle:  # the webdataset reader shuffles within a buffer, not globally per epoch
+        common.pop("shuffle_after_epoch")
+        common.update(random_shuffle=True, initial_fill=1024)
+    jpegs, cls = fn.readers.webdataset(
+        paths=paths, index_paths=wds_index, ext=["jpg;jpeg;png", "cls"],
+        dtypes=[types.UINT8, types.UINT8], missing_component_behavior="error", **common)
+    return jpegs, parse_cls(cls), None
+
+
+def parse_cls(text, max_digits=8):
+    """WebDataset `.cls` entries (ASCII decimal, maybe with whitespace) -> int32 [1] labels,
+    in the pipeline: pad to `max_digits` bytes, then Horner's rule over the digit bytes."""
+    text = fn.pad(text, axes=[0], shape=[max_digits], fill_value=32)
+    value = None
+    for k in range(max_digits):
+        byte = fn.cast(text[k], dtype=types.INT32)
+        is_digit = (byte >= 48) & (byte <= 57)
+        digit = fn.cast(is_digit, dtype=types.INT32)
+        step = (byte - 48) * digit
+        value = step if value is None else value * (1 + 9 * digit) + step
+    return fn.reshape(fn.cast(value, dtype=types.INT32), shape=[1])
+
+
+def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=None,
+                   num_classes=None, batch_size=64, num_threads=4, device="auto",
+                   device_id=None, crop=224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                   flip_prob=0.5, dtype="float16", mix=None, seed=None, shuffle_seed=42,
+                   shard_id=None, num_shards=None, reader_name="Reader",
+                   prefetch_queue_depth=2, output_params=False):
+    """The training pipeline: outputs (images CHW `dtype`, targets float32 [num_classes]).
+
+    `mix`: a MixConfig, a MixSchedule (live, changeable between epochs) or None (no mixing:
+    one-hot, smoothed-free targets). `shard_id` / `num_shards` / `device_id` default to
+    torchrun's environment (`dist_env`). `seed` (augmentation and mixing) defaults to
+    1234 + shard_id, so every rank mixes differently; `shuffle_seed` must be equal on all ranks.
+    The pipeline carries the schedule as `pipe.mix_schedule` and the class count as
+    `pipe.num_classes`.
+    """
+    device = resolve_device(device)
+    if dtype not in DTYPES:
+        raise ValueError(f"`dtype` must be one of {tuple(DTYPES)}; got {dtype!r}.")
+    if not (0 < scale[0] <= scale[1] <= 1):
+        raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1; got {scale}.")
+    if not (0 < ratio[0] <= ratio[1]):
+        raise ValueError(f"`ratio` must satisfy 0 < min <= max; got {ratio}.")
+    env_shard, env_shards, local_rank = dist_env()
+    shard_id = env_shard if shard_id is None else shard_id
+    num_shards = env_shards if num_shards is None else num_shards
+    if device_id is None and device == "gpu":
+        device_id = local_rank
+    seed = 1234 + shard_id if seed is None else seed
+    schedule = mix if isinstance(mix, MixSchedule) else (
+        MixSchedule(mix) if isinstance(mix, MixConfig) else None)
+    if mix is not None and schedule is None:
+        raise TypeError(f"`mix` must be a MixConfig, a MixSchedule or None; got {type(mix)}.")
+    if schedule is not None:
+        schedule.batch_size = batch_size
+    gpu = device == "gpu"
+    holder = {}
+
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads,
+                  device_id=device_id if gpu else None, seed=seed,
+                  prefetch_queue_depth=prefetch_queue_depth)
+    def pipe():
+        jpegs, labels, n_cls = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
+                                       num_shards, True, shuffle_seed, reader_name)
+        classes = num_classes or n_cls
+        if classes is None:
+            raise ValueError("`num_classes` is required with `file_list` or `wds_paths`.")
+        holder["num_classes"] = classes
+        images = fn.decoders.image_random_crop(
+            jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB,
+            random_area=list(scale), random_aspect_ratio=list(ratio), num_attempts=100)
+        images = fn.resize(images, resize_x=crop, resize_y=crop)
+        images = fn.crop_mirror_normalize(
+            images, dtype=DTYPES[dtype], output_layout="CHW", mean=list(IMAGENET_MEAN),
+            std=list(IMAGENET_STD), mirror=fn.random.coin_flip(probability=flip_prob))
+        if schedule is None:
+            targets = fn.one_hot(labels, num_classes=classes, dtype=types.FLOAT)
+            targets = fn.reshape(targets, shape=[classes])
+            if gpu:
+                targets = targets.gpu()
+            return images, targets
+        method_id, alpha, ratio_, prob = fn.external_source(source=schedule, num_outputs=4,
+                                                            batch=True)
+        cfg = schedule.config
+        outs = fn.msda.mix(images, labels, method_id=method_id, alpha=alpha,
+                           hmix_ratio=ratio_, prob=prob, mode=cfg.mode,
+                           label_smoothing=cfg.label_smoothing, correct_lam=cfg.correct_lam,
+                           num_classes=classes, output_params=output_params)
+        return tuple(outs)
+
+    p = pipe()
+    p.mix_schedule = schedule
+    p.num_classes = holder["num_classes"]
+    p.reader_name = reader_name
+    return p
+
+
+def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=None,
+                 num_classes=None, batch_size=64, num_threads=4, device="auto", device_id=None,
+                 resize=256, crop=224, dtype="float16", targets="onehot", shard_id=None,
+                 num_shards=None, reader_name="Reader", seed=None):
+    """The validation pipeline: outputs (images CHW `dtype`, targets): `targets="onehot"`
+    (float32 [num_classes]) or `"index"` (int32 class ids, shape [1]). No shuffling, no mixing.
+    Iterate it with last_batch_policy PARTIAL (the reader pads the last batch)."""
+    device = resolve_device(device)
+    if dtype not in DTYPES:
+        raise ValueError(f"`dtype` must be one of {tuple(DTYPES)}; got {dtype!r}.")
+    if targets not in ("onehot", "index"):
+        raise ValueError(f"`targets` must be 'onehot' or 'index'; got {targets!r}.")
+    env_shard, env_shards, local_rank = dist_env()
+    shard_id = env_shard if shard_id is None else shard_id
+    num_shards = env_shards if num_shards is None else num_shards
+    if device_id is None and device == "gpu":
+        device_id = local_rank
+    gpu = device == "gpu"
+    holder = {}
+
+    @pipeline_def(batch_size=batch_size, num_threads=num_threads,
+                  device_id=device_id if gpu else None, seed=seed if seed is not None else 7)
+    def pipe():
+        jpegs, labels, n_cls = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
+                                       num_shards, False, 0, reader_name)
+        classes = num_classes or n_cls
+        if classes is None and targets == "onehot":
+            raise ValueError("`num_classes` is required with `file_list` or `wds_paths`.")
+        holder["num_classes"] = classes
+        images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu",
+                                   output_type=types.RGB)
+        images = fn.resize(images, resize_shorter=resize)
+        images = fn.crop_mirror_normalize(
+            images, dtype=DTYPES[dtype], output_layout="CHW", crop=(crop, crop),
+            mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+        if targets == "onehot":
+            out = fn.reshape(fn.one_hot(labels, num_classes=classes, dtype=types.FLOAT),
+                             shape=[classes])
+        else:
+            out = fn.cast(labels, dtype=types.INT32)
+        return images, (out.gpu() if gpu else out)
+
+    p = pipe()
+    p.num_classes = holder["num_classes"]
+    p.reader_name = reader_name
+    return p
