@@ -1,0 +1,208 @@
+"""Train a small ResNet on mixed batches from the DALI pipeline (one process, or many under
+torchrun), then validate top-1.
+
+    python -m dali_msda.pipelines.train                        # embedded dataset, CPU or GPU
+    python -m dali_msda.pipelines.train --data /imagenet --epochs 90 --batch-size 256
+    torchrun --nproc_per_node=8 -m dali_msda.pipelines.train --data /imagenet
+
+`--data` is an ImageFolder root with train/ and val/ (the embedded dataset by default). Under
+torchrun every rank reads its own shard (RANK / WORLD_SIZE) on GPU LOCAL_RANK and the model is
+wrapped in DistributedDataParallel (nccl on GPU, gloo on CPU). `--mix-off-epochs N` switches
+mixing off for the last N epochs through the live schedule, without rebuilding the pipeline.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from dali_msda.pipelines import MixConfig, MixSchedule, embedded_dataset, imagenet_train
+from dali_msda.pipelines import imagenet_val
+from dali_msda.pipelines.imagenet import resolve_device
+from dali_msda.pytorch import LastBatchPolicy, MixIterator
+
+
+# ---- a small ResNet in plain torch (no torchvision) ---------------------------------------------
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                    nn.BatchNorm2d(cout))
+                      if stride != 1 or cin != cout else nn.Identity())
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.short(x))
+
+
+class ResNet(nn.Module):
+    """ResNet-18-shaped network; `width` scales the channels (64 is ResNet-18)."""
+
+    def __init__(self, num_classes, width=16, blocks=(2, 2, 2, 2)):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        layers, cin = [], width
+        for stage, n in enumerate(blocks):
+            cout = width * 2 ** stage
+            for k in range(n):
+                layers.append(BasicBlock(cin, cout, 2 if k == 0 and stage > 0 else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        x = self.layers(self.stem(x))
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+def progress(prefix, step, total, loss, ips, stream=sys.stderr):
+    width = 24
+    done = int(width * step / max(total, 1))
+    stream.write(f"\r{prefix} [{'#' * done}{'.' * (width - done)}] {step}/{total} "
+                 f"loss {loss:.4f} {ips:7.1f} img/s")
+    stream.flush()
+
+
+def init_distributed(device):
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device == "gpu" else "gloo"
+        if device == "gpu":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend)
+    return world, int(os.environ.get("RANK", 0))
+
+
+def all_reduce_sum(values, device):
+    t = torch.tensor(values, dtype=torch.float64,
+                     device=f"cuda:{torch.cuda.current_device()}" if device == "gpu" else "cpu")
+    if dist.is_initialized():
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+def evaluate(model, loader, torch_device):
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for images, targets in loader:
+            logits = model(images.to(torch_device).float())
+            correct += (logits.argmax(1) == targets.argmax(1).to(logits.device)).sum().item()
+            total += images.shape[0]
+    model.train()
+    return correct, total
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="root with train/ and val/ (default: embedded)")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=0, help="stop each epoch after N steps (0: all)")
+    ap.add_argument("--batch-size", type=int, default=32, help="per process")
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--width", type=int, default=16, help="ResNet width (64 = ResNet-18)")
+    ap.add_argument("--crop", type=int, default=224)
+    ap.add_argument("--method", choices=["mixup", "cutmix", "hmix", "gmix", "none"],
+                    default="hmix")
+    ap.add_argument("--alpha", type=float, default=1.0)
+    ap.add_argument("--hmix-ratio", type=float, default=0.5)
+    ap.add_argument("--prob", type=float, default=1.0)
+    ap.add_argument("--mode", choices=["batch", "elem"], default="elem")
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--mix-off-epochs", type=int, default=0,
+                    help="switch mixing off for the last N epochs")
+    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    ap.add_argument("--threads", type=int, default=4, help="DALI CPU threads")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None, help="write a summary here (rank 0)")
+    args = ap.parse_args(argv)
+
+    device = resolve_device(args.device)
+    world, rank = init_distributed(device)
+    torch.manual_seed(args.seed)
+    root = args.data or embedded_dataset()
+    for split in ("train", "val"):
+        if not os.path.isdir(os.path.join(root, split)):
+            sys.exit(f"--data {root!r} must contain {split}/ (an ImageFolder tree)")
+    schedule = None if args.method == "none" else MixSchedule(MixConfig(
+        method=args.method, alpha=args.alpha, hmix_ratio=args.hmix_ratio, prob=args.prob,
+        mode=args.mode, label_smoothing=args.label_smoothing))
+    dtype = "float16" if device == "gpu" else "float32"
+    train_pipe = imagenet_train(os.path.join(root, "train"), batch_size=args.batch_size,
+                                num_threads=args.threads, device=device, crop=args.crop,
+                                dtype=dtype, mix=schedule, seed=args.seed * 1000 + rank)
+    val_pipe = imagenet_val(os.path.join(root, "val"), batch_size=args.batch_size,
+                            num_threads=args.threads, device=device, crop=args.crop,
+                            resize=int(args.crop * 256 / 224), dtype=dtype)
+    train = MixIterator(train_pipe)
+    val = MixIterator(val_pipe, last_batch_policy=LastBatchPolicy.PARTIAL)
+    torch_device = torch.device(f"cuda:{torch.cuda.current_device()}" if device == "gpu"
+                                else "cpu")
+    model = ResNet(train_pipe.num_classes, width=args.width).to(torch_device)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-5,
+                          nesterov=True)
+    steps_per_epoch = min(len(train), args.steps) if args.steps else len(train)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, pct_start=0.25,
+                                                total_steps=args.epochs * steps_per_epoch)
+    loss_fn = nn.CrossEntropyLoss()  # probability targets straight from the pipeline
+    summary = {"world_size": world, "device": device, "epochs": []}
+    for epoch in range(args.epochs):
+        if schedule is not None and args.mix_off_epochs and \
+                epoch == args.epochs - args.mix_off_epochs:
+            train.set_mix(enabled=False)
+        seen, loss_sum, t0, step = 0, 0.0, time.perf_counter(), 0
+        for images, targets in train:
+            if step == steps_per_epoch:
+                continue  # drain the epoch (keeps the reader aligned with epochs)
+            logits = model(images.float())
+            loss = loss_fn(logits.float(), targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            seen += images.shape[0]
+            loss_sum += loss.item() * images.shape[0]
+            if rank == 0:
+                progress(f"epoch {epoch + 1}/{args.epochs}", step, steps_per_epoch,
+                         loss_sum / seen, seen * world / (time.perf_counter() - t0))
+        elapsed = time.perf_counter() - t0
+        correct, total = evaluate(model, val, torch_device)
+        seen_all, correct, total, loss_all = all_reduce_sum([seen, correct, total, loss_sum],
+                                                            device)
+        row = {"epoch": epoch + 1, "train_loss": loss_all / max(seen_all, 1),
+               "images_per_s": seen_all / elapsed, "val_top1": correct / max(total, 1),
+               "val_images": int(total),
+               "mixing": bool(schedule and schedule.config.enabled)}
+        summary["epochs"].append(row)
+        if rank == 0:
+            sys.stderr.write("\n")
+            print(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f}, "
+                  f"{row['images_per_s']:.1f} img/s, val top-1 {100 * row['val_top1']:.1f}% "
+                  f"({row['val_images']} images), mixing {'on' if row['mixing'] else 'off'}",
+                  flush=True)
+    if rank == 0 and args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=2)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return summary
+
+
+if __name__ == "__main__":
+    main()
