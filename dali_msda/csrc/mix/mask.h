@@ -13,6 +13,7 @@
 #define DALI_MSDA_CSRC_MIX_MASK_H_
 
 #include <cstdint>
+#include <cstring>
 
 #include "dali/core/float16.h"
 #include "dali/core/host_dev.h"
@@ -85,14 +86,77 @@ DALI_HOST_DEV inline uint8_t ConvertOut<uint8_t>(float v) {
   return static_cast<uint8_t>(static_cast<int>(r));
 }
 
+#ifndef __CUDA_ARCH__
+// Host float <-> half by integer arithmetic (F. Giesen's branch-free conversions, round to
+// nearest even): exact like the GPU's __float2half_rn / __half2float and NumPy's float16, and,
+// unlike a library call per element, vectorisable by the compiler.
+inline uint32_t FloatBits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+inline float BitsFloat(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline uint16_t FloatToHalfBits(float f) {
+  const uint32_t f32_inf = 255u << 23, f16_max = (127u + 16) << 23;
+  const uint32_t denorm_magic = ((127u - 15) + (23 - 10) + 1) << 23;
+  uint32_t x = FloatBits(f);
+  const uint32_t sign = x & 0x80000000u;
+  x ^= sign;
+  uint32_t normal = x + ((15u - 127u) << 23) + 0xfff + ((x >> 13) & 1);  // rounded, rebiased
+  uint32_t denormal = FloatBits(BitsFloat(x) + BitsFloat(denorm_magic)) - denorm_magic;
+  // select with masks, not branches, so that loops over this vectorise
+  const uint32_t big = 0u - uint32_t(x >= f16_max), nan = 0u - uint32_t(x > f32_inf);
+  const uint32_t small = 0u - uint32_t(x < (113u << 23));
+  const uint32_t finite = (small & denormal) | (~small & (normal >> 13));
+  const uint32_t o = (big & (0x7c00u | (nan & 0x0200u))) | (~big & finite);
+  return static_cast<uint16_t>(o | (sign >> 16));
+}
+
+inline float HalfBitsToFloat(uint16_t h) {
+  const uint32_t shifted_exp = 0x7c00u << 13;
+  uint32_t o = (h & 0x7fffu) << 13;
+  const uint32_t exp = shifted_exp & o;
+  o += (127u - 15) << 23;
+  uint32_t inf_nan = o + ((128u - 16) << 23);
+  uint32_t denormal = FloatBits(BitsFloat(o + (1u << 23)) - BitsFloat(113u << 23));
+  const uint32_t special = 0u - uint32_t(exp == shifted_exp), zero = 0u - uint32_t(exp == 0);
+  o = (special & inf_nan) | (zero & denormal) | (~(special | zero) & o);
+  return BitsFloat(o | ((h & 0x8000u) << 16));
+}
+#endif
+
 template <>
 DALI_HOST_DEV inline dali::float16 ConvertOut<dali::float16>(float v) {
+#ifdef __CUDA_ARCH__
   return dali::float16(v);
+#else
+  uint16_t bits = FloatToHalfBits(v);
+  dali::float16 h;
+  std::memcpy(&h, &bits, 2);
+  return h;
+#endif
 }
 
 template <typename In>
 DALI_HOST_DEV inline float LoadIn(In v) {
   return static_cast<float>(v);
+}
+
+template <>
+DALI_HOST_DEV inline float LoadIn<dali::float16>(dali::float16 v) {
+#ifdef __CUDA_ARCH__
+  return static_cast<float>(v);
+#else
+  uint16_t bits;
+  std::memcpy(&bits, &v, 2);
+  return HalfBitsToFloat(bits);
+#endif
 }
 
 }  // namespace msda

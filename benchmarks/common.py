@@ -1,0 +1,60 @@
+"""Shared benchmark helpers: timing, machine description, progress output."""
+
+import os
+import platform
+import statistics
+import sys
+import time
+
+
+def machine_info(device):
+    import nvidia.dali as dali
+
+    info = {"host": platform.node(), "python": platform.python_version(),
+            "cpu": _cpu_model(), "cores": os.cpu_count(), "dali": dali.__version__,
+            "device": device}
+    try:
+        import torch
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        if device == "gpu" and torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def time_it(fn, iters, warmup=2, sync=None):
+    """Median seconds per call of fn() over `iters` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    if sync:
+        sync()
+    samples = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples)
+
+
+def progress(done, total, label, stream=sys.stderr):
+    width = 30
+    k = int(width * done / max(total, 1))
+    stream.write(f"\r[{'#' * k}{'.' * (width - k)}] {done}/{total} {label[:60]:60s}")
+    if done == total:
+        stream.write("\n")
+    stream.flush()

@@ -1,0 +1,268 @@
+"""What fn.msda.mix costs, against what users would pick instead, measured in one run.
+
+    python benchmarks/op_cost.py [--device cpu|gpu|all] [--batch 64 256] [--json out.json]
+
+For each device, batch size and dtype case (uint8 -> float32, float16, float32), on the same
+224 x 224 x 3 batch, it times (median of --iters runs after warm-up):
+- ours: fn.msda.mix in a pipeline fed by a zero-copy external source; the op's own cost is
+  its marginal cost: (time of a pipeline with 1 + R instances of the op - time with 1) / R,
+  which removes the pipeline's fixed overhead (the 1-instance pipeline time is reported too);
+- the torch ways (benchmarks/baselines.py): timm batch / per-element, torchvision v2, official
+  HMix / GMix batch code, on NCHW tensors (uint8 input is converted with .float() first, as a
+  training loop would);
+- DALI built-ins composed: Mixup from permute_batch + random.beta + arithmetic; CutMix from
+  multi_paste of the batch and its reversal;
+- the memory-traffic floor: the bytes the op must read (the input once) and write (the output),
+  divided by the bandwidth of a plain torch copy measured in the same run.
+Every implementation is checked against dali_msda.reference before it is timed.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import dali_msda  # noqa: E402
+from dali_msda import reference as ref  # noqa: E402
+from nvidia.dali import fn, pipeline_def, types  # noqa: E402
+
+import baselines  # noqa: E402
+from common import machine_info, progress, time_it  # noqa: E402
+
+H = W = 224
+C = 3
+CASES = {"uint8->float32": ("uint8", "float32"), "float16": ("float16", "float16"),
+         "float32": ("float32", "float32")}
+DALI_T = {"uint8": types.UINT8, "float16": types.FLOAT16, "float32": types.FLOAT}
+TORCH_T = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.float32}
+
+
+def make_images(rng, batch, dtype):
+    if dtype == "uint8":
+        return rng.integers(0, 256, (batch, H, W, C), dtype=np.uint8)
+    return (rng.random((batch, H, W, C), dtype=np.float32) * 255).astype(dtype)
+
+
+def dali_pipe(images, device, body, threads):
+    batch = images.shape[0]
+    feed = torch.from_numpy(images).cuda() if device == "gpu" else images
+
+    @pipeline_def(batch_size=batch, num_threads=threads, device_id=0 if device == "gpu" else None,
+                  seed=7, prefetch_queue_depth=1)
+    def pipe():
+        x = fn.external_source(source=lambda: feed, batch=True, layout="HWC", no_copy=True,
+                               device=device)
+        return body(x)
+
+    p = pipe()
+    p.build()
+    return p
+
+
+def marginal_ms(images, device, outputs_of, threads, iters, extra=4):
+    """Per-instance cost of the ops that `outputs_of(x)` adds, in ms, and the time of the
+    pipeline with one instance."""
+    def body(k):
+        return lambda x: tuple(o for _ in range(k) for o in outputs_of(x))
+    one = time_it(dali_pipe(images, device, body(1), threads).run, iters)
+    many = time_it(dali_pipe(images, device, body(1 + extra), threads).run, iters)
+    return max(many - one, 0.0) / extra * 1e3, one * 1e3
+
+
+def labels_for(batch):
+    return fn.external_source(source=lambda: [np.array([i % 1000], np.int32)
+                                              for i in range(batch)], batch=True)
+
+
+def to_np(tl):
+    if hasattr(tl, "as_cpu"):
+        tl = tl.as_cpu()
+    return np.stack([np.array(tl[i]) for i in range(len(tl))])
+
+
+def check_ours(pipe, images, method, out_dtype):
+    mixed, targets, params = (to_np(o) for o in pipe.run())
+    exp, exp_t, _ = ref.mix(images, np.arange(len(images)) % 1000, method, lam=params[:, 1],
+                            center=params[:, 2:4].astype(np.int64), apply=params[:, 0] == 1,
+                            layout="HWC", num_classes=1000, dtype=out_dtype)
+    tol = 2 ** -10 if out_dtype == "float16" else 0
+    if not np.allclose(mixed.astype(np.float32), exp.astype(np.float32), rtol=tol, atol=0):
+        raise AssertionError(f"msda.mix {method} differs from the reference")
+    if not np.allclose(targets, exp_t, atol=1e-6):
+        raise AssertionError(f"msda.mix {method} targets differ from the reference")
+
+
+def check_torch(fn_, x_nchw_float, images, method, mode, rng):
+    batch = images.shape[0]
+    draws = ref.draw_params(rng, batch, H, W, alpha=1.0, mode=mode)
+    lam, cy, cx = draws["lam"], draws["cy"], draws["cx"]
+    x = x_nchw_float.clone()
+    if mode == "batch":
+        out, _ = fn_(x, float(lam[0]), int(cy[0]), int(cx[0]))
+    else:
+        out, _ = fn_(x, [float(v) for v in lam], [int(v) for v in cy], [int(v) for v in cx])
+    exp, _, _ = ref.mix(images.astype(np.float32), np.arange(batch) % 1000, method, lam=lam,
+                        center=np.stack([cy, cx], 1), layout="HWC", num_classes=1000)
+    got = out.float().permute(0, 2, 3, 1).cpu().numpy()
+    scale = float(np.abs(exp).max()) or 1.0
+    tol = 1e-2 if x.dtype == torch.float16 else 1e-5
+    if not np.allclose(got, exp, rtol=0, atol=tol * scale):
+        raise AssertionError(f"torch baseline {fn_.__name__} differs from the reference")
+    return float(lam[0]), int(cy[0]), int(cx[0]), draws
+
+
+def builtin_mixup(batch, out_t):
+    def body(x):
+        perm = list(range(batch - 1, -1, -1))
+        lam = fn.random.beta(alpha=1.0, beta=1.0)
+        xf = fn.cast(x, dtype=types.FLOAT)
+        other = fn.permute_batch(xf, indices=perm)
+        return fn.cast(lam * xf + (1.0 - lam) * other, dtype=out_t)
+    return body
+
+
+def builtin_cutmix(batch, draws, device):
+    boxes = [ref.cut_box(math.sqrt(1 - float(draws["lam"][i])), int(draws["cy"][i]),
+                         int(draws["cx"][i]), H, W) for i in range(batch)]
+    anchors = [np.array([[0, 0], [b[0], b[2]]], np.int32) for b in boxes]
+    shapes = [np.array([[H, W], [max(b[1] - b[0], 1), max(b[3] - b[2], 1)]], np.int32)
+              for b in boxes]
+
+    def body(x):
+        perm = list(range(batch - 1, -1, -1))
+        other = fn.permute_batch(x, indices=perm)
+        a = fn.external_source(source=lambda: anchors, batch=True)
+        s = fn.external_source(source=lambda: shapes, batch=True)
+        return fn.multi_paste(x, other, in_anchors=a, out_anchors=a, shapes=s,
+                              dtype=types.FLOAT)
+    return body
+
+
+def run_case(device, batch, case, methods, iters, threads, rng, rows, step, total):
+    in_dt, out_dt = CASES[case]
+    images = make_images(rng, batch, in_dt)
+    tdev = "cuda" if device == "gpu" else "cpu"
+    sync = torch.cuda.synchronize if device == "gpu" else None
+    x_nchw = torch.from_numpy(images).to(tdev).permute(0, 3, 1, 2).contiguous()
+    x_check = x_nchw.float() if in_dt == "uint8" else x_nchw  # never modified
+
+    # memory-traffic floor from a plain copy of the same number of bytes
+    n_in = images.nbytes
+    n_out = images.size * np.dtype(out_dt).itemsize
+    src = torch.empty((n_in + n_out) // 2, dtype=torch.uint8, device=tdev)
+    dst = torch.empty_like(src)
+    t_copy = time_it(lambda: dst.copy_(src), iters, sync=sync)
+    bandwidth = 2 * src.numel() / t_copy  # bytes read + written per second
+    floor = (n_in + n_out) / bandwidth
+
+    for mode in ("batch", "elem"):
+        for method in methods:
+            step[0] += 1
+            progress(step[0], total, f"{device} B={batch} {case} {method} {mode}")
+            row = {"device": device, "batch": batch, "dtype": case, "method": method,
+                   "mode": mode, "floor_ms": floor * 1e3, "copy_GBps": bandwidth / 1e9}
+
+            def ours_body(x, with_params=False):
+                outs = fn.msda.mix(x, labels_for(batch), method=method, mode=mode,
+                                   num_classes=1000, dtype=DALI_T[out_dt],
+                                   output_params=with_params)
+                return tuple(outs)
+
+            check_ours(dali_pipe(images, device, lambda x: ours_body(x, True), threads),
+                       images, method, out_dt)
+            row["ours_ms"], row["ours_pipeline_ms"] = marginal_ms(images, device, ours_body,
+                                                                  threads, iters)
+
+            # torch ways
+            table = baselines.BATCH if mode == "batch" else baselines.ELEM
+            for name, fn_ in table.get(method, []):
+                lam, cy, cx, draws = check_torch(fn_, x_check, images, method, mode, rng)
+                if mode == "batch":
+                    args = (lam, cy, cx)
+                else:
+                    args = ([float(v) for v in draws["lam"]], [int(v) for v in draws["cy"]],
+                            [int(v) for v in draws["cx"]])
+                if in_dt == "uint8":
+                    call = lambda: fn_(x_nchw.float(), *args)  # noqa: E731
+                else:  # in-place ways (timm) mix a working copy again and again
+                    x_run = x_nchw.clone()
+                    call = lambda: fn_(x_run, *args)  # noqa: E731
+                row[f"torch: {name}_ms"] = time_it(call, iters, sync=sync) * 1e3
+
+            # DALI built-ins composed
+            builtin = None
+            if method == "mixup":
+                builtin = builtin_mixup(batch, DALI_T[out_dt])
+            elif method == "cutmix" and out_dt == "float32":
+                builtin = builtin_cutmix(batch, ref.draw_params(rng, batch, H, W, mode=mode),
+                                         device)
+            if builtin is not None:
+                row["dali built-ins_ms"], _ = marginal_ms(
+                    images, device, lambda x: (builtin(x),), threads, iters)
+            rows.append(row)
+
+
+def summarise(rows):
+    lines = ["| device | batch | dtype | method | mode | ours ms | floor ms | ours/floor | "
+             "fastest torch ms (which) | torch/ours | DALI built-ins ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        torch_cols = {k[7:-3]: v for k, v in r.items() if k.startswith("torch: ")}
+        if torch_cols:
+            best = min(torch_cols, key=torch_cols.get)
+            t_best = f"{torch_cols[best]:.2f} ({best})"
+            speed = f"{torch_cols[best] / r['ours_ms']:.1f}x"
+        else:
+            t_best, speed = "-", "-"
+        dali_b = f"{r['dali built-ins_ms']:.2f}" if "dali built-ins_ms" in r else "-"
+        lines.append(f"| {r['device']} | {r['batch']} | {r['dtype']} | {r['method']} | "
+                     f"{r['mode']} | {r['ours_ms']:.2f} | {r['floor_ms']:.2f} | "
+                     f"{r['ours_ms'] / r['floor_ms']:.2f} | {t_best} | {speed} | {dali_b} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=["cpu", "gpu", "all"], default="all")
+    ap.add_argument("--batch", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--dtypes", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--methods", nargs="+", default=list(dali_msda.METHODS))
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="DALI CPU threads and torch threads")
+    ap.add_argument("--json", default="benchmarks/results/op_cost.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    has_gpu = torch.cuda.is_available()
+    devices = ["cpu", "gpu"] if args.device == "all" else [args.device]
+    if "gpu" in devices and not has_gpu:
+        if args.device == "gpu":
+            sys.exit("--device gpu: no CUDA device visible to torch")
+        devices = ["cpu"]
+    rng = np.random.default_rng(0)
+    rows = []
+    total = len(devices) * len(args.batch) * len(args.dtypes) * 2 * len(args.methods)
+    step = [0]
+    for device in devices:
+        for batch in args.batch:
+            for case in args.dtypes:
+                run_case(device, batch, case, args.methods, args.iters, args.threads, rng,
+                         rows, step, total)
+    result = {"machine": {d: machine_info(d) for d in devices}, "threads": args.threads,
+              "image": [H, W, C], "rows": rows}
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(result, f, indent=2)
+    print(summarise(rows))
+    print(f"wrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Images/s of the ImageNet train pipeline with and without fn.msda.mix, per method.
+
+    python benchmarks/throughput.py [--data IMAGEFOLDER] [--device cpu|gpu] [--json out.json]
+
+The same pipeline (reader, fused decode + random crop, resize, flip + normalise) is run with
+`mix=None` and with each method; the ratio with/without is what mixing costs end to end. The
+variants are interleaved in rounds (A B C ... A B C ...) so that drifts of a shared machine hit
+them alike; the reported figure is the median over rounds. Defaults to the embedded dataset.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from dali_msda.pipelines import MixConfig, embedded_dataset, imagenet_train  # noqa: E402
+from dali_msda.pipelines.imagenet import resolve_device  # noqa: E402
+
+from common import machine_info, progress  # noqa: E402
+
+
+def images_per_s(pipe, batches):
+    t = time.perf_counter()
+    for _ in range(batches):
+        pipe.run()
+    return batches * pipe.max_batch_size / (time.perf_counter() - t)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=None, help="ImageFolder root (default: embedded train/)")
+    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--crop", type=int, default=224)
+    ap.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    ap.add_argument("--mode", choices=["batch", "elem"], default="batch")
+    ap.add_argument("--methods", nargs="+", default=["mixup", "cutmix", "hmix", "gmix"])
+    ap.add_argument("--batches", type=int, default=10, help="batches per round and variant")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", default="benchmarks/results/throughput.json")
+    args = ap.parse_args(argv)
+    device = resolve_device(args.device)
+    data = args.data or os.path.join(embedded_dataset(), "train")
+    variants = ["none"] + args.methods
+    pipes = {}
+    for v in variants:
+        mix = None if v == "none" else MixConfig(method=v, mode=args.mode)
+        pipes[v] = imagenet_train(data, batch_size=args.batch_size, num_threads=args.threads,
+                                  device=device, crop=args.crop, dtype=args.dtype, mix=mix,
+                                  seed=1)
+        pipes[v].build()
+        for _ in range(3):  # warm-up: buffers, decoder state
+            pipes[v].run()
+    rates = {v: [] for v in variants}
+    total = args.rounds * len(variants)
+    for r in range(args.rounds):
+        for k, v in enumerate(variants):
+            progress(r * len(variants) + k + 1, total, f"round {r + 1}: {v}")
+            rates[v].append(images_per_s(pipes[v], args.batches))
+    base = statistics.median(rates["none"])
+    rows = []
+    for v in variants:
+        med = statistics.median(rates[v])
+        rows.append({"variant": v, "images_per_s": med, "ratio_to_none": med / base,
+                     "per_round": rates[v]})
+    result = {"machine": machine_info(device), "data": data, "batch_size": args.batch_size,
+              "threads": args.threads, "crop": args.crop, "dtype": args.dtype,
+              "mode": args.mode, "rows": rows}
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"| device | mix | images/s | ratio to no mixing |\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {device} | {row['variant']} | {row['images_per_s']:.1f} | "
+              f"{row['ratio_to_none']:.3f} |")
+    print(f"wrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

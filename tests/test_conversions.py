@@ -1,0 +1,55 @@
+"""The op's dtype conversions are exact: every float16 value to float32, and float32 to float16
+and to uint8 (round half to even, saturation, NaN -> 0) as NumPy does them."""
+
+import numpy as np
+import pytest
+from nvidia.dali import fn, pipeline_def, types
+
+from conftest import to_numpy
+
+
+def passthrough(image, out_dtype, device):
+    """A batch of one: its own partner, so the op only converts."""
+    @pipeline_def(batch_size=1, num_threads=1, device_id=0 if device == "gpu" else None, seed=1)
+    def pipe():
+        x = fn.external_source(source=lambda: [image], batch=True, layout="HWC")
+        y = fn.external_source(source=lambda: [np.array([0], np.int32)], batch=True)
+        if device == "gpu":
+            x = x.gpu()
+        return fn.msda.mix(x, y, method="mixup", num_classes=1, dtype=out_dtype)[0]
+
+    p = pipe()
+    p.build()
+    return to_numpy(p.run()[0])[0]
+
+
+def test_every_float16_to_float32(device):
+    h = np.arange(65536, dtype=np.uint16).view(np.float16).reshape(256, 256, 1)
+    out = passthrough(h, types.FLOAT, device)
+    exp = h.astype(np.float32)
+    nan = np.isnan(exp)
+    np.testing.assert_array_equal(np.isnan(out), nan)
+    np.testing.assert_array_equal(out.view(np.uint32)[~nan], exp.view(np.uint32)[~nan])
+
+
+def test_float32_to_float16_rounds_to_nearest_even(device):
+    rng = np.random.default_rng(0)
+    vals = rng.integers(0, 2 ** 32, 256 * 256, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    vals = vals.copy()
+    edges = [0.0, -0.0, 65504, 65519.99, 65520, 1e-8, 6e-8, 3e-8, 2.98e-8, 6.1e-5, 6.0e-5,
+             np.inf, -np.inf, 1 / 3, 2049, 2051, 0.5 + 2 ** -12, 1 + 2 ** -11, 1 + 3 * 2 ** -11]
+    vals[:len(edges)] = edges
+    vals = vals.reshape(256, 256, 1)
+    out = passthrough(vals, types.FLOAT16, device)
+    with np.errstate(over="ignore"):
+        exp = vals.astype(np.float16)
+    same = (out.view(np.uint16) == exp.view(np.uint16)) | (np.isnan(out) & np.isnan(exp))
+    assert same.all(), np.argwhere(~same)[:5]
+
+
+def test_float32_to_uint8_rounds_half_to_even_and_saturates(device):
+    vals = np.array([-1e30, -3.0, -0.5, 0.0, 0.49, 0.5, 1.5, 2.5, 2.500001, 127.5, 128.5, 254.5,
+                     254.6, 255.0, 255.5, 300.0, np.inf, -np.inf, np.nan], np.float32)
+    out = passthrough(vals.reshape(1, -1, 1), types.UINT8, device).ravel()
+    exp = [0, 0, 0, 0, 0, 0, 2, 2, 3, 128, 128, 254, 255, 255, 255, 255, 255, 0, 0]
+    np.testing.assert_array_equal(out, exp)
