@@ -1,7 +1,9 @@
 // msda.Mix: schema, CPU backend and CPU registration.
 //
-// CPU work decomposition: each sample is cut into blocks of whole rows (about kTaskElems
-// elements each) that DALI's thread pool runs, largest first. Within a row the mask is constant
+// CPU work decomposition: sample i and its partner j = B - 1 - i are processed together, cut into
+// blocks of whole rows (about kTaskElems elements per sample) that DALI's thread pool runs,
+// largest first: a task mixes a row block of i and then the same rows of j, which read the same
+// two input blocks, so each input is read from memory once. Within a row the mask is constant
 // or piecewise constant for box masks (Mixup, CutMix, HMix), so a row is split into spans that are
 // copied (M = 1: own image, M = 0: partner) or blended with one weight; GMix computes the weight
 // per pixel from the two Gaussian factor tables. Each span path gives the same bits as the
@@ -19,8 +21,17 @@ namespace {
 
 constexpr int64_t kTaskElems = 1 << 16;
 
+// The row loops are compiled twice, for AVX2 and for the x86-64 baseline (SSE2), and the loader
+// picks one for the CPU it runs on. Same IEEE operations either way (no FMA: contraction is
+// off), so the output bits do not depend on the CPU.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MSDA_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MSDA_CPU_CLONES
+#endif
+
 template <typename Out, typename In>
-void ConvertSpan(Out *__restrict out, const In *__restrict in, int64_t n) {
+inline __attribute__((always_inline)) void ConvertSpan(Out *__restrict out, const In *__restrict in, int64_t n) {
   if constexpr (std::is_same_v<Out, In>) {
     std::memcpy(out, in, n * sizeof(Out));
   } else {
@@ -30,7 +41,7 @@ void ConvertSpan(Out *__restrict out, const In *__restrict in, int64_t n) {
 
 /// out = m * self + (1 - m) * other over a span with one mask value m.
 template <typename Out, typename In>
-void BlendSpan(Out *__restrict out, const In *__restrict self, const In *__restrict other,
+inline __attribute__((always_inline)) void BlendSpan(Out *__restrict out, const In *__restrict self, const In *__restrict other,
                int64_t n, float m) {
   if (m == 1.0f) return ConvertSpan(out, self, n);
   if (m == 0.0f) return ConvertSpan(out, other, n);
@@ -41,7 +52,7 @@ void BlendSpan(Out *__restrict out, const In *__restrict self, const In *__restr
 
 /// GMix row: m = gy * gx[k] (or 1 - that), then the blend; the same product as MaskAt().
 template <bool kInvert, typename Out, typename In>
-void GaussBlendSpan(Out *__restrict out, const In *__restrict self, const In *__restrict other,
+inline __attribute__((always_inline)) void GaussBlendSpan(Out *__restrict out, const In *__restrict self, const In *__restrict other,
                     float gy, const float *__restrict gx, int64_t n) {
   for (int64_t k = 0; k < n; k++) {
     float m = gy * gx[k];
@@ -52,8 +63,8 @@ void GaussBlendSpan(Out *__restrict out, const In *__restrict self, const In *__
 
 /// Rows [q0, q1) of one sample (see Geometry for the row numbering).
 template <typename Out, typename In>
-void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
-             const float *tables, const Geometry &g, int64_t q0, int64_t q1) {
+MSDA_CPU_CLONES void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
+                             const float *tables, const Geometry &g, int64_t q0, int64_t q1) {
   const int64_t len = g.RowLen();
   const int inner = g.inner;
   // GMix: the column factors repeated over the channels, so that the row loop vectorises
@@ -105,13 +116,18 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
     TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (
       auto iv = view<const In>(in);
       auto ov = view<Out>(out);
-      for (int i = 0; i < n; i++) {
-        const SampleParams &p = params_[i];
+      const SampleParams *params = params_.data();
+      for (int i = 0; i < (n + 1) / 2; i++) {
+        const int j = n - 1 - i;  // the pair (i, j); i == j for the middle of an odd batch
         for (int64_t q0 = 0; q0 < rows; q0 += rows_per_task) {
           int64_t q1 = std::min(rows, q0 + rows_per_task);
           tp.AddWork([=](int) {
-            MixRows<Out, In>(ov.data[i], iv.data[i], iv.data[p.partner], p, tables, g, q0, q1);
-          }, (q1 - q0) * g.RowLen());
+            for (int s : {i, j}) {
+              const SampleParams &p = params[s];
+              MixRows<Out, In>(ov.data[s], iv.data[s], iv.data[p.partner], p, tables, g, q0, q1);
+              if (j == i) break;
+            }
+          }, (q1 - q0) * g.RowLen() * (i == j ? 1 : 2));
         }
       }
     ), DALI_FAIL(make_string("Unsupported output type ", out.type(), ".")));  // NOLINT
