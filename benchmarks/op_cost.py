@@ -80,14 +80,8 @@ def labels_for(batch):
                                               for i in range(batch)], batch=True)
 
 
-def to_np(tl):
-    if hasattr(tl, "as_cpu"):
-        tl = tl.as_cpu()
-    return np.stack([np.array(tl[i]) for i in range(len(tl))])
-
-
 def check_ours(pipe, images, method, out_dtype):
-    mixed, targets, params = (to_np(o) for o in pipe.run())
+    mixed, targets, params = (dali_msda.to_numpy(o) for o in pipe.run())
     exp, exp_t, _ = ref.mix(images, np.arange(len(images)) % 1000, method, lam=params[:, 1],
                             center=params[:, 2:4].astype(np.int64), apply=params[:, 0] == 1,
                             layout="HWC", num_classes=1000, dtype=out_dtype)

@@ -13,7 +13,7 @@ available as ``nvidia.dali.fn.msda.mix`` (and ``nvidia.dali.ops.msda.Mix``)::
 import os as _os
 
 __version__ = "0.1.0"
-__all__ = ["library_path", "load_plugin", "METHODS", "MODES"]
+__all__ = ["library_path", "load_plugin", "has_gpu", "to_numpy", "METHODS", "MODES"]
 
 METHODS = ("mixup", "cutmix", "hmix", "gmix")
 MODES = ("batch", "elem")
@@ -53,6 +53,24 @@ def load_plugin():
 
     plugin_manager.load_library(library_path)
     _loaded = True
+
+
+def has_gpu():
+    """Whether DALI sees a CUDA device (False without a driver)."""
+    try:
+        from nvidia.dali import backend
+        return backend.GetCUDADeviceCount() > 0
+    except Exception:
+        return False
+
+
+def to_numpy(tensor_list):
+    """A DALI TensorList (CPU or GPU) of uniform samples as one stacked NumPy array."""
+    if hasattr(tensor_list, "as_cpu"):
+        tensor_list = tensor_list.as_cpu()
+    import numpy as np
+
+    return np.stack([np.array(tensor_list[i]) for i in range(len(tensor_list))])
 
 
 load_plugin()

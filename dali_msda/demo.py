@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 import dali_msda
+from dali_msda import has_gpu, to_numpy
 from nvidia.dali import fn, pipeline_def, types
 
 PHOTOS = [  # (file in skimage/data, class name)
@@ -42,14 +43,6 @@ def photo_paths():
     return paths
 
 
-def has_gpu():
-    try:
-        from nvidia.dali import backend
-        return backend.GetCUDADeviceCount() > 0
-    except Exception:
-        return False
-
-
 def build_pipeline(paths, device, mode, seed, alpha):
     gpu = device == "gpu"
 
@@ -71,12 +64,6 @@ def build_pipeline(paths, device, mode, seed, alpha):
     p = pipe()
     p.build()
     return p
-
-
-def to_numpy(tl):
-    if hasattr(tl, "as_cpu"):
-        tl = tl.as_cpu()
-    return np.stack([np.array(tl[i]) for i in range(len(tl))])
 
 
 def render_grid(results, names, path):

@@ -13,9 +13,8 @@ differs per rank. Readers pad their last batch, so an epoch is a whole number of
 
 import os
 
-import numpy as np
 
-import dali_msda  # noqa: F401  (registers fn.msda.mix)
+from dali_msda import has_gpu  # (importing dali_msda registers fn.msda.mix)
 from nvidia.dali import fn, pipeline_def, types
 
 from .config import MixConfig, MixSchedule
@@ -36,20 +35,26 @@ def dist_env():
     return rank, world, local
 
 
-def has_gpu():
-    try:
-        from nvidia.dali import backend
-        return backend.GetCUDADeviceCount() > 0
-    except Exception:
-        return False
-
-
 def resolve_device(device):
     if device == "auto":
         return "gpu" if has_gpu() else "cpu"
     if device not in ("cpu", "gpu"):
         raise ValueError(f"`device` must be 'auto', 'cpu' or 'gpu'; got {device!r}.")
     return device
+
+
+def _placement(device, dtype, shard_id, num_shards, device_id):
+    """Resolved (device, shard_id, num_shards, device_id), torchrun's environment filling what
+    is not given; checks `dtype`."""
+    device = resolve_device(device)
+    if dtype not in DTYPES:
+        raise ValueError(f"`dtype` must be one of {tuple(DTYPES)}; got {dtype!r}.")
+    env_shard, env_shards, local_rank = dist_env()
+    shard_id = env_shard if shard_id is None else shard_id
+    num_shards = env_shards if num_shards is None else num_shards
+    if device_id is None and device == "gpu":
+        device_id = local_rank
+    return device, shard_id, num_shards, device_id
 
 
 def folder_classes(data_dir):
@@ -131,18 +136,12 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     The pipeline carries the schedule as `pipe.mix_schedule` and the class count as
     `pipe.num_classes`.
     """
-    device = resolve_device(device)
-    if dtype not in DTYPES:
-        raise ValueError(f"`dtype` must be one of {tuple(DTYPES)}; got {dtype!r}.")
+    device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
+                                                         device_id)
     if not (0 < scale[0] <= scale[1] <= 1):
         raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1; got {scale}.")
     if not (0 < ratio[0] <= ratio[1]):
         raise ValueError(f"`ratio` must satisfy 0 < min <= max; got {ratio}.")
-    env_shard, env_shards, local_rank = dist_env()
-    shard_id = env_shard if shard_id is None else shard_id
-    num_shards = env_shards if num_shards is None else num_shards
-    if device_id is None and device == "gpu":
-        device_id = local_rank
     seed = 1234 + shard_id if seed is None else seed
     schedule = mix if isinstance(mix, MixSchedule) else (
         MixSchedule(mix) if isinstance(mix, MixConfig) else None)
@@ -199,16 +198,10 @@ def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=Non
     """The validation pipeline: outputs (images CHW `dtype`, targets): `targets="onehot"`
     (float32 [num_classes]) or `"index"` (int32 class ids, shape [1]). No shuffling, no mixing.
     Iterate it with last_batch_policy PARTIAL (the reader pads the last batch)."""
-    device = resolve_device(device)
-    if dtype not in DTYPES:
-        raise ValueError(f"`dtype` must be one of {tuple(DTYPES)}; got {dtype!r}.")
+    device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
+                                                         device_id)
     if targets not in ("onehot", "index"):
         raise ValueError(f"`targets` must be 'onehot' or 'index'; got {targets!r}.")
-    env_shard, env_shards, local_rank = dist_env()
-    shard_id = env_shard if shard_id is None else shard_id
-    num_shards = env_shards if num_shards is None else num_shards
-    if device_id is None and device == "gpu":
-        device_id = local_rank
     gpu = device == "gpu"
     holder = {}
 

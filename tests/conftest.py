@@ -6,13 +6,10 @@ Tests take the device as a parameter (`device` fixture): GPU cases skip where DA
 import numpy as np
 import pytest
 
-import dali_msda  # noqa: F401  (loads the plugin)
-from nvidia.dali import backend, fn, pipeline_def, types
+from dali_msda import has_gpu, to_numpy  # noqa: F401  (loads the plugin)
+from nvidia.dali import fn, pipeline_def, types
 
-try:
-    HAS_GPU = backend.GetCUDADeviceCount() > 0
-except Exception:  # no driver at all
-    HAS_GPU = False
+HAS_GPU = has_gpu()
 
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(not HAS_GPU, reason="no GPU"))]
 
@@ -57,13 +54,6 @@ def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, cen
     p = pipe()
     p.build()
     return p
-
-
-def to_numpy(out):
-    """TensorList (CPU or GPU) -> stacked NumPy array."""
-    if hasattr(out, "as_cpu"):
-        out = out.as_cpu()
-    return np.stack([np.array(out[i]) for i in range(len(out))])
 
 
 def run_mix(images, labels, iterations=1, **kwargs):

@@ -1,11 +1,29 @@
 """The op's dtype conversions are exact: every float16 value to float32, and float32 to float16
-and to uint8 (round half to even, saturation, NaN -> 0) as NumPy does them."""
+and to uint8 (round half to even, saturation, NaN -> 0) as NumPy does them.
+
+Rows are 257 values long, so that the vector loops' scalar tails are exercised too; the whole
+module runs a second time with DALI_MSDA_NO_F16C=1 (the portable path that CPUs without
+AVX2 + F16C take).
+"""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
-import pytest
 from nvidia.dali import fn, pipeline_def, types
 
 from conftest import to_numpy
+
+ROW = 257
+
+
+def rows(values):
+    """values as an image of ROW-long rows (padded with zeros), one channel."""
+    n = -(-values.size // ROW) * ROW
+    out = np.zeros(n, dtype=values.dtype)
+    out[:values.size] = values.ravel()
+    return out.reshape(-1, ROW, 1)
 
 
 def passthrough(image, out_dtype, device):
@@ -24,7 +42,7 @@ def passthrough(image, out_dtype, device):
 
 
 def test_every_float16_to_float32(device):
-    h = np.arange(65536, dtype=np.uint16).view(np.float16).reshape(256, 256, 1)
+    h = rows(np.arange(65536, dtype=np.uint16).view(np.float16))
     out = passthrough(h, types.FLOAT, device)
     exp = h.astype(np.float32)
     nan = np.isnan(exp)
@@ -39,7 +57,7 @@ def test_float32_to_float16_rounds_to_nearest_even(device):
     edges = [0.0, -0.0, 65504, 65519.99, 65520, 1e-8, 6e-8, 3e-8, 2.98e-8, 6.1e-5, 6.0e-5,
              np.inf, -np.inf, 1 / 3, 2049, 2051, 0.5 + 2 ** -12, 1 + 2 ** -11, 1 + 3 * 2 ** -11]
     vals[:len(edges)] = edges
-    vals = vals.reshape(256, 256, 1)
+    vals = rows(vals)
     out = passthrough(vals, types.FLOAT16, device)
     with np.errstate(over="ignore"):
         exp = vals.astype(np.float16)
@@ -50,6 +68,23 @@ def test_float32_to_float16_rounds_to_nearest_even(device):
 def test_float32_to_uint8_rounds_half_to_even_and_saturates(device):
     vals = np.array([-1e30, -3.0, -0.5, 0.0, 0.49, 0.5, 1.5, 2.5, 2.500001, 127.5, 128.5, 254.5,
                      254.6, 255.0, 255.5, 300.0, np.inf, -np.inf, np.nan], np.float32)
-    out = passthrough(vals.reshape(1, -1, 1), types.UINT8, device).ravel()
-    exp = [0, 0, 0, 0, 0, 0, 2, 2, 3, 128, 128, 254, 255, 255, 255, 255, 255, 0, 0]
+    vals = np.tile(vals, 20)  # through the vector loops and the tail
+    out = passthrough(rows(vals), types.UINT8, device).ravel()[:vals.size]
+    exp = [0, 0, 0, 0, 0, 0, 2, 2, 3, 128, 128, 254, 255, 255, 255, 255, 255, 0, 0] * 20
     np.testing.assert_array_equal(out, exp)
+    # float16 -> uint8 too
+    out = passthrough(rows(vals.astype(np.float16)), types.UINT8, device).ravel()[:vals.size]
+    with np.errstate(invalid="ignore"):
+        h = vals.astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(out, np.rint(np.clip(np.nan_to_num(h, nan=0), 0, 255)))
+
+
+def test_portable_path_without_f16c():
+    if os.environ.get("DALI_MSDA_NO_F16C"):
+        return  # this is the second run
+    env = dict(os.environ, DALI_MSDA_NO_F16C="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-k", "cpu", __file__], capture_output=True, text=True, env=env,
+                          cwd=os.path.dirname(__file__))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
