@@ -14,7 +14,8 @@ For each device, batch size and dtype case (uint8 -> float32, float16, float32),
   multi_paste of the batch and its reversal;
 - the memory-traffic floor: the bytes the op must read (the input once) and write (the output),
   divided by the bandwidth of a plain torch copy measured in the same run.
-Every implementation is checked against dali_msda.reference before it is timed.
+Every implementation is checked against dali_msda.reference before it is timed. Inputs rotate
+over --cold-mib MiB of copies, so nobody is timed on data its previous call left in cache.
 """
 
 import argparse
@@ -49,14 +50,33 @@ def make_images(rng, batch, dtype):
     return (rng.random((batch, H, W, C), dtype=np.float32) * 255).astype(dtype)
 
 
-def dali_pipe(images, device, body, threads):
-    batch = images.shape[0]
-    feed = torch.from_numpy(images).cuda() if device == "gpu" else images
+class Rotating:
+    """Cycles through `items` on every call: a working set larger than the CPU caches, so that
+    no implementation is timed on data left in cache by its previous call (a training loop gets
+    a fresh batch every step)."""
+
+    def __init__(self, items):
+        self.items, self.k = list(items), 0
+
+    def __call__(self):
+        item = self.items[self.k]
+        self.k = (self.k + 1) % len(self.items)
+        return item
+
+
+def cold_copies(nbytes, cold_bytes):
+    return max(1, math.ceil(cold_bytes / max(nbytes, 1)))
+
+
+def dali_pipe(image_sets, device, body, threads):
+    batch = image_sets[0].shape[0]
+    feeds = [torch.from_numpy(im).cuda() for im in image_sets] if device == "gpu" else image_sets
+    feed = Rotating(feeds)
 
     @pipeline_def(batch_size=batch, num_threads=threads, device_id=0 if device == "gpu" else None,
                   seed=7, prefetch_queue_depth=1)
     def pipe():
-        x = fn.external_source(source=lambda: feed, batch=True, layout="HWC", no_copy=True,
+        x = fn.external_source(source=feed, batch=True, layout="HWC", no_copy=True,
                                device=device)
         return body(x)
 
@@ -65,13 +85,13 @@ def dali_pipe(images, device, body, threads):
     return p
 
 
-def marginal_ms(images, device, outputs_of, threads, iters, extra=4):
+def marginal_ms(image_sets, device, outputs_of, threads, iters, extra=4):
     """Per-instance cost of the ops that `outputs_of(x)` adds, in ms, and the time of the
     pipeline with one instance."""
     def body(k):
         return lambda x: tuple(o for _ in range(k) for o in outputs_of(x))
-    one = time_it(dali_pipe(images, device, body(1), threads).run, iters)
-    many = time_it(dali_pipe(images, device, body(1 + extra), threads).run, iters)
+    one = time_it(dali_pipe(image_sets, device, body(1), threads).run, iters)
+    many = time_it(dali_pipe(image_sets, device, body(1 + extra), threads).run, iters)
     return max(many - one, 0.0) / extra * 1e3, one * 1e3
 
 
@@ -138,21 +158,35 @@ def builtin_cutmix(batch, draws, device):
     return body
 
 
-def run_case(device, batch, case, methods, iters, threads, rng, rows, step, total):
+def run_case(device, batch, case, methods, iters, threads, rng, rows, step, total, cold_bytes):
     in_dt, out_dt = CASES[case]
     images = make_images(rng, batch, in_dt)
     tdev = "cuda" if device == "gpu" else "cpu"
     sync = torch.cuda.synchronize if device == "gpu" else None
-    x_nchw = torch.from_numpy(images).to(tdev).permute(0, 3, 1, 2).contiguous()
+    copies = cold_copies(images.nbytes, cold_bytes)
+    image_sets = [images] + [images.copy() for _ in range(copies - 1)]
+    x_sets = [torch.from_numpy(im).to(tdev).permute(0, 3, 1, 2).contiguous() for im in image_sets]
+    x_nchw = x_sets[0]
     x_check = x_nchw.float() if in_dt == "uint8" else x_nchw  # never modified
 
-    # memory-traffic floor from a plain copy of the same number of bytes
+    # memory-traffic floor from a plain copy of the same number of bytes (cold buffers too)
     n_in = images.nbytes
     n_out = images.size * np.dtype(out_dt).itemsize
-    src = torch.empty((n_in + n_out) // 2, dtype=torch.uint8, device=tdev)
-    dst = torch.empty_like(src)
-    t_copy = time_it(lambda: dst.copy_(src), iters, sync=sync)
-    bandwidth = 2 * src.numel() / t_copy  # bytes read + written per second
+    half = (n_in + n_out) // 2
+    pairs = [(torch.empty(half, dtype=torch.uint8, device=tdev),
+              torch.empty(half, dtype=torch.uint8, device=tdev))
+             for _ in range(cold_copies(2 * half, cold_bytes))]
+    for a, b in pairs:
+        a.fill_(1)
+        b.fill_(2)
+    next_pair = Rotating(pairs)
+
+    def copy_once():
+        src, dst = next_pair()
+        dst.copy_(src)
+
+    t_copy = time_it(copy_once, iters, sync=sync)
+    bandwidth = 2 * half / t_copy  # bytes read + written per second
     floor = (n_in + n_out) / bandwidth
 
     for mode in ("batch", "elem"):
@@ -168,9 +202,9 @@ def run_case(device, batch, case, methods, iters, threads, rng, rows, step, tota
                                    output_params=with_params)
                 return tuple(outs)
 
-            check_ours(dali_pipe(images, device, lambda x: ours_body(x, True), threads),
+            check_ours(dali_pipe(image_sets, device, lambda x: ours_body(x, True), threads),
                        images, method, out_dt)
-            row["ours_ms"], row["ours_pipeline_ms"] = marginal_ms(images, device, ours_body,
+            row["ours_ms"], row["ours_pipeline_ms"] = marginal_ms(image_sets, device, ours_body,
                                                                   threads, iters)
 
             # torch ways
@@ -183,10 +217,11 @@ def run_case(device, batch, case, methods, iters, threads, rng, rows, step, tota
                     args = ([float(v) for v in draws["lam"]], [int(v) for v in draws["cy"]],
                             [int(v) for v in draws["cx"]])
                 if in_dt == "uint8":
-                    call = lambda: fn_(x_nchw.float(), *args)  # noqa: E731
-                else:  # in-place ways (timm) mix a working copy again and again
-                    x_run = x_nchw.clone()
-                    call = lambda: fn_(x_run, *args)  # noqa: E731
+                    nxt = Rotating(x_sets)
+                    call = lambda: fn_(nxt().float(), *args)  # noqa: E731
+                else:  # in-place ways (timm) mix working copies again and again
+                    nxt = Rotating([x.clone() for x in x_sets])
+                    call = lambda: fn_(nxt(), *args)  # noqa: E731
                 row[f"torch: {name}_ms"] = time_it(call, iters, sync=sync) * 1e3
 
             # DALI built-ins composed
@@ -198,7 +233,7 @@ def run_case(device, batch, case, methods, iters, threads, rng, rows, step, tota
                                          device)
             if builtin is not None:
                 row["dali built-ins_ms"], _ = marginal_ms(
-                    images, device, lambda x: (builtin(x),), threads, iters)
+                    image_sets, device, lambda x: (builtin(x),), threads, iters)
             rows.append(row)
 
 
@@ -230,6 +265,9 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="DALI CPU threads and torch threads")
+    ap.add_argument("--cold-mib", type=int, default=128,
+                    help="rotate inputs (and copy buffers) over at least this many MiB, more "
+                         "than the CPU caches, so that nothing is timed on cached data; 0: off")
     ap.add_argument("--json", default="benchmarks/results/op_cost.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -247,8 +285,9 @@ def main(argv=None):
         for batch in args.batch:
             for case in args.dtypes:
                 run_case(device, batch, case, args.methods, args.iters, args.threads, rng,
-                         rows, step, total)
+                         rows, step, total, args.cold_mib << 20)
     result = {"machine": {d: machine_info(d) for d in devices}, "threads": args.threads,
+              "cold_mib": args.cold_mib,
               "image": [H, W, C], "rows": rows}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:

@@ -18,6 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from dali_msda.pipelines import MixConfig, embedded_dataset, imagenet_train  # noqa: E402
+from dali_msda.pipelines.data import IMAGENET_SIDES  # noqa: E402
 from dali_msda.pipelines.imagenet import resolve_device  # noqa: E402
 
 from common import machine_info, progress  # noqa: E402
@@ -33,6 +34,9 @@ def images_per_s(pipe, batches):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=None, help="ImageFolder root (default: embedded train/)")
+    ap.add_argument("--imagenet-sized", action="store_true",
+                    help="use the embedded dataset made at ImageNet's photo size (400-500 px) "
+                         "instead of its small default (160-288 px)")
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -45,7 +49,9 @@ def main(argv=None):
     ap.add_argument("--json", default="benchmarks/results/throughput.json")
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
-    data = args.data or os.path.join(embedded_dataset(), "train")
+    data = args.data or os.path.join(
+        embedded_dataset(sides=IMAGENET_SIDES) if args.imagenet_sized else embedded_dataset(),
+        "train")
     variants = ["none"] + args.methods
     pipes = {}
     for v in variants:

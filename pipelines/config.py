@@ -58,6 +58,7 @@ class MixSchedule:
         self._config = config if config is not None else MixConfig()
         self._lock = threading.Lock()
         self.batch_size = None  # set by the pipeline factory
+        self._feed = None  # (config, batch size, the arrays fed for it)
         # the configuration each scheduled iteration got, most recent last (bounded)
         self.history = collections.deque(maxlen=4096)
 
@@ -89,8 +90,11 @@ class MixSchedule:
             cfg = self._config
         self.history.append(cfg)
         n = self.batch_size
-        prob = cfg.prob if cfg.enabled else 0.0
-        return ([np.array(METHOD_IDS[cfg.method], dtype=np.int32)] * n,
-                [np.array(cfg.alpha, dtype=np.float32)] * n,
-                [np.array(cfg.hmix_ratio, dtype=np.float32)] * n,
-                [np.array(prob, dtype=np.float32)] * n)
+        if self._feed is None or self._feed[:2] != (cfg, n):  # built once per configuration
+            prob = cfg.prob if cfg.enabled else 0.0
+            arrays = ([np.array(METHOD_IDS[cfg.method], dtype=np.int32)] * n,
+                      [np.array(cfg.alpha, dtype=np.float32)] * n,
+                      [np.array(cfg.hmix_ratio, dtype=np.float32)] * n,
+                      [np.array(prob, dtype=np.float32)] * n)
+            self._feed = (cfg, n, arrays)
+        return self._feed[2]

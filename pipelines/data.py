@@ -24,10 +24,15 @@ VERSION = "v1"
 TRAIN_PER_CLASS, VAL_PER_CLASS = 30, 8
 
 
-def default_cache_dir():
+DEFAULT_SIDES = (160, 288)  # long side range of the images, px
+IMAGENET_SIDES = (400, 500)  # about ImageNet's (most of its photos are 500 x 375 or 375 x 500)
+
+
+def default_cache_dir(sides=DEFAULT_SIDES):
     base = os.environ.get("DALI_MSDA_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "dali_msda")
-    return os.path.join(base, f"embedded-{VERSION}")
+    suffix = "" if tuple(sides) == DEFAULT_SIDES else f"-{sides[0]}-{sides[1]}"
+    return os.path.join(base, f"embedded-{VERSION}{suffix}")
 
 
 def _photo(name):
@@ -40,9 +45,9 @@ def _photo(name):
     return Image.open(path).convert("RGB")
 
 
-def _variant(img, rng):
-    """A random crop (30-100% of the area, aspect 3/4-4/3) resized to 160-288 px on the long
-    side, maybe flipped, with brightness and saturation jitter."""
+def _variant(img, rng, sides=DEFAULT_SIDES):
+    """A random crop (30-100% of the area, aspect 3/4-4/3) resized to `sides` px on the long
+    side (160-288 by default), maybe flipped, with brightness and saturation jitter."""
     from PIL import Image, ImageEnhance
 
     w, h = img.size
@@ -52,7 +57,7 @@ def _variant(img, rng):
     ch = int(min(h, round(np.sqrt(area / aspect))))
     x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
     out = img.crop((x0, y0, x0 + cw, y0 + ch))
-    side = int(rng.integers(160, 289))
+    side = int(rng.integers(sides[0], sides[1] + 1))
     scale = side / max(cw, ch)
     out = out.resize((max(1, round(cw * scale)), max(1, round(ch * scale))), Image.BILINEAR)
     if rng.random() < 0.5:
@@ -61,9 +66,11 @@ def _variant(img, rng):
     return ImageEnhance.Color(out).enhance(rng.uniform(0.8, 1.2))
 
 
-def embedded_dataset(root=None, seed=0):
-    """Path of the embedded dataset (root/train, root/val), building it if needed."""
-    root = root or default_cache_dir()
+def embedded_dataset(root=None, seed=0, sides=DEFAULT_SIDES):
+    """Path of the embedded dataset (root/train, root/val), building it if needed. `sides`: the
+    range of the images' long side; `IMAGENET_SIDES` gives photos of ImageNet's size (for
+    throughput measurements, where decoding cost matters)."""
+    root = root or default_cache_dir(sides)
     done = os.path.join(root, ".complete")
     if os.path.exists(done):
         return root
@@ -81,7 +88,7 @@ def embedded_dataset(root=None, seed=0):
             os.makedirs(folder, exist_ok=True)
             img = _photo(fname)
             for k in range(count):
-                _variant(img, rng).save(os.path.join(folder, f"{cls}_{k:03d}.jpg"), quality=90)
+                _variant(img, rng, sides).save(os.path.join(folder, f"{cls}_{k:03d}.jpg"), quality=90)
     if os.path.exists(root):
         import shutil
         shutil.rmtree(root)

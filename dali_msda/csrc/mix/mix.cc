@@ -178,14 +178,18 @@ void GaussBlendSpan(Out *out, const In *self, const In *other, float gy, const f
 /// Rows [q0, q1) of one sample (see Geometry for the row numbering).
 template <typename Out, typename In>
 void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
-                             const float *tables, const Geometry &g, int64_t q0, int64_t q1) {
+             const float *tables, const Geometry &g, int64_t q0, int64_t q1) {
   const int64_t len = g.RowLen();
   const int inner = g.inner;
   // GMix: the column factors repeated over the channels, so that the row loop vectorises
   std::vector<float> gx(p.kind == kMaskGauss ? len : 0);
   for (int64_t k = 0; k < static_cast<int64_t>(gx.size()); k++)
     gx[k] = tables[p.table_offset + g.H + k / inner];
-  for (int64_t q = q0; q < q1; q++) {
+  auto misses_box = [&](int64_t q) {
+    const int r = q % g.H;
+    return r < p.y0 || r >= p.y1 || p.x0 == p.x1;
+  };
+  for (int64_t q = q0; q < q1;) {
     const int r = q % g.H;
     Out *o = out + q * len;
     const In *a = self + q * len, *b = other + q * len;
@@ -195,13 +199,18 @@ void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
         GaussBlendSpan<true>(o, a, b, gy, gx.data(), len);
       else
         GaussBlendSpan<false>(o, a, b, gy, gx.data(), len);
-    } else if (r < p.y0 || r >= p.y1 || p.x0 == p.x1) {  // row misses the box
-      BlendSpan(o, a, b, len, p.outside);
+      q++;
+    } else if (misses_box(q)) {  // consecutive rows that miss the box are one contiguous span
+      int64_t end = q + 1;
+      while (end < q1 && misses_box(end)) end++;
+      BlendSpan(o, a, b, (end - q) * len, p.outside);
+      q = end;
     } else {
       const int64_t k0 = int64_t(p.x0) * inner, k1 = int64_t(p.x1) * inner;
       BlendSpan(o, a, b, k0, p.outside);
       ConvertSpan(o + k0, b + k0, k1 - k0);  // inside the box: the partner, exactly
       BlendSpan(o + k1, a + k1, b + k1, len - k1, p.outside);
+      q++;
     }
   }
 }
