@@ -3,7 +3,7 @@
     python benchmarks/op_cost.py [--device cpu|gpu|all] [--batch 64 256] [--json out.json]
 
 For each device, batch size and dtype case (uint8 -> float32, float16, float32), on the same
-224 x 224 x 3 batch, it times (median of --iters runs after warm-up):
+224 x 224 x 3 batch, it times (best of --iters runs after warm-up, for every implementation):
 - ours: fn.msda.mix in a pipeline fed by a zero-copy external source; the op's own cost is
   its marginal cost: (time of a pipeline with 1 + R instances of the op - time with 1) / R,
   which removes the pipeline's fixed overhead (the 1-instance pipeline time is reported too);
@@ -131,10 +131,12 @@ def check_torch(fn_, x_nchw_float, images, method, mode, rng):
     return float(lam[0]), int(cy[0]), int(cx[0]), draws
 
 
-def builtin_mixup(batch, out_t):
+def builtin_mixup(batch, out_t, device):
     def body(x):
         perm = list(range(batch - 1, -1, -1))
-        lam = fn.random.beta(alpha=1.0, beta=1.0)
+        lam = fn.random.beta(alpha=1.0, beta=1.0)  # a CPU operator
+        if device == "gpu":
+            lam = lam.gpu()
         xf = fn.cast(x, dtype=types.FLOAT)
         other = fn.permute_batch(xf, indices=perm)
         return fn.cast(lam * xf + (1.0 - lam) * other, dtype=out_t)
@@ -227,7 +229,7 @@ def run_case(device, batch, case, methods, iters, threads, rng, rows, step, tota
             # DALI built-ins composed
             builtin = None
             if method == "mixup":
-                builtin = builtin_mixup(batch, DALI_T[out_dt])
+                builtin = builtin_mixup(batch, DALI_T[out_dt], device)
             elif method == "cutmix" and out_dt == "float32":
                 builtin = builtin_cutmix(batch, ref.draw_params(rng, batch, H, W, mode=mode),
                                          device)

@@ -47,7 +47,7 @@ def plot_op_cost(path, out):
     m = next(iter(data["machine"].values()))
     fig.suptitle(f"fn.msda.mix cost: {m['cpu']}, {data['threads']} threads, DALI {m['dali']}, "
                  f"torch {m['torch']}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(out, dpi=90)
 
 
