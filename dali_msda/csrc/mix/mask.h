@@ -47,11 +47,6 @@ struct Geometry {
   DALI_HOST_DEV int64_t Rows() const { return outer * H; }
 };
 
-/// True when the sample's output is its own input, unchanged (M == 1 everywhere).
-DALI_HOST_DEV inline bool IsIdentity(const SampleParams &p) {
-  return p.kind == kMaskBox && p.outside == 1.0f && (p.y0 == p.y1 || p.x0 == p.x1);
-}
-
 /// The mask value at (row, col); `tables` holds the Gaussian factors of kMaskGauss samples.
 DALI_HOST_DEV inline float MaskAt(const SampleParams &p, const float *tables, int H, int row,
                                   int col) {

@@ -1,13 +1,9 @@
 // msda.Mix: CUDA backend and GPU registration.
 //
-// Work decomposition: ONE kernel launch per batch. blockIdx.y is the sample; blockIdx.x covers
-// `rows_per_block` consecutive rows (see Geometry: row q of a sample is image row q % H, with
-// W * inner contiguous elements); the threads of a block stride over the elements of each row.
-// Every element reads its mask value from the per-sample SampleParams (mask.h, the same code as
-// the CPU backend) and, where the mask is exactly 1 or 0, reads only the image it needs.
-// Blocks with blockIdx.x == 0 also copy the sample's target (and params) row, and the blocks
-// holding image rows (q < H) write the mask when it is requested. All per-sample data (params, pointers,
-// targets, GMix tables) is drawn on the host and copied in one transfer per batch.
+// ONE kernel launch per batch: blockIdx.y is the sample, blockIdx.x a block of rows; the work of
+// a block is MixBlock() in kernel.h (host/device, so that a host harness tests it too). All
+// per-sample data (params, pointers, targets, GMix tables) is drawn on the host and copied in
+// one transfer per batch.
 //
 // Compiled with -fmad=false so that the blend is evaluated exactly as on the CPU.
 
@@ -16,6 +12,7 @@
 #include "dali/core/cuda_error.h"
 #include "dali/kernels/dynamic_scratchpad.h"
 
+#include "kernel.h"
 #include "mix.h"
 
 namespace msda {
@@ -26,50 +23,12 @@ constexpr int kBlockSize = 256;
 constexpr int64_t kBlockElems = 8192;  // elements per block, roughly
 
 template <typename Out, typename In>
-struct SampleDesc {
-  Out *out;
-  const In *self;
-  const In *other;
-  float *mask;          // nullptr unless output_mask
-  float *target;        // output row of K floats
-  float *params;        // output row of 4 floats, nullptr unless output_params
-  SampleParams p;
-};
-
-template <typename Out, typename In>
 __global__ void MixKernel(const SampleDesc<Out, In> *samples, const float *tables,
                           const float *targets, const float *param_rows, Geometry g,
                           int rows_per_block, int K) {
   const SampleDesc<Out, In> s = samples[blockIdx.y];
-  const int len = static_cast<int>(g.RowLen());  // W * inner < 2^31 (checked on the host)
-  const int64_t q0 = int64_t(blockIdx.x) * rows_per_block;
-  const int64_t q1 = min(q0 + rows_per_block, g.Rows());
-  for (int64_t q = q0; q < q1; q++) {
-    const int r = q % g.H;
-    const int64_t base = q * len;
-    for (int e = threadIdx.x; e < len; e += blockDim.x) {
-      const int c = e / g.inner;
-      const float m = MaskAt(s.p, tables, g.H, r, c);
-      float v;
-      if (m == 1.0f)
-        v = LoadIn(s.self[base + e]);
-      else if (m == 0.0f)
-        v = LoadIn(s.other[base + e]);
-      else
-        v = Blend(m, LoadIn(s.self[base + e]), LoadIn(s.other[base + e]));
-      s.out[base + e] = ConvertOut<Out>(v);
-    }
-    if (s.mask && q < g.H) {
-      for (int c = threadIdx.x; c < g.W; c += blockDim.x)
-        s.mask[int64_t(r) * g.W + c] = MaskAt(s.p, tables, g.H, r, c);
-    }
-  }
-  if (blockIdx.x == 0) {
-    const float *target_src = targets + int64_t(blockIdx.y) * K;
-    for (int k = threadIdx.x; k < K; k += blockDim.x) s.target[k] = target_src[k];
-    if (s.params && threadIdx.x < 4)
-      s.params[threadIdx.x] = param_rows[4 * blockIdx.y + threadIdx.x];
-  }
+  MixBlock(s, blockIdx.y, blockIdx.x, threadIdx.x, blockDim.x, tables, targets, param_rows, g,
+           rows_per_block, K);
 }
 
 }  // namespace

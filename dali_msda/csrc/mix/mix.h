@@ -377,25 +377,22 @@ void Mix<Backend>::DrawParams(int n) {
     const int j = n - 1 - i;  // partner: the batch reversed; the middle of an odd batch is alone
     double w = 1.0;
     SampleParams &p = params_[i];
-    p = IdentityParams(i);
-    if (d.apply && j != i) {
-      if (prev_draw && prev_draw->lam == d.lam && prev_draw->cy == d.cy &&
-          prev_draw->cx == d.cx && prev_ratio == ratio_[i] &&
-          prev_method == methods_[i]) {
-        p = prev_params;
-        w = prev_w;
-      } else {
-        const bool gauss = methods_[i] == Method::kGMix;
-        p.table_offset = gauss ? i * (H + W) : 0;
-        float *table = gauss ? tables_.data() + p.table_offset : nullptr;
-        w = BuildMask(methods_[i], d, ratio_[i], correct_lam_, H, W, p, table);
+    if (d.apply && j != i && prev_draw && prev_draw->lam == d.lam && prev_draw->cy == d.cy &&
+        prev_draw->cx == d.cx && prev_ratio == ratio_[i] && prev_method == methods_[i]) {
+      p = prev_params;  // same draw as the previous mixed sample: same mask
+      p.partner = j;
+      w = prev_w;
+    } else {
+      const int offset = i * (H + W);
+      float *table = methods_[i] == Method::kGMix ? tables_.data() + offset : nullptr;
+      p = PlanSample(methods_[i], d, i, n, ratio_[i], correct_lam_, H, W, table, offset, &w);
+      if (p.partner != i) {
         prev_draw = &d;
         prev_params = p;
         prev_w = w;
         prev_ratio = ratio_[i];
         prev_method = methods_[i];
       }
-      p.partner = j;
     }
     SoftTarget(w, &label_vectors_[int64_t(i) * K_], &label_vectors_[int64_t(j) * K_], K_,
                label_smoothing_, &targets_[int64_t(i) * K_]);

@@ -178,6 +178,24 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
   return 1.0;
 }
 
+/// Mask parameters of sample i of n for draw d (spec 2: the partner is n - 1 - i; a sample that
+/// is its own partner, or was not drawn to mix, is left unchanged) and, in `weight`, its label
+/// weight. GMix writes its factors to table (H + W floats), which sits at `table_offset` in the
+/// batch's table array.
+inline SampleParams PlanSample(Method method, const Draw &d, int i, int n, double hmix_ratio,
+                               bool correct_lam, int H, int W, float *table, int table_offset,
+                               double *weight) {
+  const int j = n - 1 - i;
+  SampleParams p = IdentityParams(i);
+  *weight = 1.0;
+  if (d.apply && j != i) {
+    p.table_offset = method == Method::kGMix ? table_offset : 0;
+    *weight = BuildMask(method, d, hmix_ratio, correct_lam, H, W, p, table);
+    p.partner = j;
+  }
+  return p;
+}
+
 /// Target row of one sample (spec 1): w * smooth(v_self) + (1 - w) * smooth(v_partner), with
 /// smooth(v) = (1 - eps) * v + eps / K; v are one-hot or soft label vectors of length K.
 inline void SoftTarget(double w, const float *v_self, const float *v_other, int K, double eps,
