@@ -20,9 +20,9 @@ TYPES = {np.dtype(np.uint8): 0, np.dtype(np.float16): 1, np.dtype(np.float32): 2
 METHODS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3}
 
 
-def cuda_include():
-    """A folder with cuda_fp16.h (DALI's float16.h includes it): the nvidia-cuda-runtime wheel,
-    else a toolkit."""
+def cuda_includes():
+    """Include flags for the CUDA headers DALI's float16.h pulls in (cuda_fp16.h, crt/, and
+    CCCL's nv/target): the nvidia-cuda-runtime, -crt and -cccl wheels, else a toolkit."""
     candidates = []
     try:
         import nvidia.cu13 as cu13
@@ -34,9 +34,13 @@ def cuda_include():
             candidates.append(os.path.join(os.environ[env], "include"))
     candidates += glob.glob("/usr/local/cuda*/include")
     for c in candidates:
-        if os.path.exists(os.path.join(c, "cuda_fp16.h")):
-            return c
-    raise RuntimeError("no CUDA headers found: pip install nvidia-cuda-runtime")
+        if all(os.path.exists(os.path.join(c, f)) for f in ("cuda_fp16.h", "crt/host_config.h")):
+            flags = ["-isystem", c]
+            if os.path.isdir(os.path.join(c, "cccl")):  # CUDA 13 keeps CCCL there
+                flags += ["-isystem", os.path.join(c, "cccl")]
+            return flags
+    raise RuntimeError("no CUDA headers found: pip install nvidia-cuda-runtime nvidia-cuda-crt "
+                       "nvidia-cuda-cccl")
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +50,10 @@ def harness(tmp_path_factory):
     lib = str(tmp_path_factory.mktemp("harness") / "harness.so")
     cmd = [os.environ.get("CXX", "g++"), "-std=c++20", "-O1", "-shared", "-fPIC",
            "-ffp-contract=off", "-fno-trapping-math", "-isystem", sc.get_include_dir(),
-           "-isystem", cuda_include(), "-I", CSRC, os.path.join(HERE, "kernel_harness.cc"),
+           *cuda_includes(), "-I", CSRC, os.path.join(HERE, "kernel_harness.cc"),
            "-o", lib]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"harness build failed: {' '.join(cmd)}\n{proc.stderr[-4000:]}"
     so = ctypes.CDLL(lib)
     so.msda_emulate_kernel.restype = ctypes.c_int
     return so
