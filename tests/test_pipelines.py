@@ -223,10 +223,42 @@ def test_mix_config_validation():
         MixSchedule().set(mode="elem")
 
 
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_file_list_reader(data_root, tmp_path):
+    val = os.path.join(data_root, "val")
+    classes = sorted(os.listdir(val))
+    lines = [f"{c}/{f} {k}" for k, c in enumerate(classes) for f in sorted(os.listdir(
+        os.path.join(val, c)))]
+    (tmp_path / "list_abs.txt").write_text(  # "path label" lines, absolute paths
+        "\n".join(f"{val}/{line}" for line in lines) + "\n")
+    pipe = imagenet_val(file_list=str(tmp_path / "list_abs.txt"), num_classes=N_CLASSES,
+                        batch_size=N_VAL, num_threads=2, device="cpu", crop=32, resize=40,
+                        targets="index")
+    folder = imagenet_val(val, batch_size=N_VAL, num_threads=2, device="cpu", crop=32,
+                          resize=40, targets="index")
+    pipe.build()
+    folder.build()
+    np.testing.assert_array_equal(arrays(pipe.run())[1], arrays(folder.run())[1])
+    train = imagenet_train(file_list=str(tmp_path / "list_abs.txt"), num_classes=N_CLASSES,
+                           batch_size=8, num_threads=2, device="cpu", crop=32, mix=MixConfig())
+    train.build()
+    images, targets = arrays(train.run())
+    assert images.shape == (8, 3, 32, 32) and targets.shape == (8, N_CLASSES)
+    with pytest.raises(ValueError, match=r"`num_classes` is required with `file_list`"):
+        imagenet_train(file_list=str(tmp_path / "list_abs.txt"), device="cpu", mix=MixConfig())
+
+
 def test_ddp_two_processes_on_cpu(data_root, tmp_path):
     summary = tmp_path / "ddp.json"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=29517", "-m", "dali_msda.pipelines.train", "--data", data_root,
+           f"--master_port={free_port()}", "-m", "dali_msda.pipelines.train", "--data", data_root,
            "--epochs", "1", "--steps", "2", "--batch-size", "8", "--crop", "64", "--threads",
            "1", "--device", "cpu", "--json", str(summary)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
