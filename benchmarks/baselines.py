@@ -6,8 +6,9 @@ against dali_msda.reference before timing it. They return the mixed batch (float
 weight(s) of each sample's own class.
 
 - timm `Mixup` (timm/data/mixup.py), batch mode: in place on the float batch,
-  `x_flipped = x.flip(0).mul_(1 - lam); x.mul_(lam).add_(x_flipped)`; CutMix: `x[:, :, y0:y1, x0:x1] =
-  x.flip(0)[:, :, y0:y1, x0:x1]`. Per-element mode: a Python loop over samples over a clone.
+  `x_flipped = x.flip(0).mul_(1 - lam); x.mul_(lam).add_(x_flipped)`; CutMix:
+  `x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]`. Per-element mode: a Python loop
+  over the samples, reading from a clone.
 - torchvision.transforms.v2 `MixUp` / `CutMix`: out-of-place on the batch and its roll; here
   with the flip pairing so that outputs are comparable.
 - The official HMix / GMix code (naver-ai/hmix-gmix, a timm fork), batch mode: HMix blends then

@@ -88,7 +88,8 @@ def embedded_dataset(root=None, seed=0, sides=DEFAULT_SIDES):
             os.makedirs(folder, exist_ok=True)
             img = _photo(fname)
             for k in range(count):
-                _variant(img, rng, sides).save(os.path.join(folder, f"{cls}_{k:03d}.jpg"), quality=90)
+                path = os.path.join(folder, f"{cls}_{k:03d}.jpg")
+                _variant(img, rng, sides).save(path, quality=90)
     if os.path.exists(root):
         import shutil
         shutil.rmtree(root)

@@ -233,7 +233,8 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
   auto &tp = ws.GetThreadPool();
   const Geometry g = geom_;
   const int64_t rows = g.Rows();
-  const int64_t rows_per_task = std::max<int64_t>(1, kTaskElems / std::max<int64_t>(1, g.RowLen()));
+  const int64_t rows_per_task =
+      std::max<int64_t>(1, kTaskElems / std::max<int64_t>(1, g.RowLen()));
   const float *tables = tables_.data();
   TYPE_SWITCH(in.type(), type2id, In, (uint8_t, float16, float), (
     TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (

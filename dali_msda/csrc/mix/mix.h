@@ -148,8 +148,9 @@ inline void ReadScalarArg(std::vector<float> &out, const char *name, const OpSpe
     }
     if (mode == Mode::kBatch && v != out[0])
       DALI_FAIL(make_string("With `mode=\"batch\"` one mask serves the whole batch, so `", name,
-                            "` must be the same for every sample; got ", out[0], " for sample 0 and ",
-                            v, " for sample ", i, ". Use `mode=\"elem\"` for per-sample values."));
+                            "` must be the same for every sample; got ", out[0],
+                            " for sample 0 and ", v, " for sample ", i,
+                            ". Use `mode=\"elem\"` for per-sample values."));
   }
 }
 
@@ -191,8 +192,8 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
   // ---- images: dtype, layout, one shape for the whole batch
   DALIDataType in_type = ws.GetInputDataType(0);
   MSDA_ENFORCE(detail::IsSupportedImageType(in_type),
-               make_string("`images` must be uint8, float16 or float32; got ", detail::TypeStr(in_type),
-                           "."));
+               make_string("`images` must be uint8, float16 or float32; got ",
+                           detail::TypeStr(in_type), "."));
   TensorLayout layout = ws.GetInputLayout(0);
   if (layout.empty()) {
     MSDA_ENFORCE(ndim == 3 || ndim == 4,
