@@ -17,30 +17,18 @@ import numpy as np
 
 import dali_msda
 from dali_msda import has_gpu, to_numpy
+from dali_msda.pipelines.data import PHOTOS as DATASET_PHOTOS, photo_path
 from nvidia.dali import fn, pipeline_def, types
 
-PHOTOS = [  # (file in skimage/data, class name)
-    ("astronaut.png", "astronaut"),
-    ("chelsea.png", "cat"),
-    ("coffee.png", "coffee"),
-    ("rocket.jpg", "rocket"),
-    ("motorcycle_left.png", "motorcycle"),
-    ("hubble_deep_field.jpg", "galaxies"),
-]
+PHOTOS = DATASET_PHOTOS[:6]  # the colour photographs: (file in skimage/data, class name)
 SIZE = 224
 
 
 def photo_paths():
     try:
-        import skimage
-    except ImportError:
-        sys.exit("The demo needs scikit-image's sample photographs: pip install scikit-image")
-    data = os.path.join(os.path.dirname(skimage.__file__), "data")
-    paths = [os.path.join(data, f) for f, _ in PHOTOS]
-    missing = [p for p in paths if not os.path.exists(p)]
-    if missing:
-        sys.exit(f"scikit-image sample photographs not found: {missing}")
-    return paths
+        return [photo_path(f) for f, _ in PHOTOS]
+    except (ImportError, FileNotFoundError) as e:
+        sys.exit(f"The demo needs scikit-image's sample photographs: {e}")
 
 
 def build_pipeline(paths, device, mode, seed, alpha):

@@ -35,14 +35,23 @@ def default_cache_dir(sides=DEFAULT_SIDES):
     return os.path.join(base, f"embedded-{VERSION}{suffix}")
 
 
-def _photo(name):
-    import skimage
-    from PIL import Image
-
+def photo_path(name):
+    """Path of one of scikit-image's sample photographs (a file in skimage/data)."""
+    try:
+        import skimage
+    except ImportError as e:
+        raise ImportError("The sample photographs come with scikit-image: "
+                          "pip install scikit-image") from e
     path = os.path.join(os.path.dirname(skimage.__file__), "data", name)
     if not os.path.exists(path):
         raise FileNotFoundError(f"scikit-image sample photograph {path} is missing")
-    return Image.open(path).convert("RGB")
+    return path
+
+
+def _photo(name):
+    from PIL import Image
+
+    return Image.open(photo_path(name)).convert("RGB")
 
 
 def _variant(img, rng, sides=DEFAULT_SIDES):

@@ -22,12 +22,12 @@ def device(request):
 
 
 def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, center=None,
-                       seed=1234, output_mask=True, output_params=True, checkpoint=None,
+                       method_id=None, seed=1234, output_mask=True, output_params=True, checkpoint=None,
                        enable_checkpointing=False, **kwargs):
     """A pipeline feeding the same `images` / `labels` batches every iteration into the op.
 
-    `lam` (B floats) and `center` (B x 2) become per-sample argument inputs when given; other
-    keyword arguments go to fn.msda.mix unchanged (constants).
+    `lam` (B floats), `center` (B x 2) and `method_id` (B ints) become per-sample argument
+    inputs when given; other keyword arguments go to fn.msda.mix unchanged (constants).
     """
     images = list(images)
     labels = list(labels)
@@ -42,12 +42,11 @@ def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, cen
         if device == "gpu":
             x = x.gpu()
         args = dict(kwargs)
-        if lam is not None:
-            lam_list = [np.array(v, dtype=np.float32) for v in lam]
-            args["lam"] = fn.external_source(source=lambda: lam_list, batch=True)
-        if center is not None:
-            c_list = [np.array(v, dtype=np.float32) for v in center]
-            args["center"] = fn.external_source(source=lambda: c_list, batch=True)
+        for name, values, dtype in (("lam", lam, np.float32), ("center", center, np.float32),
+                                    ("method_id", method_id, np.int32)):
+            if values is not None:
+                batch = [np.array(v, dtype=dtype) for v in values]
+                args[name] = fn.external_source(source=lambda b=batch: b, batch=True)
         outs = fn.msda.mix(x, y, output_mask=output_mask, output_params=output_params, **args)
         return tuple(outs)
 

@@ -129,23 +129,9 @@ def test_method_required(device):
     expect_error(r"`method` is required", method="", device=device)
 
 
-def _run_with_method_ids(ids, mode):
-    @pipeline_def(batch_size=4, num_threads=1, device_id=None, seed=1)
-    def pipe():
-        x = fn.external_source(source=lambda: list(IMG), batch=True, layout="HWC")
-        y = fn.external_source(source=lambda: list(LBL), batch=True)
-        m = fn.external_source(source=lambda: [np.array(i, np.int32) for i in ids], batch=True)
-        return tuple(fn.msda.mix(x, y, method_id=m, mode=mode, num_classes=4))
-
-    p = pipe()
-    p.build()
-    p.run()
-
-
-def test_method_id_checks():
-    with pytest.raises(RuntimeError, match=r"`method_id` must be 0 \(mixup\), 1 \(cutmix\), 2 "
-                                           r"\(hmix\) or 3 \(gmix\); got 4 for sample 1"):
-        _run_with_method_ids([0, 4, 0, 0], "elem")
-    with pytest.raises(RuntimeError, match=r"`method_id` must be the same for every sample; got 0 "
-                                           r"for sample 0 and 1 for sample 2"):
-        _run_with_method_ids([0, 0, 1, 0], "batch")
+def test_method_id_checks(device):
+    expect_error(r"`method_id` must be 0 \(mixup\), 1 \(cutmix\), 2 \(hmix\) or 3 \(gmix\); "
+                 r"got 4 for sample 1", method="", method_id=[0, 4, 0, 0], mode="elem",
+                 device=device)
+    expect_error(r"`method_id` must be the same for every sample; got 0 for sample 0 and 1 for "
+                 r"sample 2", method="", method_id=[0, 0, 1, 0], mode="batch", device=device)

@@ -145,30 +145,14 @@ def test_cutmix_without_lam_correction(device):
 
 def test_method_id_per_sample(device):
     """`method_id` (an argument input) picks the method per sample, overriding `method`."""
-    from nvidia.dali import fn, pipeline_def
-
-    from conftest import to_numpy
-
     batch = 8
     rng = np.random.default_rng(21)
     images = random_images(rng, batch, (14, 18, 3), np.uint8)
     labels = class_labels(batch)
     ids = np.array([0, 1, 2, 3, 3, 2, 1, 0], dtype=np.int32)
-
-    @pipeline_def(batch_size=batch, num_threads=2, device_id=0 if device == "gpu" else None,
-                  seed=4)
-    def pipe():
-        x = fn.external_source(source=lambda: list(images), batch=True, layout="HWC")
-        y = fn.external_source(source=lambda: list(labels), batch=True)
-        m = fn.external_source(source=lambda: list(ids), batch=True)
-        if device == "gpu":
-            x = x.gpu()
-        return tuple(fn.msda.mix(x, y, method="mixup", method_id=m, mode="elem",
-                                 num_classes=batch, output_mask=True, output_params=True))
-
-    p = pipe()
-    p.build()
-    mixed, targets, masks, params = (to_numpy(o) for o in p.run())
+    mixed, targets, masks, params = run_mix(images, labels, device=device, method="mixup",
+                                            method_id=ids, mode="elem", num_classes=batch,
+                                            seed=4)
     for i in range(batch):  # each sample against the reference run with its own method
         exp = reference_from_params(images, labels, params, "HWC", batch,
                                     method=ref.METHODS[ids[i]])
