@@ -21,6 +21,12 @@ def device(request):
     return request.param
 
 
+def constant_batch(values, dtype):
+    """An external_source callback returning the same batch, one array per sample, each time."""
+    batch = [np.array(v, dtype=dtype) for v in values]
+    return lambda: batch
+
+
 def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, center=None,
                        method_id=None, seed=1234, output_mask=True, output_params=True, checkpoint=None,
                        enable_checkpointing=False, **kwargs):
@@ -44,9 +50,8 @@ def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, cen
         args = dict(kwargs)
         for name, values, dtype in (("lam", lam, np.float32), ("center", center, np.float32),
                                     ("method_id", method_id, np.int32)):
-            if values is not None:
-                batch = [np.array(v, dtype=dtype) for v in values]
-                args[name] = fn.external_source(source=lambda b=batch: b, batch=True)
+            if values is not None:  # (a source with a parameter would get the iteration index)
+                args[name] = fn.external_source(source=constant_batch(values, dtype), batch=True)
         outs = fn.msda.mix(x, y, output_mask=output_mask, output_params=output_params, **args)
         return tuple(outs)
 
