@@ -113,6 +113,58 @@ def run_compile(cmd, what):
     return proc.stderr
 
 
+def needed_libraries(lib):
+    """The DT_NEEDED entries of a shared library (readelf, from binutils, which g++ needs)."""
+    out = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True, check=True)
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out.stdout)
+
+
+def loaded_libstdcxx():
+    """Path of the libstdc++ this Python process runs with (loaded by DALI's Python module):
+    the one the plugin will share with DALI at run time."""
+    import nvidia.dali.backend  # noqa: F401  (a C++ extension: maps libstdc++ into the process)
+
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if os.path.basename(path).startswith("libstdc++.so"):
+                return path
+    return None
+
+
+def link_shared(cxx, lib, objects, libs):
+    """Link a shared library that uses the process's libstdc++ rather than a copy of its own.
+
+    Some toolchains (a GCC installed outside the system, whose own libstdc++ is static or not
+    on the loader's path) link libstdc++ statically into shared libraries. The plugin would then
+    carry a second C++ runtime beside the one DALI uses, whose locale is never initialised: seen
+    on a GPU machine whose CXX was such a GCC, where formatting the first error message crashed
+    the process. When the first link lacks libstdc++.so.6, relink against the libstdc++ this
+    Python runs with; if that cannot be done, fail the build with what to change.
+    """
+    cmd = [cxx, "-shared", "-o", str(lib), *objects, *libs]
+    run_compile(cmd, Path(lib).name)
+    if any(n.startswith("libstdc++.so") for n in needed_libraries(lib)):
+        return
+    runtime = loaded_libstdcxx()
+    log(f"{cxx} linked libstdc++ statically into {Path(lib).name}; relinking against the "
+        f"libstdc++ of this Python ({runtime})")
+    if runtime:
+        try:
+            run_compile([cxx, "-shared", "-o", str(lib), *objects, runtime, *libs],
+                        Path(lib).name)
+        except RuntimeError as e:
+            log(f"relink failed: {e}")
+    if not any(n.startswith("libstdc++.so") for n in needed_libraries(lib)):
+        Path(lib).unlink(missing_ok=True)
+        raise RuntimeError(
+            f"dali-msda: the C++ compiler {cxx!r} links libstdc++ statically into shared "
+            "libraries, and relinking against the process's libstdc++ "
+            f"({runtime or 'not found'}) failed. The plugin must share DALI's C++ runtime. "
+            "Build with the system compiler (e.g. CXX=/usr/bin/g++) or one whose libstdc++ is "
+            "the one Python loads.")
+
+
 def build_plugin(out_dir):
     """Compile and link libdali_msda.so into out_dir; write _build_info.py beside it."""
     out_dir = Path(out_dir)
@@ -157,10 +209,9 @@ def build_plugin(out_dir):
 
     out_dir.mkdir(parents=True, exist_ok=True)
     lib = out_dir / LIB_NAME
-    link = [cxx, "-shared", "-o", str(lib), *[str(o) for _, _, o in cmds], *dali_lflags,
-            "-ldali_core", *[f"-L{p}" for p in cuda_libs], "-l:libcudart_static.a", "-lrt",
-            "-ldl", "-lpthread", "-Wl,--no-undefined"]
-    run_compile(link, LIB_NAME)
+    link_shared(cxx, lib, [str(o) for _, _, o in cmds],
+                [*dali_lflags, "-ldali_core", *[f"-L{p}" for p in cuda_libs],
+                 "-l:libcudart_static.a", "-lrt", "-ldl", "-lpthread", "-Wl,--no-undefined"])
     (out_dir / "_build_info.py").write_text(
         "# Written by setup.py at build time: what this plugin was built against.\n"
         f"DALI_VERSION = {dali_version!r}\n"
