@@ -34,6 +34,20 @@ LIB_NAME = "libdali_msda.so"
 DEFAULT_ARCHS = "75;80;86;89;90"
 
 
+def _load_sources_module():
+    """dali_msda/_sources.py, loaded by path: importing the package would load the plugin."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_dali_msda_sources",
+                                                  ROOT / "dali_msda" / "_sources.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sources_digest = _load_sources_module().sources_digest
+
+
 def log(msg):
     print(f"[dali-msda build] {msg}", flush=True)
 
@@ -218,6 +232,7 @@ def build_plugin(out_dir):
         f"CUDA_VERSION = {cuda_version!r}\n"
         f"CUDA_ARCHS = {archs!r}\n"
         f"NVCC = {nvcc!r}\n"
+        f"SOURCES_SHA256 = {sources_digest(CSRC)!r}\n"
     )
     log(f"built {lib}")
     return lib
@@ -226,7 +241,9 @@ def build_plugin(out_dir):
 class BuildPy(build_py):
     def run(self):
         super().run()
-        build_plugin(Path(self.build_lib) / "dali_msda")
+        # an editable install (pip install -e .) imports the sources: build the plugin there
+        editable = getattr(self, "editable_mode", False)
+        build_plugin(ROOT / "dali_msda" if editable else Path(self.build_lib) / "dali_msda")
 
 
 class BuildPlugin(Command):

@@ -10,7 +10,9 @@ available as ``nvidia.dali.fn.msda.mix`` (and ``nvidia.dali.ops.msda.Mix``)::
 ``dali_msda.reference`` is a NumPy-only reference of the operator (the specification in code).
 """
 
+import importlib.util as _ilu
 import os as _os
+import sys as _sys
 
 __version__ = "0.1.0"
 __all__ = ["library_path", "load_plugin", "has_gpu", "to_numpy", "METHODS", "MODES"]
@@ -18,39 +20,93 @@ __all__ = ["library_path", "load_plugin", "has_gpu", "to_numpy", "METHODS", "MOD
 METHODS = ("mixup", "cutmix", "hmix", "gmix")
 MODES = ("batch", "elem")
 
-library_path = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "libdali_msda.so")
-_REBUILD = ("pip install --no-build-isolation --no-deps --force-reinstall "
-            "<path to the dali-msda source>")
+_LIB = "libdali_msda.so"
+_HERE = _os.path.dirname(_os.path.abspath(__file__))
+# A source checkout (setup.py beside the package, sources in csrc/), as opposed to an install.
+_CHECKOUT = (_os.path.dirname(_HERE)
+             if _os.path.isfile(_os.path.join(_os.path.dirname(_HERE), "setup.py"))
+             and _os.path.isdir(_os.path.join(_HERE, "csrc")) else None)
+library_path = _os.path.join(_HERE, _LIB)  # where the plugin is loaded from (set on import)
 _loaded = False
 
 
-def _check_build():
-    try:
-        from . import _build_info
-    except ImportError as e:
-        raise ImportError(
-            f"dali_msda: the operator plugin has not been built ({library_path} or its "
-            f"_build_info.py is missing). Build it with `{_REBUILD}`, or in a source checkout "
-            "with `python setup.py build_plugin`.") from e
-    if not _os.path.exists(library_path):
-        raise ImportError(f"dali_msda: {library_path} is missing; rebuild with `{_REBUILD}`.")
+def _plugin_dir():
+    """The folder holding the plugin and its _build_info.py: this package's own, or, when this
+    is a source checkout without a build of its own (``python -m dali_msda...`` run from the
+    repository root after ``pip install .``, where the checkout shadows the installed
+    package), the installed package's. None if there is neither."""
+    candidates = [_HERE]
+    if _CHECKOUT:
+        candidates += [_os.path.join(_os.path.abspath(entry or _os.getcwd()), "dali_msda")
+                       for entry in _sys.path]
+    for folder in candidates:
+        if all(_os.path.isfile(_os.path.join(folder, f)) for f in (_LIB, "_build_info.py")):
+            return folder
+    return None
+
+
+def _not_built_message():
+    if _CHECKOUT:
+        return (f"dali_msda: the operator plugin is not built: neither this source checkout "
+                f"({_CHECKOUT}) nor an installed dali-msda holds {_LIB}. In {_CHECKOUT}, run "
+                "`pip install .` (builds and installs it; then any folder works, this one "
+                "included), or `python setup.py build_plugin` to build it in place.")
+    return (f"dali_msda: the operator plugin {library_path} (or its _build_info.py) is missing: "
+            "the installation is incomplete. Reinstall from the dali-msda source folder with "
+            "`pip install --force-reinstall .`.")
+
+
+def _build_info(folder):
+    """The _build_info module written beside the plugin by setup.py."""
+    if folder == _HERE:
+        from . import _build_info as info
+        return info
+    spec = _ilu.spec_from_file_location("dali_msda._build_info",
+                                        _os.path.join(folder, "_build_info.py"))
+    info = _ilu.module_from_spec(spec)
+    spec.loader.exec_module(info)
+    return info
+
+
+def _check_build(folder=None):
+    """Checks that the plugin in `folder` can be loaded here; returns its build information."""
+    folder = folder or _plugin_dir()
+    if folder is None:
+        raise ImportError(_not_built_message())
+    info = _build_info(folder)
+    rebuild = ("`pip install --force-reinstall .` in the dali-msda source folder"
+               + (f" ({_CHECKOUT})" if _CHECKOUT else ""))
     import nvidia.dali as dali
 
-    if dali.__version__ != _build_info.DALI_VERSION:
+    if dali.__version__ != info.DALI_VERSION:
         raise ImportError(
-            f"dali_msda was built against NVIDIA DALI {_build_info.DALI_VERSION} but DALI "
+            f"dali_msda was built against NVIDIA DALI {info.DALI_VERSION} but DALI "
             f"{dali.__version__} is installed; DALI plugins must be rebuilt for each DALI "
-            f"release. Rebuild it against the installed DALI with `{_REBUILD}`.")
+            f"release. Rebuild it against the installed DALI with {rebuild}.")
+    if _CHECKOUT and getattr(info, "SOURCES_SHA256", None):
+        from ._sources import sources_digest
+
+        if sources_digest(_os.path.join(_HERE, "csrc")) != info.SOURCES_SHA256:
+            import warnings
+
+            warnings.warn(
+                f"dali_msda: the plugin {_os.path.join(folder, _LIB)} was built from other "
+                f"C++/CUDA sources than those in {_CHECKOUT}/dali_msda/csrc; it runs the "
+                f"sources it was built from. Rebuild with {rebuild}, or in place with "
+                "`python setup.py build_plugin`.", RuntimeWarning, stacklevel=3)
+    return info
 
 
 def load_plugin():
     """Load the operator plugin into DALI (idempotent). Called on import."""
-    global _loaded
+    global _loaded, library_path
     if _loaded:
         return
-    _check_build()
+    folder = _plugin_dir()
+    _check_build(folder)
     from nvidia.dali import plugin_manager
 
+    library_path = _os.path.join(folder, _LIB)
     plugin_manager.load_library(library_path)
     _loaded = True
 

@@ -61,11 +61,11 @@ def test_checkpoint_restore(device):
 
 
 def test_import_checks_the_dali_version(monkeypatch):
-    from dali_msda import _build_info
+    import nvidia.dali
 
-    monkeypatch.setattr(_build_info, "DALI_VERSION", "1.99.0")
-    with pytest.raises(ImportError, match=r"built against NVIDIA DALI 1.99.0 but DALI 2.4.0 is "
-                                          r"installed.*pip install --no-build-isolation"):
+    monkeypatch.setattr(nvidia.dali, "__version__", "1.99.0")
+    with pytest.raises(ImportError, match=r"built against NVIDIA DALI 2.4.0 but DALI 1.99.0 is "
+                                          r"installed.*pip install --force-reinstall \."):
         dali_msda._check_build()
 
 
