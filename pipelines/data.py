@@ -7,8 +7,10 @@ train/ 14 x 30 images, val/ 14 x 8. It exists so that the main job runs out of t
 download; real datasets are used by passing their path.
 """
 
+import fcntl
 import io
 import os
+import shutil
 import tarfile
 
 import numpy as np
@@ -75,11 +77,15 @@ def _variant(img, rng, sides=DEFAULT_SIDES):
     return ImageEnhance.Color(out).enhance(rng.uniform(0.8, 1.2))
 
 
-def embedded_dataset(root=None, seed=0, sides=DEFAULT_SIDES):
+def embedded_dataset(root=None, seed=0, sides=DEFAULT_SIDES, log=None):
     """Path of the embedded dataset (root/train, root/val), building it if needed. `sides`: the
     range of the images' long side; `IMAGENET_SIDES` gives photos of ImageNet's size (for
-    throughput measurements, where decoding cost matters)."""
-    root = root or default_cache_dir(sides)
+    throughput measurements, where decoding cost matters).
+
+    Safe to call from many processes at once (torchrun ranks): one builds the dataset under a
+    file lock, the others wait for it and then use it. `log` (a callable) hears where the
+    dataset is being built."""
+    root = os.path.abspath(root or default_cache_dir(sides))
     done = os.path.join(root, ".complete")
     if os.path.exists(done):
         return root
@@ -89,21 +95,27 @@ def embedded_dataset(root=None, seed=0, sides=DEFAULT_SIDES):
     except ImportError as e:
         raise ImportError("The embedded dataset is made from scikit-image's sample "
                           "photographs: pip install scikit-image pillow") from e
-    rng = np.random.default_rng(seed)
-    tmp = root + ".tmp"
-    for split, count in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
-        for fname, cls in PHOTOS:
-            folder = os.path.join(tmp, split, cls)
-            os.makedirs(folder, exist_ok=True)
-            img = _photo(fname)
-            for k in range(count):
-                path = os.path.join(folder, f"{cls}_{k:03d}.jpg")
-                _variant(img, rng, sides).save(path, quality=90)
-    if os.path.exists(root):
-        import shutil
-        shutil.rmtree(root)
-    os.replace(tmp, root)
-    open(done, "w").close()
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    with open(root + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also on a crash
+        if os.path.exists(done):  # another process built it while this one waited
+            return root
+        if log:
+            log(f"building the embedded dataset (once) in {root}")
+        tmp = f"{root}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        rng = np.random.default_rng(seed)
+        for split, count in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
+            for fname, cls in PHOTOS:
+                folder = os.path.join(tmp, split, cls)
+                os.makedirs(folder, exist_ok=True)
+                img = _photo(fname)
+                for k in range(count):
+                    path = os.path.join(folder, f"{cls}_{k:03d}.jpg")
+                    _variant(img, rng, sides).save(path, quality=90)
+        shutil.rmtree(root, ignore_errors=True)  # a partial tree left by an older version
+        os.replace(tmp, root)
+        open(done, "w").close()
     return root
 
 

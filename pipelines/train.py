@@ -13,6 +13,7 @@ mixing off for the last N epochs through the live schedule, without rebuilding t
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -76,6 +77,22 @@ def progress(prefix, step, total, loss, ips, stream=sys.stderr):
     stream.flush()
 
 
+def one_cycle(total_steps, pct_start=0.25, div_factor=25.0, final_div_factor=1e4):
+    """LR factor per step shaped like torch's OneCycleLR (cosine warm-up from max/25 to the
+    maximum over `pct_start` of the steps, then cosine annealing to max/25/1e4), defined for
+    any number of steps (OneCycleLR divides by zero below about 4 steps)."""
+    warm = int(round(pct_start * total_steps))
+    low, final = 1.0 / div_factor, 1.0 / (div_factor * final_div_factor)
+
+    def factor(step):
+        if step < warm:
+            return low + (1.0 - low) * (1.0 - math.cos(math.pi * step / warm)) / 2.0
+        t = min(1.0, (step - warm) / max(1, total_steps - warm - 1))
+        return final + (1.0 - final) * (1.0 + math.cos(math.pi * t)) / 2.0
+
+    return factor
+
+
 def init_distributed(device):
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world > 1 and not dist.is_initialized():
@@ -107,7 +124,8 @@ def evaluate(model, loader, torch_device):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="root with train/ and val/ (default: embedded)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--steps", type=int, default=0, help="stop each epoch after N steps (0: all)")
@@ -133,7 +151,16 @@ def main(argv=None):
     device = resolve_device(args.device)
     world, rank = init_distributed(device)
     torch.manual_seed(args.seed)
-    root = args.data or embedded_dataset()
+
+    def say(msg):
+        if rank == 0:
+            print(msg, flush=True)
+
+    say(f"device: {device}" + ("" if args.device != "auto" else
+                               " (auto: DALI sees a GPU)" if device == "gpu" else
+                               " (auto: DALI sees no GPU)") + f", {world} process(es)")
+    root = args.data or embedded_dataset(log=say)
+    say(f"data: {root}" + ("" if args.data else " (the embedded dataset, cached; --data for yours)"))
     for split in ("train", "val"):
         if not os.path.isdir(os.path.join(root, split)):
             sys.exit(f"--data {root!r} must contain {split}/ (an ImageFolder tree)")
@@ -157,8 +184,7 @@ def main(argv=None):
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-5,
                           nesterov=True)
     steps_per_epoch = min(len(train), args.steps) if args.steps else len(train)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, pct_start=0.25,
-                                                total_steps=args.epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(args.epochs * steps_per_epoch))
     loss_fn = nn.CrossEntropyLoss()  # probability targets straight from the pipeline
     summary = {"world_size": world, "device": device, "epochs": []}
     for epoch in range(args.epochs):
