@@ -1,4 +1,6 @@
-"""NumPy-only reference of ``fn.msda.mix``: the specification (shared/spec/methods.md) in code.
+"""NumPy-only reference of ``fn.msda.mix``: the specification (docs/methods.md) in code.
+
+"Spec N" below is section N of docs/methods.md.
 
 It is the oracle of the tests and of the benchmarks' correctness gate, so it is written for
 reading, not for speed. Given the same per-sample parameters (apply decision, ``lam``, centre) it
