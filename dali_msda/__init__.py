@@ -56,7 +56,7 @@ def _not_built_message():
             "`pip install --force-reinstall .`.")
 
 
-def _build_info(folder):
+def _read_build_info(folder):
     """The _build_info module written beside the plugin by setup.py."""
     if folder == _HERE:
         from . import _build_info as info
@@ -73,7 +73,7 @@ def _check_build(folder=None):
     folder = folder or _plugin_dir()
     if folder is None:
         raise ImportError(_not_built_message())
-    info = _build_info(folder)
+    info = _read_build_info(folder)
     rebuild = ("`pip install --force-reinstall .` in the dali-msda source folder"
                + (f" ({_CHECKOUT})" if _CHECKOUT else ""))
     import nvidia.dali as dali

@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
-# The README's test command: install the test requirements (torch pinned to the CPU build
-# 2.13.0) and the package (building the plugin), then run the test suite against the
-# installed package.
+# The README's test command: installs what the tests need and the package (building the
+# plugin), then runs the test suite against the installed package.
+# torch: an importable torch is left as it is; only when there is none does this install one,
+# the CPU-only build (the tests need no CUDA torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! python -c "import torch" 2>/dev/null; then
+  echo "tests/run.sh: no torch importable; installing the CPU-only build:" \
+       "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+  python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu || {
+    echo "tests/run.sh: installing torch failed; install the torch you want" \
+         "(https://pytorch.org/get-started/locally/), then run this again." >&2
+    exit 1
+  }
+fi
 python -m pip install -q -r tests/requirements.txt
-python -m pip install -q ".[torch,demo,test]"
+python -m pip install -q ".[demo,test]"   # not .[torch]: the torch above stays
 pytest -q -p no:cacheprovider tests "$@"
