@@ -1,7 +1,7 @@
 // Host-side parameter sampling for msda.Mix: the random draws of spec section 2 and the mask
 // parameters of sections 3-6 ("spec": docs/methods.md). Shared by both backends, so CPU and GPU
-// see the same partner, lam, box and Gaussian tables for the same seed. Free of DALI's operator machinery: the generator is
-// any URBG returning uint32 (DALI's Philox4x32_10 in the operator).
+// see the same partner, lam, box and Gaussian tables for the same seed. Free of DALI's operator
+// machinery: the generator is any URBG returning uint32 (DALI's Philox4x32_10 in the operator).
 //
 // The samplers are written out here rather than taken from <random>: std::gamma_distribution's
 // output differs between standard libraries, and the draws define the operator's output.
