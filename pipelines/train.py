@@ -160,7 +160,8 @@ def main(argv=None):
                                " (auto: DALI sees a GPU)" if device == "gpu" else
                                " (auto: DALI sees no GPU)") + f", {world} process(es)")
     root = args.data or embedded_dataset(log=say)
-    say(f"data: {root}" + ("" if args.data else " (the embedded dataset, cached; --data for yours)"))
+    say(f"data: {root}" + ("" if args.data else
+                           " (the embedded dataset, cached; --data for your own)"))
     for split in ("train", "val"):
         if not os.path.isdir(os.path.join(root, split)):
             sys.exit(f"--data {root!r} must contain {split}/ (an ImageFolder tree)")

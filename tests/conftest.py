@@ -28,8 +28,8 @@ def constant_batch(values, dtype):
 
 
 def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, center=None,
-                       method_id=None, seed=1234, output_mask=True, output_params=True, checkpoint=None,
-                       enable_checkpointing=False, **kwargs):
+                       method_id=None, seed=1234, output_mask=True, output_params=True,
+                       checkpoint=None, enable_checkpointing=False, **kwargs):
     """A pipeline feeding the same `images` / `labels` batches every iteration into the op.
 
     `lam` (B floats), `center` (B x 2) and `method_id` (B ints) become per-sample argument
