@@ -34,6 +34,25 @@ def _cpu_model():
     return platform.processor() or "unknown"
 
 
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def add_output_args(ap, name):
+    """--json / --update-results: results go to out/NAME.json (git-ignored) unless asked to
+    replace the committed ones in benchmarks/results/."""
+    ap.add_argument("--json", default=None,
+                    help=f"write the results here (default: out/{name}.json)")
+    ap.add_argument("--update-results", action="store_true",
+                    help=f"write benchmarks/results/{name}.json, the committed results, "
+                         "instead of out/")
+
+
+def output_path(args, name):
+    if args.json:
+        return args.json
+    return os.path.join(RESULTS_DIR if args.update_results else "out", f"{name}.json")
+
+
 def time_it(fn, iters, warmup=2, sync=None, stat=min):
     """Seconds per call of fn() over `iters` calls after `warmup` calls: the minimum by default
     (interference from other work on a shared machine only ever adds time, so the best of N is

@@ -1,8 +1,12 @@
 """What fn.msda.mix costs, against what users would pick instead, measured in one run.
 
-    python benchmarks/op_cost.py [--device cpu|gpu|all] [--batch 64 256] [--json out.json]
+    python benchmarks/op_cost.py [--device cpu|gpu|all] [--batch 64 256] [--dtypes u8f32 f16 f32]
+                                 [--json FILE | --update-results]
 
-For each device, batch size and dtype case (uint8 -> float32, float16, float32), on the same
+Results go to out/op_cost.json (git-ignored); --update-results replaces the committed
+benchmarks/results/op_cost.json.
+
+For each device, batch size and dtype case (u8f32: uint8 in, float32 out; f16; f32), on the same
 224 x 224 x 3 batch, it times (best of --iters runs after warm-up, for every implementation):
 - ours: fn.msda.mix in a pipeline fed by a zero-copy external source; the op's own cost is
   its marginal cost: (time of a pipeline with 1 + R instances of the op - time with 1) / R,
@@ -27,19 +31,23 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+# benchmarks/ for its helpers, the checkout for dali_msda (whose plugin is its own build, or the
+# installed package's when the checkout has none)
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import dali_msda  # noqa: E402
 from dali_msda import reference as ref  # noqa: E402
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402
 
 import baselines  # noqa: E402
-from common import machine_info, progress, time_it  # noqa: E402
+from common import (add_output_args, machine_info, output_path, progress,  # noqa: E402
+                    time_it)
 
 H = W = 224
 C = 3
-CASES = {"uint8->float32": ("uint8", "float32"), "float16": ("float16", "float16"),
-         "float32": ("float32", "float32")}
+CASES = {"u8f32": ("uint8", "float32"), "f16": ("float16", "float16"),  # input -> output
+         "f32": ("float32", "float32")}
 DALI_T = {"uint8": types.UINT8, "float16": types.FLOAT16, "float32": types.FLOAT}
 TORCH_T = {"uint8": torch.uint8, "float16": torch.float16, "float32": torch.float32}
 
@@ -248,7 +256,7 @@ def summarise(rows):
         if torch_cols:
             best = min(torch_cols, key=torch_cols.get)
             t_best = f"{torch_cols[best]:.2f} ({best})"
-            speed = f"{torch_cols[best] / r['ours_ms']:.1f}x"
+            speed = f"{torch_cols[best] / r['ours_ms']:.1f}x" if r["ours_ms"] > 0 else "-"
         else:
             t_best, speed = "-", "-"
         dali_b = f"{r['dali built-ins_ms']:.2f}" if "dali built-ins_ms" in r else "-"
@@ -262,7 +270,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "gpu", "all"], default="all")
     ap.add_argument("--batch", type=int, nargs="+", default=[64, 256])
-    ap.add_argument("--dtypes", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--dtypes", nargs="+", default=list(CASES), choices=list(CASES),
+                    help="u8f32: uint8 in, float32 out; f16, f32: float16 / float32 in and out")
     ap.add_argument("--methods", nargs="+", default=list(dali_msda.METHODS))
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
@@ -270,8 +279,9 @@ def main(argv=None):
     ap.add_argument("--cold-mib", type=int, default=128,
                     help="rotate inputs (and copy buffers) over at least this many MiB, more "
                          "than the CPU caches, so that nothing is timed on cached data; 0: off")
-    ap.add_argument("--json", default="benchmarks/results/op_cost.json")
+    add_output_args(ap, "op_cost")
     args = ap.parse_args(argv)
+    args.json = output_path(args, "op_cost")
     torch.set_num_threads(args.threads)
     has_gpu = torch.cuda.is_available()
     devices = ["cpu", "gpu"] if args.device == "all" else [args.device]

@@ -1,6 +1,10 @@
 """Images/s of the ImageNet train pipeline with and without fn.msda.mix, per method.
 
-    python benchmarks/throughput.py [--data IMAGEFOLDER] [--device cpu|gpu] [--json out.json]
+    python benchmarks/throughput.py [--data IMAGEFOLDER] [--device cpu|gpu] [--imagenet-sized]
+                                    [--json FILE | --update-results]
+
+Results go to out/throughput.json (git-ignored); --update-results replaces the committed
+benchmarks/results/throughput.json (throughput_imagenet_sized.json with --imagenet-sized).
 
 The same pipeline (reader, fused decode + random crop, resize, flip + normalise) is run with
 `mix=None` and with each method; the ratio with/without is what mixing costs end to end. The
@@ -15,13 +19,16 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+# benchmarks/ for its helpers, the checkout for dali_msda (whose plugin is its own build, or the
+# installed package's when the checkout has none)
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 from dali_msda.pipelines import MixConfig, embedded_dataset, imagenet_train  # noqa: E402
 from dali_msda.pipelines.data import IMAGENET_SIDES  # noqa: E402
 from dali_msda.pipelines.imagenet import resolve_device  # noqa: E402
 
-from common import machine_info, progress  # noqa: E402
+from common import add_output_args, machine_info, output_path, progress  # noqa: E402
 
 
 def images_per_s(pipe, batches):
@@ -46,8 +53,10 @@ def main(argv=None):
     ap.add_argument("--methods", nargs="+", default=["mixup", "cutmix", "hmix", "gmix"])
     ap.add_argument("--batches", type=int, default=10, help="batches per round and variant")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--json", default="benchmarks/results/throughput.json")
+    add_output_args(ap, "throughput")
     args = ap.parse_args(argv)
+    args.json = output_path(args, "throughput_imagenet_sized" if args.imagenet_sized
+                            else "throughput")
     device = resolve_device(args.device)
     data = args.data or os.path.join(
         embedded_dataset(sides=IMAGENET_SIDES) if args.imagenet_sized else embedded_dataset(),
