@@ -110,3 +110,35 @@ def test_kernel_matches_reference(harness, method, layout, rows_per_block, nthre
     np.testing.assert_array_equal(masks, exp_m)
     np.testing.assert_array_equal(out, exp)
     np.testing.assert_allclose(targets, exp_t, atol=1e-6)
+
+
+GPU_BLOCK_ELEMS, GPU_BLOCK_THREADS = 8192, 256  # mix.cu: kBlockElems, kBlockSize
+
+
+@pytest.mark.parametrize("size", [(224, 224), (200, 296)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("layout", list(SHAPES))
+@pytest.mark.parametrize("method", list(METHODS))
+def test_kernel_at_realistic_sizes(harness, method, layout, size):
+    """The launch geometry mix.cu uses for ImageNet-sized samples: many row blocks per sample,
+    rows longer than a block of threads."""
+    h, w = size
+    dims = {"H": h, "W": w, "C": 3, "F": 2}
+    shape = tuple(dims[d] for d in layout)
+    inner = 3 if layout.endswith("C") else 1
+    rows_per_block = max(1, GPU_BLOCK_ELEMS // (w * inner))
+    rng = np.random.default_rng(h + len(layout))
+    n = 5
+    for in_dt, out_dt in [(np.uint8, np.float32), (np.float16, np.float16),
+                          (np.float32, np.uint8)]:
+        images = (rng.random((n, *shape)) * 255).astype(in_dt)
+        params = ref.draw_params(rng, n, h, w, alpha=0.8, prob=0.9, mode="elem")
+        labels = np.eye(7, dtype=np.float32)[rng.integers(0, 7, n)]
+        out, targets, masks = emulate(harness, images, layout, method, params, labels, out_dt,
+                                      rows_per_block, GPU_BLOCK_THREADS, eps=0.1)
+        exp, exp_t, exp_m = ref.mix(images, labels, method, lam=params["lam"],
+                                    center=np.stack([params["cy"], params["cx"]], 1),
+                                    apply=params["apply"], layout=layout, label_smoothing=0.1,
+                                    dtype=out_dt)
+        np.testing.assert_array_equal(masks, exp_m)
+        np.testing.assert_array_equal(out, exp)
+        np.testing.assert_allclose(targets, exp_t, atol=1e-6)

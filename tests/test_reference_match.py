@@ -37,9 +37,9 @@ def assert_images_match(actual, expected):
 
 
 def check_against_reference(device, method, mode, dtype, layout, batch, seed=7, out_dtype=None,
-                            **kwargs):
+                            shape=None, **kwargs):
     rng = np.random.default_rng(seed)
-    images = random_images(rng, batch, LAYOUT_SHAPES[layout], dtype)
+    images = random_images(rng, batch, shape or LAYOUT_SHAPES[layout], dtype)
     labels = class_labels(batch)
     op_kwargs = dict(kwargs)
     if out_dtype is not None:
@@ -64,6 +64,74 @@ def check_against_reference(device, method, mode, dtype, layout, batch, seed=7, 
 @pytest.mark.parametrize("method", METHODS)
 def test_matches_reference(device, method, mode, dtype, layout):
     check_against_reference(device, method, mode, dtype, layout, batch=6)
+
+
+# ---- at the sizes users run -----------------------------------------------------------------------
+# A 224 x 224 x 3 sample is cut into several work items: CPU tasks of about TASK_ELEMS elements
+# (whole rows; mix.cc kTaskElems) and GPU blocks of rows. The small images above fit in one task;
+# these do not, so a wrong row offset in a task that starts mid-image fails here.
+TASK_ELEMS = 1 << 16
+SIZES = [(224, 224), (200, 296)]  # ImageNet's crop, and a non-square one (H != W)
+
+
+def sample_shape(layout, h, w, c=3, frames=2):
+    dims = {"H": h, "W": w, "C": c, "F": frames}
+    return tuple(dims[d] for d in layout)
+
+
+def task_start_rows(layout, shape):
+    """Image rows (q % H) at which a CPU task other than the first starts."""
+    h, w = shape[layout.index("H")], shape[layout.index("W")]
+    inner = shape[-1] if layout.endswith("C") else 1
+    rows = int(np.prod(shape)) // (w * inner)
+    per_task = max(1, TASK_ELEMS // (w * inner))
+    return sorted({q % h for q in range(per_task, rows, per_task)})
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("layout", list(LAYOUT_SHAPES))
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float32])
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+@pytest.mark.parametrize("method", METHODS)
+def test_matches_reference_at_realistic_sizes(device, method, mode, dtype, layout, size):
+    shape = sample_shape(layout, *size)
+    assert task_start_rows(layout, shape), "the sample must span several CPU tasks"
+    seed = 1 + METHODS.index(method) + 10 * list(LAYOUT_SHAPES).index(layout) + size[1]
+    check_against_reference(device, method, mode, dtype, layout, batch=5, shape=shape, seed=seed)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("layout", list(LAYOUT_SHAPES))
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float32])
+@pytest.mark.parametrize("method", METHODS)
+def test_task_boundaries_inside_the_box(device, method, dtype, layout, size):
+    """Boxes placed so that CPU task boundaries cut through them, for every layout and dtype."""
+    h, w = size
+    shape = sample_shape(layout, h, w)
+    batch = 6
+    rng = np.random.default_rng(5)
+    images = random_images(rng, batch, shape, dtype)
+    labels = class_labels(batch)
+    lam = np.array([0.3, 0.2, 0.35, 0.25, 0.4, 0.3], np.float32)
+    starts = task_start_rows(layout, shape)
+    # each box centred a few rows off a row where a task starts; columns anywhere
+    rows = [starts[i % len(starts)] + (-6, 3, 0, 9, -2, 5)[i] for i in range(batch)]
+    center = np.array([[(r + 0.5) / h, (0.1 + 0.16 * i)] for i, r in enumerate(rows)],
+                      np.float32)
+    if method in ("cutmix", "hmix"):  # every box is cut by a task boundary
+        side = {"cutmix": np.sqrt(1 - lam), "hmix": np.sqrt(0.5 * (1 - lam))}[method]
+        for i in range(batch):
+            cy, cx = (ref.center_from_relative(v, n) for v, n in zip(center[i], (h, w)))
+            y0, y1, _, _ = ref.cut_box(float(side[i]), cy, cx, h, w)
+            assert any(y0 < r < y1 for r in starts), (i, (y0, y1), starts)
+    mixed, targets, masks, params = run_mix(images, labels, device=device, layout=layout,
+                                            method=method, mode="elem", num_classes=batch,
+                                            lam=lam, center=center)
+    exp_mixed, exp_targets, exp_masks = ref.mix(images, labels, method, lam=lam, center=center,
+                                                layout=layout, num_classes=batch)
+    np.testing.assert_array_equal(masks, exp_masks)
+    assert_images_match(mixed, exp_mixed)
+    np.testing.assert_allclose(targets, exp_targets, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("batch", [1, 2, 3, 5, 7])
