@@ -133,51 +133,153 @@ def test_mixup_lam_one_and_prob_zero_return_the_input(device):
             np.testing.assert_allclose(targets, smooth, atol=1e-7)
 
 
+# ---- statistical tests of the operator's own draws --------------------------------------------------
+# Each test rejects at level LEVEL (two-sided) and draws enough for a power of at least POWER
+# against a 10 % error in the parameter it checks, in either direction; the power is computed
+# below (and the normal approximation behind it checked by simulation in
+# test_stated_power_holds_by_simulation), so a test that cannot see such an error fails.
+LEVEL, POWER, ERROR = 1e-3, 0.9, 0.10
+Z = stats.norm.isf(LEVEL / 2)
+
+
+def draws(n, batch=1000, **kwargs):
+    """`params` rows of n samples drawn in elem mode, over several iterations of `batch`."""
+    images = np.zeros((batch, 1, 1, 1), dtype=np.uint8)
+    runs = run_mix(images, class_labels(batch, 2), iterations=-(-n // batch), mode="elem",
+                   num_classes=2, output_mask=False, **kwargs)
+    runs = [runs] if isinstance(runs, tuple) else runs
+    return np.concatenate([r[-1] for r in runs])[:n]
+
+
+def beta_spread(alpha):
+    """E and Var of S = (lam - 1/2)^2 for lam ~ Beta(alpha, alpha): E S = 1 / (4 (2a + 1)),
+    E S^2 = 3 / (16 (2a + 1)(2a + 3)). The mean of lam is 1/2 whatever alpha, so the spread is
+    what alpha sets; S is bounded, so float32 rounding of lam near 0 and 1 does not matter."""
+    m = 1.0 / (4.0 * (2 * alpha + 1))
+    return m, 3.0 / (16.0 * (2 * alpha + 1) * (2 * alpha + 3)) - m * m
+
+
+def alpha_z(lam, alpha):
+    m, v = beta_spread(alpha)
+    s = (np.asarray(lam, np.float64) - 0.5) ** 2
+    return (s.mean() - m) / np.sqrt(v / len(s))
+
+
+def alpha_test_power(n, alpha, true_alpha):
+    """P(|alpha_z| > Z) when lam ~ Beta(true_alpha, true_alpha) (normal approximation)."""
+    m0, v0 = beta_spread(alpha)
+    m1, v1 = beta_spread(true_alpha)
+    lo, hi = m0 - Z * np.sqrt(v0 / n), m0 + Z * np.sqrt(v0 / n)
+    sd1 = np.sqrt(v1 / n)
+    return stats.norm.cdf((lo - m1) / sd1) + stats.norm.sf((hi - m1) / sd1)
+
+
+def binomial_power(n, p, true_p):
+    """P(two-sided exact binomial test at LEVEL rejects p) when the count ~ Bin(n, true_p)."""
+    k = np.arange(n + 1)
+    pmf0 = stats.binom.pmf(k, n, p)
+    pvals = np.array([min(1.0, pmf0[pmf0 <= pmf0[i] * (1 + 1e-7)].sum()) for i in k])
+    return stats.binom.pmf(k[pvals < LEVEL], n, true_p).sum()
+
+
+def wrong(value):
+    return (value * (1 - ERROR), value * (1 + ERROR))
+
+
 @pytest.mark.parametrize("alpha", [0.2, 1.0, 3.0])
 def test_lam_follows_beta(alpha):
-    batch = 2000
-    images = np.zeros((batch, 2, 2, 1), dtype=np.uint8)
-    _, _, _, params = run_mix(images, class_labels(batch), method="mixup", mode="elem",
-                              alpha=alpha, num_classes=batch, seed=17)
-    lam = params[:, 1].astype(np.float64)
-    assert stats.kstest(lam, stats.beta(alpha, alpha).cdf).pvalue > 1e-3
-    # and a wrong alpha is rejected: the test has power
-    assert stats.kstest(lam, stats.beta(alpha * 2, alpha * 2).cdf).pvalue < 1e-3
+    n = 10000
+    for alt in wrong(alpha):  # the stated power: >= 0.9 against alpha off by 10 %
+        assert alpha_test_power(n, alpha, alt) >= POWER, (alpha, alt)
+    lam = draws(n, method="mixup", alpha=alpha, seed=17)[:, 1].astype(np.float64)
+    assert np.mean(lam[1:] == lam[:-1]) < 0.01  # a fresh draw per sample
+    assert abs(alpha_z(lam, alpha)) < Z  # alpha itself
+    assert stats.kstest(lam, stats.beta(alpha, alpha).cdf).pvalue > LEVEL  # the whole shape
 
 
 def test_batch_mode_lam_follows_beta_across_batches():
-    batch, iters, alpha = 4, 400, 0.5
-    images = np.zeros((batch, 2, 2, 1), dtype=np.uint8)
+    batch, iters, alpha = 2, 6000, 0.5
+    for alt in wrong(alpha):
+        assert alpha_test_power(iters, alpha, alt) >= POWER
+    images = np.zeros((batch, 1, 1, 1), dtype=np.uint8)
     runs = run_mix(images, class_labels(batch), method="mixup", mode="batch", alpha=alpha,
-                   num_classes=batch, iterations=iters, seed=3)
-    lam = np.array([r[3][0, 1] for r in runs], dtype=np.float64)
-    assert all((r[3] == r[3][0]).all() for r in runs)
-    assert len(np.unique(lam)) == iters
-    assert stats.kstest(lam, stats.beta(alpha, alpha).cdf).pvalue > 1e-3
+                   num_classes=batch, iterations=iters, seed=3, output_mask=False)
+    params = np.stack([r[-1] for r in runs])
+    assert (params == params[:, :1]).all()  # one draw per batch
+    lam = params[:, 0, 1].astype(np.float64)
+    assert np.mean(lam[1:] == lam[:-1]) < 0.01  # a fresh draw per batch
+    assert abs(alpha_z(lam, alpha)) < Z
+    assert stats.kstest(lam, stats.beta(alpha, alpha).cdf).pvalue > LEVEL
+
+
+def uniform_counts(values, size):
+    counts = np.bincount(values, minlength=size)
+    assert counts.size == size, "a value outside [0, size)"
+    return counts
+
+
+def centre_test_power(n, size, reps=200, seed=0):
+    """Simulated power of the chi-square uniformity test of `n` centres against the centre's
+    range off by 10 % (drawn over 0.9 size, or over 1.1 size and clipped to the last pixel)."""
+    rng = np.random.default_rng(seed)
+    powers = []
+    for span in (int(size * (1 - ERROR)), int(size * (1 + ERROR))):
+        hits = 0
+        for _ in range(reps):
+            v = np.minimum(rng.integers(0, span, n), size - 1)
+            hits += stats.chisquare(np.bincount(v, minlength=size)).pvalue < LEVEL
+        powers.append(hits / reps)
+    return min(powers)
 
 
 def test_centres_are_uniform():
-    batch, h, w = 3000, 7, 13
-    images = np.zeros((batch, h, w, 1), dtype=np.uint8)
-    _, _, _, params = run_mix(images, class_labels(batch), method="cutmix", mode="elem",
-                              num_classes=batch, seed=23)
-    for counts, size in [(np.bincount(params[:, 2].astype(int), minlength=h), h),
-                         (np.bincount(params[:, 3].astype(int), minlength=w), w)]:
-        assert counts.size == size
-        assert stats.chisquare(counts).pvalue > 1e-3
-    # rows and columns are drawn independently
-    table = np.zeros((h, w))
-    np.add.at(table, (params[:, 2].astype(int), params[:, 3].astype(int)), 1)
-    assert stats.chi2_contingency(table).pvalue > 1e-3
+    n, h, w = 20000, 224, 296
+    for size in (h, w):
+        assert centre_test_power(n, size) >= POWER
+    images = np.zeros((1000, h, w, 1), dtype=np.uint8)
+    runs = run_mix(images, class_labels(1000, 2), iterations=n // 1000, method="cutmix",
+                   mode="elem", num_classes=2, seed=23, output_mask=False)
+    params = np.concatenate([r[-1] for r in runs])
+    cy, cx = params[:, 2].astype(int), params[:, 3].astype(int)
+    assert stats.chisquare(uniform_counts(cy, h)).pvalue > LEVEL
+    assert stats.chisquare(uniform_counts(cx, w)).pvalue > LEVEL
+    # rows and columns are drawn independently (8 x 8 bins keep the expected counts large)
+    table = np.zeros((8, 8))
+    np.add.at(table, (cy * 8 // h, cx * 8 // w), 1)
+    assert stats.chi2_contingency(table).pvalue > LEVEL
 
 
 @pytest.mark.parametrize("prob", [0.25, 0.8])
 def test_apply_probability(prob):
-    batch = 2000
+    n = 10000
+    for alt in wrong(prob):
+        assert binomial_power(n, prob, alt) >= POWER, alt
+    params = draws(n, method="mixup", prob=prob, seed=31)
+    applied = int(params[:, 0].sum())
+    assert stats.binomtest(applied, n, prob).pvalue > LEVEL
+
+
+def test_unapplied_samples_are_unmixed():
+    batch = 400
     images = np.zeros((batch, 2, 2, 1), dtype=np.uint8)
     _, _, masks, params = run_mix(images, class_labels(batch), method="mixup", mode="elem",
-                                  prob=prob, num_classes=batch, seed=31)
-    applied = int(params[:, 0].sum())
-    assert stats.binomtest(applied, batch, prob).pvalue > 1e-3
-    unmixed = (params[:, 0] == 0)
+                                  prob=0.5, num_classes=batch, seed=31)
+    unmixed = params[:, 0] == 0
+    assert 0 < unmixed.sum() < batch
     np.testing.assert_array_equal(masks[unmixed], 1.0)
+
+
+def test_stated_power_holds_by_simulation():
+    """The normal approximation behind alpha_test_power, checked by simulating the test on
+    NumPy's Beta draws: at the sample sizes above, a 10 % error in alpha is rejected at least
+    POWER of the time (less 0.05 for the simulation's own noise), and the true alpha rarely."""
+    rng = np.random.default_rng(0)
+    reps = 300
+    for alpha, n in [(0.2, 10000), (1.0, 10000), (3.0, 10000), (0.5, 6000)]:
+        for alt in wrong(alpha):
+            rejected = np.mean([abs(alpha_z(rng.beta(alt, alt, n), alpha)) > Z
+                                for _ in range(reps)])
+            assert rejected >= POWER - 0.05, (alpha, alt, rejected)
+        false_alarms = np.mean([abs(alpha_z(rng.beta(alpha, alpha, n), alpha)) > Z
+                                for _ in range(reps)])
+        assert false_alarms <= 0.02
