@@ -159,7 +159,8 @@ def main(argv=None):
     say(f"device: {device}" + ("" if args.device != "auto" else
                                " (auto: DALI sees a GPU)" if device == "gpu" else
                                " (auto: DALI sees no GPU)") + f", {world} process(es)")
-    root = args.data or embedded_dataset(log=say)
+    # whichever rank builds the embedded dataset says so (the others wait for it)
+    root = args.data or embedded_dataset(log=lambda msg: print(msg, flush=True))
     say(f"data: {root}" + ("" if args.data else
                            " (the embedded dataset, cached; --data for your own)"))
     for split in ("train", "val"):

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 if ! python -c "import torch" 2>/dev/null; then
   echo "tests/run.sh: no torch importable; installing the CPU-only build:" \
        "pip install torch --index-url https://download.pytorch.org/whl/cpu"
-  python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu || {
+  # (one retry: where that index cannot be reached, pip's other sources are tried at once)
+  python -m pip install -q --retries 1 torch --index-url https://download.pytorch.org/whl/cpu || {
     echo "tests/run.sh: installing torch failed; install the torch you want" \
          "(https://pytorch.org/get-started/locally/), then run this again." >&2
     exit 1
