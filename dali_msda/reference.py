@@ -168,13 +168,66 @@ def label_vectors(labels, num_classes=None):
     return labels.astype(np.float32).reshape(len(labels), -1)
 
 
+CANONICAL_NAN = {np.dtype(np.float16): 0x7e00, np.dtype(np.float32): 0x7fc00000}
+
+
 def convert(values, dtype):
-    """float32 -> output type: uint8 rounds half to even and saturates (NaN -> 0)."""
+    """float32 -> output type (spec 7): uint8 rounds half to even and saturates (NaN -> 0);
+    float16 rounds to nearest even; every NaN becomes the canonical quiet NaN of the type."""
     dtype = np.dtype(dtype)
+    values = np.asarray(values, dtype=np.float32)
     if dtype == np.uint8:
         values = np.where(np.isnan(values), np.float32(0), values)
         return np.rint(np.clip(values, 0, 255)).astype(np.uint8)
-    return values.astype(dtype)
+    out = values.astype(dtype)
+    bits = out.view(np.uint16 if dtype == np.float16 else np.uint32)
+    bits[np.isnan(values)] = CANONICAL_NAN[dtype]
+    return out
+
+
+def mix_values(m, xi, xj, out_dtype, mean=None, inv_std=None):
+    """One sample's output values in its input layout (spec 1, 7): the own value where M is
+    exactly 1, the partner's where exactly 0, the float32 blend elsewhere; then, with
+    normalisation, (v - mean) * inv_std per channel; then the conversion. Without
+    normalisation and with the output type equal to the input type, the values taken where M
+    is 0 or 1 are copied bit for bit (a float16 NaN keeps its payload, -0.0 its sign)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        a, b = xi.astype(np.float32), xj.astype(np.float32)
+        blend = m * a + (np.float32(1.0) - m) * b
+        v = np.where(m == 1.0, a, np.where(m == 0.0, b, blend))
+        if mean is not None:
+            v = (v - mean) * inv_std
+        out = convert(v, out_dtype)
+    if mean is None and np.dtype(out_dtype) == xi.dtype:
+        out = np.where(m == 1.0, xi, np.where(m == 0.0, xj, out))
+    return out
+
+
+def normalization(mean, std, channels):
+    """(mean, inv_std) as float32 arrays of length `channels` (spec 7): each given as one value
+    or one per channel; inv_std is the float32 reciprocal of the float32 std."""
+    def per_channel(v, name, default):
+        v = np.atleast_1d(np.asarray(default if v is None else v, dtype=np.float32))
+        if v.size == 1:
+            v = np.repeat(v, channels)
+        if v.size != channels:
+            raise ValueError(f"`{name}` must have 1 or {channels} values; got {v.size}")
+        return v
+    mean_c = per_channel(mean, "mean", 0.0)
+    std_c = per_channel(std, "std", 1.0)
+    if not (np.isfinite(std_c).all() and (std_c > 0).all()):
+        raise ValueError("`std` must be finite and > 0")
+    return mean_c, (np.float32(1.0) / std_c).astype(np.float32)
+
+
+def flip(sample, layout):
+    """A sample mirrored horizontally (along W)."""
+    return np.flip(sample, axis=layout.index("W"))
+
+
+def to_layout(sample, layout, out_layout):
+    """A sample transposed from `layout` to `out_layout` (the same letters)."""
+    return np.transpose(sample, [layout.index(d) for d in out_layout])
 
 
 def expand_mask(mask, layout, shape):
@@ -186,27 +239,44 @@ def expand_mask(mask, layout, shape):
 
 
 def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_classes=None,
-        hmix_ratio=0.5, correct_lam=True, label_smoothing=0.0, dtype=None):
+        hmix_ratio=0.5, correct_lam=True, label_smoothing=0.0, dtype=None, mean=None, std=None,
+        mirror=None, output_layout=None):
     """The whole operator for given per-sample parameters.
 
     images: array (B, ...) in `layout`; labels: B class ids or (B, K) float vectors;
     lam: B floats in [0, 1]; center: (B, 2) relative (y, x) in [0, 1) or, as ints, pixels;
-    apply: bool or B bools. Returns (mixed, targets float32 (B, K), masks float32 (B, H, W)).
+    apply: bool or B bools. Fused normalisation (spec 7): `mean` / `std` (one value or one per
+    channel; either turns it on), `mirror` (B flags: sample i is flipped horizontally before it
+    is mixed, as crop_mirror_normalize would flip it; its partner is read with the partner's own
+    flag) and `output_layout` (the output's layout; default `layout`). The masks are in output
+    coordinates (not flipped). Returns (mixed, targets float32 (B, K), masks float32 (B, H, W)).
     """
     images = np.asarray(images)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}; got {layout!r}")
+    output_layout = output_layout or layout
+    if sorted(output_layout) != sorted(layout) or output_layout not in LAYOUTS:
+        raise ValueError(f"output_layout {output_layout!r} does not fit layout {layout!r}")
     batch = images.shape[0]
     height = images.shape[1 + layout.index("H")]
     width = images.shape[1 + layout.index("W")]
+    channels = images.shape[1 + layout.index("C")]
     out_dtype = np.dtype(dtype) if dtype is not None else images.dtype
     lam = np.broadcast_to(np.asarray(lam, dtype=np.float32), (batch,))
     center = np.broadcast_to(np.asarray(center), (batch, 2))
     apply = np.broadcast_to(np.asarray(apply, dtype=bool), (batch,))
+    flips = np.broadcast_to(np.asarray(0 if mirror is None else mirror).astype(bool), (batch,))
+    norm = (None, None)
+    if mean is not None or std is not None:
+        mean_c, inv_c = normalization(mean, std, channels)
+        shape = [1] * (images.ndim - 1)
+        shape[layout.index("C")] = channels
+        norm = (mean_c.reshape(shape), inv_c.reshape(shape))
     vectors = label_vectors(labels, num_classes)
     soft = smooth(vectors, float(np.float32(label_smoothing)))
 
-    mixed = np.empty(images.shape, dtype=out_dtype)
+    out_shape = (batch,) + tuple(images.shape[1 + layout.index(d)] for d in output_layout)
+    mixed = np.empty(out_shape, dtype=out_dtype)
     targets = np.empty(vectors.shape, dtype=np.float32)
     masks = np.empty((batch, height, width), dtype=np.float32)
     for i in range(batch):
@@ -222,8 +292,10 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
         else:
             mask, weight = np.ones((height, width), dtype=np.float32), 1.0
         m = expand_mask(mask, layout, images.shape[1:])
-        xi, xj = images[i].astype(np.float32), images[j].astype(np.float32)
-        mixed[i] = convert(m * xi + (np.float32(1.0) - m) * xj, out_dtype)
+        xi = flip(images[i], layout) if flips[i] else images[i]
+        xj = flip(images[j], layout) if flips[j] else images[j]
+        values = mix_values(m, xi, xj, out_dtype, *norm)
+        mixed[i] = to_layout(values, layout, output_layout)
         targets[i] = (weight * soft[i] + (1.0 - weight) * soft[j]).astype(np.float32)
         masks[i] = mask
     return mixed, targets, masks

@@ -1,9 +1,14 @@
-// Host harness for the CUDA kernel's work (dali_msda/csrc/mix/kernel.h): runs MixBlock for every
-// block and thread of the launch that mix.cu would make, sequentially, on the CPU. Built and
-// called through ctypes by tests/test_kernel_emulation.py; with PlanSample / SoftTarget it takes
-// the same path from draws to outputs as the GPU backend, minus the CUDA runtime.
+// Host harness for the CUDA kernel's work (dali_msda/csrc/mix/kernel.h): plans the launch with
+// the functions mix.cu uses (PlanTiles, BuildDescs, KernelArgs), then runs every block of it on
+// the CPU, each phase for every thread before the next phase (as __syncthreads orders them on the
+// GPU). The staging buffer starts filled with 0xff bytes, so a value read from shared memory that
+// no thread staged shows up in the output; a misaligned 16-byte access is counted and reported
+// (kernel.h CheckAligned). Built
+// and called through ctypes by tests/test_kernel_emulation.py.
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "mix/kernel.h"
@@ -11,80 +16,142 @@
 
 namespace {
 
+struct Inputs {
+  int method, n;
+  int64_t frames;
+  int H, W, C, in_planar, out_planar;
+  const void *images;
+  void *out;
+  float *masks, *targets, *params;  // masks and params may be null
+  const float *lam;
+  const int *cy, *cx;
+  const unsigned char *apply;
+  const int *mirror;         // may be null
+  const int *class_ids;      // class-index labels, or null
+  const float *soft_labels;  // n x K soft labels, or null
+  int K;
+  float eps, hmix_ratio;
+  int correct_lam;
+  const float *mean_std;  // 2 x C (mean, std), or null: no normalisation
+  int64_t stage_bytes, tile_elems, block_elems;
+  int nthreads;
+};
+
 template <typename Out, typename In>
-void Emulate(int method, int n, int64_t outer, int H, int W, int inner, const void *images,
-             void *out, float *masks, float *targets_out, const float *lam, const int *cy,
-             const int *cx, const unsigned char *apply, const float *labels, int K, float eps,
-             float hmix_ratio, int correct_lam, int rows_per_block, int nthreads) {
+int Emulate(const Inputs &a) {
   using namespace msda;  // NOLINT
-  Geometry g;
-  g.outer = outer;
-  g.H = H;
-  g.W = W;
-  g.inner = inner;
-  const int64_t volume = g.Rows() * g.RowLen();
-  std::vector<float> tables(int64_t(n) * (H + W)), targets(int64_t(n) * K);
-  std::vector<SampleDesc<Out, In>> descs(n);
-  const In *in = static_cast<const In *>(images);
-  Out *o = static_cast<Out *>(out);
+  const int n = a.n, H = a.H, W = a.W, C = a.C, K = a.K;
+  // host planning, as the operator's DrawParams does it for given draws
+  std::vector<SampleParams> p(n);
+  std::vector<TargetSpec> t(n);
+  std::vector<float> tables(int64_t(n) * (H + W)), soft(a.soft_labels ? int64_t(n) * K : 0);
+  std::vector<float> param_rows(4 * n), norm;
   for (int i = 0; i < n; i++) {
-    Draw d{apply[i] != 0, lam[i], cy[i], cx[i]};
+    Draw d{a.apply[i] != 0, a.lam[i], a.cy[i], a.cx[i]};
     double w;
-    SampleParams p = PlanSample(static_cast<Method>(method), d, i, n, hmix_ratio, correct_lam,
-                                H, W, tables.data() + int64_t(i) * (H + W), i * (H + W), &w);
-    SoftTarget(w, labels + int64_t(i) * K, labels + int64_t(p.partner == i ? i : n - 1 - i) * K,
-               K, eps, targets.data() + int64_t(i) * K);
-    descs[i] = {o + i * volume, in + i * volume, in + int64_t(p.partner) * volume,
-                masks ? masks + int64_t(i) * H * W : nullptr, targets_out + int64_t(i) * K,
-                nullptr, p};
+    p[i] = PlanSample(static_cast<Method>(a.method), d, i, n, a.hmix_ratio, a.correct_lam, H, W,
+                      tables.data() + int64_t(i) * (H + W), int64_t(i) * (H + W), &w);
+    const int j = n - 1 - i;
+    if (a.soft_labels) {
+      SoftTarget(w, a.soft_labels + int64_t(i) * K, a.soft_labels + int64_t(j) * K, K, a.eps,
+                 soft.data() + int64_t(i) * K);
+      t[i].soft_row = i;
+    } else {
+      t[i] = OneHotTarget(w, a.class_ids[i], a.class_ids[j], a.eps, K);
+    }
+    const float row[4] = {d.apply ? 1.0f : 0.0f, d.lam, float(d.cy), float(d.cx)};
+    std::memcpy(&param_rows[4 * i], row, sizeof(row));
   }
-  const int64_t blocks = (g.Rows() + rows_per_block - 1) / rows_per_block;
-  for (int s = 0; s < n; s++)
-    for (int64_t b = 0; b < blocks; b++)
-      for (int t = 0; t < nthreads; t++)
-        MixBlock(descs[s], s, b, t, nthreads, tables.data(), targets.data(), nullptr, g,
-                 rows_per_block, K);
+  if (a.mean_std) {
+    norm.resize(2 * C);
+    for (int c = 0; c < C; c++) {
+      norm[c] = a.mean_std[c];
+      norm[C + c] = 1.0f / a.mean_std[C + c];
+    }
+  }
+  TilePlanLimits lim;
+  lim.stage_bytes = a.stage_bytes;
+  lim.tile_elems = a.tile_elems;
+  lim.block_elems = a.block_elems;
+  const TileGeometry g = PlanTiles(a.frames, H, W, C, a.in_planar, a.out_planar, sizeof(In),
+                                   a.mean_std != nullptr, K, lim);
+  if (StageBytes(g, sizeof(In)) > kMaxStageBytes) return -2;
+
+  // per-sample pointers, as the views give them to mix.cu
+  const int64_t volume = a.frames * H * W * C;
+  std::vector<Out *> outs(n);
+  std::vector<const In *> ins(n);
+  std::vector<float *> masks(n), targets(n), params(n);
+  for (int i = 0; i < n; i++) {
+    outs[i] = static_cast<Out *>(a.out) + i * volume;
+    ins[i] = static_cast<const In *>(a.images) + i * volume;
+    masks[i] = a.masks ? a.masks + int64_t(i) * H * W : nullptr;
+    targets[i] = a.targets + int64_t(i) * K;
+    params[i] = a.params ? a.params + 4 * i : nullptr;
+  }
+  std::vector<SampleDesc<Out, In>> descs(n);
+  BuildDescs<Out, In>(n, outs.data(), ins.data(), a.masks ? masks.data() : nullptr,
+                      targets.data(), a.params ? params.data() : nullptr, p.data(), t.data(),
+                      a.mirror, descs.data());
+  const KernelArgs<Out, In> args{.samples = descs.data(), .tables = tables.data(),
+                                 .norm = norm.data(), .soft = soft.data(),
+                                 .param_rows = param_rows.data(), .g = g};
+
+  // the launch: grid (GridX, n), nthreads per block, shared memory of StageBytes
+  MisalignedAccesses() = 0;
+  const int64_t stage_len = g.StageElems();
+  In *stage = static_cast<In *>(std::aligned_alloc(16, (stage_len * sizeof(In) + 15) / 16 * 16));
+  for (int sample = 0; sample < n; sample++) {
+    const SampleDesc<Out, In> s = args.samples[sample];
+    for (int64_t bx = 0; bx < GridX(args.g); bx++) {
+      std::memset(static_cast<void *>(stage), 0xff, stage_len * sizeof(In));
+      int64_t t0, t1;
+      BlockTiles(args.g, bx, &t0, &t1);
+      for (int64_t tile = t0; tile < t1; tile++) {
+        for (int th = 0; th < a.nthreads; th++) StageTile(s, args.g, tile, stage, th, a.nthreads);
+        for (int th = 0; th < a.nthreads; th++)
+          ComputeTile(s, args.g, tile, stage, args.tables, args.norm, th, a.nthreads);
+      }
+      if (bx == 0)
+        for (int th = 0; th < a.nthreads; th++)
+          WriteTargets(s, sample, args.g, args.soft, args.param_rows, th, a.nthreads);
+    }
+  }
+  std::free(stage);
+  return MisalignedAccesses() ? -3 : 0;
 }
 
 template <typename Out>
-int DispatchIn(int in_type, int method, int n, int64_t outer, int H, int W, int inner,
-               const void *images, void *out, float *masks, float *targets_out, const float *lam,
-               const int *cy, const int *cx, const unsigned char *apply, const float *labels,
-               int K, float eps, float hmix_ratio, int correct_lam, int rows_per_block,
-               int nthreads) {
-#define MSDA_EMULATE(In)                                                                    \
-  Emulate<Out, In>(method, n, outer, H, W, inner, images, out, masks, targets_out, lam, cy,  \
-                   cx, apply, labels, K, eps, hmix_ratio, correct_lam, rows_per_block,       \
-                   nthreads)
+int DispatchIn(int in_type, const Inputs &a) {
   switch (in_type) {
-    case 0: MSDA_EMULATE(uint8_t); return 0;
-    case 1: MSDA_EMULATE(dali::float16); return 0;
-    case 2: MSDA_EMULATE(float); return 0;
+    case 0: return Emulate<Out, uint8_t>(a);
+    case 1: return Emulate<Out, dali::float16>(a);
+    case 2: return Emulate<Out, float>(a);
     default: return -1;
   }
-#undef MSDA_EMULATE
 }
 
 }  // namespace
 
-/// Types: 0 uint8, 1 float16, 2 float32. Images are n contiguous samples; returns 0 on success.
-extern "C" int msda_emulate_kernel(int in_type, int out_type, int method, int n,
-                                   int64_t outer, int H, int W, int inner, const void *images,
-                                   void *out, float *masks, float *targets_out, const float *lam,
-                                   const int *cy, const int *cx, const unsigned char *apply,
-                                   const float *labels, int K, float eps, float hmix_ratio,
-                                   int correct_lam, int rows_per_block, int nthreads) {
+/// Types: 0 uint8, 1 float16, 2 float32. Images are n contiguous samples; returns 0 on success,
+/// -1 for an unknown type, -2 when the planned shared memory exceeds what a block may use, -3
+/// when a 16-byte access was misaligned (it would fault on a GPU).
+extern "C" int msda_emulate_kernel(int in_type, int out_type, const Inputs *a) {
   switch (out_type) {
-    case 0: return DispatchIn<uint8_t>(in_type, method, n, outer, H, W, inner, images, out,
-                                       masks, targets_out, lam, cy, cx, apply, labels, K, eps,
-                                       hmix_ratio, correct_lam, rows_per_block, nthreads);
-    case 1: return DispatchIn<dali::float16>(in_type, method, n, outer, H, W, inner, images,
-                                             out, masks, targets_out, lam, cy, cx, apply, labels,
-                                             K, eps, hmix_ratio, correct_lam, rows_per_block,
-                                             nthreads);
-    case 2: return DispatchIn<float>(in_type, method, n, outer, H, W, inner, images, out, masks,
-                                     targets_out, lam, cy, cx, apply, labels, K, eps,
-                                     hmix_ratio, correct_lam, rows_per_block, nthreads);
+    case 0: return DispatchIn<uint8_t>(in_type, *a);
+    case 1: return DispatchIn<dali::float16>(in_type, *a);
+    case 2: return DispatchIn<float>(in_type, *a);
     default: return -1;
   }
+}
+
+/// The launch geometry PlanTiles gives (for tests of the planning's limits):
+/// out = {tile_rows, tile_cols, col_tiles, tiles, tiles_per_block, stage_bytes, grid_x}.
+extern "C" void msda_plan_tiles(int64_t frames, int H, int W, int C, int in_planar,
+                                int out_planar, int in_bytes, int64_t *out) {
+  const msda::TileGeometry g = msda::PlanTiles(frames, H, W, C, in_planar, out_planar, in_bytes,
+                                               false, 1);
+  const int64_t vals[7] = {g.tile_rows, g.tile_cols, g.col_tiles, g.tiles, g.tiles_per_block,
+                           msda::StageBytes(g, in_bytes), msda::GridX(g)};
+  std::memcpy(out, vals, sizeof(vals));
 }

@@ -59,86 +59,224 @@ def harness(tmp_path_factory):
     return so
 
 
-def emulate(so, images, layout, method, params, labels, out_dtype, rows_per_block, nthreads,
+P = ctypes.c_void_p
+I64 = ctypes.c_int64
+
+
+class Inputs(ctypes.Structure):  # tests/kernel_harness.cc: struct Inputs
+    _fields_ = [("method", ctypes.c_int), ("n", ctypes.c_int), ("frames", I64),
+                ("H", ctypes.c_int), ("W", ctypes.c_int), ("C", ctypes.c_int),
+                ("in_planar", ctypes.c_int), ("out_planar", ctypes.c_int),
+                ("images", P), ("out", P), ("masks", P), ("targets", P), ("params", P),
+                ("lam", P), ("cy", P), ("cx", P), ("apply", P), ("mirror", P),
+                ("class_ids", P), ("soft_labels", P), ("K", ctypes.c_int),
+                ("eps", ctypes.c_float), ("hmix_ratio", ctypes.c_float),
+                ("correct_lam", ctypes.c_int), ("mean_std", P), ("stage_bytes", I64),
+                ("tile_elems", I64), ("block_elems", I64), ("nthreads", ctypes.c_int)]
+
+
+DEFAULT_LIMITS = (24 << 10, 4096, 32768)  # kernel.h TilePlanLimits
+GPU_THREADS = 256  # kernel.h kBlockThreads
+
+
+def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout=None,
+            mirror=None, mean=None, std=None, limits=DEFAULT_LIMITS, nthreads=GPU_THREADS,
             eps=0.0, hmix_ratio=0.5, correct_lam=True):
+    """The GPU backend's outputs for given draws: (mixed, targets, masks, params rows)."""
     n = images.shape[0]
     sh = images.shape[1:]
-    h, w = sh[layout.index("H")], sh[layout.index("W")]
-    inner = sh[-1] if layout.endswith("C") else 1
-    outer = int(np.prod(sh)) // (h * w * inner)
-    out = np.zeros(images.shape, dtype=out_dtype)
+    out_layout = out_layout or layout
+    h, w, c = (sh[layout.index(d)] for d in "HWC")
+    frames = sh[0] if layout.startswith("F") else 1
+    out_shape = (n,) + tuple(sh[layout.index(d)] for d in out_layout)
+    keep = []
+
+    def ptr(a, dtype=None):
+        if a is None:
+            return None
+        a = np.ascontiguousarray(a, dtype=dtype)
+        keep.append(a)
+        return a.ctypes.data_as(P)
+
+    out = np.zeros(out_shape, dtype=out_dtype)
     masks = np.full((n, h, w), -1.0, dtype=np.float32)
-    k = labels.shape[1]
+    soft = np.asarray(labels).dtype.kind == "f"
+    k = labels.shape[1] if soft else int(np.max(labels)) + 1
     targets = np.full((n, k), -1.0, dtype=np.float32)
-    lam = np.ascontiguousarray(params["lam"], dtype=np.float32)
-    cy = np.ascontiguousarray(params["cy"], dtype=np.int32)
-    cx = np.ascontiguousarray(params["cx"], dtype=np.int32)
-    apply = np.ascontiguousarray(params["apply"], dtype=np.uint8)
-    images = np.ascontiguousarray(images)
-    labels = np.ascontiguousarray(labels, dtype=np.float32)
-    ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
-    rc = so.msda_emulate_kernel(
-        TYPES[images.dtype], TYPES[np.dtype(out_dtype)], METHODS[method], n,
-        ctypes.c_int64(outer), h, w, inner, ptr(images), ptr(out), ptr(masks), ptr(targets),
-        ptr(lam), ptr(cy), ptr(cx), ptr(apply), ptr(labels), k, ctypes.c_float(eps),
-        ctypes.c_float(hmix_ratio), int(correct_lam), rows_per_block, nthreads)
-    assert rc == 0
-    return out, targets, masks
+    rows = np.full((n, 4), -1.0, dtype=np.float32)
+    mean_std = None
+    if mean is not None or std is not None:
+        m, s = (np.broadcast_to(np.asarray(v if v is not None else d, np.float32), (c,))
+                for v, d in ((mean, 0.0), (std, 1.0)))
+        mean_std = np.concatenate([m, s])
+    a = Inputs(method=METHODS[method], n=n, frames=frames, H=h, W=w, C=c,
+               in_planar=int(layout.index("C") < layout.index("H")),
+               out_planar=int(out_layout.index("C") < out_layout.index("H")),
+               images=ptr(images), out=out.ctypes.data_as(P), masks=masks.ctypes.data_as(P),
+               targets=targets.ctypes.data_as(P), params=rows.ctypes.data_as(P),
+               lam=ptr(params["lam"], np.float32), cy=ptr(params["cy"], np.int32),
+               cx=ptr(params["cx"], np.int32), apply=ptr(params["apply"], np.uint8),
+               mirror=ptr(mirror, np.int32),
+               class_ids=None if soft else ptr(np.ravel(labels), np.int32),
+               soft_labels=ptr(labels, np.float32) if soft else None, K=k, eps=eps,
+               hmix_ratio=hmix_ratio, correct_lam=int(correct_lam), mean_std=ptr(mean_std),
+               stage_bytes=limits[0], tile_elems=limits[1], block_elems=limits[2],
+               nthreads=nthreads)
+    rc = so.msda_emulate_kernel(TYPES[images.dtype], TYPES[np.dtype(out_dtype)],
+                                ctypes.byref(a))
+    assert rc == 0, rc
+    return out, targets, masks, rows
+
+
+def reference(images, layout, method, params, labels, out_dtype, **kw):
+    kw = {k: v for k, v in kw.items() if k not in ("limits", "nthreads")}
+    if "out_layout" in kw:
+        kw["output_layout"] = kw.pop("out_layout")
+    return ref.mix(images, labels, method, lam=params["lam"],
+                   center=np.stack([params["cy"], params["cx"]], 1), apply=params["apply"],
+                   layout=layout, num_classes=None if np.asarray(labels).dtype.kind == "f"
+                   else int(np.max(labels)) + 1, dtype=out_dtype,
+                   label_smoothing=kw.pop("eps", 0.0), **kw)
+
+
+def check(so, images, layout, method, params, labels, out_dtype, **kw):
+    out, targets, masks, rows = emulate(so, images, layout, method, params, labels, out_dtype,
+                                        **kw)
+    exp, exp_t, exp_m = reference(images, layout, method, params, labels, out_dtype, **kw)
+    np.testing.assert_array_equal(masks, exp_m)
+    assert out.dtype == exp.dtype and out.shape == exp.shape
+    np.testing.assert_array_equal(out.view(f"u{out.itemsize}"), exp.view(f"u{exp.itemsize}"))
+    np.testing.assert_allclose(targets, exp_t, rtol=0, atol=1e-6)
+    expected_rows = np.stack([params["apply"].astype(np.float32), params["lam"],
+                              params["cy"], params["cx"]], 1).astype(np.float32)
+    np.testing.assert_array_equal(rows, expected_rows)
+    return out
 
 
 SHAPES = {"HWC": (13, 17, 3), "CHW": (3, 13, 17), "FCHW": (2, 3, 13, 17), "FHWC": (2, 13, 17, 3)}
+DTYPE_PAIRS = [(i, o) for i in (np.uint8, np.float16, np.float32)
+               for o in (np.uint8, np.float16, np.float32)]
+FUSED = {  # fused arguments per case: none, normalisation, mirror + layout change, all
+    "plain": {},
+    "norm": {"mean": [100.0, 120.0, 90.0], "std": [50.0, 60.0, 55.0]},
+    "flip+layout": {"mirror": True, "transpose": True},
+    "all": {"mean": [100.0, 120.0, 90.0], "std": [50.0, 60.0, 55.0], "mirror": True,
+            "transpose": True},
+}
+OTHER_LAYOUT = {"HWC": "CHW", "CHW": "HWC", "FHWC": "FCHW", "FCHW": "FHWC"}
 
 
-@pytest.mark.parametrize("rows_per_block,nthreads", [(1, 1), (5, 3), (7, 32), (1000, 256)])
+def fused_kwargs(name, layout, n, rng):
+    f = dict(FUSED[name])
+    kw = {k: f[k] for k in ("mean", "std") if k in f}
+    if f.get("transpose"):
+        kw["out_layout"] = OTHER_LAYOUT[layout]
+    if f.get("mirror") and not layout.startswith("F"):
+        kw["mirror"] = rng.integers(0, 2, n)
+    return kw
+
+
+def random_images(rng, n, shape, dtype):
+    return (rng.random((n, *shape)) * 255).astype(dtype)
+
+
+# geometry: (stage bytes, tile elements, block elements), threads
+GEOMETRIES = [(DEFAULT_LIMITS, 256), ((600, 4096, 32768), 32), ((24 << 10, 1, 1), 7),
+              ((24 << 10, 100, 300), 1)]
+
+
+@pytest.mark.parametrize("fused", list(FUSED))
+@pytest.mark.parametrize("geometry", range(len(GEOMETRIES)))
 @pytest.mark.parametrize("layout", list(SHAPES))
 @pytest.mark.parametrize("method", list(METHODS))
-def test_kernel_matches_reference(harness, method, layout, rows_per_block, nthreads):
-    rng = np.random.default_rng(len(layout) * 7 + rows_per_block)
+def test_kernel_matches_reference(harness, method, layout, geometry, fused):
+    limits, nthreads = GEOMETRIES[geometry]
+    rng = np.random.default_rng(len(layout) * 7 + geometry)
     n = 5
-    cases = [(np.uint8, np.float32), (np.float16, np.float16), (np.float32, np.uint8)]
-    in_dt, out_dt = cases[rows_per_block % 3]
-    images = (rng.random((n, *SHAPES[layout])) * 255).astype(in_dt)
+    in_dt, out_dt = DTYPE_PAIRS[(geometry * 4 + len(fused)) % len(DTYPE_PAIRS)]
+    images = random_images(rng, n, SHAPES[layout], in_dt)
     h, w = SHAPES[layout][layout.index("H")], SHAPES[layout][layout.index("W")]
     params = ref.draw_params(rng, n, h, w, alpha=0.8, prob=0.8, mode="elem")
-    labels = np.eye(7, dtype=np.float32)[rng.integers(0, 7, n)]
-    out, targets, masks = emulate(harness, images, layout, method, params, labels, out_dt,
-                                  rows_per_block, nthreads, eps=0.1)
-    exp, exp_t, exp_m = ref.mix(images, labels, method, lam=params["lam"],
-                                center=np.stack([params["cy"], params["cx"]], 1),
-                                apply=params["apply"], layout=layout, label_smoothing=0.1,
-                                dtype=out_dt)
-    np.testing.assert_array_equal(masks, exp_m)
-    np.testing.assert_array_equal(out, exp)
-    np.testing.assert_allclose(targets, exp_t, atol=1e-6)
+    labels = rng.integers(0, 7, n)
+    check(harness, images, layout, method, params, labels, out_dt, limits=limits,
+          nthreads=nthreads, eps=0.1, **fused_kwargs(fused, layout, n, rng))
 
 
-GPU_BLOCK_ELEMS, GPU_BLOCK_THREADS = 8192, 256  # mix.cu: kBlockElems, kBlockSize
+@pytest.mark.parametrize("fused", ["plain", "all"])
+@pytest.mark.parametrize("in_dt,out_dt", DTYPE_PAIRS)
+def test_every_dtype_pair(harness, in_dt, out_dt, fused):
+    rng = np.random.default_rng(3)
+    n, layout = 4, "HWC"
+    images = random_images(rng, n, (30, 41, 3), in_dt)
+    params = ref.draw_params(rng, n, 30, 41, alpha=1.0, mode="elem")
+    check(harness, images, layout, "hmix", params, rng.integers(0, 9, n), out_dt,
+          **fused_kwargs(fused, layout, n, rng))
+
+
+def test_soft_labels_and_identity_samples(harness):
+    rng = np.random.default_rng(4)
+    n = 5  # the middle sample is its own partner
+    images = random_images(rng, n, (16, 20, 3), np.float32)
+    params = ref.draw_params(rng, n, 16, 20, alpha=1.0, prob=0.6, mode="elem")
+    soft = rng.dirichlet(np.ones(6), size=n).astype(np.float32)
+    check(harness, images, "HWC", "gmix", params, soft, np.float32, eps=0.2)
 
 
 @pytest.mark.parametrize("size", [(224, 224), (200, 296)], ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("layout", list(SHAPES))
 @pytest.mark.parametrize("method", list(METHODS))
 def test_kernel_at_realistic_sizes(harness, method, layout, size):
-    """The launch geometry mix.cu uses for ImageNet-sized samples: many row blocks per sample,
-    rows longer than a block of threads."""
+    """The launch mix.cu plans for ImageNet-sized samples, with and without fused arguments."""
     h, w = size
     dims = {"H": h, "W": w, "C": 3, "F": 2}
     shape = tuple(dims[d] for d in layout)
-    inner = 3 if layout.endswith("C") else 1
-    rows_per_block = max(1, GPU_BLOCK_ELEMS // (w * inner))
     rng = np.random.default_rng(h + len(layout))
     n = 5
-    for in_dt, out_dt in [(np.uint8, np.float32), (np.float16, np.float16),
-                          (np.float32, np.uint8)]:
-        images = (rng.random((n, *shape)) * 255).astype(in_dt)
+    for k, (in_dt, out_dt) in enumerate([(np.uint8, np.float32), (np.float16, np.float16),
+                                         (np.uint8, np.float16)]):
+        images = random_images(rng, n, shape, in_dt)
         params = ref.draw_params(rng, n, h, w, alpha=0.8, prob=0.9, mode="elem")
-        labels = np.eye(7, dtype=np.float32)[rng.integers(0, 7, n)]
-        out, targets, masks = emulate(harness, images, layout, method, params, labels, out_dt,
-                                      rows_per_block, GPU_BLOCK_THREADS, eps=0.1)
-        exp, exp_t, exp_m = ref.mix(images, labels, method, lam=params["lam"],
-                                    center=np.stack([params["cy"], params["cx"]], 1),
-                                    apply=params["apply"], layout=layout, label_smoothing=0.1,
-                                    dtype=out_dt)
-        np.testing.assert_array_equal(masks, exp_m)
-        np.testing.assert_array_equal(out, exp)
-        np.testing.assert_allclose(targets, exp_t, atol=1e-6)
+        check(harness, images, layout, method, params, rng.integers(0, 7, n), out_dt, eps=0.1,
+              **fused_kwargs(["plain", "norm", "all"][k], layout, n, rng))
+
+
+def special_values(rng, shape, dtype):
+    """Finite values with NaNs (with payloads, both signs), infinities and -0.0 mixed in."""
+    x = (rng.standard_normal(shape) * 100).astype(dtype)
+    flat = x.reshape(-1).view(f"u{x.itemsize}")
+    idx = rng.choice(flat.size, flat.size // 5, replace=False)
+    if x.dtype == np.float16:
+        specials = np.array([0x7e01, 0xfe55, 0x7c00, 0xfc00, 0x8000, 0x7d00], np.uint16)
+    else:
+        specials = np.array([0x7fc00123, 0xffc0abcd, 0x7f800000, 0xff800000, 0x80000000,
+                             0x7f812345], np.uint32)
+    flat[idx] = specials[rng.integers(0, len(specials), idx.size)]
+    return x
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("in_dt,out_dt", [(np.float16, np.float16), (np.float32, np.float32),
+                                          (np.float16, np.float32), (np.float32, np.float16),
+                                          (np.float32, np.uint8)])
+@pytest.mark.parametrize("fused", ["plain", "norm"])
+def test_non_finite_inputs_bit_for_bit(harness, method, in_dt, out_dt, fused):
+    """NaN (with payloads), +-inf and -0.0: the GPU's work gives the reference's bits, as the CPU
+    backend must (tests/test_reference_match.py: test_non_finite_inputs)."""
+    rng = np.random.default_rng(5)
+    n = 4
+    images = special_values(rng, (n, 24, 31, 3), in_dt)
+    params = ref.draw_params(rng, n, 24, 31, alpha=0.5, mode="elem")
+    check(harness, images, "HWC", method, params, rng.integers(0, 5, n), out_dt,
+          **fused_kwargs(fused, "HWC", n, rng))
+
+
+def test_plan_tiles_limits(harness):
+    out = (ctypes.c_int64 * 7)()
+    harness.msda_plan_tiles.restype = None
+    for (frames, h, w, c, planar, in_bytes) in [(1, 224, 224, 3, 0, 1), (2, 224, 224, 3, 1, 4),
+                                                 (1, 64, 70000, 3, 0, 4), (1, 3, 5, 1, 0, 2)]:
+        harness.msda_plan_tiles(I64(frames), h, w, c, planar, 1, in_bytes, out)
+        rows, cols, col_tiles, tiles, per_block, stage, grid = list(out)
+        assert stage <= 24 << 10 and 1 <= cols <= w and rows >= 1
+        assert col_tiles == -(-w // cols) and tiles == -(-(frames * h) // rows) * col_tiles
+        assert grid == -(-tiles // per_block)

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "dali/core/float16.h"
 #include "dali/core/host_dev.h"
@@ -33,7 +34,17 @@ struct SampleParams {
   int32_t x0, x1;        // box columns [x0, x1)
   float outside;         // kMaskBox: mask value outside the box
   int32_t invert;        // kMaskGauss: M = 1 - G instead of G
-  int32_t table_offset;  // kMaskGauss: gy at tables[offset, offset + H), gx right after it
+  int64_t table_offset;  // kMaskGauss: gy at tables[offset, offset + H), gx right after it
+};
+
+/// The target row of a sample with class-index labels (spec 1), built where it is written (no
+/// K-long row per sample crosses to the GPU): `fill` everywhere, `vb` at the partner's class,
+/// then `va` at the sample's class (so that va wins when both classes are equal). With
+/// soft-label inputs, soft_row >= 0 names the sample's row of the host-built soft targets.
+struct TargetSpec {
+  int32_t ya = 0, yb = 0;
+  float fill = 0.0f, va = 0.0f, vb = 0.0f;
+  int32_t soft_row = -1;
 };
 
 /// Where H, W and the channels sit in a sample: row q in [0, outer * H) of `W * inner` elements
@@ -63,13 +74,39 @@ DALI_HOST_DEV inline float Blend(float m, float self, float other) {
   return m * self + (1.0f - m) * other;
 }
 
+/// The mixed value of one element (spec 1 and 7): where the mask is exactly 1 the own value,
+/// where exactly 0 the partner's (the other one is not read, so a NaN or -0.0 in it does not
+/// leak), elsewhere the blend.
+DALI_HOST_DEV inline float MixValue(float m, float self, float other) {
+  return m == 1.0f ? self : m == 0.0f ? other : Blend(m, self, other);
+}
+
+/// Fused normalisation (spec 7): (v - mean) * inv_std, inv_std the float32 reciprocal of std.
+DALI_HOST_DEV inline float Normalize(float v, float mean, float inv_std) {
+  return (v - mean) * inv_std;
+}
+
+/// Canonical NaNs (spec 7): every NaN a conversion produces is the positive quiet NaN with no
+/// payload, on both backends (x86 propagates payloads through arithmetic, GPUs do not).
+constexpr uint32_t kCanonicalNaN32 = 0x7fc00000u;
+constexpr uint16_t kCanonicalNaN16 = 0x7e00u;
+
 /// float32 -> output type: identity for float, round-to-nearest-even for float16, and
 /// saturate + round-half-to-even for uint8 (NaN -> 0). Adding and subtracting 1.5 * 2^23 rounds
 /// a float in [0, 255] to the nearest integer with ties to even, exactly as rint() does, on any
 /// CPU (SSE2 vectorises it) and on the GPU.
 template <typename Out>
-DALI_HOST_DEV inline Out ConvertOut(float v) {
-  return static_cast<Out>(v);
+DALI_HOST_DEV inline Out ConvertOut(float v);
+
+template <>
+DALI_HOST_DEV inline float ConvertOut<float>(float v) {
+#ifdef __CUDA_ARCH__
+  return v != v ? __int_as_float(static_cast<int>(kCanonicalNaN32)) : v;
+#else
+  float nan;
+  std::memcpy(&nan, &kCanonicalNaN32, 4);
+  return v != v ? nan : v;
+#endif
 }
 
 template <>
@@ -109,8 +146,8 @@ inline uint16_t FloatToHalfBits(float f) {
   const uint32_t big = 0u - uint32_t(x >= f16_max), nan = 0u - uint32_t(x > f32_inf);
   const uint32_t small = 0u - uint32_t(x < (113u << 23));
   const uint32_t finite = (small & denormal) | (~small & (normal >> 13));
-  const uint32_t o = (big & (0x7c00u | (nan & 0x0200u))) | (~big & finite);
-  return static_cast<uint16_t>(o | (sign >> 16));
+  const uint32_t o = (big & 0x7c00u) | (~big & finite);
+  return static_cast<uint16_t>((nan & kCanonicalNaN16) | (~nan & (o | (sign >> 16))));
 }
 
 inline float HalfBitsToFloat(uint16_t h) {
@@ -129,7 +166,7 @@ inline float HalfBitsToFloat(uint16_t h) {
 template <>
 DALI_HOST_DEV inline dali::float16 ConvertOut<dali::float16>(float v) {
 #ifdef __CUDA_ARCH__
-  return dali::float16(v);
+  return v != v ? dali::float16(__ushort_as_half(kCanonicalNaN16)) : dali::float16(v);
 #else
   uint16_t bits = FloatToHalfBits(v);
   dali::float16 h;
@@ -152,6 +189,21 @@ DALI_HOST_DEV inline float LoadIn<dali::float16>(dali::float16 v) {
   std::memcpy(&bits, &v, 2);
   return HalfBitsToFloat(bits);
 #endif
+}
+
+/// One output element (spec 1 and 7), the same function on both backends: the mixed value
+/// (MixValue), normalised when `kNorm`, converted. Without normalisation and with In == Out, the
+/// value taken where the mask is exactly 1 or 0 is copied bit for bit (a NaN keeps its payload).
+/// `a` is not read when m == 0, nor `b` when m == 1 (callers may pass anything there).
+template <bool kNorm, typename Out, typename In>
+DALI_HOST_DEV inline Out MixElement(float m, In a, In b, float mean, float inv_std) {
+  if constexpr (!kNorm && std::is_same_v<Out, In>) {
+    if (m == 1.0f) return a;
+    if (m == 0.0f) return b;
+  }
+  float v = MixValue(m, LoadIn(a), LoadIn(b));
+  if constexpr (kNorm) v = Normalize(v, mean, inv_std);
+  return ConvertOut<Out>(v);
 }
 
 }  // namespace msda

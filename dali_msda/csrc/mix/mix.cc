@@ -50,7 +50,8 @@ MSDA_CPU_CLONES void BlendSpanAuto(Out *__restrict out, const In *__restrict sel
     out[k] = ConvertOut<Out>(m * LoadIn(self[k]) + om * LoadIn(other[k]));
 }
 
-/// GMix row: m = gy * gx[k] (or 1 - that), then the blend; the same product as MaskAt().
+/// GMix row: m = gy * gx[k] (or 1 - that), the same product as MaskAt(), then MixElement
+/// (where the product is exactly 1 or 0 the value is taken, not blended).
 template <bool kInvert, typename Out, typename In>
 MSDA_CPU_CLONES void GaussBlendSpanAuto(Out *__restrict out, const In *__restrict self,
                                         const In *__restrict other, float gy,
@@ -58,7 +59,7 @@ MSDA_CPU_CLONES void GaussBlendSpanAuto(Out *__restrict out, const In *__restric
   for (int64_t k = 0; k < n; k++) {
     float m = gy * gx[k];
     if (kInvert) m = 1.0f - m;
-    out[k] = ConvertOut<Out>(m * LoadIn(self[k]) + (1.0f - m) * LoadIn(other[k]));
+    out[k] = MixElement<false, Out, In>(m, self[k], other[k], 0.0f, 1.0f);
   }
 }
 
@@ -77,9 +78,20 @@ MSDA_V3 inline __m256 Load8(const float *p) { return _mm256_loadu_ps(p); }
 MSDA_V3 inline __m256 Load8(const float16 *p) {
   return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
-MSDA_V3 inline void Store8(float *p, __m256 v) { _mm256_storeu_ps(p, v); }
-MSDA_V3 inline void Store8(float16 *p, __m256 v) {
-  _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+/// NaN lanes -> the canonical NaN (spec 7), as ConvertOut does.
+MSDA_V3 inline __m256 CanonicalNaN(__m256 v) {
+  return _mm256_blendv_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(int(kCanonicalNaN32))),
+                          _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+}
+MSDA_V3 inline void Store8(float *p, __m256 v) { _mm256_storeu_ps(p, CanonicalNaN(v)); }
+MSDA_V3 inline __m128i ToHalf8(__m256 v) {
+  return _mm256_cvtps_ph(CanonicalNaN(v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+MSDA_V3 inline void Store8(float16 *p, __m256 v) { _mm_storeu_si128((__m128i *)p, ToHalf8(v)); }
+/// 8 lane masks of 32 bits -> 8 of 16 bits.
+MSDA_V3 inline __m128i Narrow(__m256 mask) {
+  const __m256i w = _mm256_castps_si256(mask);
+  return _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
 }
 MSDA_V3 inline void Store8(uint8_t *p, __m256 v) {  // NaN -> 0, saturate, round half to even
   v = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(255.0f));
@@ -110,19 +122,32 @@ MSDA_V3 void BlendSpan(Out *out, const In *self, const In *other, int64_t n, flo
 template <bool kInvert, typename Out, typename In>
 MSDA_V3 void GaussBlendSpan(Out *out, const In *self, const In *other, float gy, const float *gx,
                             int64_t n) {
-  const __m256 vgy = _mm256_set1_ps(gy), one = _mm256_set1_ps(1.0f);
+  const __m256 vgy = _mm256_set1_ps(gy), one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 8 <= n; k += 8) {
     __m256 m = _mm256_mul_ps(vgy, _mm256_loadu_ps(gx + k));
     if (kInvert) m = _mm256_sub_ps(one, m);
     const __m256 om = _mm256_sub_ps(one, m);
-    Store8(out + k, _mm256_add_ps(_mm256_mul_ps(m, Load8(self + k)),
-                                  _mm256_mul_ps(om, Load8(other + k))));
+    const __m256 a = Load8(self + k), b = Load8(other + k);
+    const __m256 is1 = _mm256_cmp_ps(m, one, _CMP_EQ_OQ), is0 = _mm256_cmp_ps(m, zero, _CMP_EQ_OQ);
+    // MixValue: the own value where m == 1, the partner's where m == 0, else the blend
+    __m256 v = _mm256_add_ps(_mm256_mul_ps(m, a), _mm256_mul_ps(om, b));
+    v = _mm256_blendv_ps(_mm256_blendv_ps(v, b, is0), a, is1);
+    if constexpr (std::is_same_v<Out, float16> && std::is_same_v<In, float16>) {
+      // same type: the values taken are copied bit for bit (MixElement)
+      const __m128i raw_a = _mm_loadu_si128((const __m128i *)(self + k));
+      const __m128i raw_b = _mm_loadu_si128((const __m128i *)(other + k));
+      __m128i h = ToHalf8(v);
+      h = _mm_blendv_epi8(_mm_blendv_epi8(h, raw_b, Narrow(is0)), raw_a, Narrow(is1));
+      _mm_storeu_si128((__m128i *)(out + k), h);
+    } else {
+      Store8(out + k, v);
+    }
   }
   for (; k < n; k++) {
     float m = gy * gx[k];
     if (kInvert) m = 1.0f - m;
-    out[k] = ConvertOut<Out>(m * LoadIn(self[k]) + (1.0f - m) * LoadIn(other[k]));
+    out[k] = MixElement<false, Out, In>(m, self[k], other[k], 0.0f, 1.0f);
   }
 }
 }  // namespace v3
@@ -220,6 +245,86 @@ void WriteMask(float *mask, const SampleParams &p, const float *tables, int H, i
     for (int c = 0; c < W; c++) mask[int64_t(r) * W + c] = MaskAt(p, tables, H, r, c);
 }
 
+// ---- the fused path: normalisation, mirror and / or a layout change (HWC <-> CHW)
+
+struct FusedGeometry {
+  int64_t frames;
+  int H, W, C;
+  bool in_planar, out_planar;
+  int64_t FrameElems() const { return int64_t(H) * W * C; }
+};
+
+/// Per-thread row buffers of the fused path (mask row, the two sources' channel rows).
+struct RowBuffers {
+  std::vector<float> mask;
+  std::vector<char> a, b;
+  template <typename In>
+  void Reserve(int W) {
+    if (mask.size() < size_t(W)) mask.assign(W, 0.0f);
+    if (a.size() < W * sizeof(In)) a.assign(W * sizeof(In), 0);
+    if (b.size() < W * sizeof(In)) b.assign(W * sizeof(In), 0);
+  }
+};
+
+/// Columns [c0, c1) of channel ch of frame-row (f, r) of x, read with mirror `flip`, into dst.
+template <typename In>
+void GatherChannel(In *__restrict dst, const In *__restrict x, const FusedGeometry &g, int64_t f,
+                   int r, int ch, int flip, int c0, int c1) {
+  if (c0 >= c1) return;
+  const In *row = g.in_planar ? x + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W
+                              : x + f * g.FrameElems() + int64_t(r) * g.W * g.C + ch;
+  const int step = g.in_planar ? 1 : g.C;
+  if (flip) {
+    for (int c = c0; c < c1; c++) dst[c] = row[int64_t(g.W - 1 - c) * step];
+  } else if (step == 1) {
+    std::memcpy(dst + c0, row + c0, (c1 - c0) * sizeof(In));
+  } else {
+    for (int c = c0; c < c1; c++) dst[c] = row[int64_t(c) * step];
+  }
+}
+
+/// One channel row of output: MixElement over the columns, written contiguously (CHW output)
+/// or every C elements (HWC output).
+template <bool kNorm, typename Out, typename In>
+MSDA_CPU_CLONES void MixChannelRow(Out *__restrict out, int64_t stride, const float *__restrict m,
+                                   const In *__restrict a, const In *__restrict b, int W,
+                                   float mean, float inv_std) {
+  if (stride == 1) {
+    for (int c = 0; c < W; c++) out[c] = MixElement<kNorm, Out, In>(m[c], a[c], b[c], mean, inv_std);
+  } else {
+    for (int c = 0; c < W; c++)
+      out[c * stride] = MixElement<kNorm, Out, In>(m[c], a[c], b[c], mean, inv_std);
+  }
+}
+
+/// Frame-rows [q0, q1) of one sample on the fused path.
+template <typename Out, typename In>
+void MixRowsFused(Out *out, const In *self, const In *other, int flip_self, int flip_other,
+                  const SampleParams &p, const float *tables, const FusedGeometry &g,
+                  const float *norm, int64_t q0, int64_t q1, RowBuffers &buf) {
+  buf.Reserve<In>(g.W);
+  float *m = buf.mask.data();
+  In *a = reinterpret_cast<In *>(buf.a.data()), *b = reinterpret_cast<In *>(buf.b.data());
+  for (int64_t q = q0; q < q1; q++) {
+    const int64_t f = q / g.H;
+    const int r = static_cast<int>(q - f * g.H);
+    for (int c = 0; c < g.W; c++) m[c] = MaskAt(p, tables, g.H, r, c);
+    const ColumnNeeds need = NeedsOfRow(p, r, 0, g.W);  // read only what the mask needs
+    for (int ch = 0; ch < g.C; ch++) {
+      GatherChannel(a, self, g, f, r, ch, flip_self, need.self_a0, need.self_a1);
+      GatherChannel(a, self, g, f, r, ch, flip_self, need.self_b0, need.self_b1);
+      GatherChannel(b, other, g, f, r, ch, flip_other, need.other_a0, need.other_a1);
+      Out *o = g.out_planar ? out + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W
+                            : out + f * g.FrameElems() + int64_t(r) * g.W * g.C + ch;
+      const int64_t stride = g.out_planar ? 1 : g.C;
+      if (norm)
+        MixChannelRow<true, Out, In>(o, stride, m, a, b, g.W, norm[ch], norm[g.C + ch]);
+      else
+        MixChannelRow<false, Out, In>(o, stride, m, a, b, g.W, 0.0f, 1.0f);
+    }
+  }
+}
+
 }  // namespace
 
 template <>
@@ -232,41 +337,51 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
 
   auto &tp = ws.GetThreadPool();
   const Geometry g = geom_;
-  const int64_t rows = g.Rows();
-  const int64_t rows_per_task =
-      std::max<int64_t>(1, kTaskElems / std::max<int64_t>(1, g.RowLen()));
+  const FusedGeometry fg{frames_, g.H, g.W, channels_, in_planar_, out_planar_};
+  const bool fused = Fused();
+  const int64_t rows = fused ? frames_ * g.H : g.Rows();
+  const int64_t row_elems = fused ? int64_t(g.W) * channels_ : g.RowLen();
+  const int64_t rows_per_task = std::max<int64_t>(1, kTaskElems / std::max<int64_t>(1, row_elems));
   const float *tables = tables_.data();
+  const float *norm = normalize_ ? norm_.data() : nullptr;
+  const SampleParams *params = params_.data();
+  const int *mirror = mirror_.data();
+  // the tasks capture the views by reference (not the per-sample pointer arrays by value, which
+  // would copy O(n) data into each of O(n) tasks): RunAll runs inside their scope
+  TensorListView<StorageCPU, float> mv;
+  if (output_mask_) mv = view<float>(ws.Output<CPUBackend>(MaskOutputIdx()));
+  for (int i = 0; output_mask_ && i < n; i++)
+    tp.AddWork([&, i](int) { WriteMask(mv.data[i], params[i], tables, g.H, g.W); },
+               int64_t(g.H) * g.W);
   TYPE_SWITCH(in.type(), type2id, In, (uint8_t, float16, float), (
     TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (
       auto iv = view<const In>(in);
       auto ov = view<Out>(out);
-      const SampleParams *params = params_.data();
       for (int i = 0; i < (n + 1) / 2; i++) {
         const int j = n - 1 - i;  // the pair (i, j); i == j for the middle of an odd batch
         for (int64_t q0 = 0; q0 < rows; q0 += rows_per_task) {
           int64_t q1 = std::min(rows, q0 + rows_per_task);
-          tp.AddWork([=](int) {
+          tp.AddWork([&, i, j, q0, q1](int) {
+            static thread_local RowBuffers buf;
             for (int s : {i, j}) {
               const SampleParams &p = params[s];
-              MixRows<Out, In>(ov.data[s], iv.data[s], iv.data[p.partner], p, tables, g, q0, q1);
+              if (fused)
+                MixRowsFused<Out, In>(ov.data[s], iv.data[s], iv.data[p.partner], mirror[s],
+                                      mirror[p.partner], p, tables, fg, norm, q0, q1, buf);
+              else
+                MixRows<Out, In>(ov.data[s], iv.data[s], iv.data[p.partner], p, tables, g, q0,
+                                 q1);
               if (j == i) break;
             }
-          }, (q1 - q0) * g.RowLen() * (i == j ? 1 : 2));
+          }, (q1 - q0) * row_elems * (i == j ? 1 : 2));
         }
       }
+      tp.RunAll();
     ), DALI_FAIL(make_string("Unsupported output type ", out.type(), ".")));  // NOLINT
   ), DALI_FAIL(make_string("Unsupported input type ", in.type(), ".")));  // NOLINT
-  if (output_mask_) {
-    auto mv = view<float>(ws.Output<CPUBackend>(MaskOutputIdx()));
-    for (int i = 0; i < n; i++)
-      tp.AddWork([=, this](int) { WriteMask(mv.data[i], params_[i], tables, g.H, g.W); },
-                 int64_t(g.H) * g.W);
-  }
-  tp.RunAll();
 
   auto tv = view<float>(ws.Output<CPUBackend>(1));
-  for (int i = 0; i < n; i++)
-    std::copy_n(&targets_[int64_t(i) * K_], K_, tv.data[i]);
+  for (int i = 0; i < n; i++) TargetRow(i, tv.data[i]);
   if (output_params_) {
     auto pv = view<float>(ws.Output<CPUBackend>(ParamsOutputIdx()));
     for (int i = 0; i < n; i++) ParamsRow(i, pv.data[i]);
@@ -347,8 +462,25 @@ batch, as timm and the official code) or ``"elem"`` (each sample draws its own).
                   DALI_FLOAT, nullptr, true)
   .AddOptionalArg("center", "Explicit mask centre per sample, relative ``(y, x)`` in [0, 1), "
                   "replacing the draw.", DALI_FLOAT_VEC, nullptr, true)
+  .AddOptionalArg("mean", R"code(Fused normalisation, as ``crop_mirror_normalize`` does it: the
+mean subtracted from each mixed value, one value or one per channel. Giving ``mean`` or ``std``
+turns normalisation on: each output value is ``(v - mean[c]) * (1 / std[c])`` (float32, the
+reciprocal rounded to float32), where ``v`` is the float32 mix of the raw input values (the
+normalised mix, since normalisation is affine). Default 0.)code", DALI_FLOAT_VEC, nullptr)
+  .AddOptionalArg("std", R"code(Fused normalisation: the standard deviation each mixed value is
+divided by (multiplied by its float32 reciprocal), one value or one per channel; finite and > 0.
+Default 1.)code", DALI_FLOAT_VEC, nullptr)
+  .AddOptionalArg("output_layout", R"code(Layout of ``mixed``: ``"HWC"`` or ``"CHW"`` for images
+(``"FHWC"`` or ``"FCHW"`` for sequences); the transposition is fused into the mix. Default: the
+layout of ``images``.)code", std::string())
+  .AddOptionalArg("mirror", R"code(Horizontal flip per sample (int 0 or 1; a constant or an argument
+input, e.g. ``fn.random.coin_flip()``), applied to each image *before* it is mixed, as
+``crop_mirror_normalize`` followed by the mix would: sample ``i`` is flipped by its own value and
+its partner by the partner's value. The mask (``output_mask``) and the centre (``output_params``)
+are in the coordinates of the output, so ``mixed = M * flip_i(x_i) + (1 - M) * flip_j(x_j)``.
+Images only (not sequences).)code", 0, true)
   .AddOptionalArg("output_mask", "Also return the mask of each sample (float32, H x W, the "
-                  "weight of the sample's own image).", false)
+                  "weight of the sample's own image, in output coordinates).", false)
   .AddOptionalArg("output_params", R"code(Also return, per sample, the float32 vector
 ``(applied, lam, cy, cx)``: whether mixing was drawn to apply (1 or 0), the ``lam`` and the pixel
 centre it used (drawn or explicit). It comes after ``mask`` when both are requested.)code", false)

@@ -17,6 +17,7 @@
 #include "dali/pipeline/operator/arg_helper.h"
 #include "dali/pipeline/operator/operator.h"
 
+#include "kernel.h"
 #include "mask.h"
 #include "params.h"
 
@@ -43,6 +44,12 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   int ParamsOutputIdx() const { return output_params_ ? 2 + output_mask_ : -1; }
   /// The `params` output row of sample i: (apply, lam, cy, cx), from draws_.
   void ParamsRow(int i, float *row) const;
+  /// Target row of sample i into `out` (K floats), from target_specs_ / soft_targets_.
+  void TargetRow(int i, float *out) const;
+  /// Whether this batch needs the fused path (normalisation, mirror or a layout change).
+  bool Fused() const { return normalize_ || any_mirror_ || out_planar_ != in_planar_; }
+  /// The launch geometry of this batch (GPU; the CPU uses its row fields).
+  TileGeometry Tiles(int in_bytes) const;
 
   using Base::spec_;
 
@@ -55,22 +62,34 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   int num_classes_ = 0;  // 0: not given
   float label_smoothing_;
   DALIDataType out_type_ = DALI_NO_TYPE;
+  bool normalize_ = false;                 // `mean` or `std` given
+  std::vector<float> mean_arg_, std_arg_;  // as given (1 or C values)
+  std::string out_layout_arg_;             // "" = the input's
 
   // per batch, from SetupImpl
   Geometry geom_;
-  TensorLayout layout_;
+  TensorLayout layout_, out_layout_;
+  int64_t frames_ = 1;
+  int channels_ = 1;
+  bool in_planar_ = false, out_planar_ = false;
+  std::vector<float> norm_;  // mean[C], then the float32 reciprocal of std[C]
+  std::vector<int> mirror_;  // per sample, 0 or 1
+  bool any_mirror_ = false;
   int K_ = 0;
   std::vector<float> alpha_, prob_, ratio_;
   std::vector<Method> methods_;  // per sample
   ArgValue<float, 0> lam_arg_{"lam", spec_};
   ArgValue<float, 1> center_arg_{"center", spec_};
-  std::vector<float> label_vectors_;  // nsamples x K_: one-hot or the given soft vectors
+  std::vector<int> class_ids_;        // class-index labels
+  std::vector<float> label_vectors_;  // nsamples x K_: the given soft vectors (soft labels)
 
   // per batch, from DrawParams
   std::vector<SampleParams> params_;
-  std::vector<float> tables_;   // GMix: per sample H + W Gaussian factors
-  std::vector<float> targets_;  // nsamples x K_
-  std::vector<Draw> draws_;     // the draw each sample used (after explicit lam / center)
+  std::vector<float> tables_;             // GMix: per sample H + W Gaussian factors
+  std::vector<TargetSpec> target_specs_;  // per sample: a one-hot mix, or a soft row
+  std::vector<float> soft_targets_;       // nsamples x K_, for soft-label inputs only
+  bool soft_labels_ = false;
+  std::vector<Draw> draws_;  // the draw each sample used (after explicit lam / center)
 };
 
 
@@ -181,6 +200,20 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
                  make_string("`dtype` must be one of uint8, float16, float32; got ",
                              detail::TypeStr(out_type_), "."));
   }
+  // fused normalisation: checked against the channel count in SetupImpl
+  for (auto [name, values] : {std::pair{"mean", &mean_arg_}, std::pair{"std", &std_arg_}}) {
+    if (!spec.HasArgument(name)) continue;
+    normalize_ = true;
+    *values = spec.template GetRepeatedArgument<float>(name);
+    for (size_t c = 0; c < values->size(); c++) {
+      float v = (*values)[c];
+      bool ok = std::string(name) == "std" ? std::isfinite(v) && v > 0.0f : std::isfinite(v);
+      MSDA_ENFORCE(ok, make_string("`", name, "` must be ",
+                                   std::string(name) == "std" ? "finite and > 0" : "finite",
+                                   "; got ", v, " for channel ", c, "."));
+    }
+  }
+  out_layout_arg_ = spec.GetArgument<std::string>("output_layout");
 }
 
 template <typename Backend>
@@ -214,19 +247,71 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
                              detail::ShapeStr(shape[i]), "."));
   }
   layout_ = layout;
+  const bool sequence = layout.find('F') >= 0;
+  if (out_layout_arg_.empty()) {
+    out_layout_ = layout;
+  } else {
+    out_layout_ = TensorLayout(out_layout_arg_);
+    const bool ok = sequence ? (out_layout_ == "FHWC" || out_layout_ == "FCHW")
+                             : (out_layout_ == "HWC" || out_layout_ == "CHW");
+    MSDA_ENFORCE(ok, make_string("`output_layout` must be ",
+                                 sequence ? "\"FHWC\" or \"FCHW\" for sequences"
+                                          : "\"HWC\" or \"CHW\" for images",
+                                 " (input layout \"", layout, "\"); got \"", out_layout_arg_,
+                                 "\"."));
+  }
+  in_planar_ = layout.find('C') < layout.find('H');
+  out_planar_ = out_layout_.find('C') < out_layout_.find('H');
   geom_ = Geometry{};
+  TensorShape<> out_sample_shape;
   if (n > 0) {
     auto sh = shape[0];
     int h_dim = layout.find('H'), w_dim = layout.find('W'), c_dim = layout.find('C');
     geom_.H = sh[h_dim];
     geom_.W = sh[w_dim];
-    int64_t channels = sh[c_dim], frames = layout.find('F') >= 0 ? sh[layout.find('F')] : 1;
+    int64_t channels = sh[c_dim], frames = sequence ? sh[layout.find('F')] : 1;
     bool channel_last = c_dim == ndim - 1;
     geom_.inner = channel_last ? channels : 1;
     geom_.outer = channel_last ? frames : frames * channels;
     MSDA_ENFORCE(geom_.H > 0 && geom_.W > 0 && channels > 0 && frames > 0,
                  make_string("`images` must not be empty; got shape ", detail::ShapeStr(sh),
                              "."));
+    MSDA_ENFORCE(int64_t(geom_.W) * channels <= (int64_t(1) << 30) && channels <= (1 << 16),
+                 make_string("`images` rows must hold at most 2^30 elements (W x C) and at most "
+                             "65536 channels; got shape ", detail::ShapeStr(sh), "."));
+    frames_ = frames;
+    channels_ = static_cast<int>(channels);
+    out_sample_shape = sh;
+    for (int d = 0; d < ndim; d++) out_sample_shape[d] = sh[layout.find(out_layout_[d])];
+  }
+
+  // ---- fused normalisation and mirror
+  if (normalize_ && n > 0) {
+    for (auto [name, values] : {std::pair{"mean", &mean_arg_}, std::pair{"std", &std_arg_}}) {
+      MSDA_ENFORCE(values->size() <= 1 || static_cast<int>(values->size()) == channels_,
+                   make_string("`", name, "` must have 1 value or one per channel (C = ",
+                               channels_, "); got ", values->size(), " values."));
+    }
+    norm_.resize(2 * channels_);
+    for (int c = 0; c < channels_; c++) {
+      float mean = mean_arg_.empty() ? 0.0f : mean_arg_[mean_arg_.size() == 1 ? 0 : c];
+      float std = std_arg_.empty() ? 1.0f : std_arg_[std_arg_.size() == 1 ? 0 : c];
+      norm_[c] = mean;
+      norm_[channels_ + c] = 1.0f / std;
+    }
+  }
+  mirror_.assign(n, 0);
+  any_mirror_ = false;
+  if (spec_.HasArgument("mirror") || spec_.HasTensorArgument("mirror")) {
+    MSDA_ENFORCE(!sequence, make_string("`mirror` is not supported for sequences (layout \"",
+                                        layout, "\"): flip the frames before the op."));
+    if (n > 0) ::dali::GetPerSampleArgument(mirror_, "mirror", spec_, ws, n);
+    for (int i = 0; i < n; i++) {
+      MSDA_ENFORCE(mirror_[i] == 0 || mirror_[i] == 1,
+                   make_string("`mirror` must be 0 or 1; got ", mirror_[i], " for sample ", i,
+                               "."));
+      any_mirror_ |= mirror_[i] != 0;
+    }
   }
 
   // ---- per-sample arguments
@@ -289,7 +374,8 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
                  make_string("`num_classes` is required when `labels` are class indices (got "
                              "labels of type ", detail::TypeStr(label_type), ")."));
     K_ = num_classes_;
-    label_vectors_.assign(int64_t(n) * K_, 0.0f);
+    soft_labels_ = false;
+    class_ids_.resize(n);
     TYPE_SWITCH(label_type, type2id, L,
                 (uint8_t, uint16_t, uint32_t, uint64_t, int8_t, int16_t, int32_t, int64_t), (
       for (int i = 0; i < n; i++) {
@@ -301,7 +387,7 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
         MSDA_ENFORCE(yi >= 0 && yi < K_,
                      make_string("`labels` must be class indices in [0, ", K_,
                                  ") (`num_classes`); got ", +y, " for sample ", i, "."));
-        label_vectors_[int64_t(i) * K_ + static_cast<int64_t>(y)] = 1.0f;
+        class_ids_[i] = static_cast<int>(yi);
       }
     ), DALI_FAIL("unreachable"));  // NOLINT
   } else if (label_type == DALI_FLOAT) {
@@ -315,6 +401,7 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
                                "; got length ", K_, " for sample 0."));
     }
     MSDA_ENFORCE(n == 0 || K_ > 0, "Soft `labels` must not be empty vectors.");
+    soft_labels_ = true;
     label_vectors_.resize(int64_t(n) * K_);
     for (int i = 0; i < n; i++) {
       MSDA_ENFORCE(lshape[i][0] == K_,
@@ -329,7 +416,8 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
   }
 
   output_desc.resize(2 + output_mask_ + output_params_);
-  output_desc[0] = {shape, out_type_ == DALI_NO_TYPE ? in_type : out_type_};
+  output_desc[0] = {out_layout_ == layout ? shape : uniform_list_shape(n, out_sample_shape),
+                    out_type_ == DALI_NO_TYPE ? in_type : out_type_};
   output_desc[1] = {uniform_list_shape(n, TensorShape<1>{K_}), DALI_FLOAT};
   if (output_mask_)
     output_desc[MaskOutputIdx()] = {uniform_list_shape(n, TensorShape<2>{geom_.H, geom_.W}),
@@ -344,7 +432,8 @@ void Mix<Backend>::DrawParams(int n) {
   const int H = geom_.H, W = geom_.W;
   params_.resize(n);
   draws_.resize(n);
-  targets_.resize(int64_t(n) * K_);
+  target_specs_.resize(n);
+  soft_targets_.resize(soft_labels_ ? int64_t(n) * K_ : 0);
   bool any_gauss = std::find(methods_.begin(), methods_.end(), Method::kGMix) != methods_.end();
   tables_.resize(any_gauss ? int64_t(n) * (H + W) : 0);
   if (n == 0) return;
@@ -384,7 +473,7 @@ void Mix<Backend>::DrawParams(int n) {
       p.partner = j;
       w = prev_w;
     } else {
-      const int offset = i * (H + W);
+      const int64_t offset = int64_t(i) * (H + W);
       float *table = methods_[i] == Method::kGMix ? tables_.data() + offset : nullptr;
       p = PlanSample(methods_[i], d, i, n, ratio_[i], correct_lam_, H, W, table, offset, &w);
       if (p.partner != i) {
@@ -395,15 +484,39 @@ void Mix<Backend>::DrawParams(int n) {
         prev_method = methods_[i];
       }
     }
-    SoftTarget(w, &label_vectors_[int64_t(i) * K_], &label_vectors_[int64_t(j) * K_], K_,
-               label_smoothing_, &targets_[int64_t(i) * K_]);
+    if (soft_labels_) {
+      SoftTarget(w, &label_vectors_[int64_t(i) * K_], &label_vectors_[int64_t(j) * K_], K_,
+                 label_smoothing_, &soft_targets_[int64_t(i) * K_]);
+      target_specs_[i] = TargetSpec{};
+      target_specs_[i].soft_row = i;
+    } else {
+      target_specs_[i] = OneHotTarget(w, class_ids_[i], class_ids_[j], label_smoothing_, K_);
+    }
   }
 }
 
 template <typename Backend>
+void Mix<Backend>::TargetRow(int i, float *out) const {
+  const TargetSpec &t = target_specs_[i];
+  if (t.soft_row >= 0) {
+    std::copy_n(&soft_targets_[int64_t(t.soft_row) * K_], K_, out);
+    return;
+  }
+  std::fill_n(out, K_, t.fill);
+  out[t.yb] = t.vb;
+  out[t.ya] = t.va;
+}
+
+template <typename Backend>
 void Mix<Backend>::SetOutputLayouts(Workspace &ws) const {
-  ws.template Output<Backend>(0).SetLayout(layout_);
+  ws.template Output<Backend>(0).SetLayout(out_layout_);
   if (output_mask_) ws.template Output<Backend>(MaskOutputIdx()).SetLayout("HW");
+}
+
+template <typename Backend>
+TileGeometry Mix<Backend>::Tiles(int in_bytes) const {
+  return PlanTiles(frames_, geom_.H, geom_.W, channels_, in_planar_, out_planar_, in_bytes,
+                   normalize_, K_);
 }
 
 template <typename Backend>

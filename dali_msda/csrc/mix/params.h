@@ -183,7 +183,7 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
 /// weight. GMix writes its factors to table (H + W floats), which sits at `table_offset` in the
 /// batch's table array.
 inline SampleParams PlanSample(Method method, const Draw &d, int i, int n, double hmix_ratio,
-                               bool correct_lam, int H, int W, float *table, int table_offset,
+                               bool correct_lam, int H, int W, float *table, int64_t table_offset,
                                double *weight) {
   const int j = n - 1 - i;
   SampleParams p = IdentityParams(i);
@@ -194,6 +194,23 @@ inline SampleParams PlanSample(Method method, const Draw &d, int i, int n, doubl
     p.partner = j;
   }
   return p;
+}
+
+/// The target row of one sample with class-index labels ya (own) and yb (partner): the values
+/// SoftTarget gives for one-hot vectors, entry by entry (the same double arithmetic), so rows
+/// built from this on either backend equal SoftTarget's bit for bit.
+inline TargetSpec OneHotTarget(double w, int ya, int yb, double eps, int K) {
+  const double base = eps / K, keep = 1.0 - eps;
+  auto entry = [&](double self_v, double other_v) {
+    return static_cast<float>(w * (keep * self_v + base) + (1.0 - w) * (keep * other_v + base));
+  };
+  TargetSpec t;
+  t.ya = ya;
+  t.yb = yb;
+  t.fill = entry(0.0, 0.0);
+  t.vb = entry(0.0, 1.0);
+  t.va = ya == yb ? entry(1.0, 1.0) : entry(1.0, 0.0);
+  return t;
 }
 
 /// Target row of one sample (spec 1): w * smooth(v_self) + (1 - w) * smooth(v_partner), with
