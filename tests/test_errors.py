@@ -135,3 +135,42 @@ def test_method_id_checks(device):
                  device=device)
     expect_error(r"`method_id` must be the same for every sample; got 0 for sample 0 and 1 for "
                  r"sample 2", method="", method_id=[0, 0, 1, 0], mode="batch", device=device)
+
+
+# ---- fused normalisation, mirror, output layout
+
+def test_mean_std_lengths(device):
+    expect_error(r"`mean` must have 1 value or one per channel \(C = 3\); got 2 values",
+                 mean=[1.0, 2.0], device=device)
+    expect_error(r"`std` must have 1 value or one per channel \(C = 3\); got 4 values",
+                 std=[1.0, 2.0, 3.0, 4.0], device=device)
+
+
+@pytest.mark.parametrize("bad", [0.0, -2.0, float("inf"), float("nan")])
+def test_std_must_be_finite_and_positive(device, bad):
+    expect_error(r"`std` must be finite and > 0; got .* for channel 1", std=[1.0, bad, 1.0],
+                 device=device)
+
+
+def test_mean_must_be_finite(device):
+    expect_error(r"`mean` must be finite; got inf for channel 0", mean=[float("inf")],
+                 device=device)
+
+
+def test_unknown_output_layout(device):
+    expect_error(r"`output_layout` must be \"HWC\" or \"CHW\" for images \(input layout "
+                 r"\"HWC\"\); got \"WHC\"", output_layout="WHC", device=device)
+    expect_error(r"`output_layout` must be \"FHWC\" or \"FCHW\" for sequences \(input layout "
+                 r"\"FHWC\"\); got \"CHW\"", images=np.zeros((4, 2, 8, 8, 3), np.uint8),
+                 layout="FHWC", output_layout="CHW", device=device)
+
+
+def test_mirror_values(device):
+    expect_error(r"`mirror` must be 0 or 1; got 2 for sample 3", mirror=[0, 1, 0, 2],
+                 device=device)
+
+
+def test_mirror_with_sequences(device):
+    expect_error(r"`mirror` is not supported for sequences \(layout \"FHWC\"\)",
+                 images=np.zeros((4, 2, 8, 8, 3), np.uint8), layout="FHWC", mirror=[0, 1, 0, 1],
+                 device=device)

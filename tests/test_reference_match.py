@@ -227,3 +227,125 @@ def test_method_id_per_sample(device):
         np.testing.assert_array_equal(mixed[i], exp[0][i])
         np.testing.assert_array_equal(masks[i], exp[2][i])
         np.testing.assert_allclose(targets[i], exp[1][i], atol=1e-6)
+
+
+# ---- fused normalisation, mirror and layout change --------------------------------------------
+IMAGENET_MEAN = [123.675, 116.28, 103.53]
+IMAGENET_STD = [58.395, 57.12, 57.375]
+OTHER_LAYOUT = {"HWC": "CHW", "CHW": "HWC", "FHWC": "FCHW", "FCHW": "FHWC"}
+
+
+def check_fused(device, method, mode, in_dtype, out_dtype, layout, shape, *, norm, flip,
+                transpose, batch=5, seed=3, **extra):
+    rng = np.random.default_rng(seed)
+    images = random_images(rng, batch, shape, in_dtype)
+    labels = class_labels(batch)
+    kw, ref_kw = {}, {}
+    if norm:  # one value per channel for RGB, one for all channels otherwise
+        rgb = shape[layout.index("C")] == 3
+        kw.update(mean=IMAGENET_MEAN if rgb else [120.0], std=IMAGENET_STD if rgb else [60.0])
+    if transpose:
+        kw["output_layout"] = ref_kw["output_layout"] = OTHER_LAYOUT[layout]
+    mirror = rng.integers(0, 2, batch).astype(np.int32) if flip else None
+    from conftest import NP_TO_DALI
+    mixed, targets, masks, params = run_mix(images, labels, device=device, layout=layout,
+                                            method=method, mode=mode, num_classes=batch,
+                                            mirror=mirror, dtype=NP_TO_DALI[out_dtype],
+                                            seed=seed, **kw, **extra)
+    exp_mixed, exp_targets, exp_masks = reference_from_params(
+        images, labels, params, layout, batch, method=method, dtype=out_dtype, mirror=mirror,
+        **{k: kw[k] for k in ("mean", "std") if k in kw}, **ref_kw,
+        **{k: v for k, v in extra.items() if k in ("hmix_ratio", "label_smoothing")})
+    np.testing.assert_array_equal(masks, exp_masks)
+    assert_images_match(mixed, exp_mixed)
+    np.testing.assert_allclose(targets, exp_targets, rtol=0, atol=1e-6)
+    return mixed
+
+
+@pytest.mark.parametrize("fused", ["norm", "flip", "transpose", "all"])
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+@pytest.mark.parametrize("in_dtype,out_dtype", [(np.uint8, np.float16), (np.uint8, np.float32),
+                                                (np.float16, np.float16),
+                                                (np.float32, np.uint8)])
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+@pytest.mark.parametrize("method", METHODS)
+def test_fused_matches_reference(device, method, mode, in_dtype, out_dtype, layout, fused):
+    """At 224 x 224 x 3 (several CPU tasks and GPU tiles per sample)."""
+    shape = sample_shape(layout, 224, 224)
+    check_fused(device, method, mode, in_dtype, out_dtype, layout, shape,
+                norm=fused in ("norm", "all"), flip=fused in ("flip", "all"),
+                transpose=fused in ("transpose", "all"))
+
+
+@pytest.mark.parametrize("layout", list(LAYOUT_SHAPES))
+@pytest.mark.parametrize("method", METHODS)
+def test_fused_small_and_sequences(device, method, layout):
+    """Small odd shapes (no vector path), sequences (no mirror), C = 1 and C = 4."""
+    seq = layout.startswith("F")
+    for c in (1, 4):
+        shape = sample_shape(layout, 7, 9, c=c)
+        check_fused(device, method, "elem", np.uint8, np.float32, layout, shape, norm=True,
+                    flip=not seq, transpose=True, batch=3, label_smoothing=0.1)
+
+
+def test_fused_one_by_one_images_and_batch_one(device):
+    for batch in (1, 2):
+        check_fused(device, "cutmix", "elem", np.float32, np.float16, "HWC", (1, 1, 3),
+                    norm=True, flip=True, transpose=True, batch=batch)
+
+
+def test_mirror_as_constant(device):
+    """`mirror=1` for the whole batch equals the per-sample input of ones."""
+    rng = np.random.default_rng(9)
+    images = random_images(rng, 4, (16, 20, 3), np.uint8)
+    labels = class_labels(4)
+    a = run_mix(images, labels, device=device, method="cutmix", mode="elem", num_classes=4,
+                mirror=np.ones(4, np.int32), output_layout="CHW", seed=2)
+    b = run_mix(images, labels, device=device, method="cutmix", mode="elem", num_classes=4,
+                output_layout="CHW", seed=2, mirror=1)
+    unflipped = run_mix(images, labels, device=device, method="cutmix", mode="elem",
+                        num_classes=4, output_layout="CHW", seed=2)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], unflipped[0])  # and mirroring changes the output
+
+
+def special_values(rng, shape, dtype):
+    """Finite values with NaNs (payloads, both signs), infinities and -0.0 mixed in."""
+    x = (rng.standard_normal(shape) * 100).astype(dtype)
+    flat = x.reshape(-1).view(f"u{x.itemsize}")
+    idx = rng.choice(flat.size, flat.size // 5, replace=False)
+    if x.dtype == np.float16:
+        specials = np.array([0x7e01, 0xfe55, 0x7c00, 0xfc00, 0x8000, 0x7d00], np.uint16)
+    else:
+        specials = np.array([0x7fc00123, 0xffc0abcd, 0x7f800000, 0xff800000, 0x80000000,
+                             0x7f812345], np.uint32)
+    flat[idx] = specials[rng.integers(0, len(specials), idx.size)]
+    return x
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("in_dtype,out_dtype", [(np.float16, np.float16),
+                                                (np.float32, np.float32),
+                                                (np.float16, np.float32),
+                                                (np.float32, np.float16),
+                                                (np.float16, np.uint8)])
+@pytest.mark.parametrize("method", METHODS)
+def test_non_finite_inputs(device, method, in_dtype, out_dtype, fused):
+    """NaN, inf and -0.0 inputs give the reference's bits on both backends: where the mask is 1
+    or 0 the other image is not read; same-type copies keep NaN payloads; conversions give the
+    canonical NaN."""
+    rng = np.random.default_rng(13)
+    batch = 4
+    images = special_values(rng, (batch, 40, 56, 3), in_dtype)
+    labels = class_labels(batch)
+    from conftest import NP_TO_DALI
+    kw = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD) if fused else {}
+    mixed, targets, masks, params = run_mix(images, labels, device=device, method=method,
+                                            mode="elem", num_classes=batch, alpha=0.4,
+                                            dtype=NP_TO_DALI[out_dtype], **kw)
+    exp_mixed, _, exp_masks = reference_from_params(images, labels, params, "HWC", batch,
+                                                    method=method, dtype=out_dtype, **kw)
+    np.testing.assert_array_equal(masks, exp_masks)
+    np.testing.assert_array_equal(mixed.view(f"u{mixed.itemsize}"),
+                                  exp_mixed.view(f"u{exp_mixed.itemsize}"))
