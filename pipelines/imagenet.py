@@ -1,8 +1,9 @@
 """ImageNet train / val pipeline factories with fn.msda.mix.
 
 Train: reader (ImageFolder tree, file list or WebDataset shards) -> fused decode + random crop
-(`decoders.image_random_crop`, "mixed" on GPU, "cpu" without) -> resize to `crop` -> random flip +
-normalise to CHW float16/float32 (`crop_mirror_normalize`) -> `fn.msda.mix`. Val: decode ->
+(`decoders.image_random_crop`, "mixed" on GPU, "cpu" without) -> resize to `crop` ->
+`fn.msda.mix` with the random flip, normalisation and CHW float16/float32 output fused into it
+(without mixing: `crop_mirror_normalize`). Val: decode ->
 resize shorter side to `resize` -> centre crop -> normalise; one-hot or class-id targets.
 
 Sharding follows torchrun's environment (`dist_env`): shard RANK of WORLD_SIZE on device
@@ -126,8 +127,14 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
                    device_id=None, crop=224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                    flip_prob=0.5, dtype="float16", mix=None, seed=None, shuffle_seed=42,
                    shard_id=None, num_shards=None, reader_name="Reader",
-                   prefetch_queue_depth=2, output_params=False):
+                   prefetch_queue_depth=2, output_params=False, fused=True):
     """The training pipeline: outputs (images CHW `dtype`, targets float32 [num_classes]).
+
+    With mixing, the flip, the normalisation and the HWC -> CHW transposition are fused into
+    fn.msda.mix (`fused=True`, the default): one pass reads the two resized uint8 images and
+    writes the normalised mix, with the same augmentation as crop_mirror_normalize followed by
+    the mix (each image flipped by its own coin before mixing). `fused=False` runs the two
+    operators (for comparison).
 
     `mix`: a MixConfig, a MixSchedule (live, changeable between epochs) or None (no mixing:
     one-hot, smoothed-free targets). `shard_id` / `num_shards` / `device_id` default to
@@ -166,9 +173,11 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
             jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB,
             random_area=list(scale), random_aspect_ratio=list(ratio), num_attempts=100)
         images = fn.resize(images, resize_x=crop, resize_y=crop)
-        images = fn.crop_mirror_normalize(
-            images, dtype=DTYPES[dtype], output_layout="CHW", mean=list(IMAGENET_MEAN),
-            std=list(IMAGENET_STD), mirror=fn.random.coin_flip(probability=flip_prob))
+        mirror = fn.random.coin_flip(probability=flip_prob)
+        normalize = dict(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), output_layout="CHW")
+        if schedule is None or not fused:
+            images = fn.crop_mirror_normalize(images, dtype=DTYPES[dtype], mirror=mirror,
+                                              **normalize)
         if schedule is None:
             targets = fn.one_hot(labels, num_classes=classes, dtype=types.FLOAT)
             targets = fn.reshape(targets, shape=[classes])
@@ -178,10 +187,11 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
         method_id, alpha, ratio_, prob = fn.external_source(source=schedule, num_outputs=4,
                                                             batch=True)
         cfg = schedule.config
+        fused_args = dict(mirror=mirror, dtype=DTYPES[dtype], **normalize) if fused else {}
         outs = fn.msda.mix(images, labels, method_id=method_id, alpha=alpha,
                            hmix_ratio=ratio_, prob=prob, mode=cfg.mode,
                            label_smoothing=cfg.label_smoothing, correct_lam=cfg.correct_lam,
-                           num_classes=classes, output_params=output_params)
+                           num_classes=classes, output_params=output_params, **fused_args)
         return tuple(outs)
 
     p = pipe()

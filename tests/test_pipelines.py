@@ -315,3 +315,26 @@ def test_train_smoke_runs_with_few_steps(data_root, epochs, steps, capsys):
     assert len(summary["epochs"]) == epochs
     assert all(np.isfinite(e["train_loss"]) for e in summary["epochs"])
     assert f"data: {data_root}" in capsys.readouterr().out
+
+
+def test_fused_train_pipeline_equals_cmn_then_mix(data_root):
+    """The fused pipeline gives the augmentation of crop_mirror_normalize followed by the mix:
+    unmixed batches equal CMN's output exactly; mixed ones equal the reference mix of CMN's
+    inputs flipped by the same coins, to float16 rounding of CMN's intermediate."""
+    def build(fused, prob):
+        return imagenet_train(os.path.join(data_root, "train"), batch_size=8, num_threads=2,
+                              device="cpu", crop=64, dtype="float32", seed=5, fused=fused,
+                              mix=MixConfig(method="hmix", mode="elem", prob=prob),
+                              output_params=True)
+    for prob in (0.0, 1.0):
+        a, b = build(True, prob), build(False, prob)
+        a.build()
+        b.build()
+        for _ in range(2):
+            (ia, ta, pa), (ib, tb, pb) = arrays(a.run()), arrays(b.run())
+            np.testing.assert_array_equal(pa, pb)  # the same draws
+            np.testing.assert_array_equal(ta, tb)
+            if prob == 0.0:
+                np.testing.assert_array_equal(ia, ib)  # CMN's normalisation, bit for bit
+            else:  # mix of normalised images vs normalised mix: equal up to rounding
+                np.testing.assert_allclose(ia, ib, rtol=0, atol=1e-5)
