@@ -95,11 +95,16 @@ def official_hmix_batch(x, lam, cy, cx, ratio=0.5):
 
 
 def official_gmix_batch(x, lam, cy, cx):
+    """The Gaussian mask built with tensor operations on x's device, in x's dtype (the official
+    code's way), and the blend in that dtype."""
     h, w = x.shape[-2:]
-    gy, gx = ref.gaussian_factors(lam, cy, cx, h, w)
-    g = torch.from_numpy(gy)[:, None] * torch.from_numpy(gx)[None, :]
-    mask = g if lam < 0.5 else 1.0 - g
-    mask = mask.to(x.device)
+    lp = max(lam if lam < 0.5 else 1.0 - lam, ref.MIN_GAUSS_LAM)
+    rows = torch.arange(h, device=x.device, dtype=torch.float32)
+    cols = torch.arange(w, device=x.device, dtype=torch.float32)
+    gy = torch.exp(-math.pi * (rows - cy) ** 2 / (h * h) / lp)
+    gx = torch.exp(-math.pi * (cols - cx) ** 2 / (w * w) / lp)
+    g = gy[:, None] * gx[None, :]
+    mask = (g if lam < 0.5 else 1.0 - g).to(x.dtype)
     out = x * mask + x.flip(0) * (1.0 - mask)
     return out, float(mask.double().mean())
 

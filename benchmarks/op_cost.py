@@ -76,30 +76,51 @@ def cold_copies(nbytes, cold_bytes):
     return max(1, math.ceil(cold_bytes / max(nbytes, 1)))
 
 
-def dali_pipe(image_sets, device, body, threads):
+def dali_pipe(image_sets, device, body, threads, inputs=1, cold_bytes=0):
+    """A pipeline whose `body(x_1, ..., x_inputs)` reads `inputs` zero-copy external sources,
+    each rotating over its own copies of the images (so that no op reads data another op or
+    the previous iteration left in cache)."""
     batch = image_sets[0].shape[0]
-    feeds = [torch.from_numpy(im).cuda() for im in image_sets] if device == "gpu" else image_sets
-    feed = Rotating(feeds)
+    sets = list(image_sets)
+    while len(sets) < inputs * max(1, len(image_sets)):
+        sets.append(image_sets[0].copy())
+    if device == "gpu":
+        sets = [torch.from_numpy(im).cuda() for im in sets]
+    per_input = len(sets) // inputs
+    feeds = [Rotating(sets[k * per_input:(k + 1) * per_input]) for k in range(inputs)]
 
     @pipeline_def(batch_size=batch, num_threads=threads, device_id=0 if device == "gpu" else None,
                   seed=7, prefetch_queue_depth=1)
     def pipe():
-        x = fn.external_source(source=feed, batch=True, layout="HWC", no_copy=True,
-                               device=device)
-        return body(x)
+        xs = [fn.external_source(source=f, batch=True, layout="HWC", no_copy=True,
+                                 device=device) for f in feeds]
+        return body(*xs)
 
     p = pipe()
     p.build()
     return p
 
 
+def run_synced(pipe, device):
+    """One iteration, finished: on the GPU the device is synchronised (DALI's stream included),
+    as the torch timings are."""
+    def run():
+        out = pipe.run()
+        if device == "gpu":
+            torch.cuda.synchronize()
+        return out
+    return run
+
+
 def marginal_ms(image_sets, device, outputs_of, threads, iters, extra=4):
     """Per-instance cost of the ops that `outputs_of(x)` adds, in ms, and the time of the
-    pipeline with one instance."""
-    def body(k):
-        return lambda x: tuple(o for _ in range(k) for o in outputs_of(x))
-    one = time_it(dali_pipe(image_sets, device, body(1), threads).run, iters)
-    many = time_it(dali_pipe(image_sets, device, body(1 + extra), threads).run, iters)
+    pipeline with one instance. Every instance reads its own input (its own copies, rotating),
+    so the extra instances are timed on cold data like the first one and like the torch ways."""
+    def body(*xs):
+        return tuple(o for x in xs for o in outputs_of(x))
+    one = time_it(run_synced(dali_pipe(image_sets, device, body, threads, 1), device), iters)
+    many = time_it(run_synced(dali_pipe(image_sets, device, body, threads, 1 + extra), device),
+                   iters)
     return max(many - one, 0.0) / extra * 1e3, one * 1e3
 
 
@@ -108,13 +129,18 @@ def labels_for(batch):
                                               for i in range(batch)], batch=True)
 
 
-def check_ours(pipe, images, method, out_dtype):
-    mixed, targets, params = (dali_msda.to_numpy(o) for o in pipe.run())
+def check_ours(pipe, images, method, out_dtype, **fused):
+    """Bit for bit against the reference, for every dtype (the op's contract)."""
+    outs = [dali_msda.to_numpy(o) for o in pipe.run()]
+    mixed, targets, params = outs[:3]
+    ref_kw = {}
+    if fused:
+        ref_kw = dict(mean=fused["mean"], std=fused["std"], output_layout="CHW",
+                      mirror=outs[3].ravel().astype(bool))
     exp, exp_t, _ = ref.mix(images, np.arange(len(images)) % 1000, method, lam=params[:, 1],
                             center=params[:, 2:4].astype(np.int64), apply=params[:, 0] == 1,
-                            layout="HWC", num_classes=1000, dtype=out_dtype)
-    tol = 2 ** -10 if out_dtype == "float16" else 0
-    if not np.allclose(mixed.astype(np.float32), exp.astype(np.float32), rtol=tol, atol=0):
+                            layout="HWC", num_classes=1000, dtype=out_dtype, **ref_kw)
+    if not np.array_equal(mixed.view(np.uint8), exp.view(np.uint8)):
         raise AssertionError(f"msda.mix {method} differs from the reference")
     if not np.allclose(targets, exp_t, atol=1e-6):
         raise AssertionError(f"msda.mix {method} targets differ from the reference")
@@ -168,20 +194,14 @@ def builtin_cutmix(batch, draws, device):
     return body
 
 
-def run_case(device, batch, case, methods, iters, threads, rng, rows, step, total, cold_bytes):
-    in_dt, out_dt = CASES[case]
-    images = make_images(rng, batch, in_dt)
-    tdev = "cuda" if device == "gpu" else "cpu"
-    sync = torch.cuda.synchronize if device == "gpu" else None
-    copies = cold_copies(images.nbytes, cold_bytes)
-    image_sets = [images] + [images.copy() for _ in range(copies - 1)]
-    x_sets = [torch.from_numpy(im).to(tdev).permute(0, 3, 1, 2).contiguous() for im in image_sets]
-    x_nchw = x_sets[0]
-    x_check = x_nchw.float() if in_dt == "uint8" else x_nchw  # never modified
+IMAGENET_MEAN = [123.675, 116.28, 103.53]
+IMAGENET_STD = [58.395, 57.12, 57.375]
+FUSED_ARGS = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
-    # memory-traffic floor from a plain copy of the same number of bytes (cold buffers too)
-    n_in = images.nbytes
-    n_out = images.size * np.dtype(out_dt).itemsize
+
+def copy_floor(n_in, n_out, tdev, iters, sync, cold_bytes):
+    """Seconds for the op's minimal traffic (read n_in bytes, write n_out) at the bandwidth of
+    a plain torch copy of the same size, on cold buffers, and that bandwidth (bytes/s)."""
     half = (n_in + n_out) // 2
     pairs = [(torch.empty(half, dtype=torch.uint8, device=tdev),
               torch.empty(half, dtype=torch.uint8, device=tdev))
@@ -195,9 +215,25 @@ def run_case(device, batch, case, methods, iters, threads, rng, rows, step, tota
         src, dst = next_pair()
         dst.copy_(src)
 
-    t_copy = time_it(copy_once, iters, sync=sync)
-    bandwidth = 2 * half / t_copy  # bytes read + written per second
-    floor = (n_in + n_out) / bandwidth
+    bandwidth = 2 * half / time_it(copy_once, iters, sync=sync)  # bytes read + written per s
+    return (n_in + n_out) / bandwidth, bandwidth
+
+
+def run_case(device, batch, case, methods, iters, threads, rng, rows, step, total, cold_bytes):
+    if case == "fused":
+        return run_fused_case(device, batch, methods, iters, threads, rng, rows, step, total,
+                              cold_bytes)
+    in_dt, out_dt = CASES[case]
+    images = make_images(rng, batch, in_dt)
+    tdev = "cuda" if device == "gpu" else "cpu"
+    sync = torch.cuda.synchronize if device == "gpu" else None
+    copies = cold_copies(images.nbytes, cold_bytes)
+    image_sets = [images] + [images.copy() for _ in range(copies - 1)]
+    x_sets = [torch.from_numpy(im).to(tdev).permute(0, 3, 1, 2).contiguous() for im in image_sets]
+    x_nchw = x_sets[0]
+    x_check = x_nchw.float() if in_dt == "uint8" else x_nchw  # never modified
+    floor, bandwidth = copy_floor(images.nbytes, images.size * np.dtype(out_dt).itemsize, tdev,
+                                  iters, sync, cold_bytes)
 
     for mode in ("batch", "elem"):
         for method in methods:
@@ -247,7 +283,68 @@ def run_case(device, batch, case, methods, iters, threads, rng, rows, step, tota
             rows.append(row)
 
 
+def run_fused_case(device, batch, methods, iters, threads, rng, rows, step, total, cold_bytes):
+    """uint8 HWC in, float16 CHW out, flipped and normalised: what the train pipeline needs
+    after the resize. Ours fused (one op) against crop_mirror_normalize alone (which users run
+    anyway) and against crop_mirror_normalize followed by the mix (the unfused pipeline)."""
+    images = make_images(rng, batch, "uint8")
+    tdev = "cuda" if device == "gpu" else "cpu"
+    sync = torch.cuda.synchronize if device == "gpu" else None
+    image_sets = [images] + [images.copy()
+                             for _ in range(cold_copies(images.nbytes, cold_bytes) - 1)]
+    floor, bandwidth = copy_floor(images.nbytes, images.size * 2, tdev, iters, sync, cold_bytes)
+
+    def coin():
+        return fn.random.coin_flip(probability=0.5, dtype=types.INT32)
+
+    def cmn(x, mirror):
+        return fn.crop_mirror_normalize(x, dtype=types.FLOAT16, output_layout="CHW",
+                                        mirror=mirror, **FUSED_ARGS)
+
+    cmn_ms, _ = marginal_ms(image_sets, device, lambda x: (cmn(x, coin()),), threads, iters)
+    for mode in ("batch", "elem"):
+        for method in methods:
+            step[0] += 1
+            progress(step[0], total, f"{device} B={batch} fused {method} {mode}")
+            row = {"device": device, "batch": batch, "dtype": "fused", "method": method,
+                   "mode": mode, "floor_ms": floor * 1e3, "copy_GBps": bandwidth / 1e9,
+                   "cmn_ms": cmn_ms}
+
+            def fused_body(x, with_params=False):
+                mirror = coin()
+                outs = fn.msda.mix(x, labels_for(batch), method=method, mode=mode,
+                                   num_classes=1000, dtype=types.FLOAT16, output_layout="CHW",
+                                   mirror=mirror, output_params=with_params, **FUSED_ARGS)
+                return tuple(outs) + ((mirror,) if with_params else ())
+
+            def separate_body(x):
+                outs = fn.msda.mix(cmn(x, coin()), labels_for(batch), method=method, mode=mode,
+                                   num_classes=1000)
+                return tuple(outs)
+
+            check_ours(dali_pipe(image_sets, device, lambda x: fused_body(x, True), threads),
+                       images, method, "float16", **FUSED_ARGS)
+            row["ours_ms"], row["ours_pipeline_ms"] = marginal_ms(
+                image_sets, device, fused_body, threads, iters)
+            row["cmn + mix_ms"], _ = marginal_ms(image_sets, device, separate_body, threads,
+                                                 iters)
+            rows.append(row)
+
+
+def summarise_fused(rows):
+    lines = ["| device | batch | method | mode | fused ms | CMN alone ms | fused / CMN | "
+             "CMN + mix ms | floor ms | fused / floor |", "|---" * 10 + "|"]
+    for r in rows:
+        lines.append(f"| {r['device']} | {r['batch']} | {r['method']} | {r['mode']} | "
+                     f"{r['ours_ms']:.2f} | {r['cmn_ms']:.2f} | {r['ours_ms'] / r['cmn_ms']:.2f} | "
+                     f"{r['cmn + mix_ms']:.2f} | {r['floor_ms']:.2f} | "
+                     f"{r['ours_ms'] / r['floor_ms']:.2f} |")
+    return "\n".join(lines)
+
+
 def summarise(rows):
+    fused = [r for r in rows if r["dtype"] == "fused"]
+    rows = [r for r in rows if r["dtype"] != "fused"]
     lines = ["| device | batch | dtype | method | mode | ours ms | floor ms | ours/floor | "
              "fastest torch ms (which) | torch/ours | DALI built-ins ms |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -263,6 +360,8 @@ def summarise(rows):
         lines.append(f"| {r['device']} | {r['batch']} | {r['dtype']} | {r['method']} | "
                      f"{r['mode']} | {r['ours_ms']:.2f} | {r['floor_ms']:.2f} | "
                      f"{r['ours_ms'] / r['floor_ms']:.2f} | {t_best} | {speed} | {dali_b} |")
+    if fused:
+        lines += ["", summarise_fused(fused)]
     return "\n".join(lines)
 
 
@@ -270,8 +369,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "gpu", "all"], default="all")
     ap.add_argument("--batch", type=int, nargs="+", default=[64, 256])
-    ap.add_argument("--dtypes", nargs="+", default=list(CASES), choices=list(CASES),
-                    help="u8f32: uint8 in, float32 out; f16, f32: float16 / float32 in and out")
+    ap.add_argument("--dtypes", nargs="+", default=list(CASES) + ["fused"],
+                    choices=list(CASES) + ["fused"],
+                    help="u8f32: uint8 in, float32 out; f16, f32: float16 / float32 in and out; "
+                         "fused: uint8 HWC in, float16 CHW out, flipped and normalised, against "
+                         "crop_mirror_normalize")
     ap.add_argument("--methods", nargs="+", default=list(dali_msda.METHODS))
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count(),

@@ -84,8 +84,12 @@ def test_portable_path_without_f16c():
     if os.environ.get("DALI_MSDA_NO_F16C"):
         return  # this is the second run
     env = dict(os.environ, DALI_MSDA_NO_F16C="1")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-k", "cpu", __file__], capture_output=True, text=True, env=env,
-                          cwd=os.path.dirname(__file__))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout
+    here = os.path.dirname(__file__)
+    # this file's conversions, and the float16 mixing loops (GMix spans, the fused path)
+    for args in (["-k", "cpu", __file__],
+                 ["-k", "cpu and (fused_matches or non_finite or realistic_sizes) and float16",
+                  os.path.join(here, "test_reference_match.py")]):
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               *args], capture_output=True, text=True, env=env, cwd=here)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        assert " passed" in proc.stdout

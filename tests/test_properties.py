@@ -133,7 +133,7 @@ def test_mixup_lam_one_and_prob_zero_return_the_input(device):
             np.testing.assert_allclose(targets, smooth, atol=1e-7)
 
 
-# ---- statistical tests of the operator's own draws --------------------------------------------------
+# ---- statistical tests of the operator's own draws ------------------------------------------
 # Each test rejects at level LEVEL (two-sided) and draws enough for a power of at least POWER
 # against a 10 % error in the parameter it checks, in either direction; the power is computed
 # below (and the normal approximation behind it checked by simulation in

@@ -66,7 +66,7 @@ def test_matches_reference(device, method, mode, dtype, layout):
     check_against_reference(device, method, mode, dtype, layout, batch=6)
 
 
-# ---- at the sizes users run -----------------------------------------------------------------------
+# ---- at the sizes users run ------------------------------------------------------------------
 # A 224 x 224 x 3 sample is cut into several work items: CPU tasks of about TASK_ELEMS elements
 # (whole rows; mix.cc kTaskElems) and GPU blocks of rows. The small images above fit in one task;
 # these do not, so a wrong row offset in a task that starts mid-image fails here.

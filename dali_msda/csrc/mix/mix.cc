@@ -254,34 +254,103 @@ struct FusedGeometry {
   int64_t FrameElems() const { return int64_t(H) * W * C; }
 };
 
-/// Per-thread row buffers of the fused path (mask row, the two sources' channel rows).
+/// Per-thread row buffers of the fused path: the mask row, and the two sources' rows with the
+/// channels separated (C rows of W).
 struct RowBuffers {
   std::vector<float> mask;
   std::vector<char> a, b;
   template <typename In>
-  void Reserve(int W) {
+  void Reserve(int W, int C) {
+    const size_t n = size_t(W) * C * sizeof(In);
     if (mask.size() < size_t(W)) mask.assign(W, 0.0f);
-    if (a.size() < W * sizeof(In)) a.assign(W * sizeof(In), 0);
-    if (b.size() < W * sizeof(In)) b.assign(W * sizeof(In), 0);
+    if (a.size() < n) a.assign(n, 0);
+    if (b.size() < n) b.assign(n, 0);
   }
 };
 
-/// Columns [c0, c1) of channel ch of frame-row (f, r) of x, read with mirror `flip`, into dst.
+/// Columns [c0, c1) of frame-row (f, r) of x, read with mirror `flip`, into C channel rows of
+/// W elements at dst: one pass over the source row.
 template <typename In>
-void GatherChannel(In *__restrict dst, const In *__restrict x, const FusedGeometry &g, int64_t f,
-                   int r, int ch, int flip, int c0, int c1) {
+void GatherRow(In *__restrict dst, const In *__restrict x, const FusedGeometry &g, int64_t f,
+               int r, int flip, int c0, int c1) {
   if (c0 >= c1) return;
-  const In *row = g.in_planar ? x + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W
-                              : x + f * g.FrameElems() + int64_t(r) * g.W * g.C + ch;
-  const int step = g.in_planar ? 1 : g.C;
-  if (flip) {
-    for (int c = c0; c < c1; c++) dst[c] = row[int64_t(g.W - 1 - c) * step];
-  } else if (step == 1) {
-    std::memcpy(dst + c0, row + c0, (c1 - c0) * sizeof(In));
-  } else {
-    for (int c = c0; c < c1; c++) dst[c] = row[int64_t(c) * step];
+  const int W = g.W, C = g.C;
+  if (g.in_planar) {
+    for (int ch = 0; ch < C; ch++) {
+      const In *row = x + f * g.FrameElems() + (int64_t(ch) * g.H + r) * W;
+      In *d = dst + int64_t(ch) * W;
+      if (flip) {
+        for (int c = c0; c < c1; c++) d[c] = row[W - 1 - c];
+      } else {
+        std::memcpy(d + c0, row + c0, (c1 - c0) * sizeof(In));
+      }
+    }
+    return;
+  }
+  const In *row = x + f * g.FrameElems() + int64_t(r) * W * C;
+  if (C == 3) {  // the common case, unrolled
+    for (int c = c0; c < c1; c++) {
+      const In *px = row + int64_t(flip ? W - 1 - c : c) * 3;
+      dst[c] = px[0];
+      dst[W + c] = px[1];
+      dst[2 * W + c] = px[2];
+    }
+    return;
+  }
+  for (int c = c0; c < c1; c++) {
+    const In *px = row + int64_t(flip ? W - 1 - c : c) * C;
+    for (int ch = 0; ch < C; ch++) dst[int64_t(ch) * W + c] = px[ch];
   }
 }
+
+/// The mask row r (MaskAt for every column), without a per-element branch on the mask kind.
+MSDA_CPU_CLONES void MaskRow(float *__restrict m, const SampleParams &p, const float *tables,
+                             int H, int W, int r) {
+  if (p.kind == kMaskGauss) {
+    const float gy = tables[p.table_offset + r];
+    const float *gx = tables + p.table_offset + H;
+    for (int c = 0; c < W; c++) {
+      const float g = gy * gx[c];
+      m[c] = p.invert ? 1.0f - g : g;
+    }
+    return;
+  }
+  std::fill(m, m + W, p.outside);
+  if (r >= p.y0 && r < p.y1 && p.x0 < p.x1) std::fill(m + p.x0, m + p.x1, 0.0f);
+}
+
+#if MSDA_X86_DISPATCH
+namespace v3 {
+/// MixChannelRow for contiguous float16 output on CPUs with AVX2 + F16C: the hardware converts
+/// 8 lanes at once where the portable bit arithmetic needs dozens of operations. The same IEEE
+/// operations as MixElement, lane by lane (select, blend, normalise, canonical NaN, round to
+/// nearest even); same-type copies keep their bits as MixElement's do.
+template <bool kNorm, typename In>
+MSDA_V3 void MixChannelRowHalf(float16 *out, const float *m, const In *a, const In *b, int W,
+                               float mean, float inv_std) {
+  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  const __m256 vmean = _mm256_set1_ps(mean), vinv = _mm256_set1_ps(inv_std);
+  int c = 0;
+  for (; c + 8 <= W; c += 8) {
+    const __m256 vm = _mm256_loadu_ps(m + c);
+    const __m256 va = Load8(a + c), vb = Load8(b + c);
+    const __m256 is1 = _mm256_cmp_ps(vm, one, _CMP_EQ_OQ);
+    const __m256 is0 = _mm256_cmp_ps(vm, zero, _CMP_EQ_OQ);
+    __m256 v = _mm256_add_ps(_mm256_mul_ps(vm, va), _mm256_mul_ps(_mm256_sub_ps(one, vm), vb));
+    v = _mm256_blendv_ps(_mm256_blendv_ps(v, vb, is0), va, is1);
+    if constexpr (kNorm) v = _mm256_mul_ps(_mm256_sub_ps(v, vmean), vinv);
+    __m128i h = ToHalf8(v);
+    if constexpr (!kNorm && std::is_same_v<In, float16>) {
+      h = _mm_blendv_epi8(_mm_blendv_epi8(h, _mm_loadu_si128((const __m128i *)(b + c)),
+                                          Narrow(is0)),
+                          _mm_loadu_si128((const __m128i *)(a + c)), Narrow(is1));
+    }
+    _mm_storeu_si128((__m128i *)(out + c), h);
+  }
+  for (; c < W; c++) out[c] = MixElement<kNorm, float16, In>(m[c], a[c], b[c], mean, inv_std);
+}
+}  // namespace v3
+#endif
 
 /// One channel row of output: MixElement over the columns, written contiguously (CHW output)
 /// or every C elements (HWC output).
@@ -289,8 +358,17 @@ template <bool kNorm, typename Out, typename In>
 MSDA_CPU_CLONES void MixChannelRow(Out *__restrict out, int64_t stride, const float *__restrict m,
                                    const In *__restrict a, const In *__restrict b, int W,
                                    float mean, float inv_std) {
+#if MSDA_X86_DISPATCH
+  if constexpr (std::is_same_v<Out, float16>) {
+    static const bool f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
+                             !std::getenv("DALI_MSDA_NO_F16C");
+    if (stride == 1 && f16c)
+      return v3::MixChannelRowHalf<kNorm, In>(out, m, a, b, W, mean, inv_std);
+  }
+#endif
   if (stride == 1) {
-    for (int c = 0; c < W; c++) out[c] = MixElement<kNorm, Out, In>(m[c], a[c], b[c], mean, inv_std);
+    for (int c = 0; c < W; c++)
+      out[c] = MixElement<kNorm, Out, In>(m[c], a[c], b[c], mean, inv_std);
   } else {
     for (int c = 0; c < W; c++)
       out[c * stride] = MixElement<kNorm, Out, In>(m[c], a[c], b[c], mean, inv_std);
@@ -302,25 +380,26 @@ template <typename Out, typename In>
 void MixRowsFused(Out *out, const In *self, const In *other, int flip_self, int flip_other,
                   const SampleParams &p, const float *tables, const FusedGeometry &g,
                   const float *norm, int64_t q0, int64_t q1, RowBuffers &buf) {
-  buf.Reserve<In>(g.W);
+  buf.Reserve<In>(g.W, g.C);
   float *m = buf.mask.data();
   In *a = reinterpret_cast<In *>(buf.a.data()), *b = reinterpret_cast<In *>(buf.b.data());
   for (int64_t q = q0; q < q1; q++) {
     const int64_t f = q / g.H;
     const int r = static_cast<int>(q - f * g.H);
-    for (int c = 0; c < g.W; c++) m[c] = MaskAt(p, tables, g.H, r, c);
+    MaskRow(m, p, tables, g.H, g.W, r);
     const ColumnNeeds need = NeedsOfRow(p, r, 0, g.W);  // read only what the mask needs
+    GatherRow(a, self, g, f, r, flip_self, need.self_a0, need.self_a1);
+    GatherRow(a, self, g, f, r, flip_self, need.self_b0, need.self_b1);
+    GatherRow(b, other, g, f, r, flip_other, need.other_a0, need.other_a1);
     for (int ch = 0; ch < g.C; ch++) {
-      GatherChannel(a, self, g, f, r, ch, flip_self, need.self_a0, need.self_a1);
-      GatherChannel(a, self, g, f, r, ch, flip_self, need.self_b0, need.self_b1);
-      GatherChannel(b, other, g, f, r, ch, flip_other, need.other_a0, need.other_a1);
       Out *o = g.out_planar ? out + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W
                             : out + f * g.FrameElems() + int64_t(r) * g.W * g.C + ch;
       const int64_t stride = g.out_planar ? 1 : g.C;
+      const In *ac = a + int64_t(ch) * g.W, *bc = b + int64_t(ch) * g.W;
       if (norm)
-        MixChannelRow<true, Out, In>(o, stride, m, a, b, g.W, norm[ch], norm[g.C + ch]);
+        MixChannelRow<true, Out, In>(o, stride, m, ac, bc, g.W, norm[ch], norm[g.C + ch]);
       else
-        MixChannelRow<false, Out, In>(o, stride, m, a, b, g.W, 0.0f, 1.0f);
+        MixChannelRow<false, Out, In>(o, stride, m, ac, bc, g.W, 0.0f, 1.0f);
     }
   }
 }
