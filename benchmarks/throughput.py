@@ -6,10 +6,14 @@
 Results go to out/throughput.json (git-ignored); --update-results replaces the committed
 benchmarks/results/throughput.json (throughput_imagenet_sized.json with --imagenet-sized).
 
-The same pipeline (reader, fused decode + random crop, resize, flip + normalise) is run with
-`mix=None` and with each method; the ratio with/without is what mixing costs end to end. The
-variants are interleaved in rounds (A B C ... A B C ...) so that drifts of a shared machine hit
-them alike; the reported figure is the median over rounds. Defaults to the embedded dataset.
+The same pipeline (reader, fused decode + random crop, resize, flip + normalise) is run without
+mixing and, for each method, with crop_mirror_normalize followed by fn.msda.mix ("CMN+mix")
+and with the flip and normalisation fused into fn.msda.mix ("fused", the pipeline's default);
+the ratio to the unmixed pipeline is what mixing costs end to end. Each variant's first batch is
+checked (shapes, types, finite images, targets that are distributions, mixed or one-hot as they
+should be). The variants are interleaved in rounds (A B C ... A B C ...) so that drifts of a
+shared machine hit them alike; the figure is the median over rounds. GPU timings end with a
+device synchronisation. Defaults to the embedded dataset.
 """
 
 import argparse
@@ -18,6 +22,8 @@ import os
 import statistics
 import sys
 import time
+
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # benchmarks/ for its helpers, the checkout for dali_msda (whose plugin is its own build, or the
@@ -31,11 +37,36 @@ from dali_msda.pipelines.imagenet import resolve_device  # noqa: E402
 from common import add_output_args, machine_info, output_path, progress  # noqa: E402
 
 
-def images_per_s(pipe, batches):
+def torch_sync():
+    import torch
+
+    torch.cuda.synchronize()
+
+
+def images_per_s(pipe, batches, sync):
     t = time.perf_counter()
     for _ in range(batches):
         pipe.run()
+    sync()
     return batches * pipe.max_batch_size / (time.perf_counter() - t)
+
+
+def check_outputs(pipe, variant, num_classes, crop, dtype):
+    """One batch of a variant, checked: CHW images of the right type and size, finite; targets
+    are distributions, one-hot without mixing and mixed with it (prob 1)."""
+    images, targets = (np.stack([np.array(o[i]) for i in range(len(o))])
+                       for o in (t.as_cpu() if hasattr(t, "as_cpu") else t
+                                 for t in pipe.run()[:2]))
+    n = pipe.max_batch_size
+    assert images.shape == (n, 3, crop, crop) and images.dtype == np.dtype(dtype), images.shape
+    assert np.isfinite(images.astype(np.float32)).all()
+    assert targets.shape == (n, num_classes)
+    np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-5)
+    top = np.sort(targets, axis=1)
+    if variant == "none":
+        assert (top[:, -1] == 1.0).all(), f"{variant}: targets are not one-hot"
+    else:
+        assert (top[:, -1] < 1.0).any(), f"{variant}: no sample was mixed"
 
 
 def main(argv=None):
@@ -61,14 +92,19 @@ def main(argv=None):
     data = args.data or os.path.join(
         embedded_dataset(sides=IMAGENET_SIDES) if args.imagenet_sized else embedded_dataset(),
         "train")
-    variants = ["none"] + args.methods
+    # none: crop_mirror_normalize, no mixing; "<method> CMN+mix": the two operators;
+    # "<method> fused": flip + normalisation fused into fn.msda.mix (the pipeline's default)
+    variants = ["none"] + [f"{m} {k}" for m in args.methods for k in ("CMN+mix", "fused")]
+    sync = torch_sync if device == "gpu" else (lambda: None)
     pipes = {}
     for v in variants:
-        mix = None if v == "none" else MixConfig(method=v, mode=args.mode)
+        method, kind = (v.split() + [None])[:2]
+        mix = None if v == "none" else MixConfig(method=method, mode=args.mode)
         pipes[v] = imagenet_train(data, batch_size=args.batch_size, num_threads=args.threads,
                                   device=device, crop=args.crop, dtype=args.dtype, mix=mix,
-                                  seed=1)
+                                  seed=1, fused=kind == "fused")
         pipes[v].build()
+        check_outputs(pipes[v], v, pipes[v].num_classes, args.crop, args.dtype)
         for _ in range(3):  # warm-up: buffers, decoder state
             pipes[v].run()
     rates = {v: [] for v in variants}
@@ -76,7 +112,7 @@ def main(argv=None):
     for r in range(args.rounds):
         for k, v in enumerate(variants):
             progress(r * len(variants) + k + 1, total, f"round {r + 1}: {v}")
-            rates[v].append(images_per_s(pipes[v], args.batches))
+            rates[v].append(images_per_s(pipes[v], args.batches, sync))
     base = statistics.median(rates["none"])
     rows = []
     for v in variants:

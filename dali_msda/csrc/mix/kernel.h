@@ -292,8 +292,12 @@ DALI_HOST_DEV inline void ComputeTile(const SampleDesc<Out, In> &s, const TileGe
     int c = g.out_planar ? e : e / g.C;  // column and channel of the first element
     int ch = g.out_planar ? sg : e - c * g.C;
     const bool full = e0 >= 0 && e0 + V <= seg_len;
-    alignas(16) Out lane[V];
-    for (int j = e - e0; j < V && e0 + j < seg_len; j++) {
+    alignas(16) Out lane[V];  // unrolled: compile-time indices keep it in registers
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+#endif
+    for (int j = 0; j < V; j++) {
+      if (e0 + j < 0 || e0 + j >= seg_len) continue;
       const int col = t.c0 + c;
       const Out v = OutputValue<Out, In>(g, self, other, col, ch,
                                          MaskAt(s.p, tables, g.H, r, col), norm);
