@@ -75,9 +75,33 @@ def folder_classes(data_dir):
     return classes
 
 
+def folder_files(data_dir, classes):
+    """(files, labels) of an ImageFolder tree, labelled by their class folder's index in
+    `classes` (the training classes), sorted as fn.readers.file sorts them. A folder whose
+    class is not in `classes` is refused with its name; a class without a folder is fine."""
+    present = folder_classes(data_dir)
+    unknown = [c for c in present if c not in classes]
+    if unknown:
+        raise ValueError(f"`data_dir` {data_dir!r} has class folders the training classes do not "
+                         f"know: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}; their images "
+                         "would get another class's index. Train on a tree with these classes, "
+                         "or remove them.")
+    index = {c: k for k, c in enumerate(classes)}
+    files, labels = [], []
+    for c in present:
+        folder = os.path.join(data_dir, c)
+        for name in sorted(os.listdir(folder)):
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                files.append(os.path.join(folder, name))
+                labels.append(index[c])
+    return files, labels
+
+
 def _reader(data_dir, file_list, wds_paths, wds_index, shard_id, num_shards, shuffle,
-            shuffle_seed, reader_name):
-    """(encoded images, int32 labels, num_classes or None) from one of the three sources."""
+            shuffle_seed, reader_name, classes=None):
+    """(encoded images, int32 labels, class names or None) from one of the three sources.
+    `classes` (ImageFolder trees only): number the folders by their index in this list rather
+    than by their sorted order in this tree."""
     common = dict(shard_id=shard_id, num_shards=num_shards, pad_last_batch=True,
                   name=reader_name)
     if shuffle:
@@ -87,9 +111,15 @@ def _reader(data_dir, file_list, wds_paths, wds_index, shard_id, num_shards, shu
         raise ValueError("Give exactly one of `data_dir` (ImageFolder tree), `file_list` "
                          "(lines 'path label') or `wds_paths` (WebDataset tar shards).")
     if data_dir is not None:
-        classes = folder_classes(data_dir)
-        jpegs, labels = fn.readers.file(file_root=data_dir, **common)
-        return jpegs, labels, len(classes)
+        if classes is None:
+            classes = folder_classes(data_dir)
+            jpegs, labels = fn.readers.file(file_root=data_dir, **common)
+        else:
+            files, labels = folder_files(data_dir, list(classes))
+            jpegs, labels = fn.readers.file(files=files, labels=labels, **common)
+        return jpegs, labels, list(classes)
+    if classes is not None:
+        raise ValueError("`classes` applies to ImageFolder trees (`data_dir`) only.")
     if file_list is not None:
         if not os.path.isfile(file_list):
             raise FileNotFoundError(f"`file_list` {file_list!r} does not exist.")
@@ -127,7 +157,7 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
                    device_id=None, crop=224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                    flip_prob=0.5, dtype="float16", mix=None, seed=None, shuffle_seed=42,
                    shard_id=None, num_shards=None, reader_name="Reader",
-                   prefetch_queue_depth=2, output_params=False, fused=True):
+                   prefetch_queue_depth=2, output_params=False, fused=True, classes=None):
     """The training pipeline: outputs (images CHW `dtype`, targets float32 [num_classes]).
 
     With mixing, the flip, the normalisation and the HWC -> CHW transposition are fused into
@@ -140,8 +170,11 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     one-hot, smoothed-free targets). `shard_id` / `num_shards` / `device_id` default to
     torchrun's environment (`dist_env`). `seed` (augmentation and mixing) defaults to
     1234 + shard_id, so every rank mixes differently; `shuffle_seed` must be equal on all ranks.
-    The pipeline carries the schedule as `pipe.mix_schedule` and the class count as
-    `pipe.num_classes`.
+    `classes` (ImageFolder trees): the class names in index order, for a tree that must keep
+    another run's numbering (default: this tree's sorted class folders). The pipeline carries
+    the schedule as `pipe.mix_schedule`, the class count as `pipe.num_classes` and the class
+    names (ImageFolder trees; else None) as `pipe.classes`: give them to `imagenet_val` so that
+    validation numbers its folders the same way.
     """
     device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
                                                          device_id)
@@ -163,12 +196,12 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
                   device_id=device_id if gpu else None, seed=seed,
                   prefetch_queue_depth=prefetch_queue_depth)
     def pipe():
-        jpegs, labels, n_cls = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
-                                       num_shards, True, shuffle_seed, reader_name)
-        classes = num_classes or n_cls
-        if classes is None:
+        jpegs, labels, names = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
+                                       num_shards, True, shuffle_seed, reader_name, classes)
+        n_classes = num_classes or (len(names) if names else None)
+        if n_classes is None:
             raise ValueError("`num_classes` is required with `file_list` or `wds_paths`.")
-        holder["num_classes"] = classes
+        holder.update(num_classes=n_classes, classes=names)
         images = fn.decoders.image_random_crop(
             jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB,
             random_area=list(scale), random_aspect_ratio=list(ratio), num_attempts=100)
@@ -179,8 +212,8 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
             images = fn.crop_mirror_normalize(images, dtype=DTYPES[dtype], mirror=mirror,
                                               **normalize)
         if schedule is None:
-            targets = fn.one_hot(labels, num_classes=classes, dtype=types.FLOAT)
-            targets = fn.reshape(targets, shape=[classes])
+            targets = fn.one_hot(labels, num_classes=n_classes, dtype=types.FLOAT)
+            targets = fn.reshape(targets, shape=[n_classes])
             if gpu:
                 targets = targets.gpu()
             return images, targets
@@ -191,12 +224,13 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
         outs = fn.msda.mix(images, labels, method_id=method_id, alpha=alpha,
                            hmix_ratio=ratio_, prob=prob, mode=cfg.mode,
                            label_smoothing=cfg.label_smoothing, correct_lam=cfg.correct_lam,
-                           num_classes=classes, output_params=output_params, **fused_args)
+                           num_classes=n_classes, output_params=output_params, **fused_args)
         return tuple(outs)
 
     p = pipe()
     p.mix_schedule = schedule
     p.num_classes = holder["num_classes"]
+    p.classes = holder["classes"]
     p.reader_name = reader_name
     return p
 
@@ -204,10 +238,15 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
 def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=None,
                  num_classes=None, batch_size=64, num_threads=4, device="auto", device_id=None,
                  resize=256, crop=224, dtype="float16", targets="onehot", shard_id=None,
-                 num_shards=None, reader_name="Reader", seed=None):
+                 num_shards=None, reader_name="Reader", seed=None, classes=None):
     """The validation pipeline: outputs (images CHW `dtype`, targets): `targets="onehot"`
     (float32 [num_classes]) or `"index"` (int32 class ids, shape [1]). No shuffling, no mixing.
-    Iterate it with last_batch_policy PARTIAL (the reader pads the last batch)."""
+    Iterate it with last_batch_policy PARTIAL (the reader pads the last batch).
+
+    `classes`: the training pipeline's `pipe.classes`. Give it: a val tree numbers its own
+    sorted folders otherwise, so a val tree that lacks one training class shifts every later
+    index (silently wrong accuracy). With it, each folder gets its training index, a missing
+    class is fine, and a folder training does not know is refused with its name."""
     device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
                                                          device_id)
     if targets not in ("onehot", "index"):
@@ -218,12 +257,12 @@ def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=Non
     @pipeline_def(batch_size=batch_size, num_threads=num_threads,
                   device_id=device_id if gpu else None, seed=seed if seed is not None else 7)
     def pipe():
-        jpegs, labels, n_cls = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
-                                       num_shards, False, 0, reader_name)
-        classes = num_classes or n_cls
-        if classes is None and targets == "onehot":
+        jpegs, labels, names = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
+                                       num_shards, False, 0, reader_name, classes)
+        n_classes = num_classes or (len(names) if names else None)
+        if n_classes is None and targets == "onehot":
             raise ValueError("`num_classes` is required with `file_list` or `wds_paths`.")
-        holder["num_classes"] = classes
+        holder.update(num_classes=n_classes, classes=names)
         images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu",
                                    output_type=types.RGB)
         images = fn.resize(images, resize_shorter=resize)
@@ -231,13 +270,14 @@ def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=Non
             images, dtype=DTYPES[dtype], output_layout="CHW", crop=(crop, crop),
             mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
         if targets == "onehot":
-            out = fn.reshape(fn.one_hot(labels, num_classes=classes, dtype=types.FLOAT),
-                             shape=[classes])
+            out = fn.reshape(fn.one_hot(labels, num_classes=n_classes, dtype=types.FLOAT),
+                             shape=[n_classes])
         else:
             out = fn.cast(labels, dtype=types.INT32)
         return images, (out.gpu() if gpu else out)
 
     p = pipe()
     p.num_classes = holder["num_classes"]
+    p.classes = holder["classes"]
     p.reader_name = reader_name
     return p

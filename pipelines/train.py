@@ -69,7 +69,8 @@ class ResNet(nn.Module):
 
 # ---- helpers -------------------------------------------------------------------------------------
 
-def progress(prefix, step, total, loss, ips, stream=sys.stderr):
+def progress(prefix, step, total, loss, ips, stream=None):
+    stream = stream or sys.stderr  # looked up at each call (it may be replaced, e.g. by pytest)
     width = 24
     done = int(width * step / max(total, 1))
     stream.write(f"\r{prefix} [{'#' * done}{'.' * (width - done)}] {step}/{total} "
@@ -175,7 +176,8 @@ def main(argv=None):
                                 dtype=dtype, mix=schedule, seed=args.seed * 1000 + rank)
     val_pipe = imagenet_val(os.path.join(root, "val"), batch_size=args.batch_size,
                             num_threads=args.threads, device=device, crop=args.crop,
-                            resize=int(args.crop * 256 / 224), dtype=dtype)
+                            resize=int(args.crop * 256 / 224), dtype=dtype,
+                            classes=train_pipe.classes)  # the training classes' indices
     train = MixIterator(train_pipe)
     val = MixIterator(val_pipe, last_batch_policy=LastBatchPolicy.PARTIAL)
     torch_device = torch.device(f"cuda:{torch.cuda.current_device()}" if device == "gpu"

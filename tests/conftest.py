@@ -81,3 +81,17 @@ def class_labels(batch, num_classes=None):
     """Distinct class ids where possible, so that label weights can be read off the targets."""
     num_classes = num_classes or batch
     return np.array([[i % num_classes] for i in range(batch)], dtype=np.int32)
+
+
+def special_values(rng, shape, dtype):
+    """Finite values with NaNs (payloads, both signs), infinities and -0.0 mixed in."""
+    x = (rng.standard_normal(shape) * 100).astype(dtype)
+    flat = x.reshape(-1).view(f"u{x.itemsize}")
+    idx = rng.choice(flat.size, flat.size // 5, replace=False)
+    if x.dtype == np.float16:
+        specials = np.array([0x7e01, 0xfe55, 0x7c00, 0xfc00, 0x8000, 0x7d00], np.uint16)
+    else:
+        specials = np.array([0x7fc00123, 0xffc0abcd, 0x7f800000, 0xff800000, 0x80000000,
+                             0x7f812345], np.uint32)
+    flat[idx] = specials[rng.integers(0, len(specials), idx.size)]
+    return x

@@ -12,6 +12,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from conftest import special_values
 from dali_msda import reference as ref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -238,20 +239,6 @@ def test_kernel_at_realistic_sizes(harness, method, layout, size):
         params = ref.draw_params(rng, n, h, w, alpha=0.8, prob=0.9, mode="elem")
         check(harness, images, layout, method, params, rng.integers(0, 7, n), out_dt, eps=0.1,
               **fused_kwargs(["plain", "norm", "all"][k], layout, n, rng))
-
-
-def special_values(rng, shape, dtype):
-    """Finite values with NaNs (with payloads, both signs), infinities and -0.0 mixed in."""
-    x = (rng.standard_normal(shape) * 100).astype(dtype)
-    flat = x.reshape(-1).view(f"u{x.itemsize}")
-    idx = rng.choice(flat.size, flat.size // 5, replace=False)
-    if x.dtype == np.float16:
-        specials = np.array([0x7e01, 0xfe55, 0x7c00, 0xfc00, 0x8000, 0x7d00], np.uint16)
-    else:
-        specials = np.array([0x7fc00123, 0xffc0abcd, 0x7f800000, 0xff800000, 0x80000000,
-                             0x7f812345], np.uint32)
-    flat[idx] = specials[rng.integers(0, len(specials), idx.size)]
-    return x
 
 
 @pytest.mark.parametrize("method", list(METHODS))

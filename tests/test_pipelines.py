@@ -338,3 +338,36 @@ def test_fused_train_pipeline_equals_cmn_then_mix(data_root):
                 np.testing.assert_array_equal(ia, ib)  # CMN's normalisation, bit for bit
             else:  # mix of normalised images vs normalised mix: equal up to rounding
                 np.testing.assert_allclose(ia, ib, rtol=0, atol=1e-5)
+
+
+def test_val_classes_take_the_training_indices(data_root, tmp_path):
+    """A val tree that lacks a training class: with the training classes each folder keeps its
+    training index; numbered on its own (the old behaviour, shown for contrast) every later
+    class shifts down by one. A folder training does not know is refused by name."""
+    import shutil
+
+    train_classes = sorted(os.listdir(os.path.join(data_root, "train")))
+    val = tmp_path / "val"
+    for c in train_classes[:3]:
+        if c == train_classes[1]:
+            continue  # the second class has no val folder
+        (val / c).mkdir(parents=True)
+        for f in sorted(os.listdir(os.path.join(data_root, "val", c)))[:2]:
+            shutil.copy(os.path.join(data_root, "val", c, f), val / c / f)
+    train = imagenet_train(os.path.join(data_root, "train"), device="cpu", mix=MixConfig())
+    assert train.classes == train_classes
+    kw = dict(batch_size=4, num_threads=1, device="cpu", crop=32, resize=40, targets="index")
+    fixed = imagenet_val(str(val), classes=train.classes, **kw)
+    fixed.build()
+    np.testing.assert_array_equal(arrays(fixed.run())[1].ravel(), [0, 0, 2, 2])
+    own = imagenet_val(str(val), **kw)
+    own.build()
+    np.testing.assert_array_equal(arrays(own.run())[1].ravel(), [0, 0, 1, 1])
+    (val / "zebra").mkdir()
+    shutil.copy(os.path.join(data_root, "val", train_classes[0],
+                             sorted(os.listdir(os.path.join(data_root, "val",
+                                                            train_classes[0])))[0]),
+                val / "zebra" / "z.jpg")
+    with pytest.raises(ValueError, match=r"class folders the training classes do not know: "
+                                         r"\['zebra'\]"):
+        imagenet_val(str(val), classes=train.classes, **kw)

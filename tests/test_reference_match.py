@@ -10,7 +10,7 @@ import pytest
 
 from dali_msda import reference as ref
 
-from conftest import class_labels, random_images, run_mix
+from conftest import class_labels, random_images, run_mix, special_values
 
 METHODS = ["mixup", "cutmix", "hmix", "gmix"]
 LAYOUT_SHAPES = {  # uneven H != W so that axes cannot be confused
@@ -308,20 +308,6 @@ def test_mirror_as_constant(device):
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0], unflipped[0])  # and mirroring changes the output
-
-
-def special_values(rng, shape, dtype):
-    """Finite values with NaNs (payloads, both signs), infinities and -0.0 mixed in."""
-    x = (rng.standard_normal(shape) * 100).astype(dtype)
-    flat = x.reshape(-1).view(f"u{x.itemsize}")
-    idx = rng.choice(flat.size, flat.size // 5, replace=False)
-    if x.dtype == np.float16:
-        specials = np.array([0x7e01, 0xfe55, 0x7c00, 0xfc00, 0x8000, 0x7d00], np.uint16)
-    else:
-        specials = np.array([0x7fc00123, 0xffc0abcd, 0x7f800000, 0xff800000, 0x80000000,
-                             0x7f812345], np.uint32)
-    flat[idx] = specials[rng.integers(0, len(specials), idx.size)]
-    return x
 
 
 @pytest.mark.parametrize("fused", [False, True])
