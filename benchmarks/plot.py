@@ -65,10 +65,12 @@ def plot_op_cost(path, out):
 def plot_throughput(path, out):
     data = json.load(open(path))
     rows = data["rows"]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    names = [r["variant"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(rows)), 3.8))
+    names = [r["variant"].replace(" ", "\n") for r in rows]
     vals = [r["images_per_s"] for r in rows]
-    bars = ax.bar(names, vals, color=["gray"] + ["C0"] * (len(rows) - 1))
+    colors = ["gray" if r["variant"] == "none" else "C1" if "CMN" in r["variant"] else "C0"
+              for r in rows]  # no mixing, CMN + mix, fused (or the one mixed variant of old runs)
+    bars = ax.bar(names, vals, color=colors)
     for b, r in zip(bars, rows):
         ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{r['ratio_to_none']:.2f}x",
                 ha="center", va="bottom", fontsize=8)
