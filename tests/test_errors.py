@@ -106,9 +106,10 @@ def test_center_out_of_range(device, bad):
 
 
 def test_batch_mode_needs_one_alpha(device):
-    @pipeline_def(batch_size=4, num_threads=1, device_id=None, seed=1)
+    @pipeline_def(batch_size=4, num_threads=1, device_id=0 if device == "gpu" else None, seed=1)
     def pipe():
         x = fn.external_source(source=lambda: list(IMG), batch=True, layout="HWC")
+        x = x.gpu() if device == "gpu" else x  # the same error from either backend
         y = fn.external_source(source=lambda: list(LBL), batch=True)
         a = fn.random.uniform(range=[0.5, 1.0])
         return tuple(fn.msda.mix(x, y, method="mixup", num_classes=4, alpha=a))
