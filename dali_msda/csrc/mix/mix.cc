@@ -93,6 +93,29 @@ MSDA_V3 inline __m128i Narrow(__m256 mask) {
   const __m256i w = _mm256_castps_si256(mask);
   return _mm_packs_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
 }
+
+/// MixValue on 8 lanes: the own value where m == 1, the partner's where m == 0, else the blend;
+/// `is1` / `is0` keep the lane masks for KeepCopiedHalves.
+struct Mixed8 {
+  __m256 v, is1, is0;
+};
+MSDA_V3 inline Mixed8 MixValue8(__m256 m, __m256 a, __m256 b) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  Mixed8 r;
+  r.is1 = _mm256_cmp_ps(m, one, _CMP_EQ_OQ);
+  r.is0 = _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_EQ_OQ);
+  r.v = _mm256_add_ps(_mm256_mul_ps(m, a), _mm256_mul_ps(_mm256_sub_ps(one, m), b));
+  r.v = _mm256_blendv_ps(_mm256_blendv_ps(r.v, b, r.is0), a, r.is1);
+  return r;
+}
+
+/// float16 in and out without normalisation: the values taken where m is 1 or 0 are copied bit
+/// for bit over the converted ones (MixElement's rule).
+MSDA_V3 inline __m128i KeepCopiedHalves(__m128i h, const float16 *a, const float16 *b,
+                                        const Mixed8 &x) {
+  h = _mm_blendv_epi8(h, _mm_loadu_si128((const __m128i *)b), Narrow(x.is0));
+  return _mm_blendv_epi8(h, _mm_loadu_si128((const __m128i *)a), Narrow(x.is1));
+}
 MSDA_V3 inline void Store8(uint8_t *p, __m256 v) {  // NaN -> 0, saturate, round half to even
   v = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(255.0f));
   v = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -122,27 +145,17 @@ MSDA_V3 void BlendSpan(Out *out, const In *self, const In *other, int64_t n, flo
 template <bool kInvert, typename Out, typename In>
 MSDA_V3 void GaussBlendSpan(Out *out, const In *self, const In *other, float gy, const float *gx,
                             int64_t n) {
-  const __m256 vgy = _mm256_set1_ps(gy), one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+  const __m256 vgy = _mm256_set1_ps(gy), one = _mm256_set1_ps(1.0f);
   int64_t k = 0;
   for (; k + 8 <= n; k += 8) {
     __m256 m = _mm256_mul_ps(vgy, _mm256_loadu_ps(gx + k));
     if (kInvert) m = _mm256_sub_ps(one, m);
-    const __m256 om = _mm256_sub_ps(one, m);
-    const __m256 a = Load8(self + k), b = Load8(other + k);
-    const __m256 is1 = _mm256_cmp_ps(m, one, _CMP_EQ_OQ), is0 = _mm256_cmp_ps(m, zero, _CMP_EQ_OQ);
-    // MixValue: the own value where m == 1, the partner's where m == 0, else the blend
-    __m256 v = _mm256_add_ps(_mm256_mul_ps(m, a), _mm256_mul_ps(om, b));
-    v = _mm256_blendv_ps(_mm256_blendv_ps(v, b, is0), a, is1);
-    if constexpr (std::is_same_v<Out, float16> && std::is_same_v<In, float16>) {
-      // same type: the values taken are copied bit for bit (MixElement)
-      const __m128i raw_a = _mm_loadu_si128((const __m128i *)(self + k));
-      const __m128i raw_b = _mm_loadu_si128((const __m128i *)(other + k));
-      __m128i h = ToHalf8(v);
-      h = _mm_blendv_epi8(_mm_blendv_epi8(h, raw_b, Narrow(is0)), raw_a, Narrow(is1));
-      _mm_storeu_si128((__m128i *)(out + k), h);
-    } else {
-      Store8(out + k, v);
-    }
+    const Mixed8 x = MixValue8(m, Load8(self + k), Load8(other + k));
+    if constexpr (std::is_same_v<Out, float16> && std::is_same_v<In, float16>)
+      _mm_storeu_si128((__m128i *)(out + k), KeepCopiedHalves(ToHalf8(x.v), self + k,
+                                                              other + k, x));
+    else
+      Store8(out + k, x.v);
   }
   for (; k < n; k++) {
     float m = gy * gx[k];
@@ -240,19 +253,7 @@ void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
   }
 }
 
-void WriteMask(float *mask, const SampleParams &p, const float *tables, int H, int W) {
-  for (int r = 0; r < H; r++)
-    for (int c = 0; c < W; c++) mask[int64_t(r) * W + c] = MaskAt(p, tables, H, r, c);
-}
-
 // ---- the fused path: normalisation, mirror and / or a layout change (HWC <-> CHW)
-
-struct FusedGeometry {
-  int64_t frames;
-  int H, W, C;
-  bool in_planar, out_planar;
-  int64_t FrameElems() const { return int64_t(H) * W * C; }
-};
 
 /// Per-thread row buffers of the fused path: the mask row, and the two sources' rows with the
 /// channels separated (C rows of W).
@@ -271,7 +272,7 @@ struct RowBuffers {
 /// Columns [c0, c1) of frame-row (f, r) of x, read with mirror `flip`, into C channel rows of
 /// W elements at dst: one pass over the source row.
 template <typename In>
-void GatherRow(In *__restrict dst, const In *__restrict x, const FusedGeometry &g, int64_t f,
+void GatherRow(In *__restrict dst, const In *__restrict x, const TileGeometry &g, int64_t f,
                int r, int flip, int c0, int c1) {
   if (c0 >= c1) return;
   const int W = g.W, C = g.C;
@@ -319,6 +320,10 @@ MSDA_CPU_CLONES void MaskRow(float *__restrict m, const SampleParams &p, const f
   if (r >= p.y0 && r < p.y1 && p.x0 < p.x1) std::fill(m + p.x0, m + p.x1, 0.0f);
 }
 
+void WriteMask(float *mask, const SampleParams &p, const float *tables, int H, int W) {
+  for (int r = 0; r < H; r++) MaskRow(mask + int64_t(r) * W, p, tables, H, W, r);
+}
+
 #if MSDA_X86_DISPATCH
 namespace v3 {
 /// MixChannelRow for contiguous float16 output on CPUs with AVX2 + F16C: the hardware converts
@@ -328,23 +333,13 @@ namespace v3 {
 template <bool kNorm, typename In>
 MSDA_V3 void MixChannelRowHalf(float16 *out, const float *m, const In *a, const In *b, int W,
                                float mean, float inv_std) {
-  const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
   const __m256 vmean = _mm256_set1_ps(mean), vinv = _mm256_set1_ps(inv_std);
   int c = 0;
   for (; c + 8 <= W; c += 8) {
-    const __m256 vm = _mm256_loadu_ps(m + c);
-    const __m256 va = Load8(a + c), vb = Load8(b + c);
-    const __m256 is1 = _mm256_cmp_ps(vm, one, _CMP_EQ_OQ);
-    const __m256 is0 = _mm256_cmp_ps(vm, zero, _CMP_EQ_OQ);
-    __m256 v = _mm256_add_ps(_mm256_mul_ps(vm, va), _mm256_mul_ps(_mm256_sub_ps(one, vm), vb));
-    v = _mm256_blendv_ps(_mm256_blendv_ps(v, vb, is0), va, is1);
-    if constexpr (kNorm) v = _mm256_mul_ps(_mm256_sub_ps(v, vmean), vinv);
-    __m128i h = ToHalf8(v);
-    if constexpr (!kNorm && std::is_same_v<In, float16>) {
-      h = _mm_blendv_epi8(_mm_blendv_epi8(h, _mm_loadu_si128((const __m128i *)(b + c)),
-                                          Narrow(is0)),
-                          _mm_loadu_si128((const __m128i *)(a + c)), Narrow(is1));
-    }
+    Mixed8 x = MixValue8(_mm256_loadu_ps(m + c), Load8(a + c), Load8(b + c));
+    if constexpr (kNorm) x.v = _mm256_mul_ps(_mm256_sub_ps(x.v, vmean), vinv);
+    __m128i h = ToHalf8(x.v);
+    if constexpr (!kNorm && std::is_same_v<In, float16>) h = KeepCopiedHalves(h, a + c, b + c, x);
     _mm_storeu_si128((__m128i *)(out + c), h);
   }
   for (; c < W; c++) out[c] = MixElement<kNorm, float16, In>(m[c], a[c], b[c], mean, inv_std);
@@ -360,9 +355,7 @@ MSDA_CPU_CLONES void MixChannelRow(Out *__restrict out, int64_t stride, const fl
                                    float mean, float inv_std) {
 #if MSDA_X86_DISPATCH
   if constexpr (std::is_same_v<Out, float16>) {
-    static const bool f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-                             !std::getenv("DALI_MSDA_NO_F16C");
-    if (stride == 1 && f16c)
+    if (stride == 1 && UseHalfV3<Out, In>())
       return v3::MixChannelRowHalf<kNorm, In>(out, m, a, b, W, mean, inv_std);
   }
 #endif
@@ -378,7 +371,7 @@ MSDA_CPU_CLONES void MixChannelRow(Out *__restrict out, int64_t stride, const fl
 /// Frame-rows [q0, q1) of one sample on the fused path.
 template <typename Out, typename In>
 void MixRowsFused(Out *out, const In *self, const In *other, int flip_self, int flip_other,
-                  const SampleParams &p, const float *tables, const FusedGeometry &g,
+                  const SampleParams &p, const float *tables, const TileGeometry &g,
                   const float *norm, int64_t q0, int64_t q1, RowBuffers &buf) {
   buf.Reserve<In>(g.W, g.C);
   float *m = buf.mask.data();
@@ -416,7 +409,8 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
 
   auto &tp = ws.GetThreadPool();
   const Geometry g = geom_;
-  const FusedGeometry fg{frames_, g.H, g.W, channels_, in_planar_, out_planar_};
+  // the fused path's geometry (frames, H, W, C, layouts); its GPU tile fields go unused here
+  const TileGeometry fg = Tiles(static_cast<int>(in.type_info().size()));
   const bool fused = Fused();
   const int64_t rows = fused ? frames_ * g.H : g.Rows();
   const int64_t row_elems = fused ? int64_t(g.W) * channels_ : g.RowLen();

@@ -65,7 +65,6 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
   if (output_params_) pv = view<float>(ws.Output<GPUBackend>(ParamsOutputIdx()));
   std::vector<float> param_rows(output_params_ ? 4 * n : 0);
   for (int i = 0; output_params_ && i < n; i++) ParamsRow(i, &param_rows[4 * i]);
-  std::vector<float> norm = normalize_ ? norm_ : std::vector<float>{};
 
   TYPE_SWITCH(in.type(), type2id, In, (uint8_t, float16, float), (
     TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (
@@ -78,7 +77,7 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
                           target_specs_.data(), mirror_.data(), descs.data());
       // one host-to-device copy for everything the kernel reads besides the images
       auto [descs_gpu, tables_gpu, norm_gpu, soft_gpu, params_gpu] =
-          scratch.ToContiguousGPU(stream, descs, tables_, norm, soft_targets_, param_rows);
+          scratch.ToContiguousGPU(stream, descs, tables_, norm_, soft_targets_, param_rows);
       const KernelArgs<Out, In> args{.samples = descs_gpu, .tables = tables_gpu,
                                      .norm = norm_gpu, .soft = soft_gpu,
                                      .param_rows = params_gpu, .g = g};
