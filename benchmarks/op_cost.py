@@ -1,7 +1,7 @@
 """What fn.msda.mix costs, against what users would pick instead, measured in one run.
 
-    python benchmarks/op_cost.py [--device cpu|gpu|all] [--batch 64 256] [--dtypes u8f32 f16 f32]
-                                 [--json FILE | --update-results]
+    python benchmarks/op_cost.py [--device cpu|gpu|all] [--batch 64 256]
+                                 [--dtypes u8f32 f16 f32 fused] [--json FILE | --update-results]
 
 Results go to out/op_cost.json (git-ignored); --update-results replaces the committed
 benchmarks/results/op_cost.json.
@@ -38,6 +38,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import dali_msda  # noqa: E402
 from dali_msda import reference as ref  # noqa: E402
+from dali_msda.pipelines import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402
 
 import baselines  # noqa: E402
@@ -76,7 +77,7 @@ def cold_copies(nbytes, cold_bytes):
     return max(1, math.ceil(cold_bytes / max(nbytes, 1)))
 
 
-def dali_pipe(image_sets, device, body, threads, inputs=1, cold_bytes=0):
+def dali_pipe(image_sets, device, body, threads, inputs=1):
     """A pipeline whose `body(x_1, ..., x_inputs)` reads `inputs` zero-copy external sources,
     each rotating over its own copies of the images (so that no op reads data another op or
     the previous iteration left in cache)."""
@@ -194,9 +195,12 @@ def builtin_cutmix(batch, draws, device):
     return body
 
 
-IMAGENET_MEAN = [123.675, 116.28, 103.53]
-IMAGENET_STD = [58.395, 57.12, 57.375]
-FUSED_ARGS = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+FUSED_ARGS = dict(mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))  # the train pipeline's
+
+
+def cold_sets(images, cold_bytes):
+    """`images` and enough copies of it to span `cold_bytes`."""
+    return [images] + [images.copy() for _ in range(cold_copies(images.nbytes, cold_bytes) - 1)]
 
 
 def copy_floor(n_in, n_out, tdev, iters, sync, cold_bytes):
@@ -227,8 +231,7 @@ def run_case(device, batch, case, methods, iters, threads, rng, rows, step, tota
     images = make_images(rng, batch, in_dt)
     tdev = "cuda" if device == "gpu" else "cpu"
     sync = torch.cuda.synchronize if device == "gpu" else None
-    copies = cold_copies(images.nbytes, cold_bytes)
-    image_sets = [images] + [images.copy() for _ in range(copies - 1)]
+    image_sets = cold_sets(images, cold_bytes)
     x_sets = [torch.from_numpy(im).to(tdev).permute(0, 3, 1, 2).contiguous() for im in image_sets]
     x_nchw = x_sets[0]
     x_check = x_nchw.float() if in_dt == "uint8" else x_nchw  # never modified
@@ -290,8 +293,7 @@ def run_fused_case(device, batch, methods, iters, threads, rng, rows, step, tota
     images = make_images(rng, batch, "uint8")
     tdev = "cuda" if device == "gpu" else "cpu"
     sync = torch.cuda.synchronize if device == "gpu" else None
-    image_sets = [images] + [images.copy()
-                             for _ in range(cold_copies(images.nbytes, cold_bytes) - 1)]
+    image_sets = cold_sets(images, cold_bytes)
     floor, bandwidth = copy_floor(images.nbytes, images.size * 2, tdev, iters, sync, cold_bytes)
 
     def coin():

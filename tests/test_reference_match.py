@@ -8,6 +8,7 @@ targets to 1e-6.
 import numpy as np
 import pytest
 
+from dali_msda import pipelines
 from dali_msda import reference as ref
 
 from conftest import class_labels, random_images, run_mix, special_values
@@ -230,8 +231,7 @@ def test_method_id_per_sample(device):
 
 
 # ---- fused normalisation, mirror and layout change --------------------------------------------
-IMAGENET_MEAN = [123.675, 116.28, 103.53]
-IMAGENET_STD = [58.395, 57.12, 57.375]
+IMAGENET_MEAN, IMAGENET_STD = list(pipelines.IMAGENET_MEAN), list(pipelines.IMAGENET_STD)
 OTHER_LAYOUT = {"HWC": "CHW", "CHW": "HWC", "FHWC": "FCHW", "FCHW": "FHWC"}
 
 
