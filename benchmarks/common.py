@@ -71,7 +71,8 @@ def time_it(fn, iters, warmup=2, sync=None, stat=min):
     return stat(samples)
 
 
-def progress(done, total, label, stream=sys.stderr):
+def progress(done, total, label, stream=None):
+    stream = stream or sys.stderr  # looked up at each call (it may be replaced, e.g. by pytest)
     width = 30
     k = int(width * done / max(total, 1))
     stream.write(f"\r[{'#' * k}{'.' * (width - k)}] {done}/{total} {label[:60]:60s}")
