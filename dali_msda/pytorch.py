@@ -25,8 +25,24 @@ the mixing schedule. MixIterator schedules no iteration past the end of the curr
 readers pad their last batch, so an epoch is a whole number of iterations) and starts the next
 epoch's prefetch on its first ``next()``: a ``set_mix`` between epochs covers the whole next
 epoch (timm's mixup-off epoch can silently miss this with persistent loader workers).
+
+Checkpoint and resume (a pipeline built with ``checkpointing=True``)::
+
+    state = loader.checkpoint()      # bytes: as of the last batch next() returned
+    ...                              # save it with the model (torch.save takes bytes)
+    pipe = imagenet_train(root, ..., checkpoint=state)   # same arguments otherwise
+    loader = MixIterator(pipe)       # continues with the batch after that one
+
+The state holds DALI's checkpoint of the pipeline (reader position and shuffling, the state of
+every random operator, fn.msda.mix's included), the iterator's position in the epoch and the
+mixing schedule, including the configuration of the batches that were prefetched but not yet
+returned: the resumed loader yields bit for bit the batches the interrupted one would have.
+A pipeline of your own needs ``enable_checkpointing=True`` / ``checkpoint=state`` in its
+``pipeline_def`` and, if it mixes through a MixSchedule, the same schedule object as
+``pipe.mix_schedule``.
 """
 
+import json
 import math
 
 import torch
@@ -73,6 +89,41 @@ class MixIterator(DALIGenericIterator):
                              "a MixConfig or MixSchedule to change mixing.")
         return self.mix_schedule.set(**changes)
 
+    # ---- checkpointing
+    def checkpoint(self):
+        """The state to resume from (bytes), as of the last batch this iterator returned; build
+        the pipeline again with ``checkpoint=`` this value and wrap it in a MixIterator."""
+        if not self._enable_checkpointing:
+            raise ValueError("MixIterator.checkpoint: the pipeline was built without "
+                             "checkpointing; build it with checkpointing=True (the "
+                             "dali_msda.pipelines factories) or enable_checkpointing=True.")
+        return self.checkpoints()[0]
+
+    def _save_state(self):
+        data = json.loads(super()._save_state())
+        in_flight = self._in_flight
+        data["msda"] = {
+            "epoch": self.epoch, "consumed": self._scheduled - in_flight,
+            "schedule": (self.mix_schedule.state_dict(in_flight)
+                         if self.mix_schedule is not None else None)}
+        return json.dumps(data)
+
+    def _restore_state(self, iterator_data):
+        super()._restore_state(iterator_data)
+        state = json.loads(iterator_data).get("msda") if iterator_data else None
+        if state is None:
+            raise ValueError("MixIterator: the pipeline was restored from a checkpoint that a "
+                             "MixIterator did not write (no iterator position in it).")
+        if (state["schedule"] is None) != (self.mix_schedule is None):
+            raise ValueError("MixIterator: the checkpoint was saved from a pipeline "
+                             f"{'without' if state['schedule'] is None else 'with'} mixing; "
+                             "this one is built "
+                             f"{'with' if state['schedule'] is None else 'without'}.")
+        self.epoch = state["epoch"]
+        self._scheduled, self._in_flight = state["consumed"], 0
+        if self.mix_schedule is not None:
+            self.mix_schedule.load_state_dict(state["schedule"])
+
     # ---- scheduling: never past the end of the current epoch
     def _schedule_runs(self, release_outputs=True):
         self._ever_scheduled = True
@@ -87,7 +138,7 @@ class MixIterator(DALIGenericIterator):
                 self._in_flight += 1
 
     def _get_outputs(self):
-        if self._scheduled == 0:  # first batch of an epoch: start its prefetch now
+        if self._in_flight == 0:  # first batch of an epoch (or after a restore): prefetch now
             self._schedule_runs(release_outputs=False)
         outputs = super()._get_outputs()
         self._in_flight -= 1

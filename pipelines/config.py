@@ -59,6 +59,7 @@ class MixSchedule:
         self._lock = threading.Lock()
         self.batch_size = None  # set by the pipeline factory
         self._feed = None  # (config, batch size, the arrays fed for it)
+        self._pending = collections.deque()  # restored in-flight iterations, fed first
         # the configuration each scheduled iteration got, most recent last (bounded)
         self.history = collections.deque(maxlen=4096)
 
@@ -82,12 +83,41 @@ class MixSchedule:
     def on(self):
         return self.set(enabled=True)
 
-    def __call__(self):
-        """external_source callback: per-sample method_id, alpha, hmix_ratio, prob."""
+    # ---- checkpointing (dali_msda.pytorch.MixIterator saves and restores this)
+    def state_dict(self, in_flight=0):
+        """Plain data (JSON-able): the current configuration and the configurations of the
+        `in_flight` most recently scheduled iterations, which the consumer has not received
+        yet (a restored pipeline recomputes them, and must do so with what they had)."""
+        if in_flight > len(self.history):
+            raise ValueError(f"MixSchedule.state_dict: {in_flight} iterations in flight, but "
+                             f"only {len(self.history)} recorded.")
+        pending = list(self.history)[len(self.history) - in_flight:] if in_flight else []
+        return {"config": dataclasses.asdict(self._config),
+                "pending": [dataclasses.asdict(c) for c in pending]}
+
+    def load_state_dict(self, state):
+        """Restore `state_dict()`'s output. The fields fixed at build time (mode,
+        label_smoothing, correct_lam) must equal this schedule's: they are baked into the
+        pipeline."""
+        config = MixConfig(**state["config"])
+        pending = [MixConfig(**c) for c in state.get("pending", [])]
+        for name in ("mode", "label_smoothing", "correct_lam"):
+            saved, built = getattr(config, name), getattr(self._config, name)
+            if saved != built:
+                raise ValueError(f"MixSchedule: the checkpoint was saved with {name}={saved!r}, "
+                                 f"this pipeline was built with {name}={built!r}; build it with "
+                                 "the checkpoint's value to resume.")
+        with self._lock:
+            self._config = config
+            self._pending = collections.deque(pending)
+
+    def __call__(self, batch_info=None):
+        """external_source callback: per-sample method_id, alpha, hmix_ratio, prob.
+        `batch_info` (the iteration index DALI passes) is unused: the configuration is live."""
         if self.batch_size is None:
             raise RuntimeError("MixSchedule used outside a pipeline built by dali_msda.pipelines")
         with self._lock:
-            cfg = self._config
+            cfg = self._pending.popleft() if self._pending else self._config
         self.history.append(cfg)
         n = self.batch_size
         if self._feed is None or self._feed[:2] != (cfg, n):  # built once per configuration

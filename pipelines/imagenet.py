@@ -157,7 +157,8 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
                    device_id=None, crop=224, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                    flip_prob=0.5, dtype="float16", mix=None, seed=None, shuffle_seed=42,
                    shard_id=None, num_shards=None, reader_name="Reader",
-                   prefetch_queue_depth=2, output_params=False, fused=True, classes=None):
+                   prefetch_queue_depth=2, output_params=False, fused=True, classes=None,
+                   checkpointing=False, checkpoint=None):
     """The training pipeline: outputs (images CHW `dtype`, targets float32 [num_classes]).
 
     With mixing, the flip, the normalisation and the HWC -> CHW transposition are fused into
@@ -175,6 +176,10 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     the schedule as `pipe.mix_schedule`, the class count as `pipe.num_classes` and the class
     names (ImageFolder trees; else None) as `pipe.classes`: give them to `imagenet_val` so that
     validation numbers its folders the same way.
+
+    `checkpointing=True` lets `dali_msda.pytorch.MixIterator.checkpoint()` save the pipeline's
+    state; `checkpoint=` that state (with the same other arguments) builds the pipeline where
+    it left off.
     """
     device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
                                                          device_id)
@@ -194,7 +199,9 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads,
                   device_id=device_id if gpu else None, seed=seed,
-                  prefetch_queue_depth=prefetch_queue_depth)
+                  prefetch_queue_depth=prefetch_queue_depth,
+                  enable_checkpointing=checkpointing or checkpoint is not None,
+                  checkpoint=checkpoint)
     def pipe():
         jpegs, labels, names = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
                                        num_shards, True, shuffle_seed, reader_name, classes)

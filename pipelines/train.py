@@ -9,9 +9,19 @@ torchrun), then validate top-1.
 torchrun every rank reads its own shard (RANK / WORLD_SIZE) on GPU LOCAL_RANK and the model is
 wrapped in DistributedDataParallel (nccl on GPU, gloo on CPU). `--mix-off-epochs N` switches
 mixing off for the last N epochs through the live schedule, without rebuilding the pipeline.
+
+Checkpoints: `--checkpoint-dir DIR` saves DIR/checkpoint.pt at every epoch end and every
+`--checkpoint-every N` steps (written to a temporary file, then renamed: a kill during the write
+leaves the previous checkpoint). It holds the model, optimizer, LR schedule, epoch and step, the
+class list, torch's RNG state and, per rank, the DALI pipeline's state (reader position and
+shuffling, every random operator, fn.msda.mix and its mixing schedule) as of the last batch the
+loop trained on. Run the same command with `--resume` to continue from it (or to start when DIR
+has none yet): the batches and losses are those of an uninterrupted run. The file is plain data
+(loaded with torch.load(weights_only=True)); a checkpoint of another configuration is refused.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -26,6 +36,12 @@ from dali_msda.pipelines import MixConfig, MixSchedule, embedded_dataset, imagen
 from dali_msda.pipelines import imagenet_val
 from dali_msda.pipelines.imagenet import resolve_device
 from dali_msda.pytorch import LastBatchPolicy, MixIterator
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_FORMAT = "dali_msda.train/1"
+# the options a checkpoint must have been written with to be resumed (plus ranks and device)
+RUN_OPTIONS = ("epochs", "steps", "batch_size", "lr", "width", "crop", "method", "alpha",
+               "hmix_ratio", "prob", "mode", "label_smoothing", "mix_off_epochs", "seed")
 
 
 # ---- a small ResNet in plain torch (no torchvision) ---------------------------------------------
@@ -124,6 +140,76 @@ def evaluate(model, loader, torch_device):
     return correct, total
 
 
+# ---- checkpoints -------------------------------------------------------------------------------
+
+def save_checkpoint(state, directory):
+    """torch.save `state` to directory/checkpoint.pt atomically: a temporary file, fsync, then
+    os.replace (a kill or an error during the write leaves the previous checkpoint)."""
+    os.makedirs(directory, exist_ok=True)
+    final = os.path.join(directory, CHECKPOINT_NAME)
+    tmp = f"{final}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    try:  # make the rename itself durable
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    return final
+
+
+def load_checkpoint(directory):
+    """directory/checkpoint.pt as plain data (torch.load with weights_only=True: no code is
+    unpickled), or None when there is none. Raises ValueError naming the file otherwise."""
+    path = os.path.join(directory, CHECKPOINT_NAME)
+    if not os.path.exists(path):
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for code, RuntimeError/EOFError for a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"--resume: {path} is not a readable dali_msda checkpoint of plain data "
+                         f"(loaded with weights_only=True; nothing in it was executed): "
+                         f"{first}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"--resume: {path} is not a {CHECKPOINT_FORMAT} checkpoint (format "
+                         f"{state.get('format') if isinstance(state, dict) else type(state)!r}).")
+    return state
+
+
+def check_run_config(saved, current, path):
+    """Refuse a checkpoint written with other options (lists every difference)."""
+    diffs = [f"{k}: checkpoint {saved.get(k)!r}, this run {current[k]!r}"
+             for k in current if saved.get(k) != current[k]]
+    if diffs:
+        raise ValueError(f"--resume: {path} was written by a run with other options; resume "
+                         "with the options it was written with, or use another "
+                         "--checkpoint-dir.\n  " + "\n  ".join(diffs))
+
+
+def gather(obj, world):
+    """Every rank's `obj`, in rank order (all_gather_object; the objects are our own data)."""
+    if world == 1:
+        return [obj]
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def tensor_sha(t):
+    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,7 +233,20 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=4, help="DALI CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write a summary here (rank 0)")
+    ap.add_argument("--checkpoint-dir", default=None,
+                    help="save DIR/checkpoint.pt at each epoch end (and see --checkpoint-every)")
+    ap.add_argument("--checkpoint-every", type=int, default=0,
+                    help="also save every N training steps (0: epoch ends only)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from --checkpoint-dir's checkpoint (start if it has none)")
+    ap.add_argument("--log-batches", default=None,
+                    help="append a JSON line per step: epoch, step, SHA-256 of the images and "
+                         "targets, loss (FILE.rank<R> per rank under torchrun)")
     args = ap.parse_args(argv)
+    if (args.resume or args.checkpoint_every) and not args.checkpoint_dir:
+        ap.error("--resume and --checkpoint-every need --checkpoint-dir")
+    if args.checkpoint_every < 0:
+        ap.error(f"--checkpoint-every must be >= 0; got {args.checkpoint_every}")
 
     device = resolve_device(args.device)
     world, rank = init_distributed(device)
@@ -167,13 +266,33 @@ def main(argv=None):
     for split in ("train", "val"):
         if not os.path.isdir(os.path.join(root, split)):
             sys.exit(f"--data {root!r} must contain {split}/ (an ImageFolder tree)")
+    run_config = {k: getattr(args, k) for k in RUN_OPTIONS}
+    run_config.update(world_size=world, device=device)
+    ckpt, ckpt_path = None, None
+    if args.checkpoint_dir:
+        ckpt_path = os.path.join(args.checkpoint_dir, CHECKPOINT_NAME)
+        try:
+            ckpt = load_checkpoint(args.checkpoint_dir)
+            if ckpt is not None and not args.resume:
+                raise ValueError(f"--checkpoint-dir: {ckpt_path} exists; add --resume to "
+                                 "continue that run, or choose another directory.")
+            if ckpt is not None:
+                check_run_config(ckpt["config"], run_config, ckpt_path)
+        except ValueError as e:
+            sys.exit(str(e))
+        if args.resume:
+            say(f"resuming from {ckpt_path}: epoch {ckpt['epoch'] + 1}, step {ckpt['step']}"
+                if ckpt else f"--resume: no checkpoint in {args.checkpoint_dir} yet; starting")
     schedule = None if args.method == "none" else MixSchedule(MixConfig(
         method=args.method, alpha=args.alpha, hmix_ratio=args.hmix_ratio, prob=args.prob,
         mode=args.mode, label_smoothing=args.label_smoothing))
     dtype = "float16" if device == "gpu" else "float32"
     train_pipe = imagenet_train(os.path.join(root, "train"), batch_size=args.batch_size,
                                 num_threads=args.threads, device=device, crop=args.crop,
-                                dtype=dtype, mix=schedule, seed=args.seed * 1000 + rank)
+                                dtype=dtype, mix=schedule, seed=args.seed * 1000 + rank,
+                                classes=ckpt["classes"] if ckpt else None,
+                                checkpointing=bool(args.checkpoint_dir),
+                                checkpoint=ckpt["ranks"][rank]["pipeline"] if ckpt else None)
     val_pipe = imagenet_val(os.path.join(root, "val"), batch_size=args.batch_size,
                             num_threads=args.threads, device=device, crop=args.crop,
                             resize=int(args.crop * 256 / 224), dtype=dtype,
@@ -191,11 +310,47 @@ def main(argv=None):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(args.epochs * steps_per_epoch))
     loss_fn = nn.CrossEntropyLoss()  # probability targets straight from the pipeline
     summary = {"world_size": world, "device": device, "epochs": []}
-    for epoch in range(args.epochs):
-        if schedule is not None and args.mix_off_epochs and \
-                epoch == args.epochs - args.mix_off_epochs:
-            train.set_mix(enabled=False)
-        seen, loss_sum, t0, step = 0, 0.0, time.perf_counter(), 0
+    start_epoch, start_step, seen, loss_sum = 0, 0, 0, 0.0
+    if ckpt:
+        (model.module if world > 1 else model).load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        mine = ckpt["ranks"][rank]
+        torch.set_rng_state(mine["torch_rng"])
+        if device == "gpu" and mine.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(mine["cuda_rng"])
+        start_epoch, start_step = ckpt["epoch"], ckpt["step"]
+        seen, loss_sum = mine["seen"], mine["loss_sum"]
+        summary["epochs"] = list(ckpt["summary"])
+        summary["resumed_from"] = {"epoch": start_epoch + 1, "step": start_step}
+        if train.epoch != start_epoch:
+            sys.exit(f"--resume: the pipeline state in {ckpt_path} is at epoch {train.epoch + 1}, "
+                     f"the checkpoint at epoch {start_epoch + 1}; the file is inconsistent.")
+    batch_log = None
+    if args.log_batches:
+        batch_log = open(args.log_batches + (f".rank{rank}" if world > 1 else ""), "a")
+
+    def checkpoint(epoch, step):
+        mine = {"pipeline": train.checkpoint(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state() if device == "gpu" else None,
+                "seen": seen, "loss_sum": loss_sum}
+        ranks = gather(mine, world)
+        if rank == 0:
+            save_checkpoint({"format": CHECKPOINT_FORMAT, "config": run_config,
+                             "classes": train_pipe.classes, "epoch": epoch, "step": step,
+                             "model": (model.module if world > 1 else model).state_dict(),
+                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                             "summary": summary["epochs"], "ranks": ranks},
+                            args.checkpoint_dir)
+
+    for epoch in range(start_epoch, args.epochs):
+        step = start_step if epoch == start_epoch else 0
+        if step == 0:
+            seen, loss_sum = 0, 0.0
+            if schedule is not None and args.mix_off_epochs and \
+                    epoch == args.epochs - args.mix_off_epochs:
+                train.set_mix(enabled=False)
+        t0, seen0 = time.perf_counter(), seen
         for images, targets in train:
             if step == steps_per_epoch:
                 continue  # drain the epoch (keeps the reader aligned with epochs)
@@ -208,15 +363,23 @@ def main(argv=None):
             step += 1
             seen += images.shape[0]
             loss_sum += loss.item() * images.shape[0]
+            if batch_log:
+                batch_log.write(json.dumps({"epoch": epoch + 1, "step": step,
+                                            "images": tensor_sha(images),
+                                            "targets": tensor_sha(targets),
+                                            "loss": loss.item()}) + "\n")
+                batch_log.flush()
+            if args.checkpoint_every and step % args.checkpoint_every == 0:
+                checkpoint(epoch, step)
             if rank == 0:
                 progress(f"epoch {epoch + 1}/{args.epochs}", step, steps_per_epoch,
-                         loss_sum / seen, seen * world / (time.perf_counter() - t0))
+                         loss_sum / seen, (seen - seen0) * world / (time.perf_counter() - t0))
         elapsed = time.perf_counter() - t0
         correct, total = evaluate(model, val, torch_device)
-        seen_all, correct, total, loss_all = all_reduce_sum([seen, correct, total, loss_sum],
-                                                            device)
+        seen_all, correct, total, loss_all, seen_new = all_reduce_sum(  # seen_new: this process
+            [seen, correct, total, loss_sum, seen - seen0], device)
         row = {"epoch": epoch + 1, "train_loss": loss_all / max(seen_all, 1),
-               "images_per_s": seen_all / elapsed, "val_top1": correct / max(total, 1),
+               "images_per_s": seen_new / elapsed, "val_top1": correct / max(total, 1),
                "val_images": int(total),
                "mixing": bool(schedule and schedule.config.enabled)}
         summary["epochs"].append(row)
@@ -226,6 +389,10 @@ def main(argv=None):
                   f"{row['images_per_s']:.1f} img/s, val top-1 {100 * row['val_top1']:.1f}% "
                   f"({row['val_images']} images), mixing {'on' if row['mixing'] else 'off'}",
                   flush=True)
+        if args.checkpoint_dir:
+            checkpoint(epoch + 1, 0)
+    if batch_log:
+        batch_log.close()
     if rank == 0 and args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)

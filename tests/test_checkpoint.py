@@ -1,0 +1,257 @@
+"""Checkpoint and resume: MixIterator.checkpoint(), train --checkpoint-dir / --resume (CPU).
+
+The bar: a run killed (SIGKILL) after a checkpoint and resumed gives, from the checkpoint on,
+the same batches (SHA-256 of images and targets) and the same losses as an uninterrupted run.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from dali_msda.pipelines import MixConfig, MixSchedule, embedded_dataset, imagenet_train  # noqa
+from dali_msda.pytorch import MixIterator  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return embedded_dataset(str(tmp_path_factory.mktemp("embedded") / "data"))
+
+
+def digest(batch):
+    return hashlib.sha256(b"".join(t.numpy().tobytes() for t in batch)).hexdigest()[:16]
+
+
+def loader(data_root, mode, checkpoint=None, **kw):
+    pipe = imagenet_train(os.path.join(data_root, "train"), batch_size=16, num_threads=2,
+                          device="cpu", crop=40, dtype="float32", seed=5,
+                          mix=MixSchedule(MixConfig(method="hmix", mode=mode)),
+                          checkpointing=True, checkpoint=checkpoint, **kw)
+    return MixIterator(pipe)
+
+
+def consume(it, log, saved, epochs=3, save_every=4):
+    """Iterate to the end of `epochs`, changing the schedule between epochs 1 and 2 and inside
+    epoch 1 (after batch 10), saving a checkpoint every `save_every` batches of epochs 0-1."""
+    while it.epoch < epochs:
+        if it.epoch == 1 and it._scheduled == 0:
+            it.set_mix(method="cutmix")
+        for batch in it:
+            log.append((it.epoch, digest(batch)))
+            if len(log) == 10:
+                it.set_mix(alpha=0.3)  # inside an epoch: prefetched batches keep alpha=1
+            if saved is not None and len(log) % save_every == 0 and it.epoch < 2:
+                saved.append((len(log), it.checkpoint()))
+
+
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+def test_iterator_resumes_bit_for_bit(data_root, mode):
+    it = loader(data_root, mode)
+    log, saved = [], []
+    consume(it, log, saved)
+    assert len(log) == 3 * len(it) and len(set(h for _, h in log)) == len(log)
+    assert len(saved) >= 10  # inside epochs, at their ends, across the schedule change
+    for n, state in saved:
+        assert isinstance(state, bytes)
+        resumed = loader(data_root, mode, checkpoint=state)
+        assert resumed.epoch == log[n - 1][0] or n % len(it) == 0
+        rest = list(log[:n])
+        consume(resumed, rest, None)
+        assert rest == log, f"resumed after batch {n}: batches differ"
+
+
+def test_iterator_checkpoint_refuses_what_does_not_fit(data_root):
+    it = loader(data_root, "elem")
+    next(iter(it))
+    state = it.checkpoint()
+    with pytest.raises(ValueError, match=r"saved with mode='elem'.*built with mode='batch'"):
+        loader(data_root, "batch", checkpoint=state)
+    plain = MixIterator(imagenet_train(os.path.join(data_root, "train"), batch_size=16,
+                                       device="cpu", crop=40, mix=MixConfig()))
+    with pytest.raises(ValueError, match=r"built without checkpointing; build it with "
+                                         r"checkpointing=True"):
+        plain.checkpoint()
+
+
+# ---- the training script, killed and resumed -----------------------------------------------
+
+TRAIN = [sys.executable, "-m", "dali_msda.pipelines.train"]
+ARGS = ["--epochs", "2", "--batch-size", "16", "--crop", "48", "--width", "4", "--threads",
+        "1", "--device", "cpu", "--mix-off-epochs", "1", "--checkpoint-every", "3"]
+
+
+def env():
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+
+
+def read_log(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.endswith("\n")]
+
+
+def run_until(cmd, log, lines, environ, ck_dir):
+    """Start `cmd`, SIGKILL its whole process group once `log` has `lines` lines (and a
+    checkpoint exists); returns the number of lines logged when it died."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=environ, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(log) and len(read_log(log)) >= lines and \
+                os.path.exists(os.path.join(ck_dir, "checkpoint.pt")):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed:\n" + \
+        proc.stdout.read().decode()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    return len(read_log(log))
+
+
+def compare(full, resumed, summary_full, summary_resumed):
+    by_step = {(r["epoch"], r["step"]): r for r in full}
+    assert resumed, "the resumed run logged nothing"
+    assert [(r["epoch"], r["step"]) for r in resumed] == \
+        [(r["epoch"], r["step"]) for r in full][-len(resumed):], "steps skipped or repeated"
+    for r in resumed:  # images, targets and loss, bit for bit
+        assert r == by_step[(r["epoch"], r["step"])], f"differs at {r['epoch']}:{r['step']}"
+    drop = lambda rows: [{k: v for k, v in row.items() if k != "images_per_s"} for row in rows]
+    assert drop(summary_resumed["epochs"]) == drop(summary_full["epochs"])
+
+
+@pytest.mark.parametrize("mode,kill_at", [("batch", 8), ("elem", 26 + 5)])
+def test_train_killed_and_resumed_matches_an_uninterrupted_run(data_root, tmp_path, mode,
+                                                              kill_at):
+    # elem is killed in epoch 2, after the schedule switched mixing off between the epochs
+    args = ARGS + ["--data", data_root, "--mode", mode]
+    e = env()
+    full = subprocess.run(TRAIN + args + ["--checkpoint-dir", str(tmp_path / "a"),
+                                          "--log-batches", str(tmp_path / "a.log"),
+                                          "--json", str(tmp_path / "a.json")],
+                          cwd=ROOT, env=e, capture_output=True, text=True, timeout=600)
+    assert full.returncode == 0, full.stderr[-3000:]
+    ck = str(tmp_path / "b")
+    killed_at = run_until(TRAIN + args + ["--checkpoint-dir", ck, "--log-batches",
+                                          str(tmp_path / "b.log")],
+                          str(tmp_path / "b.log"), kill_at, e, ck)
+    resumed = subprocess.run(TRAIN + args + ["--checkpoint-dir", ck, "--resume",
+                                             "--log-batches", str(tmp_path / "c.log"),
+                                             "--json", str(tmp_path / "c.json")],
+                             cwd=ROOT, env=e, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout
+    full_log, resumed_log = read_log(tmp_path / "a.log"), read_log(tmp_path / "c.log")
+    assert len(full_log) == 52
+    first = (resumed_log[0]["epoch"] - 1) * 26 + resumed_log[0]["step"]
+    assert first <= killed_at, (first, killed_at)  # it did not skip what the killed run lost
+    assert resumed_log[0]["step"] % 3 == 1  # it starts right after a checkpoint
+    compare(full_log, resumed_log, json.loads((tmp_path / "a.json").read_text()),
+            json.loads((tmp_path / "c.json").read_text()))
+    assert json.loads((tmp_path / "c.json").read_text())["epochs"][1]["mixing"] is False
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_ranks_killed_and_resumed_under_torchrun(data_root, tmp_path):
+    def cmd(tag, *extra):
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                f"--master_port={free_port()}", "-m", "dali_msda.pipelines.train",
+                *ARGS, "--data", data_root, "--mode", "elem", "--batch-size", "8",
+                "--log-batches", str(tmp_path / f"{tag}.log"), *extra]
+
+    e = env()
+    full = subprocess.run(cmd("a", "--checkpoint-dir", str(tmp_path / "a"), "--json",
+                              str(tmp_path / "a.json")),
+                          cwd=ROOT, env=e, capture_output=True, text=True, timeout=600)
+    assert full.returncode == 0, full.stderr[-3000:]
+    ck = str(tmp_path / "b")
+    run_until(cmd("b", "--checkpoint-dir", ck), str(tmp_path / "b.log.rank0"), 8, e, ck)
+    resumed = subprocess.run(cmd("c", "--checkpoint-dir", ck, "--resume", "--json",
+                                 str(tmp_path / "c.json")),
+                             cwd=ROOT, env=e, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    logs = {r: (read_log(tmp_path / f"a.log.rank{r}"), read_log(tmp_path / f"c.log.rank{r}"))
+            for r in (0, 1)}
+    assert logs[0][0][0]["images"] != logs[1][0][0]["images"]  # each rank its own shard
+    for r in (0, 1):
+        compare(*logs[r], json.loads((tmp_path / "a.json").read_text()),
+                json.loads((tmp_path / "c.json").read_text()))
+
+
+# ---- what a checkpoint refuses -----------------------------------------------------------------
+
+def test_resume_refuses_another_configuration(data_root, tmp_path):
+    from dali_msda.pipelines.train import main
+
+    ck = str(tmp_path / "ck")
+    base = ["--data", data_root, "--epochs", "1", "--steps", "2", "--batch-size", "8",
+            "--crop", "32", "--width", "4", "--threads", "1", "--device", "cpu",
+            "--checkpoint-dir", ck]
+    main(base)
+    with pytest.raises(SystemExit, match=r"exists; add --resume"):
+        main(base)  # would overwrite another run's checkpoint
+    with pytest.raises(SystemExit) as refused:
+        main(base[:-2] + ["--width", "8", "--batch-size", "16", "--checkpoint-dir", ck,
+                          "--resume"])
+    message = str(refused.value)
+    assert "was written by a run with other options" in message
+    assert "width: checkpoint 4, this run 8" in message
+    assert "batch_size: checkpoint 8, this run 16" in message
+    from dali_msda.pipelines.train import check_run_config
+
+    with pytest.raises(ValueError, match=r"world_size: checkpoint 1, this run 2"):
+        check_run_config({"world_size": 1, "width": 4}, {"world_size": 2, "width": 4}, "f")
+
+
+def test_checkpoint_is_loaded_as_data_never_code(tmp_path):
+    import pickle
+
+    from dali_msda.pipelines.train import load_checkpoint
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "checkpoint.pt").write_bytes(pickle.dumps({"format": "x", "p": Payload()}))
+    with pytest.raises(ValueError, match=r"not a readable dali_msda checkpoint of plain data"):
+        load_checkpoint(str(tmp_path))
+    assert not marker.exists()
+    torch.save({"format": "something/else"}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"is not a dali_msda.train/1 checkpoint"):
+        load_checkpoint(str(tmp_path))
+    assert load_checkpoint(str(tmp_path / "empty")) is None
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    from dali_msda.pipelines import train as train_mod
+
+    train_mod.save_checkpoint({"format": train_mod.CHECKPOINT_FORMAT, "n": 1}, str(tmp_path))
+
+    def dies_halfway(obj, f):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # as a kill in the middle of the write would stop it
+
+    monkeypatch.setattr(train_mod.torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.save_checkpoint({"format": train_mod.CHECKPOINT_FORMAT, "n": 2}, str(tmp_path))
+    monkeypatch.undo()
+    assert train_mod.load_checkpoint(str(tmp_path))["n"] == 1
+    assert os.listdir(tmp_path) == ["checkpoint.pt"]  # no temporary file left behind
