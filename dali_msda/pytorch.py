@@ -44,13 +44,56 @@ A pipeline of your own needs ``enable_checkpointing=True`` / ``checkpoint=state`
 
 import json
 import math
+import re
 
 import torch
 from nvidia.dali import types
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-__all__ = ["MixIterator", "LastBatchPolicy"]
+__all__ = ["MixIterator", "LastBatchPolicy", "DataError"]
+
+
+class DataError(RuntimeError):
+    """The pipeline stopped on its data (a file that does not decode, an incomplete WebDataset
+    sample); the message names the file where DALI does and says how to find the rest."""
+
+
+def data_error_message(error, source):
+    """DALI's error `error` explained, or None when it is not about the data. `source`: what
+    the pipeline reads (a tree, a file list, shards), for the scan command."""
+    text = str(error)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    op = next((m.group(1) for ln in lines for m in [re.search(r"operator `([^`]+)`", ln)] if m),
+              "")
+    underful = re.search(r'Underful sample detected at tar file at "?([^"\s]+)', text)
+    named = (re.search(r"Failed to decode sample #\d+ : (\S+)", text) or
+             re.search(r"File mapping failed: (\S+)", text))
+    if not (underful or named or "decoders" in op or "readers" in op):
+        return None
+    reason = [ln for ln in lines if "no longer valid" not in ln and "Critical error" not in ln
+              and not ln.startswith(("File ", "Error in", "which was used", "encountered",
+                                     "C++ context"))]
+    reason = reason[-1] if reason else "?"
+    scan = "python -m dali_msda.pipelines.scan"
+    if isinstance(source, (list, tuple)):
+        where = " ".join(source[:3]) + (" ..." if len(source) > 3 else "")
+    else:
+        where = source or "<your data>"
+    if underful:
+        what = (f"a WebDataset sample in {underful.group(1)} lacks its image or its .cls "
+                "(DALI does not say which)")
+    elif named:
+        what = f"{named.group(1)} cannot be read or decoded ({reason})"
+    else:
+        what = (f"a file of this batch does not decode ({op}: {reason}); DALI does not say "
+                "which")
+    fix = (f"`{scan} {where}` lists every bad sample with the reason" if underful else
+           f"`{scan} {where} --out good.txt` lists every bad file with the reason and writes a "
+           "file list of the good ones; train on it with imagenet_train(file_list="
+           "'good.txt', classes=...) or `python -m dali_msda.pipelines.train --file-list "
+           "good.txt`")
+    return f"{what}.\n{fix}.\n(DALI: {reason})"
 
 
 class MixIterator(DALIGenericIterator):
@@ -59,7 +102,13 @@ class MixIterator(DALIGenericIterator):
     def __init__(self, pipeline, reader_name=None, last_batch_policy=LastBatchPolicy.DROP,
                  auto_reset=True, output_map=("images", "targets")):
         reader_name = reader_name or getattr(pipeline, "reader_name", "Reader")
-        pipeline.build()
+        try:
+            pipeline.build()  # the WebDataset reader reads its shards' index here
+        except RuntimeError as e:
+            message = data_error_message(e, getattr(pipeline, "data_source", None))
+            if message is None:
+                raise
+            raise DataError(message) from e
         meta = pipeline.reader_meta(reader_name)
         if not meta.get("pad_last_batch"):
             raise ValueError("MixIterator needs a reader with pad_last_batch=True (as the "
@@ -159,7 +208,13 @@ class MixIterator(DALIGenericIterator):
             self.epoch += 1
 
     def __next__(self):
-        batch = super().__next__()[0]
+        try:
+            batch = super().__next__()[0]
+        except RuntimeError as e:
+            message = data_error_message(e, getattr(self._pipes[0], "data_source", None))
+            if message is None:
+                raise
+            raise DataError(message) from e
         return tuple(batch[name] for name in self._names)
 
 

@@ -22,7 +22,10 @@ from .config import MixConfig, MixSchedule
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# what fn.readers.file(file_root=...) reads (case-insensitive); images, then audio
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pnm",
+                    ".ppm", ".pgm", ".pbm")
+READER_EXTENSIONS = IMAGE_EXTENSIONS + (".flac", ".ogg", ".wav")
 DTYPES = {"float16": types.FLOAT16, "float32": types.FLOAT}
 
 
@@ -97,6 +100,23 @@ def folder_files(data_dir, classes):
     return files, labels
 
 
+def check_file_list(file_list, num_classes):
+    """Every line of a 'path label' file list has an integer label in [0, num_classes)."""
+    with open(file_list) as f:
+        for k, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                label = int(parts[-1])
+            except ValueError:
+                label = None
+            if len(parts) < 2 or label is None or not 0 <= label < num_classes:
+                raise ValueError(f"`file_list` {file_list!r} line {k}: expected 'path label' "
+                                 f"with a label in [0, {num_classes}) (the classes given); got "
+                                 f"{line.strip()[:120]!r}.")
+
+
 def _reader(data_dir, file_list, wds_paths, wds_index, shard_id, num_shards, shuffle,
             shuffle_seed, reader_name, classes=None):
     """(encoded images, int32 labels, class names or None) from one of the three sources.
@@ -118,13 +138,16 @@ def _reader(data_dir, file_list, wds_paths, wds_index, shard_id, num_shards, shu
             files, labels = folder_files(data_dir, list(classes))
             jpegs, labels = fn.readers.file(files=files, labels=labels, **common)
         return jpegs, labels, list(classes)
-    if classes is not None:
-        raise ValueError("`classes` applies to ImageFolder trees (`data_dir`) only.")
+    if classes is not None and file_list is None:
+        raise ValueError("`classes` applies to ImageFolder trees (`data_dir`) and file lists "
+                         "(`file_list`) only.")
     if file_list is not None:
         if not os.path.isfile(file_list):
             raise FileNotFoundError(f"`file_list` {file_list!r} does not exist.")
+        if classes is not None:
+            check_file_list(file_list, len(classes))
         jpegs, labels = fn.readers.file(file_list=file_list, **common)
-        return jpegs, labels, None
+        return jpegs, labels, None if classes is None else list(classes)
     paths = [wds_paths] if isinstance(wds_paths, str) else list(wds_paths)
     missing = [p for p in paths if not os.path.isfile(p)]
     if not paths or missing:
@@ -205,6 +228,9 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     def pipe():
         jpegs, labels, names = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
                                        num_shards, True, shuffle_seed, reader_name, classes)
+        if num_classes and names and num_classes != len(names):
+            raise ValueError(f"`num_classes` ({num_classes}) differs from the number of "
+                             f"`classes` ({len(names)}).")
         n_classes = num_classes or (len(names) if names else None)
         if n_classes is None:
             raise ValueError("`num_classes` is required with `file_list` or `wds_paths`.")
@@ -239,6 +265,7 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     p.num_classes = holder["num_classes"]
     p.classes = holder["classes"]
     p.reader_name = reader_name
+    p.data_source = data_dir or file_list or wds_paths
     return p
 
 
@@ -266,6 +293,9 @@ def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=Non
     def pipe():
         jpegs, labels, names = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
                                        num_shards, False, 0, reader_name, classes)
+        if num_classes and names and num_classes != len(names):
+            raise ValueError(f"`num_classes` ({num_classes}) differs from the number of "
+                             f"`classes` ({len(names)}).")
         n_classes = num_classes or (len(names) if names else None)
         if n_classes is None and targets == "onehot":
             raise ValueError("`num_classes` is required with `file_list` or `wds_paths`.")
@@ -287,4 +317,5 @@ def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=Non
     p.num_classes = holder["num_classes"]
     p.classes = holder["classes"]
     p.reader_name = reader_name
+    p.data_source = data_dir or file_list or wds_paths
     return p

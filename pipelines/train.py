@@ -34,8 +34,8 @@ from torch import nn
 
 from dali_msda.pipelines import MixConfig, MixSchedule, embedded_dataset, imagenet_train
 from dali_msda.pipelines import imagenet_val
-from dali_msda.pipelines.imagenet import resolve_device
-from dali_msda.pytorch import LastBatchPolicy, MixIterator
+from dali_msda.pipelines.imagenet import folder_classes, resolve_device
+from dali_msda.pytorch import DataError, LastBatchPolicy, MixIterator
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "dali_msda.train/1"
@@ -214,6 +214,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="root with train/ and val/ (default: embedded)")
+    ap.add_argument("--file-list", default=None,
+                    help="train on this 'path label' list (e.g. from dali_msda.pipelines.scan) "
+                         "instead of --data's train/; labels index --data's train/ classes")
+    ap.add_argument("--val-file-list", default=None, help="the same for val/")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--steps", type=int, default=0, help="stop each epoch after N steps (0: all)")
     ap.add_argument("--batch-size", type=int, default=32, help="per process")
@@ -287,13 +291,19 @@ def main(argv=None):
         method=args.method, alpha=args.alpha, hmix_ratio=args.hmix_ratio, prob=args.prob,
         mode=args.mode, label_smoothing=args.label_smoothing))
     dtype = "float16" if device == "gpu" else "float32"
-    train_pipe = imagenet_train(os.path.join(root, "train"), batch_size=args.batch_size,
+    classes = ckpt["classes"] if ckpt else None
+    if args.file_list and classes is None:
+        classes = folder_classes(os.path.join(root, "train"))
+    source = (dict(file_list=args.file_list, classes=classes) if args.file_list else
+              dict(data_dir=os.path.join(root, "train"), classes=classes))
+    train_pipe = imagenet_train(**source, batch_size=args.batch_size,
                                 num_threads=args.threads, device=device, crop=args.crop,
                                 dtype=dtype, mix=schedule, seed=args.seed * 1000 + rank,
-                                classes=ckpt["classes"] if ckpt else None,
                                 checkpointing=bool(args.checkpoint_dir),
                                 checkpoint=ckpt["ranks"][rank]["pipeline"] if ckpt else None)
-    val_pipe = imagenet_val(os.path.join(root, "val"), batch_size=args.batch_size,
+    val_source = (dict(file_list=args.val_file_list) if args.val_file_list else
+                  dict(data_dir=os.path.join(root, "val")))
+    val_pipe = imagenet_val(**val_source, batch_size=args.batch_size,
                             num_threads=args.threads, device=device, crop=args.crop,
                             resize=int(args.crop * 256 / 224), dtype=dtype,
                             classes=train_pipe.classes)  # the training classes' indices
@@ -402,4 +412,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataError as e:
+        sys.exit(f"train: stopped on the data: {e}")

@@ -1,0 +1,359 @@
+"""Find the files a training run would fail on: decode every image with DALI's own decoder.
+
+    python -m dali_msda.pipelines.scan /imagenet/train --out train_good.txt
+    python -m dali_msda.pipelines.scan /data/shards/*.tar
+
+An ImageFolder tree: every file the pipelines' reader would read (by extension, as
+fn.readers.file picks them) is decoded in batches on DALI's thread pool ("mixed" on a GPU, "cpu"
+without, `--device`); a batch that fails is split in halves until the failing files are found.
+Bad files are listed with the reason; `--out FILE` writes a file list of the good ones
+("path label", labels numbered as the tree's sorted class folders number them), which
+`imagenet_train(file_list=..., classes=folder_classes(tree))` and `train --file-list` accept.
+Files the reader skips (other extensions) and class folders without images are reported too.
+
+WebDataset shards: every sample must have one image (jpg / jpeg / png) and a `.cls`; samples
+missing either, `.cls` that is not a class index, and images that do not decode are listed by
+shard and key. The pipelines' WebDataset reader stops at an incomplete sample (it does not skip
+it): fix the shards, e.g. by repacking the good samples.
+
+The decode is a full decode; training decodes a random crop of each image, which can pass on a
+file truncated below the crop. The scan is the stricter judge.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import sys
+import tarfile
+import time
+
+import numpy as np
+
+from .imagenet import IMAGE_EXTENSIONS, READER_EXTENSIONS, folder_classes, resolve_device
+
+WDS_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
+
+
+# ---- what a file is, from its first bytes -------------------------------------------------------
+
+def suspicious(fmt, note):
+    return fmt == "unknown" or "truncated" in note or "no frame header" in note
+
+
+def sniff(data):
+    """(format, note) of an encoded image from its bytes; note is '' or what is unusual."""
+    if len(data) == 0:
+        return "empty", "empty file (0 bytes)"
+    head = bytes(data[:16])
+    if head[:3] == b"\xff\xd8\xff":
+        components = jpeg_components(data)
+        note = {1: "grayscale JPEG", 4: "CMYK JPEG", None: "no frame header"}.get(components, "")
+        if bytes(data[-2:]) != b"\xff\xd9":
+            note = (note + ", " if note else "") + "no end-of-image marker (truncated?)"
+        return "jpeg", note
+    for magic, fmt in ((b"\x89PNG\r\n\x1a\n", "png"), (b"GIF8", "gif"), (b"BM", "bmp"),
+                       (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
+                       (b"\x00\x00\x00\x0cjP  ", "jpeg2000")):
+        if head.startswith(magic):
+            return fmt, ""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp", ""
+    return "unknown", f"not an image format DALI knows (starts with {head[:8]!r})"
+
+
+def jpeg_components(data):
+    """Number of colour components in a JPEG's frame header (SOFn), or None."""
+    data, k = bytes(data), 2
+    while k + 4 <= len(data):
+        if data[k] != 0xFF:
+            return None
+        marker = data[k + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            k += 2
+            continue
+        length = int.from_bytes(data[k + 2:k + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return data[k + 9] if k + 9 < len(data) else None
+        k += 2 + length
+    return None
+
+
+# ---- decoding with DALI, bisecting failed batches -----------------------------------------------
+
+class Decoder:
+    """Decodes lists of encoded images with DALI (batch of up to `batch_size`); `judge(blobs)`
+    returns, per blob, None (decodes) or DALI's error message."""
+
+    def __init__(self, device="auto", threads=4, batch_size=64):
+        self.device = resolve_device(device)
+        self.threads, self.batch_size = threads, batch_size
+        self.pipe = None
+
+    def _build(self):
+        from nvidia.dali import fn, pipeline_def, types
+
+        gpu = self.device == "gpu"
+
+        @pipeline_def(batch_size=self.batch_size, num_threads=self.threads,
+                      device_id=0 if gpu else None, prefetch_queue_depth=1,
+                      exec_dynamic=False)
+        def pipe():
+            encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
+            images = fn.decoders.image(encoded, device="mixed" if gpu else "cpu",
+                                       output_type=types.RGB)
+            return images.shape()
+
+        self.pipe = pipe()
+        self.pipe.build()
+
+    def _run(self, blobs):
+        if self.pipe is None:
+            self._build()
+        self.pipe.feed_input("encoded", blobs)
+        shapes = self.pipe.run()[0]
+        if hasattr(shapes, "as_cpu"):
+            shapes = shapes.as_cpu()
+        return [tuple(np.array(shapes[i])) for i in range(len(blobs))]
+
+    def judge_all(self, blobs, suspicious):
+        """judge(), but the `suspicious` blobs (not an image format, a JPEG without its frame
+        header or end marker) one at a time: DALI 2.4's CPU decoder can crash the process
+        (SIGSEGV in its thread pool) on a batch holding many undecodable files."""
+        errors = [None] * len(blobs)
+        normal = [k for k in range(len(blobs)) if not suspicious[k]]
+        for k, err in zip(normal, self.judge([blobs[k] for k in normal])):
+            errors[k] = err
+        for k in range(len(blobs)):
+            if suspicious[k]:
+                errors[k] = self.judge([blobs[k]])[0]
+        return errors
+
+    def judge(self, blobs):
+        if not blobs:
+            return []
+        try:
+            self._run(blobs)
+            return [None] * len(blobs)
+        except Exception as e:  # the pipeline is unusable after an error: build a new one
+            self.pipe = None
+            if len(blobs) == 1:
+                return [dali_reason(e)]
+            mid = len(blobs) // 2
+            return self.judge(blobs[:mid]) + self.judge(blobs[mid:])
+
+
+def dali_reason(error):
+    """The informative line of a DALI error ('nvImageCodec failure: ...', 'Failed to ...')."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    lines = [ln for ln in lines if "no longer valid" not in ln and not ln.startswith("File ")
+             and "Critical error" not in ln]
+    return lines[-1] if lines else type(error).__name__
+
+
+# ---- sources ----------------------------------------------------------------------------------
+
+def tree_items(root):
+    """(items, skipped, empty_classes, classes): items are (path, label) of every file the
+    reader reads, labelled as fn.readers.file(file_root=root) labels them."""
+    classes = folder_classes(root)
+    items, skipped, empty = [], [], []
+    for label, c in enumerate(classes):
+        folder = os.path.join(root, c)
+        names = sorted(os.listdir(folder))
+        read = [n for n in names if n.lower().endswith(READER_EXTENSIONS)
+                and os.path.isfile(os.path.join(folder, n))]
+        skipped += [os.path.join(folder, n) for n in names if n not in read]
+        if not [n for n in read if n.lower().endswith(IMAGE_EXTENSIONS)]:
+            empty.append(c)
+        items += [(os.path.join(folder, n), label) for n in read]
+    return items, skipped, empty, classes
+
+
+def shard_samples(path):
+    """WebDataset samples of one tar: {key: {ext: bytes}} in order (key = the member's path up to
+    the first dot of its name, as the webdataset convention groups them)."""
+    samples = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            folder, name = os.path.split(member.name)
+            stem, dot, ext = name.partition(".")
+            key = os.path.join(folder, stem)
+            samples.setdefault(key, {})[ext.lower() if dot else ""] = \
+                tar.extractfile(member).read()
+    return samples
+
+
+def progress(done, total, bad, t0, stream=None):
+    stream = stream or sys.stderr
+    width = 24
+    filled = int(width * done / max(total, 1))
+    rate = done / max(time.perf_counter() - t0, 1e-9)
+    stream.write(f"\rscan [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                 f"{bad} bad {rate:7.1f} files/s")
+    stream.flush()
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def scan_tree(root, decoder, show_progress=True):
+    items, skipped, empty, classes = tree_items(root)
+    bad, notes = [], {}
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max(2, decoder.threads)) as pool:
+        chunks = [items[k:k + decoder.batch_size]
+                  for k in range(0, len(items), decoder.batch_size)]
+        reads = pool.map(lambda chunk: [read_bytes(p) for p, _ in chunk], chunks)
+        good = []
+        for chunk, datas in zip(chunks, reads):  # reading runs ahead of decoding
+            feed, fed = [], []
+            for (path, label), data in zip(chunk, datas):
+                fmt, note = sniff(data)
+                if note:
+                    notes.setdefault(note, []).append(path)
+                if fmt == "empty":
+                    bad.append((path, note))
+                    continue
+                feed.append(np.frombuffer(data, dtype=np.uint8))
+                fed.append((path, label, fmt, note))
+            errors = decoder.judge_all(feed, [suspicious(f, n) for _, _, f, n in fed])
+            for (path, label, fmt, note), err in zip(fed, errors):
+                if err is None:
+                    good.append((path, label))
+                else:
+                    what = note if fmt == "unknown" else f"{fmt}{', ' + note if note else ''}"
+                    bad.append((path, f"{what}: does not decode ({err})"))
+            if show_progress:
+                progress(len(good) + len(bad), len(items), len(bad), t0)
+    if show_progress:
+        sys.stderr.write("\n")
+    return {"root": root, "classes": classes, "files": len(items), "good": good, "bad": bad,
+            "skipped": skipped, "empty_classes": empty,
+            "notes": {k: v for k, v in notes.items() if k != "empty file (0 bytes)"}}
+
+
+def scan_shards(paths, decoder, show_progress=True):
+    bad, total, good = [], 0, 0
+    t0 = time.perf_counter()
+    for path in paths:
+        samples = shard_samples(path)
+        feed, fed = [], []
+        for key, parts in samples.items():
+            total += 1
+            where = f"{path}:{key}"
+            images = [e for e in parts if e in WDS_IMAGE_EXTENSIONS]
+            if not images:
+                bad.append((where, f"no image ({'/'.join(WDS_IMAGE_EXTENSIONS)}); has "
+                                   f"{sorted(parts) or 'nothing'}"))
+                continue
+            if "cls" not in parts:
+                bad.append((where, f"no .cls (class index); has {sorted(parts)}"))
+                continue
+            text = parts["cls"].decode("ascii", "replace").strip()
+            if not text.isdigit():
+                bad.append((where, f".cls is not a class index: {text[:20]!r}"))
+                continue
+            data = parts[images[0]]
+            fmt, note = sniff(data)
+            if fmt == "empty":
+                bad.append((where, f".{images[0]}: {note}"))
+                continue
+            feed.append(np.frombuffer(data, dtype=np.uint8))
+            fed.append((where, images[0], fmt, note))
+        for k in range(0, len(feed), decoder.batch_size):
+            errs = decoder.judge_all(feed[k:k + decoder.batch_size],
+                                     [suspicious(f, n) for _, _, f, n in
+                                      fed[k:k + decoder.batch_size]])
+            for (where, ext, fmt, note), err in zip(fed[k:k + decoder.batch_size], errs):
+                if err is None:
+                    good += 1
+                else:
+                    what = note if fmt == "unknown" else f"{fmt}{', ' + note if note else ''}"
+                    bad.append((where, f".{ext} ({what}): does not decode ({err})"))
+        if show_progress:
+            progress(good + len(bad), total, len(bad), t0)
+    if show_progress:
+        sys.stderr.write("\n")
+    return {"shards": list(paths), "files": total, "good": good, "bad": bad}
+
+
+def write_file_list(good, out):
+    """'path label' lines (absolute paths) for fn.readers.file(file_list=...)."""
+    for path, _ in good:
+        if any(ch.isspace() for ch in path):
+            raise ValueError(f"--out: {path!r} contains whitespace, which a DALI file list "
+                             "cannot hold (its lines are 'path label'); rename it.")
+    with open(out + ".tmp", "w") as f:
+        for path, label in good:
+            f.write(f"{os.path.abspath(path)} {label}\n")
+    os.replace(out + ".tmp", out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.scan", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("paths", nargs="+", help="an ImageFolder tree, or WebDataset .tar shards")
+    ap.add_argument("--out", default=None, help="write the good files' list here (trees)")
+    ap.add_argument("--json", default=None, help="write the full report here")
+    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 4,
+                    help="DALI decoding threads (default: all cores)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    shards = [p for p in args.paths if p.endswith(".tar")]
+    if shards and len(shards) != len(args.paths):
+        ap.error("give one ImageFolder tree, or only .tar shards")
+    if not shards and len(args.paths) != 1:
+        ap.error(f"give one ImageFolder tree; got {len(args.paths)} paths")
+    if shards and args.out:
+        ap.error("--out writes a file list of an ImageFolder tree; shards are fixed by "
+                 "repacking them without the samples listed")
+    if args.threads < 1 or args.batch_size < 1:
+        ap.error("--threads and --batch-size must be >= 1")
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        ap.error(f"not found: {missing}")
+    decoder = Decoder(args.device, args.threads, args.batch_size)
+    print(f"decoding with DALI on {decoder.device} ({args.threads} threads)", flush=True)
+    try:
+        report = (scan_shards(shards, decoder, not args.quiet) if shards else
+                  scan_tree(args.paths[0], decoder, not args.quiet))
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"scan: {e}")
+    n_good = report["good"] if shards else len(report["good"])
+    for where, reason in report["bad"]:
+        print(f"BAD {where}: {reason}")
+    if not shards:
+        for path in report["skipped"]:
+            print(f"SKIPPED {path}: not read by the reader (extension)")
+        for c in report["empty_classes"]:
+            print(f"EMPTY class folder {c!r}: keeps its index, has no images")
+        for note, paths in sorted(report["notes"].items()):
+            if "truncated" not in note and "not an image" not in note:
+                print(f"note: {len(paths)} file(s) decode fine but are a {note}, e.g. "
+                      f"{paths[0]}")
+    print(f"{report['files']} {'samples' if shards else 'files'}: {n_good} good, "
+          f"{len(report['bad'])} bad" +
+          ("" if shards else f", {len(report['skipped'])} skipped by the reader, "
+                             f"{len(report['empty_classes'])} empty class folder(s)"))
+    if args.out:
+        try:
+            write_file_list(report["good"], args.out)
+        except ValueError as e:
+            sys.exit(str(e))
+        print(f"wrote {args.out}: {len(report['good'])} files, labels 0..{len(report['classes']) - 1}"
+              f" ({len(report['classes'])} classes); train with --file-list {args.out}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({k: v for k, v in report.items()}, f, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()
