@@ -3,6 +3,9 @@
 Tests take the device as a parameter (`device` fixture): GPU cases skip where DALI sees no GPU.
 """
 
+import os
+import random
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,13 @@ from dali_msda import has_gpu, to_numpy  # noqa: F401  (loads the plugin)
 from nvidia.dali import fn, pipeline_def, types
 
 HAS_GPU = has_gpu()
+
+# tests/test_fuzz.py: one seed per run, shown in pytest's header (set it to repeat a run)
+FUZZ_SEED = int(os.environ.get("DALI_MSDA_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
+
+
+def pytest_report_header(config):
+    return [f"fuzz seed: DALI_MSDA_FUZZ_SEED={FUZZ_SEED}"]
 
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(not HAS_GPU, reason="no GPU"))]
 

@@ -81,6 +81,14 @@ def test_unit_interval_arguments(device, name, value):
                  **{name: value, "device": device})
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("name", ["alpha", "prob", "hmix_ratio", "label_smoothing"])
+def test_non_finite_scalars_are_refused(device, name, bad):
+    # NaN passes `!(v < lo) && !(v > hi)`: every range check must also refuse it
+    expect_error(rf"`{name}` must be .*; got {bad:g}".replace("inf", "-?inf"),
+                 **{name: bad, "device": device})
+
+
 def test_label_smoothing_range(device):
     expect_error(r"`label_smoothing` must be in \[0, 1\]; got 2", label_smoothing=2.0,
                  device=device)
@@ -95,6 +103,16 @@ def test_unknown_method_and_mode(device):
 
 def test_lam_out_of_range(device):
     expect_error(r"`lam` must be in \[0, 1\]; got 1.5 for sample 2", lam=[0.1, 0.2, 1.5, 0.3],
+                 device=device)
+
+
+def test_batch_mode_needs_one_lam_and_center(device):
+    expect_error(r"`mode=\"batch\"` .* `lam` must be the same for every sample; got 0.5 for "
+                 r"sample 0 and 0.25 for sample 3", lam=[0.5, 0.5, 0.5, 0.25], mode="batch",
+                 device=device)
+    expect_error(r"`mode=\"batch\"` .* `center` must be the same for every sample; got "
+                 r"\(0.5, 0.5\) for sample 0 and \(0.5, 0.75\) for sample 2",
+                 center=[[0.5, 0.5]] * 2 + [[0.5, 0.75], [0.5, 0.5]], mode="batch",
                  device=device)
 
 

@@ -351,6 +351,14 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
       MSDA_ENFORCE(v >= 0.0f && v <= 1.0f,
                    make_string("`lam` must be in [0, 1]; got ", v, " for sample ", i, "."));
     }
+    for (int i = 1; i < n && mode_ == Mode::kBatch; i++) {
+      const float v = lam_arg_[i].data[0], v0 = lam_arg_[0].data[0];
+      MSDA_ENFORCE(v == v0,
+                   make_string("With `mode=\"batch\"` one mask serves the whole batch, so "
+                               "`lam` must be the same for every sample; got ", v0,
+                               " for sample 0 and ", v, " for sample ", i,
+                               ". Use `mode=\"elem\"` for per-sample values."));
+    }
   }
   if (center_arg_.HasExplicitValue()) {
     center_arg_.Acquire(spec_, ws, n, TensorShape<1>{2});
@@ -359,6 +367,14 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
       MSDA_ENFORCE(c[0] >= 0.0f && c[0] < 1.0f && c[1] >= 0.0f && c[1] < 1.0f,
                    make_string("`center` (relative y, x) must lie in [0, 1); got (", c[0], ", ",
                                c[1], ") for sample ", i, "."));
+    }
+    for (int i = 1; i < n && mode_ == Mode::kBatch; i++) {
+      const float *c = center_arg_[i].data, *c0 = center_arg_[0].data;
+      MSDA_ENFORCE(c[0] == c0[0] && c[1] == c0[1],
+                   make_string("With `mode=\"batch\"` one mask serves the whole batch, so "
+                               "`center` must be the same for every sample; got (", c0[0], ", ",
+                               c0[1], ") for sample 0 and (", c[0], ", ", c[1], ") for sample ",
+                               i, ". Use `mode=\"elem\"` for per-sample values."));
     }
   }
 
