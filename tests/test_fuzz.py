@@ -6,7 +6,7 @@ and arguments at and near their edges (alpha 1e-3 .. 1e3, prob / hmix_ratio / la
 and 1, explicit lam 0 / 1 / just below 1, centres 0 / just below 1). The op must equal the
 reference exactly as tests/test_reference_match.py requires.
 
-Invalid cases (one argument broken: beyond its range, NaN, infinite, wrong length) must fail
+Both backends (GPU cases skip where DALI sees no GPU). Invalid cases (one argument broken: beyond its range, NaN, infinite, wrong length) must fail
 with an error that names the argument, never crash: they run in a subprocess, which logs each
 case before running it, so that a crash is reported with the case that caused it.
 
@@ -125,10 +125,10 @@ def materialise(case):
 
 @settings.get_profile("fuzz")
 @hypothesis.seed(FUZZ_SEED)
-@given(cases())
-def test_valid_cases_equal_the_reference(case):
+@given(case=cases())
+def test_valid_cases_equal_the_reference(device, case):
     images, labels, op, reference = materialise(case)
-    mixed, targets, masks, params = run_mix(images, labels, **op)
+    mixed, targets, masks, params = run_mix(images, labels, device=device, **op)
     if case["mode"] == "batch":
         assert (params == params[0]).all()
     if case.get("lam") is not None:
@@ -204,7 +204,7 @@ def invalid_cases(draw):
     return case, name
 
 
-def run_invalid(case, name):
+def run_invalid(case, name, device="cpu"):
     """Runs one invalid case; returns None when it fails as it must, else what went wrong."""
     images, labels, op, _ = materialise(case)
     if "bad_label" in case:
@@ -217,7 +217,7 @@ def run_invalid(case, name):
         op["method"] = ""
         op["method_id"] = np.array(case["method_id"], dtype=np.int32)
     try:
-        run_mix(images, labels, **op)
+        run_mix(images, labels, device=device, **op)
     except RuntimeError as e:
         message = str(e)
         if f"`{name}`" not in message:
@@ -228,7 +228,7 @@ def run_invalid(case, name):
     return "no error"
 
 
-def invalid_main(seed, examples, log_path):
+def invalid_main(seed, examples, log_path, device="cpu"):
     """Entry point of the subprocess: runs `examples` invalid cases, logging each first."""
     failures = []
     with open(log_path, "w") as log:
@@ -240,7 +240,7 @@ def invalid_main(seed, examples, log_path):
             case, name = case_name
             log.write(json.dumps({"argument": name, "case": case}) + "\n")
             log.flush()
-            problem = run_invalid(case, name)
+            problem = run_invalid(case, name, device)
             if problem:
                 failures.append((name, case, problem))
             assert problem is None, problem
@@ -254,7 +254,7 @@ def invalid_main(seed, examples, log_path):
     return 1 if failures else 0
 
 
-def test_invalid_cases_fail_with_an_error_naming_the_argument(tmp_path):
+def test_invalid_cases_fail_with_an_error_naming_the_argument(device, tmp_path):
     log = tmp_path / "cases.jsonl"
     import dali_msda
 
@@ -262,7 +262,7 @@ def test_invalid_cases_fail_with_an_error_naming_the_argument(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(  # the dali_msda this process imported
         [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     proc = subprocess.run([sys.executable, __file__, "invalid", str(FUZZ_SEED), str(EXAMPLES),
-                           str(log)], cwd=os.path.dirname(HERE), capture_output=True, text=True,
+                           str(log), device], cwd=os.path.dirname(HERE), capture_output=True, text=True,
                           timeout=1800, env=env)
     last = log.read_text().splitlines()[-1] if log.exists() and log.read_text() else "(none)"
     assert proc.returncode == 0, (
@@ -274,4 +274,4 @@ def test_invalid_cases_fail_with_an_error_naming_the_argument(tmp_path):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["invalid"]:
-        sys.exit(invalid_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]))
+        sys.exit(invalid_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]))
