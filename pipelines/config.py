@@ -10,14 +10,23 @@ fn.msda.mix), so the training loop can change them, or switch mixing off, withou
 import collections
 import dataclasses
 import threading
+from typing import Optional
 
 import numpy as np
 
 METHOD_IDS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3}
 
 
+CUTMIX_MODES = {"bbox": "cutmix", "hmix": "hmix", "gmix": "gmix"}  # the official code's names
+
+
 @dataclasses.dataclass(frozen=True)
 class MixConfig:
+    """A mixing recipe. `method` with lam ~ Beta(`alpha`, `alpha`); with `switch_method` set,
+    each batch (batch mode) or sample (elem mode) uses `switch_method` instead with probability
+    `switch_prob`, its lam drawn from Beta(`switch_alpha`, `switch_alpha`): timm's Mixup /
+    CutMix switching (see `from_timm`). `prob`: the chance that mixing is applied at all.
+    `num_classes` (optional): checked against the data's class count by the pipelines."""
     method: str = "hmix"
     alpha: float = 1.0
     hmix_ratio: float = 0.5
@@ -26,19 +35,76 @@ class MixConfig:
     label_smoothing: float = 0.0
     correct_lam: bool = True
     enabled: bool = True
+    switch_method: Optional[str] = None
+    switch_alpha: float = 1.0
+    switch_prob: float = 0.5
+    num_classes: Optional[int] = None
 
     def __post_init__(self):
-        if self.method not in METHOD_IDS:
-            raise ValueError(f"MixConfig: `method` must be one of {tuple(METHOD_IDS)}; got "
-                             f"{self.method!r}.")
+        for name in ("method", "switch_method"):
+            value = getattr(self, name)
+            if value not in METHOD_IDS and (name == "method" or value is not None):
+                raise ValueError(f"MixConfig: `{name}` must be one of {tuple(METHOD_IDS)}"
+                                 f"{' or None' if name == 'switch_method' else ''}; got "
+                                 f"{value!r}.")
         if self.mode not in ("batch", "elem"):
             raise ValueError(f"MixConfig: `mode` must be 'batch' or 'elem'; got {self.mode!r}.")
-        if not self.alpha > 0 or not np.isfinite(self.alpha):
-            raise ValueError(f"MixConfig: `alpha` must be a finite number > 0; got {self.alpha}.")
-        for name in ("prob", "hmix_ratio", "label_smoothing"):
+        for name in ("alpha", "switch_alpha"):
+            value = getattr(self, name)
+            if not value > 0 or not np.isfinite(value):
+                raise ValueError(f"MixConfig: `{name}` must be a finite number > 0; got "
+                                 f"{value}.")
+        for name in ("prob", "hmix_ratio", "label_smoothing", "switch_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"MixConfig: `{name}` must be in [0, 1]; got {value}.")
+        if self.num_classes is not None and not (isinstance(self.num_classes, (int, np.integer))
+                                                 and self.num_classes > 0):
+            raise ValueError(f"MixConfig: `num_classes` must be a positive int or None; got "
+                             f"{self.num_classes!r}.")
+
+    @classmethod
+    def from_timm(cls, mixup_alpha=1.0, cutmix_alpha=0.0, cutmix_minmax=None, prob=1.0,
+                  switch_prob=0.5, mode="batch", correct_lam=True, label_smoothing=0.1,
+                  num_classes=1000, cutmix_mode="bbox", hmix_ratio=1.0):
+        """The configuration equivalent to ``timm.data.Mixup(...)`` with the same arguments
+        (defaults included), and to the official HMix / GMix ``Mixup`` (naver-ai/hmix-gmix,
+        whose `cutmix_mode` "bbox" / "hmix" / "gmix" chooses what the CutMix branch does and
+        whose `hmix_ratio` defaults to 1.0): with both alphas > 0, each batch (mode "batch") or
+        sample ("elem") uses the CutMix branch with probability `switch_prob` (lam ~
+        Beta(cutmix_alpha)), else Mixup (lam ~ Beta(mixup_alpha)); with one alpha > 0, that
+        branch always; mixing is applied with probability `prob`. Refused as timm refuses (no
+        alpha > 0) or where this operator differs: `cutmix_minmax` (box sides drawn from a
+        range, not from lam) and mode "pair" (symmetric pairs) are not implemented.
+        Generalisation: the official code applies `cutmix_mode` in batch mode only (its elem
+        mode always cuts plain boxes); here it applies in elem mode too."""
+        if cutmix_minmax is not None:
+            raise ValueError("MixConfig.from_timm: `cutmix_minmax` (box sides drawn from a range "
+                             "instead of from lam) is not supported by fn.msda.mix; got "
+                             f"{cutmix_minmax!r}. Use cutmix_alpha instead.")
+        if mode == "pair":
+            raise ValueError("MixConfig.from_timm: mode 'pair' (one draw per symmetric pair) is "
+                             "not supported; use 'elem' (one draw per sample) or 'batch'.")
+        if cutmix_mode not in CUTMIX_MODES:
+            raise ValueError(f"MixConfig.from_timm: `cutmix_mode` must be one of "
+                             f"{tuple(CUTMIX_MODES)}; got {cutmix_mode!r}.")
+        for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
+            if not (value >= 0 and np.isfinite(value)):
+                raise ValueError(f"MixConfig.from_timm: `{name}` must be a finite number >= 0 "
+                                 f"(0 turns that branch off); got {value}.")
+        if not (mixup_alpha > 0 or cutmix_alpha > 0):
+            raise ValueError("MixConfig.from_timm: one of mixup_alpha > 0 or cutmix_alpha > 0 "
+                             "must hold (timm: 'One of mixup_alpha > 0., cutmix_alpha > 0., "
+                             "cutmix_minmax not None should be true').")
+        common = dict(prob=prob, mode=mode, correct_lam=correct_lam, hmix_ratio=hmix_ratio,
+                      label_smoothing=label_smoothing, num_classes=num_classes)
+        cut = CUTMIX_MODES[cutmix_mode]
+        if mixup_alpha > 0 and cutmix_alpha > 0:
+            return cls(method="mixup", alpha=mixup_alpha, switch_method=cut,
+                       switch_alpha=cutmix_alpha, switch_prob=switch_prob, **common)
+        if mixup_alpha > 0:
+            return cls(method="mixup", alpha=mixup_alpha, **common)
+        return cls(method=cut, alpha=cutmix_alpha, **common)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -60,6 +126,8 @@ class MixSchedule:
         self.batch_size = None  # set by the pipeline factory
         self._feed = None  # (config, batch size, the arrays fed for it)
         self._pending = collections.deque()  # restored in-flight iterations, fed first
+        self._draws = 0  # iterations scheduled so far (seeds the method switching)
+        self.seed = 0  # set by the pipeline factory (its seed)
         # the configuration each scheduled iteration got, most recent last (bounded)
         self.history = collections.deque(maxlen=4096)
 
@@ -68,8 +136,10 @@ class MixSchedule:
         return self._config
 
     def set(self, **changes):
-        """Change method, alpha, hmix_ratio, prob or enabled; other fields need a rebuild."""
-        fixed = {"mode", "label_smoothing", "correct_lam"} & set(changes)
+        """Change method, alpha, hmix_ratio, prob, enabled or the switching (switch_method,
+        switch_alpha, switch_prob); mode, label_smoothing, correct_lam and num_classes are
+        fixed when the pipeline is built."""
+        fixed = {"mode", "label_smoothing", "correct_lam", "num_classes"} & set(changes)
         if fixed:
             raise ValueError(f"MixSchedule.set: {sorted(fixed)} are fixed when the pipeline is "
                              "built; build a new pipeline to change them.")
@@ -93,7 +163,8 @@ class MixSchedule:
                              f"only {len(self.history)} recorded.")
         pending = list(self.history)[len(self.history) - in_flight:] if in_flight else []
         return {"config": dataclasses.asdict(self._config),
-                "pending": [dataclasses.asdict(c) for c in pending]}
+                "pending": [dataclasses.asdict(c) for c in pending],
+                "draws": self._draws - in_flight}
 
     def load_state_dict(self, state):
         """Restore `state_dict()`'s output. The fields fixed at build time (mode,
@@ -110,16 +181,24 @@ class MixSchedule:
         with self._lock:
             self._config = config
             self._pending = collections.deque(pending)
+            self._draws = int(state.get("draws", 0))
 
     def __call__(self, batch_info=None):
         """external_source callback: per-sample method_id, alpha, hmix_ratio, prob.
-        `batch_info` (the iteration index DALI passes) is unused: the configuration is live."""
+        `batch_info` (the iteration index DALI passes) is unused: the configuration is live.
+        With `switch_method`, the method of each batch / sample is drawn here, from a generator
+        seeded by (`seed`, the number of iterations scheduled before), so a restored
+        checkpoint draws the same."""
         if self.batch_size is None:
             raise RuntimeError("MixSchedule used outside a pipeline built by dali_msda.pipelines")
         with self._lock:
             cfg = self._pending.popleft() if self._pending else self._config
+            index = self._draws
+            self._draws += 1
         self.history.append(cfg)
         n = self.batch_size
+        if cfg.switch_method is not None:
+            return self._switched(cfg, n, np.random.default_rng([self.seed & 0xFFFFFFFF, index]))
         if self._feed is None or self._feed[:2] != (cfg, n):  # built once per configuration
             prob = cfg.prob if cfg.enabled else 0.0
             arrays = ([np.array(METHOD_IDS[cfg.method], dtype=np.int32)] * n,
@@ -128,3 +207,17 @@ class MixSchedule:
                       [np.array(prob, dtype=np.float32)] * n)
             self._feed = (cfg, n, arrays)
         return self._feed[2]
+
+    @staticmethod
+    def _switched(cfg, n, rng):
+        """timm's branch choice: `switch_method` with probability `switch_prob`, per batch in
+        batch mode (one coin) or per sample in elem mode, with that branch's alpha."""
+        coins = rng.random(1 if cfg.mode == "batch" else n) < cfg.switch_prob
+        coins = np.broadcast_to(coins, (n,))
+        methods = np.where(coins, METHOD_IDS[cfg.switch_method], METHOD_IDS[cfg.method])
+        alphas = np.where(coins, cfg.switch_alpha, cfg.alpha)
+        prob = cfg.prob if cfg.enabled else 0.0
+        return ([np.array(m, dtype=np.int32) for m in methods],
+                [np.array(a, dtype=np.float32) for a in alphas],
+                [np.array(cfg.hmix_ratio, dtype=np.float32)] * n,
+                [np.array(prob, dtype=np.float32)] * n)

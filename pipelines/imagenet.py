@@ -217,6 +217,7 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
         raise TypeError(f"`mix` must be a MixConfig, a MixSchedule or None; got {type(mix)}.")
     if schedule is not None:
         schedule.batch_size = batch_size
+        schedule.seed = seed
     gpu = device == "gpu"
     holder = {}
 
@@ -253,6 +254,9 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
         method_id, alpha, ratio_, prob = fn.external_source(source=schedule, num_outputs=4,
                                                             batch=True)
         cfg = schedule.config
+        if cfg.num_classes is not None and cfg.num_classes != n_classes:
+            raise ValueError(f"`mix`: its num_classes ({cfg.num_classes}) differs from the "
+                             f"data's ({n_classes} classes).")
         fused_args = dict(mirror=mirror, dtype=DTYPES[dtype], **normalize) if fused else {}
         outs = fn.msda.mix(images, labels, method_id=method_id, alpha=alpha,
                            hmix_ratio=ratio_, prob=prob, mode=cfg.mode,

@@ -41,7 +41,12 @@ CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "dali_msda.train/1"
 # the options a checkpoint must have been written with to be resumed (plus ranks and device)
 RUN_OPTIONS = ("epochs", "steps", "batch_size", "lr", "width", "crop", "method", "alpha",
-               "hmix_ratio", "prob", "mode", "label_smoothing", "mix_off_epochs", "seed")
+               "hmix_ratio", "prob", "mode", "label_smoothing", "mix_off_epochs", "seed",
+               "mixup", "cutmix", "cutmix_minmax", "mixup_prob", "mixup_switch_prob",
+               "mixup_mode", "cutmix_mode", "mixup_off_epoch")
+TIMM_FLAGS = ("mixup", "cutmix", "cutmix_minmax", "mixup_prob", "mixup_switch_prob",
+              "mixup_mode", "cutmix_mode")
+OWN_FLAGS = ("method", "alpha", "prob", "mode")
 
 
 # ---- a small ResNet in plain torch (no torchvision) ---------------------------------------------
@@ -210,7 +215,36 @@ def tensor_sha(t):
     return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
-def main(argv=None):
+def mix_config_from_args(args):
+    """The MixConfig the flags ask for (None: --method none). timm's flags go through
+    MixConfig.from_timm with timm's defaults; mixing them with --method & co is refused."""
+    timm = [f for f in TIMM_FLAGS if getattr(args, f) is not None]
+    own = [f for f in OWN_FLAGS if getattr(args, f) is not None]
+    if timm and own:
+        raise ValueError("give either --method/--alpha/--prob/--mode or timm's flags "
+                         f"(--mixup, --cutmix, ...), not both; got {', '.join(own)} and "
+                         f"{', '.join(timm)}")
+    smoothing = args.label_smoothing
+    if timm:
+        return MixConfig.from_timm(
+            mixup_alpha=args.mixup if args.mixup is not None else 0.0,
+            cutmix_alpha=args.cutmix if args.cutmix is not None else 0.0,
+            cutmix_minmax=args.cutmix_minmax, prob=_or(args.mixup_prob, 1.0),
+            switch_prob=_or(args.mixup_switch_prob, 0.5), mode=_or(args.mixup_mode, "batch"),
+            label_smoothing=_or(smoothing, 0.1), num_classes=None,
+            cutmix_mode=_or(args.cutmix_mode, "bbox"), hmix_ratio=_or(args.hmix_ratio, 1.0))
+    if args.method == "none":
+        return None
+    return MixConfig(method=_or(args.method, "hmix"), alpha=_or(args.alpha, 1.0),
+                     hmix_ratio=_or(args.hmix_ratio, 0.5), prob=_or(args.prob, 1.0),
+                     mode=_or(args.mode, "elem"), label_smoothing=_or(smoothing, 0.0))
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def build_parser():
     ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="root with train/ and val/ (default: embedded)")
@@ -224,15 +258,39 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--width", type=int, default=16, help="ResNet width (64 = ResNet-18)")
     ap.add_argument("--crop", type=int, default=224)
-    ap.add_argument("--method", choices=["mixup", "cutmix", "hmix", "gmix", "none"],
-                    default="hmix")
-    ap.add_argument("--alpha", type=float, default=1.0)
-    ap.add_argument("--hmix-ratio", type=float, default=0.5)
-    ap.add_argument("--prob", type=float, default=1.0)
-    ap.add_argument("--mode", choices=["batch", "elem"], default="elem")
-    ap.add_argument("--label-smoothing", type=float, default=0.0)
-    ap.add_argument("--mix-off-epochs", type=int, default=0,
-                    help="switch mixing off for the last N epochs")
+    mixing = ap.add_argument_group(
+        "mixing", "either this project's flags (--method, --alpha, --prob, --mode; default HMix, "
+        "alpha 1, per element) or timm's (--mixup, --cutmix, ...: MixConfig.from_timm, the same "
+        "semantics as timm's and the official HMix/GMix train scripts)")
+    mixing.add_argument("--method", choices=["mixup", "cutmix", "hmix", "gmix", "none"],
+                        default=None, help="(default hmix)")
+    mixing.add_argument("--alpha", type=float, default=None, help="(default 1.0)")
+    mixing.add_argument("--hmix-ratio", type=float, default=None,
+                        help="(default 0.5; 1.0 with timm's flags, the official default)")
+    mixing.add_argument("--prob", type=float, default=None, help="(default 1.0)")
+    mixing.add_argument("--mode", choices=["batch", "elem"], default=None,
+                        help="(default elem)")
+    mixing.add_argument("--label-smoothing", "--smoothing", dest="label_smoothing", type=float,
+                        default=None, help="(default 0.0; 0.1 with timm's flags, as in timm)")
+    mixing.add_argument("--mix-off-epochs", type=int, default=0,
+                        help="switch mixing off for the last N epochs")
+    mixing.add_argument("--mixup", type=float, default=None, help="timm: mixup alpha (0: off)")
+    mixing.add_argument("--cutmix", type=float, default=None,
+                        help="timm: cutmix alpha (0: off)")
+    mixing.add_argument("--cutmix-minmax", type=float, nargs=2, default=None,
+                        help="timm: (not supported; refused)")
+    mixing.add_argument("--mixup-prob", type=float, default=None,
+                        help="timm: probability of mixing per batch / sample (default 1.0)")
+    mixing.add_argument("--mixup-switch-prob", type=float, default=None,
+                        help="timm: probability of the CutMix branch when both are on "
+                             "(default 0.5)")
+    mixing.add_argument("--mixup-mode", choices=["batch", "pair", "elem"], default=None,
+                        help="timm: per batch or per element (default batch; pair refused)")
+    mixing.add_argument("--cutmix-mode", choices=["bbox", "hmix", "gmix"], default=None,
+                        help="official HMix/GMix code: what the CutMix branch does "
+                             "(default bbox)")
+    mixing.add_argument("--mixup-off-epoch", type=int, default=0,
+                        help="timm: switch mixing off from this epoch on (0: never)")
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     ap.add_argument("--threads", type=int, default=4, help="DALI CPU threads")
     ap.add_argument("--seed", type=int, default=0)
@@ -246,11 +304,20 @@ def main(argv=None):
     ap.add_argument("--log-batches", default=None,
                     help="append a JSON line per step: epoch, step, SHA-256 of the images and "
                          "targets, loss (FILE.rank<R> per rank under torchrun)")
+    return ap
+
+
+def main(argv=None):
+    ap = build_parser()
     args = ap.parse_args(argv)
     if (args.resume or args.checkpoint_every) and not args.checkpoint_dir:
         ap.error("--resume and --checkpoint-every need --checkpoint-dir")
     if args.checkpoint_every < 0:
         ap.error(f"--checkpoint-every must be >= 0; got {args.checkpoint_every}")
+    try:
+        mix_config = mix_config_from_args(args)
+    except ValueError as e:
+        ap.error(str(e))
 
     device = resolve_device(args.device)
     world, rank = init_distributed(device)
@@ -287,9 +354,7 @@ def main(argv=None):
         if args.resume:
             say(f"resuming from {ckpt_path}: epoch {ckpt['epoch'] + 1}, step {ckpt['step']}"
                 if ckpt else f"--resume: no checkpoint in {args.checkpoint_dir} yet; starting")
-    schedule = None if args.method == "none" else MixSchedule(MixConfig(
-        method=args.method, alpha=args.alpha, hmix_ratio=args.hmix_ratio, prob=args.prob,
-        mode=args.mode, label_smoothing=args.label_smoothing))
+    schedule = None if mix_config is None else MixSchedule(mix_config)
     dtype = "float16" if device == "gpu" else "float32"
     classes = ckpt["classes"] if ckpt else None
     if args.file_list and classes is None:
@@ -357,8 +422,9 @@ def main(argv=None):
         step = start_step if epoch == start_epoch else 0
         if step == 0:
             seen, loss_sum = 0, 0.0
-            if schedule is not None and args.mix_off_epochs and \
-                    epoch == args.epochs - args.mix_off_epochs:
+            if schedule is not None and (
+                    (args.mix_off_epochs and epoch == args.epochs - args.mix_off_epochs) or
+                    (args.mixup_off_epoch and epoch == args.mixup_off_epoch)):
                 train.set_mix(enabled=False)
         t0, seen0 = time.perf_counter(), seen
         for images, targets in train:

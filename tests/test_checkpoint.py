@@ -33,9 +33,12 @@ def digest(batch):
 
 
 def loader(data_root, mode, checkpoint=None, **kw):
+    config = (MixConfig.from_timm(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem",
+                                  cutmix_mode="gmix", num_classes=None)  # switching per sample
+              if mode == "timm" else MixConfig(method="hmix", mode=mode))
     pipe = imagenet_train(os.path.join(data_root, "train"), batch_size=16, num_threads=2,
                           device="cpu", crop=40, dtype="float32", seed=5,
-                          mix=MixSchedule(MixConfig(method="hmix", mode=mode)),
+                          mix=MixSchedule(config),
                           checkpointing=True, checkpoint=checkpoint, **kw)
     return MixIterator(pipe)
 
@@ -45,7 +48,8 @@ def consume(it, log, saved, epochs=3, save_every=4):
     epoch 1 (after batch 10), saving a checkpoint every `save_every` batches of epochs 0-1."""
     while it.epoch < epochs:
         if it.epoch == 1 and it._scheduled == 0:
-            it.set_mix(method="cutmix")
+            it.set_mix(method="cutmix" if it.mix_schedule.config.switch_method is None else
+                       "hmix")
         for batch in it:
             log.append((it.epoch, digest(batch)))
             if len(log) == 10:
@@ -54,7 +58,7 @@ def consume(it, log, saved, epochs=3, save_every=4):
                 saved.append((len(log), it.checkpoint()))
 
 
-@pytest.mark.parametrize("mode", ["batch", "elem"])
+@pytest.mark.parametrize("mode", ["batch", "elem", "timm"])
 def test_iterator_resumes_bit_for_bit(data_root, mode):
     it = loader(data_root, mode)
     log, saved = [], []

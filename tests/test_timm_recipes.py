@@ -1,0 +1,159 @@
+"""timm / official HMix-GMix recipes: MixConfig.from_timm and the branch switching it drives.
+
+timm's Mixup chooses, per batch (mode "batch") or per sample ("elem"), the CutMix branch with
+probability switch_prob (lam ~ Beta(cutmix_alpha)) or Mixup (lam ~ Beta(mixup_alpha)), and
+applies mixing with probability prob. The op's own outputs (masks, drawn parameters) are tested
+against that definition here.
+"""
+
+import numpy as np
+import pytest
+from nvidia.dali import fn, pipeline_def
+
+from dali_msda.pipelines import MixConfig, MixSchedule
+from dali_msda.pipelines.config import METHOD_IDS
+
+scipy_stats = pytest.importorskip("scipy.stats")
+LEVEL = 1e-3  # every statistical check below rejects a correct implementation this rarely
+
+
+def test_from_timm_maps_every_branch_combination():
+    both = MixConfig.from_timm(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.3, prob=0.9,
+                               mode="elem", label_smoothing=0.1, num_classes=1000)
+    assert (both.method, both.alpha, both.switch_method, both.switch_alpha,
+            both.switch_prob, both.prob, both.mode) == ("mixup", 0.8, "cutmix", 1.0, 0.3, 0.9,
+                                                        "elem")
+    assert both.label_smoothing == 0.1 and both.num_classes == 1000
+    default = MixConfig.from_timm()  # timm's defaults: Mixup(1.0) only, smoothing 0.1, batch
+    assert (default.method, default.alpha, default.switch_method, default.label_smoothing,
+            default.mode, default.prob) == ("mixup", 1.0, None, 0.1, "batch", 1.0)
+    only_cut = MixConfig.from_timm(mixup_alpha=0.0, cutmix_alpha=2.0)
+    assert (only_cut.method, only_cut.alpha, only_cut.switch_method) == ("cutmix", 2.0, None)
+    official = MixConfig.from_timm(mixup_alpha=1.0, cutmix_alpha=1.0, cutmix_mode="hmix")
+    assert (official.switch_method, official.hmix_ratio) == ("hmix", 1.0)  # official default r
+    assert MixConfig.from_timm(0.0, 1.0, cutmix_mode="gmix").method == "gmix"
+    assert MixConfig.from_timm(correct_lam=False).correct_lam is False
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(mixup_alpha=0.0, cutmix_alpha=0.0), r"one of mixup_alpha > 0 or cutmix_alpha > 0"),
+    (dict(cutmix_minmax=(0.2, 0.8)), r"`cutmix_minmax` .* is not supported"),
+    (dict(mode="pair"), r"mode 'pair' .* is not supported"),
+    (dict(cutmix_mode="box"), r"`cutmix_mode` must be one of \('bbox', 'hmix', 'gmix'\)"),
+    (dict(mixup_alpha=-1.0), r"`mixup_alpha` must be a finite number >= 0"),
+    (dict(switch_prob=1.5, cutmix_alpha=1.0), r"`switch_prob` must be in \[0, 1\]"),
+    (dict(prob=-0.1), r"`prob` must be in \[0, 1\]"),
+])
+def test_from_timm_refuses_what_timm_refuses_or_we_do_not_do(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MixConfig.from_timm(**kwargs)
+
+
+def run_schedule(config, batch, iterations, size=24, seed=3):
+    """(params, masks, fed method ids) of `iterations` batches of the op fed by a MixSchedule."""
+    schedule = MixSchedule(config)
+    schedule.batch_size, schedule.seed = batch, seed
+    images = [np.full((size, size, 3), (10 * i) % 256, np.uint8) for i in range(batch)]
+    labels = [np.array([i % 5], np.int32) for i in range(batch)]
+    fed = []
+
+    def source(info=None):
+        arrays = schedule(info)
+        fed.append(np.array([int(m) for m in arrays[0]]))
+        return arrays
+
+    @pipeline_def(batch_size=batch, num_threads=2, device_id=None, seed=seed,
+                  prefetch_queue_depth=1)
+    def pipe():
+        x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+        y = fn.external_source(source=lambda: labels, batch=True)
+        method_id, alpha, ratio, prob = fn.external_source(source=source, num_outputs=4,
+                                                           batch=True)
+        return tuple(fn.msda.mix(x, y, method_id=method_id, alpha=alpha, hmix_ratio=ratio,
+                                 prob=prob, mode=config.mode, num_classes=5, output_mask=True,
+                                 output_params=True))
+
+    p = pipe()
+    p.build()
+    params, masks = [], []
+    for _ in range(iterations):
+        out = p.run()
+        params.append(np.stack([np.array(t) for t in out[3]]))
+        masks.append(np.stack([np.array(t) for t in out[2]]))
+    return np.concatenate(params), np.concatenate(masks), np.concatenate(fed[:iterations])
+
+
+def families(params, masks):
+    """Per applied sample: True for the CutMix branch (a box: not a constant mask equal to lam)."""
+    applied = params[:, 0] == 1
+    flat = masks.reshape(len(masks), -1)
+    mixup = (flat.min(1) == flat.max(1)) & (flat[:, 0] == params[:, 1])
+    return applied, ~mixup
+
+
+# decisions: 6400 (elem) and 6000 (batch). Against switch_prob off by 10 % (0.33 for 0.3) the
+# binomial test at level 1e-3 has power about 0.97 (z = 0.03 n / sqrt(0.21 n) = 5.2 vs 3.3)
+@pytest.mark.parametrize("mode,batch,iterations", [("elem", 64, 100), ("batch", 4, 6000)])
+def test_branch_frequencies_and_lam_distributions_match_timm(mode, batch, iterations):
+    config = MixConfig.from_timm(mixup_alpha=0.4, cutmix_alpha=1.5, switch_prob=0.3, prob=0.8,
+                                 mode=mode, num_classes=5)
+    params, masks, fed = run_schedule(config, batch, iterations)
+    n = len(params) if mode == "elem" else iterations
+    step = 1 if mode == "elem" else batch  # batch mode: one decision per batch
+    applied, cut = families(params, masks)
+    odd = np.arange(len(params)) % batch == (batch - 1) // 2 if batch % 2 else np.zeros(
+        len(params), bool)
+    # the branch the op applied is the one the schedule chose
+    np.testing.assert_array_equal(cut[applied & ~odd],
+                                  (fed == METHOD_IDS["cutmix"])[applied & ~odd])
+    if mode == "batch":
+        assert (fed.reshape(-1, batch) == fed.reshape(-1, batch)[:, :1]).all()
+        assert (params[:, :2].reshape(-1, batch, 2) ==
+                params[:, :2].reshape(-1, batch, 2)[:, :1]).all()
+    # frequencies (binomial tests): apply ~ prob, CutMix branch ~ switch_prob
+    k_apply = int(applied[::step].sum())
+    assert scipy_stats.binomtest(k_apply, n, 0.8).pvalue > LEVEL
+    k_cut = int((fed[::step] == METHOD_IDS["cutmix"]).sum())
+    assert scipy_stats.binomtest(k_cut, n, 0.3).pvalue > LEVEL
+    lam = params[::step, 1]
+    chosen_cut = fed[::step] == METHOD_IDS["cutmix"]
+    on = applied[::step]
+    for mask, alpha in ((chosen_cut & on, 1.5), (~chosen_cut & on, 0.4)):
+        assert scipy_stats.kstest(lam[mask], scipy_stats.beta(alpha, alpha).cdf).pvalue > LEVEL
+    # ... and each branch's lam is not the other branch's Beta (the test can tell them apart)
+    assert scipy_stats.kstest(lam[chosen_cut & on], scipy_stats.beta(0.4, 0.4).cdf).pvalue < LEVEL
+
+
+def test_switching_draws_are_repeatable_per_iteration():
+    config = MixConfig.from_timm(mixup_alpha=1.0, cutmix_alpha=1.0, mode="elem", num_classes=5)
+    a = MixSchedule(config)
+    b = MixSchedule(config)
+    for s in (a, b):
+        s.batch_size, s.seed = 16, 9
+    first = [np.array([int(m) for m in a()[0]]) for _ in range(5)]
+    b._draws = 3  # as after restoring a checkpoint taken after three iterations
+    np.testing.assert_array_equal(np.array([int(m) for m in b()[0]]), first[3])
+    assert len({tuple(f) for f in first}) == 5  # a new draw every iteration
+
+
+def test_train_takes_timm_flags(capsys):
+    from dali_msda.pipelines.train import build_parser, main, mix_config_from_args
+
+    def config(*flags):
+        return mix_config_from_args(build_parser().parse_args(list(flags)))
+
+    timm = config("--mixup", "0.8", "--cutmix", "1.0", "--mixup-switch-prob", "0.4",
+                  "--mixup-mode", "elem", "--cutmix-mode", "hmix")
+    assert timm == MixConfig.from_timm(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.4,
+                                       mode="elem", cutmix_mode="hmix", num_classes=None)
+    assert timm.label_smoothing == 0.1 and timm.hmix_ratio == 1.0  # timm's / official defaults
+    own = config("--method", "gmix", "--alpha", "2")
+    assert (own.method, own.alpha, own.mode, own.label_smoothing) == ("gmix", 2.0, "elem", 0.0)
+    assert config("--method", "none") is None
+    for flags, message in ((("--mixup", "1", "--method", "cutmix"), "not both"),
+                           (("--cutmix", "1", "--cutmix-minmax", "0.2", "0.8"),
+                            "cutmix_minmax"),
+                           (("--mixup", "1", "--mixup-mode", "pair"), "mode 'pair'")):
+        with pytest.raises(SystemExit):
+            main(list(flags))
+        assert message in capsys.readouterr().err
