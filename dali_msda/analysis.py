@@ -1,0 +1,194 @@
+"""Mask statistics: what separates the mixing methods, measured on the operator's own masks.
+
+    python -m dali_msda.analysis [--size 64] [--samples 4000] [--out-dir out/analysis]
+
+The paper's view (Park et al., NeurIPS 2022) is that mixed-sample augmentations differ by the
+statistics of their masks. For every method (HMix at several `hmix_ratio`), N masks are drawn
+by fn.msda.mix itself (`output_mask`, elem mode, alpha 1 by default) at the given size, and
+three statistics are computed:
+
+- the distribution of the label weight w (the share of the own image in the target);
+- the per-pixel mean of the mask, E[M(p)] (where in the image the own image tends to stay);
+- the covariance of the mask at two pixels, Cov(M(p), M(q)), as a function of their distance
+  |p - q|, averaged over all pairs at that distance (an exact FFT autocorrelation, binned to
+  whole pixels). Mixup's mask is one value per image: its covariance is Var(lam) at every
+  distance. A box or a blob makes nearby pixels agree more than distant ones, so the curve falls
+  with distance; how fast it falls, and from where, is what tells the methods apart.
+
+Writes analysis.json (all numbers) and, with matplotlib, analysis.png.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from dali_msda import to_numpy
+from nvidia.dali import fn, pipeline_def
+
+METHODS = ["mixup", "cutmix", "hmix", "gmix"]
+
+
+def sample_masks(method, size, samples, alpha=1.0, hmix_ratio=0.5, batch=64, seed=0,
+                 device="cpu"):
+    """(masks float32 [N, size, size], label weights float64 [N]) drawn by fn.msda.mix in elem
+    mode; the label weight is read off the targets (own class i, partner class B - 1 - i)."""
+    if batch % 2:
+        raise ValueError(f"`batch` must be even (the middle of an odd batch is not mixed); got "
+                         f"{batch}.")
+    images = [np.zeros((size, size, 1), np.uint8)] * batch
+    labels = [np.array([i], np.int32) for i in range(batch)]
+
+    @pipeline_def(batch_size=batch, num_threads=2, device_id=0 if device == "gpu" else None,
+                  seed=seed, prefetch_queue_depth=1)
+    def pipe():
+        x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
+        y = fn.external_source(source=lambda: labels, batch=True)
+        if device == "gpu":
+            x = x.gpu()
+        _, targets, masks = fn.msda.mix(x, y, method=method, alpha=alpha, mode="elem",
+                                        hmix_ratio=hmix_ratio, num_classes=batch,
+                                        output_mask=True)
+        return targets, masks
+
+    p = pipe()
+    p.build()
+    masks, weights = [], []
+    idx = np.arange(batch)
+    for _ in range(-(-samples // batch)):
+        targets, m = (to_numpy(o) for o in p.run())
+        masks.append(m)
+        weights.append(targets[idx, idx].astype(np.float64))
+    return np.concatenate(masks)[:samples], np.concatenate(weights)[:samples]
+
+
+def covariance_by_distance(masks):
+    """Cov(M(p), M(q)) averaged over all pixel pairs with round(|p - q|) = d, for d = 0 ..
+    max; returns (distances, covariance, number of pairs). Exact: sums of products over every
+    offset come from one FFT autocorrelation of the zero-padded masks."""
+    masks = np.asarray(masks, np.float64)
+    n, h, w = masks.shape
+    shape = (2 * h, 2 * w)
+
+    def autocorr(x):  # sum_p x(p) x(p + delta) for every offset delta, summed over the batch
+        f = np.fft.rfft2(x, shape)
+        return np.fft.irfft2((f * np.conj(f)).sum(0) if x.ndim == 3 else f * np.conj(f), shape)
+
+    mean = masks.mean(0)
+    second = sum(autocorr(masks[k:k + 256]) for k in range(0, n, 256)) / n
+    first = autocorr(mean)
+    count = autocorr(np.ones((h, w)))
+    dy = np.fft.fftfreq(shape[0], 1 / shape[0])[:, None]
+    dx = np.fft.fftfreq(shape[1], 1 / shape[1])[None, :]
+    valid = np.round(count) > 0
+    dist = np.rint(np.hypot(dy, dx)).astype(int)[valid]
+    cov_sum = (second - first)[valid]  # sum over the pairs at this offset of Cov(M(p), M(q))
+    pairs = np.round(count[valid])
+    d_max = dist.max()
+    total = np.bincount(dist, weights=cov_sum, minlength=d_max + 1)
+    npairs = np.bincount(dist, weights=pairs, minlength=d_max + 1)
+    keep = npairs > 0
+    return np.arange(d_max + 1)[keep], total[keep] / npairs[keep], npairs[keep]
+
+
+def variants(hmix_ratios):
+    out = [("mixup", "mixup", {}), ("cutmix", "cutmix", {})]
+    out += [(f"hmix r={r:g}", "hmix", {"hmix_ratio": r}) for r in hmix_ratios]
+    return out + [("gmix", "gmix", {})]
+
+
+def analyse(size=64, samples=4000, alpha=1.0, hmix_ratios=(0.25, 0.5, 0.75), seed=0,
+            device="cpu", bins=25):
+    results = {"size": size, "samples": samples, "alpha": alpha, "mode": "elem",
+               "methods": {}}
+    for name, method, kw in variants(hmix_ratios):
+        masks, w = sample_masks(method, size, samples, alpha=alpha, seed=seed, device=device,
+                                **kw)
+        hist, edges = np.histogram(w, bins=bins, range=(0, 1), density=True)
+        d, cov, pairs = covariance_by_distance(masks)
+        pixel_mean = masks.astype(np.float64).mean(0)
+        results["methods"][name] = {
+            "method": method, **kw,
+            "label_weight": {"mean": float(w.mean()), "var": float(w.var()),
+                             "histogram": hist.tolist(), "bin_edges": edges.tolist()},
+            "mask_mean": float(masks.mean()),
+            "per_pixel_mean": np.round(pixel_mean, 6).tolist(),
+            "covariance": {"distance": d.tolist(), "value": cov.tolist(),
+                           "pairs": pairs.astype(np.int64).tolist()}}
+    return results
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = results["methods"]
+    fig = plt.figure(figsize=(13, 7.5))
+    grid = fig.add_gridspec(2, len(methods), height_ratios=[2.2, 1])
+    ax_w = fig.add_subplot(grid[0, :len(methods) // 2])
+    ax_c = fig.add_subplot(grid[0, len(methods) // 2:])
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(methods)))
+    for (name, m), colour in zip(methods.items(), colours):
+        edges = np.array(m["label_weight"]["bin_edges"])
+        ax_w.plot((edges[:-1] + edges[1:]) / 2, m["label_weight"]["histogram"], color=colour,
+                  label=name)
+        cov = m["covariance"]
+        ax_c.plot(cov["distance"], cov["value"], color=colour, label=name)
+    ax_w.set(title="label weight w (density)", xlabel="w", ylabel="density")
+    ax_c.set(title="Cov(M(p), M(q)) by distance |p - q|", xlabel="distance (px)",
+             ylabel="covariance")
+    ax_c.axhline(0, color="grey", lw=0.5)
+    ax_c.legend(fontsize=8, loc="upper right")
+    for k, (name, m) in enumerate(methods.items()):
+        ax = fig.add_subplot(grid[1, k])
+        ax.imshow(np.array(m["per_pixel_mean"]), vmin=0, vmax=1, cmap="gray")
+        ax.set_title(f"E[M(p)]: {name}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"Mask statistics of fn.msda.mix ({results['samples']} masks per method, "
+                 f"{results['size']} x {results['size']}, alpha {results['alpha']:g}, "
+                 f"elem mode)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m dali_msda.analysis", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=64, help="mask side, px")
+    ap.add_argument("--samples", type=int, default=4000, help="masks per method")
+    ap.add_argument("--alpha", type=float, default=1.0)
+    ap.add_argument("--hmix-ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75])
+    ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out-dir", default="out/analysis")
+    args = ap.parse_args(argv)
+    if args.size < 2 or args.samples < 2:
+        ap.error("--size and --samples must be >= 2")
+    results = analyse(args.size, args.samples, args.alpha, tuple(args.hmix_ratios), args.seed,
+                      args.device)
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, "analysis.json")
+    with open(path, "w") as f:
+        json.dump(results, f)
+    print(f"wrote {path}")
+    for name, m in results["methods"].items():
+        cov = m["covariance"]["value"]
+        print(f"{name:12s} E[w] {m['label_weight']['mean']:.3f}  Var[w] "
+              f"{m['label_weight']['var']:.4f}  cov at 0 px {cov[0]:.4f}, at "
+              f"{args.size // 2} px {cov[min(args.size // 2, len(cov) - 1)]:.4f}")
+    try:
+        png = os.path.join(args.out_dir, "analysis.png")
+        plot(results, png)
+        print(f"wrote {png}")
+    except ImportError:
+        print("matplotlib is not installed: no PNG (pip install matplotlib)", file=sys.stderr)
+    return results
+
+
+if __name__ == "__main__":
+    main()

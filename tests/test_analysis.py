@@ -1,0 +1,73 @@
+"""dali_msda.analysis: the mask statistics, checked against brute force and known facts."""
+
+import numpy as np
+import pytest
+
+from dali_msda import analysis
+
+
+def brute_force_covariance(masks):
+    """Cov(M(p), M(q)) averaged over every ordered pixel pair at each rounded distance."""
+    masks = np.asarray(masks, np.float64)
+    n, h, w = masks.shape
+    flat = masks.reshape(n, -1)
+    cov = (flat[:, :, None] * flat[:, None, :]).mean(0) - np.outer(flat.mean(0), flat.mean(0))
+    ys, xs = np.divmod(np.arange(h * w), w)
+    dist = np.rint(np.hypot(ys[:, None] - ys[None, :], xs[:, None] - xs[None, :])).astype(int)
+    d = np.unique(dist)
+    return d, np.array([cov[dist == k].mean() for k in d]), np.array([(dist == k).sum()
+                                                                       for k in d])
+
+
+@pytest.mark.parametrize("shape", [(7, 6, 5), (3, 4, 9), (20, 8, 8)])
+def test_covariance_by_distance_equals_brute_force(shape):
+    rng = np.random.default_rng(sum(shape))
+    masks = rng.random(shape) ** 2 * (rng.random(shape[:1])[:, None, None] > 0.3)
+    d, cov, pairs = analysis.covariance_by_distance(masks)
+    d2, cov2, pairs2 = brute_force_covariance(masks)
+    np.testing.assert_array_equal(d, d2)
+    np.testing.assert_array_equal(pairs, pairs2)
+    np.testing.assert_allclose(cov, cov2, rtol=0, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def stats():
+    return analysis.analyse(size=32, samples=4000, hmix_ratios=(0.5,), seed=3)
+
+
+def test_every_mask_mean_matches_the_label_weights(stats):
+    for name, m in stats["methods"].items():
+        # the label weight is the mask mean sample by sample (correct_lam), so the means agree
+        assert m["mask_mean"] == pytest.approx(m["label_weight"]["mean"], abs=1e-6), name
+        assert np.mean(m["per_pixel_mean"]) == pytest.approx(m["mask_mean"], abs=1e-6), name
+
+
+def test_mixup_covariance_is_var_lam_at_every_distance(stats):
+    m = stats["methods"]["mixup"]
+    cov = np.array(m["covariance"]["value"])
+    # one value per mask: the covariance of any two pixels is Var(lam), exactly
+    np.testing.assert_allclose(cov, m["label_weight"]["var"], rtol=0, atol=1e-9)
+    # and Var(lam) of Beta(1, 1) is 1/12; 4000 draws: standard error 0.0012, 5 of them allowed
+    assert m["label_weight"]["var"] == pytest.approx(1 / 12, abs=0.006)
+
+
+def test_cutmix_covariance_falls_with_distance(stats):
+    cov = np.array(stats["methods"]["cutmix"]["covariance"]["value"])
+    half = len(cov) // 2
+    assert (np.diff(cov[:16]) < 0).all()  # nearer pixels agree more, out to half the image
+    assert cov[0] > 0.15 and cov[0] - cov[16] > 0.1
+    mixup = np.array(stats["methods"]["mixup"]["covariance"]["value"])
+    assert cov[half] < mixup[half]  # unlike Mixup's flat line
+    # HMix lies between: its box makes the curve fall, its Mixup part keeps it above CutMix far
+    hmix = np.array(stats["methods"]["hmix r=0.5"]["covariance"]["value"])
+    assert hmix[0] > hmix[16] and hmix[16] > cov[16]
+
+
+def test_cli_writes_json_and_refuses_bad_sizes(tmp_path, capsys):
+    out = analysis.main(["--size", "16", "--samples", "128", "--hmix-ratios", "0.5",
+                         "--out-dir", str(tmp_path)])
+    assert (tmp_path / "analysis.json").exists() and set(out["methods"]) == {
+        "mixup", "cutmix", "hmix r=0.5", "gmix"}
+    with pytest.raises(SystemExit):
+        analysis.main(["--size", "1"])
+    assert "--size and --samples must be >= 2" in capsys.readouterr().err
