@@ -4,8 +4,10 @@
     python -m dali_msda.pipelines.scan /data/shards/*.tar
 
 An ImageFolder tree: every file the pipelines' reader would read (by extension, as
-fn.readers.file picks them) is decoded in batches on DALI's thread pool ("mixed" on a GPU, "cpu"
-without, `--device`); a batch that fails is split in halves until the failing files are found.
+fn.readers.file picks them) is decoded in batches by DALI ("mixed" on a GPU, "cpu" without,
+`--device`) in worker processes (one per core by default); a batch that fails is split in
+halves until the failing files are found. Workers are processes because DALI 2.4's CPU decoder
+can crash the process after a failed batch: a crash costs a worker, not the scan.
 Bad files are listed with the reason; `--out FILE` writes a file list of the good ones
 ("path label", labels numbered as the tree's sorted class folders number them), which
 `imagenet_train(file_list=..., classes=folder_classes(tree))` and `train --file-list` accept.
@@ -21,9 +23,13 @@ file truncated below the crop. The scan is the stricter judge.
 """
 
 import argparse
+import collections
 import concurrent.futures
 import json
 import os
+import selectors
+import signal
+import subprocess
 import sys
 import tarfile
 import time
@@ -79,68 +85,150 @@ def jpeg_components(data):
     return None
 
 
-# ---- decoding with DALI, bisecting failed batches -----------------------------------------------
+# ---- decoding with DALI, bisecting failed batches ------------------------------------------------
+#
+# DALI 2.4's CPU image decoder can crash the whole process (SIGSEGV in its thread pool) after a
+# batch fails to decode, sometimes with one bad file in it. So the decoding runs in worker
+# processes: a worker decodes batches until one fails, reports DALI's message and exits; a
+# worker that dies without a reply counts as a failed batch too. The parent splits failed
+# batches in halves until it has the files, and keeps `workers` processes busy meanwhile.
+
+FAULT_ENV = "DALI_MSDA_SCAN_FAULT"  # tests: a worker fed a blob starting with this crashes
+
 
 class Decoder:
-    """Decodes lists of encoded images with DALI (batch of up to `batch_size`); `judge(blobs)`
-    returns, per blob, None (decodes) or DALI's error message."""
+    """`judge(blobs)` -> per blob None (decodes) or why not, decoding with DALI in worker
+    processes (`workers`, each a pipeline of `threads` threads and batches of `batch_size`)."""
 
-    def __init__(self, device="auto", threads=4, batch_size=64):
+    def __init__(self, device="auto", threads=1, batch_size=32, workers=None):
         self.device = resolve_device(device)
         self.threads, self.batch_size = threads, batch_size
-        self.pipe = None
+        if workers is None:  # one GPU serves one worker; CPU workers share the cores
+            workers = 1 if self.device == "gpu" else max(1, (os.cpu_count() or 2) // threads)
+        self.workers = workers
+        self._idle = []
+        self.spawned = 0
 
-    def _build(self):
-        from nvidia.dali import fn, pipeline_def, types
+    def _spawn(self):
+        import dali_msda
 
-        gpu = self.device == "gpu"
+        root = os.path.dirname(os.path.dirname(os.path.abspath(dali_msda.__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        self.spawned += 1
+        return subprocess.Popen([sys.executable, "-m", "dali_msda.pipelines.scan", "--worker",
+                                 self.device, str(self.threads), str(self.batch_size)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
-        @pipeline_def(batch_size=self.batch_size, num_threads=self.threads,
-                      device_id=0 if gpu else None, prefetch_queue_depth=1,
-                      exec_dynamic=False)
-        def pipe():
-            encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
-            images = fn.decoders.image(encoded, device="mixed" if gpu else "cpu",
-                                       output_type=types.RGB)
-            return images.shape()
-
-        self.pipe = pipe()
-        self.pipe.build()
-
-    def _run(self, blobs):
-        if self.pipe is None:
-            self._build()
-        self.pipe.feed_input("encoded", blobs)
-        shapes = self.pipe.run()[0]
-        if hasattr(shapes, "as_cpu"):
-            shapes = shapes.as_cpu()
-        return [tuple(np.array(shapes[i])) for i in range(len(blobs))]
+    @staticmethod
+    def _send(proc, blobs):
+        try:
+            proc.stdin.write(json.dumps([len(b) for b in blobs]).encode() + b"\n")
+            for b in blobs:
+                proc.stdin.write(memoryview(b).cast("B"))
+            proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError):
+            return False
 
     def judge_all(self, blobs, suspicious):
-        """judge(), but the `suspicious` blobs (not an image format, a JPEG without its frame
-        header or end marker) one at a time: DALI 2.4's CPU decoder can crash the process
-        (SIGSEGV in its thread pool) on a batch holding many undecodable files."""
-        errors = [None] * len(blobs)
-        normal = [k for k in range(len(blobs)) if not suspicious[k]]
-        for k, err in zip(normal, self.judge([blobs[k] for k in normal])):
-            errors[k] = err
-        for k in range(len(blobs)):
-            if suspicious[k]:
-                errors[k] = self.judge([blobs[k]])[0]
-        return errors
+        """judge(), with each `suspicious` blob (not an image format, a JPEG without its frame
+        header or end marker) in a batch of its own, so that it fails alone."""
+        order = [k for k in range(len(blobs)) if not suspicious[k]]
+        singles = [[k] for k in range(len(blobs)) if suspicious[k]]
+        jobs = [order[k:k + self.batch_size] for k in range(0, len(order), self.batch_size)]
+        return self._judge(blobs, jobs + singles)
 
     def judge(self, blobs):
-        if not blobs:
-            return []
+        jobs = [list(range(k, min(k + self.batch_size, len(blobs))))
+                for k in range(0, len(blobs), self.batch_size)]
+        return self._judge(blobs, jobs)
+
+    def _judge(self, blobs, jobs):
+        errors = [None] * len(blobs)
+        jobs = collections.deque(j for j in jobs if j)
+        running = {}
+        with selectors.DefaultSelector() as sel:
+            while jobs or running:
+                while jobs and len(running) < self.workers:
+                    job = jobs.popleft()
+                    proc = self._idle.pop() if self._idle else self._spawn()
+                    running[proc] = job
+                    sel.register(proc.stdout, selectors.EVENT_READ, proc)
+                    if not self._send(proc, [blobs[k] for k in job]):
+                        proc.kill()  # it died: its reply will read as a crash
+                for key, _ in sel.select():
+                    proc = key.data
+                    job = running.pop(proc)
+                    sel.unregister(proc.stdout)
+                    line = proc.stdout.readline()
+                    reply = json.loads(line) if line.strip() else None
+                    if reply is not None and reply["ok"]:
+                        self._idle.append(proc)
+                        continue
+                    proc.stdin.close()
+                    proc.wait()
+                    proc.stdout.close()
+                    if len(job) == 1:
+                        errors[job[0]] = (reply["reason"] if reply is not None else
+                                          "DALI's decoder crashed the process (exit code "
+                                          f"{proc.returncode})")
+                    else:
+                        jobs.extend([job[:len(job) // 2], job[len(job) // 2:]])
+        return errors
+
+    def close(self):
+        for proc in self._idle:
+            proc.stdin.close()
+            proc.wait()
+            proc.stdout.close()
+        self._idle = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def worker_main(device, threads, batch_size):
+    """A decoding worker: reads batches (a JSON line of sizes, then the bytes) from stdin,
+    answers each with a JSON line; after a failed batch it answers and exits at once."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    gpu = device == "gpu"
+
+    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=0 if gpu else None,
+                  prefetch_queue_depth=1, exec_dynamic=False)
+    def pipe():
+        encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
+        images = fn.decoders.image(encoded, device="mixed" if gpu else "cpu",
+                                   output_type=types.RGB)
+        return images.shape()
+
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    fault = os.environ.get(FAULT_ENV, "").encode()
+    p = None
+    while True:
+        header = inp.readline()
+        if not header:
+            return 0
+        blobs = [np.frombuffer(inp.read(n), dtype=np.uint8) for n in json.loads(header)]
+        if fault and any(bytes(b[:len(fault)]) == fault for b in blobs):
+            os.kill(os.getpid(), signal.SIGSEGV)
         try:
-            self._run(blobs)
-            return [None] * len(blobs)
-        except Exception as e:  # the pipeline is unusable after an error: build a new one
-            self.pipe = None
-            if len(blobs) == 1:
-                return [dali_reason(e)]
-            mid = len(blobs) // 2
-            return self.judge(blobs[:mid]) + self.judge(blobs[mid:])
+            if p is None:
+                p = pipe()
+                p.build()
+            p.feed_input("encoded", blobs)
+            p.run()
+            reply = {"ok": True}
+        except Exception as e:
+            reply = {"ok": False, "reason": dali_reason(e)}
+        out.write(json.dumps(reply).encode() + b"\n")
+        out.flush()
+        if not reply["ok"]:
+            os._exit(3)  # the failed pipeline may still crash the process: leave now
 
 
 def dali_reason(error):
@@ -205,9 +293,9 @@ def scan_tree(root, decoder, show_progress=True):
     items, skipped, empty, classes = tree_items(root)
     bad, notes = [], {}
     t0 = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(max(2, decoder.threads)) as pool:
-        chunks = [items[k:k + decoder.batch_size]
-                  for k in range(0, len(items), decoder.batch_size)]
+    size = decoder.batch_size * decoder.workers * 2  # files in flight: every worker busy
+    with concurrent.futures.ThreadPoolExecutor(max(2, decoder.workers)) as pool:
+        chunks = [items[k:k + size] for k in range(0, len(items), size)]
         reads = pool.map(lambda chunk: [read_bytes(p) for p, _ in chunk], chunks)
         good = []
         for chunk, datas in zip(chunks, reads):  # reading runs ahead of decoding
@@ -265,16 +353,13 @@ def scan_shards(paths, decoder, show_progress=True):
                 continue
             feed.append(np.frombuffer(data, dtype=np.uint8))
             fed.append((where, images[0], fmt, note))
-        for k in range(0, len(feed), decoder.batch_size):
-            errs = decoder.judge_all(feed[k:k + decoder.batch_size],
-                                     [suspicious(f, n) for _, _, f, n in
-                                      fed[k:k + decoder.batch_size]])
-            for (where, ext, fmt, note), err in zip(fed[k:k + decoder.batch_size], errs):
-                if err is None:
-                    good += 1
-                else:
-                    what = note if fmt == "unknown" else f"{fmt}{', ' + note if note else ''}"
-                    bad.append((where, f".{ext} ({what}): does not decode ({err})"))
+        errs = decoder.judge_all(feed, [suspicious(f, n) for _, _, f, n in fed])
+        for (where, ext, fmt, note), err in zip(fed, errs):
+            if err is None:
+                good += 1
+            else:
+                what = note if fmt == "unknown" else f"{fmt}{', ' + note if note else ''}"
+                bad.append((where, f".{ext} ({what}): does not decode ({err})"))
         if show_progress:
             progress(good + len(bad), total, len(bad), t0)
     if show_progress:
@@ -295,14 +380,19 @@ def write_file_list(good, out):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:  # a decoding process of Decoder (internal)
+        return worker_main(argv[1], int(argv[2]), int(argv[3]))
     ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.scan", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("paths", nargs="+", help="an ImageFolder tree, or WebDataset .tar shards")
     ap.add_argument("--out", default=None, help="write the good files' list here (trees)")
     ap.add_argument("--json", default=None, help="write the full report here")
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 4,
-                    help="DALI decoding threads (default: all cores)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="decoding processes (default: one per core on the CPU, 1 on a GPU)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="DALI threads per worker (default: 1 on the CPU, all cores on a GPU)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -314,18 +404,21 @@ def main(argv=None):
     if shards and args.out:
         ap.error("--out writes a file list of an ImageFolder tree; shards are fixed by "
                  "repacking them without the samples listed")
-    if args.threads < 1 or args.batch_size < 1:
-        ap.error("--threads and --batch-size must be >= 1")
+    if any(v is not None and v < 1 for v in (args.threads, args.workers, args.batch_size)):
+        ap.error("--workers, --threads and --batch-size must be >= 1")
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         ap.error(f"not found: {missing}")
-    decoder = Decoder(args.device, args.threads, args.batch_size)
-    print(f"decoding with DALI on {decoder.device} ({args.threads} threads)", flush=True)
-    try:
-        report = (scan_shards(shards, decoder, not args.quiet) if shards else
-                  scan_tree(args.paths[0], decoder, not args.quiet))
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"scan: {e}")
+    device = resolve_device(args.device)
+    threads = args.threads or (1 if device == "cpu" else os.cpu_count() or 4)
+    with Decoder(device, threads, args.batch_size, args.workers) as decoder:
+        print(f"decoding with DALI on {decoder.device}: {decoder.workers} worker process(es) "
+              f"of {threads} thread(s)", flush=True)
+        try:
+            report = (scan_shards(shards, decoder, not args.quiet) if shards else
+                      scan_tree(args.paths[0], decoder, not args.quiet))
+        except (ValueError, FileNotFoundError) as e:
+            sys.exit(f"scan: {e}")
     n_good = report["good"] if shards else len(report["good"])
     for where, reason in report["bad"]:
         print(f"BAD {where}: {reason}")
@@ -356,4 +449,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    result = main()
+    sys.exit(result if isinstance(result, int) else 0)
