@@ -15,6 +15,10 @@ three statistics are computed:
   distance. A box or a blob makes nearby pixels agree more than distant ones, so the curve falls
   with distance; how fast it falls, and from where, is what tells the methods apart.
 
+FMix is not in the operator yet: its masks come from dali_msda/reference.py (spec 9), with the
+intended spectrum and with the official code's, which indexes the wrong axis and so never
+varies more than one cycle across the width (`--no-fmix` leaves them out).
+
 Writes analysis.json (all numbers) and, with matplotlib, analysis.png.
 """
 
@@ -64,10 +68,11 @@ def sample_masks(method, size, samples, alpha=1.0, hmix_ratio=0.5, batch=64, see
     return np.concatenate(masks)[:samples], np.concatenate(weights)[:samples]
 
 
-def covariance_by_distance(masks):
-    """Cov(M(p), M(q)) averaged over all pixel pairs with round(|p - q|) = d, for d = 0 ..
-    max; returns (distances, covariance, number of pairs). Exact: sums of products over every
-    offset come from one FFT autocorrelation of the zero-padded masks."""
+def offset_covariance(masks):
+    """(cov, count, dy, dx): for every offset (dy, dx) between two pixels, Cov(M(p), M(p +
+    offset)) averaged over the `count` pixel pairs at that offset (FFT layout: offsets wrap
+    around, negative ones at the end). Exact: sums of products over every offset come from one
+    FFT autocorrelation of the zero-padded masks."""
     masks = np.asarray(masks, np.float64)
     n, h, w = masks.shape
     shape = (2 * h, 2 * w)
@@ -76,21 +81,38 @@ def covariance_by_distance(masks):
         f = np.fft.rfft2(x, shape)
         return np.fft.irfft2((f * np.conj(f)).sum(0) if x.ndim == 3 else f * np.conj(f), shape)
 
-    mean = masks.mean(0)
     second = sum(autocorr(masks[k:k + 256]) for k in range(0, n, 256)) / n
-    first = autocorr(mean)
-    count = autocorr(np.ones((h, w)))
+    first = autocorr(masks.mean(0))
+    count = np.round(autocorr(np.ones((h, w))))
     dy = np.fft.fftfreq(shape[0], 1 / shape[0])[:, None]
     dx = np.fft.fftfreq(shape[1], 1 / shape[1])[None, :]
-    valid = np.round(count) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = np.where(count > 0, (second - first) / np.maximum(count, 1), np.nan)
+    return cov, count, dy, dx
+
+
+def covariance_by_distance(masks):
+    """Cov(M(p), M(q)) averaged over all pixel pairs with round(|p - q|) = d, for d = 0 ..
+    max; returns (distances, covariance, number of pairs)."""
+    cov, count, dy, dx = offset_covariance(masks)
+    valid = count > 0
     dist = np.rint(np.hypot(dy, dx)).astype(int)[valid]
-    cov_sum = (second - first)[valid]  # sum over the pairs at this offset of Cov(M(p), M(q))
-    pairs = np.round(count[valid])
-    d_max = dist.max()
-    total = np.bincount(dist, weights=cov_sum, minlength=d_max + 1)
-    npairs = np.bincount(dist, weights=pairs, minlength=d_max + 1)
+    pairs = count[valid]
+    total = np.bincount(dist, weights=(cov * count)[valid], minlength=dist.max() + 1)
+    npairs = np.bincount(dist, weights=pairs, minlength=dist.max() + 1)
     keep = npairs > 0
-    return np.arange(d_max + 1)[keep], total[keep] / npairs[keep], npairs[keep]
+    return np.arange(len(total))[keep], total[keep] / npairs[keep], npairs[keep]
+
+
+def covariance_along_axes(masks):
+    """(d, Cov at offsets (d, 0): down the columns, Cov at (0, d): along the rows), d = 0 ..
+    min(H, W) - 1, each averaged over both signs of the offset."""
+    cov, _, _, _ = offset_covariance(masks)
+    h, w = np.asarray(masks).shape[1:]
+    d = np.arange(min(h, w))
+    along_y = (cov[d, 0] + cov[-d, 0]) / 2
+    along_x = (cov[0, d] + cov[0, -d]) / 2
+    return d, along_y, along_x
 
 
 def variants(hmix_ratios):
@@ -99,15 +121,35 @@ def variants(hmix_ratios):
     return out + [("gmix", "gmix", {})]
 
 
+def reference_fmix_masks(size, samples, alpha=1.0, seed=0, official=False):
+    """FMix masks from dali_msda/reference.py (the operator has no FMix yet): lam ~ Beta(alpha),
+    the intended spectrum, or the official code's (`official`, spec 9)."""
+    from dali_msda import reference as ref
+
+    rng = np.random.default_rng(seed)
+    out = [ref.fmix_sample(rng, rng.beta(alpha, alpha), size, size, official=official)
+           for _ in range(samples)]
+    return np.stack([m for m, _ in out]), np.array([w for _, w in out])
+
+
 def analyse(size=64, samples=4000, alpha=1.0, hmix_ratios=(0.25, 0.5, 0.75), seed=0,
-            device="cpu", bins=25):
+            device="cpu", bins=25, fmix=True):
     results = {"size": size, "samples": samples, "alpha": alpha, "mode": "elem",
                "methods": {}}
-    for name, method, kw in variants(hmix_ratios):
-        masks, w = sample_masks(method, size, samples, alpha=alpha, seed=seed, device=device,
-                                **kw)
+    todo = [(name, lambda method=method, kw=kw: sample_masks(
+        method, size, samples, alpha=alpha, seed=seed, device=device, **kw), method, kw)
+        for name, method, kw in variants(hmix_ratios)]
+    if fmix:
+        todo += [(name, lambda official=official: reference_fmix_masks(
+            size, samples, alpha, seed, official), "fmix", {"source": "reference.py",
+                                                           "official_spectrum": official})
+                 for name, official in (("fmix (ref.)", False),
+                                        ("fmix, official spectrum (ref.)", True))]
+    for name, draw, method, kw in todo:
+        masks, w = draw()
         hist, edges = np.histogram(w, bins=bins, range=(0, 1), density=True)
         d, cov, pairs = covariance_by_distance(masks)
+        da, along_y, along_x = covariance_along_axes(masks)
         pixel_mean = masks.astype(np.float64).mean(0)
         results["methods"][name] = {
             "method": method, **kw,
@@ -116,7 +158,9 @@ def analyse(size=64, samples=4000, alpha=1.0, hmix_ratios=(0.25, 0.5, 0.75), see
             "mask_mean": float(masks.mean()),
             "per_pixel_mean": np.round(pixel_mean, 6).tolist(),
             "covariance": {"distance": d.tolist(), "value": cov.tolist(),
-                           "pairs": pairs.astype(np.int64).tolist()}}
+                           "pairs": pairs.astype(np.int64).tolist()},
+            "covariance_along_axes": {"distance": da.tolist(), "down_columns": along_y.tolist(),
+                                      "along_rows": along_x.tolist()}}
     return results
 
 
@@ -127,10 +171,12 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     methods = results["methods"]
-    fig = plt.figure(figsize=(13, 7.5))
-    grid = fig.add_gridspec(2, len(methods), height_ratios=[2.2, 1])
-    ax_w = fig.add_subplot(grid[0, :len(methods) // 2])
-    ax_c = fig.add_subplot(grid[0, len(methods) // 2:])
+    n = len(methods)
+    fig = plt.figure(figsize=(15, 7.5))
+    grid = fig.add_gridspec(2, n, height_ratios=[2.2, 1])
+    ax_w = fig.add_subplot(grid[0, :n // 3])
+    ax_c = fig.add_subplot(grid[0, n // 3:2 * n // 3])
+    ax_f = fig.add_subplot(grid[0, 2 * n // 3:])
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(methods)))
     for (name, m), colour in zip(methods.items(), colours):
         edges = np.array(m["label_weight"]["bin_edges"])
@@ -138,15 +184,23 @@ def plot(results, path):
                   label=name)
         cov = m["covariance"]
         ax_c.plot(cov["distance"], cov["value"], color=colour, label=name)
+        if m["method"] == "fmix" or name == "cutmix":
+            axes = m["covariance_along_axes"]
+            ax_f.plot(axes["distance"], axes["along_rows"], color=colour, label=f"{name}: rows")
+            ax_f.plot(axes["distance"], axes["down_columns"], color=colour, ls="--",
+                      label=f"{name}: columns")
     ax_w.set(title="label weight w (density)", xlabel="w", ylabel="density")
     ax_c.set(title="Cov(M(p), M(q)) by distance |p - q|", xlabel="distance (px)",
              ylabel="covariance")
     ax_c.axhline(0, color="grey", lw=0.5)
-    ax_c.legend(fontsize=8, loc="upper right")
+    ax_c.legend(fontsize=7, loc="upper right")
+    ax_f.set(title="along a row (solid) / down a column (dashed)", xlabel="distance (px)")
+    ax_f.axhline(0, color="grey", lw=0.5)
+    ax_f.legend(fontsize=7, loc="upper right")
     for k, (name, m) in enumerate(methods.items()):
         ax = fig.add_subplot(grid[1, k])
         ax.imshow(np.array(m["per_pixel_mean"]), vmin=0, vmax=1, cmap="gray")
-        ax.set_title(f"E[M(p)]: {name}", fontsize=8)
+        ax.set_title(f"E[M(p)]: {name}", fontsize=6)
         ax.axis("off")
     fig.suptitle(f"Mask statistics of fn.msda.mix ({results['samples']} masks per method, "
                  f"{results['size']} x {results['size']}, alpha {results['alpha']:g}, "
@@ -166,11 +220,13 @@ def main(argv=None):
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-dir", default="out/analysis")
+    ap.add_argument("--no-fmix", action="store_true",
+                    help="leave out the FMix masks of reference.py (not in the operator yet)")
     args = ap.parse_args(argv)
     if args.size < 2 or args.samples < 2:
         ap.error("--size and --samples must be >= 2")
     results = analyse(args.size, args.samples, args.alpha, tuple(args.hmix_ratios), args.seed,
-                      args.device)
+                      args.device, fmix=not args.no_fmix)
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, "analysis.json")
     with open(path, "w") as f:
@@ -178,7 +234,7 @@ def main(argv=None):
     print(f"wrote {path}")
     for name, m in results["methods"].items():
         cov = m["covariance"]["value"]
-        print(f"{name:12s} E[w] {m['label_weight']['mean']:.3f}  Var[w] "
+        print(f"{name:30s} E[w] {m['label_weight']['mean']:.3f}  Var[w] "
               f"{m['label_weight']['var']:.4f}  cov at 0 px {cov[0]:.4f}, at "
               f"{args.size // 2} px {cov[min(args.size // 2, len(cov) - 1)]:.4f}")
     try:

@@ -145,6 +145,60 @@ def sample_mask(method, lam, cy, cx, height, width, hmix_ratio=0.5, correct_lam=
     raise ValueError(f"method must be one of {METHODS}; got {method!r}")
 
 
+# ---- spec section 9: FMix (defined here; not in the operator yet) ---------------------------------
+
+def fmix_weights(height, width, decay_power=3.0):
+    """The amplitude of each rfft2 bin (H x (W // 2 + 1)): 1 / max(f, 1 / max(H, W)) ** d, f the
+    bin's frequency magnitude in cycles per pixel (spec 9)."""
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    freq = np.sqrt(fx * fx + fy * fy)
+    return 1.0 / np.maximum(freq, 1.0 / max(height, width)) ** decay_power
+
+
+def fmix_low_freq(noise, height, width, decay_power=3.0, official=False):
+    """The low-frequency image of FMix (float64 H x W) from `noise` (H x (W // 2 + 1) x 2, the
+    real and imaginary parts, i.i.d. N(0, 1)): the inverse real FFT of weights * (re + i im).
+
+    `official=True` reproduces ecs-vlc/FMix's make_low_freq_image, which builds the complex
+    spectrum as `spectrum[:, 0] + 1j * spectrum[:, 1]` on an array of shape (1, H, W', 2): it
+    indexes the row axis, not the real/imaginary one, so the spectrum it transforms is the first
+    two rows of weighted noise laid out as a (W', 2) array: at most frequency 1 along the
+    width (one cycle), whatever the weights ask."""
+    noise = np.asarray(noise, np.float64)
+    wf = width // 2 + 1
+    if noise.shape != (height, wf, 2):
+        raise ValueError(f"noise must have shape {(height, wf, 2)}; got {noise.shape}")
+    param = fmix_weights(height, width, decay_power)[..., None] * noise
+    if official:
+        if width % 2:  # the official grid has W // 2 + 2 columns for odd W; the extra one is
+            param = np.concatenate([param, param[:, -1:] * 0], axis=1)  # cropped by irfftn
+        spectrum = param[None][:, 0] + 1j * param[None][:, 1]  # (1, W', 2): rows 0 and 1
+        low = np.fft.irfftn(spectrum, (height, width), axes=(-2, -1))  # as numpy < 2 did
+        return np.real(low)[0, :height, :width]
+    return np.fft.irfft2(param[..., 0] + 1j * param[..., 1], s=(height, width))
+
+
+def fmix_mask(lam, low_freq, round_up):
+    """Binary mask (float32) with the `num` largest pixels of `low_freq` set to 1, num =
+    ceil(lam H W) if `round_up` else floor(lam H W) (the official code flips a fair coin), and
+    its label weight num / (H W), exact (the official code returns lam)."""
+    h, w = low_freq.shape
+    n = h * w
+    num = math.ceil(lam * n) if round_up else math.floor(lam * n)
+    order = np.argsort(-low_freq.reshape(-1), kind="stable")
+    mask = np.zeros(n, np.float32)
+    mask[order[:num]] = 1.0
+    return mask.reshape(h, w), num / n
+
+
+def fmix_sample(rng, lam, height, width, decay_power=3.0, official=False):
+    """One FMix mask and its label weight with noise and the rounding coin from `rng`."""
+    noise = rng.standard_normal((height, width // 2 + 1, 2))
+    low = fmix_low_freq(noise, height, width, decay_power, official)
+    return fmix_mask(lam, low, rng.random() > 0.5)
+
+
 # ---- spec sections 1 and 7: blend and targets ----------------------------------------------------
 
 def smooth(vectors, eps):

@@ -1,0 +1,62 @@
+"""FMix as reference.py defines it (spec 9; the operator does not have FMix yet)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dali_msda import reference as ref
+
+
+@pytest.mark.parametrize("h,w", [(32, 32), (24, 37), (1, 8), (224, 224)])
+def test_intended_spectrum_is_the_weighted_noise(h, w):
+    # the image's own rfft2 gives back weights * (re + i im) at every bin that irfft2 keeps
+    # as it is (interior columns: not the DC column, not the Nyquist column of an even width)
+    rng = np.random.default_rng(h * 1000 + w)
+    noise = rng.standard_normal((h, w // 2 + 1, 2))
+    img = ref.fmix_low_freq(noise, h, w)
+    spectrum = ref.fmix_weights(h, w)[..., None] * noise
+    expected = spectrum[..., 0] + 1j * spectrum[..., 1]
+    got = np.fft.rfft2(img)
+    cols = slice(1, (w - 1) // 2 + 1)
+    np.testing.assert_allclose(got[:, cols], expected[:, cols], rtol=1e-9,
+                               atol=1e-9 * np.abs(expected).max())
+
+
+def test_weights_decay_as_one_over_f_to_the_power():
+    wts = ref.fmix_weights(64, 64, decay_power=3.0)
+    assert wts[0, 0] == wts[0, 1] == 64.0 ** 3  # f clamped at 1 / max(H, W)
+    assert wts[0, 8] == pytest.approx((64 / 8) ** 3)
+    assert wts[8, 8] == pytest.approx((64 / (8 * math.sqrt(2))) ** 3)
+
+
+def test_the_official_spectrum_never_varies_more_than_one_cycle_across_the_width():
+    rng = np.random.default_rng(5)
+    for h, w in ((32, 32), (40, 25), (224, 224)):
+        noise = rng.standard_normal((h, w // 2 + 1, 2))
+        official = np.fft.rfft(ref.fmix_low_freq(noise, h, w, official=True), axis=1)
+        intended = np.fft.rfft(ref.fmix_low_freq(noise, h, w), axis=1)
+        energy = lambda f: (np.abs(f[:, 2:]) ** 2).sum() / (np.abs(f) ** 2).sum()
+        assert energy(official) < 1e-20  # only frequencies 0 and 1 along the width
+        assert energy(intended) > 1e-3   # the intended masks do vary faster
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.5, 0.77, 1.0])
+def test_masks_are_binary_with_num_ones_and_exact_label_weight(lam):
+    rng = np.random.default_rng(int(lam * 100))
+    for round_up in (False, True):
+        low = ref.fmix_low_freq(rng.standard_normal((30, 21, 2)), 30, 40)
+        mask, weight = ref.fmix_mask(lam, low, round_up)
+        n = 30 * 40
+        num = math.ceil(lam * n) if round_up else math.floor(lam * n)
+        assert mask.dtype == np.float32 and set(np.unique(mask)) <= {0.0, 1.0}
+        assert mask.sum() == num and weight == num / n == mask.mean()
+        if 0 < num < n:  # the ones are the largest values of the low-frequency image
+            assert low[mask == 1].min() >= low[mask == 0].max()
+
+
+def test_the_mask_mean_follows_lam_over_draws():
+    rng = np.random.default_rng(11)
+    lams = rng.beta(1.0, 1.0, 400)
+    weights = [ref.fmix_sample(rng, lam, 16, 16)[1] for lam in lams]
+    assert np.abs(np.array(weights) - lams).max() <= 1 / 256  # within one pixel of lam H W
