@@ -169,6 +169,12 @@ class Decoder:
                     proc.stdin.close()
                     proc.wait()
                     proc.stdout.close()
+                    if reply is not None and "fatal" in reply:
+                        for other in running:
+                            other.kill()
+                        self.close()
+                        raise RuntimeError(f"scan: DALI's decoding pipeline on {self.device} "
+                                           f"cannot be built: {reply['fatal']}")
                     if len(job) == 1:
                         errors[job[0]] = (reply["reason"] if reply is not None else
                                           "DALI's decoder crashed the process (exit code "
@@ -202,24 +208,30 @@ def worker_main(device, threads, batch_size):
                   prefetch_queue_depth=1, exec_dynamic=False)
     def pipe():
         encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
-        images = fn.decoders.image(encoded, device="mixed" if gpu else "cpu",
-                                   output_type=types.RGB)
-        return images.shape()
+        # the decoded images themselves (on the GPU with "mixed"): nothing is copied back
+        return fn.decoders.image(encoded, device="mixed" if gpu else "cpu",
+                                 output_type=types.RGB)
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     fault = os.environ.get(FAULT_ENV, "").encode()
-    p = None
+    try:  # a pipeline that cannot be built is no verdict on the files: say so, once
+        p = pipe()
+        p.build()
+        fatal = None
+    except Exception as e:
+        fatal = dali_reason(e)
     while True:
         header = inp.readline()
         if not header:
             return 0
         blobs = [np.frombuffer(inp.read(n), dtype=np.uint8) for n in json.loads(header)]
+        if fatal is not None:
+            out.write(json.dumps({"ok": False, "fatal": fatal}).encode() + b"\n")
+            out.flush()
+            return 4
         if fault and any(bytes(b[:len(fault)]) == fault for b in blobs):
             os.kill(os.getpid(), signal.SIGSEGV)
         try:
-            if p is None:
-                p = pipe()
-                p.build()
             p.feed_input("encoded", blobs)
             p.run()
             reply = {"ok": True}

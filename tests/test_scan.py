@@ -110,6 +110,17 @@ def test_bisection_finds_one_bad_file_in_a_batch():
         assert decoder.spawned <= 2 + 6
 
 
+def test_a_pipeline_that_cannot_be_built_is_an_error_not_bad_files():
+    # e.g. the GPU decoder where there is none: every batch would "fail"; the files are fine
+    if scan_mod.resolve_device("auto") == "gpu":
+        pytest.skip("needs a machine without a GPU")
+    good = [np.frombuffer(encode(photo(i)), np.uint8) for i in range(5)]
+    with scan_mod.Decoder("gpu", threads=1, batch_size=4, workers=1) as decoder:
+        with pytest.raises(RuntimeError, match=r"pipeline on gpu cannot be built"):
+            decoder.judge(good)
+        assert decoder.spawned == 1  # no bisection
+
+
 def test_a_worker_crash_costs_the_worker_not_the_scan(monkeypatch):
     # DALI 2.4's CPU decoder can kill the process after a failed batch; a worker that dies
     # without answering counts as a failed batch, and the file that kills it is named
