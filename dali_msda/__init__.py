@@ -15,7 +15,8 @@ import os as _os
 import sys as _sys
 
 __version__ = "0.1.0"
-__all__ = ["library_path", "load_plugin", "has_gpu", "to_numpy", "METHODS", "MODES"]
+__all__ = ["library_path", "load_plugin", "has_gpu", "to_numpy", "dali_error_reason", "child_env",
+           "METHODS", "MODES"]
 
 METHODS = ("mixup", "cutmix", "hmix", "gmix")
 MODES = ("batch", "elem")
@@ -130,3 +131,23 @@ def to_numpy(tensor_list):
 
 
 load_plugin()
+
+
+def dali_error_reason(error):
+    """The informative line of a DALI pipeline error (e.g. "nvImageCodec failure: '#3'"),
+    without the traceback, operator and "pipeline no longer valid" lines around it."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    lines = [ln for ln in lines if "no longer valid" not in ln and "Critical error" not in ln
+             and not ln.startswith(("File ", "Error in", "which was used", "encountered",
+                                    "C++ context"))]
+    return lines[-1] if lines else type(error).__name__
+
+
+def child_env(environ=None):
+    """An environment for a child Python process that imports this same dali_msda (its parent
+    folder first on PYTHONPATH), e.g. a worker started with ``python -m dali_msda...``."""
+    environ = dict(_os.environ if environ is None else environ)
+    parent = _os.path.dirname(_HERE)
+    rest = [p for p in environ.get("PYTHONPATH", "").split(_os.pathsep) if p]
+    environ["PYTHONPATH"] = _os.pathsep.join([parent] + rest)
+    return environ

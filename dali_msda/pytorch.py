@@ -51,6 +51,8 @@ from nvidia.dali import types
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
+from dali_msda import dali_error_reason
+
 __all__ = ["MixIterator", "LastBatchPolicy", "DataError"]
 
 
@@ -71,10 +73,7 @@ def data_error_message(error, source):
              re.search(r"File mapping failed: (\S+)", text))
     if not (underful or named or "decoders" in op or "readers" in op):
         return None
-    reason = [ln for ln in lines if "no longer valid" not in ln and "Critical error" not in ln
-              and not ln.startswith(("File ", "Error in", "which was used", "encountered",
-                                     "C++ context"))]
-    reason = reason[-1] if reason else "?"
+    reason = dali_error_reason(error)
     scan = "python -m dali_msda.pipelines.scan"
     if isinstance(source, (list, tuple)):
         where = " ".join(source[:3]) + (" ..." if len(source) > 3 else "")
@@ -96,6 +95,12 @@ def data_error_message(error, source):
     return f"{what}.\n{fix}.\n(DALI: {reason})"
 
 
+def _as_data_error(error, pipeline):
+    """DataError for a DALI error about the pipeline's data, else None (re-raise `error`)."""
+    message = data_error_message(error, getattr(pipeline, "data_source", None))
+    return None if message is None else DataError(message)
+
+
 class MixIterator(DALIGenericIterator):
     """Iterates one pipeline from `dali_msda.pipelines` as (images, targets)."""
 
@@ -105,10 +110,10 @@ class MixIterator(DALIGenericIterator):
         try:
             pipeline.build()  # the WebDataset reader reads its shards' index here
         except RuntimeError as e:
-            message = data_error_message(e, getattr(pipeline, "data_source", None))
-            if message is None:
+            data_error = _as_data_error(e, pipeline)
+            if data_error is None:
                 raise
-            raise DataError(message) from e
+            raise data_error from e
         meta = pipeline.reader_meta(reader_name)
         if not meta.get("pad_last_batch"):
             raise ValueError("MixIterator needs a reader with pad_last_batch=True (as the "
@@ -211,10 +216,10 @@ class MixIterator(DALIGenericIterator):
         try:
             batch = super().__next__()[0]
         except RuntimeError as e:
-            message = data_error_message(e, getattr(self._pipes[0], "data_source", None))
-            if message is None:
+            data_error = _as_data_error(e, self._pipes[0])
+            if data_error is None:
                 raise
-            raise DataError(message) from e
+            raise data_error from e
         return tuple(batch[name] for name in self._names)
 
 

@@ -36,6 +36,8 @@ import time
 
 import numpy as np
 
+from dali_msda import child_env, dali_error_reason
+
 from .imagenet import IMAGE_EXTENSIONS, READER_EXTENSIONS, folder_classes, resolve_device
 
 WDS_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
@@ -110,15 +112,10 @@ class Decoder:
         self.spawned = 0
 
     def _spawn(self):
-        import dali_msda
-
-        root = os.path.dirname(os.path.dirname(os.path.abspath(dali_msda.__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
         self.spawned += 1
         return subprocess.Popen([sys.executable, "-m", "dali_msda.pipelines.scan", "--worker",
                                  self.device, str(self.threads), str(self.batch_size)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env())
 
     @staticmethod
     def _send(proc, blobs):
@@ -219,7 +216,7 @@ def worker_main(device, threads, batch_size):
         p.build()
         fatal = None
     except Exception as e:
-        fatal = dali_reason(e)
+        fatal = dali_error_reason(e)
     while True:
         header = inp.readline()
         if not header:
@@ -236,19 +233,11 @@ def worker_main(device, threads, batch_size):
             p.run()
             reply = {"ok": True}
         except Exception as e:
-            reply = {"ok": False, "reason": dali_reason(e)}
+            reply = {"ok": False, "reason": dali_error_reason(e)}
         out.write(json.dumps(reply).encode() + b"\n")
         out.flush()
         if not reply["ok"]:
             os._exit(3)  # the failed pipeline may still crash the process: leave now
-
-
-def dali_reason(error):
-    """The informative line of a DALI error ('nvImageCodec failure: ...', 'Failed to ...')."""
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-    lines = [ln for ln in lines if "no longer valid" not in ln and not ln.startswith("File ")
-             and "Critical error" not in ln]
-    return lines[-1] if lines else type(error).__name__
 
 
 # ---- sources ----------------------------------------------------------------------------------

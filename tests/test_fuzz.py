@@ -255,15 +255,12 @@ def invalid_main(seed, examples, log_path, device="cpu"):
 
 
 def test_invalid_cases_fail_with_an_error_naming_the_argument(device, tmp_path):
-    log = tmp_path / "cases.jsonl"
-    import dali_msda
+    from dali_msda import child_env
 
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(dali_msda.__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(  # the dali_msda this process imported
-        [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    log = tmp_path / "cases.jsonl"
     proc = subprocess.run([sys.executable, __file__, "invalid", str(FUZZ_SEED), str(EXAMPLES),
-                           str(log), device], cwd=os.path.dirname(HERE), capture_output=True, text=True,
-                          timeout=1800, env=env)
+                           str(log), device], cwd=os.path.dirname(HERE), capture_output=True,
+                          text=True, timeout=1800, env=child_env())  # the dali_msda imported here
     last = log.read_text().splitlines()[-1] if log.exists() and log.read_text() else "(none)"
     assert proc.returncode == 0, (
         f"seed {FUZZ_SEED}: exit code {proc.returncode}"

@@ -152,12 +152,10 @@ os._exit(0)  # a failed DALI 2.4 pipeline can crash the process at teardown: do 
 def first_batch_error(root):
     """The DataError message of the first batch of a tree, from a fresh process (DALI's CPU
     decoder can crash the process after a failure; a crash is retried twice and reported)."""
-    import dali_msda
+    from dali_msda import child_env
 
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
-        os.path.abspath(dali_msda.__file__))))
     for _ in range(3):
-        proc = subprocess.run([sys.executable, "-c", FIRST_BATCH, str(root)], env=env,
+        proc = subprocess.run([sys.executable, "-c", FIRST_BATCH, str(root)], env=child_env(),
                               capture_output=True, text=True, timeout=300)
         if proc.returncode >= 0:
             break
