@@ -18,6 +18,8 @@ METHOD_IDS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3}
 
 
 CUTMIX_MODES = {"bbox": "cutmix", "hmix": "hmix", "gmix": "gmix"}  # the official code's names
+# MixConfig fields baked into a pipeline when it is built (not live through the schedule)
+BUILD_FIXED = ("mode", "label_smoothing", "correct_lam", "num_classes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +141,7 @@ class MixSchedule:
         """Change method, alpha, hmix_ratio, prob, enabled or the switching (switch_method,
         switch_alpha, switch_prob); mode, label_smoothing, correct_lam and num_classes are
         fixed when the pipeline is built."""
-        fixed = {"mode", "label_smoothing", "correct_lam", "num_classes"} & set(changes)
+        fixed = set(BUILD_FIXED) & set(changes)
         if fixed:
             raise ValueError(f"MixSchedule.set: {sorted(fixed)} are fixed when the pipeline is "
                              "built; build a new pipeline to change them.")
@@ -167,12 +169,11 @@ class MixSchedule:
                 "draws": self._draws - in_flight}
 
     def load_state_dict(self, state):
-        """Restore `state_dict()`'s output. The fields fixed at build time (mode,
-        label_smoothing, correct_lam) must equal this schedule's: they are baked into the
-        pipeline."""
+        """Restore `state_dict()`'s output. The fields fixed at build time (BUILD_FIXED) must
+        equal this schedule's: they are baked into the pipeline."""
         config = MixConfig(**state["config"])
         pending = [MixConfig(**c) for c in state.get("pending", [])]
-        for name in ("mode", "label_smoothing", "correct_lam"):
+        for name in BUILD_FIXED:
             saved, built = getattr(config, name), getattr(self._config, name)
             if saved != built:
                 raise ValueError(f"MixSchedule: the checkpoint was saved with {name}={saved!r}, "
@@ -197,8 +198,6 @@ class MixSchedule:
             self._draws += 1
         self.history.append(cfg)
         n = self.batch_size
-        if cfg.switch_method is not None:
-            return self._switched(cfg, n, np.random.default_rng([self.seed & 0xFFFFFFFF, index]))
         if self._feed is None or self._feed[:2] != (cfg, n):  # built once per configuration
             prob = cfg.prob if cfg.enabled else 0.0
             arrays = ([np.array(METHOD_IDS[cfg.method], dtype=np.int32)] * n,
@@ -206,18 +205,20 @@ class MixSchedule:
                       [np.array(cfg.hmix_ratio, dtype=np.float32)] * n,
                       [np.array(prob, dtype=np.float32)] * n)
             self._feed = (cfg, n, arrays)
-        return self._feed[2]
+        arrays = self._feed[2]
+        if cfg.switch_method is None:
+            return arrays
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, index])
+        return self._switched(cfg, n, rng) + arrays[2:]
 
     @staticmethod
     def _switched(cfg, n, rng):
-        """timm's branch choice: `switch_method` with probability `switch_prob`, per batch in
-        batch mode (one coin) or per sample in elem mode, with that branch's alpha."""
+        """(method ids, alphas) of timm's branch choice: `switch_method` with probability
+        `switch_prob`, per batch in batch mode (one coin) or per sample in elem mode, with that
+        branch's alpha."""
         coins = rng.random(1 if cfg.mode == "batch" else n) < cfg.switch_prob
         coins = np.broadcast_to(coins, (n,))
         methods = np.where(coins, METHOD_IDS[cfg.switch_method], METHOD_IDS[cfg.method])
         alphas = np.where(coins, cfg.switch_alpha, cfg.alpha)
-        prob = cfg.prob if cfg.enabled else 0.0
         return ([np.array(m, dtype=np.int32) for m in methods],
-                [np.array(a, dtype=np.float32) for a in alphas],
-                [np.array(cfg.hmix_ratio, dtype=np.float32)] * n,
-                [np.array(prob, dtype=np.float32)] * n)
+                [np.array(a, dtype=np.float32) for a in alphas])
