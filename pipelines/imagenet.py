@@ -117,6 +117,15 @@ def check_file_list(file_list, num_classes):
                                  f"{line.strip()[:120]!r}.")
 
 
+def _class_count(num_classes, names):
+    """The number of classes: `num_classes` if given (it must agree with the class names the
+    reader knows), else the number of those names; None when neither is known."""
+    if num_classes and names and num_classes != len(names):
+        raise ValueError(f"`num_classes` ({num_classes}) differs from the number of "
+                         f"`classes` ({len(names)}).")
+    return num_classes or (len(names) if names else None)
+
+
 def _reader(data_dir, file_list, wds_paths, wds_index, shard_id, num_shards, shuffle,
             shuffle_seed, reader_name, classes=None):
     """(encoded images, int32 labels, class names or None) from one of the three sources.
@@ -229,10 +238,7 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     def pipe():
         jpegs, labels, names = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
                                        num_shards, True, shuffle_seed, reader_name, classes)
-        if num_classes and names and num_classes != len(names):
-            raise ValueError(f"`num_classes` ({num_classes}) differs from the number of "
-                             f"`classes` ({len(names)}).")
-        n_classes = num_classes or (len(names) if names else None)
+        n_classes = _class_count(num_classes, names)
         if n_classes is None:
             raise ValueError("`num_classes` is required with `file_list` or `wds_paths`.")
         holder.update(num_classes=n_classes, classes=names)
@@ -297,10 +303,7 @@ def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=Non
     def pipe():
         jpegs, labels, names = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
                                        num_shards, False, 0, reader_name, classes)
-        if num_classes and names and num_classes != len(names):
-            raise ValueError(f"`num_classes` ({num_classes}) differs from the number of "
-                             f"`classes` ({len(names)}).")
-        n_classes = num_classes or (len(names) if names else None)
+        n_classes = _class_count(num_classes, names)
         if n_classes is None and targets == "onehot":
             raise ValueError("`num_classes` is required with `file_list` or `wds_paths`.")
         holder.update(num_classes=n_classes, classes=names)

@@ -227,8 +227,7 @@ def mix_config_from_args(args):
     smoothing = args.label_smoothing
     if timm:
         return MixConfig.from_timm(
-            mixup_alpha=args.mixup if args.mixup is not None else 0.0,
-            cutmix_alpha=args.cutmix if args.cutmix is not None else 0.0,
+            mixup_alpha=_or(args.mixup, 0.0), cutmix_alpha=_or(args.cutmix, 0.0),
             cutmix_minmax=args.cutmix_minmax, prob=_or(args.mixup_prob, 1.0),
             switch_prob=_or(args.mixup_switch_prob, 0.5), mode=_or(args.mixup_mode, "batch"),
             label_smoothing=_or(smoothing, 0.1), num_classes=None,
@@ -377,6 +376,7 @@ def main(argv=None):
     torch_device = torch.device(f"cuda:{torch.cuda.current_device()}" if device == "gpu"
                                 else "cpu")
     model = ResNet(train_pipe.num_classes, width=args.width).to(torch_device)
+    bare = model  # what a checkpoint holds (not the DDP wrapper)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-5,
@@ -387,7 +387,7 @@ def main(argv=None):
     summary = {"world_size": world, "device": device, "epochs": []}
     start_epoch, start_step, seen, loss_sum = 0, 0, 0, 0.0
     if ckpt:
-        (model.module if world > 1 else model).load_state_dict(ckpt["model"])
+        bare.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         mine = ckpt["ranks"][rank]
@@ -413,7 +413,7 @@ def main(argv=None):
         if rank == 0:
             save_checkpoint({"format": CHECKPOINT_FORMAT, "config": run_config,
                              "classes": train_pipe.classes, "epoch": epoch, "step": step,
-                             "model": (model.module if world > 1 else model).state_dict(),
+                             "model": bare.state_dict(),
                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                              "summary": summary["epochs"], "ranks": ranks},
                             args.checkpoint_dir)
@@ -438,12 +438,13 @@ def main(argv=None):
             sched.step()
             step += 1
             seen += images.shape[0]
-            loss_sum += loss.item() * images.shape[0]
+            loss_value = loss.item()  # one device sync per step
+            loss_sum += loss_value * images.shape[0]
             if batch_log:
                 batch_log.write(json.dumps({"epoch": epoch + 1, "step": step,
                                             "images": tensor_sha(images),
                                             "targets": tensor_sha(targets),
-                                            "loss": loss.item()}) + "\n")
+                                            "loss": loss_value}) + "\n")
                 batch_log.flush()
             if args.checkpoint_every and step % args.checkpoint_every == 0:
                 checkpoint(epoch, step)
