@@ -18,6 +18,15 @@ HAS_GPU = has_gpu()
 FUZZ_SEED = int(os.environ.get("DALI_MSDA_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
 
 
+def free_port():
+    """A TCP port free on this machine now (for torchrun's --master_port)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def pytest_report_header(config):
     return [f"fuzz seed: DALI_MSDA_FUZZ_SEED={FUZZ_SEED}"]
 

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 
 from dali_msda.pipelines import MixConfig, MixSchedule, embedded_dataset, imagenet_train  # noqa
 from dali_msda.pytorch import MixIterator  # noqa: E402
-from conftest import HAS_GPU  # noqa: E402
+from conftest import HAS_GPU, free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -174,14 +174,6 @@ def test_train_killed_and_resumed_matches_an_uninterrupted_run(data_root, tmp_pa
     compare(full_log, resumed_log, json.loads((tmp_path / "a.json").read_text()),
             json.loads((tmp_path / "c.json").read_text()), losses=device == "cpu")
     assert json.loads((tmp_path / "c.json").read_text())["epochs"][1]["mixing"] is False
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_ranks_killed_and_resumed_under_torchrun(data_root, tmp_path):

@@ -18,6 +18,7 @@ from dali_msda.pipelines import (MixConfig, MixSchedule, embedded_dataset,  # no
                                  imagenet_train, imagenet_val, write_webdataset)
 from dali_msda.pipelines import imagenet as imagenet_mod  # noqa: E402
 from dali_msda.pytorch import LastBatchPolicy, MixIterator  # noqa: E402
+from conftest import free_port  # noqa: E402
 
 N_CLASSES, N_TRAIN, N_VAL = 14, 14 * 30, 14 * 8
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -222,14 +223,6 @@ def test_mix_config_validation():
         MixConfig(prob=2)
     with pytest.raises(ValueError, match=r"fixed when the pipeline is built"):
         MixSchedule().set(mode="elem")
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_file_list_reader(data_root, tmp_path):
