@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import add_output_args, machine_info, output_path  # noqa: E402
+from common import add_output_args, machine_info, output_path, progress  # noqa: E402
 
 
 def rss_mib():
@@ -65,15 +65,14 @@ def soak(device, args):
                 if device == "gpu":
                     row["gpu_used_mib"] = gpu_used_mib(pipe.device_id)
                 samples.append(row)
-                sys.stderr.write(f"\r{device}: {done}/{args.iterations} iterations, RSS "
-                                 f"{row['rss_mib']:.0f} MiB" +
-                                 (f", GPU {row['gpu_used_mib']:.0f} MiB"
-                                  if device == "gpu" else ""))
-                sys.stderr.flush()
+                progress(done, args.iterations,
+                         f"{device}: RSS {row['rss_mib']:.0f} MiB" +
+                         (f", GPU {row['gpu_used_mib']:.0f} MiB" if device == "gpu" else ""))
             if done >= args.iterations:
                 break
         epoch += 1
-    sys.stderr.write("\n")
+    if args.iterations % args.every:  # progress() ends its line at the last iteration only
+        sys.stderr.write("\n")
     warm = [s for s in samples if s["iteration"] >= args.warmup]
     report = {"device": device, "iterations": done, "epochs": epoch,
               "images": done * args.batch_size, "seconds": time.perf_counter() - t0,
