@@ -149,6 +149,14 @@ inline bool IsIntegerType(DALIDataType t) {
   }
 }
 
+/// The error for a per-sample argument whose values differ across a batch-mode batch.
+template <typename T>
+std::string BatchModeMismatch(const char *name, const T &first, const T &value, int i) {
+  return make_string("With `mode=\"batch\"` one mask serves the whole batch, so `", name,
+                     "` must be the same for every sample; got ", first, " for sample 0 and ",
+                     value, " for sample ", i, ". Use `mode=\"elem\"` for per-sample values.");
+}
+
 /// Reads a per-sample scalar argument (constant or CPU tensor) and checks lo <= v <= hi
 /// (`lo_open`: lo < v). In batch mode every sample must carry the same value.
 inline void ReadScalarArg(std::vector<float> &out, const char *name, const OpSpec &spec,
@@ -165,11 +173,7 @@ inline void ReadScalarArg(std::vector<float> &out, const char *name, const OpSpe
       DALI_FAIL(make_string("`", name, "` must be in [", lo, ", ", hi, "]; got ", v,
                             " for sample ", i, "."));
     }
-    if (mode == Mode::kBatch && v != out[0])
-      DALI_FAIL(make_string("With `mode=\"batch\"` one mask serves the whole batch, so `", name,
-                            "` must be the same for every sample; got ", out[0],
-                            " for sample 0 and ", v, " for sample ", i,
-                            ". Use `mode=\"elem\"` for per-sample values."));
+    if (mode == Mode::kBatch && v != out[0]) DALI_FAIL(BatchModeMismatch(name, out[0], v, i));
   }
 }
 
@@ -338,10 +342,7 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
                                "got ", id, " for sample ", i, "."));
       methods_[i] = static_cast<Method>(id);
       MSDA_ENFORCE(mode_ != Mode::kBatch || methods_[i] == methods_[0],
-                   make_string("With `mode=\"batch\"` one mask serves the whole batch, so "
-                               "`method_id` must be the same for every sample; got ",
-                               int(methods_[0]), " for sample 0 and ", id, " for sample ", i,
-                               ". Use `mode=\"elem\"` for per-sample values."));
+                   detail::BatchModeMismatch("method_id", int(methods_[0]), id, i));
     }
   }
   if (lam_arg_.HasExplicitValue()) {
@@ -353,11 +354,7 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
     }
     for (int i = 1; i < n && mode_ == Mode::kBatch; i++) {
       const float v = lam_arg_[i].data[0], v0 = lam_arg_[0].data[0];
-      MSDA_ENFORCE(v == v0,
-                   make_string("With `mode=\"batch\"` one mask serves the whole batch, so "
-                               "`lam` must be the same for every sample; got ", v0,
-                               " for sample 0 and ", v, " for sample ", i,
-                               ". Use `mode=\"elem\"` for per-sample values."));
+      MSDA_ENFORCE(v == v0, detail::BatchModeMismatch("lam", v0, v, i));
     }
   }
   if (center_arg_.HasExplicitValue()) {
@@ -371,10 +368,8 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
     for (int i = 1; i < n && mode_ == Mode::kBatch; i++) {
       const float *c = center_arg_[i].data, *c0 = center_arg_[0].data;
       MSDA_ENFORCE(c[0] == c0[0] && c[1] == c0[1],
-                   make_string("With `mode=\"batch\"` one mask serves the whole batch, so "
-                               "`center` must be the same for every sample; got (", c0[0], ", ",
-                               c0[1], ") for sample 0 and (", c[0], ", ", c[1], ") for sample ",
-                               i, ". Use `mode=\"elem\"` for per-sample values."));
+                   detail::BatchModeMismatch("center", make_string("(", c0[0], ", ", c0[1], ")"),
+                                             make_string("(", c[0], ", ", c[1], ")"), i));
     }
   }
 
