@@ -4,9 +4,10 @@
 
 It is the oracle of the tests and of the benchmarks' correctness gate, so it is written for
 reading, not for speed. Given the same per-sample parameters (apply decision, ``lam``, centre) it
-reproduces the operator bit for bit on masks, uint8 and float32 outputs; the operator's own random
-draws (Philox, seeded) are not reproduced here; ``draw_params`` samples the same distributions
-with a NumPy generator instead.
+reproduces the operator bit for bit on masks, uint8 and float32 outputs (FMix also needs the noise
+and the rounding coin, which the operator takes as ``fmix_noise`` and reports through its label
+weight); the operator's own random draws (Philox, seeded) are not reproduced here;
+``draw_params`` samples the same distributions with a NumPy generator instead.
 
 Conventions (spec section 1): sample ``i`` is mixed with ``partner(i) = B - 1 - i``; its mask
 ``M`` (H x W, float32) is the weight of its OWN image::
@@ -19,7 +20,7 @@ import math
 
 import numpy as np
 
-METHODS = ("mixup", "cutmix", "hmix", "gmix")
+METHODS = ("mixup", "cutmix", "hmix", "gmix", "fmix")
 LAYOUTS = ("HWC", "CHW", "FHWC", "FCHW")
 MIN_GAUSS_LAM = 1e-12  # GMix: lam' is clamped to this (spec 6)
 
@@ -132,8 +133,15 @@ def gmix_mask_direct(lam, cy, cx, height, width):
     return g if lam < 0.5 else 1.0 - g
 
 
-def sample_mask(method, lam, cy, cx, height, width, hmix_ratio=0.5, correct_lam=True):
-    """(mask, label weight) of one applied sample."""
+def sample_mask(method, lam, cy, cx, height, width, hmix_ratio=0.5, correct_lam=True,
+                fmix_noise=None, fmix_round_up=None, decay_power=3.0):
+    """(mask, label weight) of one applied sample. FMix takes its noise (H x (W // 2 + 1) x 2)
+    and rounding coin instead of a centre."""
+    if method == "fmix":
+        if fmix_noise is None or fmix_round_up is None:
+            raise ValueError("method 'fmix' needs fmix_noise and fmix_round_up")
+        low = fmix_low_freq(fmix_noise, height, width, decay_power)
+        return fmix_mask(lam, low, fmix_round_up)
     if method == "mixup":
         return mixup_mask(lam, height, width)
     if method == "cutmix":
@@ -145,7 +153,7 @@ def sample_mask(method, lam, cy, cx, height, width, hmix_ratio=0.5, correct_lam=
     raise ValueError(f"method must be one of {METHODS}; got {method!r}")
 
 
-# ---- spec section 9: FMix (defined here; not in the operator yet) ---------------------------------
+# ---- spec section 9: FMix -----------------------------------------------------------------------
 
 def fmix_weights(height, width, decay_power=3.0):
     """The amplitude of each rfft2 bin (H x (W // 2 + 1)): 1 / max(f, 1 / max(H, W)) ** d, f the
@@ -185,7 +193,8 @@ def fmix_mask(lam, low_freq, round_up):
     its label weight num / (H W), exact (the official code returns lam)."""
     h, w = low_freq.shape
     n = h * w
-    num = math.ceil(lam * n) if round_up else math.floor(lam * n)
+    x = float(lam) * n  # float64, exact for the float32 lam of the operator
+    num = math.ceil(x) if round_up else math.floor(x)
     order = np.argsort(-low_freq.reshape(-1), kind="stable")
     mask = np.zeros(n, np.float32)
     mask[order[:num]] = 1.0
@@ -294,7 +303,7 @@ def expand_mask(mask, layout, shape):
 
 def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_classes=None,
         hmix_ratio=0.5, correct_lam=True, label_smoothing=0.0, dtype=None, mean=None, std=None,
-        mirror=None, output_layout=None):
+        mirror=None, output_layout=None, fmix_noise=None, fmix_round_up=None, decay_power=3.0):
     """The whole operator for given per-sample parameters.
 
     images: array (B, ...) in `layout`; labels: B class ids or (B, K) float vectors;
@@ -303,7 +312,9 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
     channel; either turns it on), `mirror` (B flags: sample i is flipped horizontally before it
     is mixed, as crop_mirror_normalize would flip it; its partner is read with the partner's own
     flag) and `output_layout` (the output's layout; default `layout`). The masks are in output
-    coordinates (not flipped). Returns (mixed, targets float32 (B, K), masks float32 (B, H, W)).
+    coordinates (not flipped). FMix (spec 9): `fmix_noise` (B, H, W // 2 + 1, 2) and
+    `fmix_round_up` (B bools: ceil or floor of lam H W ones); `center` is not used.
+    Returns (mixed, targets float32 (B, K), masks float32 (B, H, W)).
     """
     images = np.asarray(images)
     if layout not in LAYOUTS:
@@ -341,8 +352,10 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
             cy, cx = center_from_relative(center[i, 0], height), center_from_relative(
                 center[i, 1], width)
         if apply[i] and j != i:
-            mask, weight = sample_mask(method, lam[i], cy, cx, height, width, hmix_ratio,
-                                       correct_lam)
+            mask, weight = sample_mask(
+                method, lam[i], cy, cx, height, width, hmix_ratio, correct_lam,
+                None if fmix_noise is None else fmix_noise[i],
+                None if fmix_round_up is None else bool(fmix_round_up[i]), decay_power)
         else:
             mask, weight = np.ones((height, width), dtype=np.float32), 1.0
         m = expand_mask(mask, layout, images.shape[1:])

@@ -47,13 +47,13 @@ def constant_batch(values, dtype):
 
 
 def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, center=None,
-                       method_id=None, mirror=None, seed=1234, output_mask=True,
+                       method_id=None, mirror=None, fmix_noise=None, seed=1234, output_mask=True,
                        output_params=True, checkpoint=None, enable_checkpointing=False,
                        **kwargs):
     """A pipeline feeding the same `images` / `labels` batches every iteration into the op.
 
-    `lam` (B floats), `center` (B x 2), `method_id` and `mirror` (B ints) become per-sample
-    argument inputs when given; other keyword arguments go to fn.msda.mix unchanged (constants).
+    `lam` (B floats), `center` (B x 2), `method_id` and `mirror` (B ints) and `fmix_noise`
+    (B x H x (W // 2 + 1) x 2) become per-sample argument inputs when given; other keyword arguments go to fn.msda.mix unchanged (constants).
     """
     images = list(images)
     labels = list(labels)
@@ -70,7 +70,8 @@ def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, cen
         args = dict(kwargs)
         for name, values, dtype in (("lam", lam, np.float32), ("center", center, np.float32),
                                     ("method_id", method_id, np.int32),
-                                    ("mirror", mirror, np.int32)):
+                                    ("mirror", mirror, np.int32),
+                                    ("fmix_noise", fmix_noise, np.float32)):
             if values is not None and np.ndim(values) == 0:  # a constant, not an input
                 args[name] = values
             elif values is not None:  # (a source with a parameter gets the iteration index)

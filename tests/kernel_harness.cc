@@ -35,6 +35,9 @@ struct Inputs {
   const float *mean_std;  // 2 x C (mean, std), or null: no normalisation
   int64_t stage_bytes, tile_elems, block_elems;
   int nthreads;
+  const float *fmix_noise;           // FMix: n x H x (W / 2 + 1) x 2, or null
+  const unsigned char *fmix_round_up;  // FMix: n coins, or null
+  float decay_power;
 };
 
 template <typename Out, typename In>
@@ -44,13 +47,21 @@ int Emulate(const Inputs &a) {
   // host planning, as the operator's DrawParams does it for given draws
   std::vector<SampleParams> p(n);
   std::vector<TargetSpec> t(n);
-  std::vector<float> tables(int64_t(n) * (H + W)), soft(a.soft_labels ? int64_t(n) * K : 0);
+  const int64_t stride = int64_t(H) + W + int64_t(H) * W;  // room for any method's table
+  std::vector<float> tables(n * stride), soft(a.soft_labels ? int64_t(n) * K : 0);
   std::vector<float> param_rows(4 * n), norm;
   for (int i = 0; i < n; i++) {
-    Draw d{a.apply[i] != 0, a.lam[i], a.cy[i], a.cx[i]};
+    Draw d{a.apply[i] != 0, a.lam[i], a.cy[i], a.cx[i],
+           a.fmix_round_up ? a.fmix_round_up[i] != 0 : false};
     double w;
     p[i] = PlanSample(static_cast<Method>(a.method), d, i, n, a.hmix_ratio, a.correct_lam, H, W,
-                      tables.data() + int64_t(i) * (H + W), int64_t(i) * (H + W), &w);
+                      tables.data() + i * stride, i * stride, &w);
+    if (p[i].kind == kMaskTable) {  // the FMix mask, as the operator's BuildFMixMasks makes it
+      const int64_t size = FMixNoiseSize(H, W);
+      std::vector<double> noise(a.fmix_noise + i * size, a.fmix_noise + (i + 1) * size);
+      FMixMask(noise.data(), H, W, a.decay_power, FMixOnes(d.lam, d.round_up, H, W),
+               tables.data() + i * stride);
+    }
     const int j = n - 1 - i;
     if (a.soft_labels) {
       SoftTarget(w, a.soft_labels + int64_t(i) * K, a.soft_labels + int64_t(j) * K, K, a.eps,

@@ -199,7 +199,7 @@ def invalid_cases(draw):
                                                      ["HWC", "CHW", "FWHC"]))
     elif name == "method_id":
         case["method_id"] = [0] * b
-        case["method_id"][i] = draw(st.sampled_from([4, -1, 100]))
+        case["method_id"][i] = draw(st.sampled_from([5, -1, 100]))
         case["mode"] = "elem"
     return case, name
 

@@ -18,7 +18,7 @@ from dali_msda import reference as ref
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(os.path.dirname(HERE), "dali_msda", "csrc")
 TYPES = {np.dtype(np.uint8): 0, np.dtype(np.float16): 1, np.dtype(np.float32): 2}
-METHODS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3}
+METHODS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4}
 
 
 def cuda_includes():
@@ -52,7 +52,7 @@ def harness(tmp_path_factory):
     cmd = [os.environ.get("CXX", "g++"), "-std=c++20", "-O1", "-shared", "-fPIC",
            "-ffp-contract=off", "-fno-trapping-math", "-isystem", sc.get_include_dir(),
            *cuda_includes(), "-I", CSRC, os.path.join(HERE, "kernel_harness.cc"),
-           "-o", lib]
+           os.path.join(CSRC, "mix", "fmix.cc"), "-o", lib]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"harness build failed: {' '.join(cmd)}\n{proc.stderr[-4000:]}"
     so = ctypes.CDLL(lib)
@@ -73,11 +73,20 @@ class Inputs(ctypes.Structure):  # tests/kernel_harness.cc: struct Inputs
                 ("class_ids", P), ("soft_labels", P), ("K", ctypes.c_int),
                 ("eps", ctypes.c_float), ("hmix_ratio", ctypes.c_float),
                 ("correct_lam", ctypes.c_int), ("mean_std", P), ("stage_bytes", I64),
-                ("tile_elems", I64), ("block_elems", I64), ("nthreads", ctypes.c_int)]
+                ("tile_elems", I64), ("block_elems", I64), ("nthreads", ctypes.c_int),
+                ("fmix_noise", P), ("fmix_round_up", P), ("decay_power", ctypes.c_float)]
 
 
 DEFAULT_LIMITS = (24 << 10, 4096, 32768)  # kernel.h TilePlanLimits
 GPU_THREADS = 256  # kernel.h kBlockThreads
+
+
+def fmix_inputs(n, h, w):
+    """FMix noise (float32, n x H x (W // 2 + 1) x 2) and rounding coins for a test batch: the
+    same for the harness and the reference (fixed seed)."""
+    rng = np.random.default_rng(h * 1000 + w)
+    return (rng.standard_normal((n, h, w // 2 + 1, 2)).astype(np.float32),
+            np.arange(n) % 2 == 1)
 
 
 def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout=None,
@@ -110,6 +119,7 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
         m, s = (np.broadcast_to(np.asarray(v if v is not None else d, np.float32), (c,))
                 for v, d in ((mean, 0.0), (std, 1.0)))
         mean_std = np.concatenate([m, s])
+    noise, round_up = fmix_inputs(n, h, w) if method == "fmix" else (None, None)
     a = Inputs(method=METHODS[method], n=n, frames=frames, H=h, W=w, C=c,
                in_planar=int(layout.index("C") < layout.index("H")),
                out_planar=int(out_layout.index("C") < out_layout.index("H")),
@@ -122,7 +132,8 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                soft_labels=ptr(labels, np.float32) if soft else None, K=k, eps=eps,
                hmix_ratio=hmix_ratio, correct_lam=int(correct_lam), mean_std=ptr(mean_std),
                stage_bytes=limits[0], tile_elems=limits[1], block_elems=limits[2],
-               nthreads=nthreads)
+               nthreads=nthreads, fmix_noise=ptr(noise, np.float32),
+               fmix_round_up=ptr(round_up, np.uint8), decay_power=3.0)
     rc = so.msda_emulate_kernel(TYPES[images.dtype], TYPES[np.dtype(out_dtype)],
                                 ctypes.byref(a))
     assert rc == 0, rc
@@ -133,6 +144,9 @@ def reference(images, layout, method, params, labels, out_dtype, **kw):
     kw = {k: v for k, v in kw.items() if k not in ("limits", "nthreads")}
     if "out_layout" in kw:
         kw["output_layout"] = kw.pop("out_layout")
+    if method == "fmix":
+        h, w = (images.shape[1 + layout.index(d)] for d in "HW")
+        kw["fmix_noise"], kw["fmix_round_up"] = fmix_inputs(images.shape[0], h, w)
     return ref.mix(images, labels, method, lam=params["lam"],
                    center=np.stack([params["cy"], params["cx"]], 1), apply=params["apply"],
                    layout=layout, num_classes=None if np.asarray(labels).dtype.kind == "f"

@@ -127,7 +127,7 @@ DALI_HOST_DEV inline TileSpan TileAt(const TileGeometry &g, int64_t tile) {
 
 /// Output columns [a, b) of row r that need the sample (need_self) or the partner: a box row
 /// needs the partner inside the box and the sample outside it (unless the outside weight is
-/// 0 or 1); a Gaussian mask needs both everywhere.
+/// 0 or 1); a Gaussian or table mask needs both everywhere.
 struct ColumnNeeds {
   int self_a0, self_a1, self_b0, self_b1;  // up to two ranges for the sample
   int other_a0, other_a1;                  // one range for the partner
@@ -300,7 +300,7 @@ DALI_HOST_DEV inline void ComputeTile(const SampleDesc<Out, In> &s, const TileGe
       if (e0 + j < 0 || e0 + j >= seg_len) continue;
       const int col = t.c0 + c;
       const Out v = OutputValue<Out, In>(g, self, other, col, ch,
-                                         MaskAt(s.p, tables, g.H, r, col), norm);
+                                         MaskAt(s.p, tables, g.H, g.W, r, col), norm);
       if (full)
         lane[j] = v;
       else
@@ -322,7 +322,7 @@ DALI_HOST_DEV inline void ComputeTile(const SampleDesc<Out, In> &s, const TileGe
     for (int64_t q = t.q0; q < t.q1 && q < g.H; q++) {
       const int r = static_cast<int>(q);
       for (int c = t.c0 + thread; c < t.c1; c += nthreads)
-        s.mask[int64_t(r) * g.W + c] = MaskAt(s.p, tables, g.H, r, c);
+        s.mask[int64_t(r) * g.W + c] = MaskAt(s.p, tables, g.H, g.W, r, c);
     }
   }
 }
@@ -408,7 +408,7 @@ inline int64_t GridX(const TileGeometry &g) {
 template <typename Out, typename In>
 struct KernelArgs {
   const SampleDesc<Out, In> *samples;
-  const float *tables;      // GMix factors (SampleParams::table_offset)
+  const float *tables;      // GMix factors, FMix masks (SampleParams::table_offset)
   const float *norm;        // mean[C], inv_std[C] (TileGeometry::normalize)
   const float *soft;        // soft target rows (TargetSpec::soft_row)
   const float *param_rows;  // 4 per sample (output_params)

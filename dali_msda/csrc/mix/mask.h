@@ -24,6 +24,7 @@ namespace msda {
 enum MaskKind : int32_t {
   kMaskBox = 0,    // M = 0 inside [y0, y1) x [x0, x1), `outside` elsewhere (Mixup, CutMix, HMix)
   kMaskGauss = 1,  // M = gy[row] * gx[col], or 1 - that when `invert` (GMix)
+  kMaskTable = 2,  // M = tables[table_offset + row * W + col] (FMix: 0 or 1)
 };
 
 // One plain struct per sample, built on the host and copied to the GPU once per batch.
@@ -34,7 +35,8 @@ struct SampleParams {
   int32_t x0, x1;        // box columns [x0, x1)
   float outside;         // kMaskBox: mask value outside the box
   int32_t invert;        // kMaskGauss: M = 1 - G instead of G
-  int64_t table_offset;  // kMaskGauss: gy at tables[offset, offset + H), gx right after it
+  int64_t table_offset;  // kMaskGauss: gy at tables[offset, offset + H), gx right after it;
+                         // kMaskTable: the H x W mask, row-major
 };
 
 /// The target row of a sample with class-index labels (spec 1), built where it is written (no
@@ -58,9 +60,11 @@ struct Geometry {
   DALI_HOST_DEV int64_t Rows() const { return outer * H; }
 };
 
-/// The mask value at (row, col); `tables` holds the Gaussian factors of kMaskGauss samples.
-DALI_HOST_DEV inline float MaskAt(const SampleParams &p, const float *tables, int H, int row,
-                                  int col) {
+/// The mask value at (row, col); `tables` holds the Gaussian factors of kMaskGauss samples and
+/// the masks of kMaskTable ones.
+DALI_HOST_DEV inline float MaskAt(const SampleParams &p, const float *tables, int H, int W,
+                                  int row, int col) {
+  if (p.kind == kMaskTable) return tables[p.table_offset + int64_t(row) * W + col];
   if (p.kind == kMaskGauss) {
     float g = tables[p.table_offset + row] * tables[p.table_offset + H + col];
     return p.invert ? 1.0f - g : g;

@@ -219,9 +219,10 @@ void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
              const float *tables, const Geometry &g, int64_t q0, int64_t q1) {
   const int64_t len = g.RowLen();
   const int inner = g.inner;
-  // GMix: the column factors repeated over the channels, so that the row loop vectorises
-  std::vector<float> gx(p.kind == kMaskGauss ? len : 0);
-  for (int64_t k = 0; k < static_cast<int64_t>(gx.size()); k++)
+  // GMix: the column factors repeated over the channels, so that the row loop vectorises;
+  // FMix: the mask row, repeated the same way (row by row, below)
+  std::vector<float> gx(p.kind != kMaskBox ? len : 0);
+  for (int64_t k = 0; p.kind == kMaskGauss && k < len; k++)
     gx[k] = tables[p.table_offset + g.H + k / inner];
   auto misses_box = [&](int64_t q) {
     const int r = q % g.H;
@@ -231,7 +232,12 @@ void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
     const int r = q % g.H;
     Out *o = out + q * len;
     const In *a = self + q * len, *b = other + q * len;
-    if (p.kind == kMaskGauss) {
+    if (p.kind == kMaskTable) {  // m = 1 * mask: the same bits as MaskAt's table value
+      const float *mrow = tables + p.table_offset + int64_t(r) * g.W;
+      for (int64_t k = 0; k < len; k++) gx[k] = mrow[k / inner];
+      GaussBlendSpan<false>(o, a, b, 1.0f, gx.data(), len);
+      q++;
+    } else if (p.kind == kMaskGauss) {
       const float gy = tables[p.table_offset + r];
       if (p.invert)
         GaussBlendSpan<true>(o, a, b, gy, gx.data(), len);
@@ -307,6 +313,10 @@ void GatherRow(In *__restrict dst, const In *__restrict x, const TileGeometry &g
 /// The mask row r (MaskAt for every column), without a per-element branch on the mask kind.
 MSDA_CPU_CLONES void MaskRow(float *__restrict m, const SampleParams &p, const float *tables,
                              int H, int W, int r) {
+  if (p.kind == kMaskTable) {
+    std::memcpy(m, tables + p.table_offset + int64_t(r) * W, W * sizeof(float));
+    return;
+  }
   if (p.kind == kMaskGauss) {
     const float gy = tables[p.table_offset + r];
     const float *gx = tables + p.table_offset + H;
@@ -405,6 +415,7 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
   auto &out = ws.Output<CPUBackend>(0);
   const int n = in.num_samples();
   DrawParams(n);
+  BuildFMixMasks(ws);
   SetOutputLayouts(ws);
 
   auto &tp = ws.GetThreadPool();
@@ -465,7 +476,7 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
 
 // clang-format off
 DALI_SCHEMA(msda__Mix)
-  .DocStr(R"code(Mixes a batch of images with Mixup, CutMix, HMix or GMix and returns soft labels.
+  .DocStr(R"code(Mixes a batch of images with Mixup, CutMix, HMix, GMix or FMix and returns soft labels.
 
 Every method is a choice of mask: each sample ``i`` is blended with its partner ``j = B - 1 - i``
 (the batch reversed) as ``out_i = M_i * x_i + (1 - M_i) * x_j``, where the mask ``M_i`` (H x W,
@@ -480,6 +491,9 @@ the middle sample is its own partner and passes through unchanged.
   it, scaled so that ``mean(M) = lam``.
 - ``gmix``: ``M`` is a Gaussian blob (peak 1 at a uniform centre) of the sample's own image when
   ``lam < 0.5``, or of the partner otherwise.
+- ``fmix``: ``M`` is binary: the ``ceil`` or ``floor`` (a fair coin) of ``lam * H * W`` pixels with
+  the largest values of low-frequency Fourier noise (spectrum weights ``1 / f ** decay_power``)
+  are 1; the label weight is the realised mean of ``M``. Masks are made on the host.
 
 The outputs are ``(mixed, targets)``, then ``mask`` with ``output_mask=True``, then ``params``
 with ``output_params=True``:
@@ -505,10 +519,10 @@ Example::
   .OutputFn([](const ::dali::OpSpec &spec) {
     return 2 + spec.GetArgument<bool>("output_mask") + spec.GetArgument<bool>("output_params");
   })
-  .AddOptionalArg("method", R"code(Mixing method: ``"mixup"``, ``"cutmix"``, ``"hmix"`` or
-``"gmix"``. Required unless ``method_id`` is given.)code", std::string())
+  .AddOptionalArg("method", R"code(Mixing method: ``"mixup"``, ``"cutmix"``, ``"hmix"``,
+``"gmix"`` or ``"fmix"``. Required unless ``method_id`` is given.)code", std::string())
   .AddOptionalArg("method_id", R"code(Method per sample as an int32 argument input: 0 mixup,
-1 cutmix, 2 hmix, 3 gmix; overrides ``method``. It lets a pipeline switch methods without being
+1 cutmix, 2 hmix, 3 gmix, 4 fmix; overrides ``method``. It lets a pipeline switch methods without being
 rebuilt (a schedule fed by ``fn.external_source``) or pick one at random per batch or sample, as
 timm's ``switch_prob`` does (e.g. ``fn.random.coin_flip(probability=0.5, dtype=types.INT32)``).
 In ``"batch"`` mode it must be the same for every sample.)code", DALI_INT32, nullptr, true)
@@ -519,6 +533,13 @@ In ``"batch"`` mode it must be the same for every sample.)code", DALI_INT32, nul
   .AddOptionalArg("hmix_ratio", "HMix: the share r of ``1 - lam`` given to the box (side ratio "
                   "``sqrt(r * (1 - lam))``); 0 is Mixup, 1 is CutMix with area correction. In "
                   "[0, 1].", 0.5f, true)
+  .AddOptionalArg("decay_power", "FMix: the decay power d of the spectrum weights ``1 / max(f, 1 / "
+                  "max(H, W)) ** d`` (larger: smoother masks); > 0.", 3.0f)
+  .AddOptionalArg("fmix_noise", R"code(FMix: the Fourier noise per sample as an argument input,
+replacing the drawn one: float32 of shape ``(H, W // 2 + 1, 2)`` (real and imaginary part of each
+bin of the real-FFT grid; flat ``(H * (W // 2 + 1) * 2,)`` is accepted too), as
+``dali_msda.reference.fmix_low_freq`` takes it. For tests and reproductions; finite. In
+``"batch"`` mode it must be the same for every sample.)code", DALI_FLOAT_VEC, nullptr, true)
   .AddOptionalArg("mode", R"code(``"batch"`` (one ``lam``, centre and apply decision for the whole
 batch, as timm and the official code) or ``"elem"`` (each sample draws its own).)code",
                   std::string("batch"))

@@ -45,6 +45,7 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
   auto &out = ws.Output<GPUBackend>(0);
   const int n = in.num_samples();
   DrawParams(n);
+  BuildFMixMasks(ws);
   SetOutputLayouts(ws);
   if (n == 0) return;
 

@@ -2,12 +2,14 @@
 //
 // Argument parsing and validation happen once, here, in SetupImpl; the random draws and the
 // per-sample mask parameters (DrawParams) are computed on the host for both backends, which then
-// only apply them (mix.cc: DALI thread pool; mix.cu: one kernel per batch).
+// only apply them (mix.cc: DALI thread pool; mix.cu: one kernel per batch). FMix masks are made
+// on the host too (BuildFMixMasks: one inverse FFT per mask, spread over host threads).
 
 #ifndef DALI_MSDA_CSRC_MIX_MIX_H_
 #define DALI_MSDA_CSRC_MIX_MIX_H_
 
 #include <algorithm>
+#include <future>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -36,8 +38,12 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   bool SetupImpl(std::vector<OutputDesc> &output_desc, const Workspace &ws) override;
   void RunImpl(Workspace &ws) override;
 
-  /// Fills params_, tables_ and targets_ for the current batch from the op's RNG.
+  /// Fills params_, tables_ (but FMix masks) and targets_ for the current batch from the op's
+  /// RNG; the FMix masks to make are left in fmix_jobs_.
   void DrawParams(int nsamples);
+  /// Writes the FMix masks of fmix_jobs_ into tables_: on DALI's thread pool (CPU backend) or
+  /// on `num_threads` threads of its own (GPU backend, whose workspace has no pool to share).
+  void BuildFMixMasks(const Workspace &ws);
   void SetOutputLayouts(Workspace &ws) const;
   /// Index of the optional outputs, or -1 when not requested.
   int MaskOutputIdx() const { return output_mask_ ? 2 : -1; }
@@ -61,6 +67,7 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   bool output_params_;
   int num_classes_ = 0;  // 0: not given
   float label_smoothing_;
+  double decay_power_;
   DALIDataType out_type_ = DALI_NO_TYPE;
   bool normalize_ = false;                 // `mean` or `std` given
   std::vector<float> mean_arg_, std_arg_;  // as given (1 or C values)
@@ -83,9 +90,18 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   std::vector<int> class_ids_;        // class-index labels
   std::vector<float> label_vectors_;  // nsamples x K_: the given soft vectors (soft labels)
 
+  bool explicit_noise_ = false;       // `fmix_noise` given (checked in SetupImpl)
+
   // per batch, from DrawParams
   std::vector<SampleParams> params_;
-  std::vector<float> tables_;             // GMix: per sample H + W Gaussian factors
+  std::vector<float> tables_;  // per mask: H + W Gaussian factors (GMix), H x W values (FMix)
+  struct FMixJob {
+    int sample;            // whose noise (explicit) or RNG stream (drawn) makes the mask
+    Philox4x32_10 rng;     // positioned after the sample's draw and coin
+    int64_t ones;          // FMixOnes
+    int64_t table_offset;  // where the H x W mask goes in tables_
+  };
+  std::vector<FMixJob> fmix_jobs_;
   std::vector<TargetSpec> target_specs_;  // per sample: a one-hot mix, or a soft row
   std::vector<float> soft_targets_;       // nsamples x K_, for soft-label inputs only
   bool soft_labels_ = false;
@@ -125,8 +141,9 @@ inline Method ParseMethod(const std::string &s) {
   if (s == "cutmix") return Method::kCutMix;
   if (s == "hmix") return Method::kHMix;
   if (s == "gmix") return Method::kGMix;
-  DALI_FAIL(make_string("`method` must be one of \"mixup\", \"cutmix\", \"hmix\", \"gmix\"; got \"",
-                        s, "\"."));
+  if (s == "fmix") return Method::kFMix;
+  DALI_FAIL(make_string("`method` must be one of \"mixup\", \"cutmix\", \"hmix\", \"gmix\", "
+                        "\"fmix\"; got \"", s, "\"."));
 }
 
 inline Mode ParseMode(const std::string &s) {
@@ -183,8 +200,8 @@ template <typename Backend>
 Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
   std::string method = spec.GetArgument<std::string>("method");
   MSDA_ENFORCE(!method.empty() || spec.HasTensorArgument("method_id"),
-               "`method` is required (\"mixup\", \"cutmix\", \"hmix\" or \"gmix\"), unless "
-               "`method_id` is given.");
+               "`method` is required (\"mixup\", \"cutmix\", \"hmix\", \"gmix\" or \"fmix\"), "
+               "unless `method_id` is given.");
   method_ = method.empty() ? Method::kMixup : detail::ParseMethod(method);
   mode_ = detail::ParseMode(spec.GetArgument<std::string>("mode"));
   correct_lam_ = spec.GetArgument<bool>("correct_lam");
@@ -196,6 +213,10 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
                                                num_classes_, "."));
   }
   label_smoothing_ = spec.GetArgument<float>("label_smoothing");
+  const float decay = spec.GetArgument<float>("decay_power");
+  MSDA_ENFORCE(std::isfinite(decay) && decay > 0.0f,
+               make_string("`decay_power` must be a finite number > 0; got ", decay, "."));
+  decay_power_ = decay;
   MSDA_ENFORCE(label_smoothing_ >= 0.0f && label_smoothing_ <= 1.0f,
                make_string("`label_smoothing` must be in [0, 1]; got ", label_smoothing_, "."));
   if (spec.HasArgument("dtype")) {
@@ -337,9 +358,9 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
                    make_string("`method_id` must be a scalar per sample; sample ", i,
                                " has shape ", detail::ShapeStr(ids.tensor_shape(i)), "."));
       int id = ids.tensor<int32_t>(i)[0];
-      MSDA_ENFORCE(id >= 0 && id <= 3,
-                   make_string("`method_id` must be 0 (mixup), 1 (cutmix), 2 (hmix) or 3 (gmix); "
-                               "got ", id, " for sample ", i, "."));
+      MSDA_ENFORCE(id >= 0 && id <= 4,
+                   make_string("`method_id` must be 0 (mixup), 1 (cutmix), 2 (hmix), 3 (gmix) or "
+                               "4 (fmix); got ", id, " for sample ", i, "."));
       methods_[i] = static_cast<Method>(id);
       MSDA_ENFORCE(mode_ != Mode::kBatch || methods_[i] == methods_[0],
                    detail::BatchModeMismatch("method_id", int(methods_[0]), id, i));
@@ -370,6 +391,38 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
       MSDA_ENFORCE(c[0] == c0[0] && c[1] == c0[1],
                    detail::BatchModeMismatch("center", make_string("(", c0[0], ", ", c0[1], ")"),
                                              make_string("(", c[0], ", ", c[1], ")"), i));
+    }
+  }
+
+  // ---- FMix noise given explicitly: H x (W / 2 + 1) x 2 float32 values per sample
+  explicit_noise_ = spec_.HasTensorArgument("fmix_noise");
+  if (explicit_noise_) {
+    const auto &noise = ws.ArgumentInput("fmix_noise");
+    const int64_t size = FMixNoiseSize(geom_.H, geom_.W);
+    const std::string want = make_string("(", geom_.H, ", ", geom_.W / 2 + 1, ", 2)");
+    MSDA_ENFORCE(noise.type() == DALI_FLOAT,
+                 make_string("`fmix_noise` must be float32; got ", detail::TypeStr(noise.type()),
+                             "."));
+    MSDA_ENFORCE(noise.num_samples() == n,
+                 make_string("`fmix_noise` must have one tensor per sample; got ",
+                             noise.num_samples(), " for ", n, " samples."));
+    for (int i = 0; i < n; i++) {
+      const auto sh = noise.tensor_shape(i);
+      const bool ok = sh.size() == 3 ? sh[0] == geom_.H && sh[1] == geom_.W / 2 + 1 && sh[2] == 2
+                                     : sh.size() == 1 && sh[0] == size;
+      MSDA_ENFORCE(ok, make_string("`fmix_noise` must have shape ", want, " (H, W // 2 + 1, 2) "
+                                   "or (", size, ",) for images of H = ", geom_.H, ", W = ",
+                                   geom_.W, "; got ", detail::ShapeStr(sh), " for sample ", i,
+                                   "."));
+      const float *v = noise.tensor<float>(i), *v0 = noise.tensor<float>(0);
+      for (int64_t k = 0; k < size; k++) {
+        MSDA_ENFORCE(std::isfinite(v[k]),
+                     make_string("`fmix_noise` must be finite; got ", v[k], " at index ", k,
+                                 " of sample ", i, "."));
+        MSDA_ENFORCE(mode_ != Mode::kBatch || v[k] == v0[k],
+                     detail::BatchModeMismatch("fmix_noise", v0[k], v[k], i) +
+                         make_string(" (first difference at index ", k, ")"));
+      }
     }
   }
 
@@ -445,17 +498,22 @@ void Mix<Backend>::DrawParams(int n) {
   draws_.resize(n);
   target_specs_.resize(n);
   soft_targets_.resize(soft_labels_ ? int64_t(n) * K_ : 0);
-  bool any_gauss = std::find(methods_.begin(), methods_.end(), Method::kGMix) != methods_.end();
-  tables_.resize(any_gauss ? int64_t(n) * (H + W) : 0);
+  tables_.clear();  // grown mask by mask: only masks that are made take room (and upload time)
+  fmix_jobs_.clear();
   if (n == 0) return;
   const bool explicit_lam = lam_arg_.HasExplicitValue();
   const bool explicit_center = center_arg_.HasExplicitValue();
 
+  // FMix draws a coin after the draw and then its noise, from the same stream
+  auto draw = [&](Philox4x32_10 &rng, int i) {
+    Draw d = DrawOne(rng, alpha_[i], prob_[i], H, W);
+    if (methods_[i] == Method::kFMix) d.round_up = Uniform01(rng) > 0.5;
+    return d;
+  };
   Draw batch_draw{};
-  if (mode_ == Mode::kBatch) {  // one lam, one centre, one decision for the batch
-    auto rng = this->GetSampleRNG(0);
-    batch_draw = DrawOne(rng, alpha_[0], prob_[0], H, W);
-  }
+  Philox4x32_10 batch_rng = this->GetSampleRNG(0);
+  if (mode_ == Mode::kBatch)  // one lam, one centre, one decision for the batch
+    batch_draw = draw(batch_rng, 0);
   // The mask of the previous applied sample: reused when a sample has the same draw (batch mode),
   // so that GMix tables are computed once per batch there rather than once per sample.
   const Draw *prev_draw = nullptr;
@@ -466,9 +524,10 @@ void Mix<Backend>::DrawParams(int n) {
   for (int i = 0; i < n; i++) {
     Draw &d = draws_[i];
     d = batch_draw;
+    Philox4x32_10 rng = batch_rng;
     if (mode_ == Mode::kElem) {
-      auto rng = this->GetSampleRNG(i);
-      d = DrawOne(rng, alpha_[i], prob_[i], H, W);
+      rng = this->GetSampleRNG(i);
+      d = draw(rng, i);
     }
     if (explicit_lam) d.lam = lam_arg_[i].data[0];
     if (explicit_center) {
@@ -478,15 +537,22 @@ void Mix<Backend>::DrawParams(int n) {
     const int j = n - 1 - i;  // partner: the batch reversed; the middle of an odd batch is alone
     double w = 1.0;
     SampleParams &p = params_[i];
+    // an FMix mask depends on noise beyond the draw: shared only in batch mode (one per batch)
+    const bool same_noise = methods_[i] != Method::kFMix || mode_ == Mode::kBatch;
     if (d.apply && j != i && prev_draw && prev_draw->lam == d.lam && prev_draw->cy == d.cy &&
-        prev_draw->cx == d.cx && prev_ratio == ratio_[i] && prev_method == methods_[i]) {
+        prev_draw->cx == d.cx && prev_draw->round_up == d.round_up && prev_ratio == ratio_[i] &&
+        prev_method == methods_[i] && same_noise) {
       p = prev_params;  // same draw as the previous mixed sample: same mask
       p.partner = j;
       w = prev_w;
     } else {
-      const int64_t offset = int64_t(i) * (H + W);
-      float *table = methods_[i] == Method::kGMix ? tables_.data() + offset : nullptr;
-      p = PlanSample(methods_[i], d, i, n, ratio_[i], correct_lam_, H, W, table, offset, &w);
+      const int64_t offset = tables_.size();
+      const bool mixes = d.apply && j != i;
+      tables_.resize(offset + (mixes ? TableSize(methods_[i], H, W) : 0));
+      p = PlanSample(methods_[i], d, i, n, ratio_[i], correct_lam_, H, W, tables_.data() + offset,
+                     offset, &w);
+      if (p.kind == kMaskTable)
+        fmix_jobs_.push_back({i, rng, FMixOnes(d.lam, d.round_up, H, W), offset});
       if (p.partner != i) {
         prev_draw = &d;
         prev_params = p;
@@ -503,6 +569,43 @@ void Mix<Backend>::DrawParams(int n) {
     } else {
       target_specs_[i] = OneHotTarget(w, class_ids_[i], class_ids_[j], label_smoothing_, K_);
     }
+  }
+}
+
+template <typename Backend>
+void Mix<Backend>::BuildFMixMasks(const Workspace &ws) {
+  if (fmix_jobs_.empty()) return;
+  const int H = geom_.H, W = geom_.W;
+  const TensorList<CPUBackend> *noise = explicit_noise_ ? &ws.ArgumentInput("fmix_noise") : nullptr;
+  auto make = [&, H, W](size_t k) {
+    static thread_local std::vector<double> values;
+    const FMixJob &job = fmix_jobs_[k];
+    const int64_t size = FMixNoiseSize(H, W);
+    values.resize(size);
+    if (noise) {
+      const float *v = noise->tensor<float>(job.sample);
+      std::copy(v, v + size, values.begin());
+    } else {
+      Philox4x32_10 rng = job.rng;
+      StandardNormals(rng, size, values.data());
+    }
+    FMixMask(values.data(), H, W, decay_power_, job.ones, tables_.data() + job.table_offset);
+  };
+  const size_t jobs = fmix_jobs_.size();
+  if constexpr (std::is_same_v<Backend, CPUBackend>) {
+    auto &tp = ws.GetThreadPool();
+    for (size_t k = 0; k < jobs; k++) tp.AddWork([&, k](int) { make(k); }, int64_t(H) * W);
+    tp.RunAll();
+  } else {
+    const int threads = static_cast<int>(std::min<int64_t>(
+        jobs, std::max(1, spec_.template GetArgument<int>("num_threads"))));
+    std::vector<std::future<void>> done;
+    for (int t = 1; t < threads; t++)
+      done.push_back(std::async(std::launch::async, [&, t] {
+        for (size_t k = t; k < jobs; k += threads) make(k);
+      }));
+    for (size_t k = 0; k < jobs; k += threads) make(k);
+    for (auto &f : done) f.get();  // rethrows a worker's exception
   }
 }
 

@@ -13,11 +13,12 @@
 #include <cmath>
 #include <cstdint>
 
+#include "fmix.h"
 #include "mask.h"
 
 namespace msda {
 
-enum class Method : int { kMixup = 0, kCutMix = 1, kHMix = 2, kGMix = 3 };
+enum class Method : int { kMixup = 0, kCutMix = 1, kHMix = 2, kGMix = 3, kFMix = 4 };
 enum class Mode : int { kBatch = 0, kElem = 1 };
 
 // lam' of GMix is clamped to this so that lam in {0, 1} does not divide by zero (spec 6).
@@ -46,6 +47,17 @@ template <typename RNG>
 double StandardNormal(RNG &rng) {  // Box-Muller, one output used
   double u1 = Uniform01(rng), u2 = Uniform01(rng);
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * kPi * u2);
+}
+
+/// `count` i.i.d. N(0, 1) values (Box-Muller, both outputs of each pair used): FMix noise.
+template <typename RNG>
+void StandardNormals(RNG &rng, int64_t count, double *out) {
+  for (int64_t k = 0; k < count; k += 2) {
+    const double u1 = Uniform01(rng), u2 = Uniform01(rng);
+    const double r = std::sqrt(-2.0 * std::log(u1)), t = 2.0 * kPi * u2;
+    out[k] = r * std::cos(t);
+    if (k + 1 < count) out[k + 1] = r * std::sin(t);
+  }
 }
 
 /// log of a Gamma(a, 1) variate (Marsaglia & Tsang; a < 1 through the boost
@@ -83,6 +95,7 @@ struct Draw {
   bool apply;  // mixing happens (probability `prob`)
   float lam;
   int cy, cx;  // integer pixel centre
+  bool round_up = false;  // FMix: ceil (true) or floor of lam H W ones, a fair coin
 };
 
 template <typename RNG>
@@ -127,8 +140,16 @@ inline SampleParams IdentityParams(int self) {
   return p;
 }
 
+/// Mask-table floats a method needs per mask: H + W Gaussian factors (GMix), H x W mask values
+/// (FMix), none for box masks.
+inline int64_t TableSize(Method method, int H, int W) {
+  return method == Method::kGMix ? int64_t(H) + W
+                                 : method == Method::kFMix ? int64_t(H) * W : 0;
+}
+
 /// Fills `p` for one applied draw and returns the label weight of the sample's own label
-/// (lam_eff, spec 1). `gauss_table` (H + W floats) is written for GMix only.
+/// (lam_eff, spec 1). `gauss_table` (H + W floats) is written for GMix only; for FMix the
+/// caller writes the mask table (FMixMask, fmix.h), whose mean the returned weight is.
 inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool correct_lam,
                         int H, int W, SampleParams &p, float *gauss_table) {
   const double lam = d.lam, hw = double(H) * W;
@@ -174,6 +195,9 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
       double mean_g = sum_y * sum_x / hw;
       return p.invert ? 1.0 - mean_g : mean_g;
     }
+    case Method::kFMix:
+      p.kind = kMaskTable;
+      return FMixOnes(d.lam, d.round_up, H, W) / hw;  // the mask mean, exactly
   }
   return 1.0;
 }
@@ -181,7 +205,7 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
 /// Mask parameters of sample i of n for draw d (spec 2: the partner is n - 1 - i; a sample that
 /// is its own partner, or was not drawn to mix, is left unchanged) and, in `weight`, its label
 /// weight. GMix writes its factors to table (H + W floats), which sits at `table_offset` in the
-/// batch's table array.
+/// batch's table array; an FMix mask is to be written there (H x W floats) by the caller.
 inline SampleParams PlanSample(Method method, const Draw &d, int i, int n, double hmix_ratio,
                                bool correct_lam, int H, int W, float *table, int64_t table_offset,
                                double *weight) {
@@ -189,7 +213,7 @@ inline SampleParams PlanSample(Method method, const Draw &d, int i, int n, doubl
   SampleParams p = IdentityParams(i);
   *weight = 1.0;
   if (d.apply && j != i) {
-    p.table_offset = method == Method::kGMix ? table_offset : 0;
+    p.table_offset = TableSize(method, H, W) ? table_offset : 0;
     *weight = BuildMask(method, d, hmix_ratio, correct_lam, H, W, p, table);
     p.partner = j;
   }

@@ -1,0 +1,77 @@
+// FMix masks on the host (fmix.h): spectrum weights, one inverse real 2-D FFT (pocketfft,
+// single-threaded: the operator runs one mask per thread), then a selection of the largest
+// values.
+
+#include "fmix.h"
+
+#include <algorithm>
+#include <complex>
+#include <vector>
+
+#define POCKETFFT_NO_MULTITHREADING
+#include "../third_party/pocketfft/pocketfft_hdronly.h"
+
+namespace msda {
+
+namespace {
+
+/// The spectrum weights of an H x W mask, as reference.fmix_weights computes them in NumPy:
+/// frequencies k * (1 / n) (numpy.fft.fftfreq / rfftfreq), magnitude sqrt(fx^2 + fy^2).
+void Weights(int H, int W, double decay_power, std::vector<double> &out) {
+  const int wf = W / 2 + 1;
+  out.resize(size_t(H) * wf);
+  const double vy = 1.0 / H, vx = 1.0 / W, floor_f = 1.0 / std::max(H, W);
+  for (int y = 0; y < H; y++) {
+    const int ky = y <= (H - 1) / 2 ? y : y - H;  // fftfreq's order: 0..(H-1)/2, then negative
+    const double fy = ky * vy;
+    for (int x = 0; x < wf; x++) {
+      const double fx = x * vx;
+      const double f = std::sqrt(fx * fx + fy * fy);
+      out[size_t(y) * wf + x] = 1.0 / std::pow(std::max(f, floor_f), decay_power);
+    }
+  }
+}
+
+struct Scratch {
+  int H = 0, W = 0;
+  double decay = 0.0;
+  std::vector<double> weights, image;
+  std::vector<std::complex<double>> spectrum;
+  std::vector<std::pair<double, int64_t>> order;  // (-value, index): ascending = the selection
+};
+
+}  // namespace
+
+void FMixMask(const double *noise, int H, int W, double decay_power, int64_t ones, float *mask) {
+  static thread_local Scratch s;
+  const int wf = W / 2 + 1;
+  const int64_t bins = int64_t(H) * wf, n = int64_t(H) * W;
+  if (s.H != H || s.W != W || s.decay != decay_power) {
+    Weights(H, W, decay_power, s.weights);
+    s.H = H;
+    s.W = W;
+    s.decay = decay_power;
+  }
+  s.spectrum.resize(bins);
+  for (int64_t b = 0; b < bins; b++)
+    s.spectrum[b] = {s.weights[b] * noise[2 * b], s.weights[b] * noise[2 * b + 1]};
+  s.image.resize(n);
+  // numpy.fft.irfft2's transform (the inverse complex FFT down the columns, then the inverse
+  // real FFT along the rows); its 1 / (H W) scale is left out: it does not change the order
+  const pocketfft::shape_t shape{size_t(H), size_t(W)};
+  const pocketfft::stride_t in_stride{ptrdiff_t(wf * sizeof(std::complex<double>)),
+                                      ptrdiff_t(sizeof(std::complex<double>))};
+  const pocketfft::stride_t out_stride{ptrdiff_t(W * sizeof(double)), ptrdiff_t(sizeof(double))};
+  pocketfft::c2r(shape, in_stride, out_stride, {0, 1}, false, s.spectrum.data(), s.image.data(),
+                 1.0, 1);
+  ones = std::clamp<int64_t>(ones, 0, n);
+  std::fill(mask, mask + n, 0.0f);
+  if (ones == 0) return;
+  s.order.resize(n);
+  for (int64_t k = 0; k < n; k++) s.order[k] = {-s.image[k], k};
+  // the `ones` smallest (-value, index) pairs: the largest values, lower index first on ties
+  std::nth_element(s.order.begin(), s.order.begin() + (ones - 1), s.order.end());
+  for (int64_t k = 0; k < ones; k++) mask[s.order[k].second] = 1.0f;
+}
+
+}  // namespace msda

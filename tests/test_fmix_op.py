@@ -1,0 +1,210 @@
+"""method="fmix" in the operator (spec 9) against reference.py.
+
+Given the noise (`fmix_noise`), both backends equal the reference bit for bit: masks, every
+dtype and layout, the fused arguments, at the sizes users run. The rounding coin is not an
+input: it is read off the op's mask (ceil or floor of lam H W ones) and then checked to be fair.
+With the op's own noise (Philox normals) the masks must have the reference's statistics: mask
+means ~ Beta(alpha, alpha) and the covariance by distance of masks from NumPy's noise.
+"""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from dali_msda import analysis
+from dali_msda import reference as ref
+
+from conftest import NP_TO_DALI, class_labels, random_images, run_mix
+from test_errors import expect_error
+from test_properties import LEVEL, binomial_power
+from test_reference_match import LAYOUT_SHAPES, assert_images_match, sample_shape
+
+
+def noise_for(rng, batch, h, w, same=False):
+    noise = rng.standard_normal((1 if same else batch, h, w // 2 + 1, 2)).astype(np.float32)
+    return np.repeat(noise, batch, 0) if same else noise
+
+
+def round_up_from(masks, lam):
+    """The op's coin per sample: its mask has ceil(lam H W) ones (True) or floor (False)."""
+    h, w = masks.shape[1:]
+    ones = masks.reshape(len(masks), -1).sum(1)
+    ceil = np.array([np.ceil(float(v) * h * w) for v in lam])
+    floor = np.array([np.floor(float(v) * h * w) for v in lam])
+    assert np.all((ones == ceil) | (ones == floor)), (ones, ceil, floor)
+    return ones == ceil
+
+
+def check(device, mode, dtype, layout, shape, seed, out_dtype=None, **fused):
+    rng = np.random.default_rng(seed)
+    batch = 5
+    images = random_images(rng, batch, shape, dtype)
+    labels = class_labels(batch)
+    h, w = shape[layout.index("H")], shape[layout.index("W")]
+    noise = noise_for(rng, batch, h, w, same=mode == "batch")
+    lam = np.full(batch, rng.uniform(0.05, 0.95), np.float32) if mode == "batch" else \
+        rng.uniform(0, 1, batch).astype(np.float32)
+    op_kw = dict(fused)
+    if out_dtype is not None:
+        op_kw["dtype"] = NP_TO_DALI[out_dtype]
+    mixed, targets, masks, params = run_mix(
+        images, labels, device=device, layout=layout, method="fmix", mode=mode,
+        num_classes=batch, seed=seed, lam=lam, fmix_noise=noise, **op_kw)
+    apply = params[:, 0] == 1.0
+    assert apply.all() and np.array_equal(params[:, 1], lam)
+    mixed_rows = np.arange(batch) != batch // 2
+    round_up = round_up_from(masks[mixed_rows], lam[mixed_rows])
+    round_up = np.insert(round_up, batch // 2, False)  # the middle sample is not mixed
+    ref_kw = {k: v for k, v in fused.items() if k != "output_layout"}
+    exp_mixed, exp_targets, exp_masks = ref.mix(
+        images, labels, "fmix", lam=lam, center=np.zeros((batch, 2), np.int64), layout=layout,
+        num_classes=batch, dtype=out_dtype, fmix_noise=noise, fmix_round_up=round_up,
+        output_layout=fused.get("output_layout"), **ref_kw)
+    np.testing.assert_array_equal(masks, exp_masks)
+    assert_images_match(mixed, exp_mixed)
+    np.testing.assert_allclose(targets, exp_targets, rtol=0, atol=1e-6)
+    # the label weight is the mask mean, exactly (to float32 rounding of the target)
+    own = targets[np.arange(batch), np.arange(batch)]
+    np.testing.assert_allclose(own, masks.reshape(batch, -1).mean(1), rtol=0, atol=1e-6)
+    if mode == "batch":
+        mixed_rows = [i for i in range(batch) if i != batch // 2]
+        assert all(np.array_equal(masks[i], masks[mixed_rows[0]]) for i in mixed_rows)
+    return masks
+
+
+@pytest.mark.parametrize("layout", list(LAYOUT_SHAPES))
+@pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float32])
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+def test_matches_reference(device, mode, dtype, layout):
+    check(device, mode, dtype, layout, LAYOUT_SHAPES[layout], seed=3)
+
+
+@pytest.mark.parametrize("size", [(224, 224), (200, 296), (31, 45)], ids=lambda s: "x".join(
+    map(str, s)))
+@pytest.mark.parametrize("layout", list(LAYOUT_SHAPES))
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+def test_matches_reference_at_realistic_sizes(device, mode, layout, size):
+    """ImageNet sizes (several CPU tasks and GPU blocks per sample), a non-square one and odd
+    widths (W // 2 + 1 bins)."""
+    shape = sample_shape(layout, *size)
+    seed = size[1] + len(layout) + (mode == "elem")
+    dtype, out_dtype = [(np.uint8, None), (np.float16, np.float32), (np.uint8, np.float16)][
+        seed % 3]
+    check(device, mode, dtype, layout, shape, seed, out_dtype=out_dtype)
+
+
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+def test_fused_normalisation_mirror_and_layout(device, layout):
+    rng = np.random.default_rng(8)
+    other = {"HWC": "CHW", "CHW": "HWC"}[layout]
+    check(device, "elem", np.uint8, layout, sample_shape(layout, 224, 224), seed=9,
+          out_dtype=np.float16, mean=[124.0, 116.0, 104.0], std=[58.0, 57.0, 57.5],
+          mirror=rng.integers(0, 2, 5), output_layout=other)
+
+
+def test_drawn_masks_batch_and_elem(device):
+    """Without fmix_noise: binary masks with ceil / floor(lam H W) ones; one mask for the whole
+    batch in batch mode, a different one per sample in elem mode; the same seed repeats."""
+    batch, h, w = 8, 40, 56
+    images = np.zeros((batch, h, w, 3), np.uint8)
+    labels = class_labels(batch)
+    for mode in ("batch", "elem"):
+        runs = [run_mix(images, labels, device=device, method="fmix", mode=mode,
+                        num_classes=batch, seed=11) for _ in range(2)]
+        (_, targets, masks, params), again = runs
+        np.testing.assert_array_equal(masks, again[2])
+        assert set(np.unique(masks)) <= {0.0, 1.0}
+        round_up_from(masks, params[:, 1])
+        own = targets[np.arange(batch), np.arange(batch)]
+        np.testing.assert_allclose(own, masks.reshape(batch, -1).mean(1), atol=1e-6)
+        distinct = {masks[i].tobytes() for i in range(batch)}
+        assert len(distinct) == (1 if mode == "batch" else batch), mode
+
+
+def test_mask_table_is_the_same_on_the_span_and_fused_paths():
+    """The CPU's two mixing paths (spans; fused gather) apply the same FMix table."""
+    rng = np.random.default_rng(12)
+    batch, h, w = 4, 64, 96
+    images = random_images(rng, batch, (h, w, 3), np.float32)
+    labels = class_labels(batch)
+    plain = run_mix(images, labels, method="fmix", mode="elem", num_classes=batch, seed=5)
+    fused = run_mix(images, labels, method="fmix", mode="elem", num_classes=batch, seed=5,
+                    mean=[0.0], std=[1.0])
+    np.testing.assert_array_equal(plain[2], fused[2])
+    np.testing.assert_array_equal(plain[0], fused[0])
+
+
+# ---- the op's own noise: statistics ------------------------------------------------------------
+
+def test_coin_is_fair_and_mask_means_follow_beta():
+    """The ceil / floor coin is a fair coin (binomial test, power > 0.9 against 0.45 / 0.55) and
+    the mask means, num / (H W), follow Beta(alpha, alpha) (KS; the 1 / (H W) rounding is far
+    below what KS resolves)."""
+    alpha, size, n = 0.7, 32, 4096
+    masks, weights = analysis.sample_masks("fmix", size, n, alpha=alpha, batch=256, seed=21)
+    lam_hw = weights * size * size  # integer: num
+    assert np.allclose(lam_hw, np.rint(lam_hw), atol=1e-3)
+    assert stats.kstest(weights, stats.beta(alpha, alpha).cdf).pvalue > LEVEL
+    # the coin, read off each mask with the lam the op reports (output_params)
+    images = np.zeros((256, size, size, 1), np.uint8)
+    runs = run_mix(images, class_labels(256), iterations=16, method="fmix", mode="elem",
+                   alpha=alpha, num_classes=256, seed=22)
+    ups = np.concatenate([round_up_from(r[2], r[3][:, 1]) for r in runs])
+    assert len(ups) == 4096
+    for p in (0.45, 0.55):
+        assert binomial_power(len(ups), 0.5, p) > 0.9
+    assert stats.binomtest(int(ups.sum()), len(ups), 0.5).pvalue > LEVEL
+
+
+def test_covariance_matches_reference_noise():
+    """Masks from the op's Philox noise against masks from NumPy's noise (reference.py): the
+    covariance of two pixels at distance 1..4 agrees within 4 standard errors (estimated from
+    groups of masks). A spectrum decay off by 10 % moves these by 5-9 standard errors."""
+    size, n, groups = 32, 4000, 20
+    op_masks, _ = analysis.sample_masks("fmix", size, n, batch=200, seed=31)
+    rng = np.random.default_rng(32)
+    ref_masks = np.stack([ref.fmix_sample(rng, rng.beta(1.0, 1.0), size, size)[0]
+                          for _ in range(n)])
+
+    def curve(masks):
+        parts = np.array([analysis.covariance_by_distance(g)[1][1:5]
+                          for g in np.array_split(masks, groups)])
+        return parts.mean(0), parts.std(0, ddof=1) / np.sqrt(groups)
+
+    (a, sa), (b, sb) = curve(op_masks), curve(ref_masks)
+    z = (a - b) / np.hypot(sa, sb)
+    assert np.all(np.abs(z) < 4.0), (a, b, z)
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+def test_bad_fmix_arguments(device):
+    """Each names the argument, the rule and the value (images 8 x 8: noise (8, 5, 2))."""
+    rng = np.random.default_rng(0)
+    good = noise_for(rng, 4, 8, 8)
+    expect_error(r"`decay_power` must be a finite number > 0; got 0", method="fmix",
+                 decay_power=0.0, device=device)
+    expect_error(r"`decay_power` must be a finite number > 0; got nan", method="fmix",
+                 decay_power=float("nan"), device=device)
+    expect_error(r"`fmix_noise` must have shape \(8, 5, 2\) \(H, W // 2 \+ 1, 2\) or \(80,\) "
+                 r"for images of H = 8, W = 8; got \(8, 4, 2\) for sample 0", method="fmix",
+                 mode="elem", fmix_noise=good[:, :, :4], device=device)
+    bad = good.copy()
+    bad[2, 3, 1, 0] = np.inf
+    expect_error(r"`fmix_noise` must be finite; got inf at index 32 of sample 2", method="fmix",
+                 mode="elem", fmix_noise=bad, device=device)
+    expect_error(r"`fmix_noise` must be the same for every sample; got .* for sample 0 and .* "
+                 r"for sample 1\. .*first difference at index 0", method="fmix", mode="batch",
+                 fmix_noise=good, device=device)
+
+
+def test_flat_noise_is_accepted(device):
+    rng = np.random.default_rng(1)
+    images = random_images(rng, 4, (8, 8, 3), np.uint8)
+    noise = noise_for(rng, 4, 8, 8)
+    kw = dict(method="fmix", mode="elem", num_classes=4, lam=np.full(4, 0.4, np.float32),
+              device=device)
+    a = run_mix(images, class_labels(4), fmix_noise=noise, **kw)
+    b = run_mix(images, class_labels(4), fmix_noise=noise.reshape(4, -1), **kw)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
