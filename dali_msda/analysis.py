@@ -15,9 +15,9 @@ three statistics are computed:
   distance. A box or a blob makes nearby pixels agree more than distant ones, so the curve falls
   with distance; how fast it falls, and from where, is what tells the methods apart.
 
-FMix is not in the operator yet: its masks come from dali_msda/reference.py (spec 9), with the
-intended spectrum and with the official code's, which indexes the wrong axis and so never
-varies more than one cycle across the width (`--no-fmix` leaves them out).
+FMix is drawn by the operator too (the intended spectrum, spec 9); for comparison, masks with the
+official code's spectrum, which indexes the wrong axis and so never varies more than one cycle
+across the width, come from dali_msda/reference.py (`--no-fmix` leaves both out).
 
 Writes analysis.json (all numbers) and, with matplotlib, analysis.png.
 """
@@ -32,7 +32,7 @@ import numpy as np
 from dali_msda import to_numpy
 from nvidia.dali import fn, pipeline_def
 
-METHODS = ["mixup", "cutmix", "hmix", "gmix"]
+METHODS = ["mixup", "cutmix", "hmix", "gmix", "fmix"]
 
 
 def sample_masks(method, size, samples, alpha=1.0, hmix_ratio=0.5, batch=64, seed=0,
@@ -115,15 +115,15 @@ def covariance_along_axes(masks):
     return d, along_y, along_x
 
 
-def variants(hmix_ratios):
+def variants(hmix_ratios, fmix=True):
     out = [("mixup", "mixup", {}), ("cutmix", "cutmix", {})]
     out += [(f"hmix r={r:g}", "hmix", {"hmix_ratio": r}) for r in hmix_ratios]
-    return out + [("gmix", "gmix", {})]
+    return out + [("gmix", "gmix", {})] + ([("fmix", "fmix", {})] if fmix else [])
 
 
 def reference_fmix_masks(size, samples, alpha=1.0, seed=0, official=False):
-    """FMix masks from dali_msda/reference.py (the operator has no FMix yet): lam ~ Beta(alpha),
-    the intended spectrum, or the official code's (`official`, spec 9)."""
+    """FMix masks from dali_msda/reference.py with NumPy's noise: lam ~ Beta(alpha), the
+    intended spectrum (as the operator's), or the official code's (`official`, spec 9)."""
     from dali_msda import reference as ref
 
     rng = np.random.default_rng(seed)
@@ -138,13 +138,11 @@ def analyse(size=64, samples=4000, alpha=1.0, hmix_ratios=(0.25, 0.5, 0.75), see
                "methods": {}}
     todo = [(name, lambda method=method, kw=kw: sample_masks(
         method, size, samples, alpha=alpha, seed=seed, device=device, **kw), method, kw)
-        for name, method, kw in variants(hmix_ratios)]
+        for name, method, kw in variants(hmix_ratios, fmix)]
     if fmix:
-        todo += [(name, lambda official=official: reference_fmix_masks(
-            size, samples, alpha, seed, official), "fmix", {"source": "reference.py",
-                                                           "official_spectrum": official})
-                 for name, official in (("fmix (ref.)", False),
-                                        ("fmix, official spectrum (ref.)", True))]
+        todo += [("fmix, official spectrum (ref.)", lambda: reference_fmix_masks(
+            size, samples, alpha, seed, official=True), "fmix",
+            {"source": "reference.py", "official_spectrum": True})]
     for name, draw, method, kw in todo:
         masks, w = draw()
         hist, edges = np.histogram(w, bins=bins, range=(0, 1), density=True)

@@ -14,12 +14,12 @@ from typing import Optional
 
 import numpy as np
 
-METHOD_IDS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3}
+METHOD_IDS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4}
 
 
 CUTMIX_MODES = {"bbox": "cutmix", "hmix": "hmix", "gmix": "gmix"}  # the official code's names
 # MixConfig fields baked into a pipeline when it is built (not live through the schedule)
-BUILD_FIXED = ("mode", "label_smoothing", "correct_lam", "num_classes")
+BUILD_FIXED = ("mode", "label_smoothing", "correct_lam", "num_classes", "decay_power")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +28,8 @@ class MixConfig:
     each batch (batch mode) or sample (elem mode) uses `switch_method` instead with probability
     `switch_prob`, its lam drawn from Beta(`switch_alpha`, `switch_alpha`): timm's Mixup /
     CutMix switching (see `from_timm`). `prob`: the chance that mixing is applied at all.
-    `num_classes` (optional): checked against the data's class count by the pipelines."""
+    `num_classes` (optional): checked against the data's class count by the pipelines.
+    `decay_power`: FMix's spectrum decay (fn.msda.mix `decay_power`)."""
     method: str = "hmix"
     alpha: float = 1.0
     hmix_ratio: float = 0.5
@@ -41,6 +42,7 @@ class MixConfig:
     switch_alpha: float = 1.0
     switch_prob: float = 0.5
     num_classes: Optional[int] = None
+    decay_power: float = 3.0
 
     def __post_init__(self):
         for name in ("method", "switch_method"):
@@ -51,7 +53,7 @@ class MixConfig:
                                  f"{value!r}.")
         if self.mode not in ("batch", "elem"):
             raise ValueError(f"MixConfig: `mode` must be 'batch' or 'elem'; got {self.mode!r}.")
-        for name in ("alpha", "switch_alpha"):
+        for name in ("alpha", "switch_alpha", "decay_power"):
             value = getattr(self, name)
             if not value > 0 or not np.isfinite(value):
                 raise ValueError(f"MixConfig: `{name}` must be a finite number > 0; got "
@@ -140,7 +142,7 @@ class MixSchedule:
     def set(self, **changes):
         """Change method, alpha, hmix_ratio, prob, enabled or the switching (switch_method,
         switch_alpha, switch_prob); mode, label_smoothing, correct_lam and num_classes are
-        fixed when the pipeline is built."""
+        fixed when the pipeline is built (and decay_power)."""
         fixed = set(BUILD_FIXED) & set(changes)
         if fixed:
             raise ValueError(f"MixSchedule.set: {sorted(fixed)} are fixed when the pipeline is "

@@ -216,7 +216,11 @@ def test_missing_or_empty_dataset(tmp_path):
 
 def test_mix_config_validation():
     with pytest.raises(ValueError, match=r"`method` must be one of"):
-        MixConfig(method="fmix")
+        MixConfig(method="resizemix")
+    with pytest.raises(ValueError, match=r"`decay_power` must be a finite number > 0; got -1"):
+        MixConfig(method="fmix", decay_power=-1)
+    with pytest.raises(ValueError, match=r"fixed when the pipeline is built"):
+        MixSchedule().set(decay_power=2.0)
     with pytest.raises(ValueError, match=r"`alpha` must be a finite number > 0; got 0"):
         MixConfig(alpha=0)
     with pytest.raises(ValueError, match=r"`prob` must be in \[0, 1\]; got 2"):
@@ -299,25 +303,29 @@ def test_lr_schedule_defined_for_any_step_count(total):
         assert values[0] == pytest.approx(1 / 25) and values[-1] < 1e-3
 
 
-@pytest.mark.parametrize("epochs,steps", [(1, 4), (2, 2), (1, 1)])
-def test_train_smoke_runs_with_few_steps(data_root, epochs, steps, capsys):
+@pytest.mark.parametrize("epochs,steps,method", [(1, 4, None), (2, 2, None), (1, 1, None),
+                                                 (1, 2, "fmix")])
+def test_train_smoke_runs_with_few_steps(data_root, epochs, steps, method, capsys):
     from dali_msda.pipelines.train import main
 
+    extra = ["--method", method, "--decay-power", "2.5"] if method else []
     summary = main(["--data", data_root, "--epochs", str(epochs), "--steps", str(steps),
-                    "--batch-size", "8", "--crop", "48", "--threads", "1", "--device", "cpu"])
+                    "--batch-size", "8", "--crop", "48", "--threads", "1", "--device", "cpu",
+                    *extra])
     assert len(summary["epochs"]) == epochs
     assert all(np.isfinite(e["train_loss"]) for e in summary["epochs"])
     assert f"data: {data_root}" in capsys.readouterr().out
 
 
-def test_fused_train_pipeline_equals_cmn_then_mix(data_root):
+@pytest.mark.parametrize("method", ["hmix", "fmix"])
+def test_fused_train_pipeline_equals_cmn_then_mix(data_root, method):
     """The fused pipeline gives the augmentation of crop_mirror_normalize followed by the mix:
     unmixed batches equal CMN's output exactly; mixed ones equal the reference mix of CMN's
     inputs flipped by the same coins, to float16 rounding of CMN's intermediate."""
     def build(fused, prob):
         return imagenet_train(os.path.join(data_root, "train"), batch_size=8, num_threads=2,
                               device="cpu", crop=64, dtype="float32", seed=5, fused=fused,
-                              mix=MixConfig(method="hmix", mode="elem", prob=prob),
+                              mix=MixConfig(method=method, mode="elem", prob=prob),
                               output_params=True)
     for prob in (0.0, 1.0):
         a, b = build(True, prob), build(False, prob)
