@@ -131,12 +131,16 @@ def labels_for(batch):
 
 
 def check_ours(pipe, images, method, out_dtype, **fused):
-    """Bit for bit against the reference, for every dtype (the op's contract)."""
+    """Bit for bit against the reference, for every dtype (the op's contract). FMix draws its
+    noise in the op: its masks come out of the op (`output_mask`) and the reference blends
+    with them (tests/test_fmix_op.py checks the masks themselves against reference.py)."""
     outs = [dali_msda.to_numpy(o) for o in pipe.run()]
-    mixed, targets, params = outs[:3]
     ref_kw = {}
+    if method == "fmix":
+        ref_kw["given_masks"] = outs.pop(2)
+    mixed, targets, params = outs[:3]
     if fused:
-        ref_kw = dict(mean=fused["mean"], std=fused["std"], output_layout="CHW",
+        ref_kw.update(mean=fused["mean"], std=fused["std"], output_layout="CHW",
                       mirror=outs[3].ravel().astype(bool))
     exp, exp_t, _ = ref.mix(images, np.arange(len(images)) % 1000, method, lam=params[:, 1],
                             center=params[:, 2:4].astype(np.int64), apply=params[:, 0] == 1,
@@ -248,7 +252,8 @@ def run_case(device, batch, case, methods, iters, threads, rng, rows, step, tota
             def ours_body(x, with_params=False):
                 outs = fn.msda.mix(x, labels_for(batch), method=method, mode=mode,
                                    num_classes=1000, dtype=DALI_T[out_dt],
-                                   output_params=with_params)
+                                   output_params=with_params,
+                                   output_mask=with_params and method == "fmix")
                 return tuple(outs)
 
             check_ours(dali_pipe(image_sets, device, lambda x: ours_body(x, True), threads),
@@ -316,7 +321,8 @@ def run_fused_case(device, batch, methods, iters, threads, rng, rows, step, tota
                 mirror = coin()
                 outs = fn.msda.mix(x, labels_for(batch), method=method, mode=mode,
                                    num_classes=1000, dtype=types.FLOAT16, output_layout="CHW",
-                                   mirror=mirror, output_params=with_params, **FUSED_ARGS)
+                                   mirror=mirror, output_params=with_params,
+                                   output_mask=with_params and method == "fmix", **FUSED_ARGS)
                 return tuple(outs) + ((mirror,) if with_params else ())
 
             def separate_body(x):

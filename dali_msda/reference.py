@@ -303,7 +303,8 @@ def expand_mask(mask, layout, shape):
 
 def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_classes=None,
         hmix_ratio=0.5, correct_lam=True, label_smoothing=0.0, dtype=None, mean=None, std=None,
-        mirror=None, output_layout=None, fmix_noise=None, fmix_round_up=None, decay_power=3.0):
+        mirror=None, output_layout=None, fmix_noise=None, fmix_round_up=None, decay_power=3.0,
+        given_masks=None):
     """The whole operator for given per-sample parameters.
 
     images: array (B, ...) in `layout`; labels: B class ids or (B, K) float vectors;
@@ -313,7 +314,9 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
     is mixed, as crop_mirror_normalize would flip it; its partner is read with the partner's own
     flag) and `output_layout` (the output's layout; default `layout`). The masks are in output
     coordinates (not flipped). FMix (spec 9): `fmix_noise` (B, H, W // 2 + 1, 2) and
-    `fmix_round_up` (B bools: ceil or floor of lam H W ones); `center` is not used.
+    `fmix_round_up` (B bools: ceil or floor of lam H W ones); `center` is not used. `given_masks`
+    (B, H, W): apply these masks instead (label weight: the mask mean), e.g. the op's own FMix
+    masks (`output_mask`) to check the blend where the noise is the op's.
     Returns (mixed, targets float32 (B, K), masks float32 (B, H, W)).
     """
     images = np.asarray(images)
@@ -351,7 +354,10 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
         else:
             cy, cx = center_from_relative(center[i, 0], height), center_from_relative(
                 center[i, 1], width)
-        if apply[i] and j != i:
+        if given_masks is not None:
+            mask = np.asarray(given_masks[i], np.float32)
+            weight = float(mask.astype(np.float64).mean())
+        elif apply[i] and j != i:
             mask, weight = sample_mask(
                 method, lam[i], cy, cx, height, width, hmix_ratio, correct_lam,
                 None if fmix_noise is None else fmix_noise[i],

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <vector>
 
 #include "mix/kernel.h"
@@ -165,4 +166,11 @@ extern "C" void msda_plan_tiles(int64_t frames, int H, int W, int C, int in_plan
   const int64_t vals[7] = {g.tile_rows, g.tile_cols, g.col_tiles, g.tiles, g.tiles_per_block,
                            msda::StageBytes(g, in_bytes), msda::GridX(g)};
   std::memcpy(out, vals, sizeof(vals));
+}
+
+/// FMix's normal generator (params.h StandardNormals) driven by std::mt19937 seeded with
+/// `seed`, for statistical tests of the generator alone.
+extern "C" void msda_standard_normals(uint32_t seed, int64_t count, double *out) {
+  std::mt19937 rng(seed);
+  msda::StandardNormals(rng, count, out);
 }

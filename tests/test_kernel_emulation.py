@@ -281,3 +281,19 @@ def test_plan_tiles_limits(harness):
         assert stage <= 24 << 10 and 1 <= cols <= w and rows >= 1
         assert col_tiles == -(-w // cols) and tiles == -(-(frames * h) // rows) * col_tiles
         assert grid == -(-tiles // per_block)
+
+
+def test_fmix_normal_generator(harness):
+    """params.h StandardNormals (FMix noise; the op drives it with Philox): N(0, 1) by KS, and
+    the two values of a pair uncorrelated (|r| < 4 standard errors; a correlation of 0.05
+    between them is 11 standard errors at this n)."""
+    from scipy import stats
+
+    n = 200_000
+    out = np.empty(n, np.float64)
+    harness.msda_standard_normals.restype = None
+    harness.msda_standard_normals(ctypes.c_uint32(7), I64(n), out.ctypes.data_as(P))
+    assert stats.kstest(out, "norm").pvalue > 1e-3
+    assert abs(out.mean()) < 4 / np.sqrt(n) and abs(out.var() - 1) < 4 * np.sqrt(2 / n)
+    for a, b in ((out[0::2], out[1::2]), (out[1:-1:2], out[2::2])):  # within / across pairs
+        assert abs(np.corrcoef(a, b)[0, 1]) < 4 / np.sqrt(len(a))

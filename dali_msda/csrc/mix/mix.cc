@@ -4,9 +4,9 @@
 // blocks of whole rows (about kTaskElems elements per sample) that DALI's thread pool runs,
 // largest first: a task mixes a row block of i and then the same rows of j, which read the same
 // two input blocks, so each input is read from memory once. Within a row the mask is constant
-// or piecewise constant for box masks (Mixup, CutMix, HMix), so a row is split into spans that are
-// copied (M = 1: own image, M = 0: partner) or blended with one weight; GMix computes the weight
-// per pixel from the two Gaussian factor tables. Each span path gives the same bits as the
+// or piecewise constant for box masks (Mixup, CutMix, HMix) and FMix's binary table masks, so a
+// row is split into spans that are copied (M = 1: own image, M = 0: partner) or blended with one
+// weight; GMix computes the weight per pixel from the two Gaussian factor tables. Each span path gives the same bits as the
 // generic Blend() of mask.h, which the GPU kernel evaluates.
 
 #include <cstdlib>
@@ -219,10 +219,9 @@ void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
              const float *tables, const Geometry &g, int64_t q0, int64_t q1) {
   const int64_t len = g.RowLen();
   const int inner = g.inner;
-  // GMix: the column factors repeated over the channels, so that the row loop vectorises;
-  // FMix: the mask row, repeated the same way (row by row, below)
-  std::vector<float> gx(p.kind != kMaskBox ? len : 0);
-  for (int64_t k = 0; p.kind == kMaskGauss && k < len; k++)
+  // GMix: the column factors repeated over the channels, so that the row loop vectorises
+  std::vector<float> gx(p.kind == kMaskGauss ? len : 0);
+  for (int64_t k = 0; k < static_cast<int64_t>(gx.size()); k++)
     gx[k] = tables[p.table_offset + g.H + k / inner];
   auto misses_box = [&](int64_t q) {
     const int r = q % g.H;
@@ -232,10 +231,15 @@ void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
     const int r = q % g.H;
     Out *o = out + q * len;
     const In *a = self + q * len, *b = other + q * len;
-    if (p.kind == kMaskTable) {  // m = 1 * mask: the same bits as MaskAt's table value
+    if (p.kind == kMaskTable) {  // a span per run of equal mask values (FMix: runs of 0 / 1)
       const float *mrow = tables + p.table_offset + int64_t(r) * g.W;
-      for (int64_t k = 0; k < len; k++) gx[k] = mrow[k / inner];
-      GaussBlendSpan<false>(o, a, b, 1.0f, gx.data(), len);
+      for (int c0 = 0; c0 < g.W;) {
+        int c1 = c0 + 1;
+        while (c1 < g.W && mrow[c1] == mrow[c0]) c1++;
+        const int64_t k0 = int64_t(c0) * inner;
+        BlendSpan(o + k0, a + k0, b + k0, int64_t(c1 - c0) * inner, mrow[c0]);
+        c0 = c1;
+      }
       q++;
     } else if (p.kind == kMaskGauss) {
       const float gy = tables[p.table_offset + r];
