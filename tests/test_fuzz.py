@@ -37,7 +37,7 @@ from dali_msda import reference as ref  # noqa: E402
 
 PROFILE = os.environ.get("DALI_MSDA_FUZZ_PROFILE", "ci")
 EXAMPLES = {"ci": 200, "long": 5000}[PROFILE]
-METHODS = ["mixup", "cutmix", "hmix", "gmix"]
+METHODS = ["mixup", "cutmix", "hmix", "gmix", "fmix"]
 DTYPES = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32}
 ONE_MINUS = float(np.nextafter(np.float32(1), np.float32(0)))  # the largest float32 below 1
 
@@ -78,6 +78,8 @@ def cases(draw):
         for name in ("lam", "center"):
             if name in case:
                 case[name] = [case[name][0]] * batch
+    if case["method"] == "fmix":  # the noise is made from `seed` (materialise)
+        case["decay_power"] = draw(st.sampled_from([0.25, 1.0, 3.0, 8.0]))
     case["out_dtype"] = draw(st.sampled_from([None, *DTYPES]))
     if draw(st.booleans()):  # fused normalisation
         n = draw(st.sampled_from([1, c]))
@@ -120,6 +122,13 @@ def materialise(case):
         op["dtype"] = NP_TO_DALI[DTYPES[case["out_dtype"]]]
     reference = dict(common, num_classes=op["num_classes"], layout=case["layout"],
                      dtype=DTYPES[case["out_dtype"]] if case["out_dtype"] else None)
+    if case["method"] == "fmix":
+        b, h, w = case["batch"], case["h"], case["w"]
+        noise = rng.standard_normal((b, h, w // 2 + 1, 2)).astype(np.float32)
+        if case["mode"] == "batch":  # one mask per batch: the batch's noise
+            noise[:] = noise[0]
+        op.update(fmix_noise=noise, decay_power=case["decay_power"])
+        reference.update(fmix_noise=noise, decay_power=case["decay_power"])
     return images, labels, op, reference
 
 
@@ -133,6 +142,10 @@ def test_valid_cases_equal_the_reference(device, case):
         assert (params == params[0]).all()
     if case.get("lam") is not None:
         np.testing.assert_array_equal(params[:, 1], np.float32(case["lam"]))
+    if case["method"] == "fmix":  # the coin, read off the op's masks (ceil or floor lam H W)
+        ones = masks.reshape(len(masks), -1).sum(1)
+        reference["fmix_round_up"] = ones == np.ceil(params[:, 1].astype(np.float64) *
+                                                     case["h"] * case["w"])
     exp_mixed, exp_targets, exp_masks = ref.mix(
         images, labels, reference.pop("method"), lam=params[:, 1],
         center=params[:, 2:4].astype(np.int64), apply=params[:, 0] == 1.0, **reference)
