@@ -1,4 +1,4 @@
-"""dali-msda: Mixup, CutMix, HMix, GMix and FMix as NVIDIA DALI operators.
+"""dali-msda: Mixup, CutMix, HMix, GMix, FMix and ResizeMix as NVIDIA DALI operators.
 
 Importing the package loads the operator plugin (once per process), after which the operator is
 available as ``nvidia.dali.fn.msda.mix`` (and ``nvidia.dali.ops.msda.Mix``)::
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = ["library_path", "load_plugin", "has_gpu", "to_numpy", "dali_error_reason", "child_env",
            "METHODS", "MODES"]
 
-METHODS = ("mixup", "cutmix", "hmix", "gmix", "fmix")
+METHODS = ("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix")
 MODES = ("batch", "elem")
 
 _LIB = "libdali_msda.so"

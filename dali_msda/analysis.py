@@ -32,7 +32,7 @@ import numpy as np
 from dali_msda import to_numpy
 from nvidia.dali import fn, pipeline_def
 
-METHODS = ["mixup", "cutmix", "hmix", "gmix", "fmix"]
+METHODS = ["mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix"]
 
 
 def sample_masks(method, size, samples, alpha=1.0, hmix_ratio=0.5, batch=64, seed=0,
@@ -118,7 +118,8 @@ def covariance_along_axes(masks):
 def variants(hmix_ratios, fmix=True):
     out = [("mixup", "mixup", {}), ("cutmix", "cutmix", {})]
     out += [(f"hmix r={r:g}", "hmix", {"hmix_ratio": r}) for r in hmix_ratios]
-    return out + [("gmix", "gmix", {})] + ([("fmix", "fmix", {})] if fmix else [])
+    return (out + [("gmix", "gmix", {})] + ([("fmix", "fmix", {})] if fmix else [])
+            + [("resizemix", "resizemix", {})])
 
 
 def reference_fmix_masks(size, samples, alpha=1.0, seed=0, official=False):

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-METHODS = ("mixup", "cutmix", "hmix", "gmix", "fmix")
+METHODS = ("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix")
 LAYOUTS = ("HWC", "CHW", "FHWC", "FCHW")
 MIN_GAUSS_LAM = 1e-12  # GMix: lam' is clamped to this (spec 6)
 
@@ -133,10 +133,55 @@ def gmix_mask_direct(lam, cy, cx, height, width):
     return g if lam < 0.5 else 1.0 - g
 
 
+# ---- spec section 10: ResizeMix -----------------------------------------------------------------
+
+def resized_box(tau, cy, cx, height, width):
+    """ResizeMix's box: floor(H tau) x floor(W tau) around (cy, cx), shifted (not clipped) to
+    lie inside the image, as the official getbox_new does (spec 10)."""
+    h, w = math.floor(height * float(tau)), math.floor(width * float(tau))
+    y0 = min(max(cy - h // 2, 0), height)
+    y1 = min(max(y0 + h, 0), height)
+    y0 = min(max(y1 - h, 0), height)
+    x0 = min(max(cx - w // 2, 0), width)
+    x1 = min(max(x0 + w, 0), width)
+    x0 = min(max(x1 - w, 0), width)
+    return y0, y1, x0, x1
+
+
+def resizemix_mask(tau, cy, cx, height, width):
+    """(mask, label weight): 0 in the box the resized partner covers, 1 elsewhere; the own
+    label's weight is 1 - box area / image area (nothing pasted when the box is empty)."""
+    y0, y1, x0, x1 = box = resized_box(tau, cy, cx, height, width)
+    area = (y1 - y0) * (x1 - x0)
+    if area == 0:
+        return np.ones((height, width), np.float32), 1.0
+    return box_mask(box, 1.0, height, width), 1.0 - area / (height * width)
+
+
+def resized_partner(xj, box, layout):
+    """The partner as ResizeMix shows it (spec 10): inside `box` the whole of `xj` (in `layout`)
+    resized to the box by nearest neighbour, source row (r - y0) H // h and column (c - x0) W // w
+    (integers; what torch's F.interpolate(size=(h, w)) picks); `xj` itself elsewhere (where the
+    mask is 1, so never shown)."""
+    y0, y1, x0, x1 = box
+    h_axis, w_axis = layout.index("H"), layout.index("W")
+    height, width = xj.shape[h_axis], xj.shape[w_axis]
+    rows = (np.arange(y1 - y0) * height) // (y1 - y0)
+    cols = (np.arange(x1 - x0) * width) // (x1 - x0)
+    small = np.take(np.take(xj, rows, axis=h_axis), cols, axis=w_axis)
+    out = xj.copy()
+    index = [slice(None)] * xj.ndim
+    index[h_axis], index[w_axis] = slice(y0, y1), slice(x0, x1)
+    out[tuple(index)] = small
+    return out
+
+
 def sample_mask(method, lam, cy, cx, height, width, hmix_ratio=0.5, correct_lam=True,
                 fmix_noise=None, fmix_round_up=None, decay_power=3.0):
     """(mask, label weight) of one applied sample. FMix takes its noise (H x (W // 2 + 1) x 2)
     and rounding coin instead of a centre."""
+    if method == "resizemix":  # lam is the scale tau
+        return resizemix_mask(lam, cy, cx, height, width)
     if method == "fmix":
         if fmix_noise is None or fmix_round_up is None:
             raise ValueError("method 'fmix' needs fmix_noise and fmix_round_up")
@@ -314,7 +359,8 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
     is mixed, as crop_mirror_normalize would flip it; its partner is read with the partner's own
     flag) and `output_layout` (the output's layout; default `layout`). The masks are in output
     coordinates (not flipped). FMix (spec 9): `fmix_noise` (B, H, W // 2 + 1, 2) and
-    `fmix_round_up` (B bools: ceil or floor of lam H W ones); `center` is not used. `given_masks`
+    `fmix_round_up` (B bools: ceil or floor of lam H W ones); `center` is not used. ResizeMix
+    (spec 10): `lam` is the scale tau. `given_masks`
     (B, H, W): apply these masks instead (label weight: the mask mean), e.g. the op's own FMix
     masks (`output_mask`) to check the blend where the noise is the op's.
     Returns (mixed, targets float32 (B, K), masks float32 (B, H, W)).
@@ -367,6 +413,10 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
         m = expand_mask(mask, layout, images.shape[1:])
         xi = flip(images[i], layout) if flips[i] else images[i]
         xj = flip(images[j], layout) if flips[j] else images[j]
+        if method == "resizemix" and given_masks is None and apply[i] and j != i:
+            box = resized_box(lam[i], cy, cx, height, width)
+            if box[0] < box[1] and box[2] < box[3]:
+                xj = resized_partner(xj, box, layout)
         values = mix_values(m, xi, xj, out_dtype, *norm)
         mixed[i] = to_layout(values, layout, output_layout)
         targets[i] = (weight * soft[i] + (1.0 - weight) * soft[j]).astype(np.float32)

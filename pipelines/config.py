@@ -14,12 +14,13 @@ from typing import Optional
 
 import numpy as np
 
-METHOD_IDS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4}
+METHOD_IDS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4, "resizemix": 5}
 
 
 CUTMIX_MODES = {"bbox": "cutmix", "hmix": "hmix", "gmix": "gmix"}  # the official code's names
 # MixConfig fields baked into a pipeline when it is built (not live through the schedule)
-BUILD_FIXED = ("mode", "label_smoothing", "correct_lam", "num_classes", "decay_power")
+BUILD_FIXED = ("mode", "label_smoothing", "correct_lam", "num_classes", "decay_power",
+               "scale_min", "scale_max")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +30,8 @@ class MixConfig:
     `switch_prob`, its lam drawn from Beta(`switch_alpha`, `switch_alpha`): timm's Mixup /
     CutMix switching (see `from_timm`). `prob`: the chance that mixing is applied at all.
     `num_classes` (optional): checked against the data's class count by the pipelines.
-    `decay_power`: FMix's spectrum decay (fn.msda.mix `decay_power`)."""
+    `decay_power`: FMix's spectrum decay; `scale_min`, `scale_max`: ResizeMix's scale range
+    (fn.msda.mix arguments of the same names)."""
     method: str = "hmix"
     alpha: float = 1.0
     hmix_ratio: float = 0.5
@@ -43,6 +45,8 @@ class MixConfig:
     switch_prob: float = 0.5
     num_classes: Optional[int] = None
     decay_power: float = 3.0
+    scale_min: float = 0.1
+    scale_max: float = 0.8
 
     def __post_init__(self):
         for name in ("method", "switch_method"):
@@ -62,6 +66,13 @@ class MixConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"MixConfig: `{name}` must be in [0, 1]; got {value}.")
+        for name in ("scale_min", "scale_max"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"MixConfig: `{name}` must be in (0, 1]; got {value}.")
+        if self.scale_min > self.scale_max:
+            raise ValueError(f"MixConfig: `scale_min` must be <= `scale_max`; got "
+                             f"{self.scale_min} > {self.scale_max}.")
         if self.num_classes is not None and not (isinstance(self.num_classes, (int, np.integer))
                                                  and self.num_classes > 0):
             raise ValueError(f"MixConfig: `num_classes` must be a positive int or None; got "
@@ -142,7 +153,7 @@ class MixSchedule:
     def set(self, **changes):
         """Change method, alpha, hmix_ratio, prob, enabled or the switching (switch_method,
         switch_alpha, switch_prob); mode, label_smoothing, correct_lam and num_classes are
-        fixed when the pipeline is built (and decay_power)."""
+        fixed when the pipeline is built (and decay_power, scale_min, scale_max)."""
         fixed = set(BUILD_FIXED) & set(changes)
         if fixed:
             raise ValueError(f"MixSchedule.set: {sorted(fixed)} are fixed when the pipeline is "

@@ -42,7 +42,7 @@ CHECKPOINT_FORMAT = "dali_msda.train/1"
 # the options a checkpoint must have been written with to be resumed (plus ranks and device)
 RUN_OPTIONS = ("epochs", "steps", "batch_size", "lr", "width", "crop", "method", "alpha",
                "hmix_ratio", "prob", "mode", "label_smoothing", "mix_off_epochs", "seed",
-               "decay_power",
+               "decay_power", "scale_min", "scale_max",
                "mixup", "cutmix", "cutmix_minmax", "mixup_prob", "mixup_switch_prob",
                "mixup_mode", "cutmix_mode", "mixup_off_epoch")
 TIMM_FLAGS = ("mixup", "cutmix", "cutmix_minmax", "mixup_prob", "mixup_switch_prob",
@@ -238,7 +238,8 @@ def mix_config_from_args(args):
     return MixConfig(method=_or(args.method, "hmix"), alpha=_or(args.alpha, 1.0),
                      hmix_ratio=_or(args.hmix_ratio, 0.5), prob=_or(args.prob, 1.0),
                      mode=_or(args.mode, "elem"), label_smoothing=_or(smoothing, 0.0),
-                     decay_power=args.decay_power)
+                     decay_power=args.decay_power, scale_min=args.scale_min,
+                     scale_max=args.scale_max)
 
 
 def _or(value, default):
@@ -263,10 +264,15 @@ def build_parser():
         "mixing", "either this project's flags (--method, --alpha, --prob, --mode; default HMix, "
         "alpha 1, per element) or timm's (--mixup, --cutmix, ...: MixConfig.from_timm, the same "
         "semantics as timm's and the official HMix/GMix train scripts)")
-    mixing.add_argument("--method", choices=["mixup", "cutmix", "hmix", "gmix", "fmix", "none"],
+    mixing.add_argument("--method", choices=["mixup", "cutmix", "hmix", "gmix", "fmix",
+                                             "resizemix", "none"],
                         default=None, help="(default hmix)")
     mixing.add_argument("--decay-power", type=float, default=3.0,
                         help="FMix: decay power of the noise spectrum (default 3.0)")
+    mixing.add_argument("--scale-min", type=float, default=0.1,
+                        help="ResizeMix: smallest scale of the pasted partner (default 0.1)")
+    mixing.add_argument("--scale-max", type=float, default=0.8,
+                        help="ResizeMix: largest scale of the pasted partner (default 0.8)")
     mixing.add_argument("--alpha", type=float, default=None, help="(default 1.0)")
     mixing.add_argument("--hmix-ratio", type=float, default=None,
                         help="(default 0.5; 1.0 with timm's flags, the official default)")

@@ -81,7 +81,7 @@ def test_cli_writes_json_and_refuses_bad_sizes(tmp_path, capsys):
     out = analysis.main(["--size", "16", "--samples", "128", "--hmix-ratios", "0.5",
                          "--out-dir", str(tmp_path)])
     assert (tmp_path / "analysis.json").exists() and set(out["methods"]) == {
-        "mixup", "cutmix", "hmix r=0.5", "gmix", "fmix", "fmix, official spectrum (ref.)"}
+        "mixup", "cutmix", "hmix r=0.5", "gmix", "fmix", "resizemix", "fmix, official spectrum (ref.)"}
     with pytest.raises(SystemExit):
         analysis.main(["--size", "1"])
     assert "--size and --samples must be >= 2" in capsys.readouterr().err

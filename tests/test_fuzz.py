@@ -37,7 +37,7 @@ from dali_msda import reference as ref  # noqa: E402
 
 PROFILE = os.environ.get("DALI_MSDA_FUZZ_PROFILE", "ci")
 EXAMPLES = {"ci": 200, "long": 5000}[PROFILE]
-METHODS = ["mixup", "cutmix", "hmix", "gmix", "fmix"]
+METHODS = ["mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix"]
 DTYPES = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32}
 ONE_MINUS = float(np.nextafter(np.float32(1), np.float32(0)))  # the largest float32 below 1
 
@@ -80,6 +80,9 @@ def cases(draw):
                 case[name] = [case[name][0]] * batch
     if case["method"] == "fmix":  # the noise is made from `seed` (materialise)
         case["decay_power"] = draw(st.sampled_from([0.25, 1.0, 3.0, 8.0]))
+    if case["method"] == "resizemix":  # tau's range (op only: the reference takes tau)
+        lo = draw(st.sampled_from([1e-3, 0.1, 0.5, 1.0]))
+        case["scale_min"], case["scale_max"] = lo, draw(st.sampled_from([lo, (lo + 1) / 2, 1.0]))
     case["out_dtype"] = draw(st.sampled_from([None, *DTYPES]))
     if draw(st.booleans()):  # fused normalisation
         n = draw(st.sampled_from([1, c]))
@@ -129,6 +132,8 @@ def materialise(case):
             noise[:] = noise[0]
         op.update(fmix_noise=noise, decay_power=case["decay_power"])
         reference.update(fmix_noise=noise, decay_power=case["decay_power"])
+    if case["method"] == "resizemix":
+        op.update(scale_min=case["scale_min"], scale_max=case["scale_max"])
     return images, labels, op, reference
 
 
@@ -138,8 +143,9 @@ def materialise(case):
 def test_valid_cases_equal_the_reference(device, case):
     images, labels, op, reference = materialise(case)
     mixed, targets, masks, params = run_mix(images, labels, device=device, **op)
-    if case["mode"] == "batch":
-        assert (params == params[0]).all()
+    if case["mode"] == "batch":  # one draw per batch (ResizeMix: a centre per sample)
+        same = params[:, :2] if case["method"] == "resizemix" else params
+        assert (same == same[0]).all()
     if case.get("lam") is not None:
         np.testing.assert_array_equal(params[:, 1], np.float32(case["lam"]))
     if case["method"] == "fmix":  # the coin, read off the op's masks (ceil or floor lam H W)
@@ -212,7 +218,7 @@ def invalid_cases(draw):
                                                      ["HWC", "CHW", "FWHC"]))
     elif name == "method_id":
         case["method_id"] = [0] * b
-        case["method_id"][i] = draw(st.sampled_from([5, -1, 100]))
+        case["method_id"][i] = draw(st.sampled_from([6, -1, 100]))
         case["mode"] = "elem"
     return case, name
 

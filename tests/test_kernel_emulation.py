@@ -18,7 +18,7 @@ from dali_msda import reference as ref
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(os.path.dirname(HERE), "dali_msda", "csrc")
 TYPES = {np.dtype(np.uint8): 0, np.dtype(np.float16): 1, np.dtype(np.float32): 2}
-METHODS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4}
+METHODS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4, "resizemix": 5}
 
 
 def cuda_includes():

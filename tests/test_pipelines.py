@@ -216,7 +216,9 @@ def test_missing_or_empty_dataset(tmp_path):
 
 def test_mix_config_validation():
     with pytest.raises(ValueError, match=r"`method` must be one of"):
-        MixConfig(method="resizemix")
+        MixConfig(method="saliencymix")
+    with pytest.raises(ValueError, match=r"`scale_min` must be <= `scale_max`; got 0.9 > 0.5"):
+        MixConfig(method="resizemix", scale_min=0.9, scale_max=0.5)
     with pytest.raises(ValueError, match=r"`decay_power` must be a finite number > 0; got -1"):
         MixConfig(method="fmix", decay_power=-1)
     with pytest.raises(ValueError, match=r"fixed when the pipeline is built"):
@@ -304,11 +306,11 @@ def test_lr_schedule_defined_for_any_step_count(total):
 
 
 @pytest.mark.parametrize("epochs,steps,method", [(1, 4, None), (2, 2, None), (1, 1, None),
-                                                 (1, 2, "fmix")])
+                                                 (1, 2, "fmix"), (1, 2, "resizemix")])
 def test_train_smoke_runs_with_few_steps(data_root, epochs, steps, method, capsys):
     from dali_msda.pipelines.train import main
 
-    extra = ["--method", method, "--decay-power", "2.5"] if method else []
+    extra = ["--method", method, "--decay-power", "2.5", "--scale-min", "0.3"] if method else []
     summary = main(["--data", data_root, "--epochs", str(epochs), "--steps", str(steps),
                     "--batch-size", "8", "--crop", "48", "--threads", "1", "--device", "cpu",
                     *extra])
@@ -317,7 +319,7 @@ def test_train_smoke_runs_with_few_steps(data_root, epochs, steps, method, capsy
     assert f"data: {data_root}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("method", ["hmix", "fmix"])
+@pytest.mark.parametrize("method", ["hmix", "fmix", "resizemix"])
 def test_fused_train_pipeline_equals_cmn_then_mix(data_root, method):
     """The fused pipeline gives the augmentation of crop_mirror_normalize followed by the mix:
     unmixed batches equal CMN's output exactly; mixed ones equal the reference mix of CMN's

@@ -135,7 +135,7 @@ struct ColumnNeeds {
 
 DALI_HOST_DEV inline ColumnNeeds NeedsOfRow(const SampleParams &p, int r, int c0, int c1) {
   ColumnNeeds n{c0, c1, c1, c1, c0, c1};
-  if (p.kind != kMaskBox) return n;
+  if (p.kind != kMaskBox && p.kind != kMaskResized) return n;
   const bool row_in_box = r >= p.y0 && r < p.y1 && p.x0 < p.x1;
   const int x0 = row_in_box ? (p.x0 > c0 ? (p.x0 < c1 ? p.x0 : c1) : c0) : c1;
   const int x1 = row_in_box ? (p.x1 > c0 ? (p.x1 < c1 ? p.x1 : c1) : c0) : c1;
@@ -148,11 +148,13 @@ DALI_HOST_DEV inline ColumnNeeds NeedsOfRow(const SampleParams &p, int r, int c0
     n.self_b0 = x1;
     n.self_b1 = c1;
   }
-  // the partner: the box, or everything when the outside weight is not 1
+  // the partner: the box, or everything when the outside weight is not 1; nothing staged for a
+  // resized partner (ComputeTile reads it from device memory: ResizedPartnerAt)
   if (p.outside == 1.0f) {
     n.other_a0 = x0;
     n.other_a1 = x1;
   }
+  if (p.kind == kMaskResized) n.other_a0 = n.other_a1 = c1;
   return n;
 }
 
@@ -237,14 +239,29 @@ struct StagedRow {
   }
 };
 
-/// The output element at output column c, channel ch of a tile row, from the staged sources.
+/// The partner's value at output (frame f, row r, column c, channel ch) inside the box of a
+/// kMaskResized sample, read from device memory (ResizeMix: a gather, not staged).
 template <typename Out, typename In>
-DALI_HOST_DEV inline Out OutputValue(const TileGeometry &g, const StagedRow<In> &self,
-                                     const StagedRow<In> &other, int c, int ch, float m,
-                                     const float *norm) {
+DALI_HOST_DEV inline In ResizedPartnerAt(const SampleDesc<Out, In> &s, const TileGeometry &g,
+                                         int64_t f, int r, int c, int ch) {
+  int sr, sc;
+  ResizedSource(s.p, g.H, g.W, r, c, s.flip_other, &sr, &sc);
+  const In *frame = s.other + f * g.FrameElems();
+  return g.in_planar ? frame[(int64_t(ch) * g.H + sr) * g.W + sc]
+                     : frame[(int64_t(sr) * g.W + sc) * g.C + ch];
+}
+
+/// The output element at output column c, channel ch of a tile row, from the staged sources
+/// (a resized partner from device memory).
+template <typename Out, typename In>
+DALI_HOST_DEV inline Out OutputValue(const SampleDesc<Out, In> &s, const TileGeometry &g,
+                                     const StagedRow<In> &self, const StagedRow<In> &other, int c,
+                                     int ch, float m, const float *norm) {
   In a{}, b{};
   if (m != 0.0f) a = self.At(g, c, ch);
-  if (m != 1.0f) b = other.At(g, c, ch);
+  if (m != 1.0f)
+    b = s.p.kind == kMaskResized ? ResizedPartnerAt(s, g, self.f, self.r, c, ch)
+                                 : other.At(g, c, ch);
   if (g.normalize) return MixElement<true, Out, In>(m, a, b, norm[ch], norm[g.C + ch]);
   return MixElement<false, Out, In>(m, a, b, 0.0f, 1.0f);
 }
@@ -299,7 +316,7 @@ DALI_HOST_DEV inline void ComputeTile(const SampleDesc<Out, In> &s, const TileGe
     for (int j = 0; j < V; j++) {
       if (e0 + j < 0 || e0 + j >= seg_len) continue;
       const int col = t.c0 + c;
-      const Out v = OutputValue<Out, In>(g, self, other, col, ch,
+      const Out v = OutputValue<Out, In>(s, g, self, other, col, ch,
                                          MaskAt(s.p, tables, g.H, g.W, r, col), norm);
       if (full)
         lane[j] = v;

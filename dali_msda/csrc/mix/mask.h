@@ -25,6 +25,8 @@ enum MaskKind : int32_t {
   kMaskBox = 0,    // M = 0 inside [y0, y1) x [x0, x1), `outside` elsewhere (Mixup, CutMix, HMix)
   kMaskGauss = 1,  // M = gy[row] * gx[col], or 1 - that when `invert` (GMix)
   kMaskTable = 2,  // M = tables[table_offset + row * W + col] (FMix: 0 or 1)
+  kMaskResized = 3,  // a box mask with `outside` 1, where the partner is read resized to the
+                     // box, nearest neighbour (ResizeMix): ResizedSource
 };
 
 // One plain struct per sample, built on the host and copied to the GPU once per batch.
@@ -71,6 +73,17 @@ DALI_HOST_DEV inline float MaskAt(const SampleParams &p, const float *tables, in
   }
   bool inside = row >= p.y0 && row < p.y1 && col >= p.x0 && col < p.x1;
   return inside ? 0.0f : p.outside;
+}
+
+/// ResizeMix (spec 10): the partner pixel shown at (row, col) inside the box of a kMaskResized
+/// sample: the whole partner (H x W) resized to the box (h x w) by nearest neighbour, source
+/// row ((row - y0) H) / h and column ((col - x0) W) / w, in integers; `flip`: the partner is
+/// mirrored before it is resized (source column W - 1 - that).
+DALI_HOST_DEV inline void ResizedSource(const SampleParams &p, int H, int W, int row, int col,
+                                        int flip, int *src_row, int *src_col) {
+  *src_row = static_cast<int>(int64_t(row - p.y0) * H / (p.y1 - p.y0));
+  const int c = static_cast<int>(int64_t(col - p.x0) * W / (p.x1 - p.x0));
+  *src_col = flip ? W - 1 - c : c;
 }
 
 /// The blend of spec section 1, in float32, in this exact order.

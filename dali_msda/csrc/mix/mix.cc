@@ -213,6 +213,23 @@ void GaussBlendSpan(Out *out, const In *self, const In *other, float gy, const f
   GaussBlendSpanAuto<kInvert, Out, In>(out, self, other, gy, gx, n);
 }
 
+/// ResizeMix: columns [x0, x1) of row r (at `o`, a row of the output) from the partner resized to
+/// the box (spec 10); `frame_rows` is the partner's row q - r (the first row of its frame or
+/// channel plane). The values are taken, not blended (M = 0), as MixElement takes them.
+template <typename Out, typename In>
+void ResizedSpan(Out *o, const In *frame_rows, const SampleParams &p, const Geometry &g, int r) {
+  const int64_t len = g.RowLen();
+  const int inner = g.inner;
+  for (int c = p.x0; c < p.x1; c++) {
+    int sr, sc;
+    ResizedSource(p, g.H, g.W, r, c, 0, &sr, &sc);
+    const In *src = frame_rows + sr * len + int64_t(sc) * inner;
+    Out *dst = o + int64_t(c) * inner;
+    for (int k = 0; k < inner; k++)
+      dst[k] = MixElement<false, Out, In>(0.0f, src[k], src[k], 0.0f, 1.0f);
+  }
+}
+
 /// Rows [q0, q1) of one sample (see Geometry for the row numbering).
 template <typename Out, typename In>
 void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
@@ -256,7 +273,10 @@ void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
     } else {
       const int64_t k0 = int64_t(p.x0) * inner, k1 = int64_t(p.x1) * inner;
       BlendSpan(o, a, b, k0, p.outside);
-      ConvertSpan(o + k0, b + k0, k1 - k0);  // inside the box: the partner, exactly
+      if (p.kind == kMaskResized)  // inside the box: the partner resized
+        ResizedSpan(o, other + (q - r) * len, p, g, r);
+      else
+        ConvertSpan(o + k0, b + k0, k1 - k0);  // inside the box: the partner, exactly
       BlendSpan(o + k1, a + k1, b + k1, len - k1, p.outside);
       q++;
     }
@@ -311,6 +331,21 @@ void GatherRow(In *__restrict dst, const In *__restrict x, const TileGeometry &g
   for (int c = c0; c < c1; c++) {
     const In *px = row + int64_t(flip ? W - 1 - c : c) * C;
     for (int ch = 0; ch < C; ch++) dst[int64_t(ch) * W + c] = px[ch];
+  }
+}
+
+/// ResizeMix: the box columns of frame-row (f, r) of the partner resized to the box (read with
+/// mirror `flip`), into C channel rows of W elements at dst, as GatherRow lays them out.
+template <typename In>
+void GatherResizedRow(In *__restrict dst, const In *__restrict x, const TileGeometry &g,
+                      const SampleParams &p, int64_t f, int r, int flip) {
+  const In *frame = x + f * g.FrameElems();
+  for (int c = p.x0; c < p.x1; c++) {
+    int sr, sc;
+    ResizedSource(p, g.H, g.W, r, c, flip, &sr, &sc);
+    for (int ch = 0; ch < g.C; ch++)
+      dst[int64_t(ch) * g.W + c] = g.in_planar ? frame[(int64_t(ch) * g.H + sr) * g.W + sc]
+                                               : frame[(int64_t(sr) * g.W + sc) * g.C + ch];
   }
 }
 
@@ -398,6 +433,8 @@ void MixRowsFused(Out *out, const In *self, const In *other, int flip_self, int 
     GatherRow(a, self, g, f, r, flip_self, need.self_a0, need.self_a1);
     GatherRow(a, self, g, f, r, flip_self, need.self_b0, need.self_b1);
     GatherRow(b, other, g, f, r, flip_other, need.other_a0, need.other_a1);
+    if (p.kind == kMaskResized && r >= p.y0 && r < p.y1)
+      GatherResizedRow(b, other, g, p, f, r, flip_other);
     for (int ch = 0; ch < g.C; ch++) {
       Out *o = g.out_planar ? out + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W
                             : out + f * g.FrameElems() + int64_t(r) * g.W * g.C + ch;
@@ -480,7 +517,8 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
 
 // clang-format off
 DALI_SCHEMA(msda__Mix)
-  .DocStr(R"code(Mixes a batch of images with Mixup, CutMix, HMix, GMix or FMix and returns soft labels.
+  .DocStr(R"code(Mixes a batch of images with Mixup, CutMix, HMix, GMix, FMix or ResizeMix and returns
+soft labels.
 
 Every method is a choice of mask: each sample ``i`` is blended with its partner ``j = B - 1 - i``
 (the batch reversed) as ``out_i = M_i * x_i + (1 - M_i) * x_j``, where the mask ``M_i`` (H x W,
@@ -498,6 +536,10 @@ the middle sample is its own partner and passes through unchanged.
 - ``fmix``: ``M`` is binary: the ``ceil`` or ``floor`` (a fair coin) of ``lam * H * W`` pixels with
   the largest values of low-frequency Fourier noise (spectrum weights ``1 / f ** decay_power``)
   are 1; the label weight is the realised mean of ``M``. Masks are made on the host.
+- ``resizemix``: the whole partner, resized (nearest neighbour) to ``floor(H tau) x floor(W tau)``
+  with ``tau ~ U(scale_min, scale_max)``, is pasted at a uniform centre, shifted to lie inside the
+  image; ``M`` is 0 there and 1 elsewhere. ``lam`` (drawn or given; ``params``) is ``tau``; in
+  ``"batch"`` mode one ``tau`` per batch and a centre per sample, as the official code.
 
 The outputs are ``(mixed, targets)``, then ``mask`` with ``output_mask=True``, then ``params``
 with ``output_params=True``:
@@ -524,9 +566,10 @@ Example::
     return 2 + spec.GetArgument<bool>("output_mask") + spec.GetArgument<bool>("output_params");
   })
   .AddOptionalArg("method", R"code(Mixing method: ``"mixup"``, ``"cutmix"``, ``"hmix"``,
-``"gmix"`` or ``"fmix"``. Required unless ``method_id`` is given.)code", std::string())
+``"gmix"``, ``"fmix"`` or ``"resizemix"``. Required unless ``method_id`` is given.)code",
+                  std::string())
   .AddOptionalArg("method_id", R"code(Method per sample as an int32 argument input: 0 mixup,
-1 cutmix, 2 hmix, 3 gmix, 4 fmix; overrides ``method``. It lets a pipeline switch methods without being
+1 cutmix, 2 hmix, 3 gmix, 4 fmix, 5 resizemix; overrides ``method``. It lets a pipeline switch methods without being
 rebuilt (a schedule fed by ``fn.external_source``) or pick one at random per batch or sample, as
 timm's ``switch_prob`` does (e.g. ``fn.random.coin_flip(probability=0.5, dtype=types.INT32)``).
 In ``"batch"`` mode it must be the same for every sample.)code", DALI_INT32, nullptr, true)
@@ -537,6 +580,10 @@ In ``"batch"`` mode it must be the same for every sample.)code", DALI_INT32, nul
   .AddOptionalArg("hmix_ratio", "HMix: the share r of ``1 - lam`` given to the box (side ratio "
                   "``sqrt(r * (1 - lam))``); 0 is Mixup, 1 is CutMix with area correction. In "
                   "[0, 1].", 0.5f, true)
+  .AddOptionalArg("scale_min", "ResizeMix: the smallest scale ``tau`` of the pasted partner; in "
+                  "(0, 1].", 0.1f)
+  .AddOptionalArg("scale_max", "ResizeMix: the largest scale ``tau``; in (0, 1], >= "
+                  "``scale_min``.", 0.8f)
   .AddOptionalArg("decay_power", "FMix: the decay power d of the spectrum weights ``1 / max(f, 1 / "
                   "max(H, W)) ** d`` (larger: smoother masks); > 0.", 3.0f)
   .AddOptionalArg("fmix_noise", R"code(FMix: the Fourier noise per sample as an argument input,

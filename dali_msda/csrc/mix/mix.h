@@ -68,6 +68,7 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   int num_classes_ = 0;  // 0: not given
   float label_smoothing_;
   double decay_power_;
+  float scale_min_, scale_max_;  // ResizeMix: tau ~ U(scale_min, scale_max)
   DALIDataType out_type_ = DALI_NO_TYPE;
   bool normalize_ = false;                 // `mean` or `std` given
   std::vector<float> mean_arg_, std_arg_;  // as given (1 or C values)
@@ -142,8 +143,9 @@ inline Method ParseMethod(const std::string &s) {
   if (s == "hmix") return Method::kHMix;
   if (s == "gmix") return Method::kGMix;
   if (s == "fmix") return Method::kFMix;
+  if (s == "resizemix") return Method::kResizeMix;
   DALI_FAIL(make_string("`method` must be one of \"mixup\", \"cutmix\", \"hmix\", \"gmix\", "
-                        "\"fmix\"; got \"", s, "\"."));
+                        "\"fmix\", \"resizemix\"; got \"", s, "\"."));
 }
 
 inline Mode ParseMode(const std::string &s) {
@@ -200,8 +202,8 @@ template <typename Backend>
 Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
   std::string method = spec.GetArgument<std::string>("method");
   MSDA_ENFORCE(!method.empty() || spec.HasTensorArgument("method_id"),
-               "`method` is required (\"mixup\", \"cutmix\", \"hmix\", \"gmix\" or \"fmix\"), "
-               "unless `method_id` is given.");
+               "`method` is required (\"mixup\", \"cutmix\", \"hmix\", \"gmix\", \"fmix\" or "
+               "\"resizemix\"), unless `method_id` is given.");
   method_ = method.empty() ? Method::kMixup : detail::ParseMethod(method);
   mode_ = detail::ParseMode(spec.GetArgument<std::string>("mode"));
   correct_lam_ = spec.GetArgument<bool>("correct_lam");
@@ -217,6 +219,14 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
   MSDA_ENFORCE(std::isfinite(decay) && decay > 0.0f,
                make_string("`decay_power` must be a finite number > 0; got ", decay, "."));
   decay_power_ = decay;
+  scale_min_ = spec.GetArgument<float>("scale_min");
+  scale_max_ = spec.GetArgument<float>("scale_max");
+  for (auto [name, v] : {std::pair{"scale_min", scale_min_}, std::pair{"scale_max", scale_max_}})
+    MSDA_ENFORCE(v > 0.0f && v <= 1.0f,
+                 make_string("`", name, "` must be in (0, 1]; got ", v, "."));
+  MSDA_ENFORCE(scale_min_ <= scale_max_,
+               make_string("`scale_min` must be <= `scale_max`; got ", scale_min_, " > ",
+                           scale_max_, "."));
   MSDA_ENFORCE(label_smoothing_ >= 0.0f && label_smoothing_ <= 1.0f,
                make_string("`label_smoothing` must be in [0, 1]; got ", label_smoothing_, "."));
   if (spec.HasArgument("dtype")) {
@@ -358,9 +368,9 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
                    make_string("`method_id` must be a scalar per sample; sample ", i,
                                " has shape ", detail::ShapeStr(ids.tensor_shape(i)), "."));
       int id = ids.tensor<int32_t>(i)[0];
-      MSDA_ENFORCE(id >= 0 && id <= 4,
-                   make_string("`method_id` must be 0 (mixup), 1 (cutmix), 2 (hmix), 3 (gmix) or "
-                               "4 (fmix); got ", id, " for sample ", i, "."));
+      MSDA_ENFORCE(id >= 0 && id <= 5,
+                   make_string("`method_id` must be 0 (mixup), 1 (cutmix), 2 (hmix), 3 (gmix), "
+                               "4 (fmix) or 5 (resizemix); got ", id, " for sample ", i, "."));
       methods_[i] = static_cast<Method>(id);
       MSDA_ENFORCE(mode_ != Mode::kBatch || methods_[i] == methods_[0],
                    detail::BatchModeMismatch("method_id", int(methods_[0]), id, i));
@@ -504,16 +514,22 @@ void Mix<Backend>::DrawParams(int n) {
   const bool explicit_lam = lam_arg_.HasExplicitValue();
   const bool explicit_center = center_arg_.HasExplicitValue();
 
-  // FMix draws a coin after the draw and then its noise, from the same stream
+  // FMix draws a coin after the draw and then its noise, from the same stream; ResizeMix its
+  // scale tau, kept in `lam` (spec 10)
   auto draw = [&](Philox4x32_10 &rng, int i) {
     Draw d = DrawOne(rng, alpha_[i], prob_[i], H, W);
     if (methods_[i] == Method::kFMix) d.round_up = Uniform01(rng) > 0.5;
+    if (methods_[i] == Method::kResizeMix)
+      d.lam = static_cast<float>(scale_min_ + (double(scale_max_) - scale_min_) * Uniform01(rng));
     return d;
   };
   Draw batch_draw{};
   Philox4x32_10 batch_rng = this->GetSampleRNG(0);
   if (mode_ == Mode::kBatch)  // one lam, one centre, one decision for the batch
     batch_draw = draw(batch_rng, 0);
+  // ResizeMix in batch mode: one tau per batch, a centre per sample (the official code), drawn
+  // in sample order from the batch's stream after its draw
+  Philox4x32_10 centre_rng = batch_rng;
   // The mask of the previous applied sample: reused when a sample has the same draw (batch mode),
   // so that GMix tables are computed once per batch there rather than once per sample.
   const Draw *prev_draw = nullptr;
@@ -528,6 +544,9 @@ void Mix<Backend>::DrawParams(int n) {
     if (mode_ == Mode::kElem) {
       rng = this->GetSampleRNG(i);
       d = draw(rng, i);
+    } else if (methods_[i] == Method::kResizeMix) {
+      d.cy = UniformInt(centre_rng, H);
+      d.cx = UniformInt(centre_rng, W);
     }
     if (explicit_lam) d.lam = lam_arg_[i].data[0];
     if (explicit_center) {

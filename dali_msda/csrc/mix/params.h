@@ -18,7 +18,8 @@
 
 namespace msda {
 
-enum class Method : int { kMixup = 0, kCutMix = 1, kHMix = 2, kGMix = 3, kFMix = 4 };
+enum class Method : int { kMixup = 0, kCutMix = 1, kHMix = 2, kGMix = 3, kFMix = 4,
+                          kResizeMix = 5 };
 enum class Mode : int { kBatch = 0, kElem = 1 };
 
 // lam' of GMix is clamped to this so that lam in {0, 1} does not divide by zero (spec 6).
@@ -138,6 +139,21 @@ inline Box BoxAround(double side, int cy, int cx, int H, int W) {
   return b;
 }
 
+/// ResizeMix's box (spec 10): floor(H tau) x floor(W tau) around (cy, cx), shifted (not clipped)
+/// to lie inside the image, as the official code's getbox_new does it.
+inline Box ResizedBox(float tau, int cy, int cx, int H, int W) {
+  const int h = static_cast<int>(std::floor(double(H) * tau));
+  const int w = static_cast<int>(std::floor(double(W) * tau));
+  Box b;
+  b.y0 = std::clamp(cy - h / 2, 0, H);
+  b.y1 = std::clamp(b.y0 + h, 0, H);
+  b.y0 = std::clamp(b.y1 - h, 0, H);
+  b.x0 = std::clamp(cx - w / 2, 0, W);
+  b.x1 = std::clamp(b.x0 + w, 0, W);
+  b.x0 = std::clamp(b.x1 - w, 0, W);
+  return b;
+}
+
 inline SampleParams IdentityParams(int self) {
   SampleParams p{};
   p.partner = self;
@@ -204,6 +220,13 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
     case Method::kFMix:
       p.kind = kMaskTable;
       return FMixOnes(d.lam, d.round_up, H, W) / hw;  // the mask mean, exactly
+    case Method::kResizeMix: {  // d.lam is the scale tau (spec 10)
+      Box b = ResizedBox(d.lam, d.cy, d.cx, H, W);
+      if (b.Area() == 0) return 1.0;  // nothing pasted
+      p.kind = kMaskResized;
+      p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
+      return 1.0 - b.Area() / hw;
+    }
   }
   return 1.0;
 }
