@@ -158,17 +158,49 @@ def resizemix_mask(tau, cy, cx, height, width):
     return box_mask(box, 1.0, height, width), 1.0 - area / (height * width)
 
 
-def resized_partner(xj, box, layout):
+def linear_taps(length, size):
+    """Bilinear taps of an axis of `size` resized to `length` (spec 10; torch's
+    align_corners=False): (i0, i1, w1) per output index, in the operator's float32 order."""
+    scale = np.float32(size) / np.float32(length)
+    s = (np.arange(length).astype(np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    s = np.maximum(s, np.float32(0.0))
+    i0 = np.minimum(s.astype(np.int64), size - 1)
+    return i0, np.minimum(i0 + 1, size - 1), s - i0.astype(np.float32)
+
+
+def resized_partner(xj, box, layout, interp="nearest"):
     """The partner as ResizeMix shows it (spec 10): inside `box` the whole of `xj` (in `layout`)
-    resized to the box by nearest neighbour, source row (r - y0) H // h and column (c - x0) W // w
-    (integers; what torch's F.interpolate(size=(h, w)) picks); `xj` itself elsewhere (where the
-    mask is 1, so never shown)."""
+    resized to the box; `xj` itself elsewhere (where the mask is 1, so never shown). Nearest:
+    source row (r - y0) H // h and column (c - x0) W // w (integers; what torch's
+    F.interpolate(size=(h, w)) picks). Bilinear: float32 taps (linear_taps), rows then columns
+    weighted as the operator does, rounded to the type of `xj`."""
     y0, y1, x0, x1 = box
     h_axis, w_axis = layout.index("H"), layout.index("W")
     height, width = xj.shape[h_axis], xj.shape[w_axis]
-    rows = (np.arange(y1 - y0) * height) // (y1 - y0)
-    cols = (np.arange(x1 - x0) * width) // (x1 - x0)
-    small = np.take(np.take(xj, rows, axis=h_axis), cols, axis=w_axis)
+    if interp == "bilinear":
+        ry0, ry1, wy = linear_taps(y1 - y0, height)
+        cx0, cx1, wx = linear_taps(x1 - x0, width)
+        shape = [1] * xj.ndim
+        shape[h_axis] = -1
+        wy1 = wy.reshape(shape)
+        shape[h_axis], shape[w_axis] = 1, -1
+        wx1 = wx.reshape(shape)
+        one = np.float32(1.0)
+        x = xj.astype(np.float32)
+
+        def tap(r, c):
+            return np.take(np.take(x, r, axis=h_axis), c, axis=w_axis)
+
+        with np.errstate(invalid="ignore", over="ignore"):
+            v = ((one - wy1) * ((one - wx1) * tap(ry0, cx0) + wx1 * tap(ry0, cx1)) +
+                 wy1 * ((one - wx1) * tap(ry1, cx0) + wx1 * tap(ry1, cx1)))
+        small = convert(v, xj.dtype)
+    elif interp == "nearest":
+        rows = (np.arange(y1 - y0) * height) // (y1 - y0)
+        cols = (np.arange(x1 - x0) * width) // (x1 - x0)
+        small = np.take(np.take(xj, rows, axis=h_axis), cols, axis=w_axis)
+    else:
+        raise ValueError(f"interp must be 'nearest' or 'bilinear'; got {interp!r}")
     out = xj.copy()
     index = [slice(None)] * xj.ndim
     index[h_axis], index[w_axis] = slice(y0, y1), slice(x0, x1)
@@ -349,7 +381,7 @@ def expand_mask(mask, layout, shape):
 def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_classes=None,
         hmix_ratio=0.5, correct_lam=True, label_smoothing=0.0, dtype=None, mean=None, std=None,
         mirror=None, output_layout=None, fmix_noise=None, fmix_round_up=None, decay_power=3.0,
-        given_masks=None):
+        given_masks=None, resize_interp="nearest"):
     """The whole operator for given per-sample parameters.
 
     images: array (B, ...) in `layout`; labels: B class ids or (B, K) float vectors;
@@ -360,7 +392,7 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
     flag) and `output_layout` (the output's layout; default `layout`). The masks are in output
     coordinates (not flipped). FMix (spec 9): `fmix_noise` (B, H, W // 2 + 1, 2) and
     `fmix_round_up` (B bools: ceil or floor of lam H W ones); `center` is not used. ResizeMix
-    (spec 10): `lam` is the scale tau. `given_masks`
+    (spec 10): `lam` is the scale tau; `resize_interp` "nearest" or "bilinear". `given_masks`
     (B, H, W): apply these masks instead (label weight: the mask mean), e.g. the op's own FMix
     masks (`output_mask`) to check the blend where the noise is the op's.
     Returns (mixed, targets float32 (B, K), masks float32 (B, H, W)).
@@ -416,7 +448,7 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
         if method == "resizemix" and given_masks is None and apply[i] and j != i:
             box = resized_box(lam[i], cy, cx, height, width)
             if box[0] < box[1] and box[2] < box[3]:
-                xj = resized_partner(xj, box, layout)
+                xj = resized_partner(xj, box, layout, resize_interp)
         values = mix_values(m, xi, xj, out_dtype, *norm)
         mixed[i] = to_layout(values, layout, output_layout)
         targets[i] = (weight * soft[i] + (1.0 - weight) * soft[j]).astype(np.float32)

@@ -42,7 +42,7 @@ CHECKPOINT_FORMAT = "dali_msda.train/1"
 # the options a checkpoint must have been written with to be resumed (plus ranks and device)
 RUN_OPTIONS = ("epochs", "steps", "batch_size", "lr", "width", "crop", "method", "alpha",
                "hmix_ratio", "prob", "mode", "label_smoothing", "mix_off_epochs", "seed",
-               "decay_power", "scale_min", "scale_max",
+               "decay_power", "scale_min", "scale_max", "resize_interp",
                "mixup", "cutmix", "cutmix_minmax", "mixup_prob", "mixup_switch_prob",
                "mixup_mode", "cutmix_mode", "mixup_off_epoch")
 TIMM_FLAGS = ("mixup", "cutmix", "cutmix_minmax", "mixup_prob", "mixup_switch_prob",
@@ -239,7 +239,7 @@ def mix_config_from_args(args):
                      hmix_ratio=_or(args.hmix_ratio, 0.5), prob=_or(args.prob, 1.0),
                      mode=_or(args.mode, "elem"), label_smoothing=_or(smoothing, 0.0),
                      decay_power=args.decay_power, scale_min=args.scale_min,
-                     scale_max=args.scale_max)
+                     scale_max=args.scale_max, resize_interp=args.resize_interp)
 
 
 def _or(value, default):
@@ -273,6 +273,8 @@ def build_parser():
                         help="ResizeMix: smallest scale of the pasted partner (default 0.1)")
     mixing.add_argument("--scale-max", type=float, default=0.8,
                         help="ResizeMix: largest scale of the pasted partner (default 0.8)")
+    mixing.add_argument("--resize-interp", choices=["nearest", "bilinear"], default="nearest",
+                        help="ResizeMix: how the partner is resized (default nearest)")
     mixing.add_argument("--alpha", type=float, default=None, help="(default 1.0)")
     mixing.add_argument("--hmix-ratio", type=float, default=None,
                         help="(default 0.5; 1.0 with timm's flags, the official default)")

@@ -39,6 +39,7 @@ struct Inputs {
   const float *fmix_noise;           // FMix: n x H x (W / 2 + 1) x 2, or null
   const unsigned char *fmix_round_up;  // FMix: n coins, or null
   float decay_power;
+  int resize_linear;  // ResizeMix: bilinear
 };
 
 template <typename Out, typename In>
@@ -57,6 +58,7 @@ int Emulate(const Inputs &a) {
     double w;
     p[i] = PlanSample(static_cast<Method>(a.method), d, i, n, a.hmix_ratio, a.correct_lam, H, W,
                       tables.data() + i * stride, i * stride, &w);
+    if (p[i].kind == kMaskResized && a.resize_linear) p[i].kind = kMaskResizedLinear;
     if (p[i].kind == kMaskTable) {  // the FMix mask, as the operator's BuildFMixMasks makes it
       const int64_t size = FMixNoiseSize(H, W);
       std::vector<double> noise(a.fmix_noise + i * size, a.fmix_noise + (i + 1) * size);

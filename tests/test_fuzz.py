@@ -83,6 +83,7 @@ def cases(draw):
     if case["method"] == "resizemix":  # tau's range (op only: the reference takes tau)
         lo = draw(st.sampled_from([1e-3, 0.1, 0.5, 1.0]))
         case["scale_min"], case["scale_max"] = lo, draw(st.sampled_from([lo, (lo + 1) / 2, 1.0]))
+        case["resize_interp"] = draw(st.sampled_from(["nearest", "bilinear"]))
     case["out_dtype"] = draw(st.sampled_from([None, *DTYPES]))
     if draw(st.booleans()):  # fused normalisation
         n = draw(st.sampled_from([1, c]))
@@ -133,7 +134,9 @@ def materialise(case):
         op.update(fmix_noise=noise, decay_power=case["decay_power"])
         reference.update(fmix_noise=noise, decay_power=case["decay_power"])
     if case["method"] == "resizemix":
-        op.update(scale_min=case["scale_min"], scale_max=case["scale_max"])
+        op.update(scale_min=case["scale_min"], scale_max=case["scale_max"],
+                  resize_interp=case["resize_interp"])
+        reference.update(resize_interp=case["resize_interp"])
     return images, labels, op, reference
 
 

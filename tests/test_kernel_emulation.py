@@ -18,7 +18,8 @@ from dali_msda import reference as ref
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(os.path.dirname(HERE), "dali_msda", "csrc")
 TYPES = {np.dtype(np.uint8): 0, np.dtype(np.float16): 1, np.dtype(np.float32): 2}
-METHODS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4, "resizemix": 5}
+METHODS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4, "resizemix": 5,
+           "resizemix-bilinear": 5}
 
 
 def cuda_includes():
@@ -74,7 +75,8 @@ class Inputs(ctypes.Structure):  # tests/kernel_harness.cc: struct Inputs
                 ("eps", ctypes.c_float), ("hmix_ratio", ctypes.c_float),
                 ("correct_lam", ctypes.c_int), ("mean_std", P), ("stage_bytes", I64),
                 ("tile_elems", I64), ("block_elems", I64), ("nthreads", ctypes.c_int),
-                ("fmix_noise", P), ("fmix_round_up", P), ("decay_power", ctypes.c_float)]
+                ("fmix_noise", P), ("fmix_round_up", P), ("decay_power", ctypes.c_float),
+                ("resize_linear", ctypes.c_int)]
 
 
 DEFAULT_LIMITS = (24 << 10, 4096, 32768)  # kernel.h TilePlanLimits
@@ -133,7 +135,8 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                hmix_ratio=hmix_ratio, correct_lam=int(correct_lam), mean_std=ptr(mean_std),
                stage_bytes=limits[0], tile_elems=limits[1], block_elems=limits[2],
                nthreads=nthreads, fmix_noise=ptr(noise, np.float32),
-               fmix_round_up=ptr(round_up, np.uint8), decay_power=3.0)
+               fmix_round_up=ptr(round_up, np.uint8), decay_power=3.0,
+               resize_linear=int(method == "resizemix-bilinear"))
     rc = so.msda_emulate_kernel(TYPES[images.dtype], TYPES[np.dtype(out_dtype)],
                                 ctypes.byref(a))
     assert rc == 0, rc
@@ -147,6 +150,8 @@ def reference(images, layout, method, params, labels, out_dtype, **kw):
     if method == "fmix":
         h, w = (images.shape[1 + layout.index(d)] for d in "HW")
         kw["fmix_noise"], kw["fmix_round_up"] = fmix_inputs(images.shape[0], h, w)
+    if method == "resizemix-bilinear":
+        method, kw["resize_interp"] = "resizemix", "bilinear"
     return ref.mix(images, labels, method, lam=params["lam"],
                    center=np.stack([params["cy"], params["cx"]], 1), apply=params["apply"],
                    layout=layout, num_classes=None if np.asarray(labels).dtype.kind == "f"

@@ -310,7 +310,8 @@ def test_lr_schedule_defined_for_any_step_count(total):
 def test_train_smoke_runs_with_few_steps(data_root, epochs, steps, method, capsys):
     from dali_msda.pipelines.train import main
 
-    extra = ["--method", method, "--decay-power", "2.5", "--scale-min", "0.3"] if method else []
+    extra = (["--method", method, "--decay-power", "2.5", "--scale-min", "0.3",
+              "--resize-interp", "bilinear"] if method else [])
     summary = main(["--data", data_root, "--epochs", str(epochs), "--steps", str(steps),
                     "--batch-size", "8", "--crop", "48", "--threads", "1", "--device", "cpu",
                     *extra])

@@ -16,26 +16,34 @@ from test_reference_match import (LAYOUT_SHAPES, SIZES, assert_images_match,
                                   check_against_reference, sample_shape)
 
 
+INTERPS = ["nearest", "bilinear"]
+
+
+@pytest.mark.parametrize("interp", INTERPS)
 @pytest.mark.parametrize("layout", list(LAYOUT_SHAPES))
 @pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float32])
 @pytest.mark.parametrize("mode", ["batch", "elem"])
-def test_matches_reference(device, mode, dtype, layout):
-    params = check_against_reference(device, "resizemix", mode, dtype, layout, batch=6)
+def test_matches_reference(device, mode, dtype, layout, interp):
+    params = check_against_reference(device, "resizemix", mode, dtype, layout, batch=6,
+                                     resize_interp=interp)
     assert ((params[:, 1] >= 0.1) & (params[:, 1] <= 0.8)).all()  # the default scales
 
 
+@pytest.mark.parametrize("interp", INTERPS)
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("layout", list(LAYOUT_SHAPES))
 @pytest.mark.parametrize("dtype", [np.uint8, np.float16, np.float32])
 @pytest.mark.parametrize("mode", ["batch", "elem"])
-def test_matches_reference_at_realistic_sizes(device, mode, dtype, layout, size):
+def test_matches_reference_at_realistic_sizes(device, mode, dtype, layout, size, interp):
     check_against_reference(device, "resizemix", mode, dtype, layout, batch=5,
-                            shape=sample_shape(layout, *size), seed=size[1] + len(layout))
+                            shape=sample_shape(layout, *size), seed=size[1] + len(layout),
+                            resize_interp=interp)
 
 
+@pytest.mark.parametrize("interp", INTERPS)
 @pytest.mark.parametrize("layout", ["HWC", "CHW"])
 @pytest.mark.parametrize("out_dtype", [np.float16, np.float32])
-def test_fused_normalisation_mirror_and_layout(device, layout, out_dtype):
+def test_fused_normalisation_mirror_and_layout(device, layout, out_dtype, interp):
     """The partner is flipped by its own flag, then resized; normalised, transposed."""
     rng = np.random.default_rng(6)
     batch, shape = 6, sample_shape(layout, 224, 200)
@@ -50,10 +58,11 @@ def test_fused_normalisation_mirror_and_layout(device, layout, out_dtype):
     mixed, targets, masks, params = run_mix(
         images, labels, device=device, layout=layout, method="resizemix", mode="elem",
         num_classes=batch, lam=lam, center=center, mirror=mirror, output_layout=other,
-        dtype=NP_TO_DALI[out_dtype], **norm)
+        dtype=NP_TO_DALI[out_dtype], resize_interp=interp, **norm)
     exp, exp_t, exp_m = ref.mix(images, labels, "resizemix", lam=lam, center=center,
                                 layout=layout, num_classes=batch, mirror=mirror,
-                                output_layout=other, dtype=out_dtype, **norm)
+                                output_layout=other, dtype=out_dtype, resize_interp=interp,
+                                **norm)
     np.testing.assert_array_equal(masks, exp_m)
     assert_images_match(mixed, exp)
     np.testing.assert_allclose(targets, exp_t, rtol=0, atol=1e-6)
@@ -85,6 +94,31 @@ def test_partner_is_the_whole_image_resized():
     assert y0 == h - bh and x0 == 0
 
 
+def test_bilinear_reproduces_a_ramp():
+    """Independent of reference.py: bilinear resizing (align_corners=False) of a ramp is the
+    ramp at the source coordinates (i + 1/2) H / h - 1/2 (clamped at 0): the op shows exactly
+    that, to float32 rounding, inside the box; and a mirrored partner's column ramp reversed."""
+    h, w, batch = 224, 200, 2
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    ramp = np.stack([rows, cols, cols], -1).astype(np.float32)
+    images = np.stack([np.full((h, w, 3), -1.0, np.float32), ramp])
+    tau = np.float32(0.45)
+    for flip in (0, 1):
+        mixed, _, masks, _ = run_mix(
+            images, class_labels(batch), method="resizemix", mode="elem", num_classes=batch,
+            lam=np.full(batch, tau), center=np.full((batch, 2), 0.5, np.float32),
+            resize_interp="bilinear", mirror=np.array([0, flip]))
+        inside = masks[0] == 0.0
+        bh, bw = int(np.floor(h * float(tau))), int(np.floor(w * float(tau)))
+        got = mixed[0][inside].reshape(bh, bw, 3)
+        sy = np.maximum((np.arange(bh) + 0.5) * h / bh - 0.5, 0)
+        sx = np.maximum((np.arange(bw) + 0.5) * w / bw - 0.5, 0)
+        np.testing.assert_allclose(got[..., 0], np.broadcast_to(sy[:, None], (bh, bw)),
+                                   atol=1e-3)
+        want_x = (w - 1 - sx) if flip else sx
+        np.testing.assert_allclose(got[..., 1], np.broadcast_to(want_x, (bh, bw)), atol=1e-3)
+
+
 def test_draws():
     """tau ~ U(scale_min, scale_max) (KS, and its range), centres uniform (KS on cy / H); batch
     mode: one tau per batch, centres differing across the batch."""
@@ -113,3 +147,5 @@ def test_bad_resizemix_arguments(device):
                  scale_max=1.5, device=device)
     expect_error(r"`scale_min` must be <= `scale_max`; got 0.7 > 0.5", method="resizemix",
                  scale_min=0.7, scale_max=0.5, device=device)
+    expect_error(r"`resize_interp` must be \"nearest\" or \"bilinear\"; got \"cubic\"",
+                 method="resizemix", resize_interp="cubic", device=device)

@@ -135,7 +135,7 @@ struct ColumnNeeds {
 
 DALI_HOST_DEV inline ColumnNeeds NeedsOfRow(const SampleParams &p, int r, int c0, int c1) {
   ColumnNeeds n{c0, c1, c1, c1, c0, c1};
-  if (p.kind != kMaskBox && p.kind != kMaskResized) return n;
+  if (p.kind != kMaskBox && !IsResized(p.kind)) return n;
   const bool row_in_box = r >= p.y0 && r < p.y1 && p.x0 < p.x1;
   const int x0 = row_in_box ? (p.x0 > c0 ? (p.x0 < c1 ? p.x0 : c1) : c0) : c1;
   const int x1 = row_in_box ? (p.x1 > c0 ? (p.x1 < c1 ? p.x1 : c1) : c0) : c1;
@@ -154,7 +154,7 @@ DALI_HOST_DEV inline ColumnNeeds NeedsOfRow(const SampleParams &p, int r, int c0
     n.other_a0 = x0;
     n.other_a1 = x1;
   }
-  if (p.kind == kMaskResized) n.other_a0 = n.other_a1 = c1;
+  if (IsResized(p.kind)) n.other_a0 = n.other_a1 = c1;
   return n;
 }
 
@@ -240,15 +240,22 @@ struct StagedRow {
 };
 
 /// The partner's value at output (frame f, row r, column c, channel ch) inside the box of a
-/// kMaskResized sample, read from device memory (ResizeMix: a gather, not staged).
+/// resized-partner sample (ResizeMix), read from device memory (a gather, not staged):
+/// nearest, or bilinear rounded to the input type (spec 10).
 template <typename Out, typename In>
 DALI_HOST_DEV inline In ResizedPartnerAt(const SampleDesc<Out, In> &s, const TileGeometry &g,
                                          int64_t f, int r, int c, int ch) {
+  const In *frame = s.other + f * g.FrameElems();
+  auto at = [&](int sr, int sc) -> const In & {
+    return g.in_planar ? frame[(int64_t(ch) * g.H + sr) * g.W + sc]
+                       : frame[(int64_t(sr) * g.W + sc) * g.C + ch];
+  };
+  if (s.p.kind == kMaskResizedLinear)
+    return ConvertOut<In>(ResizedLinear(s.p, g.H, g.W, r, c, s.flip_other,
+                                        [&](int sr, int sc) { return LoadIn(at(sr, sc)); }));
   int sr, sc;
   ResizedSource(s.p, g.H, g.W, r, c, s.flip_other, &sr, &sc);
-  const In *frame = s.other + f * g.FrameElems();
-  return g.in_planar ? frame[(int64_t(ch) * g.H + sr) * g.W + sc]
-                     : frame[(int64_t(sr) * g.W + sc) * g.C + ch];
+  return at(sr, sc);
 }
 
 /// The output element at output column c, channel ch of a tile row, from the staged sources
@@ -260,7 +267,7 @@ DALI_HOST_DEV inline Out OutputValue(const SampleDesc<Out, In> &s, const TileGeo
   In a{}, b{};
   if (m != 0.0f) a = self.At(g, c, ch);
   if (m != 1.0f)
-    b = s.p.kind == kMaskResized ? ResizedPartnerAt(s, g, self.f, self.r, c, ch)
+    b = IsResized(s.p.kind) ? ResizedPartnerAt(s, g, self.f, self.r, c, ch)
                                  : other.At(g, c, ch);
   if (g.normalize) return MixElement<true, Out, In>(m, a, b, norm[ch], norm[g.C + ch]);
   return MixElement<false, Out, In>(m, a, b, 0.0f, 1.0f);

@@ -27,7 +27,12 @@ enum MaskKind : int32_t {
   kMaskTable = 2,  // M = tables[table_offset + row * W + col] (FMix: 0 or 1)
   kMaskResized = 3,  // a box mask with `outside` 1, where the partner is read resized to the
                      // box, nearest neighbour (ResizeMix): ResizedSource
+  kMaskResizedLinear = 4,  // the same, resized bilinearly: ResizedLinear
 };
+
+DALI_HOST_DEV inline bool IsResized(int kind) {
+  return kind == kMaskResized || kind == kMaskResizedLinear;
+}
 
 // One plain struct per sample, built on the host and copied to the GPU once per batch.
 struct SampleParams {
@@ -84,6 +89,40 @@ DALI_HOST_DEV inline void ResizedSource(const SampleParams &p, int H, int W, int
   *src_row = static_cast<int>(int64_t(row - p.y0) * H / (p.y1 - p.y0));
   const int c = static_cast<int>(int64_t(col - p.x0) * W / (p.x1 - p.x0));
   *src_col = flip ? W - 1 - c : c;
+}
+
+/// Bilinear taps along one axis (spec 10; torch's F.interpolate(mode="bilinear",
+/// align_corners=False)): output index `i` of a box [box0, box0 + len) over a source axis of
+/// `size` reads source i0 with weight 1 - w1 and i1 = min(i0 + 1, size - 1) with weight w1, the
+/// source coordinate (i - box0 + 1/2) size / len - 1/2 clamped at 0, all in float32.
+struct LinearTaps {
+  int i0, i1;
+  float w1;
+};
+
+DALI_HOST_DEV inline LinearTaps LinearSource(int i, int box0, int len, int size) {
+  const float scale = static_cast<float>(size) / static_cast<float>(len);
+  float s = (static_cast<float>(i - box0) + 0.5f) * scale - 0.5f;
+  s = s > 0.0f ? s : 0.0f;
+  LinearTaps t;
+  t.i0 = static_cast<int>(s);  // floor: s >= 0 (and < size - 1/2)
+  t.i0 = t.i0 < size - 1 ? t.i0 : size - 1;
+  t.i1 = t.i0 + 1 < size ? t.i0 + 1 : size - 1;
+  t.w1 = s - static_cast<float>(t.i0);
+  return t;
+}
+
+/// ResizeMix, bilinear: the float32 value of the resized partner at (row, col) inside the box;
+/// `at(src_row, src_col)` reads the partner (float32); `flip` mirrors it before resizing.
+template <typename At>
+DALI_HOST_DEV inline float ResizedLinear(const SampleParams &p, int H, int W, int row, int col,
+                                         int flip, const At &at) {
+  const LinearTaps ty = LinearSource(row, p.y0, p.y1 - p.y0, H);
+  const LinearTaps tx = LinearSource(col, p.x0, p.x1 - p.x0, W);
+  const int c0 = flip ? W - 1 - tx.i0 : tx.i0, c1 = flip ? W - 1 - tx.i1 : tx.i1;
+  const float wy0 = 1.0f - ty.w1, wx0 = 1.0f - tx.w1;
+  return wy0 * (wx0 * at(ty.i0, c0) + tx.w1 * at(ty.i0, c1)) +
+         ty.w1 * (wx0 * at(ty.i1, c0) + tx.w1 * at(ty.i1, c1));
 }
 
 /// The blend of spec section 1, in float32, in this exact order.

@@ -221,10 +221,19 @@ void ResizedSpan(Out *o, const In *frame_rows, const SampleParams &p, const Geom
   const int64_t len = g.RowLen();
   const int inner = g.inner;
   for (int c = p.x0; c < p.x1; c++) {
+    Out *dst = o + int64_t(c) * inner;
+    if (p.kind == kMaskResizedLinear) {  // bilinear, rounded to the input type (spec 10)
+      for (int k = 0; k < inner; k++) {
+        const In v = ConvertOut<In>(ResizedLinear(p, g.H, g.W, r, c, 0, [&](int sr, int sc) {
+          return LoadIn(frame_rows[sr * len + int64_t(sc) * inner + k]);
+        }));
+        dst[k] = MixElement<false, Out, In>(0.0f, v, v, 0.0f, 1.0f);
+      }
+      continue;
+    }
     int sr, sc;
     ResizedSource(p, g.H, g.W, r, c, 0, &sr, &sc);
     const In *src = frame_rows + sr * len + int64_t(sc) * inner;
-    Out *dst = o + int64_t(c) * inner;
     for (int k = 0; k < inner; k++)
       dst[k] = MixElement<false, Out, In>(0.0f, src[k], src[k], 0.0f, 1.0f);
   }
@@ -273,7 +282,7 @@ void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
     } else {
       const int64_t k0 = int64_t(p.x0) * inner, k1 = int64_t(p.x1) * inner;
       BlendSpan(o, a, b, k0, p.outside);
-      if (p.kind == kMaskResized)  // inside the box: the partner resized
+      if (IsResized(p.kind))  // inside the box: the partner resized
         ResizedSpan(o, other + (q - r) * len, p, g, r);
       else
         ConvertSpan(o + k0, b + k0, k1 - k0);  // inside the box: the partner, exactly
@@ -341,11 +350,21 @@ void GatherResizedRow(In *__restrict dst, const In *__restrict x, const TileGeom
                       const SampleParams &p, int64_t f, int r, int flip) {
   const In *frame = x + f * g.FrameElems();
   for (int c = p.x0; c < p.x1; c++) {
-    int sr, sc;
-    ResizedSource(p, g.H, g.W, r, c, flip, &sr, &sc);
-    for (int ch = 0; ch < g.C; ch++)
-      dst[int64_t(ch) * g.W + c] = g.in_planar ? frame[(int64_t(ch) * g.H + sr) * g.W + sc]
-                                               : frame[(int64_t(sr) * g.W + sc) * g.C + ch];
+    for (int ch = 0; ch < g.C; ch++) {
+      auto at = [&](int sr, int sc) -> const In & {
+        return g.in_planar ? frame[(int64_t(ch) * g.H + sr) * g.W + sc]
+                           : frame[(int64_t(sr) * g.W + sc) * g.C + ch];
+      };
+      In &d = dst[int64_t(ch) * g.W + c];
+      if (p.kind == kMaskResizedLinear) {  // bilinear, rounded to the input type (spec 10)
+        d = ConvertOut<In>(ResizedLinear(p, g.H, g.W, r, c, flip,
+                                         [&](int sr, int sc) { return LoadIn(at(sr, sc)); }));
+      } else {
+        int sr, sc;
+        ResizedSource(p, g.H, g.W, r, c, flip, &sr, &sc);
+        d = at(sr, sc);
+      }
+    }
   }
 }
 
@@ -433,7 +452,7 @@ void MixRowsFused(Out *out, const In *self, const In *other, int flip_self, int 
     GatherRow(a, self, g, f, r, flip_self, need.self_a0, need.self_a1);
     GatherRow(a, self, g, f, r, flip_self, need.self_b0, need.self_b1);
     GatherRow(b, other, g, f, r, flip_other, need.other_a0, need.other_a1);
-    if (p.kind == kMaskResized && r >= p.y0 && r < p.y1)
+    if (IsResized(p.kind) && r >= p.y0 && r < p.y1)
       GatherResizedRow(b, other, g, p, f, r, flip_other);
     for (int ch = 0; ch < g.C; ch++) {
       Out *o = g.out_planar ? out + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W
@@ -580,6 +599,10 @@ In ``"batch"`` mode it must be the same for every sample.)code", DALI_INT32, nul
   .AddOptionalArg("hmix_ratio", "HMix: the share r of ``1 - lam`` given to the box (side ratio "
                   "``sqrt(r * (1 - lam))``); 0 is Mixup, 1 is CutMix with area correction. In "
                   "[0, 1].", 0.5f, true)
+  .AddOptionalArg("resize_interp", R"code(ResizeMix: how the partner is resized, ``"nearest"`` (the
+official code's ``F.interpolate`` default) or ``"bilinear"`` (``align_corners=False``; the value
+is rounded to the input type, as resizing an image of that type gives).)code",
+                  std::string("nearest"))
   .AddOptionalArg("scale_min", "ResizeMix: the smallest scale ``tau`` of the pasted partner; in "
                   "(0, 1].", 0.1f)
   .AddOptionalArg("scale_max", "ResizeMix: the largest scale ``tau``; in (0, 1], >= "

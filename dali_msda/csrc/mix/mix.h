@@ -69,6 +69,7 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   float label_smoothing_;
   double decay_power_;
   float scale_min_, scale_max_;  // ResizeMix: tau ~ U(scale_min, scale_max)
+  bool resize_linear_ = false;    // ResizeMix: bilinear (`resize_interp`)
   DALIDataType out_type_ = DALI_NO_TYPE;
   bool normalize_ = false;                 // `mean` or `std` given
   std::vector<float> mean_arg_, std_arg_;  // as given (1 or C values)
@@ -219,6 +220,11 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
   MSDA_ENFORCE(std::isfinite(decay) && decay > 0.0f,
                make_string("`decay_power` must be a finite number > 0; got ", decay, "."));
   decay_power_ = decay;
+  const std::string interp = spec.GetArgument<std::string>("resize_interp");
+  MSDA_ENFORCE(interp == "nearest" || interp == "bilinear",
+               make_string("`resize_interp` must be \"nearest\" or \"bilinear\"; got \"", interp,
+                           "\"."));
+  resize_linear_ = interp == "bilinear";
   scale_min_ = spec.GetArgument<float>("scale_min");
   scale_max_ = spec.GetArgument<float>("scale_max");
   for (auto [name, v] : {std::pair{"scale_min", scale_min_}, std::pair{"scale_max", scale_max_}})
@@ -570,6 +576,7 @@ void Mix<Backend>::DrawParams(int n) {
       tables_.resize(offset + (mixes ? TableSize(methods_[i], H, W) : 0));
       p = PlanSample(methods_[i], d, i, n, ratio_[i], correct_lam_, H, W, tables_.data() + offset,
                      offset, &w);
+      if (p.kind == kMaskResized && resize_linear_) p.kind = kMaskResizedLinear;
       if (p.kind == kMaskTable)
         fmix_jobs_.push_back({i, rng, FMixOnes(d.lam, d.round_up, H, W), offset});
       if (p.partner != i) {
