@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "mix/kernel.h"
@@ -168,6 +169,21 @@ extern "C" void msda_plan_tiles(int64_t frames, int H, int W, int C, int in_plan
   const int64_t vals[7] = {g.tile_rows, g.tile_cols, g.col_tiles, g.tiles, g.tiles_per_block,
                            msda::StageBytes(g, in_bytes), msda::GridX(g)};
   std::memcpy(out, vals, sizeof(vals));
+}
+
+/// ParallelJobs (fmix.h, the GPU op's FMix threads): runs `jobs` jobs on `threads` threads,
+/// each adding its index + 1 to counts[k] (so a job run twice or never shows); job `fail` (if
+/// >= 0) throws. Returns 1 when the exception came back to the caller, else 0.
+extern "C" int msda_parallel_jobs(int64_t jobs, int threads, int64_t fail, int64_t *counts) {
+  try {
+    msda::ParallelJobs(jobs, threads, [&](int64_t k) {
+      counts[k] += k + 1;
+      if (k == fail) throw std::runtime_error("job failed");
+    });
+  } catch (const std::runtime_error &) {
+    return 1;
+  }
+  return 0;
 }
 
 /// FMix's normal generator (params.h StandardNormals) driven by std::mt19937 seeded with

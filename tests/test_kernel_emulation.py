@@ -302,3 +302,17 @@ def test_fmix_normal_generator(harness):
     assert abs(out.mean()) < 4 / np.sqrt(n) and abs(out.var() - 1) < 4 * np.sqrt(2 / n)
     for a, b in ((out[0::2], out[1::2]), (out[1:-1:2], out[2::2])):  # within / across pairs
         assert abs(np.corrcoef(a, b)[0, 1]) < 4 / np.sqrt(len(a))
+
+
+@pytest.mark.parametrize("jobs,threads", [(0, 4), (1, 4), (7, 3), (256, 16), (5, 1), (3, 0)])
+def test_parallel_jobs(harness, jobs, threads):
+    """The GPU op's FMix mask threads (fmix.h ParallelJobs): every job exactly once, on any
+    thread count; an exception in a job reaches the caller after all threads are joined."""
+    counts = np.zeros(max(jobs, 1), np.int64)
+    assert harness.msda_parallel_jobs(I64(jobs), threads, I64(-1), counts.ctypes.data_as(P)) == 0
+    np.testing.assert_array_equal(counts[:jobs], np.arange(1, jobs + 1))
+    if jobs:
+        counts[:] = 0
+        assert harness.msda_parallel_jobs(I64(jobs), threads, I64(jobs - 1),
+                                          counts.ctypes.data_as(P)) == 1
+        np.testing.assert_array_equal(counts[:jobs], np.arange(1, jobs + 1))

@@ -6,8 +6,11 @@
 #ifndef DALI_MSDA_CSRC_MIX_FMIX_H_
 #define DALI_MSDA_CSRC_MIX_FMIX_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <future>
+#include <vector>
 
 namespace msda {
 
@@ -29,6 +32,33 @@ inline int64_t FMixOnes(float lam, bool round_up, int H, int W) {
 /// lower row-major index (as a stable sort of the negated image does). Thread-safe: the
 /// scratch memory is per thread.
 void FMixMask(const double *noise, int H, int W, double decay_power, int64_t ones, float *mask);
+
+/// Runs make(k) for k in [0, jobs) on `threads` host threads (this one and threads - 1 more),
+/// job k on thread k % threads; rethrows the first worker exception. The GPU op makes its FMix
+/// masks this way (its workspace has no thread pool to share).
+template <typename Make>
+void ParallelJobs(int64_t jobs, int threads, const Make &make) {
+  threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(jobs, threads)));
+  std::vector<std::future<void>> done;
+  for (int t = 1; t < threads; t++)
+    done.push_back(std::async(std::launch::async, [&, t] {
+      for (int64_t k = t; k < jobs; k += threads) make(k);
+    }));
+  std::exception_ptr error;
+  try {
+    for (int64_t k = 0; k < jobs; k += threads) make(k);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  for (auto &f : done) {  // wait for every worker before anything they use goes away
+    try {
+      f.get();
+    } catch (...) {
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
 
 }  // namespace msda
 

@@ -9,7 +9,6 @@
 #define DALI_MSDA_CSRC_MIX_MIX_H_
 
 #include <algorithm>
-#include <future>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -623,15 +622,7 @@ void Mix<Backend>::BuildFMixMasks(const Workspace &ws) {
     for (size_t k = 0; k < jobs; k++) tp.AddWork([&, k](int) { make(k); }, int64_t(H) * W);
     tp.RunAll();
   } else {
-    const int threads = static_cast<int>(std::min<int64_t>(
-        jobs, std::max(1, spec_.template GetArgument<int>("num_threads"))));
-    std::vector<std::future<void>> done;
-    for (int t = 1; t < threads; t++)
-      done.push_back(std::async(std::launch::async, [&, t] {
-        for (size_t k = t; k < jobs; k += threads) make(k);
-      }));
-    for (size_t k = 0; k < jobs; k += threads) make(k);
-    for (auto &f : done) f.get();  // rethrows a worker's exception
+    ParallelJobs(static_cast<int64_t>(jobs), this->num_threads_, make);
   }
 }
 
