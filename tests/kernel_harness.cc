@@ -57,9 +57,8 @@ int Emulate(const Inputs &a) {
     Draw d{a.apply[i] != 0, a.lam[i], a.cy[i], a.cx[i],
            a.fmix_round_up ? a.fmix_round_up[i] != 0 : false};
     double w;
-    p[i] = PlanSample(static_cast<Method>(a.method), d, i, n, a.hmix_ratio, a.correct_lam, H, W,
-                      tables.data() + i * stride, i * stride, &w);
-    if (p[i].kind == kMaskResized && a.resize_linear) p[i].kind = kMaskResizedLinear;
+    p[i] = PlanSample(static_cast<Method>(a.method), d, i, n, a.hmix_ratio, a.correct_lam,
+                      a.resize_linear, H, W, tables.data() + i * stride, i * stride, &w);
     if (p[i].kind == kMaskTable) {  // the FMix mask, as the operator's BuildFMixMasks makes it
       const int64_t size = FMixNoiseSize(H, W);
       std::vector<double> noise(a.fmix_noise + i * size, a.fmix_noise + (i + 1) * size);

@@ -573,9 +573,8 @@ void Mix<Backend>::DrawParams(int n) {
       const int64_t offset = tables_.size();
       const bool mixes = d.apply && j != i;
       tables_.resize(offset + (mixes ? TableSize(methods_[i], H, W) : 0));
-      p = PlanSample(methods_[i], d, i, n, ratio_[i], correct_lam_, H, W, tables_.data() + offset,
-                     offset, &w);
-      if (p.kind == kMaskResized && resize_linear_) p.kind = kMaskResizedLinear;
+      p = PlanSample(methods_[i], d, i, n, ratio_[i], correct_lam_, resize_linear_, H, W,
+                     tables_.data() + offset, offset, &w);
       if (p.kind == kMaskTable)
         fmix_jobs_.push_back({i, rng, FMixOnes(d.lam, d.round_up, H, W), offset});
       if (p.partner != i) {

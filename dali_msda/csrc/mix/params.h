@@ -172,8 +172,9 @@ inline int64_t TableSize(Method method, int H, int W) {
 /// Fills `p` for one applied draw and returns the label weight of the sample's own label
 /// (lam_eff, spec 1). `gauss_table` (H + W floats) is written for GMix only; for FMix the
 /// caller writes the mask table (FMixMask, fmix.h), whose mean the returned weight is.
+/// `resize_linear`: ResizeMix resizes the partner bilinearly (else nearest).
 inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool correct_lam,
-                        int H, int W, SampleParams &p, float *gauss_table) {
+                        bool resize_linear, int H, int W, SampleParams &p, float *gauss_table) {
   const double lam = d.lam, hw = double(H) * W;
   p.kind = kMaskBox;
   p.y0 = p.y1 = p.x0 = p.x1 = 0;
@@ -223,7 +224,7 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
     case Method::kResizeMix: {  // d.lam is the scale tau (spec 10)
       Box b = ResizedBox(d.lam, d.cy, d.cx, H, W);
       if (b.Area() == 0) return 1.0;  // nothing pasted
-      p.kind = kMaskResized;
+      p.kind = resize_linear ? kMaskResizedLinear : kMaskResized;
       p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
       return 1.0 - b.Area() / hw;
     }
@@ -236,14 +237,14 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
 /// weight. GMix writes its factors to table (H + W floats), which sits at `table_offset` in the
 /// batch's table array; an FMix mask is to be written there (H x W floats) by the caller.
 inline SampleParams PlanSample(Method method, const Draw &d, int i, int n, double hmix_ratio,
-                               bool correct_lam, int H, int W, float *table, int64_t table_offset,
-                               double *weight) {
+                               bool correct_lam, bool resize_linear, int H, int W, float *table,
+                               int64_t table_offset, double *weight) {
   const int j = n - 1 - i;
   SampleParams p = IdentityParams(i);
   *weight = 1.0;
   if (d.apply && j != i) {
     p.table_offset = TableSize(method, H, W) ? table_offset : 0;
-    *weight = BuildMask(method, d, hmix_ratio, correct_lam, H, W, p, table);
+    *weight = BuildMask(method, d, hmix_ratio, correct_lam, resize_linear, H, W, p, table);
     p.partner = j;
   }
   return p;
