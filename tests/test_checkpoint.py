@@ -160,6 +160,14 @@ def test_train_killed_and_resumed_matches_an_uninterrupted_run(data_root, tmp_pa
     killed_at = run_until(TRAIN + args + ["--checkpoint-dir", ck, "--log-batches",
                                           str(tmp_path / "b.log")],
                           str(tmp_path / "b.log"), kill_at, e, ck)
+    # The checkpoint the kill left: train.py logs step k, then writes checkpoint k, so it is of
+    # a step the killed run logged (k <= killed_at), and a kill right after the write leaves
+    # killed_at == k (the resumed run then starts at k + 1, which the killed run never logged).
+    from dali_msda.pipelines.train import load_checkpoint
+
+    saved = load_checkpoint(ck)
+    saved_at = saved["epoch"] * 26 + saved["step"]  # global steps trained, epoch 0-based
+    assert saved["step"] % 3 == 0 and 0 < saved_at <= killed_at, (saved_at, killed_at)
     resumed = subprocess.run(TRAIN + args + ["--checkpoint-dir", ck, "--resume",
                                              "--log-batches", str(tmp_path / "c.log"),
                                              "--json", str(tmp_path / "c.json")],
@@ -169,8 +177,8 @@ def test_train_killed_and_resumed_matches_an_uninterrupted_run(data_root, tmp_pa
     full_log, resumed_log = read_log(tmp_path / "a.log"), read_log(tmp_path / "c.log")
     assert len(full_log) == 52
     first = (resumed_log[0]["epoch"] - 1) * 26 + resumed_log[0]["step"]
-    assert first <= killed_at, (first, killed_at)  # it did not skip what the killed run lost
-    assert resumed_log[0]["step"] % 3 == 1  # it starts right after a checkpoint
+    # it continues right after the checkpoint it found: nothing skipped, nothing repeated
+    assert first == saved_at + 1, (first, saved_at, killed_at)
     compare(full_log, resumed_log, json.loads((tmp_path / "a.json").read_text()),
             json.loads((tmp_path / "c.json").read_text()), losses=device == "cpu")
     assert json.loads((tmp_path / "c.json").read_text())["epochs"][1]["mixing"] is False
