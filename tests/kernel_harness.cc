@@ -1,16 +1,21 @@
 // Host harness for the CUDA kernel's work (dali_msda/csrc/mix/kernel.h): plans the launch with
-// the functions mix.cu uses (PlanTiles, BuildDescs, KernelArgs), then runs every block of it on
-// the CPU, each phase for every thread before the next phase (as __syncthreads orders them on the
-// GPU). The staging buffer starts filled with 0xff bytes, so a value read from shared memory that
-// no thread staged shows up in the output; a misaligned 16-byte access is counted and reported
-// (kernel.h CheckAligned). Built
-// and called through ctypes by tests/test_kernel_emulation.py.
+// the functions mix.cu uses (PlanLaunch, BuildDescs, KernelArgs), then runs MixThread for every
+// block and thread of it on the CPU (the threads are independent: no shared memory, no barrier).
+// Every vector access's alignment is checked (kernel.h Touch: a GPU would fault), and every
+// access is recorded with its call site, so that what a GPU would move can be counted: for each
+// warp-wide access (the accesses of 32 consecutive threads at the same site, in the same unit
+// iteration, in the same order) the distinct 32-byte sectors it touches. Built and called
+// through ctypes by tests/test_kernel_emulation.py.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <random>
 #include <stdexcept>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "mix/kernel.h"
@@ -35,12 +40,77 @@ struct Inputs {
   float eps, hmix_ratio;
   int correct_lam;
   const float *mean_std;  // 2 x C (mean, std), or null: no normalisation
-  int64_t stage_bytes, tile_elems, block_elems;
-  int nthreads;
+  int sms, blocks_per_sm, threads;  // the launch: sms x blocks_per_sm blocks at most
   const float *fmix_noise;           // FMix: n x H x (W / 2 + 1) x 2, or null
   const unsigned char *fmix_round_up;  // FMix: n coins, or null
   float decay_power;
   int resize_linear;  // ResizeMix: bilinear
+  int64_t *plan;      // out (may be null): vec_c, unit_px, groups, units, blocks, mask_vec
+  int64_t *traffic;   // out (may be null): see Traffic
+};
+
+/// What the launch would move, counted per access kind (kernel.h AccessKind: image loads, image
+/// stores, other loads, other stores).
+struct Traffic : msda::AccessRecorder {
+  struct Rec {
+    int64_t iter;
+    int site, occ, kind;
+    uint64_t sector;
+    bool operator<(const Rec &o) const {
+      return std::tie(iter, site, occ, sector, kind) <
+             std::tie(o.iter, o.site, o.occ, o.sector, o.kind);
+    }
+    bool operator==(const Rec &o) const {
+      return iter == o.iter && site == o.site && occ == o.occ && sector == o.sector;
+    }
+  };
+  int64_t iter = 0;
+  std::unordered_map<int, int> occ;  // per site: accesses so far in this iteration
+  std::vector<Rec> warp;             // the current warp's accesses
+  int64_t warp_sectors[4] = {};      // sum over warp accesses of the distinct sectors touched
+  int64_t requested[4] = {};         // bytes the threads asked for
+  int64_t warp_accesses[4] = {};     // warp-wide access instructions
+  std::unordered_set<uint64_t> launch_sectors[2];  // distinct image sectors in the whole launch
+
+  void Thread() {
+    iter = 0;
+    occ.clear();
+  }
+  void Iteration(int64_t it) override {
+    iter = it;
+    occ.clear();
+  }
+  void Access(int site, int kind, const void *p, int bytes) override {
+    const int o = occ[site]++;
+    const uint64_t a = reinterpret_cast<uintptr_t>(p);
+    for (uint64_t s = a / 32; s <= (a + bytes - 1) / 32; s++) {
+      warp.push_back({iter, site, o, kind, s});
+      if (kind < 2) launch_sectors[kind].insert(s);
+    }
+    requested[kind] += bytes;
+  }
+  void EndWarp() {
+    std::sort(warp.begin(), warp.end());
+    for (size_t k = 0; k < warp.size(); k++) {
+      const Rec &r = warp[k];
+      if (k == 0 || !(r == warp[k - 1])) warp_sectors[r.kind]++;
+      if (k == 0 || r.iter != warp[k - 1].iter || r.site != warp[k - 1].site ||
+          r.occ != warp[k - 1].occ)
+        warp_accesses[r.kind]++;
+    }
+    warp.clear();
+  }
+  /// out[0..3] sector bytes per kind, [4..7] requested bytes, [8..11] warp accesses, [12..13]
+  /// distinct image sector bytes over the launch (loads, stores).
+  void Write(int64_t *out) const {
+    for (int k = 0; k < 4; k++) {
+      out[k] = 32 * warp_sectors[k];
+      out[4 + k] = requested[k];
+      out[8 + k] = warp_accesses[k];
+    }
+    out[12] = 32 * int64_t(launch_sectors[0].size());
+    out[13] = 32 * int64_t(launch_sectors[1].size());
+  }
 };
 
 template <typename Out, typename In>
@@ -50,20 +120,23 @@ int Emulate(const Inputs &a) {
   // host planning, as the operator's DrawParams does it for given draws
   std::vector<SampleParams> p(n);
   std::vector<TargetSpec> t(n);
-  const int64_t stride = int64_t(H) + W + int64_t(H) * W;  // room for any method's table
+  const int64_t stride = TableSize(Method::kGMix, H, W);  // a multiple of 4 floats
+  const int64_t bits_stride = BitsSize(Method::kFMix, H, W);
   std::vector<float> tables(n * stride), soft(a.soft_labels ? int64_t(n) * K : 0);
+  std::vector<uint8_t> bits(n * bits_stride);
   std::vector<float> param_rows(4 * n), norm;
   for (int i = 0; i < n; i++) {
     Draw d{a.apply[i] != 0, a.lam[i], a.cy[i], a.cx[i],
            a.fmix_round_up ? a.fmix_round_up[i] != 0 : false};
     double w;
     p[i] = PlanSample(static_cast<Method>(a.method), d, i, n, a.hmix_ratio, a.correct_lam,
-                      a.resize_linear, H, W, tables.data() + i * stride, i * stride, &w);
-    if (p[i].kind == kMaskTable) {  // the FMix mask, as the operator's BuildFMixMasks makes it
+                      a.resize_linear, H, W, tables.data() + i * stride, i * stride,
+                      i * bits_stride, &w);
+    if (p[i].kind == kMaskBits) {  // the FMix mask, as the operator's BuildFMixMasks makes it
       const int64_t size = FMixNoiseSize(H, W);
       std::vector<double> noise(a.fmix_noise + i * size, a.fmix_noise + (i + 1) * size);
       FMixMask(noise.data(), H, W, a.decay_power, FMixOnes(d.lam, d.round_up, H, W),
-               tables.data() + i * stride);
+               bits.data() + i * bits_stride);
     }
     const int j = n - 1 - i;
     if (a.soft_labels) {
@@ -83,13 +156,6 @@ int Emulate(const Inputs &a) {
       norm[C + c] = 1.0f / a.mean_std[C + c];
     }
   }
-  TilePlanLimits lim;
-  lim.stage_bytes = a.stage_bytes;
-  lim.tile_elems = a.tile_elems;
-  lim.block_elems = a.block_elems;
-  const TileGeometry g = PlanTiles(a.frames, H, W, C, a.in_planar, a.out_planar, sizeof(In),
-                                   a.mean_std != nullptr, K, lim);
-  if (StageBytes(g, sizeof(In)) > kMaxStageBytes) return -2;
 
   // per-sample pointers, as the views give them to mix.cu
   const int64_t volume = a.frames * H * W * C;
@@ -103,35 +169,38 @@ int Emulate(const Inputs &a) {
     targets[i] = a.targets + int64_t(i) * K;
     params[i] = a.params ? a.params + 4 * i : nullptr;
   }
+  const bool aligned = AllAligned(ins.data(), n) && AllAligned(outs.data(), n);
+  const bool mask_aligned = !a.masks || AllAligned(masks.data(), n);
+  const LaunchGeometry g = PlanLaunch<In>(
+      ShapeGeometry(n, a.frames, H, W, C, a.in_planar, a.out_planar, a.mean_std != nullptr, K),
+      aligned, mask_aligned, a.sms, a.blocks_per_sm, a.threads);
+  if (a.plan) {
+    const int64_t plan[6] = {g.vec_c, g.unit_px, g.groups, g.units, g.blocks, g.mask_vec};
+    std::memcpy(a.plan, plan, sizeof(plan));
+  }
   std::vector<SampleDesc<Out, In>> descs(n);
   BuildDescs<Out, In>(n, outs.data(), ins.data(), a.masks ? masks.data() : nullptr,
                       targets.data(), a.params ? params.data() : nullptr, p.data(), t.data(),
                       a.mirror, descs.data());
   const KernelArgs<Out, In> args{.samples = descs.data(), .tables = tables.data(),
-                                 .norm = norm.data(), .soft = soft.data(),
+                                 .bits = bits.data(), .norm = norm.data(), .soft = soft.data(),
                                  .param_rows = param_rows.data(), .g = g};
 
-  // the launch: grid (GridX, n), nthreads per block, shared memory of StageBytes
+  // the launch: g.blocks blocks of g.threads threads, warp by warp
   MisalignedAccesses() = 0;
-  const int64_t stage_len = g.StageElems();
-  In *stage = static_cast<In *>(std::aligned_alloc(16, (stage_len * sizeof(In) + 15) / 16 * 16));
-  for (int sample = 0; sample < n; sample++) {
-    const SampleDesc<Out, In> s = args.samples[sample];
-    for (int64_t bx = 0; bx < GridX(args.g); bx++) {
-      std::memset(static_cast<void *>(stage), 0xff, stage_len * sizeof(In));
-      int64_t t0, t1;
-      BlockTiles(args.g, bx, &t0, &t1);
-      for (int64_t tile = t0; tile < t1; tile++) {
-        for (int th = 0; th < a.nthreads; th++) StageTile(s, args.g, tile, stage, th, a.nthreads);
-        for (int th = 0; th < a.nthreads; th++)
-          ComputeTile(s, args.g, tile, stage, args.tables, args.norm, th, a.nthreads);
+  Traffic traffic;
+  Recorder() = a.traffic ? &traffic : nullptr;
+  WithVectorC(g, [&](auto c) {
+    for (int b = 0; b < g.blocks; b++) {
+      for (int th = 0; th < g.threads; th++) {
+        traffic.Thread();
+        MixThread<decltype(c)::value>(args, b, th);
+        if (th % 32 == 31 || th == g.threads - 1) traffic.EndWarp();
       }
-      if (bx == 0)
-        for (int th = 0; th < a.nthreads; th++)
-          WriteTargets(s, sample, args.g, args.soft, args.param_rows, th, a.nthreads);
     }
-  }
-  std::free(stage);
+  });
+  Recorder() = nullptr;
+  if (a.traffic) traffic.Write(a.traffic);
   return MisalignedAccesses() ? -3 : 0;
 }
 
@@ -148,8 +217,7 @@ int DispatchIn(int in_type, const Inputs &a) {
 }  // namespace
 
 /// Types: 0 uint8, 1 float16, 2 float32. Images are n contiguous samples; returns 0 on success,
-/// -1 for an unknown type, -2 when the planned shared memory exceeds what a block may use, -3
-/// when a 16-byte access was misaligned (it would fault on a GPU).
+/// -1 for an unknown type, -3 when a vector access was misaligned (it would fault on a GPU).
 extern "C" int msda_emulate_kernel(int in_type, int out_type, const Inputs *a) {
   switch (out_type) {
     case 0: return DispatchIn<uint8_t>(in_type, *a);
@@ -159,14 +227,20 @@ extern "C" int msda_emulate_kernel(int in_type, int out_type, const Inputs *a) {
   }
 }
 
-/// The launch geometry PlanTiles gives (for tests of the planning's limits):
-/// out = {tile_rows, tile_cols, col_tiles, tiles, tiles_per_block, stage_bytes, grid_x}.
-extern "C" void msda_plan_tiles(int64_t frames, int H, int W, int C, int in_planar,
-                                int out_planar, int in_bytes, int64_t *out) {
-  const msda::TileGeometry g = msda::PlanTiles(frames, H, W, C, in_planar, out_planar, in_bytes,
-                                               false, 1);
-  const int64_t vals[7] = {g.tile_rows, g.tile_cols, g.col_tiles, g.tiles, g.tiles_per_block,
-                           msda::StageBytes(g, in_bytes), msda::GridX(g)};
+/// The launch PlanLaunch gives (for tests of the planning): out = {vec_c, unit_px, groups, units,
+/// blocks, mask_vec, units_per_block}.
+extern "C" void msda_plan_launch(int n, int64_t frames, int H, int W, int C, int in_bytes,
+                                 int aligned, int sms, int blocks_per_sm, int threads,
+                                 int64_t *out) {
+  const msda::LaunchGeometry shape = msda::ShapeGeometry(n, frames, H, W, C, false, true, true,
+                                                         1);
+  auto plan = [&](auto in) {
+    return msda::PlanLaunch<decltype(in)>(shape, aligned, aligned, sms, blocks_per_sm, threads);
+  };
+  const msda::LaunchGeometry g = in_bytes == 1 ? plan(uint8_t{})
+                                 : in_bytes == 2 ? plan(dali::float16{}) : plan(float{});
+  const int64_t vals[7] = {g.vec_c, g.unit_px, g.groups, g.units, g.blocks, g.mask_vec,
+                           g.units_per_block};
   std::memcpy(out, vals, sizeof(vals));
 }
 

@@ -1,8 +1,10 @@
-"""The CUDA kernel's work, emulated on the CPU: tests/kernel_harness.cc runs MixBlock
-(dali_msda/csrc/mix/kernel.h, the function the kernel calls) for every block and thread of a
-launch, with the GPU backend's host-side planning (PlanSample, SoftTarget). Its outputs must
-equal the NumPy reference bit for bit, whatever the launch geometry, so that the GPU path's
-indexing, mask writes and target copies are tested where no GPU is at hand."""
+"""The CUDA kernel's work, emulated on the CPU: tests/kernel_harness.cc runs MixThread
+(dali_msda/csrc/mix/kernel.h, the function the kernel calls) for every block and thread of the
+launch mix.cu plans, with the GPU backend's host-side planning (PlanSample, SoftTarget). Its
+outputs must equal the NumPy reference bit for bit, whatever the launch geometry, no vector
+access may be misaligned, and what it moves (32-byte sectors per warp-wide access) is counted
+against the bytes the op must move, so that the GPU path's indexing, coalescing and traffic are
+tested where no GPU is at hand."""
 
 import ctypes
 import glob
@@ -73,14 +75,19 @@ class Inputs(ctypes.Structure):  # tests/kernel_harness.cc: struct Inputs
                 ("lam", P), ("cy", P), ("cx", P), ("apply", P), ("mirror", P),
                 ("class_ids", P), ("soft_labels", P), ("K", ctypes.c_int),
                 ("eps", ctypes.c_float), ("hmix_ratio", ctypes.c_float),
-                ("correct_lam", ctypes.c_int), ("mean_std", P), ("stage_bytes", I64),
-                ("tile_elems", I64), ("block_elems", I64), ("nthreads", ctypes.c_int),
+                ("correct_lam", ctypes.c_int), ("mean_std", P), ("sms", ctypes.c_int),
+                ("blocks_per_sm", ctypes.c_int), ("threads", ctypes.c_int),
                 ("fmix_noise", P), ("fmix_round_up", P), ("decay_power", ctypes.c_float),
-                ("resize_linear", ctypes.c_int)]
+                ("resize_linear", ctypes.c_int), ("plan", P), ("traffic", P)]
 
 
-DEFAULT_LIMITS = (24 << 10, 4096, 32768)  # kernel.h TilePlanLimits
-GPU_THREADS = 256  # kernel.h kBlockThreads
+H200_LAUNCH = (132, 8, 256)  # an H200's SMs x resident blocks x kernel.h kBlockThreads
+PLAN_KEYS = ("vec_c", "unit_px", "groups", "units", "blocks", "mask_vec")
+TRAFFIC_KEYS = ("image_load_sector_bytes", "image_store_sector_bytes", "aux_load_sector_bytes",
+                "aux_store_sector_bytes", "image_load_bytes", "image_store_bytes",
+                "aux_load_bytes", "aux_store_bytes", "image_load_accesses",
+                "image_store_accesses", "aux_load_accesses", "aux_store_accesses",
+                "image_load_distinct_bytes", "image_store_distinct_bytes")
 
 
 def fmix_inputs(n, h, w):
@@ -92,9 +99,11 @@ def fmix_inputs(n, h, w):
 
 
 def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout=None,
-            mirror=None, mean=None, std=None, limits=DEFAULT_LIMITS, nthreads=GPU_THREADS,
-            eps=0.0, hmix_ratio=0.5, correct_lam=True):
-    """The GPU backend's outputs for given draws: (mixed, targets, masks, params rows)."""
+            mirror=None, mean=None, std=None, launch=H200_LAUNCH, eps=0.0, hmix_ratio=0.5,
+            correct_lam=True, info=None):
+    """The GPU backend's outputs for given draws: (mixed, targets, masks, params rows).
+    `launch`: (SMs, resident blocks per SM, threads per block); `info` (a dict) receives the
+    plan (PLAN_KEYS) and the traffic counts (TRAFFIC_KEYS)."""
     n = images.shape[0]
     sh = images.shape[1:]
     out_layout = out_layout or layout
@@ -122,6 +131,8 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                 for v, d in ((mean, 0.0), (std, 1.0)))
         mean_std = np.concatenate([m, s])
     noise, round_up = fmix_inputs(n, h, w) if method == "fmix" else (None, None)
+    plan = np.zeros(len(PLAN_KEYS), np.int64)
+    traffic = np.zeros(len(TRAFFIC_KEYS), np.int64)
     a = Inputs(method=METHODS[method], n=n, frames=frames, H=h, W=w, C=c,
                in_planar=int(layout.index("C") < layout.index("H")),
                out_planar=int(out_layout.index("C") < out_layout.index("H")),
@@ -133,18 +144,22 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                class_ids=None if soft else ptr(np.ravel(labels), np.int32),
                soft_labels=ptr(labels, np.float32) if soft else None, K=k, eps=eps,
                hmix_ratio=hmix_ratio, correct_lam=int(correct_lam), mean_std=ptr(mean_std),
-               stage_bytes=limits[0], tile_elems=limits[1], block_elems=limits[2],
-               nthreads=nthreads, fmix_noise=ptr(noise, np.float32),
-               fmix_round_up=ptr(round_up, np.uint8), decay_power=3.0,
-               resize_linear=int(method == "resizemix-bilinear"))
+               sms=launch[0], blocks_per_sm=launch[1], threads=launch[2],
+               fmix_noise=ptr(noise, np.float32), fmix_round_up=ptr(round_up, np.uint8),
+               decay_power=3.0, resize_linear=int(method == "resizemix-bilinear"),
+               plan=plan.ctypes.data_as(P),
+               traffic=traffic.ctypes.data_as(P) if info is not None else None)
     rc = so.msda_emulate_kernel(TYPES[images.dtype], TYPES[np.dtype(out_dtype)],
                                 ctypes.byref(a))
-    assert rc == 0, rc
+    assert rc == 0, {-3: "a vector access was misaligned"}.get(rc, rc)
+    if info is not None:
+        info.update(zip(PLAN_KEYS, plan.tolist()))
+        info.update(zip(TRAFFIC_KEYS, traffic.tolist()))
     return out, targets, masks, rows
 
 
 def reference(images, layout, method, params, labels, out_dtype, **kw):
-    kw = {k: v for k, v in kw.items() if k not in ("limits", "nthreads")}
+    kw = {k: v for k, v in kw.items() if k not in ("launch", "info")}
     if "out_layout" in kw:
         kw["output_layout"] = kw.pop("out_layout")
     if method == "fmix":
@@ -173,7 +188,11 @@ def check(so, images, layout, method, params, labels, out_dtype, **kw):
     return out
 
 
+# W = 17: the per-pixel fallback; W = 16: the vector path (W a multiple of 8 and 4), whose
+# samples are 16-byte aligned for every type here (13 x 16 x 3 elements: 624 elements)
 SHAPES = {"HWC": (13, 17, 3), "CHW": (3, 13, 17), "FCHW": (2, 3, 13, 17), "FHWC": (2, 13, 17, 3)}
+VEC_SHAPES = {"HWC": (13, 16, 3), "CHW": (3, 13, 16), "FCHW": (2, 3, 13, 16),
+              "FHWC": (2, 13, 16, 3)}
 DTYPE_PAIRS = [(i, o) for i in (np.uint8, np.float16, np.float32)
                for o in (np.uint8, np.float16, np.float32)]
 FUSED = {  # fused arguments per case: none, normalisation, mirror + layout change, all
@@ -200,44 +219,88 @@ def random_images(rng, n, shape, dtype):
     return (rng.random((n, *shape)) * 255).astype(dtype)
 
 
-# geometry: (stage bytes, tile elements, block elements), threads
-GEOMETRIES = [(DEFAULT_LIMITS, 256), ((600, 4096, 32768), 32), ((24 << 10, 1, 1), 7),
-              ((24 << 10, 100, 300), 1)]
+# launches: (SMs, resident blocks per SM, threads per block): an H200's; a few blocks, so that
+# each thread takes many units; 7 threads (units advance by carries over rows and pairs); one
+# thread alone
+LAUNCHES = [H200_LAUNCH, (2, 1, 32), (3, 2, 7), (1, 1, 1)]
 
 
 @pytest.mark.parametrize("fused", list(FUSED))
-@pytest.mark.parametrize("geometry", range(len(GEOMETRIES)))
+@pytest.mark.parametrize("launch", range(len(LAUNCHES)))
+@pytest.mark.parametrize("path", ["vector", "fallback"])
 @pytest.mark.parametrize("layout", list(SHAPES))
 @pytest.mark.parametrize("method", list(METHODS))
-def test_kernel_matches_reference(harness, method, layout, geometry, fused):
-    limits, nthreads = GEOMETRIES[geometry]
-    rng = np.random.default_rng(len(layout) * 7 + geometry)
+def test_kernel_matches_reference(harness, method, layout, path, launch, fused):
+    rng = np.random.default_rng(len(layout) * 7 + launch)
     n = 5
-    in_dt, out_dt = DTYPE_PAIRS[(geometry * 4 + len(fused)) % len(DTYPE_PAIRS)]
-    images = random_images(rng, n, SHAPES[layout], in_dt)
-    h, w = SHAPES[layout][layout.index("H")], SHAPES[layout][layout.index("W")]
+    in_dt, out_dt = DTYPE_PAIRS[(launch * 4 + len(fused)) % len(DTYPE_PAIRS)]
+    shape = (VEC_SHAPES if path == "vector" else SHAPES)[layout]
+    images = random_images(rng, n, shape, in_dt)
+    h, w = shape[layout.index("H")], shape[layout.index("W")]
     params = ref.draw_params(rng, n, h, w, alpha=0.8, prob=0.8, mode="elem")
     labels = rng.integers(0, 7, n)
-    check(harness, images, layout, method, params, labels, out_dt, limits=limits,
-          nthreads=nthreads, eps=0.1, **fused_kwargs(fused, layout, n, rng))
+    info = {}
+    check(harness, images, layout, method, params, labels, out_dt, launch=LAUNCHES[launch],
+          eps=0.1, info=info, **fused_kwargs(fused, layout, n, rng))
+    assert (info["vec_c"] == 3) == (path == "vector"), info
 
 
+@pytest.mark.parametrize("width", [41, 40], ids=["fallback", "vector"])
 @pytest.mark.parametrize("fused", ["plain", "all"])
 @pytest.mark.parametrize("in_dt,out_dt", DTYPE_PAIRS)
-def test_every_dtype_pair(harness, in_dt, out_dt, fused):
+def test_every_dtype_pair(harness, in_dt, out_dt, fused, width):
     rng = np.random.default_rng(3)
     n, layout = 4, "HWC"
-    images = random_images(rng, n, (30, 41, 3), in_dt)
-    params = ref.draw_params(rng, n, 30, 41, alpha=1.0, mode="elem")
-    check(harness, images, layout, "hmix", params, rng.integers(0, 9, n), out_dt,
+    images = random_images(rng, n, (30, width, 3), in_dt)
+    params = ref.draw_params(rng, n, 30, width, alpha=1.0, mode="elem")
+    info = {}
+    check(harness, images, layout, "hmix", params, rng.integers(0, 9, n), out_dt, info=info,
           **fused_kwargs(fused, layout, n, rng))
+    assert (info["vec_c"] == 3) == (width == 40)
 
 
-def test_soft_labels_and_identity_samples(harness):
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+@pytest.mark.parametrize("channels", [1, 2, 4, 5])
+@pytest.mark.parametrize("method", ["cutmix", "gmix", "fmix", "resizemix-bilinear"])
+def test_channel_counts(harness, method, channels, layout):
+    """C = 1, 2 and 4 on the vector path (a template instance each), C = 5 on the fallback."""
+    rng = np.random.default_rng(channels)
+    n = 6
+    shape = (24, 32, channels) if layout == "HWC" else (channels, 24, 32)
+    for in_dt, out_dt in [(np.uint8, np.float16), (np.float32, np.float32),
+                          (np.float16, np.uint8)]:
+        images = random_images(rng, n, shape, in_dt)
+        params = ref.draw_params(rng, n, 24, 32, alpha=1.0, mode="elem")
+        kw = {"mean": list(range(10, 10 + channels)), "std": [40.0 + c for c in range(channels)],
+              "mirror": rng.integers(0, 2, n), "out_layout": OTHER_LAYOUT[layout]}
+        info = {}
+        check(harness, images, layout, method, params, rng.integers(0, 4, n), out_dt, eps=0.1,
+              info=info, **kw)
+        assert info["vec_c"] == (channels if channels <= 4 else 0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 8, 3), (2, 16, 1), (9, 24, 4)])
+def test_small_batches_and_images(harness, n, shape):
+    """Batch 1 and odd batches (the middle sample alone), 1 x 1 images, and samples whose
+    stride breaks 16-byte alignment (1 x 8 x 3 uint8: 24 bytes; the fallback serves them)."""
+    rng = np.random.default_rng(n * 100 + shape[1])
+    for method in ("mixup", "hmix", "gmix", "fmix", "resizemix"):
+        images = random_images(rng, n, shape, np.uint8)
+        params = ref.draw_params(rng, n, shape[0], shape[1], alpha=1.0, mode="elem")
+        info = {}
+        check(harness, images, "HWC", method, params, rng.integers(0, 3, n), np.float16,
+              mean=[1.0], std=[3.0], mirror=rng.integers(0, 2, n), info=info)
+        if shape == (1, 8, 3):
+            assert info["vec_c"] == (3 if n == 1 else 0)
+
+
+@pytest.mark.parametrize("width", [20, 21])
+def test_soft_labels_and_identity_samples(harness, width):
     rng = np.random.default_rng(4)
     n = 5  # the middle sample is its own partner
-    images = random_images(rng, n, (16, 20, 3), np.float32)
-    params = ref.draw_params(rng, n, 16, 20, alpha=1.0, prob=0.6, mode="elem")
+    images = random_images(rng, n, (16, width, 3), np.float32)
+    params = ref.draw_params(rng, n, 16, width, alpha=1.0, prob=0.6, mode="elem")
     soft = rng.dirichlet(np.ones(6), size=n).astype(np.float32)
     check(harness, images, "HWC", "gmix", params, soft, np.float32, eps=0.2)
 
@@ -265,27 +328,46 @@ def test_kernel_at_realistic_sizes(harness, method, layout, size):
                                           (np.float16, np.float32), (np.float32, np.float16),
                                           (np.float32, np.uint8)])
 @pytest.mark.parametrize("fused", ["plain", "norm"])
-def test_non_finite_inputs_bit_for_bit(harness, method, in_dt, out_dt, fused):
+@pytest.mark.parametrize("width", [31, 32], ids=["fallback", "vector"])
+def test_non_finite_inputs_bit_for_bit(harness, method, in_dt, out_dt, fused, width):
     """NaN (with payloads), +-inf and -0.0: the GPU's work gives the reference's bits, as the CPU
     backend must (tests/test_reference_match.py: test_non_finite_inputs)."""
     rng = np.random.default_rng(5)
     n = 4
-    images = special_values(rng, (n, 24, 31, 3), in_dt)
-    params = ref.draw_params(rng, n, 24, 31, alpha=0.5, mode="elem")
+    images = special_values(rng, (n, 24, width, 3), in_dt)
+    params = ref.draw_params(rng, n, 24, width, alpha=0.5, mode="elem")
     check(harness, images, "HWC", method, params, rng.integers(0, 5, n), out_dt,
           **fused_kwargs(fused, "HWC", n, rng))
 
 
-def test_plan_tiles_limits(harness):
+def plan_launch(so, n, frames, h, w, c, in_bytes, aligned=True, launch=H200_LAUNCH):
     out = (ctypes.c_int64 * 7)()
-    harness.msda_plan_tiles.restype = None
-    for (frames, h, w, c, planar, in_bytes) in [(1, 224, 224, 3, 0, 1), (2, 224, 224, 3, 1, 4),
-                                                 (1, 64, 70000, 3, 0, 4), (1, 3, 5, 1, 0, 2)]:
-        harness.msda_plan_tiles(I64(frames), h, w, c, planar, 1, in_bytes, out)
-        rows, cols, col_tiles, tiles, per_block, stage, grid = list(out)
-        assert stage <= 24 << 10 and 1 <= cols <= w and rows >= 1
-        assert col_tiles == -(-w // cols) and tiles == -(-(frames * h) // rows) * col_tiles
-        assert grid == -(-tiles // per_block)
+    so.msda_plan_launch.restype = None
+    so.msda_plan_launch(n, I64(frames), h, w, c, in_bytes, int(aligned), *launch, out)
+    return dict(zip(PLAN_KEYS + ("units_per_block",), list(out)))
+
+
+def test_plan_launch(harness):
+    """The launch mix.cu plans: the vector path where the shape and alignment allow it, a
+    persistent grid of at most SMs x resident blocks, every unit in exactly one block's range."""
+    main = plan_launch(harness, 256, 1, 224, 224, 3, 1)
+    assert main["vec_c"] == 3 and main["unit_px"] == 8 and main["groups"] == 28
+    assert main["units"] == 128 * 224 * 28 and main["blocks"] == 132 * 8
+    assert plan_launch(harness, 256, 1, 224, 224, 3, 4)["unit_px"] == 4  # float32 input
+    for kw, why in [(dict(w=17), "odd width"), (dict(c=5), "C > 4"),
+                    (dict(aligned=False), "a misaligned sample"), (dict(w=4, in_bytes=2),
+                                                                   "width below a unit")]:
+        args = dict(n=7, frames=2, h=9, w=16, c=3, in_bytes=1, aligned=True) | kw
+        plan = plan_launch(harness, **args)
+        assert plan["vec_c"] == 0 and plan["unit_px"] == 1, why
+        assert plan["units"] == 4 * 2 * 9 * args["w"], why  # (n + 1) / 2 pairs, pixel units
+    for n, h, w, launch in [(1, 1, 1, H200_LAUNCH), (3, 5, 8, (2, 1, 32)),
+                            (256, 224, 224, (3, 2, 7)), (65537, 2, 2, H200_LAUNCH)]:
+        plan = plan_launch(harness, n, 1, h, w, 3, 1, launch=launch)
+        blocks, per_block = plan["blocks"], plan["units_per_block"]
+        assert 1 <= blocks <= launch[0] * launch[1]
+        assert plan["units"] <= blocks * per_block < plan["units"] + blocks  # every unit once
+        assert blocks == min(launch[0] * launch[1], -(-plan["units"] // launch[2]))
 
 
 def test_fmix_normal_generator(harness):

@@ -42,7 +42,8 @@ struct Scratch {
 
 }  // namespace
 
-void FMixMask(const double *noise, int H, int W, double decay_power, int64_t ones, float *mask) {
+void FMixMask(const double *noise, int H, int W, double decay_power, int64_t ones,
+              uint8_t *bits) {
   static thread_local Scratch s;
   const int wf = W / 2 + 1;
   const int64_t bins = int64_t(H) * wf, n = int64_t(H) * W;
@@ -65,13 +66,16 @@ void FMixMask(const double *noise, int H, int W, double decay_power, int64_t one
   pocketfft::c2r(shape, in_stride, out_stride, {0, 1}, false, s.spectrum.data(), s.image.data(),
                  1.0, 1);
   ones = std::clamp<int64_t>(ones, 0, n);
-  std::fill(mask, mask + n, 0.0f);
+  std::fill(bits, bits + (n + 7) / 8, uint8_t(0));
   if (ones == 0) return;
   s.order.resize(n);
   for (int64_t k = 0; k < n; k++) s.order[k] = {-s.image[k], k};
   // the `ones` smallest (-value, index) pairs: the largest values, lower index first on ties
   std::nth_element(s.order.begin(), s.order.begin() + (ones - 1), s.order.end());
-  for (int64_t k = 0; k < ones; k++) mask[s.order[k].second] = 1.0f;
+  for (int64_t k = 0; k < ones; k++) {
+    const int64_t idx = s.order[k].second;
+    bits[idx >> 3] |= uint8_t(1u << (idx & 7));
+  }
 }
 
 }  // namespace msda

@@ -1,22 +1,34 @@
-// The CUDA kernel's work, as host/device functions: the kernel (mix.cu) calls them with its
-// blockIdx / threadIdx and shared memory, and a host harness (tests/kernel_harness.cc) calls them
-// for every block and thread in turn (each phase for all threads before the next, as the
-// barrier between them orders it), so that the GPU path's indexing is tested without a GPU.
+// The CUDA kernel's work, as host/device functions: the kernel (mix.cu) calls MixThread with its
+// blockIdx / threadIdx, and a host harness (tests/kernel_harness.cc) calls it for every block and
+// thread of the same planned launch, so that the GPU path's indexing, alignment and memory
+// traffic are tested without a GPU. There is no shared memory and no barrier: threads are
+// independent, so running them one after another on the host is exact.
 //
-// Work decomposition. The output of a sample is cut into tiles: `tile_rows` consecutive
-// frame-rows q (image row q % H of frame q / H) by `tile_cols` consecutive output columns.
-// Block (blockIdx.x, sample) processes `tiles_per_block` consecutive tiles, each in two phases:
-//   1. stage: the threads copy, from each source (the sample and its partner), the input
-//      elements the tile needs into shared memory, with 16-byte loads where the addresses allow
-//      (the staged copy keeps the source's alignment modulo 16). Only what the mask needs is
-//      read: none of the partner where M = 1, none of the sample where M = 0 (a box row stages
-//      the sample outside the box and the partner inside it).
-//   2. compute: each thread takes whole 16-byte chunks of output (aligned in memory; the
-//      partial chunks at the ends of a row are written element by element) and computes them
-//      from shared memory: mask, mirror (a flipped source is read right to left), the mix,
-//      normalisation, conversion. Reads and writes of device memory are thus contiguous and
-//      vectorised whatever the layout change (HWC in, CHW out reads rows and writes planes).
-// Row index arithmetic runs once per chunk (one division), not per element.
+// Work decomposition. A unit is P consecutive output pixels (all channels) of one frame-row of
+// BOTH samples of a pair (i, j = n - 1 - i): the sources of the two outputs are the same two
+// input blocks (x_i and x_j at those pixels; with mirror, the mirrored pixel group), so each
+// input byte is read once for two outputs. The middle sample of an odd batch is a pair alone.
+// Units are numbered pair-major, then frame, row, group (MixedRadix): consecutive units are
+// consecutive pixel groups of a row, so a warp's loads and stores are contiguous. The grid is
+// persistent (SMs x resident blocks, or fewer when the batch is small); block b takes a
+// contiguous range of units and its threads stride through it by the block size, the unit
+// position advanced by carries (no division per unit).
+//
+// The vector path (W a multiple of P, C <= 4, every sample's input and output 16-byte aligned):
+// P = 8 pixels for 1- and 2-byte inputs, 4 for float32, so a unit's input block is 8 to 64
+// bytes loaded straight into registers with the widest aligned vector loads (read-only path),
+// flipped and transposed to pixel-major order in registers, and each output written with
+// vector stores (16 bytes per plane for float16 CHW). The mask is computed per unit, kind by kind
+// (P values: a box compare, a Gaussian product, P bits of an FMix bit mask); both blocks are
+// always read, since together they are each input byte once. ResizeMix reads its resized partner
+// inside the box by a gather per element (a call, to keep the code small). Every value is
+// MixElement (mask.h), the function of the CPU backend and of the reference, so the outputs are
+// equal bit for bit. Everything else (odd widths, misaligned samples, C > 4) takes the
+// per-pixel fallback: one pixel per unit, scalar accesses, any C. One kernel instance per
+// vector C (1-4) and one for the fallback (WithVectorC), each with its own registers.
+//
+// After its units each thread writes its share of the targets (the n x K rows flattened) and
+// the params rows.
 
 #ifndef DALI_MSDA_CSRC_MIX_KERNEL_H_
 #define DALI_MSDA_CSRC_MIX_KERNEL_H_
@@ -43,354 +55,42 @@ struct SampleDesc {
   int32_t flip_self, flip_other;  // mirror of the sample and of its partner
 };
 
-/// The geometry of one launch (the same for every sample).
-struct TileGeometry {
+/// Pixels per unit of the vector path: a 16-byte float16 plane store, two for float32 output.
+template <typename In>
+DALI_HOST_DEV constexpr int PixelsPerUnit() {
+  return sizeof(In) == 4 ? 4 : 8;
+}
+
+/// The geometry of one launch (the same for every sample), planned on the host (PlanLaunch).
+struct LaunchGeometry {
+  int n = 0;      // samples
+  int pairs = 0;  // (n + 1) / 2: pair p is samples p and n - 1 - p
   int64_t frames = 1;
   int H = 0, W = 0, C = 1;
   int in_planar = 0, out_planar = 0;  // channels first within a frame (CHW) or last (HWC)
-  int tile_rows = 1, tile_cols = 1;
-  int col_tiles = 1;       // ceil(W / tile_cols)
-  int64_t tiles = 0;       // per sample: ceil(frames * H / tile_rows) * col_tiles
-  int tiles_per_block = 1;
-  int stage_cap = 0;       // elements of In per staged source row segment, incl. 16 B of slack
   int normalize = 0;
   int K = 0;
-  DALI_HOST_DEV int64_t Rows() const { return frames * H; }
+  int vec_c = 0;     // C of the vector path (1..4); 0: the per-pixel fallback
+  int unit_px = 1;   // pixels per unit (PixelsPerUnit on the vector path, else 1)
+  int groups = 1;    // units per frame-row: W / unit_px
+  int mask_vec = 0;  // mask rows written with 16-byte stores (aligned)
+  int64_t units = 0;            // pairs * frames * H * groups
+  int64_t units_per_block = 0;  // contiguous range of one block
+  int blocks = 0, threads = 0;
   DALI_HOST_DEV int64_t FrameElems() const { return int64_t(H) * W * C; }
-  /// Elements of In in the shared memory of one block: 2 sources x tile_rows x segments.
-  DALI_HOST_DEV int64_t StageElems() const {
-    return int64_t(2) * tile_rows * (in_planar ? C : 1) * stage_cap;
-  }
 };
-
-// ---- vector accesses: 16 bytes, aligned. The host build checks the alignment that a GPU would
-// fault on, so that the harness catches a misaligned vector access.
-struct alignas(16) Vec16 {
-  uint32_t w[4];
-};
-
-#ifndef __CUDA_ARCH__
-/// Host builds count the 16-byte accesses that are not 16-byte aligned (a GPU would fault).
-inline int64_t &MisalignedAccesses() {
-  static int64_t count = 0;
-  return count;
-}
-#endif
-
-DALI_HOST_DEV inline void CheckAligned(const void *p) {
-#ifndef __CUDA_ARCH__
-  if (reinterpret_cast<uintptr_t>(p) % 16 != 0) MisalignedAccesses()++;
-#endif
-}
-
-DALI_HOST_DEV inline Vec16 Load16(const void *p) {
-  CheckAligned(p);
-  return *static_cast<const Vec16 *>(p);
-}
-
-DALI_HOST_DEV inline void Store16(void *p, const Vec16 &v) {
-  CheckAligned(p);
-  *static_cast<Vec16 *>(p) = v;
-}
-
-/// Copies n elements from src to dst, which must agree modulo 16 bytes: 16-byte copies for the
-/// aligned body, single elements at the ends; the threads share the work.
-template <typename T>
-DALI_HOST_DEV inline void CopyRange(T *__restrict__ dst, const T *__restrict__ src, int64_t n,
-                                    int thread, int nthreads) {
-  constexpr int V = 16 / sizeof(T);
-  const int64_t mis = (reinterpret_cast<uintptr_t>(src) / sizeof(T)) % V;
-  const int64_t head = mis ? (V - mis < n ? V - mis : n) : 0;
-  const int64_t body = (n - head) / V;
-  for (int64_t k = thread; k < head; k += nthreads) dst[k] = src[k];
-  for (int64_t k = thread; k < body; k += nthreads)
-    Store16(dst + head + k * V, Load16(src + head + k * V));
-  for (int64_t k = head + body * V + thread; k < n; k += nthreads) dst[k] = src[k];
-}
-
-/// Where tile `tile` of a sample lies: frame-rows [q0, q1), output columns [c0, c1).
-struct TileSpan {
-  int64_t q0, q1;
-  int c0, c1;
-};
-
-DALI_HOST_DEV inline TileSpan TileAt(const TileGeometry &g, int64_t tile) {
-  TileSpan s;
-  const int64_t row_tile = tile / g.col_tiles;
-  const int col_tile = static_cast<int>(tile - row_tile * g.col_tiles);
-  s.q0 = row_tile * g.tile_rows;
-  s.q1 = s.q0 + g.tile_rows < g.Rows() ? s.q0 + g.tile_rows : g.Rows();
-  s.c0 = col_tile * g.tile_cols;
-  s.c1 = s.c0 + g.tile_cols < g.W ? s.c0 + g.tile_cols : g.W;
-  return s;
-}
-
-/// Output columns [a, b) of row r that need the sample (need_self) or the partner: a box row
-/// needs the partner inside the box and the sample outside it (unless the outside weight is
-/// 0 or 1); a Gaussian or table mask needs both everywhere.
-struct ColumnNeeds {
-  int self_a0, self_a1, self_b0, self_b1;  // up to two ranges for the sample
-  int other_a0, other_a1;                  // one range for the partner
-};
-
-DALI_HOST_DEV inline ColumnNeeds NeedsOfRow(const SampleParams &p, int r, int c0, int c1) {
-  ColumnNeeds n{c0, c1, c1, c1, c0, c1};
-  if (p.kind != kMaskBox && !IsResized(p.kind)) return n;
-  const bool row_in_box = r >= p.y0 && r < p.y1 && p.x0 < p.x1;
-  const int x0 = row_in_box ? (p.x0 > c0 ? (p.x0 < c1 ? p.x0 : c1) : c0) : c1;
-  const int x1 = row_in_box ? (p.x1 > c0 ? (p.x1 < c1 ? p.x1 : c1) : c0) : c1;
-  // the sample: everything outside [x0, x1), if its weight there is not 0
-  if (p.outside == 0.0f) {
-    n.self_a0 = n.self_a1 = n.self_b0 = n.self_b1 = c1;
-  } else {
-    n.self_a0 = c0;
-    n.self_a1 = x0;
-    n.self_b0 = x1;
-    n.self_b1 = c1;
-  }
-  // the partner: the box, or everything when the outside weight is not 1; nothing staged for a
-  // resized partner (ComputeTile reads it from device memory: ResizedPartnerAt)
-  if (p.outside == 1.0f) {
-    n.other_a0 = x0;
-    n.other_a1 = x1;
-  }
-  if (IsResized(p.kind)) n.other_a0 = n.other_a1 = c1;
-  return n;
-}
-
-/// Source columns of output columns [a, b) of a source read with mirror `flip`.
-DALI_HOST_DEV inline void SourceColumns(int W, int flip, int a, int b, int *s0, int *s1) {
-  *s0 = flip ? W - b : a;
-  *s1 = flip ? W - a : b;
-}
-
-/// Staged segment of one source for tile row k and channel plane ch (plane 0 for HWC input):
-/// its shared-memory base, aligned like the source row it copies so that 16-byte copies line
-/// up. Element (source column sc, channel c) of the tile's column range sits at
-/// Stage(...)[(sc - src_c0) * C + c] (HWC) or [sc - src_c0] (CHW).
-template <typename In>
-DALI_HOST_DEV inline In *StageSegment(In *stage, const TileGeometry &g, int which, int k, int ch,
-                                      const In *src_row_start) {
-  constexpr int V = 16 / sizeof(In);
-  const int segs = g.in_planar ? g.C : 1;
-  In *base = stage + ((int64_t(which) * g.tile_rows + k) * segs + ch) * g.stage_cap;
-  const int mis = static_cast<int>((reinterpret_cast<uintptr_t>(src_row_start) / sizeof(In)) % V);
-  return base + mis;  // stage_cap is a multiple of V and the stage buffer is 16-byte aligned
-}
-
-/// Input address of (frame-row q, source column sc, channel plane ch) of sample data `x`.
-template <typename In>
-DALI_HOST_DEV inline const In *InputAt(const In *x, const TileGeometry &g, int64_t q, int sc,
-                                       int ch) {
-  const int64_t f = q / g.H, r = q - f * g.H;
-  if (g.in_planar)
-    return x + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W + sc;
-  return x + f * g.FrameElems() + (r * g.W + sc) * g.C;
-}
-
-/// Phase 1: stage the sources of one tile.
-template <typename Out, typename In>
-DALI_HOST_DEV inline void StageTile(const SampleDesc<Out, In> &s, const TileGeometry &g,
-                                    int64_t tile, In *stage, int thread, int nthreads) {
-  const TileSpan t = TileAt(g, tile);
-  const int segs = g.in_planar ? g.C : 1;
-  const int per_col = g.in_planar ? 1 : g.C;
-  for (int64_t q = t.q0; q < t.q1; q++) {
-    const int k = static_cast<int>(q - t.q0);
-    const int r = static_cast<int>(q % g.H);
-    const ColumnNeeds n = NeedsOfRow(s.p, r, t.c0, t.c1);
-    const int ranges[3][3] = {{0, n.self_a0, n.self_a1}, {0, n.self_b0, n.self_b1},
-                              {1, n.other_a0, n.other_a1}};
-    for (const auto &rg : ranges) {
-      if (rg[1] >= rg[2]) continue;
-      const In *x = rg[0] ? s.other : s.self;
-      const int flip = rg[0] ? s.flip_other : s.flip_self;
-      int tile_s0, tile_s1, s0, s1;
-      SourceColumns(g.W, flip, t.c0, t.c1, &tile_s0, &tile_s1);  // the tile's source columns
-      SourceColumns(g.W, flip, rg[1], rg[2], &s0, &s1);          // this range's
-      for (int ch = 0; ch < segs; ch++) {
-        const In *row = InputAt(x, g, q, tile_s0, ch);
-        In *seg = StageSegment(stage, g, rg[0], k, ch, row);
-        CopyRange(seg + int64_t(s0 - tile_s0) * per_col, row + int64_t(s0 - tile_s0) * per_col,
-                  int64_t(s1 - s0) * per_col, thread, nthreads);
-      }
-    }
-  }
-}
-
-/// Reads one staged source of a tile row: the segments of frame f, image row r, whose tile
-/// column range starts at source column `s0` (see StageSegment).
-template <typename In>
-struct StagedRow {
-  const In *x;     // the source sample in device memory (only addresses are taken)
-  In *stage;
-  int which, k;    // 0: the sample, 1: the partner; tile row
-  int64_t f;
-  int r, s0, flip;
-
-  DALI_HOST_DEV In At(const TileGeometry &g, int c, int ch) const {
-    const int sc = flip ? g.W - 1 - c : c;
-    if (g.in_planar) {
-      const In *row = x + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W + s0;
-      return StageSegment(stage, g, which, k, ch, row)[sc - s0];
-    }
-    const In *row = x + f * g.FrameElems() + (int64_t(r) * g.W + s0) * g.C;
-    return StageSegment(stage, g, which, k, 0, row)[(sc - s0) * g.C + ch];
-  }
-};
-
-/// The partner's value at output (frame f, row r, column c, channel ch) inside the box of a
-/// resized-partner sample (ResizeMix), read from device memory (a gather, not staged):
-/// nearest, or bilinear rounded to the input type (spec 10).
-template <typename Out, typename In>
-DALI_HOST_DEV inline In ResizedPartnerAt(const SampleDesc<Out, In> &s, const TileGeometry &g,
-                                         int64_t f, int r, int c, int ch) {
-  const In *frame = s.other + f * g.FrameElems();
-  auto at = [&](int sr, int sc) -> const In & {
-    return g.in_planar ? frame[(int64_t(ch) * g.H + sr) * g.W + sc]
-                       : frame[(int64_t(sr) * g.W + sc) * g.C + ch];
-  };
-  if (s.p.kind == kMaskResizedLinear)
-    return ConvertOut<In>(ResizedLinear(s.p, g.H, g.W, r, c, s.flip_other,
-                                        [&](int sr, int sc) { return LoadIn(at(sr, sc)); }));
-  int sr, sc;
-  ResizedSource(s.p, g.H, g.W, r, c, s.flip_other, &sr, &sc);
-  return at(sr, sc);
-}
-
-/// The output element at output column c, channel ch of a tile row, from the staged sources
-/// (a resized partner from device memory).
-template <typename Out, typename In>
-DALI_HOST_DEV inline Out OutputValue(const SampleDesc<Out, In> &s, const TileGeometry &g,
-                                     const StagedRow<In> &self, const StagedRow<In> &other, int c,
-                                     int ch, float m, const float *norm) {
-  In a{}, b{};
-  if (m != 0.0f) a = self.At(g, c, ch);
-  if (m != 1.0f)
-    b = IsResized(s.p.kind) ? ResizedPartnerAt(s, g, self.f, self.r, c, ch)
-                                 : other.At(g, c, ch);
-  if (g.normalize) return MixElement<true, Out, In>(m, a, b, norm[ch], norm[g.C + ch]);
-  return MixElement<false, Out, In>(m, a, b, 0.0f, 1.0f);
-}
-
-/// Chunks of V output elements per output segment of a tile, at most (a segment is a plane row
-/// of the tile's columns for CHW output, or the run of columns x channels for HWC output).
-DALI_HOST_DEV inline int ChunksPerSegment(int seg_len, int V) {
-  return (seg_len + 2 * V - 2) / V;  // any start alignment
-}
-
-/// Phase 2: compute and write the output of one tile (and the mask rows of frame 0). The
-/// block's threads share the 16-byte-aligned output chunks of all rows and segments of the tile.
-template <typename Out, typename In>
-DALI_HOST_DEV inline void ComputeTile(const SampleDesc<Out, In> &s, const TileGeometry &g,
-                                      int64_t tile, In *stage, const float *tables,
-                                      const float *norm, int thread, int nthreads) {
-  constexpr int V = 16 / sizeof(Out);
-  const TileSpan t = TileAt(g, tile);
-  const int cols = t.c1 - t.c0;
-  const int segs = g.out_planar ? g.C : 1;
-  const int seg_len = g.out_planar ? cols : cols * g.C;
-  const int per_seg = ChunksPerSegment(seg_len, V);
-  const int64_t items = (t.q1 - t.q0) * segs * per_seg;
-  int self_s0, other_s0, unused;
-  SourceColumns(g.W, s.flip_self, t.c0, t.c1, &self_s0, &unused);
-  SourceColumns(g.W, s.flip_other, t.c0, t.c1, &other_s0, &unused);
-  for (int64_t item = thread; item < items; item += nthreads) {
-    // one division per chunk of V elements: (tile row, segment, chunk)
-    const int64_t row_seg = item / per_seg;
-    const int ck = static_cast<int>(item - row_seg * per_seg);
-    const int k = static_cast<int>(row_seg / segs);
-    const int sg = static_cast<int>(row_seg - int64_t(k) * segs);
-    const int64_t q = t.q0 + k;
-    const int64_t f = q / g.H;
-    const int r = static_cast<int>(q - f * g.H);
-    Out *seg = g.out_planar
-        ? s.out + f * g.FrameElems() + (int64_t(sg) * g.H + r) * g.W + t.c0
-        : s.out + f * g.FrameElems() + (int64_t(r) * g.W + t.c0) * g.C;
-    const int mis = static_cast<int>((reinterpret_cast<uintptr_t>(seg) / sizeof(Out)) % V);
-    const int e0 = ck * V - mis;  // segment element of the chunk's first lane
-    if (e0 >= seg_len || e0 + V <= 0) continue;  // past this segment's chunks
-    const StagedRow<In> self{s.self, stage, 0, k, f, r, self_s0, s.flip_self};
-    const StagedRow<In> other{s.other, stage, 1, k, f, r, other_s0, s.flip_other};
-    const int e = e0 < 0 ? 0 : e0;
-    int c = g.out_planar ? e : e / g.C;  // column and channel of the first element
-    int ch = g.out_planar ? sg : e - c * g.C;
-    const bool full = e0 >= 0 && e0 + V <= seg_len;
-    alignas(16) Out lane[V];  // unrolled: compile-time indices keep it in registers
-#if defined(__CUDA_ARCH__)
-#pragma unroll
-#endif
-    for (int j = 0; j < V; j++) {
-      if (e0 + j < 0 || e0 + j >= seg_len) continue;
-      const int col = t.c0 + c;
-      const Out v = OutputValue<Out, In>(s, g, self, other, col, ch,
-                                         MaskAt(s.p, tables, g.H, g.W, r, col), norm);
-      if (full)
-        lane[j] = v;
-      else
-        seg[e0 + j] = v;
-      if (g.out_planar) {
-        c++;
-      } else if (++ch == g.C) {
-        ch = 0;
-        c++;
-      }
-    }
-    if (full) {
-      Vec16 w;
-      memcpy(&w, lane, 16);
-      Store16(seg + e0, w);
-    }
-  }
-  if (s.mask) {
-    for (int64_t q = t.q0; q < t.q1 && q < g.H; q++) {
-      const int r = static_cast<int>(q);
-      for (int c = t.c0 + thread; c < t.c1; c += nthreads)
-        s.mask[int64_t(r) * g.W + c] = MaskAt(s.p, tables, g.H, g.W, r, c);
-    }
-  }
-}
-
-/// The target (and params) row of sample `sample`, written by the sample's first block.
-template <typename Out, typename In>
-DALI_HOST_DEV inline void WriteTargets(const SampleDesc<Out, In> &s, int sample,
-                                       const TileGeometry &g, const float *soft,
-                                       const float *param_rows, int thread, int nthreads) {
-  const int K = g.K;
-  if (s.t.soft_row >= 0) {
-    const float *src = soft + int64_t(s.t.soft_row) * K;
-    for (int k = thread; k < K; k += nthreads) s.target[k] = src[k];
-  } else {
-    for (int k = thread; k < K; k += nthreads)
-      s.target[k] = k == s.t.ya ? s.t.va : k == s.t.yb ? s.t.vb : s.t.fill;
-  }
-  for (int k = thread; s.params && k < 4; k += nthreads) s.params[k] = param_rows[4 * sample + k];
-}
-
-// ---- the launch, planned on the host (mix.cu and the harness call the same functions) --------
 
 constexpr int kBlockThreads = 256;
-constexpr int64_t kMaxStageBytes = 48 << 10;  // shared memory a block may use without opting in
+/// The kernel's __launch_bounds__ minimum of resident blocks per SM (at most 128 registers a
+/// thread); benchmarks/kernel_bench.cu measures others beside it.
+constexpr int kMinBlocks = 2;
 
-struct TilePlanLimits {
-  int64_t stage_bytes = 24 << 10;  // shared memory per block for the staged sources
-  int64_t tile_elems = 4096;       // output elements per tile, roughly
-  int64_t block_elems = 32768;     // output elements per block, roughly
-};
-
-/// Elements of one staged segment: the tile's columns plus 16 bytes of slack for the shift that
-/// keeps the source's alignment, rounded to whole 16-byte vectors.
-inline int StageCap(int cols, int per_col, int in_bytes) {
-  const int64_t v = 16 / in_bytes;
-  return static_cast<int>((int64_t(cols) * per_col + v + v - 1) / v * v);
-}
-
-/// Tiles for a batch of samples of `frames` x H x W x C elements of `in_bytes` each. The caller
-/// checks StageBytes() against kMaxStageBytes (only very many planar channels exceed it).
-inline TileGeometry PlanTiles(int64_t frames, int H, int W, int C, bool in_planar,
-                              bool out_planar, int in_bytes, bool normalize, int K,
-                              const TilePlanLimits &lim = {}) {
-  TileGeometry g;
+/// The shape fields of a launch geometry (what the CPU backend uses of it too).
+inline LaunchGeometry ShapeGeometry(int n, int64_t frames, int H, int W, int C, bool in_planar,
+                                    bool out_planar, bool normalize, int K) {
+  LaunchGeometry g;
+  g.n = n;
+  g.pairs = (n + 1) / 2;
   g.frames = frames;
   g.H = H;
   g.W = W;
@@ -399,32 +99,30 @@ inline TileGeometry PlanTiles(int64_t frames, int H, int W, int C, bool in_plana
   g.out_planar = out_planar;
   g.normalize = normalize;
   g.K = K;
-  const int segs = in_planar ? C : 1, per_col = in_planar ? 1 : C;
-  auto bytes = [&](int64_t rows, int cols) {
-    return 2 * rows * segs * StageCap(cols, per_col, in_bytes) * int64_t(in_bytes);
-  };
-  int cols = W;  // whole rows, halved until one row of both sources fits
-  while (cols > 1 && bytes(1, cols) > lim.stage_bytes) cols = (cols + 1) / 2;
-  int64_t rows = std::max<int64_t>(1, lim.tile_elems / (int64_t(cols) * C));
-  rows = std::min<int64_t>(rows, std::max<int64_t>(1, lim.stage_bytes / bytes(1, cols)));
-  rows = std::min<int64_t>(rows, frames * H);
-  g.tile_rows = static_cast<int>(rows);
-  g.tile_cols = cols;
-  g.col_tiles = (W + cols - 1) / cols;
-  g.tiles = (frames * H + rows - 1) / rows * g.col_tiles;
-  g.tiles_per_block = static_cast<int>(
-      std::max<int64_t>(1, lim.block_elems / (rows * int64_t(cols) * C)));
-  g.stage_cap = StageCap(cols, per_col, in_bytes);
   return g;
 }
 
-inline int64_t StageBytes(const TileGeometry &g, int in_bytes) {
-  return g.StageElems() * in_bytes;
-}
-
-/// Blocks along x per sample.
-inline int64_t GridX(const TileGeometry &g) {
-  return (g.tiles + g.tiles_per_block - 1) / g.tiles_per_block;
+/// Plans the launch of a batch of `shape` (ShapeGeometry): the vector path when the shape and
+/// every sample pointer allow it (`aligned`: all inputs and outputs 16-byte aligned;
+/// `mask_aligned`: the mask outputs too), `sms` x `blocks_per_sm` blocks of `threads` (the
+/// device's resident blocks), fewer when the batch has fewer units than that has threads.
+template <typename In>
+LaunchGeometry PlanLaunch(const LaunchGeometry &shape, bool aligned, bool mask_aligned, int sms,
+                          int blocks_per_sm, int threads = kBlockThreads) {
+  LaunchGeometry g = shape;
+  constexpr int P = PixelsPerUnit<In>();
+  const bool vec = aligned && g.C >= 1 && g.C <= 4 && g.W % P == 0;
+  g.vec_c = vec ? g.C : 0;
+  g.unit_px = vec ? P : 1;
+  g.groups = g.W / g.unit_px;
+  g.mask_vec = vec && mask_aligned;
+  g.units = int64_t(g.pairs) * g.frames * g.H * g.groups;
+  g.threads = threads;
+  const int64_t resident = std::max<int64_t>(1, int64_t(sms) * std::max(1, blocks_per_sm));
+  const int64_t needed = std::max<int64_t>(1, (g.units + threads - 1) / threads);
+  g.blocks = static_cast<int>(std::min(resident, needed));
+  g.units_per_block = (g.units + g.blocks - 1) / g.blocks;
+  return g;
 }
 
 /// Everything the kernel reads besides the images, by name (so that nothing can be passed in
@@ -432,18 +130,633 @@ inline int64_t GridX(const TileGeometry &g) {
 template <typename Out, typename In>
 struct KernelArgs {
   const SampleDesc<Out, In> *samples;
-  const float *tables;      // GMix factors, FMix masks (SampleParams::table_offset)
-  const float *norm;        // mean[C], inv_std[C] (TileGeometry::normalize)
+  const float *tables;      // GMix factors (SampleParams::table_offset)
+  const uint8_t *bits;      // FMix bit masks (SampleParams::table_offset, in bytes)
+  const float *norm;        // mean[C], inv_std[C] (LaunchGeometry::normalize)
   const float *soft;        // soft target rows (TargetSpec::soft_row)
   const float *param_rows;  // 4 per sample (output_params)
-  TileGeometry g;
+  LaunchGeometry g;
 };
 
-/// Tiles [t0, t1) of block `block_x` of a sample.
-DALI_HOST_DEV inline void BlockTiles(const TileGeometry &g, int64_t block_x, int64_t *t0,
-                                     int64_t *t1) {
-  *t0 = block_x * g.tiles_per_block;
-  *t1 = *t0 + g.tiles_per_block < g.tiles ? *t0 + g.tiles_per_block : g.tiles;
+// ---- the unit position: (pair, frame, row, group), advanced by carries -------------------------
+
+struct UnitPos {
+  int pair;
+  int64_t f;
+  int r, grp;
+};
+
+DALI_HOST_DEV inline UnitPos UnitAt(const LaunchGeometry &g, int64_t u) {
+  UnitPos s;
+  const int64_t row = u / g.groups;  // (pair, frame, row)
+  s.grp = static_cast<int>(u - row * g.groups);
+  const int64_t frame = row / g.H;
+  s.r = static_cast<int>(row - frame * g.H);
+  s.pair = static_cast<int>(frame / g.frames);
+  s.f = frame - int64_t(s.pair) * g.frames;
+  return s;
+}
+
+/// s += step, digit by digit (every digit of `step` is below its radix: one carry at most).
+DALI_HOST_DEV inline void Advance(const LaunchGeometry &g, const UnitPos &step, UnitPos &s) {
+  s.grp += step.grp;
+  int carry = s.grp >= g.groups;
+  if (carry) s.grp -= g.groups;
+  s.r += step.r + carry;
+  carry = s.r >= g.H;
+  if (carry) s.r -= g.H;
+  s.f += step.f + carry;
+  carry = s.f >= g.frames;
+  if (carry) s.f -= g.frames;
+  s.pair += step.pair + carry;
+}
+
+// ---- memory accesses: on the GPU plain (read-only) loads and stores; on the host each access is
+// checked for alignment and, when a recorder is installed (the harness), recorded with its call
+// site, so that the harness can count the 32-byte sectors a warp's access touches.
+
+enum AccessKind : int { kImageLoad = 0, kImageStore = 1, kAuxLoad = 2, kAuxStore = 3 };
+
+#ifndef __CUDA_ARCH__
+/// Host builds count the vector accesses that are not aligned to their width (a GPU faults).
+inline int64_t &MisalignedAccesses() {
+  static int64_t count = 0;
+  return count;
+}
+
+struct AccessRecorder {
+  virtual ~AccessRecorder() = default;
+  /// A new iteration of the thread's unit loop (or its target loop): accesses of the threads of
+  /// a warp in the same iteration, at the same site, in the same order, are one warp access.
+  virtual void Iteration(int64_t it) = 0;
+  virtual void Access(int site, int kind, const void *p, int bytes) = 0;
+};
+
+inline AccessRecorder *&Recorder() {
+  static AccessRecorder *r = nullptr;
+  return r;
+}
+#endif
+
+DALI_HOST_DEV inline void Touch(int site, int kind, const void *p, int bytes) {
+#ifndef __CUDA_ARCH__
+  if (reinterpret_cast<uintptr_t>(p) % bytes != 0) MisalignedAccesses()++;
+  if (Recorder()) Recorder()->Access(site, kind, p, bytes);
+#endif
+}
+
+DALI_HOST_DEV inline void NewIteration(int64_t it) {
+#ifndef __CUDA_ARCH__
+  if (Recorder()) Recorder()->Iteration(it);
+#endif
+}
+
+#define MSDA_SITE __LINE__
+
+// Loops over the pixels and channels of a unit are unrolled on the device, so that the register
+// arrays of a unit are indexed by constants (a run-time index would put them in local memory).
+#if defined(__CUDA_ARCH__)
+#define MSDA_UNROLL _Pragma("unroll")
+#define MSDA_INLINE __forceinline__
+#define MSDA_NOINLINE __noinline__
+#else
+#define MSDA_UNROLL
+#define MSDA_INLINE inline
+#define MSDA_NOINLINE inline
+#endif
+
+/// One scalar load or store of T (T: 1, 2 or 4 bytes, or a 16-byte vector type).
+template <typename T>
+DALI_HOST_DEV inline T Ld(const T *p, int site, int kind = kImageLoad) {
+  Touch(site, kind, p, sizeof(T));
+#ifdef __CUDA_ARCH__
+  if constexpr (std::is_arithmetic_v<T>) return __ldg(p);
+#endif
+  return *p;
+}
+
+template <typename T>
+DALI_HOST_DEV inline void St(T *p, const T &v, int site, int kind = kImageStore) {
+  Touch(site, kind, p, sizeof(T));
+  *p = v;
+}
+
+struct alignas(16) Words4 {
+  uint32_t w[4];
+};
+struct alignas(8) Words2 {
+  uint32_t w[2];
+};
+
+/// N bytes (a multiple of 4) at p into w[N / 4], with the widest vector loads the alignment of
+/// N allows (p is aligned to that: see the vector path's conditions).
+template <int N>
+DALI_HOST_DEV inline void LoadWords(const void *p, uint32_t *w, int site,
+                                    int kind = kImageLoad) {
+  static_assert(N % 4 == 0, "blocks are whole words");
+  const char *b = static_cast<const char *>(p);
+  if constexpr (N % 16 == 0) {
+MSDA_UNROLL
+    for (int k = 0; k < N / 16; k++) {
+      Touch(site, kind, b + 16 * k, 16);
+#ifdef __CUDA_ARCH__
+      const uint4 v = __ldg(reinterpret_cast<const uint4 *>(b + 16 * k));
+      w[4 * k] = v.x;
+      w[4 * k + 1] = v.y;
+      w[4 * k + 2] = v.z;
+      w[4 * k + 3] = v.w;
+#else
+      std::memcpy(w + 4 * k, b + 16 * k, 16);
+#endif
+    }
+  } else if constexpr (N % 8 == 0) {
+MSDA_UNROLL
+    for (int k = 0; k < N / 8; k++) {
+      Touch(site, kind, b + 8 * k, 8);
+#ifdef __CUDA_ARCH__
+      const uint2 v = __ldg(reinterpret_cast<const uint2 *>(b + 8 * k));
+      w[2 * k] = v.x;
+      w[2 * k + 1] = v.y;
+#else
+      std::memcpy(w + 2 * k, b + 8 * k, 8);
+#endif
+    }
+  } else {
+MSDA_UNROLL
+    for (int k = 0; k < N / 4; k++) {
+      Touch(site, kind, b + 4 * k, 4);
+#ifdef __CUDA_ARCH__
+      w[k] = __ldg(reinterpret_cast<const unsigned int *>(b + 4 * k));
+#else
+      std::memcpy(w + k, b + 4 * k, 4);
+#endif
+    }
+  }
+}
+
+/// w[N / 4] to N bytes at p, with the widest vector stores the alignment of N allows.
+template <int N>
+DALI_HOST_DEV inline void StoreWords(void *p, const uint32_t *w, int site,
+                                     int kind = kImageStore) {
+  static_assert(N % 4 == 0, "blocks are whole words");
+  char *b = static_cast<char *>(p);
+  if constexpr (N % 16 == 0) {
+MSDA_UNROLL
+    for (int k = 0; k < N / 16; k++) {
+      Touch(site, kind, b + 16 * k, 16);
+#ifdef __CUDA_ARCH__
+      *reinterpret_cast<uint4 *>(b + 16 * k) = make_uint4(w[4 * k], w[4 * k + 1], w[4 * k + 2],
+                                                          w[4 * k + 3]);
+#else
+      std::memcpy(b + 16 * k, w + 4 * k, 16);
+#endif
+    }
+  } else if constexpr (N % 8 == 0) {
+MSDA_UNROLL
+    for (int k = 0; k < N / 8; k++) {
+      Touch(site, kind, b + 8 * k, 8);
+#ifdef __CUDA_ARCH__
+      *reinterpret_cast<uint2 *>(b + 8 * k) = make_uint2(w[2 * k], w[2 * k + 1]);
+#else
+      std::memcpy(b + 8 * k, w + 2 * k, 8);
+#endif
+    }
+  } else {
+MSDA_UNROLL
+    for (int k = 0; k < N / 4; k++) {
+      Touch(site, kind, b + 4 * k, 4);
+#ifdef __CUDA_ARCH__
+      *reinterpret_cast<unsigned int *>(b + 4 * k) = w[k];
+#else
+      std::memcpy(b + 4 * k, w + k, 4);
+#endif
+    }
+  }
+}
+
+/// Element i (a compile-time index once unrolled) of type T packed in words w.
+template <typename T>
+DALI_HOST_DEV inline T GetElem(const uint32_t *w, int i) {
+  T v;
+  if constexpr (sizeof(T) == 4) {
+    memcpy(&v, &w[i], 4);
+  } else if constexpr (sizeof(T) == 2) {
+    const uint16_t h = static_cast<uint16_t>(w[i >> 1] >> (16 * (i & 1)));
+    memcpy(&v, &h, 2);
+  } else {
+    const uint8_t b = static_cast<uint8_t>(w[i >> 2] >> (8 * (i & 3)));
+    memcpy(&v, &b, 1);
+  }
+  return v;
+}
+
+/// Sets element i of type T in words w (the words start zeroed).
+template <typename T>
+DALI_HOST_DEV inline void PutElem(uint32_t *w, int i, T v) {
+  if constexpr (sizeof(T) == 4) {
+    memcpy(&w[i], &v, 4);
+  } else if constexpr (sizeof(T) == 2) {
+    uint16_t h;
+    memcpy(&h, &v, 2);
+    w[i >> 1] |= uint32_t(h) << (16 * (i & 1));
+  } else {
+    uint8_t b;
+    memcpy(&b, &v, 1);
+    w[i >> 2] |= uint32_t(b) << (8 * (i & 3));
+  }
+}
+
+/// A unit's pixels of one source or one output: P pixels x C channels of T, in words.
+template <typename T, int C, int P>
+struct Block {
+  static constexpr int kElems = P * C;
+  static constexpr int kBytes = kElems * int(sizeof(T));
+  static constexpr int kWords = kBytes / 4;
+  uint32_t w[kWords];
+};
+
+// ---- the vector path -------------------------------------------------------------------------
+
+/// The mask of P pixels of row r from column c0 (kind by kind: no per-element dispatch).
+template <int P, typename Out, typename In>
+DALI_HOST_DEV inline void UnitMask(const SampleParams &p, const KernelArgs<Out, In> &a, int r,
+                                   int c0, float (&m)[P]) {
+  const LaunchGeometry &g = a.g;
+  if (p.kind == kMaskGauss) {
+    const float gy = Ld(a.tables + p.table_offset + r, MSDA_SITE, kAuxLoad);
+    const float *gx = a.tables + p.table_offset + GaussColsOffset(g.H) + c0;
+    uint32_t x[P];
+    if (reinterpret_cast<uintptr_t>(gx) % 16 == 0) {  // P is a multiple of 4
+      LoadWords<P * 4>(gx, x, MSDA_SITE, kAuxLoad);
+    } else {
+MSDA_UNROLL
+      for (int k = 0; k < P; k++)
+        x[k] = Ld(reinterpret_cast<const uint32_t *>(gx) + k, MSDA_SITE, kAuxLoad);
+    }
+MSDA_UNROLL
+    for (int k = 0; k < P; k++) {
+      const float v = gy * GetElem<float>(x, k);  // the product MaskAt computes
+      m[k] = p.invert ? 1.0f - v : v;
+    }
+    return;
+  }
+  if (p.kind == kMaskBits) {
+    // P <= 8 bits from bit r * W + c0; with W a multiple of P they lie in one byte
+    const int64_t bit = int64_t(r) * g.W + c0;
+    const unsigned byte = Ld(a.bits + p.table_offset + (bit >> 3), MSDA_SITE, kAuxLoad);
+    const int shift = static_cast<int>(bit & 7);
+MSDA_UNROLL
+    for (int k = 0; k < P; k++) m[k] = (byte >> (shift + k)) & 1u ? 1.0f : 0.0f;
+    return;
+  }
+  // a box: 0 inside, `outside` elsewhere (Mixup's box is empty; ResizeMix's outside is 1)
+  const bool in_rows = r >= p.y0 && r < p.y1;
+MSDA_UNROLL
+  for (int k = 0; k < P; k++) {
+    const int c = c0 + k;
+    m[k] = in_rows && c >= p.x0 && c < p.x1 ? 0.0f : p.outside;
+  }
+}
+
+/// Input address of (frame f, row r, column c, channel ch) of a sample.
+template <typename In>
+DALI_HOST_DEV inline const In *InputAt(const In *x, const LaunchGeometry &g, int64_t f, int r,
+                                       int c, int ch) {
+  if (g.in_planar) return x + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W + c;
+  return x + f * g.FrameElems() + (int64_t(r) * g.W + c) * g.C + ch;
+}
+
+/// Output address of (frame f, row r, column c, channel ch) of a sample.
+template <typename Out>
+DALI_HOST_DEV inline Out *OutputAt(Out *o, const LaunchGeometry &g, int64_t f, int r, int c,
+                                   int ch) {
+  if (g.out_planar) return o + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W + c;
+  return o + f * g.FrameElems() + (int64_t(r) * g.W + c) * g.C + ch;
+}
+
+/// The source block of output columns [c0, c0 + P) of frame-row (f, r) of x, read with mirror
+/// `flip`, in pixel-major order (element k * C + ch is output column c0 + k, channel ch): one
+/// contiguous run of P pixels (HWC) or one per channel plane (CHW), reversed and / or
+/// interleaved in registers.
+template <typename In, int C, int P>
+DALI_HOST_DEV inline void LoadSource(const In *x, const LaunchGeometry &g, int64_t f, int r,
+                                     int c0, int flip, Block<In, C, P> &out, int site) {
+  using B = Block<In, C, P>;
+  const int s0 = flip ? g.W - c0 - P : c0;  // the source pixels [s0, s0 + P)
+  B raw;
+  if (g.in_planar) {
+MSDA_UNROLL
+    for (int ch = 0; ch < C; ch++)
+      LoadWords<P * int(sizeof(In))>(InputAt(x, g, f, r, s0, ch), raw.w + ch * (B::kWords / C),
+                                     site);
+  } else {
+    LoadWords<B::kBytes>(InputAt(x, g, f, r, s0, 0), raw.w, site);
+  }
+  if (!g.in_planar && !flip) {
+    out = raw;
+    return;
+  }
+MSDA_UNROLL
+  for (int k = 0; k < B::kWords; k++) out.w[k] = 0;
+  // one branch per case, so that every index below is a compile-time constant
+  if (g.in_planar) {
+    if (flip) {
+MSDA_UNROLL
+      for (int k = 0; k < P; k++)
+MSDA_UNROLL
+        for (int ch = 0; ch < C; ch++)
+          PutElem(out.w, k * C + ch, GetElem<In>(raw.w, ch * P + (P - 1 - k)));
+    } else {
+MSDA_UNROLL
+      for (int k = 0; k < P; k++)
+MSDA_UNROLL
+        for (int ch = 0; ch < C; ch++) PutElem(out.w, k * C + ch, GetElem<In>(raw.w, ch * P + k));
+    }
+  } else {
+MSDA_UNROLL
+    for (int k = 0; k < P; k++)
+MSDA_UNROLL
+      for (int ch = 0; ch < C; ch++)
+        PutElem(out.w, k * C + ch, GetElem<In>(raw.w, (P - 1 - k) * C + ch));
+  }
+}
+
+/// The partner's value at output (frame f, row r, column c, channel ch) inside the box of a
+/// resized-partner sample (ResizeMix), read from device memory (a gather): nearest, or bilinear
+/// rounded to the input type (spec 10). Not inlined on the device (one call per element inside
+/// a box keeps the vector path's code small), so it takes values and global pointers only (a
+/// reference to the kernel's parameters would be copied to the stack).
+template <typename Out, typename In>
+DALI_HOST_DEV MSDA_NOINLINE In ResizedPartnerAt(const SampleDesc<Out, In> *s, int H, int W,
+                                                int C, int in_planar, int64_t f, int r, int c,
+                                                int ch) {
+  const In *frame = s->other + f * (int64_t(H) * W * C);
+  auto at = [&](int sr, int sc) {
+    return Ld(in_planar ? frame + (int64_t(ch) * H + sr) * W + sc
+                        : frame + (int64_t(sr) * W + sc) * C + ch, MSDA_SITE);
+  };
+  const SampleParams p = s->p;
+  if (p.kind == kMaskResizedLinear)
+    return ConvertOut<In>(ResizedLinear(p, H, W, r, c, s->flip_other,
+                                        [&](int sr, int sc) { return LoadIn(at(sr, sc)); }));
+  int sr, sc;
+  ResizedSource(p, H, W, r, c, s->flip_other, &sr, &sc);
+  return at(sr, sc);
+}
+
+/// Replaces element i of type T in words w.
+template <typename T>
+DALI_HOST_DEV inline void SetElem(uint32_t *w, int i, T v) {
+  constexpr int kBits = 8 * sizeof(T), kPer = 4 / sizeof(T);
+  if constexpr (sizeof(T) == 4) {
+    memcpy(&w[i], &v, 4);
+  } else {
+    const int shift = kBits * (i % kPer);
+    w[i / kPer] &= ~(((1u << kBits) - 1) << shift);
+    PutElem(w, i, v);
+  }
+}
+
+/// One sample's output of a unit: MixElement for every pixel and channel from its own block and
+/// its partner's, in the output's layout (vector stores).
+template <bool kNorm, bool kOutPlanar, int C, int P, typename Out, typename In>
+DALI_HOST_DEV MSDA_INLINE void StoreUnit(const SampleDesc<Out, In> &s, const LaunchGeometry &g,
+                                         int64_t f, int r, int c0, const float (&m)[P],
+                                         const Block<In, C, P> &self,
+                                         const Block<In, C, P> &other, const float (&mean)[C],
+                                         const float (&inv)[C]) {
+  Block<Out, C, P> o;
+  MSDA_UNROLL
+  for (int k = 0; k < Block<Out, C, P>::kWords; k++) o.w[k] = 0;
+  MSDA_UNROLL
+  for (int k = 0; k < P; k++) {
+    MSDA_UNROLL
+    for (int ch = 0; ch < C; ch++) {
+      const Out v = MixElement<kNorm, Out, In>(m[k], GetElem<In>(self.w, k * C + ch),
+                                               GetElem<In>(other.w, k * C + ch), mean[ch],
+                                               inv[ch]);
+      PutElem(o.w, kOutPlanar ? ch * P + k : k * C + ch, v);
+    }
+  }
+  if (kOutPlanar) {
+    constexpr int kPlaneWords = Block<Out, C, P>::kWords / C;
+    MSDA_UNROLL
+    for (int ch = 0; ch < C; ch++)
+      StoreWords<P * int(sizeof(Out))>(OutputAt(s.out, g, f, r, c0, ch), o.w + ch * kPlaneWords,
+                                       MSDA_SITE);
+  } else {
+    StoreWords<Block<Out, C, P>::kBytes>(OutputAt(s.out, g, f, r, c0, 0), o.w, MSDA_SITE);
+  }
+}
+
+/// StoreUnit for this launch's layout and normalisation. Without normalisation a mix of two
+/// types is the normalised one with mean 0 and 1 / std 1 ((v - 0) * 1 is v, and the conversion
+/// canonicalises NaNs either way), so only same-type mixes need the plain instance (it copies
+/// the values taken where M is 1 or 0 bit for bit).
+template <int C, int P, typename Out, typename In>
+DALI_HOST_DEV MSDA_INLINE void StoreUnitAs(const SampleDesc<Out, In> &s, const LaunchGeometry &g,
+                                           int64_t f, int r, int c0, const float (&m)[P],
+                                           const Block<In, C, P> &self,
+                                           const Block<In, C, P> &other, const float (&mean)[C],
+                                           const float (&inv)[C]) {
+  constexpr bool kSame = std::is_same_v<Out, In>;
+  if (kSame && !g.normalize) {
+    if (g.out_planar)
+      StoreUnit<false, true>(s, g, f, r, c0, m, self, other, mean, inv);
+    else
+      StoreUnit<false, false>(s, g, f, r, c0, m, self, other, mean, inv);
+  } else {
+    if (g.out_planar)
+      StoreUnit<true, true>(s, g, f, r, c0, m, self, other, mean, inv);
+    else
+      StoreUnit<true, false>(s, g, f, r, c0, m, self, other, mean, inv);
+  }
+}
+
+/// P mask values of frame 0's row r of a sample's mask output.
+template <int P>
+DALI_HOST_DEV inline void StoreMask(float *mask, const LaunchGeometry &g, int r, int c0,
+                                    const float (&m)[P]) {
+  float *dst = mask + int64_t(r) * g.W + c0;
+  if (g.mask_vec) {
+    uint32_t w[P];
+    MSDA_UNROLL
+    for (int k = 0; k < P; k++) {
+      w[k] = 0;
+      PutElem(w, k, m[k]);
+    }
+    StoreWords<P * 4>(dst, w, MSDA_SITE, kAuxStore);
+  } else {
+    MSDA_UNROLL
+    for (int k = 0; k < P; k++) St(dst + k, m[k], MSDA_SITE, kAuxStore);
+  }
+}
+
+/// One unit of the vector path: pair `pair`, frame-row (f, r), pixel group `grp`. Both blocks
+/// are read (each input byte once for the two outputs); then each sample of the pair in turn
+/// (a loop, not two copies of the output code) computes its mask and writes its output.
+template <int C, typename Out, typename In>
+DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const UnitPos &u,
+                                          const float (&mean)[C], const float (&inv)[C]) {
+  constexpr int P = PixelsPerUnit<In>();
+  using B = Block<In, C, P>;
+  const LaunchGeometry &g = a.g;
+  const int i = u.pair, j = g.n - 1 - u.pair;
+  const int c0 = u.grp * P;
+  B xi, xj;
+  LoadSource(a.samples[i].self, g, u.f, u.r, c0, a.samples[i].flip_self, xi, MSDA_SITE);
+  if (j != i)
+    LoadSource(a.samples[j].self, g, u.f, u.r, c0, a.samples[j].flip_self, xj, MSDA_SITE);
+  else
+    xj = xi;  // the middle of an odd batch: its own partner (its mask is 1)
+#pragma unroll 1
+  for (int which = 0; which < (j != i ? 2 : 1); which++) {
+    const SampleDesc<Out, In> *sp = a.samples + (which ? j : i);
+    const SampleDesc<Out, In> &s = *sp;
+    B self, other;
+    MSDA_UNROLL
+    for (int k = 0; k < B::kWords; k++) {
+      self.w[k] = which ? xj.w[k] : xi.w[k];
+      other.w[k] = which ? xi.w[k] : xj.w[k];
+    }
+    float m[P];
+    UnitMask<P>(s.p, a, u.r, c0, m);
+    if (IsResized(s.p.kind) && u.r >= s.p.y0 && u.r < s.p.y1) {
+      // inside the box the partner is read resized (a gather per element)
+      MSDA_UNROLL
+      for (int k = 0; k < P; k++) {
+        const int c = c0 + k;
+        if (c >= s.p.x0 && c < s.p.x1) {
+          MSDA_UNROLL
+          for (int ch = 0; ch < C; ch++)
+            SetElem(other.w, k * C + ch,
+                    ResizedPartnerAt(sp, g.H, g.W, C, g.in_planar, u.f, u.r, c, ch));
+        }
+      }
+    }
+    StoreUnitAs<C, P>(s, g, u.f, u.r, c0, m, self, other, mean, inv);
+    if (u.f == 0 && s.mask) StoreMask<P>(s.mask, g, u.r, c0, m);
+  }
+}
+
+// ---- the per-pixel fallback: any C, any alignment --------------------------------------------
+
+template <typename Out, typename In>
+DALI_HOST_DEV inline void PixelOfSample(const KernelArgs<Out, In> &a, const SampleDesc<Out, In> &s,
+                                        const UnitPos &u, int c) {
+  const LaunchGeometry &g = a.g;
+  const float m = MaskAt(s.p, a.tables, a.bits, g.H, g.W, u.r, c);
+  const int cs = s.flip_self ? g.W - 1 - c : c, co = s.flip_other ? g.W - 1 - c : c;
+  const bool gather = IsResized(s.p.kind) && u.r >= s.p.y0 && u.r < s.p.y1 && c >= s.p.x0 &&
+                      c < s.p.x1;
+  for (int ch = 0; ch < g.C; ch++) {
+    In x{}, y{};
+    if (m != 0.0f) x = Ld(InputAt(s.self, g, u.f, u.r, cs, ch), MSDA_SITE);
+    if (m != 1.0f)
+      y = gather ? ResizedPartnerAt(&s, g.H, g.W, g.C, g.in_planar, u.f, u.r, c, ch)
+                 : Ld(InputAt(s.other, g, u.f, u.r, co, ch), MSDA_SITE);
+    const Out v = g.normalize
+        ? MixElement<true, Out, In>(m, x, y, Ld(a.norm + ch, MSDA_SITE, kAuxLoad),
+                                    Ld(a.norm + g.C + ch, MSDA_SITE, kAuxLoad))
+        : MixElement<false, Out, In>(m, x, y, 0.0f, 1.0f);
+    St(OutputAt(s.out, g, u.f, u.r, c, ch), v, MSDA_SITE);
+  }
+  if (u.f == 0 && s.mask) St(s.mask + int64_t(u.r) * g.W + c, m, MSDA_SITE, kAuxStore);
+}
+
+template <typename Out, typename In>
+DALI_HOST_DEV inline void PixelUnit(const KernelArgs<Out, In> &a, const UnitPos &u) {
+  const int i = u.pair, j = a.g.n - 1 - u.pair;
+  PixelOfSample(a, a.samples[i], u, u.grp);
+  if (j != i) PixelOfSample(a, a.samples[j], u, u.grp);
+}
+
+// ---- the thread ------------------------------------------------------------------------------
+
+/// Units [b0, b1) of the block, `thread` first, stepping by the block size.
+template <int C, typename Out, typename In>
+DALI_HOST_DEV MSDA_INLINE void RunUnits(const KernelArgs<Out, In> &a, int64_t u0, int64_t u1) {
+  const LaunchGeometry &g = a.g;
+  float mean[C > 0 ? C : 1], inv[C > 0 ? C : 1];
+  if constexpr (C > 0) {
+MSDA_UNROLL
+    for (int ch = 0; ch < C; ch++) {
+      mean[ch] = g.normalize ? Ld(a.norm + ch, MSDA_SITE, kAuxLoad) : 0.0f;
+      inv[ch] = g.normalize ? Ld(a.norm + C + ch, MSDA_SITE, kAuxLoad) : 1.0f;
+    }
+  }
+  const UnitPos step = UnitAt(g, g.threads);
+  UnitPos pos = UnitAt(g, u0);
+  int64_t it = 0;
+  for (int64_t u = u0; u < u1; u += g.threads, it++) {
+    NewIteration(it);
+    if constexpr (C > 0)
+      VectorUnit<C>(a, pos, mean, inv);
+    else
+      PixelUnit(a, pos);
+    Advance(g, step, pos);
+  }
+}
+
+/// The targets and params rows: element e of the flattened n x K targets for e = t, t + T, ...
+/// (t the thread's index in the grid, T the grid's threads), then params rows t, t + T, ...
+template <typename Out, typename In>
+DALI_HOST_DEV inline void WriteTargets(const KernelArgs<Out, In> &a, int64_t t, int64_t T) {
+  const LaunchGeometry &g = a.g;
+  if (g.K > 0) {
+    int64_t s = t / g.K;
+    int k = static_cast<int>(t - s * g.K);
+    const int64_t ds = T / g.K;
+    const int dk = static_cast<int>(T - ds * g.K);
+    for (int64_t it = 0; s < g.n; it++) {
+      NewIteration(-1 - it);
+      const SampleDesc<Out, In> &d = a.samples[s];
+      const TargetSpec &ts = d.t;
+      const float v = ts.soft_row >= 0
+          ? Ld(a.soft + int64_t(ts.soft_row) * g.K + k, MSDA_SITE, kAuxLoad)
+          : k == ts.ya ? ts.va : k == ts.yb ? ts.vb : ts.fill;
+      St(d.target + k, v, MSDA_SITE, kAuxStore);
+      k += dk;
+      s += ds;
+      if (k >= g.K) {
+        k -= g.K;
+        s++;
+      }
+    }
+  }
+  for (int64_t s = t; s < g.n; s += T) {
+    if (!a.samples[s].params) break;  // all or none
+    NewIteration(INT64_MIN + s / T);
+    for (int k = 0; k < 4; k++)
+      St(a.samples[s].params + k, Ld(a.param_rows + 4 * s + k, MSDA_SITE, kAuxLoad), MSDA_SITE,
+         kAuxStore);
+  }
+}
+
+/// The work of thread `thread` of block `block` (the kernel's body) for a launch whose vector
+/// path has C channels (LaunchGeometry::vec_c; 0: the per-pixel fallback). One kernel instance
+/// per C, so that each gets the registers it needs, not those of the largest.
+template <int C, typename Out, typename In>
+DALI_HOST_DEV inline void MixThread(const KernelArgs<Out, In> &a, int block, int thread) {
+  const LaunchGeometry &g = a.g;
+  const int64_t b0 = int64_t(block) * g.units_per_block;
+  const int64_t b1 = b0 + g.units_per_block < g.units ? b0 + g.units_per_block : g.units;
+  const int64_t u0 = b0 + thread;
+  if (u0 < b1) RunUnits<C>(a, u0, b1);
+  WriteTargets(a, int64_t(block) * g.threads + thread, int64_t(g.blocks) * g.threads);
+}
+
+/// Calls f(std::integral_constant<int, C>{}) for C = g.vec_c (0 to 4): how the launch picks its
+/// kernel instance, on the GPU and in the harness alike.
+template <typename F>
+void WithVectorC(const LaunchGeometry &g, const F &f) {
+  switch (g.vec_c) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    default: return f(std::integral_constant<int, 0>{});
+  }
 }
 
 /// The per-sample descriptors of a launch: partner, mirror flags and output rows by sample.
@@ -465,6 +778,14 @@ void BuildDescs(int n, Out *const *out, const In *const *in, float *const *mask,
     d.flip_self = mirror ? mirror[i] : 0;
     d.flip_other = mirror ? mirror[j] : 0;
   }
+}
+
+/// Whether every pointer is aligned to `alignment` bytes (the vector path's condition).
+template <typename T>
+bool AllAligned(const T *const *ptrs, int n, int alignment = 16) {
+  for (int i = 0; i < n; i++)
+    if (ptrs && reinterpret_cast<uintptr_t>(ptrs[i]) % alignment != 0) return false;
+  return true;
 }
 
 }  // namespace msda

@@ -24,7 +24,7 @@ namespace msda {
 enum MaskKind : int32_t {
   kMaskBox = 0,    // M = 0 inside [y0, y1) x [x0, x1), `outside` elsewhere (Mixup, CutMix, HMix)
   kMaskGauss = 1,  // M = gy[row] * gx[col], or 1 - that when `invert` (GMix)
-  kMaskTable = 2,  // M = tables[table_offset + row * W + col] (FMix: 0 or 1)
+  kMaskBits = 2,   // M = bit row * W + col of the bit mask at bits[table_offset] (FMix: 0 or 1)
   kMaskResized = 3,  // a box mask with `outside` 1, where the partner is read resized to the
                      // box, nearest neighbour (ResizeMix): ResizedSource
   kMaskResizedLinear = 4,  // the same, resized bilinearly: ResizedLinear
@@ -42,9 +42,20 @@ struct SampleParams {
   int32_t x0, x1;        // box columns [x0, x1)
   float outside;         // kMaskBox: mask value outside the box
   int32_t invert;        // kMaskGauss: M = 1 - G instead of G
-  int64_t table_offset;  // kMaskGauss: gy at tables[offset, offset + H), gx right after it;
-                         // kMaskTable: the H x W mask, row-major
+  int64_t table_offset;  // kMaskGauss: gy at tables[offset, offset + H), gx at
+                         // tables[offset + GaussColsOffset(H), + W); kMaskBits: the byte offset
+                         // of the H x W bit mask in `bits` (MaskBit)
 };
+
+/// Where a Gaussian table's column factors start: after the H row factors, rounded up to 4 floats
+/// so that they can be read 16 bytes at a time (tables are laid out 4-float aligned).
+DALI_HOST_DEV inline int64_t GaussColsOffset(int H) { return (int64_t(H) + 3) / 4 * 4; }
+
+/// Bit k (row-major pixel index) of an FMix bit mask: bit k % 8 (least significant first) of
+/// byte k / 8.
+DALI_HOST_DEV inline bool MaskBit(const uint8_t *bits, int64_t k) {
+  return (bits[k >> 3] >> (k & 7)) & 1;
+}
 
 /// The target row of a sample with class-index labels (spec 1), built where it is written (no
 /// K-long row per sample crosses to the GPU): `fill` everywhere, `vb` at the partner's class,
@@ -68,12 +79,13 @@ struct Geometry {
 };
 
 /// The mask value at (row, col); `tables` holds the Gaussian factors of kMaskGauss samples and
-/// the masks of kMaskTable ones.
-DALI_HOST_DEV inline float MaskAt(const SampleParams &p, const float *tables, int H, int W,
-                                  int row, int col) {
-  if (p.kind == kMaskTable) return tables[p.table_offset + int64_t(row) * W + col];
+/// `bits` the masks of kMaskBits ones.
+DALI_HOST_DEV inline float MaskAt(const SampleParams &p, const float *tables, const uint8_t *bits,
+                                  int H, int W, int row, int col) {
+  if (p.kind == kMaskBits)
+    return MaskBit(bits + p.table_offset, int64_t(row) * W + col) ? 1.0f : 0.0f;
   if (p.kind == kMaskGauss) {
-    float g = tables[p.table_offset + row] * tables[p.table_offset + H + col];
+    float g = tables[p.table_offset + row] * tables[p.table_offset + GaussColsOffset(H) + col];
     return p.invert ? 1.0f - g : g;
   }
   bool inside = row >= p.y0 && row < p.y1 && col >= p.x0 && col < p.x1;

@@ -9,6 +9,7 @@
 // weight; GMix computes the weight per pixel from the two Gaussian factor tables. Each span path gives the same bits as the
 // generic Blend() of mask.h, which the GPU kernel evaluates.
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #if defined(__x86_64__)
@@ -239,16 +240,26 @@ void ResizedSpan(Out *o, const In *frame_rows, const SampleParams &p, const Geom
   }
 }
 
+/// The end of the run of equal bits of an FMix mask row that starts at column c0 (`row`: the
+/// row's first bit index).
+inline int BitRunEnd(const uint8_t *bits, int64_t row, int c0, int W) {
+  const bool v = MaskBit(bits, row + c0);
+  int c1 = c0 + 1;
+  while (c1 < W && MaskBit(bits, row + c1) == v) c1++;
+  return c1;
+}
+
 /// Rows [q0, q1) of one sample (see Geometry for the row numbering).
 template <typename Out, typename In>
 void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
-             const float *tables, const Geometry &g, int64_t q0, int64_t q1) {
+             const float *tables, const uint8_t *bits, const Geometry &g, int64_t q0,
+             int64_t q1) {
   const int64_t len = g.RowLen();
   const int inner = g.inner;
   // GMix: the column factors repeated over the channels, so that the row loop vectorises
   std::vector<float> gx(p.kind == kMaskGauss ? len : 0);
   for (int64_t k = 0; k < static_cast<int64_t>(gx.size()); k++)
-    gx[k] = tables[p.table_offset + g.H + k / inner];
+    gx[k] = tables[p.table_offset + GaussColsOffset(g.H) + k / inner];
   auto misses_box = [&](int64_t q) {
     const int r = q % g.H;
     return r < p.y0 || r >= p.y1 || p.x0 == p.x1;
@@ -257,13 +268,14 @@ void MixRows(Out *out, const In *self, const In *other, const SampleParams &p,
     const int r = q % g.H;
     Out *o = out + q * len;
     const In *a = self + q * len, *b = other + q * len;
-    if (p.kind == kMaskTable) {  // a span per run of equal mask values (FMix: runs of 0 / 1)
-      const float *mrow = tables + p.table_offset + int64_t(r) * g.W;
+    if (p.kind == kMaskBits) {  // a span per run of equal bits (FMix: runs of 0 / 1)
+      const uint8_t *mask = bits + p.table_offset;
+      const int64_t row = int64_t(r) * g.W;
       for (int c0 = 0; c0 < g.W;) {
-        int c1 = c0 + 1;
-        while (c1 < g.W && mrow[c1] == mrow[c0]) c1++;
+        const int c1 = BitRunEnd(mask, row, c0, g.W);
         const int64_t k0 = int64_t(c0) * inner;
-        BlendSpan(o + k0, a + k0, b + k0, int64_t(c1 - c0) * inner, mrow[c0]);
+        BlendSpan(o + k0, a + k0, b + k0, int64_t(c1 - c0) * inner,
+                  MaskBit(mask, row + c0) ? 1.0f : 0.0f);
         c0 = c1;
       }
       q++;
@@ -308,10 +320,41 @@ struct RowBuffers {
   }
 };
 
+/// Output columns [a, b) of row r that need the sample or the partner: a box row needs the
+/// partner inside the box and the sample outside it (unless the outside weight is 0 or 1; a
+/// resized partner is gathered separately: GatherResizedRow); a Gaussian or bit mask needs
+/// both everywhere.
+struct ColumnNeeds {
+  int self_a0, self_a1, self_b0, self_b1;  // up to two ranges for the sample
+  int other_a0, other_a1;                  // one range for the partner
+};
+
+inline ColumnNeeds NeedsOfRow(const SampleParams &p, int r, int c0, int c1) {
+  ColumnNeeds n{c0, c1, c1, c1, c0, c1};
+  if (p.kind != kMaskBox && !IsResized(p.kind)) return n;
+  const bool row_in_box = r >= p.y0 && r < p.y1 && p.x0 < p.x1;
+  const int x0 = row_in_box ? std::clamp(p.x0, c0, c1) : c1;
+  const int x1 = row_in_box ? std::clamp(p.x1, c0, c1) : c1;
+  if (p.outside == 0.0f) {  // the sample: everything outside [x0, x1), if it weighs there
+    n.self_a0 = n.self_a1 = n.self_b0 = n.self_b1 = c1;
+  } else {
+    n.self_a0 = c0;
+    n.self_a1 = x0;
+    n.self_b0 = x1;
+    n.self_b1 = c1;
+  }
+  if (p.outside == 1.0f) {  // the partner: the box, or everything when the outside is not 1
+    n.other_a0 = x0;
+    n.other_a1 = x1;
+  }
+  if (IsResized(p.kind)) n.other_a0 = n.other_a1 = c1;
+  return n;
+}
+
 /// Columns [c0, c1) of frame-row (f, r) of x, read with mirror `flip`, into C channel rows of
 /// W elements at dst: one pass over the source row.
 template <typename In>
-void GatherRow(In *__restrict dst, const In *__restrict x, const TileGeometry &g, int64_t f,
+void GatherRow(In *__restrict dst, const In *__restrict x, const LaunchGeometry &g, int64_t f,
                int r, int flip, int c0, int c1) {
   if (c0 >= c1) return;
   const int W = g.W, C = g.C;
@@ -346,7 +389,7 @@ void GatherRow(In *__restrict dst, const In *__restrict x, const TileGeometry &g
 /// ResizeMix: the box columns of frame-row (f, r) of the partner resized to the box (read with
 /// mirror `flip`), into C channel rows of W elements at dst, as GatherRow lays them out.
 template <typename In>
-void GatherResizedRow(In *__restrict dst, const In *__restrict x, const TileGeometry &g,
+void GatherResizedRow(In *__restrict dst, const In *__restrict x, const LaunchGeometry &g,
                       const SampleParams &p, int64_t f, int r, int flip) {
   const In *frame = x + f * g.FrameElems();
   for (int c = p.x0; c < p.x1; c++) {
@@ -370,14 +413,15 @@ void GatherResizedRow(In *__restrict dst, const In *__restrict x, const TileGeom
 
 /// The mask row r (MaskAt for every column), without a per-element branch on the mask kind.
 MSDA_CPU_CLONES void MaskRow(float *__restrict m, const SampleParams &p, const float *tables,
-                             int H, int W, int r) {
-  if (p.kind == kMaskTable) {
-    std::memcpy(m, tables + p.table_offset + int64_t(r) * W, W * sizeof(float));
+                             const uint8_t *bits, int H, int W, int r) {
+  if (p.kind == kMaskBits) {
+    const uint8_t *mask = bits + p.table_offset;
+    for (int c = 0; c < W; c++) m[c] = MaskBit(mask, int64_t(r) * W + c) ? 1.0f : 0.0f;
     return;
   }
   if (p.kind == kMaskGauss) {
     const float gy = tables[p.table_offset + r];
-    const float *gx = tables + p.table_offset + H;
+    const float *gx = tables + p.table_offset + GaussColsOffset(H);
     for (int c = 0; c < W; c++) {
       const float g = gy * gx[c];
       m[c] = p.invert ? 1.0f - g : g;
@@ -388,8 +432,9 @@ MSDA_CPU_CLONES void MaskRow(float *__restrict m, const SampleParams &p, const f
   if (r >= p.y0 && r < p.y1 && p.x0 < p.x1) std::fill(m + p.x0, m + p.x1, 0.0f);
 }
 
-void WriteMask(float *mask, const SampleParams &p, const float *tables, int H, int W) {
-  for (int r = 0; r < H; r++) MaskRow(mask + int64_t(r) * W, p, tables, H, W, r);
+void WriteMask(float *mask, const SampleParams &p, const float *tables, const uint8_t *bits,
+               int H, int W) {
+  for (int r = 0; r < H; r++) MaskRow(mask + int64_t(r) * W, p, tables, bits, H, W, r);
 }
 
 #if MSDA_X86_DISPATCH
@@ -439,7 +484,8 @@ MSDA_CPU_CLONES void MixChannelRow(Out *__restrict out, int64_t stride, const fl
 /// Frame-rows [q0, q1) of one sample on the fused path.
 template <typename Out, typename In>
 void MixRowsFused(Out *out, const In *self, const In *other, int flip_self, int flip_other,
-                  const SampleParams &p, const float *tables, const TileGeometry &g,
+                  const SampleParams &p, const float *tables, const uint8_t *bits,
+                  const LaunchGeometry &g,
                   const float *norm, int64_t q0, int64_t q1, RowBuffers &buf) {
   buf.Reserve<In>(g.W, g.C);
   float *m = buf.mask.data();
@@ -447,7 +493,7 @@ void MixRowsFused(Out *out, const In *self, const In *other, int flip_self, int 
   for (int64_t q = q0; q < q1; q++) {
     const int64_t f = q / g.H;
     const int r = static_cast<int>(q - f * g.H);
-    MaskRow(m, p, tables, g.H, g.W, r);
+    MaskRow(m, p, tables, bits, g.H, g.W, r);
     const ColumnNeeds need = NeedsOfRow(p, r, 0, g.W);  // read only what the mask needs
     GatherRow(a, self, g, f, r, flip_self, need.self_a0, need.self_a1);
     GatherRow(a, self, g, f, r, flip_self, need.self_b0, need.self_b1);
@@ -480,13 +526,14 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
 
   auto &tp = ws.GetThreadPool();
   const Geometry g = geom_;
-  // the fused path's geometry (frames, H, W, C, layouts); its GPU tile fields go unused here
-  const TileGeometry fg = Tiles(static_cast<int>(in.type_info().size()));
+  // the fused path's geometry (frames, H, W, C, layouts); its GPU launch fields go unused here
+  const LaunchGeometry fg = Shape(n);
   const bool fused = Fused();
   const int64_t rows = fused ? frames_ * g.H : g.Rows();
   const int64_t row_elems = fused ? int64_t(g.W) * channels_ : g.RowLen();
   const int64_t rows_per_task = std::max<int64_t>(1, kTaskElems / std::max<int64_t>(1, row_elems));
   const float *tables = tables_.data();
+  const uint8_t *bits = bits_.data();
   const float *norm = normalize_ ? norm_.data() : nullptr;
   const SampleParams *params = params_.data();
   const int *mirror = mirror_.data();
@@ -495,7 +542,7 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
   TensorListView<StorageCPU, float> mv;
   if (output_mask_) mv = view<float>(ws.Output<CPUBackend>(MaskOutputIdx()));
   for (int i = 0; output_mask_ && i < n; i++)
-    tp.AddWork([&, i](int) { WriteMask(mv.data[i], params[i], tables, g.H, g.W); },
+    tp.AddWork([&, i](int) { WriteMask(mv.data[i], params[i], tables, bits, g.H, g.W); },
                int64_t(g.H) * g.W);
   TYPE_SWITCH(in.type(), type2id, In, (uint8_t, float16, float), (
     TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (
@@ -511,10 +558,10 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
               const SampleParams &p = params[s];
               if (fused)
                 MixRowsFused<Out, In>(ov.data[s], iv.data[s], iv.data[p.partner], mirror[s],
-                                      mirror[p.partner], p, tables, fg, norm, q0, q1, buf);
+                                      mirror[p.partner], p, tables, bits, fg, norm, q0, q1, buf);
               else
-                MixRows<Out, In>(ov.data[s], iv.data[s], iv.data[p.partner], p, tables, g, q0,
-                                 q1);
+                MixRows<Out, In>(ov.data[s], iv.data[s], iv.data[p.partner], p, tables, bits, g,
+                                 q0, q1);
               if (j == i) break;
             }
           }, (q1 - q0) * row_elems * (i == j ? 1 : 2));

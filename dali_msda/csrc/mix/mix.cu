@@ -1,13 +1,16 @@
 // msda.Mix: CUDA backend and GPU registration.
 //
-// ONE kernel launch per batch: blockIdx.y is the sample, blockIdx.x a run of tiles of it. The
-// work of a block is in kernel.h (StageTile, ComputeTile, WriteTargets: host/device, so that a
-// host harness runs it too), and so is the host-side planning (PlanTiles, BuildDescs,
-// KernelArgs). What is left here is only GPU plumbing: one upload of everything the kernel
-// reads besides the images, and the launch.
+// ONE kernel launch per batch over a persistent grid (the device's resident blocks, or fewer for
+// a small batch). The work of a thread is MixThread (kernel.h: host/device, so that a host
+// harness runs every thread of the same launch), and so is the host-side planning (PlanLaunch,
+// BuildDescs, KernelArgs). What is left here is only GPU plumbing: the device's SM count and
+// occupancy, one upload of everything the kernel reads besides the images, and the launch.
 //
 // Compiled with -fmad=false so that every value is computed exactly as on the CPU.
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "dali/core/cuda_error.h"
@@ -20,43 +23,73 @@ namespace msda {
 
 namespace {
 
-template <typename Out, typename In>
-__global__ void __launch_bounds__(kBlockThreads) MixKernel(const KernelArgs<Out, In> args) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  In *stage = reinterpret_cast<In *>(smem);
-  const SampleDesc<Out, In> s = args.samples[blockIdx.y];
-  int64_t t0, t1;
-  BlockTiles(args.g, blockIdx.x, &t0, &t1);
-  for (int64_t t = t0; t < t1; t++) {
-    StageTile(s, args.g, t, stage, threadIdx.x, blockDim.x);
-    __syncthreads();
-    ComputeTile(s, args.g, t, stage, args.tables, args.norm, threadIdx.x, blockDim.x);
-    __syncthreads();
-  }
-  if (blockIdx.x == 0)
-    WriteTargets(s, blockIdx.y, args.g, args.soft, args.param_rows, threadIdx.x, blockDim.x);
+template <int C, typename Out, typename In>
+__global__ void __launch_bounds__(kBlockThreads, kMinBlocks)
+    MixKernel(const KernelArgs<Out, In> args) {
+  MixThread<C>(args, blockIdx.x, threadIdx.x);
 }
+
+/// SMs of the current device and resident MixKernel<C, Out, In> blocks per SM (asked once per
+/// device and kernel instance).
+template <int C, typename Out, typename In>
+void DeviceSlots(int *sms, int *blocks_per_sm) {
+  struct Slots {
+    int sms = -1, blocks = 0;
+  };
+  static Slots cache[64];
+  int dev = 0;
+  CUDA_CALL(cudaGetDevice(&dev));
+  Slots &s = cache[dev & 63];
+  if (s.sms < 0) {
+    CUDA_CALL(cudaDeviceGetAttribute(&s.sms, cudaDevAttrMultiProcessorCount, dev));
+    CUDA_CALL(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&s.blocks, MixKernel<C, Out, In>,
+                                                            kBlockThreads, 0));
+  }
+  *sms = s.sms;
+  *blocks_per_sm = s.blocks;
+}
+
+/// DALI_MSDA_PROFILE=FILE: every GPU RunImpl appends one line to FILE with its host time in
+/// microseconds, step by step (benchmarks/profile_gpu.py reads it).
+struct HostTimer {
+  using Clock = std::chrono::steady_clock;
+  const char *path = std::getenv("DALI_MSDA_PROFILE");
+  Clock::time_point t0 = Clock::now(), last = t0;
+  std::string line;
+  void Step(const char *name) {
+    if (!path) return;
+    const auto now = Clock::now();
+    line += make_string(" ", name, "=",
+                        std::chrono::duration<double, std::micro>(now - last).count());
+    last = now;
+  }
+  void Done(int n, int64_t upload_bytes) {
+    if (!path) return;
+    Step("launch");
+    if (FILE *f = std::fopen(path, "a")) {
+      std::fprintf(f, "msda.Mix GPU samples=%d upload_bytes=%lld total=%.3f%s\n", n,
+                   static_cast<long long>(upload_bytes),
+                   std::chrono::duration<double, std::micro>(Clock::now() - t0).count(),
+                   line.c_str());
+      std::fclose(f);
+    }
+  }
+};
 
 }  // namespace
 
 template <>
 void Mix<GPUBackend>::RunImpl(Workspace &ws) {
+  HostTimer timer;
   const auto &in = ws.Input<GPUBackend>(0);
   auto &out = ws.Output<GPUBackend>(0);
   const int n = in.num_samples();
   DrawParams(n);
+  timer.Step("draw");
   BuildFMixMasks(ws);
+  timer.Step("fmix");
   SetOutputLayouts(ws);
   if (n == 0) return;
-
-  const int in_bytes = static_cast<int>(in.type_info().size());
-  const TileGeometry g = Tiles(in_bytes);
-  const int64_t stage_bytes = StageBytes(g, in_bytes);
-  const int64_t grid_x = GridX(g);
-  MSDA_ENFORCE(stage_bytes <= kMaxStageBytes && grid_x <= 0x7fffffff && n <= 65535,
-               make_string("msda.Mix GPU: this batch does not fit one launch (", n,
-                           " samples of shape ", detail::ShapeStr(in.shape()[0]), "): at most "
-                           "65535 samples and, for planar layouts, a few hundred channels."));
 
   cudaStream_t stream = ws.stream();
   kernels::DynamicScratchpad scratch(stream);  // local: freed in stream order
@@ -71,20 +104,36 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
     TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (
       auto iv = view<const In>(in);
       auto ov = view<Out>(out);
+      const bool aligned = AllAligned(iv.data.data(), n) && AllAligned(ov.data.data(), n);
+      const bool mask_aligned = !output_mask_ || AllAligned(mv.data.data(), n);
+      // the kernel instance (vector path and its C, or the fallback) does not depend on the
+      // grid size, so plan once to pick it, then again with its resident blocks
+      LaunchGeometry g = PlanLaunch<In>(Shape(n), aligned, mask_aligned, 1, 1);
+      int sms = 0, blocks_per_sm = 0;
+      WithVectorC(g, [&](auto c) {
+        DeviceSlots<decltype(c)::value, Out, In>(&sms, &blocks_per_sm);
+      });
+      g = PlanLaunch<In>(Shape(n), aligned, mask_aligned, sms, blocks_per_sm);
       std::vector<SampleDesc<Out, In>> descs(n);
       BuildDescs<Out, In>(n, ov.data.data(), iv.data.data(),
                           output_mask_ ? mv.data.data() : nullptr, tv.data.data(),
                           output_params_ ? pv.data.data() : nullptr, params_.data(),
                           target_specs_.data(), mirror_.data(), descs.data());
+      timer.Step("plan");
       // one host-to-device copy for everything the kernel reads besides the images
-      auto [descs_gpu, tables_gpu, norm_gpu, soft_gpu, params_gpu] =
-          scratch.ToContiguousGPU(stream, descs, tables_, norm_, soft_targets_, param_rows);
+      auto [descs_gpu, tables_gpu, bits_gpu, norm_gpu, soft_gpu, params_gpu] =
+          scratch.ToContiguousGPU(stream, descs, tables_, bits_, norm_, soft_targets_,
+                                  param_rows);
+      timer.Step("upload");
       const KernelArgs<Out, In> args{.samples = descs_gpu, .tables = tables_gpu,
-                                     .norm = norm_gpu, .soft = soft_gpu,
+                                     .bits = bits_gpu, .norm = norm_gpu, .soft = soft_gpu,
                                      .param_rows = params_gpu, .g = g};
-      dim3 grid(static_cast<unsigned>(grid_x), n);
-      MixKernel<Out, In><<<grid, kBlockThreads, stage_bytes, stream>>>(args);
+      WithVectorC(g, [&](auto c) {
+        MixKernel<decltype(c)::value, Out, In><<<g.blocks, g.threads, 0, stream>>>(args);
+      });
       CUDA_CALL(cudaGetLastError());
+      timer.Done(n, descs.size() * sizeof(descs[0]) + tables_.size() * 4 + bits_.size() +
+                        norm_.size() * 4 + soft_targets_.size() * 4 + param_rows.size() * 4);
     ), DALI_FAIL(make_string("Unsupported output type ", out.type(), ".")));  // NOLINT
   ), DALI_FAIL(make_string("Unsupported input type ", in.type(), ".")));  // NOLINT
 }

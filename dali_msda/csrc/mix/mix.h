@@ -37,10 +37,10 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   bool SetupImpl(std::vector<OutputDesc> &output_desc, const Workspace &ws) override;
   void RunImpl(Workspace &ws) override;
 
-  /// Fills params_, tables_ (but FMix masks) and targets_ for the current batch from the op's
-  /// RNG; the FMix masks to make are left in fmix_jobs_.
+  /// Fills params_, tables_ and targets_ for the current batch from the op's RNG; the FMix
+  /// masks to make (into bits_) are left in fmix_jobs_.
   void DrawParams(int nsamples);
-  /// Writes the FMix masks of fmix_jobs_ into tables_: on DALI's thread pool (CPU backend) or
+  /// Writes the FMix masks of fmix_jobs_ into bits_: on DALI's thread pool (CPU backend) or
   /// on `num_threads` threads of its own (GPU backend, whose workspace has no pool to share).
   void BuildFMixMasks(const Workspace &ws);
   void SetOutputLayouts(Workspace &ws) const;
@@ -53,8 +53,9 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   void TargetRow(int i, float *out) const;
   /// Whether this batch needs the fused path (normalisation, mirror or a layout change).
   bool Fused() const { return normalize_ || any_mirror_ || out_planar_ != in_planar_; }
-  /// The launch geometry of this batch (GPU; the CPU uses its row fields).
-  TileGeometry Tiles(int in_bytes) const;
+  /// The shape of this batch as the kernel's launch geometry sees it (the CPU's fused path uses
+  /// these fields; the GPU plans its launch from them: PlanLaunch).
+  LaunchGeometry Shape(int n) const;
 
   using Base::spec_;
 
@@ -95,12 +96,13 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
 
   // per batch, from DrawParams
   std::vector<SampleParams> params_;
-  std::vector<float> tables_;  // per mask: H + W Gaussian factors (GMix), H x W values (FMix)
+  std::vector<float> tables_;   // per GMix mask: its H + W Gaussian factors (TableSize)
+  std::vector<uint8_t> bits_;   // per FMix mask: its H x W bits (BitsSize, MaskBit)
   struct FMixJob {
     int sample;            // whose noise (explicit) or RNG stream (drawn) makes the mask
     Philox4x32_10 rng;     // positioned after the sample's draw and coin
     int64_t ones;          // FMixOnes
-    int64_t table_offset;  // where the H x W mask goes in tables_
+    int64_t table_offset;  // where the H x W bits go in bits_
   };
   std::vector<FMixJob> fmix_jobs_;
   std::vector<TargetSpec> target_specs_;  // per sample: a one-hot mix, or a soft row
@@ -514,6 +516,7 @@ void Mix<Backend>::DrawParams(int n) {
   target_specs_.resize(n);
   soft_targets_.resize(soft_labels_ ? int64_t(n) * K_ : 0);
   tables_.clear();  // grown mask by mask: only masks that are made take room (and upload time)
+  bits_.clear();
   fmix_jobs_.clear();
   if (n == 0) return;
   const bool explicit_lam = lam_arg_.HasExplicitValue();
@@ -570,13 +573,14 @@ void Mix<Backend>::DrawParams(int n) {
       p.partner = j;
       w = prev_w;
     } else {
-      const int64_t offset = tables_.size();
+      const int64_t offset = tables_.size(), bits_offset = bits_.size();
       const bool mixes = d.apply && j != i;
       tables_.resize(offset + (mixes ? TableSize(methods_[i], H, W) : 0));
+      bits_.resize(bits_offset + (mixes ? BitsSize(methods_[i], H, W) : 0));
       p = PlanSample(methods_[i], d, i, n, ratio_[i], correct_lam_, resize_linear_, H, W,
-                     tables_.data() + offset, offset, &w);
-      if (p.kind == kMaskTable)
-        fmix_jobs_.push_back({i, rng, FMixOnes(d.lam, d.round_up, H, W), offset});
+                     tables_.data() + offset, offset, bits_offset, &w);
+      if (p.kind == kMaskBits)
+        fmix_jobs_.push_back({i, rng, FMixOnes(d.lam, d.round_up, H, W), bits_offset});
       if (p.partner != i) {
         prev_draw = &d;
         prev_params = p;
@@ -613,7 +617,7 @@ void Mix<Backend>::BuildFMixMasks(const Workspace &ws) {
       Philox4x32_10 rng = job.rng;
       StandardNormals(rng, size, values.data());
     }
-    FMixMask(values.data(), H, W, decay_power_, job.ones, tables_.data() + job.table_offset);
+    FMixMask(values.data(), H, W, decay_power_, job.ones, bits_.data() + job.table_offset);
   };
   const size_t jobs = fmix_jobs_.size();
   if constexpr (std::is_same_v<Backend, CPUBackend>) {
@@ -644,9 +648,9 @@ void Mix<Backend>::SetOutputLayouts(Workspace &ws) const {
 }
 
 template <typename Backend>
-TileGeometry Mix<Backend>::Tiles(int in_bytes) const {
-  return PlanTiles(frames_, geom_.H, geom_.W, channels_, in_planar_, out_planar_, in_bytes,
-                   normalize_, K_);
+LaunchGeometry Mix<Backend>::Shape(int n) const {
+  return ShapeGeometry(n, frames_, geom_.H, geom_.W, channels_, in_planar_, out_planar_,
+                       normalize_, K_);
 }
 
 template <typename Backend>

@@ -162,16 +162,20 @@ inline SampleParams IdentityParams(int self) {
   return p;
 }
 
-/// Mask-table floats a method needs per mask: H + W Gaussian factors (GMix), H x W mask values
-/// (FMix), none for box masks.
+/// Mask-table floats a method needs per mask: the H + W Gaussian factors of GMix, each part
+/// rounded up to 4 floats (GaussColsOffset); none for the others.
 inline int64_t TableSize(Method method, int H, int W) {
-  return method == Method::kGMix ? int64_t(H) + W
-                                 : method == Method::kFMix ? int64_t(H) * W : 0;
+  return method == Method::kGMix ? GaussColsOffset(H) + GaussColsOffset(W) : 0;
+}
+
+/// Bit-mask bytes a method needs per mask: H x W bits for FMix (MaskBit), none for the others.
+inline int64_t BitsSize(Method method, int H, int W) {
+  return method == Method::kFMix ? (int64_t(H) * W + 7) / 8 : 0;
 }
 
 /// Fills `p` for one applied draw and returns the label weight of the sample's own label
-/// (lam_eff, spec 1). `gauss_table` (H + W floats) is written for GMix only; for FMix the
-/// caller writes the mask table (FMixMask, fmix.h), whose mean the returned weight is.
+/// (lam_eff, spec 1). `gauss_table` (TableSize floats) is written for GMix only; for FMix the
+/// caller writes the bit mask (FMixMask, fmix.h), whose mean the returned weight is.
 /// `resize_linear`: ResizeMix resizes the partner bilinearly (else nearest).
 inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool correct_lam,
                         bool resize_linear, int H, int W, SampleParams &p, float *gauss_table) {
@@ -206,10 +210,11 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
         gauss_table[r] = static_cast<float>(std::exp(-kPi * (dy * dy) / hh / lp));
         sum_y += gauss_table[r];
       }
+      float *gx = gauss_table + GaussColsOffset(H);
       for (int c = 0; c < W; c++) {
         double dx = c - d.cx;
-        gauss_table[H + c] = static_cast<float>(std::exp(-kPi * (dx * dx) / ww / lp));
-        sum_x += gauss_table[H + c];
+        gx[c] = static_cast<float>(std::exp(-kPi * (dx * dx) / ww / lp));
+        sum_x += gx[c];
       }
       p.kind = kMaskGauss;
       p.invert = lam >= 0.5;
@@ -219,7 +224,7 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
       return p.invert ? 1.0 - mean_g : mean_g;
     }
     case Method::kFMix:
-      p.kind = kMaskTable;
+      p.kind = kMaskBits;
       return FMixOnes(d.lam, d.round_up, H, W) / hw;  // the mask mean, exactly
     case Method::kResizeMix: {  // d.lam is the scale tau (spec 10)
       Box b = ResizedBox(d.lam, d.cy, d.cx, H, W);
@@ -234,16 +239,18 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
 
 /// Mask parameters of sample i of n for draw d (spec 2: the partner is n - 1 - i; a sample that
 /// is its own partner, or was not drawn to mix, is left unchanged) and, in `weight`, its label
-/// weight. GMix writes its factors to table (H + W floats), which sits at `table_offset` in the
-/// batch's table array; an FMix mask is to be written there (H x W floats) by the caller.
+/// weight. GMix writes its factors to table (TableSize floats), which sits at `table_offset` in
+/// the batch's table array; an FMix bit mask (BitsSize bytes) is to be written by the caller at
+/// `bits_offset` of the batch's bit array.
 inline SampleParams PlanSample(Method method, const Draw &d, int i, int n, double hmix_ratio,
                                bool correct_lam, bool resize_linear, int H, int W, float *table,
-                               int64_t table_offset, double *weight) {
+                               int64_t table_offset, int64_t bits_offset, double *weight) {
   const int j = n - 1 - i;
   SampleParams p = IdentityParams(i);
   *weight = 1.0;
   if (d.apply && j != i) {
-    p.table_offset = TableSize(method, H, W) ? table_offset : 0;
+    p.table_offset = TableSize(method, H, W) ? table_offset
+                     : BitsSize(method, H, W) ? bits_offset : 0;
     *weight = BuildMask(method, d, hmix_ratio, correct_lam, resize_linear, H, W, p, table);
     p.partner = j;
   }
