@@ -47,11 +47,12 @@ def cuda_includes():
                        "nvidia-cuda-cccl")
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
+def build_harness(folder):
+    """Compiles tests/kernel_harness.cc (with fmix.cc) into folder/harness.so and loads it."""
     import nvidia.dali.sysconfig as sc
 
-    lib = str(tmp_path_factory.mktemp("harness") / "harness.so")
+    os.makedirs(folder, exist_ok=True)
+    lib = os.path.join(folder, "harness.so")
     cmd = [os.environ.get("CXX", "g++"), "-std=c++20", "-O1", "-shared", "-fPIC",
            "-ffp-contract=off", "-fno-trapping-math", "-isystem", sc.get_include_dir(),
            *cuda_includes(), "-I", CSRC, os.path.join(HERE, "kernel_harness.cc"),
@@ -61,6 +62,11 @@ def harness(tmp_path_factory):
     so = ctypes.CDLL(lib)
     so.msda_emulate_kernel.restype = ctypes.c_int
     return so
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    return build_harness(str(tmp_path_factory.mktemp("harness")))
 
 
 P = ctypes.c_void_p
@@ -98,6 +104,16 @@ def fmix_inputs(n, h, w):
             np.arange(n) % 2 == 1)
 
 
+def device_like(a, alignment=256):
+    """A copy of `a` whose data starts 256-byte aligned, as DALI's device buffers do (NumPy's
+    are 16-byte aligned: a sector count would see every warp's first sector half used)."""
+    raw = np.empty(a.nbytes + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout=None,
             mirror=None, mean=None, std=None, launch=H200_LAUNCH, eps=0.0, hmix_ratio=0.5,
             correct_lam=True, info=None):
@@ -119,8 +135,9 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
         keep.append(a)
         return a.ctypes.data_as(P)
 
-    out = np.zeros(out_shape, dtype=out_dtype)
-    masks = np.full((n, h, w), -1.0, dtype=np.float32)
+    out = device_like(np.zeros(out_shape, dtype=out_dtype))
+    masks = device_like(np.full((n, h, w), -1.0, dtype=np.float32))
+    images = device_like(images)
     soft = np.asarray(labels).dtype.kind == "f"
     k = labels.shape[1] if soft else int(np.max(labels)) + 1
     targets = np.full((n, k), -1.0, dtype=np.float32)
@@ -398,3 +415,54 @@ def test_parallel_jobs(harness, jobs, threads):
         assert harness.msda_parallel_jobs(I64(jobs), threads, I64(jobs - 1),
                                           counts.ctypes.data_as(P)) == 1
         np.testing.assert_array_equal(counts[:jobs], np.arange(1, jobs + 1))
+
+
+# ---- what the launch moves, counted by the harness ---------------------------------------------
+
+TRAFFIC_CASES = {  # case: (sample shape, layout, in, out, fused arguments)
+    "fused_u8_f16_chw": ((224, 224, 3), "HWC", np.uint8, np.float16,
+                         dict(mean=[123.7, 116.3, 103.5], std=[58.4, 57.1, 57.4],
+                              out_layout="CHW")),
+    "u8_f32": ((224, 224, 3), "HWC", np.uint8, np.float32, {}),
+    "f16_f16": ((224, 224, 3), "HWC", np.float16, np.float16, {}),
+    "f32_f32_chw": ((3, 224, 224), "CHW", np.float32, np.float32, {}),
+}
+# sectors per warp-wide access over the bytes asked for, by design: a lane's block is N bytes
+# read with the widest aligned vector (A bytes), lanes N bytes apart, so one access touches
+# 32 lanes x A bytes spread over 32 x N bytes: N / A times the sectors of a contiguous access
+# when A < 32 (uint8 HWC: 24-byte blocks, 8-byte loads: 3x; float16 HWC: 48 / 16: 2x for loads,
+# and for every HWC output: 16-byte stores 48 or 96 bytes apart), 1x for planes (16 B a lane).
+EXPECTED_SECTOR_RATIO = {"fused_u8_f16_chw": (3.0, 1.0), "u8_f32": (3.0, 2.0),
+                         "f16_f16": (2.0, 2.0), "f32_f32_chw": (1.0, 1.0)}
+
+
+def traffic(so, case, method, n=8, seed=0):
+    shape, layout, in_dt, out_dt, kw = TRAFFIC_CASES[case]
+    rng = np.random.default_rng(seed)
+    images = random_images(rng, n, shape, in_dt)
+    params = ref.draw_params(rng, n, 224, 224, alpha=1.0, mode="elem")
+    if case.startswith("fused"):
+        kw = dict(kw, mirror=np.arange(n) % 2)
+    info = {}
+    check(so, images, layout, method, params, rng.integers(0, 1000, n), out_dt, info=info,
+          **kw)
+    info["input_bytes"] = images.nbytes
+    info["output_bytes"] = n * 224 * 224 * 3 * np.dtype(out_dt).itemsize
+    return info
+
+
+@pytest.mark.parametrize("method", ["mixup", "cutmix", "hmix", "gmix", "fmix"])
+@pytest.mark.parametrize("case", list(TRAFFIC_CASES))
+def test_memory_traffic(harness, case, method):
+    """Each input byte read once and each output byte written once (the memory floor), in
+    sectors as well as in bytes, and the sectors per warp access the design predicts (a
+    re-read, a wrong stride or a lost vector width shows here before any GPU runs it)."""
+    t = traffic(harness, case, method)
+    assert t["vec_c"] == 3
+    assert t["image_load_bytes"] == t["image_load_distinct_bytes"] == t["input_bytes"]
+    assert t["image_store_bytes"] == t["image_store_distinct_bytes"] == t["output_bytes"]
+    loads, stores = EXPECTED_SECTOR_RATIO[case]
+    assert t["image_load_sector_bytes"] == pytest.approx(loads * t["input_bytes"], rel=1e-3)
+    assert t["image_store_sector_bytes"] == pytest.approx(stores * t["output_bytes"], rel=1e-3)
+    # masks and tables: a few loads per unit that hit L1 (GMix: 8 column factors a unit)
+    assert t["aux_load_sector_bytes"] < 0.5 * t["input_bytes"] * (20 if method == "gmix" else 1)
