@@ -15,6 +15,8 @@
 // for bit on the device before anything is timed; a mismatch fails the run.
 //
 // Usage: kernel_bench [--out FILE.json] [--reps N] [--batch B]... [--quick] [--check-only]
+//                     [--case NAME] [--method NAME] [--mode batch|elem] [--no-variants]
+// (--quick: batch mode and batch <= 64 only; the filters run one configuration, e.g. under ncu.)
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -230,7 +232,8 @@ struct Options {
   std::string out = "benchmarks/results/kernel_gpu.json";
   int reps = 25;
   std::vector<int> batches{64, 256};
-  bool quick = false, check_only = false;
+  bool quick = false, check_only = false, variants = true;
+  std::string only_case, only_method, only_mode;
 };
 
 struct Device {
@@ -424,9 +427,11 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
   }
 
   for (const MethodSpec &m : kMethods) {
+    if (!opt.only_method.empty() && opt.only_method != m.name) continue;
     for (bool elem : {false, true}) {
       if (opt.quick && (elem || n > 64)) continue;
       const char *mode = elem ? "elem" : "batch";
+      if (!opt.only_mode.empty() && opt.only_mode != mode) continue;
       Plan plan = MakePlan(m, elem, n, cs.mirror, 1000 + int(m.method) * 7 + elem);
       float *tables = DeviceCopy(plan.tables), *old_tables = DeviceCopy(plan.old_tables);
       uint8_t *bits = DeviceCopy(plan.bits);
@@ -504,7 +509,7 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
             }));
         add(m.name, mode, "new",
             run_new(std::integral_constant<int, msda::kMinBlocks>{}, nullptr, true));
-        if (!opt.quick) {
+        if (!opt.quick && opt.variants) {
           add(m.name, mode, "new_minblocks3",
               run_new(std::integral_constant<int, 3>{}, nullptr, true));
           add(m.name, mode, "new_minblocks4",
@@ -577,10 +582,19 @@ int main(int argc, char **argv) {
       opt.quick = true;
     } else if (a == "--check-only") {
       opt.check_only = true;
+    } else if (a == "--no-variants") {
+      opt.variants = false;
+    } else if (a == "--case") {
+      opt.only_case = next();
+    } else if (a == "--method") {
+      opt.only_method = next();
+    } else if (a == "--mode") {
+      opt.only_mode = next();
     } else {
       std::fprintf(stderr,
                    "usage: kernel_bench [--out FILE.json] [--reps N] [--batch B]... [--quick] "
-                   "[--check-only]\n");
+                   "[--check-only] [--case NAME] [--method NAME] [--mode batch|elem] "
+                   "[--no-variants]\n");
       return 2;
     }
   }
@@ -598,6 +612,7 @@ int main(int argc, char **argv) {
   int failures = 0;
   for (int n : opt.batches) {
     for (const Case &cs : kCases) {
+      if (!opt.only_case.empty() && opt.only_case != cs.name) continue;
       if (cs.in_bytes == 1 && cs.out_bytes == 2)
         RunCase<half16, uint8_t>(dev, opt, cs, n, rows, failures);
       else if (cs.in_bytes == 1)

@@ -125,6 +125,19 @@ def marginal_ms(image_sets, device, outputs_of, threads, iters, extra=4):
     return max(many - one, 0.0) / extra * 1e3, one * 1e3
 
 
+def trace_gpu_us(image_sets, outputs_of, threads, ours, iterations=10):
+    """GPU time per iteration, from a torch.profiler (CUPTI) trace of a pipeline with one
+    instance of `outputs_of`: with `ours`, fn.msda.mix's kernel and uploads (profile_gpu.op_gpu_us);
+    else the time of every kernel in it (crop_mirror_normalize's, for the CMN row)."""
+    import profile_gpu
+
+    run = run_synced(dali_pipe(image_sets, "gpu", outputs_of, threads, 1), "gpu")
+    s = profile_gpu.profile(run, iterations, "gpu")
+    if ours:
+        return profile_gpu.op_gpu_us(s)
+    return sum(k["us_per_iter"] for k in s["kernels"] if not k["ours"])
+
+
 def labels_for(batch):
     return fn.external_source(source=lambda: [np.array([i % 1000], np.int32)
                                               for i in range(batch)], batch=True)
@@ -309,6 +322,8 @@ def run_fused_case(device, batch, methods, iters, threads, rng, rows, step, tota
                                         mirror=mirror, **FUSED_ARGS)
 
     cmn_ms, _ = marginal_ms(image_sets, device, lambda x: (cmn(x, coin()),), threads, iters)
+    if device == "gpu":
+        cmn_gpu_us = trace_gpu_us(image_sets, lambda x: (cmn(x, coin()),), threads, ours=False)
     for mode in ("batch", "elem"):
         for method in methods:
             step[0] += 1
@@ -336,17 +351,25 @@ def run_fused_case(device, batch, methods, iters, threads, rng, rows, step, tota
                 image_sets, device, fused_body, threads, iters)
             row["cmn + mix_ms"], _ = marginal_ms(image_sets, device, separate_body, threads,
                                                  iters)
+            if device == "gpu":  # the op's own GPU time and CMN's, from a CUPTI trace
+                row["ours_gpu_us"] = trace_gpu_us(image_sets, fused_body, threads, ours=True)
+                row["cmn_gpu_us"] = cmn_gpu_us
             rows.append(row)
 
 
 def summarise_fused(rows):
+    traced = any("ours_gpu_us" in r for r in rows)
     lines = ["| device | batch | method | mode | fused ms | CMN alone ms | fused / CMN | "
-             "CMN + mix ms | floor ms | fused / floor |", "|---" * 10 + "|"]
+             "CMN + mix ms | floor ms | fused / floor |" +
+             (" fused GPU us (trace) | CMN GPU us (trace) |" if traced else ""),
+             "|---" * (12 if traced else 10) + "|"]
     for r in rows:
+        gpu = (f" {r['ours_gpu_us']:.1f} | {r['cmn_gpu_us']:.1f} |" if "ours_gpu_us" in r
+               else " - | - |" if traced else "")
         lines.append(f"| {r['device']} | {r['batch']} | {r['method']} | {r['mode']} | "
                      f"{r['ours_ms']:.2f} | {r['cmn_ms']:.2f} | {r['ours_ms'] / r['cmn_ms']:.2f} | "
                      f"{r['cmn + mix_ms']:.2f} | {r['floor_ms']:.2f} | "
-                     f"{r['ours_ms'] / r['floor_ms']:.2f} |")
+                     f"{r['ours_ms'] / r['floor_ms']:.2f} |{gpu}")
     return "\n".join(lines)
 
 

@@ -517,11 +517,14 @@ void MixRowsFused(Out *out, const In *self, const In *other, int flip_self, int 
 
 template <>
 void Mix<CPUBackend>::RunImpl(Workspace &ws) {
+  detail::HostTimer timer("CPU");
   const auto &in = ws.Input<CPUBackend>(0);
   auto &out = ws.Output<CPUBackend>(0);
   const int n = in.num_samples();
   DrawParams(n);
+  timer.Step("draw");
   BuildFMixMasks(ws);
+  timer.Step("fmix");
   SetOutputLayouts(ws);
 
   auto &tp = ws.GetThreadPool();
@@ -570,6 +573,7 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
       tp.RunAll();
     ), DALI_FAIL(make_string("Unsupported output type ", out.type(), ".")));  // NOLINT
   ), DALI_FAIL(make_string("Unsupported input type ", in.type(), ".")));  // NOLINT
+  timer.Step("mix");
 
   auto tv = view<float>(ws.Output<CPUBackend>(1));
   for (int i = 0; i < n; i++) TargetRow(i, tv.data[i]);
@@ -577,6 +581,7 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
     auto pv = view<float>(ws.Output<CPUBackend>(ParamsOutputIdx()));
     for (int i = 0; i < n; i++) ParamsRow(i, pv.data[i]);
   }
+  timer.Done(n, 0, "targets");
 }
 
 }  // namespace msda

@@ -8,9 +8,6 @@
 //
 // Compiled with -fmad=false so that every value is computed exactly as on the CPU.
 
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <vector>
 
 #include "dali/core/cuda_error.h"
@@ -49,38 +46,11 @@ void DeviceSlots(int *sms, int *blocks_per_sm) {
   *blocks_per_sm = s.blocks;
 }
 
-/// DALI_MSDA_PROFILE=FILE: every GPU RunImpl appends one line to FILE with its host time in
-/// microseconds, step by step (benchmarks/profile_gpu.py reads it).
-struct HostTimer {
-  using Clock = std::chrono::steady_clock;
-  const char *path = std::getenv("DALI_MSDA_PROFILE");
-  Clock::time_point t0 = Clock::now(), last = t0;
-  std::string line;
-  void Step(const char *name) {
-    if (!path) return;
-    const auto now = Clock::now();
-    line += make_string(" ", name, "=",
-                        std::chrono::duration<double, std::micro>(now - last).count());
-    last = now;
-  }
-  void Done(int n, int64_t upload_bytes) {
-    if (!path) return;
-    Step("launch");
-    if (FILE *f = std::fopen(path, "a")) {
-      std::fprintf(f, "msda.Mix GPU samples=%d upload_bytes=%lld total=%.3f%s\n", n,
-                   static_cast<long long>(upload_bytes),
-                   std::chrono::duration<double, std::micro>(Clock::now() - t0).count(),
-                   line.c_str());
-      std::fclose(f);
-    }
-  }
-};
-
 }  // namespace
 
 template <>
 void Mix<GPUBackend>::RunImpl(Workspace &ws) {
-  HostTimer timer;
+  detail::HostTimer timer("GPU");
   const auto &in = ws.Input<GPUBackend>(0);
   auto &out = ws.Output<GPUBackend>(0);
   const int n = in.num_samples();
@@ -133,7 +103,8 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
       });
       CUDA_CALL(cudaGetLastError());
       timer.Done(n, descs.size() * sizeof(descs[0]) + tables_.size() * 4 + bits_.size() +
-                        norm_.size() * 4 + soft_targets_.size() * 4 + param_rows.size() * 4);
+                        norm_.size() * 4 + soft_targets_.size() * 4 + param_rows.size() * 4,
+                 "launch");
     ), DALI_FAIL(make_string("Unsupported output type ", out.type(), ".")));  // NOLINT
   ), DALI_FAIL(make_string("Unsupported input type ", in.type(), ".")));  // NOLINT
 }

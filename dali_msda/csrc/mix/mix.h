@@ -9,6 +9,9 @@
 #define DALI_MSDA_CSRC_MIX_MIX_H_
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -121,6 +124,37 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   } while (0)
 
 namespace detail {
+
+/// DALI_MSDA_PROFILE=FILE: every RunImpl appends one line to FILE with its host time in
+/// microseconds, step by step (benchmarks/profile_gpu.py reads it); without it, nothing is timed.
+struct HostTimer {
+  using Clock = std::chrono::steady_clock;
+  explicit HostTimer(const char *backend) : backend_(backend) {}
+  void Step(const char *name) {
+    if (!path_) return;
+    const auto now = Clock::now();
+    line_ += make_string(" ", name, "=",
+                         std::chrono::duration<double, std::micro>(now - last_).count());
+    last_ = now;
+  }
+  void Done(int n, int64_t upload_bytes, const char *last_step) {
+    if (!path_) return;
+    Step(last_step);
+    if (FILE *f = std::fopen(path_, "a")) {
+      std::fprintf(f, "msda.Mix %s samples=%d upload_bytes=%lld total=%.3f%s\n", backend_, n,
+                   static_cast<long long>(upload_bytes),
+                   std::chrono::duration<double, std::micro>(Clock::now() - t0_).count(),
+                   line_.c_str());
+      std::fclose(f);
+    }
+  }
+
+ private:
+  const char *backend_;
+  const char *path_ = std::getenv("DALI_MSDA_PROFILE");
+  Clock::time_point t0_ = Clock::now(), last_ = t0_;
+  std::string line_;
+};
 
 /// A shape as users write it in Python: (8, 8, 3).
 /// A type as NumPy names it (float32, not DALI's "float").

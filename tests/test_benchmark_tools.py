@@ -1,0 +1,56 @@
+"""The benchmarks' own arithmetic, on inputs whose answers are known (the figures they report
+on a GPU depend on it): profile_gpu.py's trace summary."""
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks",
+                                                                     f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_profile_summary_of_a_known_trace(tmp_path):
+    prof = load("profile_gpu")
+    ev = lambda cat, name, ts, dur, **args: {"ph": "X", "cat": cat, "name": name, "ts": ts,
+                                             "dur": dur, "args": args}
+    events = [
+        ev("kernel", "void msda::MixKernel<3, half, uchar>(...)", 100, 50),
+        ev("kernel", "void msda::MixKernel<3, half, uchar>(...)", 300, 50),
+        ev("kernel", "dali::kernels::SliceHwc2Chw", 120, 60),   # overlaps the first: 100-180
+        ev("gpu_memcpy", "Memcpy HtoD (Pinned -> Device)", 200, 10, bytes=4096),
+        ev("gpu_memcpy", "Memcpy DtoH (Device -> Pageable)", 400, 5, bytes=8),
+        ev("cuda_runtime", "cudaMalloc", 50, 3), ev("cuda_runtime", "cudaStreamSynchronize", 60, 1),
+        ev("cuda_runtime", "cudaLaunchKernel", 70, 1),
+        ev("kernel", "outside the window", 2000, 100),
+    ]
+    s = prof.summarize_trace(events, iterations=2, window=(0, 1000))
+    assert s["msda_kernel_us_per_iter"] == 50.0  # (50 + 50) / 2
+    assert s["gpu_busy_us_per_iter"] == (80 + 10 + 50 + 5) / 2  # the union of device intervals
+    assert s["gpu_idle_us_per_iter"] == (1000 - 145) / 2
+    assert s["copies"]["h2d"] == {"calls_per_iter": 0.5, "us_per_iter": 5.0,
+                                  "bytes_per_iter": 2048.0}
+    assert s["copies"]["d2h"]["bytes_per_iter"] == 4.0
+    assert s["alloc_calls_per_iter"] == {"cudaMalloc": 0.5}
+    assert s["sync_calls_per_iter"] == {"cudaStreamSynchronize": 0.5}
+    assert [k["name"][:9] for k in s["kernels"]] == ["void msda", "dali::ker"]
+    assert [k["ours"] for k in s["kernels"]] == [True, False]
+
+
+def test_profile_host_times(tmp_path):
+    prof = load("profile_gpu")
+    log = tmp_path / "host.log"
+    log.write_text("msda.Mix GPU samples=64 upload_bytes=1000 total=30 draw=10 plan=20\n"
+                   "msda.Mix GPU samples=64 upload_bytes=3000 total=50 draw=30 plan=20\n"
+                   "something else\n")
+    assert prof.parse_host_times(str(log)) == pytest.approx(
+        {"calls": 2, "upload_bytes_per_call": 2000.0, "total_us": 40.0, "draw_us": 20.0,
+         "plan_us": 20.0})
+    assert prof.parse_host_times(str(tmp_path / "none.log")) is None
