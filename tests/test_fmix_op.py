@@ -212,3 +212,25 @@ def test_flat_noise_is_accepted(device):
     b = run_mix(images, class_labels(4), fmix_noise=noise.reshape(4, -1), **kw)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+def test_coin_is_fair_at_every_fixed_lam_and_independent():
+    """The ceil / floor coin at a FIXED lam: fair whatever the fraction of lam H W (a coin made a
+    function of that fraction is fair on average over lam, which the test above cannot see, and
+    constant at a fixed lam, which this one does), and independent from sample to sample (the
+    sequence's lag-1 correlation and the runs)."""
+    size, batch, iterations = 16, 256, 10  # 2560 coins per lam
+    for p in (0.45, 0.55):
+        assert binomial_power(batch * iterations, 0.5, p) > 0.9
+    images = np.zeros((batch, size, size, 1), np.uint8)
+    for frac in (0.05, 0.5, 0.95):  # lam H W = 100 + frac
+        lam = np.float32((100 + frac) / (size * size))
+        runs = run_mix(images, class_labels(batch), iterations=iterations, method="fmix",
+                       mode="elem", num_classes=batch, seed=int(frac * 100),
+                       lam=np.full(batch, lam, np.float32))
+        ups = np.concatenate([round_up_from(r[2], r[3][:, 1]) for r in runs])  # batch even:
+        # every sample is mixed
+        assert stats.binomtest(int(ups.sum()), len(ups), 0.5).pvalue > LEVEL, frac
+        x = ups.astype(float) - ups.mean()
+        r1 = (x[1:] * x[:-1]).sum() / (x * x).sum()
+        assert abs(r1) < 4 / np.sqrt(len(ups)), (frac, r1)  # uncorrelated neighbours

@@ -283,3 +283,56 @@ def test_stated_power_holds_by_simulation():
         false_alarms = np.mean([abs(alpha_z(rng.beta(alpha, alpha, n), alpha)) > Z
                                 for _ in range(reps)])
         assert false_alarms <= 0.02
+
+
+# ---- the support of every discrete draw, exactly --------------------------------------------
+# A distribution test at a fixed seed can pass a draw whose range is off by one at an edge (a
+# centre drawn from [0, H - 1) gave p = 0.003 in test_centres_are_uniform, above its level).
+# On small sizes, every value of the support is drawn many times over: the set of values seen
+# must be the support, exactly (a value missing when the draw is right has probability below
+# size * (1 - 1 / size) ** n, under 1e-100 here).
+
+@pytest.mark.parametrize("method,mode", [("cutmix", "elem"), ("cutmix", "batch"),
+                                         ("resizemix", "batch"), ("fmix", "elem")])
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 3), (5, 7)])
+def test_every_centre_of_the_support_is_drawn_and_no_other(method, mode, h, w):
+    batch, iterations = 64, 30  # n = 1920 draws per axis (batch mode: 30, but ResizeMix
+    # draws a centre per sample in batch mode, the others one per batch: see below)
+    images = np.zeros((batch, h, w, 1), dtype=np.uint8)
+    runs = run_mix(images, class_labels(batch), iterations=iterations, method=method,
+                   mode=mode, num_classes=batch, seed=h * 10 + w, output_mask=False)
+    params = np.stack([r[-1] for r in runs])  # iterations x batch x (apply, lam, cy, cx)
+    if mode == "batch" and method != "resizemix":
+        assert (params == params[:, :1]).all()
+        params = params[:, :1]
+    cy, cx = params[..., 2].ravel(), params[..., 3].ravel()
+    if params[..., 2].size < 400 and h * w > 1:  # one draw per batch: too few; draw more
+        more = run_mix(images[:2], class_labels(2), iterations=600, method=method, mode=mode,
+                       num_classes=2, seed=h * 10 + w + 1, output_mask=False)
+        cy = np.concatenate([cy, [r[-1][0, 2] for r in more]])
+        cx = np.concatenate([cx, [r[-1][0, 3] for r in more]])
+    assert set(cy.astype(int)) == set(range(h)), sorted(set(cy))
+    assert set(cx.astype(int)) == set(range(w)), sorted(set(cx))
+
+
+def test_relative_centres_reach_both_edges():
+    """An explicit relative centre maps [0, 1) onto every pixel: 0 -> 0, just below 1 -> the
+    last pixel, k / size -> k (spec 2)."""
+    h, w, batch = 5, 7, 8
+    rel = np.array([0.0, 0.9999999, 1 / 5, 4 / 5, 1 / 7, 6 / 7, 0.5, 0.2999], np.float32)
+    center = np.stack([rel, rel[::-1]], 1)
+    _, _, _, params = run_mix(np.zeros((batch, h, w, 1), np.uint8), class_labels(batch),
+                              method="cutmix", mode="elem", num_classes=batch,
+                              center=center, lam=np.full(batch, 0.5, np.float32))
+    expect = [[ref.center_from_relative(a, h), ref.center_from_relative(b, w)] for a, b in center]
+    np.testing.assert_array_equal(params[:, 2:], expect)
+    assert params[0, 2] == 0 and params[1, 2] == h - 1  # both edges, rows
+    assert params[-1, 3] == 0 and params[-2, 3] == w - 1  # and columns (rel reversed)
+    assert params[2, 2] == 1 and params[3, 2] == 4 and params[4, 2] == 0
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.5, 1.0])
+def test_apply_decision_takes_both_values_only_when_it_may(prob):
+    params = draws(2000, method="mixup", prob=prob, seed=41)
+    seen = set(params[:, 0].astype(int))
+    assert seen == ({0} if prob == 0.0 else {1} if prob == 1.0 else {0, 1}), seen

@@ -111,6 +111,23 @@ def test_bisection_finds_one_bad_file_in_a_batch():
         assert decoder.spawned <= 2 + 6
 
 
+def test_bisection_finds_bad_files_at_every_position_of_odd_batches():
+    """Odd failed batches split into unequal halves (7 -> 3 + 4 -> 1 + 2 ...): a bad file
+    first, last and in the middle of them, two in one batch, and a batch of one, are all
+    found, and no good file is reported (a split that drops or repeats a file shows here)."""
+    good = [np.frombuffer(encode(photo(i)), np.uint8) for i in range(19)]
+    bad = np.frombuffer(b"\xff\xd8\xff\xe0 garbage", np.uint8)
+    # batches of 7: [0..6] bad last; [7..13] bad first and last; [14..20] bad in the middle;
+    # [21] alone and bad
+    blobs = list(good)
+    for k in (6, 7, 13, 17, 21):
+        blobs.insert(k, bad)
+    assert len(blobs) == 24
+    with scan_mod.Decoder("cpu", threads=1, batch_size=7, workers=2) as decoder:
+        errors = decoder.judge(blobs)
+    assert [k for k, e in enumerate(errors) if e] == [6, 7, 13, 17, 21]
+
+
 def test_a_pipeline_that_cannot_be_built_is_an_error_not_bad_files():
     # e.g. the GPU decoder where there is none: every batch would "fail"; the files are fine
     if scan_mod.resolve_device("auto") == "gpu":
