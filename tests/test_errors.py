@@ -61,6 +61,20 @@ def test_label_vectors_of_wrong_length(device):
                  labels=soft, device=device)
 
 
+@pytest.mark.parametrize("value,fragment", [
+    (np.nan, r"must be finite and >= 0 \(probabilities\); got nan at index 2 of sample 3"),
+    (np.inf, r"must be finite and >= 0 \(probabilities\); got inf at index 2 of sample 3"),
+    (-0.5, r"must be finite and >= 0 \(probabilities\); got -0.5 at index 2 of sample 3"),
+    (0.75, r"must sum to 1 \(within 0.001\); sample 3 sums to 1.5")])
+def test_soft_labels_must_be_distributions(device, value, fragment):
+    soft = [np.full(4, 0.25, np.float32) for _ in range(4)]
+    soft[3][2] = value
+    expect_error(r"Soft `labels` " + fragment, labels=soft, num_classes=None, device=device)
+    ok = [np.array([1.0, 0, 0, 0], np.float32), np.array([0.1, 0.2, 0.3, 0.4], np.float32),
+          np.array([0.25] * 4, np.float32) + np.float32(2e-4), np.eye(4, dtype=np.float32)[3]]
+    run_mix(IMG, ok, method="mixup", num_classes=None, device=device)  # within the tolerance
+
+
 def test_labels_of_wrong_type_or_shape(device):
     expect_error(r"`labels` must be integer class indices or float32 soft-label vectors; got "
                  r"type float64", labels=LBL.astype(np.float64), device=device)

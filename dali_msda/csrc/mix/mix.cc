@@ -630,7 +630,8 @@ Example::
             "layout means HWC (3-D) or FHWC (4-D).")
   .InputDox(1, "labels", "TensorList on the CPU",
             "Integer class indices, one per sample (then ``num_classes`` is required), or float32 "
-            "soft-label vectors of length K (e.g. from an earlier mix), mixed as vectors.")
+            "soft-label vectors of length K (e.g. from an earlier mix), mixed as vectors: "
+            "probabilities (finite, >= 0, each row summing to 1 within 1e-3).")
   .InputDevice(1, ::dali::InputDevice::CPU)
   .AllowSequences()
   .OutputFn([](const ::dali::OpSpec &spec) {

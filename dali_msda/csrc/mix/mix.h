@@ -123,6 +123,10 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
     if (!(cond)) DALI_FAIL(msg); \
   } while (0)
 
+/// How far from 1 a soft-label row may sum (float32 rows of any K made by a mix or label
+/// smoothing sum to 1 within K x 2^-24; a row that is not a distribution is refused).
+constexpr double kSoftLabelTolerance = 1e-3;
+
 namespace detail {
 
 /// DALI_MSDA_PROFILE=FILE: every RunImpl appends one line to FILE with its host time in
@@ -523,6 +527,16 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
                    make_string("Soft `labels` must all have the same length; sample 0 has ", K_,
                                " entries but sample ", i, " has ", lshape[i][0], "."));
       const float *v = labels.tensor<float>(i);
+      double sum = 0.0;
+      for (int k = 0; k < K_; k++) {
+        MSDA_ENFORCE(std::isfinite(v[k]) && v[k] >= 0.0f,
+                     make_string("Soft `labels` must be finite and >= 0 (probabilities); got ",
+                                 v[k], " at index ", k, " of sample ", i, "."));
+        sum += v[k];
+      }
+      MSDA_ENFORCE(std::abs(sum - 1.0) <= kSoftLabelTolerance,
+                   make_string("Soft `labels` must sum to 1 (within ", kSoftLabelTolerance,
+                               "); sample ", i, " sums to ", sum, "."));
       std::copy(v, v + K_, label_vectors_.begin() + int64_t(i) * K_);
     }
   } else {
