@@ -16,10 +16,18 @@ import sys as _sys
 
 __version__ = "0.1.0"
 __all__ = ["library_path", "load_plugin", "has_gpu", "to_numpy", "dali_error_reason", "child_env",
-           "METHODS", "MODES"]
+           "DataError", "METHODS", "MODES"]
 
 METHODS = ("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix")
 MODES = ("batch", "elem")
+
+
+
+class DataError(RuntimeError):
+    """The data is not what training can use: a label that is not a class index, a file that
+    does not decode, an incomplete WebDataset sample. The message names the file and line, or
+    the shard and key, where that is known, and says how to find the rest."""
+
 
 _LIB = "libdali_msda.so"
 _HERE = _os.path.dirname(_os.path.abspath(__file__))

@@ -51,14 +51,9 @@ from nvidia.dali import types
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
 from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-from dali_msda import dali_error_reason
+from dali_msda import DataError, dali_error_reason
 
 __all__ = ["MixIterator", "LastBatchPolicy", "DataError"]
-
-
-class DataError(RuntimeError):
-    """The pipeline stopped on its data (a file that does not decode, an incomplete WebDataset
-    sample); the message names the file where DALI does and says how to find the rest."""
 
 
 def data_error_message(error, source):
@@ -71,14 +66,15 @@ def data_error_message(error, source):
     underful = re.search(r'Underful sample detected at tar file at "?([^"\s]+)', text)
     named = (re.search(r"Failed to decode sample #\d+ : (\S+)", text) or
              re.search(r"File mapping failed: (\S+)", text))
-    if not (underful or named or "decoders" in op or "readers" in op):
+    label = re.search(r"msda\.class_label: (.*)", text)
+    if not (underful or named or label or "decoders" in op or "readers" in op):
         return None
     reason = dali_error_reason(error)
+    if label:  # our own message names the shard and key, the rule and the text
+        return (f"{label.group(1).strip()}\n`python -m dali_msda.pipelines.scan "
+                f"{_where(source)}` lists every bad sample; repack the shards without them.")
     scan = "python -m dali_msda.pipelines.scan"
-    if isinstance(source, (list, tuple)):
-        where = " ".join(source[:3]) + (" ..." if len(source) > 3 else "")
-    else:
-        where = source or "<your data>"
+    where = _where(source)
     if underful:
         what = (f"a WebDataset sample in {underful.group(1)} lacks its image or its .cls "
                 "(DALI does not say which)")
@@ -93,6 +89,13 @@ def data_error_message(error, source):
            "'good.txt', classes=...) or `python -m dali_msda.pipelines.train --file-list "
            "good.txt`")
     return f"{what}.\n{fix}.\n(DALI: {reason})"
+
+
+def _where(source):
+    """What a pipeline reads, as scan's arguments."""
+    if isinstance(source, (list, tuple)):
+        return " ".join(source[:3]) + (" ..." if len(source) > 3 else "")
+    return source or "<your data>"
 
 
 def _as_data_error(error, pipeline):

@@ -15,7 +15,7 @@ differs per rank. Readers pad their last batch, so an epoch is a whole number of
 import os
 
 
-from dali_msda import has_gpu  # (importing dali_msda registers fn.msda.mix)
+from dali_msda import DataError, has_gpu  # (importing dali_msda registers fn.msda.mix)
 from nvidia.dali import fn, pipeline_def, types
 
 from .config import MixConfig, MixSchedule
@@ -100,21 +100,51 @@ def folder_files(data_dir, classes):
     return files, labels
 
 
-def check_file_list(file_list, num_classes):
-    """Every line of a 'path label' file list has an integer label in [0, num_classes)."""
-    with open(file_list) as f:
-        for k, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
+CLASS_INDEX_RULE = "ASCII digits in [0, {n}) (the number of classes)"
+
+
+def class_index(text, num_classes):
+    """The class index `text` (bytes) holds, or None: ASCII digits, maybe surrounded by
+    whitespace, below `num_classes` (None: any), and nothing else (fn.msda.class_label's rule)."""
+    text = text.strip()
+    if not (text.isdigit() and text.isascii()):
+        return None
+    value = int(text)
+    return value if num_classes is None or value < num_classes else None
+
+
+def read_file_list(file_list, num_classes):
+    """Every line of a 'path label' file list as fn.readers.file reads it (the label is the last
+    field; the path, which may hold spaces, is the rest, relative to the list's folder unless
+    absolute): (line number, path, label or None when the label breaks class_index's rule,
+    the line's text). Blank lines are skipped, as the reader skips them."""
+    base = os.path.dirname(os.path.abspath(file_list))
+    out = []
+    with open(file_list, "rb") as f:
+        for k, raw in enumerate(f, 1):
+            line = raw.rstrip(b"\r\n")
+            if not line.strip():
                 continue
-            try:
-                label = int(parts[-1])
-            except ValueError:
-                label = None
-            if len(parts) < 2 or label is None or not 0 <= label < num_classes:
-                raise ValueError(f"`file_list` {file_list!r} line {k}: expected 'path label' "
-                                 f"with a label in [0, {num_classes}) (the classes given); got "
-                                 f"{line.strip()[:120]!r}.")
+            parts = line.rsplit(None, 1)
+            label = class_index(parts[-1], num_classes) if len(parts) == 2 else None
+            path = os.path.join(base, os.fsdecode(parts[0].strip())) if len(parts) == 2 else None
+            out.append((k, path, label, line.decode("utf-8", "replace")))
+    return out
+
+
+def file_list_entries(file_list, num_classes):
+    """(path, label) of every line of a file list, checked strictly (read_file_list): a
+    DataError names the file, the first bad line and what it holds."""
+    entries = []
+    for k, path, label, text in read_file_list(file_list, num_classes):
+        if label is None:
+            raise DataError(
+                f"`file_list` {file_list!r} line {k}: expected 'path label' with the label a "
+                f"class index, {CLASS_INDEX_RULE.format(n=num_classes)}; got {text[:120]!r}.")
+        entries.append((path, label))
+    if not entries:
+        raise DataError(f"`file_list` {file_list!r} lists no files.")
+    return entries
 
 
 def _class_count(num_classes, names):
@@ -127,10 +157,13 @@ def _class_count(num_classes, names):
 
 
 def _reader(data_dir, file_list, wds_paths, wds_index, shard_id, num_shards, shuffle,
-            shuffle_seed, reader_name, classes=None):
-    """(encoded images, int32 labels, class names or None) from one of the three sources.
-    `classes` (ImageFolder trees only): number the folders by their index in this list rather
-    than by their sorted order in this tree."""
+            shuffle_seed, reader_name, classes=None, num_classes=None):
+    """(encoded images, int32 labels, class names or None, number of classes) from one of the
+    three sources, every label a class index in [0, number of classes) (file lists are checked
+    line by line first, WebDataset `.cls` texts parsed strictly by fn.msda.class_label).
+    `classes`: number an ImageFolder tree's folders by their index in this list rather than by
+    their sorted order in this tree; for a file list, its class names (their count bounds the
+    labels)."""
     common = dict(shard_id=shard_id, num_shards=num_shards, pad_last_batch=True,
                   name=reader_name)
     if shuffle:
@@ -146,17 +179,20 @@ def _reader(data_dir, file_list, wds_paths, wds_index, shard_id, num_shards, shu
         else:
             files, labels = folder_files(data_dir, list(classes))
             jpegs, labels = fn.readers.file(files=files, labels=labels, **common)
-        return jpegs, labels, list(classes)
+        return jpegs, labels, list(classes), _class_count(num_classes, classes)
     if classes is not None and file_list is None:
         raise ValueError("`classes` applies to ImageFolder trees (`data_dir`) and file lists "
                          "(`file_list`) only.")
+    n_classes = _class_count(num_classes, classes)
+    if n_classes is None:
+        raise ValueError("`num_classes` (or `classes`) is required with `file_list` or "
+                         "`wds_paths`: labels are checked against it.")
     if file_list is not None:
         if not os.path.isfile(file_list):
             raise FileNotFoundError(f"`file_list` {file_list!r} does not exist.")
-        if classes is not None:
-            check_file_list(file_list, len(classes))
+        file_list_entries(file_list, n_classes)  # every line, before DALI parses it
         jpegs, labels = fn.readers.file(file_list=file_list, **common)
-        return jpegs, labels, None if classes is None else list(classes)
+        return jpegs, labels, None if classes is None else list(classes), n_classes
     paths = [wds_paths] if isinstance(wds_paths, str) else list(wds_paths)
     missing = [p for p in paths if not os.path.isfile(p)]
     if not paths or missing:
@@ -167,21 +203,7 @@ def _reader(data_dir, file_list, wds_paths, wds_index, shard_id, num_shards, shu
     jpegs, cls = fn.readers.webdataset(
         paths=paths, index_paths=wds_index, ext=["jpg;jpeg;png", "cls"],
         dtypes=[types.UINT8, types.UINT8], missing_component_behavior="error", **common)
-    return jpegs, parse_cls(cls), None
-
-
-def parse_cls(text, max_digits=8):
-    """WebDataset `.cls` entries (ASCII decimal, maybe with whitespace) -> int32 [1] labels,
-    in the pipeline: pad to `max_digits` bytes, then Horner's rule over the digit bytes."""
-    text = fn.pad(text, axes=[0], shape=[max_digits], fill_value=32)
-    value = None
-    for k in range(max_digits):
-        byte = fn.cast(text[k], dtype=types.INT32)
-        is_digit = (byte >= 48) & (byte <= 57)
-        digit = fn.cast(is_digit, dtype=types.INT32)
-        step = (byte - 48) * digit
-        value = step if value is None else value * (1 + 9 * digit) + step
-    return fn.reshape(fn.cast(value, dtype=types.INT32), shape=[1])
+    return jpegs, fn.msda.class_label(cls, num_classes=n_classes), None, n_classes
 
 
 def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=None,
@@ -236,11 +258,9 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
                   enable_checkpointing=checkpointing or checkpoint is not None,
                   checkpoint=checkpoint)
     def pipe():
-        jpegs, labels, names = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
-                                       num_shards, True, shuffle_seed, reader_name, classes)
-        n_classes = _class_count(num_classes, names)
-        if n_classes is None:
-            raise ValueError("`num_classes` is required with `file_list` or `wds_paths`.")
+        jpegs, labels, names, n_classes = _reader(data_dir, file_list, wds_paths, wds_index,
+                                                  shard_id, num_shards, True, shuffle_seed,
+                                                  reader_name, classes, num_classes)
         holder.update(num_classes=n_classes, classes=names)
         images = fn.decoders.image_random_crop(
             jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB,
@@ -304,11 +324,9 @@ def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=Non
     @pipeline_def(batch_size=batch_size, num_threads=num_threads,
                   device_id=device_id if gpu else None, seed=seed if seed is not None else 7)
     def pipe():
-        jpegs, labels, names = _reader(data_dir, file_list, wds_paths, wds_index, shard_id,
-                                       num_shards, False, 0, reader_name, classes)
-        n_classes = _class_count(num_classes, names)
-        if n_classes is None and targets == "onehot":
-            raise ValueError("`num_classes` is required with `file_list` or `wds_paths`.")
+        jpegs, labels, names, n_classes = _reader(data_dir, file_list, wds_paths, wds_index,
+                                                  shard_id, num_shards, False, 0, reader_name,
+                                                  classes, num_classes)
         holder.update(num_classes=n_classes, classes=names)
         images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu",
                                    output_type=types.RGB)

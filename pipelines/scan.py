@@ -1,7 +1,10 @@
 """Find the files a training run would fail on: decode every image with DALI's own decoder.
 
     python -m dali_msda.pipelines.scan /imagenet/train --out train_good.txt
-    python -m dali_msda.pipelines.scan /data/shards/*.tar
+    python -m dali_msda.pipelines.scan train_list.txt --num-classes 1000 --out good.txt
+    python -m dali_msda.pipelines.scan /data/shards/*.tar --num-classes 1000
+
+Exit status: 0 when nothing is bad, 1 when bad samples are listed, 2 for a usage error.
 
 An ImageFolder tree: every file the pipelines' reader would read (by extension, as
 fn.readers.file picks them) is decoded in batches by DALI ("mixed" on a GPU, "cpu" without,
@@ -13,9 +16,15 @@ Bad files are listed with the reason; `--out FILE` writes a file list of the goo
 `imagenet_train(file_list=..., classes=folder_classes(tree))` and `train --file-list` accept.
 Files the reader skips (other extensions) and class folders without images are reported too.
 
+A file list ("path label" lines, as fn.readers.file reads them: the label is the last field,
+the path the rest, spaces included, relative to the list's folder): every line whose label is
+not a class index (ASCII digits, below `--num-classes` when given) is listed by line, and every
+listed file is decoded. `--out` writes the good lines.
+
 WebDataset shards: every sample must have one image (jpg / jpeg / png) and a `.cls`; samples
-missing either, `.cls` that is not a class index, and images that do not decode are listed by
-shard and key. The pipelines' WebDataset reader stops at an incomplete sample (it does not skip
+missing either, `.cls` that is not a class index (ASCII digits with optional whitespace around
+them, below `--num-classes` when given: fn.msda.class_label's rule, which the pipelines apply),
+and images that do not decode are listed by shard and key. The pipelines' WebDataset reader stops at an incomplete sample (it does not skip
 it): fix the shards, e.g. by repacking the good samples.
 
 The decode is a full decode; training decodes a random crop of each image, which can pass on a
@@ -38,7 +47,8 @@ import numpy as np
 
 from dali_msda import child_env, dali_error_reason
 
-from .imagenet import IMAGE_EXTENSIONS, READER_EXTENSIONS, folder_classes, resolve_device
+from .imagenet import (IMAGE_EXTENSIONS, READER_EXTENSIONS, class_index, folder_classes,
+                       read_file_list, resolve_device)
 
 WDS_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 
@@ -292,6 +302,37 @@ def read_bytes(path):
 
 def scan_tree(root, decoder, show_progress=True):
     items, skipped, empty, classes = tree_items(root)
+    report = scan_items(items, decoder, show_progress)
+    report.update(root=root, classes=classes, skipped=skipped, empty_classes=empty)
+    return report
+
+
+def scan_file_list(file_list, decoder, num_classes=None, show_progress=True):
+    """A 'path label' file list: lines whose label breaks the rule (or whose file is missing)
+    are bad, by line; the other files are decoded."""
+    items, bad, lines = [], [], {}
+    for k, path, label, text in read_file_list(file_list, num_classes):
+        where = f"{file_list}:{k}"
+        if label is None:
+            rule = f"below {num_classes}" if num_classes else "(no --num-classes: any value)"
+            bad.append((where, f"the label is not a class index (ASCII digits, {rule}): "
+                               f"{text[:120]!r}"))
+        elif not os.path.isfile(path):
+            bad.append((where, f"{path}: no such file"))
+        else:
+            items.append((path, label))
+            lines.setdefault(path, []).append(k)
+    report = scan_items(items, decoder, show_progress)
+    decode_bad = [(f"{file_list}:{k}", f"{path}: {reason}") for path, reason in report["bad"]
+                  for k in lines.get(path, ["?"])]
+    report.update(file_list=file_list, files=report["files"] + len(bad),
+                  bad=sorted(bad + decode_bad, key=lambda b: int(b[0].rsplit(":", 1)[1])),
+                  skipped=[], empty_classes=[], classes=None, num_classes=num_classes)
+    return report
+
+
+def scan_items(items, decoder, show_progress=True):
+    """Decodes the files of (path, label) items: the good ones, the bad ones with the reason."""
     bad, notes = [], {}
     t0 = time.perf_counter()
     size = decoder.batch_size * decoder.workers * 2  # files in flight: every worker busy
@@ -321,12 +362,11 @@ def scan_tree(root, decoder, show_progress=True):
                 progress(len(good) + len(bad), len(items), len(bad), t0)
     if show_progress:
         sys.stderr.write("\n")
-    return {"root": root, "classes": classes, "files": len(items), "good": good, "bad": bad,
-            "skipped": skipped, "empty_classes": empty,
+    return {"files": len(items), "good": good, "bad": bad,
             "notes": {k: v for k, v in notes.items() if k != "empty file (0 bytes)"}}
 
 
-def scan_shards(paths, decoder, show_progress=True):
+def scan_shards(paths, decoder, num_classes=None, show_progress=True):
     bad, total, good = [], 0, 0
     t0 = time.perf_counter()
     for path in paths:
@@ -343,9 +383,10 @@ def scan_shards(paths, decoder, show_progress=True):
             if "cls" not in parts:
                 bad.append((where, f"no .cls (class index); has {sorted(parts)}"))
                 continue
-            text = parts["cls"].decode("ascii", "replace").strip()
-            if not text.isdigit():
-                bad.append((where, f".cls is not a class index: {text[:20]!r}"))
+            if class_index(parts["cls"], num_classes) is None:
+                rule = f"below {num_classes}" if num_classes else "(no --num-classes: any value)"
+                bad.append((where, f".cls is not a class index (ASCII digits with optional "
+                                   f"whitespace around them, {rule}): {parts['cls'][:20]!r}"))
                 continue
             data = parts[images[0]]
             fmt, note = sniff(data)
@@ -369,11 +410,14 @@ def scan_shards(paths, decoder, show_progress=True):
 
 
 def write_file_list(good, out):
-    """'path label' lines (absolute paths) for fn.readers.file(file_list=...)."""
+    """'path label' lines (absolute paths) for fn.readers.file(file_list=...), which reads the
+    last field as the label and the rest as the path (spaces in paths are fine; a line break,
+    or whitespace at either end of a name, cannot be written)."""
     for path, _ in good:
-        if any(ch.isspace() for ch in path):
-            raise ValueError(f"--out: {path!r} contains whitespace, which a DALI file list "
-                             "cannot hold (its lines are 'path label'); rename it.")
+        if "\n" in path or "\r" in path or path != path.strip():
+            raise ValueError(f"--out: {path!r} holds a line break or starts or ends with "
+                             "whitespace, which a DALI file list cannot hold (one 'path label' "
+                             "per line); rename it.")
     with open(out + ".tmp", "w") as f:
         for path, label in good:
             f.write(f"{os.path.abspath(path)} {label}\n")
@@ -381,13 +425,20 @@ def write_file_list(good, out):
 
 
 def main(argv=None):
+    """Returns the report (exit status: 0 nothing bad, 1 bad samples listed, 2 usage error)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:  # a decoding process of Decoder (internal)
         return worker_main(argv[1], int(argv[2]), int(argv[3]))
     ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.scan", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("paths", nargs="+", help="an ImageFolder tree, or WebDataset .tar shards")
-    ap.add_argument("--out", default=None, help="write the good files' list here (trees)")
+    ap.add_argument("paths", nargs="+",
+                    help="an ImageFolder tree, a 'path label' file list, or WebDataset .tar "
+                         "shards")
+    ap.add_argument("--out", default=None,
+                    help="write the good files' list here (trees and file lists)")
+    ap.add_argument("--num-classes", type=int, default=None,
+                    help="labels must be below this (file lists, shards; a tree numbers its "
+                         "folders itself)")
     ap.add_argument("--json", default=None, help="write the full report here")
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     ap.add_argument("--workers", type=int, default=None,
@@ -399,27 +450,34 @@ def main(argv=None):
     args = ap.parse_args(argv)
     shards = [p for p in args.paths if p.endswith(".tar")]
     if shards and len(shards) != len(args.paths):
-        ap.error("give one ImageFolder tree, or only .tar shards")
+        ap.error("give one ImageFolder tree, one file list, or only .tar shards")
     if not shards and len(args.paths) != 1:
-        ap.error(f"give one ImageFolder tree; got {len(args.paths)} paths")
+        ap.error(f"give one ImageFolder tree or one file list; got {len(args.paths)} paths")
     if shards and args.out:
-        ap.error("--out writes a file list of an ImageFolder tree; shards are fixed by "
-                 "repacking them without the samples listed")
-    if any(v is not None and v < 1 for v in (args.threads, args.workers, args.batch_size)):
-        ap.error("--workers, --threads and --batch-size must be >= 1")
+        ap.error("--out writes a file list of an ImageFolder tree or a file list; shards are "
+                 "fixed by repacking them without the samples listed")
+    if any(v is not None and v < 1 for v in (args.threads, args.workers, args.batch_size,
+                                              args.num_classes)):
+        ap.error("--workers, --threads, --batch-size and --num-classes must be >= 1")
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         ap.error(f"not found: {missing}")
+    file_list = None if shards or os.path.isdir(args.paths[0]) else args.paths[0]
     device = resolve_device(args.device)
     threads = args.threads or (1 if device == "cpu" else os.cpu_count() or 4)
     with Decoder(device, threads, args.batch_size, args.workers) as decoder:
         print(f"decoding with DALI on {decoder.device}: {decoder.workers} worker process(es) "
               f"of {threads} thread(s)", flush=True)
         try:
-            report = (scan_shards(shards, decoder, not args.quiet) if shards else
-                      scan_tree(args.paths[0], decoder, not args.quiet))
+            if shards:
+                report = scan_shards(shards, decoder, args.num_classes, not args.quiet)
+            elif file_list:
+                report = scan_file_list(file_list, decoder, args.num_classes, not args.quiet)
+            else:
+                report = scan_tree(args.paths[0], decoder, not args.quiet)
         except (ValueError, FileNotFoundError) as e:
-            sys.exit(f"scan: {e}")
+            print(f"scan: {e}", file=sys.stderr)
+            raise SystemExit(2)
     n_good = report["good"] if shards else len(report["good"])
     for where, reason in report["bad"]:
         print(f"BAD {where}: {reason}")
@@ -432,23 +490,28 @@ def main(argv=None):
             if "truncated" not in note and "not an image" not in note:
                 print(f"note: {len(paths)} file(s) decode fine but are a {note}, e.g. "
                       f"{paths[0]}")
-    print(f"{report['files']} {'samples' if shards else 'files'}: {n_good} good, "
-          f"{len(report['bad'])} bad" +
-          ("" if shards else f", {len(report['skipped'])} skipped by the reader, "
-                             f"{len(report['empty_classes'])} empty class folder(s)"))
+    what = "samples" if shards else "lines" if file_list else "files"
+    print(f"{report['files']} {what}: {n_good} good, {len(report['bad'])} bad" +
+          ("" if shards or file_list else
+           f", {len(report['skipped'])} skipped by the reader, "
+           f"{len(report['empty_classes'])} empty class folder(s)"))
     if args.out:
         try:
             write_file_list(report["good"], args.out)
         except ValueError as e:
-            sys.exit(str(e))
-        print(f"wrote {args.out}: {len(report['good'])} files, labels 0..{len(report['classes']) - 1}"
-              f" ({len(report['classes'])} classes); train with --file-list {args.out}")
+            print(str(e), file=sys.stderr)
+            raise SystemExit(2)
+        labels = (f"labels 0..{len(report['classes']) - 1} ({len(report['classes'])} classes)"
+                  if report.get("classes") else "labels as listed")
+        print(f"wrote {args.out}: {len(report['good'])} files, {labels}; train with "
+              f"--file-list {args.out}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({k: v for k, v in report.items()}, f, indent=1)
+    report["exit_status"] = 1 if report["bad"] else 0
     return report
 
 
 if __name__ == "__main__":
     result = main()
-    sys.exit(result if isinstance(result, int) else 0)
+    sys.exit(result if isinstance(result, int) else result["exit_status"])

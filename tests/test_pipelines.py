@@ -98,8 +98,8 @@ def test_two_shards_cover_the_dataset_without_overlap(data_root):
     def files(shard, epochs=2, batch=50):
         @pipeline_def(batch_size=batch, num_threads=1, device_id=None, seed=shard)
         def pipe():  # the reader exactly as imagenet_train configures it
-            jpegs, _, _ = imagenet_mod._reader(train_dir, None, None, None, shard, 2, True, 42,
-                                               "Reader")
+            jpegs, _, _, _ = imagenet_mod._reader(train_dir, None, None, None, shard, 2, True, 42,
+                                                  "Reader")
             return fn.get_property(jpegs, key="source_info")
         p = pipe()
         p.build()
@@ -180,7 +180,8 @@ def test_webdataset_reader(data_root, tmp_path):
     np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-6)
 
 
-def test_cls_parser_handles_multi_digit_labels(tmp_path):
+def cls_shard(path, texts):
+    """A WebDataset shard of 8 x 8 JPEGs whose `.cls` payloads are `texts` (bytes)."""
     import io
     import tarfile
 
@@ -188,19 +189,84 @@ def test_cls_parser_handles_multi_digit_labels(tmp_path):
 
     buf = io.BytesIO()
     Image.new("RGB", (8, 8), (10, 20, 30)).save(buf, format="JPEG")
-    path = str(tmp_path / "s.tar")
-    labels = ["0", "7", "42", "999\n", " 123 ", "1000000"]
     with tarfile.open(path, "w") as tar:
-        for k, text in enumerate(labels):
-            for ext, data in (("jpg", buf.getvalue()), ("cls", text.encode())):
+        for k, text in enumerate(texts):
+            for ext, data in (("jpg", buf.getvalue()), ("cls", text)):
                 info = tarfile.TarInfo(f"{k:04d}.{ext}")
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-    pipe = imagenet_val(wds_paths=[path], batch_size=len(labels), num_threads=1, device="cpu",
-                        crop=8, resize=8, targets="index")
+    return str(path)
+
+
+def test_cls_labels_are_parsed_strictly(tmp_path):
+    """`.cls` payloads: ASCII digits with optional whitespace around them, in [0, num_classes),
+    and nothing else; anything else stops the pipeline with a DataError naming the shard and
+    the key, the rule and the bytes (a lenient parse had read '-1' as 1, '1a' as 1 and
+    '123456789' as 12345678, silently)."""
+    from dali_msda.pytorch import DataError, MixIterator
+
+    good = [b"0", b"7", b"42", b"999\n", b" 123 ", b"\t1000000\r\n", b"0012"]
+    path = cls_shard(tmp_path / "good.tar", good)
+    pipe = imagenet_val(wds_paths=[path], num_classes=1000001, batch_size=len(good),
+                        num_threads=1, device="cpu", crop=8, resize=8, targets="index")
     pipe.build()
     _, ids = arrays(pipe.run())
-    np.testing.assert_array_equal(ids.ravel(), [0, 7, 42, 999, 123, 1000000])
+    np.testing.assert_array_equal(ids.ravel(), [0, 7, 42, 999, 123, 1000000, 12])
+    bad = [b"-1", b"1a", b"+3", b"123456789", b"3", b"", b"  ", b"1 2", b"\x80", b"\xef\xbc\x91"]
+    for k, text in enumerate(bad):
+        path = cls_shard(tmp_path / f"bad{k}.tar", [b"0", b"2", text, b"1"])
+        for factory in (imagenet_val, imagenet_train):
+            kw = dict(targets="index") if factory is imagenet_val else dict(mix=None)
+            pipe = factory(wds_paths=[path], num_classes=3, batch_size=4, num_threads=1,
+                           device="cpu", crop=8, **kw)
+            with pytest.raises(DataError) as err:
+                for _ in MixIterator(pipe):
+                    pass
+            message = str(err.value)
+            assert f"bad{k}.tar:" in message and ":0002.cls must be a class index" in message, \
+                message
+            assert "in [0, 3)" in message and "pipelines.scan" in message
+    with pytest.raises(ValueError, match=r"`num_classes` \(or `classes`\) is required"):
+        imagenet_val(wds_paths=[path], device="cpu", targets="index")
+
+
+def test_file_list_labels_are_checked_strictly(data_root, tmp_path):
+    """Every line of a file list, before DALI reads it: a DataError names the file, the line
+    and what it holds, for mixing on and off, train and val; paths with spaces are read."""
+    from dali_msda import DataError
+
+    val = os.path.join(data_root, "val")
+    first = sorted(os.listdir(os.path.join(val, sorted(os.listdir(val))[0])))[0]
+    image = os.path.join(val, sorted(os.listdir(val))[0], first)
+    for label in ("-1", "x", "7", "1.0", "+1", "\u0661"):
+        lst = tmp_path / "list.txt"
+        lst.write_text(f"{image} 0\n{image} {label}\n", encoding="utf-8")
+        for build in (lambda: imagenet_train(file_list=str(lst), num_classes=3, device="cpu",
+                                             mix=MixConfig()),
+                      lambda: imagenet_train(file_list=str(lst), num_classes=3, device="cpu",
+                                             mix=None),
+                      lambda: imagenet_val(file_list=str(lst), num_classes=3, device="cpu",
+                                           targets="index")):
+            with pytest.raises(DataError, match=rf"list\.txt' line 2: expected 'path label' "
+                                                rf"with the label a class index, ASCII digits in "
+                                                rf"\[0, 3\)"):
+                build()
+    (tmp_path / "list.txt").write_text(f"{image}\n")
+    with pytest.raises(DataError, match=r"line 1: expected 'path label'"):
+        imagenet_val(file_list=str(tmp_path / "list.txt"), num_classes=3, device="cpu")
+    # a path with spaces: DALI takes the last field as the label, the rest as the path
+    spaced = tmp_path / "with space"
+    spaced.mkdir()
+    import shutil
+
+    shutil.copy(image, spaced / "an image.jpg")
+    (tmp_path / "list.txt").write_text(f"{spaced / 'an image.jpg'} 2\n{image} 1\n")
+    pipe = imagenet_val(file_list=str(tmp_path / "list.txt"), num_classes=3, batch_size=2,
+                        num_threads=1, device="cpu", crop=32, resize=40, targets="index")
+    pipe.build()
+    images, ids = arrays(pipe.run())
+    np.testing.assert_array_equal(ids.ravel(), [2, 1])
+    np.testing.assert_array_equal(images[0], images[1])  # the same photo, read through both
 
 
 def test_missing_or_empty_dataset(tmp_path):
@@ -251,7 +317,7 @@ def test_file_list_reader(data_root, tmp_path):
     train.build()
     images, targets = arrays(train.run())
     assert images.shape == (8, 3, 32, 32) and targets.shape == (8, N_CLASSES)
-    with pytest.raises(ValueError, match=r"`num_classes` is required with `file_list`"):
+    with pytest.raises(ValueError, match=r"`num_classes` \(or `classes`\) is required with `file_list`"):
         imagenet_train(file_list=str(tmp_path / "list_abs.txt"), device="cpu", mix=MixConfig())
 
 

@@ -71,7 +71,7 @@ def test_scan_names_every_bad_file_and_writes_a_list_of_the_good(tree, tmp_path)
                            "--batch-size", "16", "--device", "cpu"],  # CPU's judgement (the
                           # GPU decoder accepts cut_half.JPEG: seen on an H200)
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]  # 1: bad files listed
     bad = {line.split(":")[0][4:]: line for line in proc.stdout.splitlines()
            if line.startswith("BAD ")}
     assert {os.path.basename(p) for p in bad} == set(BAD_KINDS)
@@ -235,8 +235,10 @@ def test_scan_lists_incomplete_and_undecodable_webdataset_samples(tmp_path):
 def test_file_list_labels_are_checked_against_the_classes(tree, tmp_path):
     bad = tmp_path / "list.txt"
     bad.write_text(f"{tree}/train/a/000.JPEG 0\n{tree}/train/a/001.JPEG 4\n")
-    with pytest.raises(ValueError, match=r"line 2: expected 'path label' with a label in "
-                                         r"\[0, 4\)"):
+    from dali_msda import DataError
+
+    with pytest.raises(DataError, match=r"line 2: expected 'path label' with the label a class "
+                                        r"index, ASCII digits in \[0, 4\)"):
         imagenet_train(file_list=str(bad), classes=["a", "b", "c", "d"], device="cpu",
                        mix=MixConfig())
     with pytest.raises(ValueError, match=r"`num_classes` \(5\) differs from the number of "
@@ -244,3 +246,61 @@ def test_file_list_labels_are_checked_against_the_classes(tree, tmp_path):
         bad.write_text(f"{tree}/train/a/000.JPEG 0\n")
         imagenet_train(file_list=str(bad), classes=["a", "b", "c", "d"], num_classes=5,
                        device="cpu", mix=MixConfig())
+
+
+def run_scan(*args):
+    return subprocess.run([sys.executable, "-m", "dali_msda.pipelines.scan", *map(str, args),
+                           "--workers", "2", "--device", "cpu", "--quiet"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_scan_of_a_file_list_and_exit_statuses(tree, tmp_path):
+    """A file list is scanned as the reader reads it (last field the label, the rest the path,
+    spaces included, relative to the list's folder): bad labels by line, missing and
+    undecodable files; --out writes the good lines, which train. Exit status 0 when nothing
+    is bad, 1 when something is, 2 for a usage error."""
+    import shutil
+
+    spaced = tmp_path / "with space"
+    spaced.mkdir()
+    shutil.copy(tree / "train" / "a" / "000.JPEG", spaced / "a photo.JPEG")
+    good_abs = tree / "train" / "a" / "001.JPEG"
+    (tmp_path / "rel.JPEG").write_bytes(good_abs.read_bytes())
+    lines = [f"{spaced / 'a photo.JPEG'} 1", f"{good_abs} 0", "rel.JPEG 3",  # good
+             f"{good_abs} -1", f"{good_abs} x", f"{good_abs} 4",  # labels: bad with 4 classes
+             f"{tmp_path / 'nope.JPEG'} 0", f"{tree / 'train' / 'b' / 'cut200.JPEG'} 1", ""]
+    lst = tmp_path / "list.txt"
+    lst.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "good.txt"
+    proc = run_scan(lst, "--num-classes", 4, "--out", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    bad = sorted(line.split(":", 2)[1] for line in proc.stdout.splitlines()
+                 if line.startswith("BAD "))
+    assert bad == ["4", "5", "6", "7", "8"], proc.stdout
+    assert "no such file" in proc.stdout and "does not decode" in proc.stdout
+    assert "8 lines: 3 good, 5 bad" in proc.stdout
+    written = out.read_text().splitlines()
+    assert written == [f"{spaced / 'a photo.JPEG'} 1", f"{good_abs} 0",
+                       f"{tmp_path / 'rel.JPEG'} 3"]
+    pipe = imagenet_val(file_list=str(out), num_classes=4, batch_size=3, num_threads=1,
+                        device="cpu", crop=16, resize=20, targets="index")
+    pipe.build()
+    assert [int(np.array(t)[0]) for t in pipe.run()[1]] == [1, 0, 3]
+    # nothing bad: 0; a usage error: 2
+    assert run_scan(out, "--num-classes", 4).returncode == 0
+    assert run_scan(tmp_path / "missing").returncode == 2
+    assert run_scan(out, "--num-classes", 0).returncode == 2
+
+
+def test_scan_checks_cls_against_the_class_count(tmp_path):
+    jpg = encode(photo(1))
+    write_shard(tmp_path / "s.tar", [("k0", {"jpg": jpg, "cls": b"2"}),
+                                     ("k1", {"jpg": jpg, "cls": b" 7\n"}),
+                                     ("k2", {"jpg": jpg, "cls": b"-1"})])
+    proc = run_scan(tmp_path / "s.tar", "--num-classes", 3)
+    assert proc.returncode == 1
+    assert "s.tar:k1: .cls is not a class index" in proc.stdout and "below 3" in proc.stdout
+    assert "s.tar:k2: .cls is not a class index" in proc.stdout
+    assert "3 samples: 1 good, 2 bad" in proc.stdout
+    proc = run_scan(tmp_path / "s.tar")  # without a class count, 7 is a class index
+    assert "s.tar:k1" not in proc.stdout and "s.tar:k2" in proc.stdout
