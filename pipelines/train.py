@@ -21,10 +21,13 @@ has none yet): the batches and losses are those of an uninterrupted run. The fil
 """
 
 import argparse
+import datetime
+import fcntl
 import hashlib
 import json
 import math
 import os
+import socket
 import sys
 import time
 
@@ -148,9 +151,51 @@ def evaluate(model, loader, torch_device):
 
 # ---- checkpoints -------------------------------------------------------------------------------
 
+LOCK_NAME = "checkpoint.lock"
+
+
+class CheckpointDirLock:
+    """One writer per checkpoint directory: an advisory lock (flock) on DIR/checkpoint.lock,
+    held while the run lives. The kernel drops it when the holder exits, however it dies
+    (SIGKILL included), so a dead run's lock never blocks; the file names the holder (host, PID,
+    start time, command) for the error a second run gets."""
+
+    def __init__(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, LOCK_NAME)
+        self._f = open(self.path, "a+")
+        try:
+            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.seek(0)
+            holder = self._f.read().strip() or "(it has not written its name yet)"
+            self._f.close()
+            raise ValueError(f"--checkpoint-dir {directory!r} is in use by another run: "
+                             f"{holder}. Wait for it to end, stop it, or use another "
+                             "--checkpoint-dir (two runs writing one directory would overwrite "
+                             "each other's checkpoints).") from None
+        self._f.seek(0)
+        self._f.truncate()
+        self._f.write(f"host {socket.gethostname()}, PID {os.getpid()}, started "
+                      f"{datetime.datetime.now().isoformat(timespec='seconds')}, command "
+                      f"{' '.join(sys.argv)[:300]}\n")
+        self._f.flush()
+
+    def release(self):
+        if not self._f.closed:
+            self._f.close()  # closing drops the flock
+
+
+def progress_of(state):
+    """(epoch, step) of a checkpoint: how far the run it holds had trained."""
+    return int(state["epoch"]), int(state["step"])
+
+
 def save_checkpoint(state, directory):
     """torch.save `state` to directory/checkpoint.pt atomically: a temporary file, fsync, then
-    os.replace (a kill or an error during the write leaves the previous checkpoint)."""
+    os.replace (a kill or an error during the write leaves the previous checkpoint). A
+    checkpoint is never replaced by one of an earlier (epoch, step): checked before the
+    rename (the file's tensors are memory-mapped, not read)."""
     os.makedirs(directory, exist_ok=True)
     final = os.path.join(directory, CHECKPOINT_NAME)
     tmp = f"{final}.tmp.{os.getpid()}"
@@ -159,6 +204,13 @@ def save_checkpoint(state, directory):
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        if "epoch" in state and os.path.exists(final):
+            old = torch.load(final, map_location="cpu", weights_only=True, mmap=True)
+            if isinstance(old, dict) and "epoch" in old and progress_of(old) > progress_of(state):
+                raise RuntimeError(
+                    f"{final} holds a later point of the run (epoch {old['epoch'] + 1}, step "
+                    f"{old['step']}) than this one (epoch {state['epoch'] + 1}, step "
+                    f"{state['step']}); not replaced. Is another run writing this directory?")
         os.replace(tmp, final)
     finally:
         if os.path.exists(tmp):
@@ -191,6 +243,88 @@ def load_checkpoint(directory):
         raise ValueError(f"--resume: {path} is not a {CHECKPOINT_FORMAT} checkpoint (format "
                          f"{state.get('format') if isinstance(state, dict) else type(state)!r}).")
     return state
+
+
+def data_fingerprint(source):
+    """What a reader reads, for a resume to check: an ImageFolder tree's files (relative paths
+    as the reader lists them, sizes), a file list's lines and their files' sizes, or shards'
+    names and sizes. Paths are kept as 64-bit hashes (a few MB for ImageNet)."""
+    import numpy as np
+
+    from dali_msda.pipelines.imagenet import read_file_list
+    from dali_msda.pipelines.scan import tree_items
+
+    if "data_dir" in source:
+        root = source["data_dir"]
+        entries = [(os.path.relpath(p, root), os.path.getsize(p))
+                   for p, _ in tree_items(root)[0]]
+        kind = "tree"
+    elif "file_list" in source:
+        entries = [(f"{path}\t{label}", os.path.getsize(path) if os.path.exists(path) else -1)
+                   for _, path, label, _ in read_file_list(source["file_list"], None)]
+        kind = "file list"
+    else:
+        entries = [(os.path.basename(p), os.path.getsize(p)) for p in source["wds_paths"]]
+        kind = "shards"
+    hashes = np.array([int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogateescape"),
+                                                      digest_size=8).digest(), "little")
+                       for name, _ in entries], dtype=np.uint64).view(np.int64)
+    order = np.argsort(hashes, kind="stable")
+    return {"kind": kind, "count": len(entries),
+            "names": torch.from_numpy(hashes[order].copy()),
+            "sizes": torch.tensor([entries[k][1] for k in order], dtype=torch.int64)}
+
+
+def compare_fingerprints(saved, now):
+    """(added, removed, changed) entries between two data_fingerprint()s."""
+    a = dict(zip(saved["names"].tolist(), saved["sizes"].tolist()))
+    b = dict(zip(now["names"].tolist(), now["sizes"].tolist()))
+    changed = sum(1 for k in a.keys() & b.keys() if a[k] != b[k])
+    return len(b.keys() - a.keys()), len(a.keys() - b.keys()), changed
+
+
+def trim_batch_log(path, epoch, step):
+    """Drops the lines of a --log-batches file past (epoch, step) (0-based epoch, as in a
+    checkpoint): steps a killed run logged after its last checkpoint, which the resumed run
+    logs again. Rewritten atomically."""
+    if not os.path.exists(path):
+        return
+    keep = []
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut by the kill
+            if (row["epoch"] - 1, row["step"]) <= (epoch, step):
+                keep.append(line if line.endswith("\n") else line + "\n")
+    with open(path + ".tmp", "w") as f:
+        f.writelines(keep)
+    os.replace(path + ".tmp", path)
+
+
+def check_data(ckpt, data, path, accept, say):
+    """Refuse to resume on other training data than the checkpoint's (the batches would differ
+    from an uninterrupted run's), unless `accept`; says what changed either way."""
+    saved = ckpt.get("data")
+    if saved is None:
+        say(f"--resume: {path} records no fingerprint of its data (an older checkpoint); the "
+            "data is not checked.")
+        return
+    added, removed, changed = compare_fingerprints(saved, data)
+    if saved["kind"] == data["kind"] and not (added or removed or changed):
+        return
+    what = (f"the checkpoint's data is a {saved['kind']}, this run's a {data['kind']}"
+            if saved["kind"] != data["kind"] else
+            f"{added} added, {removed} removed, {changed} changed of {saved['count']} "
+            f"({'files' if data['kind'] != 'shards' else 'shards'})")
+    if not accept:
+        raise ValueError(f"--resume: the training data differs from {path}'s: {what}. The "
+                         "batches after the resume would not be those of an uninterrupted run. "
+                         "Resume on the data it was written with, or add --accept-data-change "
+                         "to continue anyway.")
+    say(f"--resume: the training data differs from the checkpoint's ({what}); continuing "
+        "(--accept-data-change): the batches differ from an uninterrupted run.")
 
 
 def check_run_config(saved, current, path):
@@ -246,9 +380,14 @@ def _or(value, default):
     return default if value is None else value
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
+                     argparse.ArgumentDefaultsHelpFormatter):
+    """The module's docstring as written, and every option's default in --help."""
+
+
 def build_parser():
     ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.train", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=_HelpFormatter)
     ap.add_argument("--data", default=None, help="root with train/ and val/ (default: embedded)")
     ap.add_argument("--file-list", default=None,
                     help="train on this 'path label' list (e.g. from dali_msda.pipelines.scan) "
@@ -312,6 +451,9 @@ def build_parser():
                     help="also save every N training steps (0: epoch ends only)")
     ap.add_argument("--resume", action="store_true",
                     help="continue from --checkpoint-dir's checkpoint (start if it has none)")
+    ap.add_argument("--accept-data-change", action="store_true",
+                    help="resume although the training data differs from the checkpoint's "
+                         "(the batches then differ from an uninterrupted run)")
     ap.add_argument("--log-batches", default=None,
                     help="append a JSON line per step: epoch, step, SHA-256 of the images and "
                          "targets, loss (FILE.rank<R> per rank under torchrun)")
@@ -342,17 +484,32 @@ def main(argv=None):
                                " (auto: DALI sees a GPU)" if device == "gpu" else
                                " (auto: DALI sees no GPU)") + f", {world} process(es)")
     # whichever rank builds the embedded dataset says so (the others wait for it)
-    root = args.data or embedded_dataset(log=lambda msg: print(msg, flush=True))
+    built = []
+    root = args.data or embedded_dataset(log=lambda msg: (built.append(msg),
+                                                          print(msg, flush=True)))
     say(f"data: {root}" + ("" if args.data else
-                           " (the embedded dataset, cached; --data for your own)"))
+                           f" (the embedded dataset, {'built now' if built else 'cached'}; "
+                           "--data for your own)"))
     for split in ("train", "val"):
         if not os.path.isdir(os.path.join(root, split)):
             sys.exit(f"--data {root!r} must contain {split}/ (an ImageFolder tree)")
     run_config = {k: getattr(args, k) for k in RUN_OPTIONS}
     run_config.update(world_size=world, device=device)
-    ckpt, ckpt_path = None, None
+    source = (dict(file_list=args.file_list) if args.file_list else
+              dict(data_dir=os.path.join(root, "train")))
+    ckpt, ckpt_path, lock, data = None, None, None, None
     if args.checkpoint_dir:
         ckpt_path = os.path.join(args.checkpoint_dir, CHECKPOINT_NAME)
+        # one writer per directory: rank 0 holds the lock (it writes), every rank learns why not
+        try:
+            lock = CheckpointDirLock(args.checkpoint_dir) if rank == 0 else None
+            refused = None
+        except ValueError as e:
+            refused = str(e)
+        refused = gather(refused, world)[0]
+        if refused:
+            sys.exit(refused)
+        data = data_fingerprint(source)
         try:
             ckpt = load_checkpoint(args.checkpoint_dir)
             if ckpt is not None and not args.resume:
@@ -360,8 +517,20 @@ def main(argv=None):
                                  "continue that run, or choose another directory.")
             if ckpt is not None:
                 check_run_config(ckpt["config"], run_config, ckpt_path)
+                check_data(ckpt, data, ckpt_path, args.accept_data_change, say)
         except ValueError as e:
             sys.exit(str(e))
+        if ckpt is not None and ckpt["epoch"] >= args.epochs:
+            say(f"--resume: the run in {ckpt_path} has finished (all {args.epochs} epochs); "
+                "nothing left to do.")
+            if rank == 0 and args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"world_size": world, "device": device,
+                               "epochs": list(ckpt["summary"]), "finished": True}, f, indent=2)
+            if dist.is_initialized():
+                dist.destroy_process_group()
+            return {"world_size": world, "device": device, "epochs": list(ckpt["summary"]),
+                    "finished": True}
         if args.resume:
             say(f"resuming from {ckpt_path}: epoch {ckpt['epoch'] + 1}, step {ckpt['step']}"
                 if ckpt else f"--resume: no checkpoint in {args.checkpoint_dir} yet; starting")
@@ -370,9 +539,7 @@ def main(argv=None):
     classes = ckpt["classes"] if ckpt else None
     if args.file_list and classes is None:
         classes = folder_classes(os.path.join(root, "train"))
-    source = (dict(file_list=args.file_list, classes=classes) if args.file_list else
-              dict(data_dir=os.path.join(root, "train"), classes=classes))
-    train_pipe = imagenet_train(**source, batch_size=args.batch_size,
+    train_pipe = imagenet_train(**source, classes=classes, batch_size=args.batch_size,
                                 num_threads=args.threads, device=device, crop=args.crop,
                                 dtype=dtype, mix=schedule, seed=args.seed * 1000 + rank,
                                 checkpointing=bool(args.checkpoint_dir),
@@ -415,7 +582,10 @@ def main(argv=None):
                      f"the checkpoint at epoch {start_epoch + 1}; the file is inconsistent.")
     batch_log = None
     if args.log_batches:
-        batch_log = open(args.log_batches + (f".rank{rank}" if world > 1 else ""), "a")
+        log_path = args.log_batches + (f".rank{rank}" if world > 1 else "")
+        if ckpt:  # what a killed run logged past its checkpoint is logged again below
+            trim_batch_log(log_path, ckpt["epoch"], ckpt["step"])
+        batch_log = open(log_path, "a")
 
     def checkpoint(epoch, step):
         mine = {"pipeline": train.checkpoint(), "torch_rng": torch.get_rng_state(),
@@ -424,6 +594,7 @@ def main(argv=None):
         ranks = gather(mine, world)
         if rank == 0:
             save_checkpoint({"format": CHECKPOINT_FORMAT, "config": run_config,
+                             "data": data,
                              "classes": train_pipe.classes, "epoch": epoch, "step": step,
                              "model": bare.state_dict(),
                              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -482,6 +653,8 @@ def main(argv=None):
             checkpoint(epoch + 1, 0)
     if batch_log:
         batch_log.close()
+    if lock:
+        lock.release()
     if rank == 0 and args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -168,20 +169,33 @@ def test_train_killed_and_resumed_matches_an_uninterrupted_run(data_root, tmp_pa
     saved = load_checkpoint(ck)
     saved_at = saved["epoch"] * 26 + saved["step"]  # global steps trained, epoch 0-based
     assert saved["step"] % 3 == 0 and 0 < saved_at <= killed_at, (saved_at, killed_at)
+    # the resumed run appends to the killed run's log: what that one logged past its
+    # checkpoint is dropped, so the log ends up as an uninterrupted run's, each step once
     resumed = subprocess.run(TRAIN + args + ["--checkpoint-dir", ck, "--resume",
-                                             "--log-batches", str(tmp_path / "c.log"),
+                                             "--log-batches", str(tmp_path / "b.log"),
                                              "--json", str(tmp_path / "c.json")],
                              cwd=ROOT, env=e, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout
-    full_log, resumed_log = read_log(tmp_path / "a.log"), read_log(tmp_path / "c.log")
+    full_log, whole = read_log(tmp_path / "a.log"), read_log(tmp_path / "b.log")
     assert len(full_log) == 52
+    assert [(r["epoch"], r["step"]) for r in whole] == [(r["epoch"], r["step"]) for r in full_log]
+    resumed_log = whole[saved_at:]
     first = (resumed_log[0]["epoch"] - 1) * 26 + resumed_log[0]["step"]
     # it continues right after the checkpoint it found: nothing skipped, nothing repeated
     assert first == saved_at + 1, (first, saved_at, killed_at)
     compare(full_log, resumed_log, json.loads((tmp_path / "a.json").read_text()),
             json.loads((tmp_path / "c.json").read_text()), losses=device == "cpu")
+    compare(full_log, whole, json.loads((tmp_path / "a.json").read_text()),
+            json.loads((tmp_path / "c.json").read_text()), losses=device == "cpu")
     assert json.loads((tmp_path / "c.json").read_text())["epochs"][1]["mixing"] is False
+    # resuming the finished run: it says so, exits 0, logs nothing more
+    again = subprocess.run(TRAIN + args + ["--checkpoint-dir", ck, "--resume",
+                                           "--log-batches", str(tmp_path / "b.log")],
+                           cwd=ROOT, env=e, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "has finished (all 2 epochs); nothing left to do" in again.stdout
+    assert read_log(tmp_path / "b.log") == whole
 
 
 def test_two_ranks_killed_and_resumed_under_torchrun(data_root, tmp_path):
@@ -272,3 +286,86 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert train_mod.load_checkpoint(str(tmp_path))["n"] == 1
     assert os.listdir(tmp_path) == ["checkpoint.pt"]  # no temporary file left behind
+
+
+# ---- one writer per directory, the data a resume expects ----------------------------------------
+
+def test_a_second_run_on_one_checkpoint_dir_is_refused_until_the_first_is_gone(data_root,
+                                                                               tmp_path):
+    args = ARGS + ["--data", data_root, "--mode", "elem", "--device", "cpu", "--epochs", "3"]
+    e = env()
+    ck = str(tmp_path / "ck")
+    first = subprocess.Popen(TRAIN + args + ["--checkpoint-dir", ck, "--log-batches",
+                                             str(tmp_path / "a.log")], cwd=ROOT, env=e,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not (os.path.exists(tmp_path / "a.log") and
+                                              len(read_log(tmp_path / "a.log")) >= 4):
+            time.sleep(0.05)
+        assert first.poll() is None, first.stdout.read().decode()[-2000:]
+        second = subprocess.run(TRAIN + args + ["--checkpoint-dir", ck, "--resume"], cwd=ROOT,
+                                env=e, capture_output=True, text=True, timeout=300)
+        assert second.returncode != 0
+        assert f"is in use by another run: host {socket.gethostname()}, PID {first.pid}" in \
+            second.stderr, second.stderr[-2000:]
+        from dali_msda.pipelines.train import load_checkpoint
+
+        before = load_checkpoint(ck)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # a dead holder's lock must not block
+        first.wait()
+        first.stdout.close()
+    third = subprocess.run(TRAIN + args + ["--checkpoint-dir", ck, "--resume", "--steps", "0"],
+                           cwd=ROOT, env=e, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-3000:]
+    after = load_checkpoint(ck)
+    assert (after["epoch"], after["step"]) >= (before["epoch"], before["step"])
+
+
+def test_an_older_checkpoint_never_replaces_a_newer_one(tmp_path):
+    from dali_msda.pipelines import train as train_mod
+
+    state = {"format": train_mod.CHECKPOINT_FORMAT, "epoch": 1, "step": 6, "n": 1}
+    train_mod.save_checkpoint(state, str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"holds a later point of the run \(epoch 2, step 6\) "
+                                           r"than this one \(epoch 2, step 3\); not replaced"):
+        train_mod.save_checkpoint(dict(state, step=3, n=2), str(tmp_path))
+    assert train_mod.load_checkpoint(str(tmp_path))["n"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.pt"]  # no temporary file left
+    train_mod.save_checkpoint(dict(state, epoch=2, step=0, n=3), str(tmp_path))
+    assert train_mod.load_checkpoint(str(tmp_path))["n"] == 3
+
+
+def test_resume_refuses_changed_data(data_root, tmp_path):
+    import shutil
+
+    from dali_msda.pipelines.train import main
+
+    root = tmp_path / "data"
+    shutil.copytree(data_root, root)
+    ck = str(tmp_path / "ck")
+    base = ["--data", str(root), "--epochs", "2", "--steps", "1", "--batch-size", "8",
+            "--crop", "32", "--width", "4", "--threads", "1", "--device", "cpu",
+            "--checkpoint-dir", ck, "--checkpoint-every", "1"]
+    main(base[:2] + ["--epochs", "2"] + base[4:])  # finished: 2 epochs of 1 step
+    train = root / "train"
+    classes = sorted(os.listdir(train))
+    files = sorted(os.listdir(train / classes[0]))
+    (train / classes[0] / files[0]).unlink()                              # removed
+    (train / classes[0] / files[1]).unlink()                              # removed
+    shutil.copy(train / classes[1] / sorted(os.listdir(train / classes[1]))[0],
+                train / classes[0] / "new.jpg")                           # added
+    with open(train / classes[2] / sorted(os.listdir(train / classes[2]))[0], "ab") as f:
+        f.write(b"\0")                                                    # changed
+    with pytest.raises(SystemExit, match=r"the training data differs from .*checkpoint\.pt's: 1 "
+                                         r"added, 2 removed, 1 changed of 420 \(files\)\. The "
+                                         r"batches after the resume would not be"):
+        main(base + ["--resume"])
+    summary = main(base + ["--resume", "--accept-data-change"])  # accepted: says so, goes on
+    assert summary["finished"] is True
+    lst = tmp_path / "list.txt"
+    lst.write_text("".join(f"{p} 0\n" for p in sorted((train / classes[3]).iterdir())))
+    with pytest.raises(SystemExit, match=r"the checkpoint's data is a tree, this run's a file list"):
+        main(base + ["--resume", "--file-list", str(lst)])
