@@ -288,8 +288,9 @@ Plan MakePlan(const MethodSpec &m, bool elem, int n, bool mirror, uint32_t seed)
     p.tables.resize(off + msda::TableSize(m.method, kH, kW));
     p.bits.resize(boff + msda::BitsSize(m.method, kH, kW));
     double w;
-    p.params[i] = msda::PlanSample(m.method, d, i, n, 0.5, true, m.bilinear, kH, kW,
-                                   p.tables.data() + off, off, boff, &w);
+    const msda::MaskOptions options{0.5, true, m.bilinear, false};
+    p.params[i] = msda::PlanSample(m.method, d, i, n, options, kH, kW, p.tables.data() + off,
+                                   off, boff, &w);
     if (p.params[i].kind == msda::kMaskBits) {
       if (elem || i == 0)
         for (auto &v : noise) v = normal(rng);

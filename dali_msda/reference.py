@@ -54,13 +54,22 @@ def draw_params(rng, batch_size, height, width, alpha=1.0, prob=1.0, mode="batch
 
 # ---- spec sections 3-6: masks -------------------------------------------------------------------
 
-def cut_box(side, cy, cx, height, width):
-    """Box of side ratio `side` around (cy, cx), clipped (spec 4): rows [y0, y1), cols [x0, x1)."""
+BOXES = ("even", "exact")
+
+
+def cut_box(side, cy, cx, height, width, box="even"):
+    """Box of side ratio `side` around (cy, cx), clipped (spec 4): rows [y0, y1), cols [x0, x1).
+    `box="even"`: [cy - cut_h // 2, cy + cut_h // 2), an even side (timm's rand_bbox, the CutMix
+    and HMix/GMix authors' code); "exact": [cy - cut_h // 2, cy + (cut_h + 1) // 2)."""
+    if box not in BOXES:
+        raise ValueError(f"box must be one of {BOXES}; got {box!r}")
     cut_h, cut_w = int(height * side), int(width * side)
+    up_h, up_w = ((cut_h + 1) // 2, (cut_w + 1) // 2) if box == "exact" else (cut_h // 2,
+                                                                             cut_w // 2)
     y0 = min(max(cy - cut_h // 2, 0), height)
-    y1 = min(max(cy + cut_h // 2, 0), height)
+    y1 = min(max(cy + up_h, 0), height)
     x0 = min(max(cx - cut_w // 2, 0), width)
-    x1 = min(max(cx + cut_w // 2, 0), width)
+    x1 = min(max(cx + up_w, 0), width)
     return y0, y1, x0, x1
 
 
@@ -78,20 +87,20 @@ def mixup_mask(lam, height, width):
     return np.full((height, width), lam, dtype=np.float32), float(lam)
 
 
-def cutmix_mask(lam, cy, cx, height, width, correct_lam=True):
+def cutmix_mask(lam, cy, cx, height, width, correct_lam=True, box="even"):
     """Spec 4: the partner inside a box of side ratio sqrt(1 - lam); label weight from its area."""
     lam = float(np.float32(lam))
-    box = cut_box(math.sqrt(1.0 - lam), cy, cx, height, width)
+    box = cut_box(math.sqrt(1.0 - lam), cy, cx, height, width, box)
     area = (box[1] - box[0]) * (box[3] - box[2])
     weight = 1.0 - area / (float(height) * width) if correct_lam else lam
     return box_mask(box, 1.0, height, width), weight
 
 
-def hmix_mask(lam, cy, cx, height, width, ratio=0.5):
+def hmix_mask(lam, cy, cx, height, width, ratio=0.5, box="even"):
     """Spec 5: box of side ratio sqrt(r (1 - lam)), weight a = lam / lam_box outside it."""
     lam = float(np.float32(lam))
     ratio = float(np.float32(ratio))
-    box = cut_box(math.sqrt(ratio * (1.0 - lam)), cy, cx, height, width)
+    box = cut_box(math.sqrt(ratio * (1.0 - lam)), cy, cx, height, width, box)
     lam_box = 1.0 - (box[1] - box[0]) * (box[3] - box[2]) / (float(height) * width)
     a = np.float32(min(1.0, lam / lam_box) if lam_box > 0.0 else 0.0)
     return box_mask(box, a, height, width), float(a) * lam_box
@@ -209,7 +218,7 @@ def resized_partner(xj, box, layout, interp="nearest"):
 
 
 def sample_mask(method, lam, cy, cx, height, width, hmix_ratio=0.5, correct_lam=True,
-                fmix_noise=None, fmix_round_up=None, decay_power=3.0):
+                fmix_noise=None, fmix_round_up=None, decay_power=3.0, box="even"):
     """(mask, label weight) of one applied sample. FMix takes its noise (H x (W // 2 + 1) x 2)
     and rounding coin instead of a centre."""
     if method == "resizemix":  # lam is the scale tau
@@ -222,9 +231,9 @@ def sample_mask(method, lam, cy, cx, height, width, hmix_ratio=0.5, correct_lam=
     if method == "mixup":
         return mixup_mask(lam, height, width)
     if method == "cutmix":
-        return cutmix_mask(lam, cy, cx, height, width, correct_lam)
+        return cutmix_mask(lam, cy, cx, height, width, correct_lam, box)
     if method == "hmix":
-        return hmix_mask(lam, cy, cx, height, width, hmix_ratio)
+        return hmix_mask(lam, cy, cx, height, width, hmix_ratio, box)
     if method == "gmix":
         return gmix_mask(lam, cy, cx, height, width)
     raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -381,7 +390,7 @@ def expand_mask(mask, layout, shape):
 def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_classes=None,
         hmix_ratio=0.5, correct_lam=True, label_smoothing=0.0, dtype=None, mean=None, std=None,
         mirror=None, output_layout=None, fmix_noise=None, fmix_round_up=None, decay_power=3.0,
-        given_masks=None, resize_interp="nearest"):
+        given_masks=None, resize_interp="nearest", box="even"):
     """The whole operator for given per-sample parameters.
 
     images: array (B, ...) in `layout`; labels: B class ids or (B, K) float vectors;
@@ -392,7 +401,8 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
     flag) and `output_layout` (the output's layout; default `layout`). The masks are in output
     coordinates (not flipped). FMix (spec 9): `fmix_noise` (B, H, W // 2 + 1, 2) and
     `fmix_round_up` (B bools: ceil or floor of lam H W ones); `center` is not used. ResizeMix
-    (spec 10): `lam` is the scale tau; `resize_interp` "nearest" or "bilinear". `given_masks`
+    (spec 10): `lam` is the scale tau; `resize_interp` "nearest" or "bilinear". `box`: CutMix's and
+    HMix's box, "even" or "exact" (cut_box). `given_masks`
     (B, H, W): apply these masks instead (label weight: the mask mean), e.g. the op's own FMix
     masks (`output_mask`) to check the blend where the noise is the op's.
     Returns (mixed, targets float32 (B, K), masks float32 (B, H, W)).
@@ -439,7 +449,7 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
             mask, weight = sample_mask(
                 method, lam[i], cy, cx, height, width, hmix_ratio, correct_lam,
                 None if fmix_noise is None else fmix_noise[i],
-                None if fmix_round_up is None else bool(fmix_round_up[i]), decay_power)
+                None if fmix_round_up is None else bool(fmix_round_up[i]), decay_power, box)
         else:
             mask, weight = np.ones((height, width), dtype=np.float32), 1.0
         m = expand_mask(mask, layout, images.shape[1:])

@@ -20,7 +20,7 @@ METHOD_IDS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4, "resizem
 CUTMIX_MODES = {"bbox": "cutmix", "hmix": "hmix", "gmix": "gmix"}  # the official code's names
 # MixConfig fields baked into a pipeline when it is built (not live through the schedule)
 BUILD_FIXED = ("mode", "label_smoothing", "correct_lam", "num_classes", "decay_power",
-               "scale_min", "scale_max", "resize_interp")
+               "scale_min", "scale_max", "resize_interp", "box")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +31,8 @@ class MixConfig:
     CutMix switching (see `from_timm`). `prob`: the chance that mixing is applied at all.
     `num_classes` (optional): checked against the data's class count by the pipelines.
     `decay_power`: FMix's spectrum decay; `scale_min`, `scale_max`, `resize_interp`: ResizeMix's
-    scale range and resizing (fn.msda.mix arguments of the same names)."""
+    scale range and resizing; `box`: CutMix's and HMix's box, "even" (timm's, the default) or
+    "exact" (fn.msda.mix arguments of the same names)."""
     method: str = "hmix"
     alpha: float = 1.0
     hmix_ratio: float = 0.5
@@ -48,6 +49,7 @@ class MixConfig:
     scale_min: float = 0.1
     scale_max: float = 0.8
     resize_interp: str = "nearest"
+    box: str = "even"
 
     def __post_init__(self):
         for name in ("method", "switch_method"):
@@ -74,6 +76,8 @@ class MixConfig:
         if self.resize_interp not in ("nearest", "bilinear"):
             raise ValueError(f"MixConfig: `resize_interp` must be 'nearest' or 'bilinear'; got "
                              f"{self.resize_interp!r}.")
+        if self.box not in ("even", "exact"):
+            raise ValueError(f"MixConfig: `box` must be 'even' or 'exact'; got {self.box!r}.")
         if self.scale_min > self.scale_max:
             raise ValueError(f"MixConfig: `scale_min` must be <= `scale_max`; got "
                              f"{self.scale_min} > {self.scale_max}.")
@@ -158,7 +162,7 @@ class MixSchedule:
         """Change method, alpha, hmix_ratio, prob, enabled or the switching (switch_method,
         switch_alpha, switch_prob); mode, label_smoothing, correct_lam and num_classes are
         fixed when the pipeline is built (and decay_power, scale_min, scale_max,
-        resize_interp)."""
+        resize_interp, box)."""
         fixed = set(BUILD_FIXED) & set(changes)
         if fixed:
             raise ValueError(f"MixSchedule.set: {sorted(fixed)} are fixed when the pipeline is "

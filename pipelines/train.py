@@ -45,7 +45,7 @@ CHECKPOINT_FORMAT = "dali_msda.train/1"
 # the options a checkpoint must have been written with to be resumed (plus ranks and device)
 RUN_OPTIONS = ("epochs", "steps", "batch_size", "lr", "width", "crop", "method", "alpha",
                "hmix_ratio", "prob", "mode", "label_smoothing", "mix_off_epochs", "seed",
-               "decay_power", "scale_min", "scale_max", "resize_interp",
+               "decay_power", "scale_min", "scale_max", "resize_interp", "box",
                "mixup", "cutmix", "cutmix_minmax", "mixup_prob", "mixup_switch_prob",
                "mixup_mode", "cutmix_mode", "mixup_off_epoch")
 TIMM_FLAGS = ("mixup", "cutmix", "cutmix_minmax", "mixup_prob", "mixup_switch_prob",
@@ -366,23 +366,32 @@ def mix_config_from_args(args):
             cutmix_minmax=args.cutmix_minmax, prob=_or(args.mixup_prob, 1.0),
             switch_prob=_or(args.mixup_switch_prob, 0.5), mode=_or(args.mixup_mode, "batch"),
             label_smoothing=_or(smoothing, 0.1), num_classes=None,
-            cutmix_mode=_or(args.cutmix_mode, "bbox"), hmix_ratio=_or(args.hmix_ratio, 1.0))
+            cutmix_mode=_or(args.cutmix_mode, "bbox"),
+            hmix_ratio=_or(args.hmix_ratio, 1.0)).replace(box=args.box)
     if args.method == "none":
         return None
     return MixConfig(method=_or(args.method, "hmix"), alpha=_or(args.alpha, 1.0),
                      hmix_ratio=_or(args.hmix_ratio, 0.5), prob=_or(args.prob, 1.0),
                      mode=_or(args.mode, "elem"), label_smoothing=_or(smoothing, 0.0),
                      decay_power=args.decay_power, scale_min=args.scale_min,
-                     scale_max=args.scale_max, resize_interp=args.resize_interp)
+                     scale_max=args.scale_max, resize_interp=args.resize_interp, box=args.box)
 
 
 def _or(value, default):
     return default if value is None else value
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
-                     argparse.ArgumentDefaultsHelpFormatter):
-    """The module's docstring as written, and every option's default in --help."""
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The module's docstring as written, and every option's default in --help (options whose
+    default is None state theirs in their help, as it depends on the other flags)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if default is not None and default is not False and default is not argparse.SUPPRESS \
+                and "(default" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
 
 
 def build_parser():
@@ -393,12 +402,12 @@ def build_parser():
                     help="train on this 'path label' list (e.g. from dali_msda.pipelines.scan) "
                          "instead of --data's train/; labels index --data's train/ classes")
     ap.add_argument("--val-file-list", default=None, help="the same for val/")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=2, help="epochs to train")
     ap.add_argument("--steps", type=int, default=0, help="stop each epoch after N steps (0: all)")
     ap.add_argument("--batch-size", type=int, default=32, help="per process")
-    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--lr", type=float, default=0.1, help="peak learning rate (one-cycle)")
     ap.add_argument("--width", type=int, default=16, help="ResNet width (64 = ResNet-18)")
-    ap.add_argument("--crop", type=int, default=224)
+    ap.add_argument("--crop", type=int, default=224, help="training crop side, px")
     mixing = ap.add_argument_group(
         "mixing", "either this project's flags (--method, --alpha, --prob, --mode; default HMix, "
         "alpha 1, per element) or timm's (--mixup, --cutmix, ...: MixConfig.from_timm, the same "
@@ -413,7 +422,10 @@ def build_parser():
     mixing.add_argument("--scale-max", type=float, default=0.8,
                         help="ResizeMix: largest scale of the pasted partner (default 0.8)")
     mixing.add_argument("--resize-interp", choices=["nearest", "bilinear"], default="nearest",
-                        help="ResizeMix: how the partner is resized (default nearest)")
+                        help="ResizeMix: how the partner is resized")
+    mixing.add_argument("--box", choices=["even", "exact"], default="even",
+                        help="CutMix / HMix: the box's side, even (timm's) or exactly "
+                             "floor(H sqrt(1 - lam))")
     mixing.add_argument("--alpha", type=float, default=None, help="(default 1.0)")
     mixing.add_argument("--hmix-ratio", type=float, default=None,
                         help="(default 0.5; 1.0 with timm's flags, the official default)")
@@ -441,9 +453,10 @@ def build_parser():
                              "(default bbox)")
     mixing.add_argument("--mixup-off-epoch", type=int, default=0,
                         help="timm: switch mixing off from this epoch on (0: never)")
-    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                    help="auto: the GPU when DALI sees one")
     ap.add_argument("--threads", type=int, default=4, help="DALI CPU threads")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="model and augmentation seed")
     ap.add_argument("--json", default=None, help="write a summary here (rank 0)")
     ap.add_argument("--checkpoint-dir", default=None,
                     help="save DIR/checkpoint.pt at each epoch end (and see --checkpoint-every)")

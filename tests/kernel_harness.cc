@@ -45,6 +45,7 @@ struct Inputs {
   const unsigned char *fmix_round_up;  // FMix: n coins, or null
   float decay_power;
   int resize_linear;  // ResizeMix: bilinear
+  int exact_box;      // CutMix / HMix: box="exact"
   int64_t *plan;      // out (may be null): vec_c, unit_px, groups, units, blocks, mask_vec
   int64_t *traffic;   // out (may be null): see Traffic
 };
@@ -129,9 +130,10 @@ int Emulate(const Inputs &a) {
     Draw d{a.apply[i] != 0, a.lam[i], a.cy[i], a.cx[i],
            a.fmix_round_up ? a.fmix_round_up[i] != 0 : false};
     double w;
-    p[i] = PlanSample(static_cast<Method>(a.method), d, i, n, a.hmix_ratio, a.correct_lam,
-                      a.resize_linear, H, W, tables.data() + i * stride, i * stride,
-                      i * bits_stride, &w);
+    const MaskOptions options{a.hmix_ratio, a.correct_lam != 0, a.resize_linear != 0,
+                              a.exact_box != 0};
+    p[i] = PlanSample(static_cast<Method>(a.method), d, i, n, options, H, W,
+                      tables.data() + i * stride, i * stride, i * bits_stride, &w);
     if (p[i].kind == kMaskBits) {  // the FMix mask, as the operator's BuildFMixMasks makes it
       const int64_t size = FMixNoiseSize(H, W);
       std::vector<double> noise(a.fmix_noise + i * size, a.fmix_noise + (i + 1) * size);

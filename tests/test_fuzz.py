@@ -65,7 +65,7 @@ def cases(draw):
                                      st.floats(1e-3, 1e3))),
                 prob=draw(unit()), hmix_ratio=draw(unit()), label_smoothing=draw(unit()),
                 correct_lam=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)),
-                soft_labels=draw(st.booleans()))
+                soft_labels=draw(st.booleans()), box=draw(st.sampled_from(["even", "exact"])))
     if draw(st.booleans()):
         case["lam"] = draw(st.lists(unit((0.0, 1.0, ONE_MINUS, 0.5)), min_size=batch,
                                     max_size=batch))
@@ -114,7 +114,7 @@ def materialise(case):
         labels = np.array([[i % k] for i in range(case["batch"])], dtype=np.int32)
     common = {name: case[name] for name in ("method", "hmix_ratio", "correct_lam",
                                             "label_smoothing", "mean", "std", "output_layout",
-                                            "mirror") if case.get(name) is not None}
+                                            "mirror", "box") if case.get(name) is not None}
     op = dict(common, mode=case["mode"], alpha=case["alpha"], prob=case["prob"],
               layout=case["layout"], seed=case["seed"] % 100000 + 1,
               num_classes=None if case["soft_labels"] else k)
@@ -177,7 +177,7 @@ def invalid_cases(draw):
     case["mirror"] = None if case["frames"] else case.get("mirror")
     name = draw(st.sampled_from(["alpha", "prob", "hmix_ratio", "label_smoothing", "lam",
                                  "center", "labels", "mean", "std", "mirror", "output_layout",
-                                 "method_id"]))
+                                 "method_id", "box"]))
     b = case["batch"]
     i = draw(st.integers(0, b - 1))  # the sample that gets the bad value
     if name == "alpha":
@@ -219,6 +219,8 @@ def invalid_cases(draw):
         case["output_layout"] = draw(st.sampled_from(["WHC", "HCW", "CHWF", "FCHW", "HW"]
                                                      if case["frames"] is None else
                                                      ["HWC", "CHW", "FWHC"]))
+    elif name == "box":
+        case["box"] = draw(st.sampled_from(["odd", "", "EVEN", "exact "]))
     elif name == "method_id":
         case["method_id"] = [0] * b
         case["method_id"][i] = draw(st.sampled_from([6, -1, 100]))

@@ -84,7 +84,8 @@ class Inputs(ctypes.Structure):  # tests/kernel_harness.cc: struct Inputs
                 ("correct_lam", ctypes.c_int), ("mean_std", P), ("sms", ctypes.c_int),
                 ("blocks_per_sm", ctypes.c_int), ("threads", ctypes.c_int),
                 ("fmix_noise", P), ("fmix_round_up", P), ("decay_power", ctypes.c_float),
-                ("resize_linear", ctypes.c_int), ("plan", P), ("traffic", P)]
+                ("resize_linear", ctypes.c_int), ("exact_box", ctypes.c_int), ("plan", P),
+                ("traffic", P)]
 
 
 H200_LAUNCH = (132, 8, 256)  # an H200's SMs x resident blocks x kernel.h kBlockThreads
@@ -116,7 +117,7 @@ def device_like(a, alignment=256):
 
 def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout=None,
             mirror=None, mean=None, std=None, launch=H200_LAUNCH, eps=0.0, hmix_ratio=0.5,
-            correct_lam=True, info=None):
+            correct_lam=True, info=None, box="even"):
     """The GPU backend's outputs for given draws: (mixed, targets, masks, params rows).
     `launch`: (SMs, resident blocks per SM, threads per block); `info` (a dict) receives the
     plan (PLAN_KEYS) and the traffic counts (TRAFFIC_KEYS)."""
@@ -164,6 +165,7 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                sms=launch[0], blocks_per_sm=launch[1], threads=launch[2],
                fmix_noise=ptr(noise, np.float32), fmix_round_up=ptr(round_up, np.uint8),
                decay_power=3.0, resize_linear=int(method == "resizemix-bilinear"),
+               exact_box=int(box == "exact"),
                plan=plan.ctypes.data_as(P),
                traffic=traffic.ctypes.data_as(P) if info is not None else None)
     rc = so.msda_emulate_kernel(TYPES[images.dtype], TYPES[np.dtype(out_dtype)],
@@ -260,6 +262,18 @@ def test_kernel_matches_reference(harness, method, layout, path, launch, fused):
     check(harness, images, layout, method, params, labels, out_dt, launch=LAUNCHES[launch],
           eps=0.1, info=info, **fused_kwargs(fused, layout, n, rng))
     assert (info["vec_c"] == 3) == (path == "vector"), info
+
+
+@pytest.mark.parametrize("method", ["cutmix", "hmix"])
+@pytest.mark.parametrize("width", [33, 32], ids=["fallback", "vector"])
+def test_exact_box(harness, method, width):
+    rng = np.random.default_rng(width)
+    n = 7
+    images = random_images(rng, n, (31, width, 3), np.uint8)
+    params = ref.draw_params(rng, n, 31, width, alpha=1.0, mode="elem")
+    check(harness, images, "HWC", method, params, rng.integers(0, 5, n), np.float16,
+          box="exact", mean=[1.0, 2.0, 3.0], std=[4.0, 5.0, 6.0], out_layout="CHW",
+          mirror=rng.integers(0, 2, n))
 
 
 @pytest.mark.parametrize("width", [41, 40], ids=["fallback", "vector"])

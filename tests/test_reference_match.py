@@ -200,6 +200,17 @@ def test_label_smoothing_and_soft_labels(device, method):
     assert targets.shape == (batch, k)
 
 
+@pytest.mark.parametrize("method", ["cutmix", "hmix"])
+@pytest.mark.parametrize("mode", ["batch", "elem"])
+def test_exact_box_matches_reference(device, method, mode):
+    """box="exact" (a side of exactly cut_h) on both backends, fused path included, at 224."""
+    check_against_reference(device, method, mode, np.uint8, "HWC", batch=6, box="exact",
+                            shape=(224, 224, 3))
+    check_against_reference(device, method, mode, np.uint8, "HWC", batch=5, box="exact",
+                            shape=(31, 33, 3), out_dtype=np.float16, mean=[1.0, 2.0, 3.0],
+                            std=[4.0, 5.0, 6.0], output_layout="CHW")
+
+
 def test_cutmix_without_lam_correction(device):
     batch = 4
     rng = np.random.default_rng(2)

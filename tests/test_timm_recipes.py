@@ -157,3 +157,68 @@ def test_train_takes_timm_flags(capsys):
         with pytest.raises(SystemExit):
             main(list(flags))
         assert message in capsys.readouterr().err
+
+
+# ---- CutMix boxes against timm's rand_bbox, written out ----------------------------------------
+
+def timm_rand_bbox(h, w, lam, cy, cx):
+    """timm.data.mixup.rand_bbox (huggingface/pytorch-image-models, commit aa4b585, 2026-08-08;
+    margin 0) with its centre given instead of drawn: rows [yl, yh), columns [xl, xh)."""
+    ratio = np.sqrt(1 - lam)
+    cut_h, cut_w = int(h * ratio), int(w * ratio)
+    yl = np.clip(cy - cut_h // 2, 0, h)
+    yh = np.clip(cy + cut_h // 2, 0, h)
+    xl = np.clip(cx - cut_w // 2, 0, w)
+    xh = np.clip(cx + cut_w // 2, 0, w)
+    return yl, yh, xl, xh
+
+
+def exact_bbox(h, w, lam, cy, cx):
+    """A box of exactly cut_h x cut_w before clipping (box="exact")."""
+    ratio = np.sqrt(1 - lam)
+    cut_h, cut_w = int(h * ratio), int(w * ratio)
+    return (np.clip(cy - cut_h // 2, 0, h), np.clip(cy + (cut_h + 1) // 2, 0, h),
+            np.clip(cx - cut_w // 2, 0, w), np.clip(cx + (cut_w + 1) // 2, 0, w))
+
+
+@pytest.mark.parametrize("box", ["even", "exact"])
+@pytest.mark.parametrize("h,w", [(32, 32), (31, 33), (224, 224), (17, 40)])
+def test_cutmix_boxes_are_timms(h, w, box):
+    """The op's CutMix box (its mask) and label weight against timm's rand_bbox (box="even",
+    the default and what MixConfig.from_timm uses) and against a box of exactly cut_h x cut_w
+    (box="exact"): odd and even sides, centres in the middle (unclipped) and at every edge
+    (clipped); the label weight is 1 - the box's area (correct_lam)."""
+    from conftest import class_labels, run_mix
+
+    lams = np.float32([0.3, 0.51, 0.75, 0.9, 0.97, 0.6, 0.45, 0.2])
+    rows = [h // 2, 0, h - 1, h // 3, 1, h - 2, h // 2, h // 2]
+    cols = [w // 2, w - 1, 0, w // 3, w // 2, w - 2, 1, 0]
+    n = len(lams)
+    center = np.stack([(np.array(rows) + 0.5) / h, (np.array(cols) + 0.5) / w], 1)
+    _, targets, masks, params = run_mix(
+        np.zeros((n, h, w, 1), np.uint8), class_labels(n), method="cutmix", mode="elem",
+        num_classes=n, lam=lams, center=center.astype(np.float32), box=box)
+    np.testing.assert_array_equal(params[:, 2], rows)
+    np.testing.assert_array_equal(params[:, 3], cols)
+    want = timm_rand_bbox if box == "even" else exact_bbox
+    sides = set()
+    for i in range(n):
+        if i == n - 1 - i:
+            continue
+        yl, yh, xl, xh = want(h, w, float(lams[i]), rows[i], cols[i])
+        expected = np.ones((h, w), np.float32)
+        expected[yl:yh, xl:xh] = 0.0
+        np.testing.assert_array_equal(masks[i], expected, err_msg=f"sample {i}")
+        np.testing.assert_allclose(targets[i, i], 1 - (yh - yl) * (xh - xl) / (h * w),
+                                   atol=1e-6)
+        cut_h = int(h * np.sqrt(1 - float(lams[i])))
+        if 0 < yl and yh < h:  # unclipped rows: the side is what the rule says
+            assert yh - yl == (cut_h if box == "exact" else cut_h - cut_h % 2)
+            sides.add(cut_h % 2)
+    assert sides == {0, 1}, "both odd and even sides were exercised unclipped"
+
+
+def test_from_timm_cuts_timms_box():
+    assert MixConfig.from_timm(mixup_alpha=0.0, cutmix_alpha=1.0).box == "even"
+    with pytest.raises(ValueError, match=r"`box` must be 'even' or 'exact'; got 'odd'"):
+        MixConfig(box="odd")

@@ -652,6 +652,11 @@ In ``"batch"`` mode it must be the same for every sample.)code", DALI_INT32, nul
   .AddOptionalArg("hmix_ratio", "HMix: the share r of ``1 - lam`` given to the box (side ratio "
                   "``sqrt(r * (1 - lam))``); 0 is Mixup, 1 is CutMix with area correction. In "
                   "[0, 1].", 0.5f, true)
+  .AddOptionalArg("box", R"code(CutMix and HMix: how a box of side ``cut = floor(H sqrt(1 - lam))``
+is cut around its centre ``cy``: ``"even"`` (default) takes rows ``[cy - cut // 2, cy + cut // 2)``,
+an even side, as timm's ``rand_bbox``, the CutMix authors' and the HMix/GMix authors' code do;
+``"exact"`` takes ``[cy - cut // 2, cy + (cut + 1) // 2)``, a side of exactly ``cut``. Columns
+likewise; both are clipped to the image.)code", std::string("even"))
   .AddOptionalArg("resize_interp", R"code(ResizeMix: how the partner is resized, ``"nearest"`` (the
 official code's ``F.interpolate`` default) or ``"bilinear"`` (``align_corners=False``; the value
 is rounded to the input type, as resizing an image of that type gives).)code",

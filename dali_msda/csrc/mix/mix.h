@@ -73,6 +73,7 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   double decay_power_;
   float scale_min_, scale_max_;  // ResizeMix: tau ~ U(scale_min, scale_max)
   bool resize_linear_ = false;    // ResizeMix: bilinear (`resize_interp`)
+  bool exact_box_ = false;        // CutMix / HMix: `box="exact"`
   DALIDataType out_type_ = DALI_NO_TYPE;
   bool normalize_ = false;                 // `mean` or `std` given
   std::vector<float> mean_arg_, std_arg_;  // as given (1 or C values)
@@ -264,6 +265,10 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
                make_string("`resize_interp` must be \"nearest\" or \"bilinear\"; got \"", interp,
                            "\"."));
   resize_linear_ = interp == "bilinear";
+  const std::string box = spec.GetArgument<std::string>("box");
+  MSDA_ENFORCE(box == "even" || box == "exact",
+               make_string("`box` must be \"even\" or \"exact\"; got \"", box, "\"."));
+  exact_box_ = box == "exact";
   scale_min_ = spec.GetArgument<float>("scale_min");
   scale_max_ = spec.GetArgument<float>("scale_max");
   for (auto [name, v] : {std::pair{"scale_min", scale_min_}, std::pair{"scale_max", scale_max_}})
@@ -625,8 +630,9 @@ void Mix<Backend>::DrawParams(int n) {
       const bool mixes = d.apply && j != i;
       tables_.resize(offset + (mixes ? TableSize(methods_[i], H, W) : 0));
       bits_.resize(bits_offset + (mixes ? BitsSize(methods_[i], H, W) : 0));
-      p = PlanSample(methods_[i], d, i, n, ratio_[i], correct_lam_, resize_linear_, H, W,
-                     tables_.data() + offset, offset, bits_offset, &w);
+      const MaskOptions options{ratio_[i], correct_lam_, resize_linear_, exact_box_};
+      p = PlanSample(methods_[i], d, i, n, options, H, W, tables_.data() + offset, offset,
+                     bits_offset, &w);
       if (p.kind == kMaskBits)
         fmix_jobs_.push_back({i, rng, FMixOnes(d.lam, d.round_up, H, W), bits_offset});
       if (p.partner != i) {

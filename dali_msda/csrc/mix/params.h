@@ -128,16 +128,28 @@ struct Box {
   int64_t Area() const { return int64_t(y1 - y0) * (x1 - x0); }
 };
 
-/// Box of side ratio `side` centred at (cy, cx), clipped to the image (spec 4).
-inline Box BoxAround(double side, int cy, int cx, int H, int W) {
+/// Box of side ratio `side` centred at (cy, cx), clipped to the image (spec 4): rows
+/// [cy - cut_h / 2, cy + cut_h / 2) (an even side, as timm's rand_bbox, the CutMix authors' and
+/// the HMix/GMix authors' code cut it), or with `exact` [cy - cut_h / 2, cy + (cut_h + 1) / 2)
+/// (a side of exactly cut_h); columns likewise.
+inline Box BoxAround(double side, int cy, int cx, int H, int W, bool exact) {
   int cut_h = static_cast<int>(H * side), cut_w = static_cast<int>(W * side);
+  const int up_h = exact ? (cut_h + 1) / 2 : cut_h / 2, up_w = exact ? (cut_w + 1) / 2 : cut_w / 2;
   Box b;
   b.y0 = std::clamp(cy - cut_h / 2, 0, H);
-  b.y1 = std::clamp(cy + cut_h / 2, 0, H);
+  b.y1 = std::clamp(cy + up_h, 0, H);
   b.x0 = std::clamp(cx - cut_w / 2, 0, W);
-  b.x1 = std::clamp(cx + cut_w / 2, 0, W);
+  b.x1 = std::clamp(cx + up_w, 0, W);
   return b;
 }
+
+/// How the masks of a sample are made beyond its draw (the op's arguments).
+struct MaskOptions {
+  double hmix_ratio = 0.5;     // HMix: the share of 1 - lam given to the box
+  bool correct_lam = true;     // CutMix: label weight from the clipped box's area
+  bool resize_linear = false;  // ResizeMix: bilinear (else nearest)
+  bool exact_box = false;      // CutMix / HMix: a box side of exactly cut_h (else even)
+};
 
 /// ResizeMix's box (spec 10): floor(H tau) x floor(W tau) around (cy, cx), shifted (not clipped)
 /// to lie inside the image, as the official code's getbox_new does it.
@@ -176,9 +188,8 @@ inline int64_t BitsSize(Method method, int H, int W) {
 /// Fills `p` for one applied draw and returns the label weight of the sample's own label
 /// (lam_eff, spec 1). `gauss_table` (TableSize floats) is written for GMix only; for FMix the
 /// caller writes the bit mask (FMixMask, fmix.h), whose mean the returned weight is.
-/// `resize_linear`: ResizeMix resizes the partner bilinearly (else nearest).
-inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool correct_lam,
-                        bool resize_linear, int H, int W, SampleParams &p, float *gauss_table) {
+inline double BuildMask(Method method, const Draw &d, const MaskOptions &o, int H, int W,
+                        SampleParams &p, float *gauss_table) {
   const double lam = d.lam, hw = double(H) * W;
   p.kind = kMaskBox;
   p.y0 = p.y1 = p.x0 = p.x1 = 0;
@@ -189,12 +200,12 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
       p.outside = d.lam;
       return d.lam;
     case Method::kCutMix: {
-      Box b = BoxAround(std::sqrt(1.0 - lam), d.cy, d.cx, H, W);
+      Box b = BoxAround(std::sqrt(1.0 - lam), d.cy, d.cx, H, W, o.exact_box);
       p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
-      return correct_lam ? 1.0 - b.Area() / hw : lam;
+      return o.correct_lam ? 1.0 - b.Area() / hw : lam;
     }
     case Method::kHMix: {
-      Box b = BoxAround(std::sqrt(hmix_ratio * (1.0 - lam)), d.cy, d.cx, H, W);
+      Box b = BoxAround(std::sqrt(o.hmix_ratio * (1.0 - lam)), d.cy, d.cx, H, W, o.exact_box);
       p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
       double lam_box = 1.0 - b.Area() / hw;
       double a = lam_box > 0.0 ? std::min(1.0, lam / lam_box) : 0.0;
@@ -229,7 +240,7 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
     case Method::kResizeMix: {  // d.lam is the scale tau (spec 10)
       Box b = ResizedBox(d.lam, d.cy, d.cx, H, W);
       if (b.Area() == 0) return 1.0;  // nothing pasted
-      p.kind = resize_linear ? kMaskResizedLinear : kMaskResized;
+      p.kind = o.resize_linear ? kMaskResizedLinear : kMaskResized;
       p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
       return 1.0 - b.Area() / hw;
     }
@@ -242,8 +253,8 @@ inline double BuildMask(Method method, const Draw &d, double hmix_ratio, bool co
 /// weight. GMix writes its factors to table (TableSize floats), which sits at `table_offset` in
 /// the batch's table array; an FMix bit mask (BitsSize bytes) is to be written by the caller at
 /// `bits_offset` of the batch's bit array.
-inline SampleParams PlanSample(Method method, const Draw &d, int i, int n, double hmix_ratio,
-                               bool correct_lam, bool resize_linear, int H, int W, float *table,
+inline SampleParams PlanSample(Method method, const Draw &d, int i, int n,
+                               const MaskOptions &options, int H, int W, float *table,
                                int64_t table_offset, int64_t bits_offset, double *weight) {
   const int j = n - 1 - i;
   SampleParams p = IdentityParams(i);
@@ -251,7 +262,7 @@ inline SampleParams PlanSample(Method method, const Draw &d, int i, int n, doubl
   if (d.apply && j != i) {
     p.table_offset = TableSize(method, H, W) ? table_offset
                      : BitsSize(method, H, W) ? bits_offset : 0;
-    *weight = BuildMask(method, d, hmix_ratio, correct_lam, resize_linear, H, W, p, table);
+    *weight = BuildMask(method, d, options, H, W, p, table);
     p.partner = j;
   }
   return p;
