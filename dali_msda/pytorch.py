@@ -98,6 +98,17 @@ def _where(source):
     return source or "<your data>"
 
 
+def _without_repeats(error):
+    """DALI's error with the lines it doubles when an iterator re-raises it ("Critical error in
+    pipeline:", "Current pipeline object is no longer valid.") said once."""
+    lines, out = str(error).splitlines(), []
+    for line in lines:
+        if out and line.strip() and line.strip() == out[-1].strip():
+            continue
+        out.append(line)
+    return RuntimeError("\n".join(out))
+
+
 def _as_data_error(error, pipeline):
     """DataError for a DALI error about the pipeline's data, else None (re-raise `error`)."""
     message = data_error_message(error, getattr(pipeline, "data_source", None))
@@ -221,7 +232,7 @@ class MixIterator(DALIGenericIterator):
         except RuntimeError as e:
             data_error = _as_data_error(e, self._pipes[0])
             if data_error is None:
-                raise
+                raise _without_repeats(e) from e
             raise data_error from e
         return tuple(batch[name] for name in self._names)
 

@@ -30,6 +30,12 @@ def free_port():
 def pytest_report_header(config):
     return [f"fuzz seed: DALI_MSDA_FUZZ_SEED={FUZZ_SEED}"]
 
+
+def pytest_terminal_summary(terminalreporter):
+    # also at the end, where `pytest -q` (tests/run.sh) shows it: the header is hidden there
+    terminalreporter.write_line(f"fuzz seed: DALI_MSDA_FUZZ_SEED={FUZZ_SEED} (set it to repeat "
+                                "this run's property-based tests)")
+
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(not HAS_GPU, reason="no GPU"))]
 
 NP_TO_DALI = {np.float32: types.FLOAT, np.float16: types.FLOAT16, np.uint8: types.UINT8}

@@ -441,3 +441,27 @@ def test_val_classes_take_the_training_indices(data_root, tmp_path):
     with pytest.raises(ValueError, match=r"class folders the training classes do not know: "
                                          r"\['zebra'\]"):
         imagenet_val(str(val), classes=train.classes, **kw)
+
+
+def test_iterator_errors_say_each_line_once():
+    """An op's error through MixIterator: DALI's "Critical error in pipeline:" and "no longer
+    valid" lines, which its iterator doubles, appear once; the op's own message is intact."""
+    from nvidia.dali import fn, pipeline_def
+
+    from dali_msda.pytorch import MixIterator
+
+    @pipeline_def(batch_size=2, num_threads=1, device_id=None)
+    def pipe():
+        jpegs, _ = fn.readers.file(files=[os.path.join(ROOT, "docs", "demo.png")] * 2,
+                                   labels=[0, 0], name="Reader", pad_last_batch=True)
+        labels = fn.external_source(source=lambda: [np.array([5], np.int32)] * 2, batch=True)
+        images = fn.resize(fn.decoders.image(jpegs), size=(4, 4))
+        return tuple(fn.msda.mix(images, labels, method="mixup", num_classes=3))
+
+    with pytest.raises(RuntimeError) as err:
+        for _ in MixIterator(pipe(), output_map=("images", "targets")):
+            pass
+    message = str(err.value)
+    assert message.count("Critical error in pipeline") == 1, message
+    assert message.count("no longer valid") <= 1, message
+    assert "`labels` must be class indices in [0, 3) (`num_classes`); got 5 for sample 0" in message
