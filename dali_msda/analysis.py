@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 
 import numpy as np
 
@@ -171,24 +172,32 @@ def plot(results, path):
 
     methods = results["methods"]
     n = len(methods)
-    fig = plt.figure(figsize=(15, 7.5))
+    fig = plt.figure(figsize=(15, 8))
     grid = fig.add_gridspec(2, n, height_ratios=[2.2, 1])
     ax_w = fig.add_subplot(grid[0, :n // 3])
     ax_c = fig.add_subplot(grid[0, n // 3:2 * n // 3])
     ax_f = fig.add_subplot(grid[0, 2 * n // 3:])
-    colours = plt.cm.viridis(np.linspace(0, 0.9, len(methods)))
-    for (name, m), colour in zip(methods.items(), colours):
+    # a qualitative palette and a line style per curve, so that nine curves stay apart (also in
+    # grey); the HMix ratios share a colour family and differ by style
+    palette = plt.cm.tab10.colors
+    styles = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)),
+              (0, (8, 2, 2, 2)), (0, (4, 2, 1, 2, 1, 2))]
+    look = {name: dict(color=palette[k % len(palette)], ls=styles[k % len(styles)], lw=1.6)
+            for k, name in enumerate(methods)}
+    for name, m in methods.items():
         edges = np.array(m["label_weight"]["bin_edges"])
-        ax_w.plot((edges[:-1] + edges[1:]) / 2, m["label_weight"]["histogram"], color=colour,
-                  label=name)
+        ax_w.plot((edges[:-1] + edges[1:]) / 2, m["label_weight"]["histogram"], label=name,
+                  **look[name])
         cov = m["covariance"]
-        ax_c.plot(cov["distance"], cov["value"], color=colour, label=name)
+        ax_c.plot(cov["distance"], cov["value"], label=name, **look[name])
         if m["method"] == "fmix" or name == "cutmix":
             axes = m["covariance_along_axes"]
+            colour = look[name]["color"]
             ax_f.plot(axes["distance"], axes["along_rows"], color=colour, label=f"{name}: rows")
             ax_f.plot(axes["distance"], axes["down_columns"], color=colour, ls="--",
                       label=f"{name}: columns")
     ax_w.set(title="label weight w (density)", xlabel="w", ylabel="density")
+    ax_w.legend(fontsize=7, loc="upper left")
     ax_c.set(title="Cov(M(p), M(q)) by distance |p - q|", xlabel="distance (px)",
              ylabel="covariance")
     ax_c.axhline(0, color="grey", lw=0.5)
@@ -199,7 +208,7 @@ def plot(results, path):
     for k, (name, m) in enumerate(methods.items()):
         ax = fig.add_subplot(grid[1, k])
         ax.imshow(np.array(m["per_pixel_mean"]), vmin=0, vmax=1, cmap="gray")
-        ax.set_title(f"E[M(p)]: {name}", fontsize=6)
+        ax.set_title("E[M(p)]:\n" + "\n".join(textwrap.wrap(name, 16)), fontsize=7)
         ax.axis("off")
     fig.suptitle(f"Mask statistics of fn.msda.mix ({results['samples']} masks per method, "
                  f"{results['size']} x {results['size']}, alpha {results['alpha']:g}, "
