@@ -27,6 +27,7 @@ import json
 import math
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -113,16 +114,34 @@ def run_synced(pipe, device):
     return run
 
 
-def marginal_ms(image_sets, device, outputs_of, threads, iters, extra=4):
+def interleaved_min(fns, iters, warmup=2):
+    """The best time (s) of each of `fns` over `iters` rounds, one call of each per round (A B C
+    A B C ...), so that a shared machine's drifts hit them alike."""
+    for fn_ in fns:
+        for _ in range(warmup):
+            fn_()
+    best = [math.inf] * len(fns)
+    for _ in range(iters):
+        for k, fn_ in enumerate(fns):
+            t = time.perf_counter()
+            fn_()
+            best[k] = min(best[k], time.perf_counter() - t)
+    return best
+
+
+def marginal_ms(image_sets, device, outputs_of, threads, iters, extra=4, floor=None):
     """Per-instance cost of the ops that `outputs_of(x)` adds, in ms, and the time of the
     pipeline with one instance. Every instance reads its own input (its own copies, rotating),
-    so the extra instances are timed on cold data like the first one and like the torch ways."""
+    so the extra instances are timed on cold data like the first one and like the torch ways.
+    `floor` (a copy_floor): the copy is timed in the same rounds, and its best time returned
+    third (seconds; None without it)."""
     def body(*xs):
         return tuple(o for x in xs for o in outputs_of(x))
-    one = time_it(run_synced(dali_pipe(image_sets, device, body, threads, 1), device), iters)
-    many = time_it(run_synced(dali_pipe(image_sets, device, body, threads, 1 + extra), device),
-                   iters)
-    return max(many - one, 0.0) / extra * 1e3, one * 1e3
+    fns = [run_synced(dali_pipe(image_sets, device, body, threads, 1), device),
+           run_synced(dali_pipe(image_sets, device, body, threads, 1 + extra), device)]
+    times = interleaved_min(fns + ([floor.run] if floor else []), iters)
+    per = max(times[1] - times[0], 0.0) / extra * 1e3
+    return per, times[0] * 1e3, times[2] if floor else None
 
 
 def trace_gpu_us(image_sets, outputs_of, threads, ours, iterations=10):
@@ -220,24 +239,32 @@ def cold_sets(images, cold_bytes):
     return [images] + [images.copy() for _ in range(cold_copies(images.nbytes, cold_bytes) - 1)]
 
 
-def copy_floor(n_in, n_out, tdev, iters, sync, cold_bytes):
-    """Seconds for the op's minimal traffic (read n_in bytes, write n_out) at the bandwidth of
-    a plain torch copy of the same size, on cold buffers, and that bandwidth (bytes/s)."""
-    half = (n_in + n_out) // 2
-    pairs = [(torch.empty(half, dtype=torch.uint8, device=tdev),
-              torch.empty(half, dtype=torch.uint8, device=tdev))
-             for _ in range(cold_copies(2 * half, cold_bytes))]
-    for a, b in pairs:
-        a.fill_(1)
-        b.fill_(2)
-    next_pair = Rotating(pairs)
+class copy_floor:
+    """The op's minimal traffic (read n_in bytes, write n_out): a plain torch copy moving the
+    same bytes, on cold buffers (`run`, synchronised on the GPU); `ms(seconds)` turns its time
+    into the floor in ms and `gbps(seconds)` into its bandwidth (bytes read + written)."""
 
-    def copy_once():
-        src, dst = next_pair()
+    def __init__(self, n_in, n_out, tdev, sync, cold_bytes):
+        self.half = (n_in + n_out) // 2
+        pairs = [(torch.empty(self.half, dtype=torch.uint8, device=tdev),
+                  torch.empty(self.half, dtype=torch.uint8, device=tdev))
+                 for _ in range(cold_copies(2 * self.half, cold_bytes))]
+        for a, b in pairs:
+            a.fill_(1)
+            b.fill_(2)
+        self._next, self._sync, self._bytes = Rotating(pairs), sync, n_in + n_out
+
+    def run(self):
+        src, dst = self._next()
         dst.copy_(src)
+        if self._sync:
+            self._sync()
 
-    bandwidth = 2 * half / time_it(copy_once, iters, sync=sync)  # bytes read + written per s
-    return (n_in + n_out) / bandwidth, bandwidth
+    def gbps(self, seconds):
+        return 2 * self.half / seconds / 1e9
+
+    def ms(self, seconds):
+        return self._bytes / (2 * self.half / seconds) * 1e3
 
 
 def run_case(device, batch, case, methods, iters, threads, rng, rows, step, total, cold_bytes):
@@ -252,15 +279,15 @@ def run_case(device, batch, case, methods, iters, threads, rng, rows, step, tota
     x_sets = [torch.from_numpy(im).to(tdev).permute(0, 3, 1, 2).contiguous() for im in image_sets]
     x_nchw = x_sets[0]
     x_check = x_nchw.float() if in_dt == "uint8" else x_nchw  # never modified
-    floor, bandwidth = copy_floor(images.nbytes, images.size * np.dtype(out_dt).itemsize, tdev,
-                                  iters, sync, cold_bytes)
+    floor = copy_floor(images.nbytes, images.size * np.dtype(out_dt).itemsize, tdev, sync,
+                       cold_bytes)
 
     for mode in ("batch", "elem"):
         for method in methods:
             step[0] += 1
             progress(step[0], total, f"{device} B={batch} {case} {method} {mode}")
             row = {"device": device, "batch": batch, "dtype": case, "method": method,
-                   "mode": mode, "floor_ms": floor * 1e3, "copy_GBps": bandwidth / 1e9}
+                   "mode": mode}
 
             def ours_body(x, with_params=False):
                 outs = fn.msda.mix(x, labels_for(batch), method=method, mode=mode,
@@ -271,8 +298,9 @@ def run_case(device, batch, case, methods, iters, threads, rng, rows, step, tota
 
             check_ours(dali_pipe(image_sets, device, lambda x: ours_body(x, True), threads),
                        images, method, out_dt)
-            row["ours_ms"], row["ours_pipeline_ms"] = marginal_ms(image_sets, device, ours_body,
-                                                                  threads, iters)
+            row["ours_ms"], row["ours_pipeline_ms"], copy_s = marginal_ms(
+                image_sets, device, ours_body, threads, iters, floor=floor)
+            row["floor_ms"], row["copy_GBps"] = floor.ms(copy_s), floor.gbps(copy_s)
 
             # torch ways
             table = baselines.BATCH if mode == "batch" else baselines.ELEM
@@ -299,7 +327,7 @@ def run_case(device, batch, case, methods, iters, threads, rng, rows, step, tota
                 builtin = builtin_cutmix(batch, ref.draw_params(rng, batch, H, W, mode=mode),
                                          device)
             if builtin is not None:
-                row["dali built-ins_ms"], _ = marginal_ms(
+                row["dali built-ins_ms"], _, _ = marginal_ms(
                     image_sets, device, lambda x: (builtin(x),), threads, iters)
             rows.append(row)
 
@@ -312,7 +340,7 @@ def run_fused_case(device, batch, methods, iters, threads, rng, rows, step, tota
     tdev = "cuda" if device == "gpu" else "cpu"
     sync = torch.cuda.synchronize if device == "gpu" else None
     image_sets = cold_sets(images, cold_bytes)
-    floor, bandwidth = copy_floor(images.nbytes, images.size * 2, tdev, iters, sync, cold_bytes)
+    floor = copy_floor(images.nbytes, images.size * 2, tdev, sync, cold_bytes)
 
     def coin():
         return fn.random.coin_flip(probability=0.5, dtype=types.INT32)
@@ -321,7 +349,7 @@ def run_fused_case(device, batch, methods, iters, threads, rng, rows, step, tota
         return fn.crop_mirror_normalize(x, dtype=types.FLOAT16, output_layout="CHW",
                                         mirror=mirror, **FUSED_ARGS)
 
-    cmn_ms, _ = marginal_ms(image_sets, device, lambda x: (cmn(x, coin()),), threads, iters)
+    cmn_ms, _, _ = marginal_ms(image_sets, device, lambda x: (cmn(x, coin()),), threads, iters)
     if device == "gpu":
         cmn_gpu_us = trace_gpu_us(image_sets, lambda x: (cmn(x, coin()),), threads, ours=False)
     for mode in ("batch", "elem"):
@@ -329,8 +357,7 @@ def run_fused_case(device, batch, methods, iters, threads, rng, rows, step, tota
             step[0] += 1
             progress(step[0], total, f"{device} B={batch} fused {method} {mode}")
             row = {"device": device, "batch": batch, "dtype": "fused", "method": method,
-                   "mode": mode, "floor_ms": floor * 1e3, "copy_GBps": bandwidth / 1e9,
-                   "cmn_ms": cmn_ms}
+                   "mode": mode, "cmn_ms": cmn_ms}
 
             def fused_body(x, with_params=False):
                 mirror = coin()
@@ -347,10 +374,11 @@ def run_fused_case(device, batch, methods, iters, threads, rng, rows, step, tota
 
             check_ours(dali_pipe(image_sets, device, lambda x: fused_body(x, True), threads),
                        images, method, "float16", **FUSED_ARGS)
-            row["ours_ms"], row["ours_pipeline_ms"] = marginal_ms(
-                image_sets, device, fused_body, threads, iters)
-            row["cmn + mix_ms"], _ = marginal_ms(image_sets, device, separate_body, threads,
-                                                 iters)
+            row["ours_ms"], row["ours_pipeline_ms"], copy_s = marginal_ms(
+                image_sets, device, fused_body, threads, iters, floor=floor)
+            row["floor_ms"], row["copy_GBps"] = floor.ms(copy_s), floor.gbps(copy_s)
+            row["cmn + mix_ms"], _, _ = marginal_ms(image_sets, device, separate_body, threads,
+                                                    iters)
             if device == "gpu":  # the op's own GPU time and CMN's, from a CUPTI trace
                 row["ours_gpu_us"] = trace_gpu_us(image_sets, fused_body, threads, ours=True)
                 row["cmn_gpu_us"] = cmn_gpu_us
