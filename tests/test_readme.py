@@ -54,6 +54,20 @@ def test_usage_snippet_runs(data_root, gpu):
     assert (t > 0.1 / 1000 - 1e-7).all()  # label smoothing 0.1 reaches every class
 
 
+def test_quick_start_snippet_runs(data_root, monkeypatch):
+    pytest.importorskip("torch")
+    from dali_msda.pipelines import data
+
+    # the snippet's embedded_dataset() finds the dataset this module built (not ~/.cache)
+    monkeypatch.setattr(data, "default_cache_dir", lambda sides=data.DEFAULT_SIDES: data_root)
+    scope = {}
+    exec(compile(readme_block("quick-start"), "README.md (quick-start)", "exec"), scope)
+    images, targets = scope["images"], scope["targets"]
+    assert tuple(images.shape) == (32, 3, 224, 224) and tuple(targets.shape) == (32, 14)
+    assert float((targets.sum(1) - 1).abs().max()) < 1e-5
+    assert float(targets.max(1).values.min()) < 1.0  # mixed (unless partners share a class)
+
+
 def test_training_loop_snippet_runs(data_root, capsys):
     torch = pytest.importorskip("torch")
     code = readme_block("usage-loop")
