@@ -246,6 +246,30 @@ extern "C" void msda_plan_launch(int n, int64_t frames, int H, int W, int C, int
   std::memcpy(out, vals, sizeof(vals));
 }
 
+/// Element offsets the kernel computes for huge samples (no memory: addresses from a null
+/// base): out = {InputAt, OutputAt offsets of (f, r, c, ch), then the unit position of unit u:
+/// pair, f, r, grp; then that position advanced by `step` units}.
+extern "C" void msda_offsets(int64_t frames, int H, int W, int C, int in_planar, int out_planar,
+                             int64_t f, int r, int c, int ch, int n, int64_t u, int64_t step,
+                             int64_t *out) {
+  msda::LaunchGeometry g = msda::ShapeGeometry(n, frames, H, W, C, in_planar, out_planar, false,
+                                               1);
+  g.groups = W;  // the per-pixel fallback's units
+  const uint8_t *base = nullptr;
+  out[0] = msda::InputAt(base, g, f, r, c, ch) - base;
+  out[1] = msda::OutputAt(const_cast<uint8_t *>(base), g, f, r, c, ch) - base;
+  msda::UnitPos p = msda::UnitAt(g, u);
+  out[2] = p.pair;
+  out[3] = p.f;
+  out[4] = p.r;
+  out[5] = p.grp;
+  msda::Advance(g, msda::UnitAt(g, step), p);
+  out[6] = p.pair;
+  out[7] = p.f;
+  out[8] = p.r;
+  out[9] = p.grp;
+}
+
 /// ParallelJobs (fmix.h, the GPU op's FMix threads): runs `jobs` jobs on `threads` threads,
 /// each adding its index + 1 to counts[k] (so a job run twice or never shows); job `fail` (if
 /// >= 0) throws. Returns 1 when the exception came back to the caller, else 0.

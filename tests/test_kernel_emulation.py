@@ -401,6 +401,29 @@ def test_plan_launch(harness):
         assert blocks == min(launch[0] * launch[1], -(-plan["units"] // launch[2]))
 
 
+@pytest.mark.parametrize("planar", [(0, 0), (1, 1), (0, 1)])
+def test_offsets_of_samples_beyond_2_31_elements(harness, planar):
+    """The kernel's address and unit arithmetic is 64-bit: a sequence of 3 frames of
+    50,000 x 50,000 x 2 (15e9 elements a sample, 2.3e13 units in a batch of 1,000)."""
+    frames, h, w, c, n = 3, 50_000, 50_000, 2, 1000
+    out = np.zeros(10, np.int64)
+    harness.msda_offsets.restype = None
+    for f, r, col, ch in [(2, h - 1, w - 1, c - 1), (1, 12345, 43210, 0), (0, 0, 0, 1)]:
+        u = ((n // 2 - 1) * frames + f) * h * w + r * w + col  # pair n/2 - 1, fallback units
+        step = 7 * h * w + 3 * w + 11
+        harness.msda_offsets(I64(frames), h, w, c, *planar, I64(f), r, col, ch, n, I64(u),
+                             I64(step), out.ctypes.data_as(P))
+        frame = f * h * w * c
+        planar_at = frame + (ch * h + r) * w + col
+        interleaved_at = frame + (r * w + col) * c + ch
+        assert out[0] == (planar_at if planar[0] else interleaved_at)
+        assert out[1] == (planar_at if planar[1] else interleaved_at)
+        assert list(out[2:6]) == [n // 2 - 1, f, r, col]
+        v = u + step  # the advanced position, decomposed with Python's integers
+        expect = [v // (frames * h * w), v // (h * w) % frames, v // w % h, v % w]
+        assert list(out[6:10]) == expect
+
+
 def test_fmix_normal_generator(harness):
     """params.h StandardNormals (FMix noise; the op drives it with Philox): N(0, 1) by KS, and
     the two values of a pair uncorrelated (|r| < 4 standard errors; a correlation of 0.05
