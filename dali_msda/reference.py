@@ -464,3 +464,38 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
         targets[i] = (weight * soft[i] + (1.0 - weight) * soft[j]).astype(np.float32)
         masks[i] = mask
     return mixed, targets, masks
+
+
+# ---- spec section 11: segmentation maps ----------------------------------------------------------
+
+def mix_seg(seg, masks, method, *, lam, center, apply=True, mirror=None):
+    """The mixed label maps (spec 11) for the masks `masks` (B, H, W) the images got (mix's
+    third output) and the same per-sample parameters. `seg`: (B, H, W) or (B, H, W, 1) integer
+    maps. Pixel p of sample i takes its own map's label where M_i(p) >= 0.5 and its partner's
+    where M_i(p) < 0.5, each map flipped with its image (`mirror`) and, for ResizeMix, the
+    partner's map resized into the box by nearest neighbour (whatever the images'
+    interpolation); values are taken as they are (an ignore label passes through where its map
+    is chosen)."""
+    seg = np.asarray(seg)
+    batch, height, width = seg.shape[:3]
+    lam = np.broadcast_to(np.asarray(lam, dtype=np.float32), (batch,))
+    center = np.broadcast_to(np.asarray(center), (batch, 2))
+    apply = np.broadcast_to(np.asarray(apply, dtype=bool), (batch,))
+    flips = np.broadcast_to(np.asarray(0 if mirror is None else mirror).astype(bool), (batch,))
+    maps = seg.reshape(batch, height, width)
+    out = np.empty_like(maps)
+    for i in range(batch):
+        j = partner(i, batch)
+        own = maps[i][:, ::-1] if flips[i] else maps[i]
+        other = maps[j][:, ::-1] if flips[j] else maps[j]
+        if method == "resizemix" and apply[i] and j != i:
+            if np.issubdtype(center.dtype, np.integer):
+                cy, cx = int(center[i, 0]), int(center[i, 1])
+            else:
+                cy, cx = (center_from_relative(center[i, 0], height),
+                          center_from_relative(center[i, 1], width))
+            box = resized_box(lam[i], cy, cx, height, width)
+            if box[0] < box[1] and box[2] < box[3]:
+                other = resized_partner(other[..., None], box, "HWC", "nearest")[..., 0]
+        out[i] = np.where(np.asarray(masks[i]) >= np.float32(0.5), own, other)
+    return out.reshape(seg.shape)

@@ -55,12 +55,15 @@ def constant_batch(values, dtype):
 def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, center=None,
                        method_id=None, mirror=None, fmix_noise=None, seed=1234, output_mask=True,
                        output_params=True, checkpoint=None, enable_checkpointing=False,
-                       **kwargs):
+                       seg=None, seg_layout=None, **kwargs):
     """A pipeline feeding the same `images` / `labels` batches every iteration into the op.
 
     `lam` (B floats), `center` (B x 2), `method_id` and `mirror` (B ints) and `fmix_noise`
-    (B x H x (W // 2 + 1) x 2) become per-sample argument inputs when given; other keyword arguments go to fn.msda.mix unchanged (constants).
+    (B x H x (W // 2 + 1) x 2) become per-sample argument inputs when given; `seg` (B label
+    maps) the op's third input, on the images' device; other keyword arguments go to
+    fn.msda.mix unchanged (constants).
     """
+    seg = None if seg is None else list(seg)
     images = list(images)
     labels = list(labels)
     batch_size = len(images)
@@ -82,7 +85,12 @@ def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, cen
                 args[name] = values
             elif values is not None:  # (a source with a parameter gets the iteration index)
                 args[name] = fn.external_source(source=constant_batch(values, dtype), batch=True)
-        outs = fn.msda.mix(x, y, output_mask=output_mask, output_params=output_params, **args)
+        inputs = [x, y]
+        if seg is not None:
+            m = fn.external_source(source=lambda: seg, batch=True, layout=seg_layout)
+            inputs.append(m.gpu() if device == "gpu" else m)
+        outs = fn.msda.mix(*inputs, output_mask=output_mask, output_params=output_params,
+                           **args)
         return tuple(outs)
 
     p = pipe()

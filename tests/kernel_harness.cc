@@ -48,6 +48,9 @@ struct Inputs {
   int exact_box;      // CutMix / HMix: box="exact"
   int64_t *plan;      // out (may be null): vec_c, unit_px, groups, units, blocks, mask_vec
   int64_t *traffic;   // out (may be null): see Traffic
+  const void *seg;    // label maps (n x H x W of seg_bytes each), or null (spec 11)
+  void *seg_out;
+  int seg_bytes;
 };
 
 /// What the launch would move, counted per access kind (kernel.h AccessKind: image loads, image
@@ -173,17 +176,25 @@ int Emulate(const Inputs &a) {
   }
   const bool aligned = AllAligned(ins.data(), n) && AllAligned(outs.data(), n);
   const bool mask_aligned = !a.masks || AllAligned(masks.data(), n);
-  const LaunchGeometry g = PlanLaunch<In>(
+  LaunchGeometry g = PlanLaunch<In>(
       ShapeGeometry(n, a.frames, H, W, C, a.in_planar, a.out_planar, a.mean_std != nullptr, K),
       aligned, mask_aligned, a.sms, a.blocks_per_sm, a.threads);
+  g.seg_bytes = a.seg ? a.seg_bytes : 0;
   if (a.plan) {
     const int64_t plan[6] = {g.vec_c, g.unit_px, g.groups, g.units, g.blocks, g.mask_vec};
     std::memcpy(a.plan, plan, sizeof(plan));
   }
+  std::vector<const void *> seg_in(n);
+  std::vector<void *> seg_out(n);
+  for (int i = 0; i < n && a.seg; i++) {
+    seg_in[i] = static_cast<const char *>(a.seg) + int64_t(i) * H * W * a.seg_bytes;
+    seg_out[i] = static_cast<char *>(a.seg_out) + int64_t(i) * H * W * a.seg_bytes;
+  }
   std::vector<SampleDesc<Out, In>> descs(n);
   BuildDescs<Out, In>(n, outs.data(), ins.data(), a.masks ? masks.data() : nullptr,
                       targets.data(), a.params ? params.data() : nullptr, p.data(), t.data(),
-                      a.mirror, descs.data());
+                      a.mirror, descs.data(), a.seg ? seg_in.data() : nullptr,
+                      a.seg ? seg_out.data() : nullptr);
   const KernelArgs<Out, In> args{.samples = descs.data(), .tables = tables.data(),
                                  .bits = bits.data(), .norm = norm.data(), .soft = soft.data(),
                                  .param_rows = param_rows.data(), .g = g};

@@ -85,7 +85,7 @@ class Inputs(ctypes.Structure):  # tests/kernel_harness.cc: struct Inputs
                 ("blocks_per_sm", ctypes.c_int), ("threads", ctypes.c_int),
                 ("fmix_noise", P), ("fmix_round_up", P), ("decay_power", ctypes.c_float),
                 ("resize_linear", ctypes.c_int), ("exact_box", ctypes.c_int), ("plan", P),
-                ("traffic", P)]
+                ("traffic", P), ("seg", P), ("seg_out", P), ("seg_bytes", ctypes.c_int)]
 
 
 H200_LAUNCH = (132, 8, 256)  # an H200's SMs x resident blocks x kernel.h kBlockThreads
@@ -117,7 +117,7 @@ def device_like(a, alignment=256):
 
 def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout=None,
             mirror=None, mean=None, std=None, launch=H200_LAUNCH, eps=0.0, hmix_ratio=0.5,
-            correct_lam=True, info=None, box="even"):
+            correct_lam=True, info=None, box="even", seg=None):
     """The GPU backend's outputs for given draws: (mixed, targets, masks, params rows).
     `launch`: (SMs, resident blocks per SM, threads per block); `info` (a dict) receives the
     plan (PLAN_KEYS) and the traffic counts (TRAFFIC_KEYS)."""
@@ -150,6 +150,7 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
         mean_std = np.concatenate([m, s])
     noise, round_up = fmix_inputs(n, h, w) if method == "fmix" else (None, None)
     plan = np.zeros(len(PLAN_KEYS), np.int64)
+    seg_out = None if seg is None else np.full(seg.shape, 77, seg.dtype)
     traffic = np.zeros(len(TRAFFIC_KEYS), np.int64)
     a = Inputs(method=METHODS[method], n=n, frames=frames, H=h, W=w, C=c,
                in_planar=int(layout.index("C") < layout.index("H")),
@@ -166,6 +167,8 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                fmix_noise=ptr(noise, np.float32), fmix_round_up=ptr(round_up, np.uint8),
                decay_power=3.0, resize_linear=int(method == "resizemix-bilinear"),
                exact_box=int(box == "exact"),
+               seg=ptr(seg), seg_out=None if seg is None else seg_out.ctypes.data_as(P),
+               seg_bytes=0 if seg is None else np.dtype(seg.dtype).itemsize,
                plan=plan.ctypes.data_as(P),
                traffic=traffic.ctypes.data_as(P) if info is not None else None)
     rc = so.msda_emulate_kernel(TYPES[images.dtype], TYPES[np.dtype(out_dtype)],
@@ -174,11 +177,12 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
     if info is not None:
         info.update(zip(PLAN_KEYS, plan.tolist()))
         info.update(zip(TRAFFIC_KEYS, traffic.tolist()))
+        info["seg"] = seg_out
     return out, targets, masks, rows
 
 
 def reference(images, layout, method, params, labels, out_dtype, **kw):
-    kw = {k: v for k, v in kw.items() if k not in ("launch", "info")}
+    kw = {k: v for k, v in kw.items() if k not in ("launch", "info", "seg")}
     if "out_layout" in kw:
         kw["output_layout"] = kw.pop("out_layout")
     if method == "fmix":
@@ -503,3 +507,32 @@ def test_memory_traffic(harness, case, method):
     assert t["image_store_sector_bytes"] == pytest.approx(stores * t["output_bytes"], rel=1e-3)
     # masks and tables: a few loads per unit that hit L1 (GMix: 8 column factors a unit)
     assert t["aux_load_sector_bytes"] < 0.5 * t["input_bytes"] * (20 if method == "gmix" else 1)
+
+
+
+# ---- label maps (spec 11) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("seg_dtype", [np.uint8, np.int32])
+@pytest.mark.parametrize("width", [33, 32], ids=["fallback", "vector"])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_label_maps_match_reference(harness, method, width, seg_dtype):
+    """The mixed maps through the kernel's work equal reference.mix_seg, mirror included, with
+    maps of distinct values (coordinates) so that a wrong pixel shows."""
+    rng = np.random.default_rng(width + len(method))
+    n, h = 7, 31
+    images = random_images(rng, n, (h, width, 3), np.uint8)
+    params = ref.draw_params(rng, n, h, width, alpha=1.0, prob=0.9, mode="elem")
+    mirror = rng.integers(0, 2, n)
+    seg = (np.arange(n * h * width) % (250 if seg_dtype == np.uint8 else 10**6)).astype(
+        seg_dtype).reshape(n, h, width)
+    info = {}
+    kw = dict(mean=[1.0, 2.0, 3.0], std=[4.0, 5.0, 6.0], out_layout="CHW", mirror=mirror)
+    check(harness, images, "HWC", method, params, rng.integers(0, 5, n), np.float16, info=info,
+          seg=seg, **kw)
+    _, _, masks = reference(images, "HWC", method, params, rng.integers(0, 5, n), np.float16,
+                            **kw)
+    base = method.split("-")[0]
+    expect = ref.mix_seg(seg, masks, base, lam=params["lam"],
+                         center=np.stack([params["cy"], params["cx"]], 1),
+                         apply=params["apply"], mirror=mirror)
+    np.testing.assert_array_equal(info["seg"], expect)

@@ -53,6 +53,8 @@ struct SampleDesc {
   SampleParams p;
   TargetSpec t;
   int32_t flip_self, flip_other;  // mirror of the sample and of its partner
+  const void *seg_self = nullptr, *seg_other = nullptr;  // label maps (spec 11), or null
+  void *seg_out = nullptr;
 };
 
 /// Pixels per unit of the vector path: a 16-byte float16 plane store, two for float32 output.
@@ -74,6 +76,7 @@ struct LaunchGeometry {
   int unit_px = 1;   // pixels per unit (PixelsPerUnit on the vector path, else 1)
   int groups = 1;    // units per frame-row: W / unit_px
   int mask_vec = 0;  // mask rows written with 16-byte stores (aligned)
+  int seg_bytes = 0;  // label maps (spec 11): bytes a label (1: uint8, 4: int32), 0: none
   int64_t units = 0;            // pairs * frames * H * groups
   int64_t units_per_block = 0;  // contiguous range of one block
   int blocks = 0, threads = 0;
@@ -592,6 +595,33 @@ DALI_HOST_DEV inline void StoreMask(float *mask, const LaunchGeometry &g, int r,
   }
 }
 
+/// The mixed label map at P pixels of row r from column c0 (spec 11: SegSource, scalar
+/// accesses: a map is a byte or a word a pixel, beside 3 to 12 bytes of image).
+template <typename T, int P, typename Out, typename In>
+DALI_HOST_DEV inline void SegUnitOf(const SampleDesc<Out, In> &s, const LaunchGeometry &g, int r,
+                                    int c0, const float *m) {
+  const T *own = static_cast<const T *>(s.seg_self);
+  const T *other = static_cast<const T *>(s.seg_other);
+  T *out = static_cast<T *>(s.seg_out) + int64_t(r) * g.W + c0;
+  MSDA_UNROLL
+  for (int k = 0; k < P; k++) {
+    bool partner;
+    int sr, sc;
+    SegSource(s.p, g.H, g.W, r, c0 + k, m[k], s.flip_self, s.flip_other, &partner, &sr, &sc);
+    St(out + k, Ld((partner ? other : own) + int64_t(sr) * g.W + sc, MSDA_SITE, kAuxLoad),
+       MSDA_SITE, kAuxStore);
+  }
+}
+
+template <int P, typename Out, typename In>
+DALI_HOST_DEV inline void SegUnit(const SampleDesc<Out, In> &s, const LaunchGeometry &g, int r,
+                                  int c0, const float *m) {
+  if (g.seg_bytes == 1)
+    SegUnitOf<uint8_t, P>(s, g, r, c0, m);
+  else if (g.seg_bytes == 4)
+    SegUnitOf<int32_t, P>(s, g, r, c0, m);
+}
+
 /// One unit of the vector path: pair `pair`, frame-row (f, r), pixel group `grp`. Both blocks
 /// are read (each input byte once for the two outputs); then each sample of the pair in turn
 /// (a loop, not two copies of the output code) computes its mask and writes its output.
@@ -636,6 +666,7 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
     }
     StoreUnitAs<C, P>(s, g, u.f, u.r, c0, m, self, other, mean, inv);
     if (u.f == 0 && s.mask) StoreMask<P>(s.mask, g, u.r, c0, m);
+    if (g.seg_bytes) SegUnit<P>(s, g, u.r, c0, m);  // images only: f == 0
   }
 }
 
@@ -662,6 +693,7 @@ DALI_HOST_DEV inline void PixelOfSample(const KernelArgs<Out, In> &a, const Samp
     St(OutputAt(s.out, g, u.f, u.r, c, ch), v, MSDA_SITE);
   }
   if (u.f == 0 && s.mask) St(s.mask + int64_t(u.r) * g.W + c, m, MSDA_SITE, kAuxStore);
+  if (g.seg_bytes) SegUnit<1>(s, g, u.r, c, &m);
 }
 
 template <typename Out, typename In>
@@ -763,7 +795,8 @@ void WithVectorC(const LaunchGeometry &g, const F &f) {
 template <typename Out, typename In>
 void BuildDescs(int n, Out *const *out, const In *const *in, float *const *mask,
                 float *const *target, float *const *params, const SampleParams *p,
-                const TargetSpec *t, const int *mirror, SampleDesc<Out, In> *descs) {
+                const TargetSpec *t, const int *mirror, SampleDesc<Out, In> *descs,
+                const void *const *seg_in = nullptr, void *const *seg_out = nullptr) {
   for (int i = 0; i < n; i++) {
     SampleDesc<Out, In> &d = descs[i];
     const int j = p[i].partner;
@@ -777,6 +810,9 @@ void BuildDescs(int n, Out *const *out, const In *const *in, float *const *mask,
     d.t = t[i];
     d.flip_self = mirror ? mirror[i] : 0;
     d.flip_other = mirror ? mirror[j] : 0;
+    d.seg_self = seg_in ? seg_in[i] : nullptr;
+    d.seg_other = seg_in ? seg_in[j] : nullptr;
+    d.seg_out = seg_out ? seg_out[i] : nullptr;
   }
 }
 

@@ -103,6 +103,14 @@ DALI_HOST_DEV inline void ResizedSource(const SampleParams &p, int H, int W, int
   *src_col = flip ? W - 1 - c : c;
 }
 
+/// Where the mixed label map (spec 11) reads output pixel (row, col) of a sample with mask value
+/// m there: its own map (*from_partner false) where m >= 0.5, else its partner's; at (*src_row,
+/// *src_col) of that map, each map read with its image's mirror, a ResizeMix partner's resized
+/// into the box by nearest neighbour.
+DALI_HOST_DEV inline void SegSource(const SampleParams &p, int H, int W, int row, int col,
+                                    float m, int flip_self, int flip_other, bool *from_partner,
+                                    int *src_row, int *src_col);
+
 /// Bilinear taps along one axis (spec 10; torch's F.interpolate(mode="bilinear",
 /// align_corners=False)): output index `i` of a box [box0, box0 + len) over a source axis of
 /// `size` reads source i0 with weight 1 - w1 and i1 = min(i0 + 1, size - 1) with weight w1, the
@@ -135,6 +143,20 @@ DALI_HOST_DEV inline float ResizedLinear(const SampleParams &p, int H, int W, in
   const float wy0 = 1.0f - ty.w1, wx0 = 1.0f - tx.w1;
   return wy0 * (wx0 * at(ty.i0, c0) + tx.w1 * at(ty.i0, c1)) +
          ty.w1 * (wx0 * at(ty.i1, c0) + tx.w1 * at(ty.i1, c1));
+}
+
+DALI_HOST_DEV inline void SegSource(const SampleParams &p, int H, int W, int row, int col,
+                                    float m, int flip_self, int flip_other, bool *from_partner,
+                                    int *src_row, int *src_col) {
+  *from_partner = !(m >= 0.5f);
+  *src_row = row;
+  if (!*from_partner) {
+    *src_col = flip_self ? W - 1 - col : col;
+  } else if (IsResized(p.kind) && row >= p.y0 && row < p.y1 && col >= p.x0 && col < p.x1) {
+    ResizedSource(p, H, W, row, col, flip_other, src_row, src_col);
+  } else {
+    *src_col = flip_other ? W - 1 - col : col;
+  }
 }
 
 /// The blend of spec section 1, in float32, in this exact order.

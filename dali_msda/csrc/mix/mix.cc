@@ -437,6 +437,23 @@ void WriteMask(float *mask, const SampleParams &p, const float *tables, const ui
   for (int r = 0; r < H; r++) MaskRow(mask + int64_t(r) * W, p, tables, bits, H, W, r);
 }
 
+/// The mixed label map of one sample (spec 11): SegSource for every pixel.
+template <typename T>
+void MixSeg(T *out, const T *self, const T *other, const SampleParams &p, const float *tables,
+            const uint8_t *bits, int H, int W, int flip_self, int flip_other,
+            std::vector<float> &mrow) {
+  mrow.resize(W);
+  for (int r = 0; r < H; r++) {
+    MaskRow(mrow.data(), p, tables, bits, H, W, r);
+    for (int c = 0; c < W; c++) {
+      bool partner;
+      int sr, sc;
+      SegSource(p, H, W, r, c, mrow[c], flip_self, flip_other, &partner, &sr, &sc);
+      out[int64_t(r) * W + c] = (partner ? other : self)[int64_t(sr) * W + sc];
+    }
+  }
+}
+
 #if MSDA_X86_DISPATCH
 namespace v3 {
 /// MixChannelRow for contiguous float16 output on CPUs with AVX2 + F16C: the hardware converts
@@ -547,6 +564,24 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
   for (int i = 0; output_mask_ && i < n; i++)
     tp.AddWork([&, i](int) { WriteMask(mv.data[i], params[i], tables, bits, g.H, g.W); },
                int64_t(g.H) * g.W);
+  if (has_seg_) {  // the label maps (spec 11), a task per sample
+    TYPE_SWITCH(seg_type_, type2id, T, (uint8_t, int32_t), (
+      const auto &seg_in = ws.Input<CPUBackend>(2);
+      auto &seg_out = ws.Output<CPUBackend>(SegOutputIdx());
+      for (int i = 0; i < n; i++) {
+        const int j = params[i].partner;
+        // the pointers by value: the tensor lists' references end with this block, the tasks
+        // run at RunAll below
+        T *o = seg_out.mutable_tensor<T>(i);
+        const T *self = seg_in.tensor<T>(i), *other = seg_in.tensor<T>(j);
+        tp.AddWork([&, i, j, o, self, other](int) {
+          static thread_local std::vector<float> mrow;
+          MixSeg<T>(o, self, other, params[i], tables, bits, g.H, g.W, mirror[i], mirror[j],
+                    mrow);
+        }, int64_t(g.H) * g.W);
+      }
+    ), DALI_FAIL("unreachable"));  // NOLINT
+  }
   TYPE_SWITCH(in.type(), type2id, In, (uint8_t, float16, float), (
     TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (
       auto iv = view<const In>(in);
@@ -612,8 +647,8 @@ the middle sample is its own partner and passes through unchanged.
   image; ``M`` is 0 there and 1 elsewhere. ``lam`` (drawn or given; ``params``) is ``tau``; in
   ``"batch"`` mode one ``tau`` per batch and a centre per sample, as the official code.
 
-The outputs are ``(mixed, targets)``, then ``mask`` with ``output_mask=True``, then ``params``
-with ``output_params=True``:
+The outputs are ``(mixed, targets)``, then the mixed label maps when ``seg`` is given, then
+``mask`` with ``output_mask=True``, then ``params`` with ``output_params=True``:
 ``mixed`` has the layout and shape of ``images`` and type ``dtype``; ``targets`` are float32
 vectors of length K; ``mask`` is the float32 H x W mask each sample got (layout "HW").
 
@@ -624,7 +659,7 @@ Example::
     images = fn.resize(images, size=(224, 224))
     mixed, targets = fn.msda.mix(images, labels, method="hmix", alpha=1.0, num_classes=1000)
 )code")
-  .NumInput(2)
+  .NumInput(2, 3)
   .InputDox(0, "images", "TensorList of uint8, float16 or float32",
             "A batch of images (HWC, CHW) or sequences (FHWC, FCHW) of one shape. A missing "
             "layout means HWC (3-D) or FHWC (4-D).")
@@ -633,9 +668,15 @@ Example::
             "soft-label vectors of length K (e.g. from an earlier mix), mixed as vectors: "
             "probabilities (finite, >= 0, each row summing to 1 within 1e-3).")
   .InputDevice(1, ::dali::InputDevice::CPU)
+  .InputDox(2, "seg", "TensorList of uint8 or int32, optional",
+            "Label maps, one per image (H x W or H x W x 1, the image's size; on the images' "
+            "device), mixed by each sample's mask into an output right after ``targets``: the "
+            "own label where the mask is >= 0.5, the partner's elsewhere, each map flipped with "
+            "its image, a ResizeMix partner's resized into the box (nearest). Images only.")
   .AllowSequences()
   .OutputFn([](const ::dali::OpSpec &spec) {
-    return 2 + spec.GetArgument<bool>("output_mask") + spec.GetArgument<bool>("output_params");
+    return 2 + (spec.NumRegularInput() > 2) + spec.GetArgument<bool>("output_mask") +
+           spec.GetArgument<bool>("output_params");
   })
   .AddOptionalArg("method", R"code(Mixing method: ``"mixup"``, ``"cutmix"``, ``"hmix"``,
 ``"gmix"``, ``"fmix"`` or ``"resizemix"``. Required unless ``method_id`` is given.)code",

@@ -84,11 +84,24 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
         DeviceSlots<decltype(c)::value, Out, In>(&sms, &blocks_per_sm);
       });
       g = PlanLaunch<In>(Shape(n), aligned, mask_aligned, sms, blocks_per_sm);
+      std::vector<const void *> seg_in(has_seg_ ? n : 0);
+      std::vector<void *> seg_out(has_seg_ ? n : 0);
+      if (has_seg_) {
+        const auto &si = ws.Input<GPUBackend>(2);
+        auto &so = ws.Output<GPUBackend>(SegOutputIdx());
+        for (int i = 0; i < n; i++) {
+          seg_in[i] = si.raw_tensor(i);
+          seg_out[i] = so.raw_mutable_tensor(i);
+        }
+        g.seg_bytes = static_cast<int>(si.type_info().size());
+      }
       std::vector<SampleDesc<Out, In>> descs(n);
       BuildDescs<Out, In>(n, ov.data.data(), iv.data.data(),
                           output_mask_ ? mv.data.data() : nullptr, tv.data.data(),
                           output_params_ ? pv.data.data() : nullptr, params_.data(),
-                          target_specs_.data(), mirror_.data(), descs.data());
+                          target_specs_.data(), mirror_.data(), descs.data(),
+                          has_seg_ ? seg_in.data() : nullptr,
+                          has_seg_ ? seg_out.data() : nullptr);
       timer.Step("plan");
       // one host-to-device copy for everything the kernel reads besides the images
       auto [descs_gpu, tables_gpu, bits_gpu, norm_gpu, soft_gpu, params_gpu] =

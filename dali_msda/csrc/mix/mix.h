@@ -48,8 +48,9 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   void BuildFMixMasks(const Workspace &ws);
   void SetOutputLayouts(Workspace &ws) const;
   /// Index of the optional outputs, or -1 when not requested.
-  int MaskOutputIdx() const { return output_mask_ ? 2 : -1; }
-  int ParamsOutputIdx() const { return output_params_ ? 2 + output_mask_ : -1; }
+  int SegOutputIdx() const { return has_seg_ ? 2 : -1; }
+  int MaskOutputIdx() const { return output_mask_ ? 2 + has_seg_ : -1; }
+  int ParamsOutputIdx() const { return output_params_ ? 2 + has_seg_ + output_mask_ : -1; }
   /// The `params` output row of sample i: (apply, lam, cy, cx), from draws_.
   void ParamsRow(int i, float *row) const;
   /// Target row of sample i into `out` (K floats), from target_specs_ / soft_targets_.
@@ -68,6 +69,8 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   bool correct_lam_;
   bool output_mask_;
   bool output_params_;
+  bool has_seg_ = false;                // a third input: label maps (spec 11)
+  DALIDataType seg_type_ = DALI_NO_TYPE;
   int num_classes_ = 0;  // 0: not given
   float label_smoothing_;
   double decay_power_;
@@ -250,6 +253,7 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
   correct_lam_ = spec.GetArgument<bool>("correct_lam");
   output_mask_ = spec.GetArgument<bool>("output_mask");
   output_params_ = spec.GetArgument<bool>("output_params");
+  has_seg_ = spec.NumRegularInput() > 2;
   if (spec.HasArgument("num_classes")) {
     num_classes_ = spec.GetArgument<int>("num_classes");
     MSDA_ENFORCE(num_classes_ > 0, make_string("`num_classes` must be positive; got ",
@@ -549,7 +553,30 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
                           "got type ", detail::TypeStr(label_type), "."));
   }
 
-  output_desc.resize(2 + output_mask_ + output_params_);
+  // ---- label maps (spec 11): integer, H x W (x 1), one per image, images only
+  if (has_seg_) {
+    seg_type_ = ws.GetInputDataType(2);
+    MSDA_ENFORCE(seg_type_ == DALI_UINT8 || seg_type_ == DALI_INT32,
+                 make_string("`seg` (label maps) must be uint8 or int32; got ",
+                             detail::TypeStr(seg_type_), "."));
+    MSDA_ENFORCE(!sequence, make_string("`seg` (label maps) is not supported for sequences "
+                                        "(layout \"", layout, "\"): mix the frames as images."));
+    const auto &seg_shape = ws.GetInputShape(2);
+    MSDA_ENFORCE(seg_shape.num_samples() == n,
+                 make_string("`seg` must have one map per image; got ", seg_shape.num_samples(),
+                             " maps for ", n, " images."));
+    for (int i = 0; i < n; i++) {
+      const auto sh = seg_shape[i];
+      const bool ok = (sh.size() == 2 || (sh.size() == 3 && sh[2] == 1)) && sh[0] == geom_.H &&
+                      sh[1] == geom_.W;
+      MSDA_ENFORCE(ok, make_string("`seg` maps must have shape (H, W) or (H, W, 1) of their "
+                                   "images, (", geom_.H, ", ", geom_.W, "); got ",
+                                   detail::ShapeStr(sh), " for sample ", i, "."));
+    }
+  }
+
+  output_desc.resize(2 + has_seg_ + output_mask_ + output_params_);
+  if (has_seg_) output_desc[SegOutputIdx()] = {ws.GetInputShape(2), seg_type_};
   output_desc[0] = {out_layout_ == layout ? shape : uniform_list_shape(n, out_sample_shape),
                     out_type_ == DALI_NO_TYPE ? in_type : out_type_};
   output_desc[1] = {uniform_list_shape(n, TensorShape<1>{K_}), DALI_FLOAT};
@@ -699,6 +726,9 @@ template <typename Backend>
 void Mix<Backend>::SetOutputLayouts(Workspace &ws) const {
   ws.template Output<Backend>(0).SetLayout(out_layout_);
   if (output_mask_) ws.template Output<Backend>(MaskOutputIdx()).SetLayout("HW");
+  if (has_seg_)
+    ws.template Output<Backend>(SegOutputIdx()).SetLayout(
+        ws.template Input<Backend>(2).GetLayout());
 }
 
 template <typename Backend>
