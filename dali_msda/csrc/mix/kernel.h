@@ -244,56 +244,62 @@ DALI_HOST_DEV inline void St(T *p, const T &v, int site, int kind = kImageStore)
   *p = v;
 }
 
-struct alignas(16) Words4 {
-  uint32_t w[4];
-};
-struct alignas(8) Words2 {
-  uint32_t w[2];
-};
+/// The widest vector access (16, 8 or 4 bytes) that divides an N-byte block: its alignment,
+/// given the vector path's conditions.
+template <int N>
+DALI_HOST_DEV constexpr int ChunkBytes() {
+  static_assert(N % 4 == 0, "blocks are whole words");
+  return N % 16 == 0 ? 16 : N % 8 == 0 ? 8 : 4;
+}
+
+/// One A-byte load into A / 4 words (the read-only path on the GPU).
+template <int A>
+DALI_HOST_DEV inline void LoadChunk(const char *p, uint32_t *w) {
+#ifdef __CUDA_ARCH__
+  if constexpr (A == 16) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4 *>(p));
+    w[0] = v.x;
+    w[1] = v.y;
+    w[2] = v.z;
+    w[3] = v.w;
+  } else if constexpr (A == 8) {
+    const uint2 v = __ldg(reinterpret_cast<const uint2 *>(p));
+    w[0] = v.x;
+    w[1] = v.y;
+  } else {
+    w[0] = __ldg(reinterpret_cast<const unsigned int *>(p));
+  }
+#else
+  std::memcpy(w, p, A);
+#endif
+}
+
+/// One A-byte store of A / 4 words.
+template <int A>
+DALI_HOST_DEV inline void StoreChunk(char *p, const uint32_t *w) {
+#ifdef __CUDA_ARCH__
+  if constexpr (A == 16)
+    *reinterpret_cast<uint4 *>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+  else if constexpr (A == 8)
+    *reinterpret_cast<uint2 *>(p) = make_uint2(w[0], w[1]);
+  else
+    *reinterpret_cast<unsigned int *>(p) = w[0];
+#else
+  std::memcpy(p, w, A);
+#endif
+}
 
 /// N bytes (a multiple of 4) at p into w[N / 4], with the widest vector loads the alignment of
 /// N allows (p is aligned to that: see the vector path's conditions).
 template <int N>
 DALI_HOST_DEV inline void LoadWords(const void *p, uint32_t *w, int site,
                                     int kind = kImageLoad) {
-  static_assert(N % 4 == 0, "blocks are whole words");
+  constexpr int A = ChunkBytes<N>();
   const char *b = static_cast<const char *>(p);
-  if constexpr (N % 16 == 0) {
-MSDA_UNROLL
-    for (int k = 0; k < N / 16; k++) {
-      Touch(site, kind, b + 16 * k, 16);
-#ifdef __CUDA_ARCH__
-      const uint4 v = __ldg(reinterpret_cast<const uint4 *>(b + 16 * k));
-      w[4 * k] = v.x;
-      w[4 * k + 1] = v.y;
-      w[4 * k + 2] = v.z;
-      w[4 * k + 3] = v.w;
-#else
-      std::memcpy(w + 4 * k, b + 16 * k, 16);
-#endif
-    }
-  } else if constexpr (N % 8 == 0) {
-MSDA_UNROLL
-    for (int k = 0; k < N / 8; k++) {
-      Touch(site, kind, b + 8 * k, 8);
-#ifdef __CUDA_ARCH__
-      const uint2 v = __ldg(reinterpret_cast<const uint2 *>(b + 8 * k));
-      w[2 * k] = v.x;
-      w[2 * k + 1] = v.y;
-#else
-      std::memcpy(w + 2 * k, b + 8 * k, 8);
-#endif
-    }
-  } else {
-MSDA_UNROLL
-    for (int k = 0; k < N / 4; k++) {
-      Touch(site, kind, b + 4 * k, 4);
-#ifdef __CUDA_ARCH__
-      w[k] = __ldg(reinterpret_cast<const unsigned int *>(b + 4 * k));
-#else
-      std::memcpy(w + k, b + 4 * k, 4);
-#endif
-    }
+  MSDA_UNROLL
+  for (int k = 0; k < N / A; k++) {
+    Touch(site, kind, b + A * k, A);
+    LoadChunk<A>(b + A * k, w + (A / 4) * k);
   }
 }
 
@@ -301,39 +307,12 @@ MSDA_UNROLL
 template <int N>
 DALI_HOST_DEV inline void StoreWords(void *p, const uint32_t *w, int site,
                                      int kind = kImageStore) {
-  static_assert(N % 4 == 0, "blocks are whole words");
+  constexpr int A = ChunkBytes<N>();
   char *b = static_cast<char *>(p);
-  if constexpr (N % 16 == 0) {
-MSDA_UNROLL
-    for (int k = 0; k < N / 16; k++) {
-      Touch(site, kind, b + 16 * k, 16);
-#ifdef __CUDA_ARCH__
-      *reinterpret_cast<uint4 *>(b + 16 * k) = make_uint4(w[4 * k], w[4 * k + 1], w[4 * k + 2],
-                                                          w[4 * k + 3]);
-#else
-      std::memcpy(b + 16 * k, w + 4 * k, 16);
-#endif
-    }
-  } else if constexpr (N % 8 == 0) {
-MSDA_UNROLL
-    for (int k = 0; k < N / 8; k++) {
-      Touch(site, kind, b + 8 * k, 8);
-#ifdef __CUDA_ARCH__
-      *reinterpret_cast<uint2 *>(b + 8 * k) = make_uint2(w[2 * k], w[2 * k + 1]);
-#else
-      std::memcpy(b + 8 * k, w + 2 * k, 8);
-#endif
-    }
-  } else {
-MSDA_UNROLL
-    for (int k = 0; k < N / 4; k++) {
-      Touch(site, kind, b + 4 * k, 4);
-#ifdef __CUDA_ARCH__
-      *reinterpret_cast<unsigned int *>(b + 4 * k) = w[k];
-#else
-      std::memcpy(b + 4 * k, w + k, 4);
-#endif
-    }
+  MSDA_UNROLL
+  for (int k = 0; k < N / A; k++) {
+    Touch(site, kind, b + A * k, A);
+    StoreChunk<A>(b + A * k, w + (A / 4) * k);
   }
 }
 
@@ -595,31 +574,32 @@ DALI_HOST_DEV inline void StoreMask(float *mask, const LaunchGeometry &g, int r,
   }
 }
 
-/// The mixed label map at P pixels of row r from column c0 (spec 11: SegSource, scalar
-/// accesses: a map is a byte or a word a pixel, beside 3 to 12 bytes of image).
-template <typename T, int P, typename Out, typename In>
-DALI_HOST_DEV inline void SegUnitOf(const SampleDesc<Out, In> &s, const LaunchGeometry &g, int r,
-                                    int c0, const float *m) {
-  const T *own = static_cast<const T *>(s.seg_self);
-  const T *other = static_cast<const T *>(s.seg_other);
-  T *out = static_cast<T *>(s.seg_out) + int64_t(r) * g.W + c0;
-  MSDA_UNROLL
-  for (int k = 0; k < P; k++) {
+/// The mixed label map at `count` pixels of row r from column c0 (spec 11: SegSource, scalar
+/// accesses: a map is a byte or a word a pixel). Not inlined on the device, so that the maps'
+/// code and registers stay off the image path of launches without maps (hence values and global
+/// pointers only, as ResizedPartnerAt).
+template <typename T, typename Out, typename In>
+DALI_HOST_DEV inline void SegPixels(const SampleDesc<Out, In> *s, int H, int W, int r, int c0,
+                                    int count, const float *m) {
+  const T *own = static_cast<const T *>(s->seg_self);
+  const T *other = static_cast<const T *>(s->seg_other);
+  T *out = static_cast<T *>(s->seg_out) + int64_t(r) * W + c0;
+  for (int k = 0; k < count; k++) {
     bool partner;
     int sr, sc;
-    SegSource(s.p, g.H, g.W, r, c0 + k, m[k], s.flip_self, s.flip_other, &partner, &sr, &sc);
-    St(out + k, Ld((partner ? other : own) + int64_t(sr) * g.W + sc, MSDA_SITE, kAuxLoad),
+    SegSource(s->p, H, W, r, c0 + k, m[k], s->flip_self, s->flip_other, &partner, &sr, &sc);
+    St(out + k, Ld((partner ? other : own) + int64_t(sr) * W + sc, MSDA_SITE, kAuxLoad),
        MSDA_SITE, kAuxStore);
   }
 }
 
-template <int P, typename Out, typename In>
-DALI_HOST_DEV inline void SegUnit(const SampleDesc<Out, In> &s, const LaunchGeometry &g, int r,
-                                  int c0, const float *m) {
-  if (g.seg_bytes == 1)
-    SegUnitOf<uint8_t, P>(s, g, r, c0, m);
-  else if (g.seg_bytes == 4)
-    SegUnitOf<int32_t, P>(s, g, r, c0, m);
+template <typename Out, typename In>
+DALI_HOST_DEV MSDA_NOINLINE void SegUnit(const SampleDesc<Out, In> *s, int seg_bytes, int H,
+                                         int W, int r, int c0, int count, const float *m) {
+  if (seg_bytes == 1)
+    SegPixels<uint8_t>(s, H, W, r, c0, count, m);
+  else if (seg_bytes == 4)
+    SegPixels<int32_t>(s, H, W, r, c0, count, m);
 }
 
 /// One unit of the vector path: pair `pair`, frame-row (f, r), pixel group `grp`. Both blocks
@@ -666,7 +646,7 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
     }
     StoreUnitAs<C, P>(s, g, u.f, u.r, c0, m, self, other, mean, inv);
     if (u.f == 0 && s.mask) StoreMask<P>(s.mask, g, u.r, c0, m);
-    if (g.seg_bytes) SegUnit<P>(s, g, u.r, c0, m);  // images only: f == 0
+    if (g.seg_bytes) SegUnit(sp, g.seg_bytes, g.H, g.W, u.r, c0, P, m);  // images: f == 0
   }
 }
 
@@ -693,7 +673,7 @@ DALI_HOST_DEV inline void PixelOfSample(const KernelArgs<Out, In> &a, const Samp
     St(OutputAt(s.out, g, u.f, u.r, c, ch), v, MSDA_SITE);
   }
   if (u.f == 0 && s.mask) St(s.mask + int64_t(u.r) * g.W + c, m, MSDA_SITE, kAuxStore);
-  if (g.seg_bytes) SegUnit<1>(s, g, u.r, c, &m);
+  if (g.seg_bytes) SegUnit(&s, g.seg_bytes, g.H, g.W, u.r, c, 1, &m);
 }
 
 template <typename Out, typename In>
