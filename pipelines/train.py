@@ -248,7 +248,7 @@ def load_checkpoint(directory):
 def data_fingerprint(source):
     """What a reader reads, for a resume to check: an ImageFolder tree's files (relative paths
     as the reader lists them, sizes), a file list's lines and their files' sizes, or shards'
-    names and sizes. Paths are kept as 64-bit hashes (a few MB for ImageNet)."""
+    names and sizes. Paths are kept as 64-bit hashes (16 bytes a file: 20 MB for ImageNet)."""
     import numpy as np
 
     from dali_msda.pipelines.imagenet import read_file_list
