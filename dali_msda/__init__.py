@@ -16,9 +16,10 @@ import sys as _sys
 
 __version__ = "0.1.0"
 __all__ = ["library_path", "load_plugin", "has_gpu", "to_numpy", "dali_error_reason", "child_env",
-           "DataError", "METHODS", "MODES"]
+           "DataError", "METHODS", "MAP_METHODS", "MODES"]
 
 METHODS = ("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix")
+MAP_METHODS = ("classmix",)  # the methods that make their masks from label maps (`seg`)
 MODES = ("batch", "elem")
 
 

@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 METHODS = ("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix")
+MAP_METHODS = ("classmix",)  # methods whose masks come from the label maps (spec 12)
 LAYOUTS = ("HWC", "CHW", "FHWC", "FCHW")
 MIN_GAUSS_LAM = 1e-12  # GMix: lam' is clamped to this (spec 6)
 
@@ -499,3 +500,24 @@ def mix_seg(seg, masks, method, *, lam, center, apply=True, mirror=None):
                 other = resized_partner(other[..., None], box, "HWC", "nearest")[..., 0]
         out[i] = np.where(np.asarray(masks[i]) >= np.float32(0.5), own, other)
     return out.reshape(seg.shape)
+
+
+# ---- spec section 12: ClassMix ------------------------------------------------------------------
+
+def present_classes(partner_map, ignore_index=-1):
+    """The sorted distinct labels of a map, `ignore_index` left out."""
+    values = np.unique(np.asarray(partner_map))
+    return values[values != ignore_index]
+
+
+def classmix_mask(partner_map, selected):
+    """(mask, label weight): M = 0 where the partner's map (as shown: flipped with its image)
+    holds one of the `selected` labels, 1 elsewhere; the weight is the mask mean."""
+    mask = (~np.isin(np.asarray(partner_map), np.asarray(selected))).astype(np.float32)
+    return mask, float(mask.astype(np.float64).mean())
+
+
+def classmix_subset_size(n):
+    """The number of classes ClassMix selects of n present: ceil(n / 2), the official code's
+    int((n + n % 2) / 2)."""
+    return (n + n % 2) // 2

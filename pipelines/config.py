@@ -14,7 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-METHOD_IDS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4, "resizemix": 5}
+METHOD_IDS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4, "resizemix": 5,
+              "classmix": 6}  # classmix needs label maps (segmentation pipelines)
 
 
 CUTMIX_MODES = {"bbox": "cutmix", "hmix": "hmix", "gmix": "gmix"}  # the official code's names

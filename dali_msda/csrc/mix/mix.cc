@@ -542,6 +542,8 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
   timer.Step("draw");
   BuildFMixMasks(ws);
   timer.Step("fmix");
+  if (has_seg_)
+    BuildClassMixMasks(ws, [&](int j) { return ws.Input<CPUBackend>(2).raw_tensor(j); });
   SetOutputLayouts(ws);
 
   auto &tp = ws.GetThreadPool();
@@ -642,6 +644,9 @@ the middle sample is its own partner and passes through unchanged.
 - ``fmix``: ``M`` is binary: the ``ceil`` or ``floor`` (a fair coin) of ``lam * H * W`` pixels with
   the largest values of low-frequency Fourier noise (spectrum weights ``1 / f ** decay_power``)
   are 1; the label weight is the realised mean of ``M``. Masks are made on the host.
+- ``classmix`` (needs ``seg``): ``M = 0`` where the partner's label map holds one of
+  ``ceil(n / 2)`` of its ``n`` labels (drawn uniformly; ``ignore_index`` not counted), 1
+  elsewhere; the label weight is the mask's mean.
 - ``resizemix``: the whole partner, resized (nearest neighbour) to ``floor(H tau) x floor(W tau)``
   with ``tau ~ U(scale_min, scale_max)``, is pasted at a uniform centre, shifted to lie inside the
   image; ``M`` is 0 there and 1 elsewhere. ``lam`` (drawn or given; ``params``) is ``tau``; in
@@ -679,10 +684,11 @@ Example::
            spec.GetArgument<bool>("output_params");
   })
   .AddOptionalArg("method", R"code(Mixing method: ``"mixup"``, ``"cutmix"``, ``"hmix"``,
-``"gmix"``, ``"fmix"`` or ``"resizemix"``. Required unless ``method_id`` is given.)code",
+``"gmix"``, ``"fmix"``, ``"resizemix"`` or ``"classmix"`` (needs ``seg``). Required unless
+``method_id`` is given.)code",
                   std::string())
   .AddOptionalArg("method_id", R"code(Method per sample as an int32 argument input: 0 mixup,
-1 cutmix, 2 hmix, 3 gmix, 4 fmix, 5 resizemix; overrides ``method``. It lets a pipeline switch methods without being
+1 cutmix, 2 hmix, 3 gmix, 4 fmix, 5 resizemix, 6 classmix; overrides ``method``. It lets a pipeline switch methods without being
 rebuilt (a schedule fed by ``fn.external_source``) or pick one at random per batch or sample, as
 timm's ``switch_prob`` does (e.g. ``fn.random.coin_flip(probability=0.5, dtype=types.INT32)``).
 In ``"batch"`` mode it must be the same for every sample.)code", DALI_INT32, nullptr, true)
@@ -698,6 +704,8 @@ is cut around its centre ``cy``: ``"even"`` (default) takes rows ``[cy - cut // 
 an even side, as timm's ``rand_bbox``, the CutMix authors' and the HMix/GMix authors' code do;
 ``"exact"`` takes ``[cy - cut // 2, cy + (cut + 1) // 2)``, a side of exactly ``cut``. Columns
 likewise; both are clipped to the image.)code", std::string("even"))
+  .AddOptionalArg("ignore_index", R"code(ClassMix: a label of the maps that is not a class (not
+counted among the classes present, never selected; e.g. 255); -1: none.)code", -1)
   .AddOptionalArg("resize_interp", R"code(ResizeMix: how the partner is resized, ``"nearest"`` (the
 official code's ``F.interpolate`` default) or ``"bilinear"`` (``align_corners=False``; the value
 is rounded to the input type, as resizing an image of that type gives).)code",

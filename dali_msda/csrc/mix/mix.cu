@@ -58,10 +58,23 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
   timer.Step("draw");
   BuildFMixMasks(ws);
   timer.Step("fmix");
+  cudaStream_t stream = ws.stream();
+  if (has_seg_ && !classmix_jobs_.empty()) {
+    // ClassMix makes its masks on the host from the partners' maps: they are read back (a
+    // copy of each and one synchronisation a batch; a device-side class count would avoid it)
+    const auto &maps = ws.Input<GPUBackend>(2);
+    const int64_t bytes = int64_t(geom_.H) * geom_.W * maps.type_info().size();
+    seg_host_.resize(n * bytes);
+    for (int i = 0; i < n; i++)
+      CUDA_CALL(cudaMemcpyAsync(seg_host_.data() + i * bytes, maps.raw_tensor(i), bytes,
+                                cudaMemcpyDeviceToHost, stream));
+    CUDA_CALL(cudaStreamSynchronize(stream));
+    BuildClassMixMasks(ws, [&](int j) -> const void * { return seg_host_.data() + j * bytes; });
+    timer.Step("classmix");
+  }
   SetOutputLayouts(ws);
   if (n == 0) return;
 
-  cudaStream_t stream = ws.stream();
   kernels::DynamicScratchpad scratch(stream);  // local: freed in stream order
   auto tv = view<float>(ws.Output<GPUBackend>(1));
   TensorListView<StorageGPU, float> mv, pv;

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -46,6 +47,10 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   /// Writes the FMix masks of fmix_jobs_ into bits_: on DALI's thread pool (CPU backend) or
   /// on `num_threads` threads of its own (GPU backend, whose workspace has no pool to share).
   void BuildFMixMasks(const Workspace &ws);
+  /// Writes the ClassMix masks of classmix_jobs_ into bits_ and their samples' weights into
+  /// targets and draws (spec 12); `map_of(j)` is sample j's label map in host memory.
+  template <typename MapOf>
+  void BuildClassMixMasks(const Workspace &ws, const MapOf &map_of);
   void SetOutputLayouts(Workspace &ws) const;
   /// Index of the optional outputs, or -1 when not requested.
   int SegOutputIdx() const { return has_seg_ ? 2 : -1; }
@@ -71,6 +76,8 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   bool output_params_;
   bool has_seg_ = false;                // a third input: label maps (spec 11)
   DALIDataType seg_type_ = DALI_NO_TYPE;
+  int ignore_index_ = -1;               // ClassMix: the label not counted as a class
+  std::vector<uint8_t> seg_host_;       // GPU ClassMix: the maps, read back to make the masks
   int num_classes_ = 0;  // 0: not given
   float label_smoothing_;
   double decay_power_;
@@ -112,6 +119,12 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
     int64_t table_offset;  // where the H x W bits go in bits_
   };
   std::vector<FMixJob> fmix_jobs_;
+  struct ClassMixJob {
+    int sample, partner;
+    Philox4x32_10 rng;     // positioned after the sample's (or the batch's) draw
+    int64_t bits_offset;   // where the H x W bits go in bits_
+  };
+  std::vector<ClassMixJob> classmix_jobs_;
   std::vector<TargetSpec> target_specs_;  // per sample: a one-hot mix, or a soft row
   std::vector<float> soft_targets_;       // nsamples x K_, for soft-label inputs only
   bool soft_labels_ = false;
@@ -188,8 +201,9 @@ inline Method ParseMethod(const std::string &s) {
   if (s == "gmix") return Method::kGMix;
   if (s == "fmix") return Method::kFMix;
   if (s == "resizemix") return Method::kResizeMix;
+  if (s == "classmix") return Method::kClassMix;
   DALI_FAIL(make_string("`method` must be one of \"mixup\", \"cutmix\", \"hmix\", \"gmix\", "
-                        "\"fmix\", \"resizemix\"; got \"", s, "\"."));
+                        "\"fmix\", \"resizemix\", \"classmix\"; got \"", s, "\"."));
 }
 
 inline Mode ParseMode(const std::string &s) {
@@ -254,6 +268,7 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
   output_mask_ = spec.GetArgument<bool>("output_mask");
   output_params_ = spec.GetArgument<bool>("output_params");
   has_seg_ = spec.NumRegularInput() > 2;
+  ignore_index_ = spec.GetArgument<int>("ignore_index");
   if (spec.HasArgument("num_classes")) {
     num_classes_ = spec.GetArgument<int>("num_classes");
     MSDA_ENFORCE(num_classes_ > 0, make_string("`num_classes` must be positive; got ",
@@ -422,9 +437,10 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
                    make_string("`method_id` must be a scalar per sample; sample ", i,
                                " has shape ", detail::ShapeStr(ids.tensor_shape(i)), "."));
       int id = ids.tensor<int32_t>(i)[0];
-      MSDA_ENFORCE(id >= 0 && id <= 5,
+      MSDA_ENFORCE(id >= 0 && id <= 6,
                    make_string("`method_id` must be 0 (mixup), 1 (cutmix), 2 (hmix), 3 (gmix), "
-                               "4 (fmix) or 5 (resizemix); got ", id, " for sample ", i, "."));
+                               "4 (fmix), 5 (resizemix) or 6 (classmix); got ", id, " for sample ",
+                               i, "."));
       methods_[i] = static_cast<Method>(id);
       MSDA_ENFORCE(mode_ != Mode::kBatch || methods_[i] == methods_[0],
                    detail::BatchModeMismatch("method_id", int(methods_[0]), id, i));
@@ -553,6 +569,10 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
                           "got type ", detail::TypeStr(label_type), "."));
   }
 
+  for (int i = 0; i < n && !has_seg_; i++)
+    MSDA_ENFORCE(methods_[i] != Method::kClassMix,
+                 make_string("`method` \"classmix\" makes its masks from label maps: give them as "
+                             "the third input (`seg`); sample ", i, " has none."));
   // ---- label maps (spec 11): integer, H x W (x 1), one per image, images only
   if (has_seg_) {
     seg_type_ = ws.GetInputDataType(2);
@@ -597,6 +617,7 @@ void Mix<Backend>::DrawParams(int n) {
   soft_targets_.resize(soft_labels_ ? int64_t(n) * K_ : 0);
   tables_.clear();  // grown mask by mask: only masks that are made take room (and upload time)
   bits_.clear();
+  classmix_jobs_.clear();
   fmix_jobs_.clear();
   if (n == 0) return;
   const bool explicit_lam = lam_arg_.HasExplicitValue();
@@ -644,8 +665,10 @@ void Mix<Backend>::DrawParams(int n) {
     const int j = n - 1 - i;  // partner: the batch reversed; the middle of an odd batch is alone
     double w = 1.0;
     SampleParams &p = params_[i];
-    // an FMix mask depends on noise beyond the draw: shared only in batch mode (one per batch)
-    const bool same_noise = methods_[i] != Method::kFMix || mode_ == Mode::kBatch;
+    // an FMix mask depends on noise beyond the draw: shared only in batch mode (one per batch);
+    // a ClassMix mask on the partner's map: never shared
+    const bool same_noise = methods_[i] != Method::kClassMix &&
+                            (methods_[i] != Method::kFMix || mode_ == Mode::kBatch);
     if (d.apply && j != i && prev_draw && prev_draw->lam == d.lam && prev_draw->cy == d.cy &&
         prev_draw->cx == d.cx && prev_draw->round_up == d.round_up && prev_ratio == ratio_[i] &&
         prev_method == methods_[i] && same_noise) {
@@ -660,8 +683,10 @@ void Mix<Backend>::DrawParams(int n) {
       const MaskOptions options{ratio_[i], correct_lam_, resize_linear_, exact_box_};
       p = PlanSample(methods_[i], d, i, n, options, H, W, tables_.data() + offset, offset,
                      bits_offset, &w);
-      if (p.kind == kMaskBits)
+      if (p.kind == kMaskBits && methods_[i] == Method::kFMix)
         fmix_jobs_.push_back({i, rng, FMixOnes(d.lam, d.round_up, H, W), bits_offset});
+      if (p.kind == kMaskBits && methods_[i] == Method::kClassMix)
+        classmix_jobs_.push_back({i, j, mode_ == Mode::kBatch ? batch_rng : rng, bits_offset});
       if (p.partner != i) {
         prev_draw = &d;
         prev_params = p;
@@ -704,6 +729,72 @@ void Mix<Backend>::BuildFMixMasks(const Workspace &ws) {
   if constexpr (std::is_same_v<Backend, CPUBackend>) {
     auto &tp = ws.GetThreadPool();
     for (size_t k = 0; k < jobs; k++) tp.AddWork([&, k](int) { make(k); }, int64_t(H) * W);
+    tp.RunAll();
+  } else {
+    ParallelJobs(static_cast<int64_t>(jobs), this->num_threads_, make);
+  }
+}
+
+template <typename Backend>
+template <typename MapOf>
+void Mix<Backend>::BuildClassMixMasks(const Workspace &ws, const MapOf &map_of) {
+  if (classmix_jobs_.empty()) return;
+  const int H = geom_.H, W = geom_.W;
+  const int64_t hw = int64_t(H) * W;
+  auto make = [&](size_t k) {
+    const ClassMixJob &job = classmix_jobs_[k];
+    const int flip = mirror_[job.partner];
+    auto run = [&](const auto *map) {
+      using T = std::remove_cv_t<std::remove_pointer_t<decltype(map)>>;
+      static thread_local std::vector<T> classes;
+      classes.assign(map, map + hw);  // the present labels, sorted, the ignore label left out
+      std::sort(classes.begin(), classes.end());
+      classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
+      // (an ignore label the map's type cannot hold, e.g. -1 for uint8, leaves nothing out)
+      if (ignore_index_ >= int64_t(std::numeric_limits<T>::min()) &&
+          ignore_index_ <= int64_t(std::numeric_limits<T>::max()))
+        classes.erase(std::remove(classes.begin(), classes.end(), static_cast<T>(ignore_index_)),
+                      classes.end());
+      const int n_classes = static_cast<int>(classes.size());
+      const int k_sel = (n_classes + 1) / 2;  // ceil(n / 2): the official int((n + n % 2) / 2)
+      Philox4x32_10 rng = job.rng;
+      for (int t = 0; t < k_sel; t++)  // a partial Fisher-Yates shuffle picks them
+        std::swap(classes[t], classes[t + UniformInt(rng, n_classes - t)]);
+      std::sort(classes.begin(), classes.begin() + k_sel);
+      uint8_t *bits = bits_.data() + job.bits_offset;
+      std::fill(bits, bits + BitsSize(Method::kClassMix, H, W), uint8_t(0));
+      int64_t ones = 0;
+      for (int r = 0; r < H; r++) {
+        const T *row = map + int64_t(r) * W;
+        for (int c = 0; c < W; c++) {
+          const T v = row[flip ? W - 1 - c : c];
+          const bool pasted = std::binary_search(classes.begin(), classes.begin() + k_sel, v);
+          if (!pasted) {
+            const int64_t bit = int64_t(r) * W + c;
+            bits[bit >> 3] |= uint8_t(1u << (bit & 7));
+            ones++;
+          }
+        }
+      }
+      const double w = double(ones) / double(hw);  // the mask mean, exactly
+      const int i = job.sample, j = job.partner;
+      draws_[i].lam = static_cast<float>(w);
+      draws_[i].cy = draws_[i].cx = 0;
+      if (soft_labels_)
+        SoftTarget(w, &label_vectors_[int64_t(i) * K_], &label_vectors_[int64_t(j) * K_], K_,
+                   label_smoothing_, &soft_targets_[int64_t(i) * K_]);
+      else
+        target_specs_[i] = OneHotTarget(w, class_ids_[i], class_ids_[j], label_smoothing_, K_);
+    };
+    if (seg_type_ == DALI_UINT8)
+      run(static_cast<const uint8_t *>(map_of(job.partner)));
+    else
+      run(static_cast<const int32_t *>(map_of(job.partner)));
+  };
+  const size_t jobs = classmix_jobs_.size();
+  if constexpr (std::is_same_v<Backend, CPUBackend>) {
+    auto &tp = ws.GetThreadPool();
+    for (size_t k = 0; k < jobs; k++) tp.AddWork([&, k](int) { make(k); }, hw);
     tp.RunAll();
   } else {
     ParallelJobs(static_cast<int64_t>(jobs), this->num_threads_, make);

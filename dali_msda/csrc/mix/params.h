@@ -19,7 +19,7 @@
 namespace msda {
 
 enum class Method : int { kMixup = 0, kCutMix = 1, kHMix = 2, kGMix = 3, kFMix = 4,
-                          kResizeMix = 5 };
+                          kResizeMix = 5, kClassMix = 6 };
 enum class Mode : int { kBatch = 0, kElem = 1 };
 
 // lam' of GMix is clamped to this so that lam in {0, 1} does not divide by zero (spec 6).
@@ -180,9 +180,10 @@ inline int64_t TableSize(Method method, int H, int W) {
   return method == Method::kGMix ? GaussColsOffset(H) + GaussColsOffset(W) : 0;
 }
 
-/// Bit-mask bytes a method needs per mask: H x W bits for FMix (MaskBit), none for the others.
+/// Bit-mask bytes a method needs per mask: H x W bits for FMix and ClassMix (MaskBit), none for
+/// the others.
 inline int64_t BitsSize(Method method, int H, int W) {
-  return method == Method::kFMix ? (int64_t(H) * W + 7) / 8 : 0;
+  return method == Method::kFMix || method == Method::kClassMix ? (int64_t(H) * W + 7) / 8 : 0;
 }
 
 /// Fills `p` for one applied draw and returns the label weight of the sample's own label
@@ -237,6 +238,9 @@ inline double BuildMask(Method method, const Draw &d, const MaskOptions &o, int 
     case Method::kFMix:
       p.kind = kMaskBits;
       return FMixOnes(d.lam, d.round_up, H, W) / hw;  // the mask mean, exactly
+    case Method::kClassMix:  // the mask comes from the partner's label map (spec 12): its
+      p.kind = kMaskBits;    // maker sets the weight once it has counted the mask's ones
+      return 1.0;
     case Method::kResizeMix: {  // d.lam is the scale tau (spec 10)
       Box b = ResizedBox(d.lam, d.cy, d.cx, H, W);
       if (b.Area() == 0) return 1.0;  // nothing pasted
