@@ -24,8 +24,9 @@ listed file is decoded. `--out` writes the good lines.
 WebDataset shards: every sample must have one image (jpg / jpeg / png) and a `.cls`; samples
 missing either, `.cls` that is not a class index (ASCII digits with optional whitespace around
 them, below `--num-classes` when given: fn.msda.class_label's rule, which the pipelines apply),
-and images that do not decode are listed by shard and key. The pipelines' WebDataset reader stops at an incomplete sample (it does not skip
-it): fix the shards, e.g. by repacking the good samples.
+and images that do not decode are listed by shard and key. The pipelines' WebDataset reader
+stops at an incomplete sample (it does not skip it): fix the shards, e.g. by repacking the good
+samples.
 
 The decode is a full decode; training decodes a random crop of each image, which can pass on a
 file truncated below the crop. The scan is the stricter judge.

@@ -367,5 +367,6 @@ def test_resume_refuses_changed_data(data_root, tmp_path):
     assert summary["finished"] is True
     lst = tmp_path / "list.txt"
     lst.write_text("".join(f"{p} 0\n" for p in sorted((train / classes[3]).iterdir())))
-    with pytest.raises(SystemExit, match=r"the checkpoint's data is a tree, this run's a file list"):
+    with pytest.raises(SystemExit,
+                       match=r"the checkpoint's data is a tree, this run's a file list"):
         main(base + ["--resume", "--file-list", str(lst)])

@@ -317,7 +317,8 @@ def test_file_list_reader(data_root, tmp_path):
     train.build()
     images, targets = arrays(train.run())
     assert images.shape == (8, 3, 32, 32) and targets.shape == (8, N_CLASSES)
-    with pytest.raises(ValueError, match=r"`num_classes` \(or `classes`\) is required with `file_list`"):
+    with pytest.raises(ValueError,
+                       match=r"`num_classes` \(or `classes`\) is required with `file_list`"):
         imagenet_train(file_list=str(tmp_path / "list_abs.txt"), device="cpu", mix=MixConfig())
 
 

@@ -78,8 +78,9 @@ def test_bad_maps(device):
     images = np.zeros((4, 8, 8, 3), np.uint8)
     good = np.zeros((4, 8, 8), np.uint8)
     for seg, fragment in [
-            (np.zeros((4, 8, 9), np.uint8), r"`seg` maps must have shape \(H, W\) or \(H, W, 1\) "
-                                            r"of their images, \(8, 8\); got \(8, 9\) for sample 0"),
+            (np.zeros((4, 8, 9), np.uint8),
+             r"`seg` maps must have shape \(H, W\) or \(H, W, 1\) of their images, \(8, 8\); "
+             r"got \(8, 9\) for sample 0"),
             (np.zeros((4, 7, 8), np.uint8), r"got \(7, 8\) for sample 0"),
             (np.zeros((4, 8, 8, 3), np.uint8), r"got \(8, 8, 3\) for sample 0"),
             (good.astype(np.float32), r"`seg` \(label maps\) must be uint8 or int32; got float32"),

@@ -625,8 +625,8 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
 
 // clang-format off
 DALI_SCHEMA(msda__Mix)
-  .DocStr(R"code(Mixes a batch of images with Mixup, CutMix, HMix, GMix, FMix or ResizeMix and returns
-soft labels.
+  .DocStr(R"code(Mixes a batch of images with Mixup, CutMix, HMix, GMix, FMix, ResizeMix or
+ClassMix and returns soft labels (and, given label maps, the mixed maps).
 
 Every method is a choice of mask: each sample ``i`` is blended with its partner ``j = B - 1 - i``
 (the batch reversed) as ``out_i = M_i * x_i + (1 - M_i) * x_j``, where the mask ``M_i`` (H x W,
@@ -688,8 +688,8 @@ Example::
 ``method_id`` is given.)code",
                   std::string())
   .AddOptionalArg("method_id", R"code(Method per sample as an int32 argument input: 0 mixup,
-1 cutmix, 2 hmix, 3 gmix, 4 fmix, 5 resizemix, 6 classmix; overrides ``method``. It lets a pipeline switch methods without being
-rebuilt (a schedule fed by ``fn.external_source``) or pick one at random per batch or sample, as
+1 cutmix, 2 hmix, 3 gmix, 4 fmix, 5 resizemix, 6 classmix; overrides ``method``. It lets a
+pipeline switch methods without being rebuilt (a schedule fed by ``fn.external_source``) or pick one at random per batch or sample, as
 timm's ``switch_prob`` does (e.g. ``fn.random.coin_flip(probability=0.5, dtype=types.INT32)``).
 In ``"batch"`` mode it must be the same for every sample.)code", DALI_INT32, nullptr, true)
   .AddOptionalArg("alpha", "Parameter of the Beta(alpha, alpha) distribution of ``lam``; > 0.",
