@@ -110,7 +110,8 @@ def test_label_smoothing_range(device):
 
 def test_unknown_method_and_mode(device):
     expect_error(r"`method` must be one of \"mixup\", \"cutmix\", \"hmix\", \"gmix\", \"fmix\", "
-                 r"\"resizemix\"; got \"saliencymix\"", method="saliencymix", device=device)
+                 r"\"resizemix\", \"classmix\"; got \"saliencymix\"", method="saliencymix",
+                 device=device)
     expect_error(r"`mode` must be \"batch\" or \"elem\"; got \"pair\"", mode="pair",
                  device=device)
 
@@ -164,8 +165,8 @@ def test_method_required(device):
 
 def test_method_id_checks(device):
     expect_error(r"`method_id` must be 0 \(mixup\), 1 \(cutmix\), 2 \(hmix\), 3 \(gmix\), "
-                 r"4 \(fmix\) or 5 \(resizemix\); got 6 for sample 1", method="",
-                 method_id=[0, 6, 0, 0], mode="elem", device=device)
+                 r"4 \(fmix\), 5 \(resizemix\) or 6 \(classmix\); got 7 for sample 1",
+                 method="", method_id=[0, 7, 0, 0], mode="elem", device=device)
     expect_error(r"`method_id` must be the same for every sample; got 0 for sample 0 and 1 for "
                  r"sample 2", method="", method_id=[0, 0, 1, 0], mode="batch", device=device)
 

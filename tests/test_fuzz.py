@@ -223,7 +223,7 @@ def invalid_cases(draw):
         case["box"] = draw(st.sampled_from(["odd", "", "EVEN", "exact "]))
     elif name == "method_id":
         case["method_id"] = [0] * b
-        case["method_id"][i] = draw(st.sampled_from([6, -1, 100]))
+        case["method_id"][i] = draw(st.sampled_from([7, -1, 100]))
         case["mode"] = "elem"
     return case, name
 
