@@ -118,7 +118,7 @@ case "$stage" in
     export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
     step "GPU tests: FMix, ResizeMix, label maps, the new kernel, CPU == GPU" 420 pytest_gpu.log \
       "$py" -m pytest -q -p no:cacheprovider tests -x \
-      -k "gpu and (fmix or resizemix or agree or reference or fused or seg)"
+      -k "gpu and (fmix or resizemix or agree or reference or fused or seg or classmix)"
     step "profile_gpu.py" 240 profile_gpu.log "$py" benchmarks/profile_gpu.py --device gpu \
       --imagenet-sized --json "$out/profile_gpu.json"
     step "throughput.py --device gpu --imagenet-sized" 300 throughput.log "$py" \
