@@ -57,6 +57,9 @@ DALI_HOST_DEV inline bool MaskBit(const uint8_t *bits, int64_t k) {
   return (bits[k >> 3] >> (k & 7)) & 1;
 }
 
+/// Sets bit k of a bit mask (MaskBit's layout).
+inline void SetMaskBit(uint8_t *bits, int64_t k) { bits[k >> 3] |= uint8_t(1u << (k & 7)); }
+
 /// The target row of a sample with class-index labels (spec 1), built where it is written (no
 /// K-long row per sample crosses to the GPU): `fill` everywhere, `vb` at the partner's class,
 /// then `va` at the sample's class (so that va wins when both classes are equal). With

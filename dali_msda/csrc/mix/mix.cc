@@ -542,8 +542,10 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
   timer.Step("draw");
   BuildFMixMasks(ws);
   timer.Step("fmix");
-  if (has_seg_)
+  if (has_seg_) {
     BuildClassMixMasks(ws, [&](int j) { return ws.Input<CPUBackend>(2).raw_tensor(j); });
+    timer.Step("classmix");
+  }
   SetOutputLayouts(ws);
 
   auto &tp = ws.GetThreadPool();

@@ -10,9 +10,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <limits>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -41,8 +41,8 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   bool SetupImpl(std::vector<OutputDesc> &output_desc, const Workspace &ws) override;
   void RunImpl(Workspace &ws) override;
 
-  /// Fills params_, tables_ and targets_ for the current batch from the op's RNG; the FMix
-  /// masks to make (into bits_) are left in fmix_jobs_.
+  /// Fills params_, tables_ and targets_ for the current batch from the op's RNG; the FMix and
+  /// ClassMix masks to make (into bits_) are left in fmix_jobs_ and classmix_jobs_.
   void DrawParams(int nsamples);
   /// Writes the FMix masks of fmix_jobs_ into bits_: on DALI's thread pool (CPU backend) or
   /// on `num_threads` threads of its own (GPU backend, whose workspace has no pool to share).
@@ -51,6 +51,12 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   /// targets and draws (spec 12); `map_of(j)` is sample j's label map in host memory.
   template <typename MapOf>
   void BuildClassMixMasks(const Workspace &ws, const MapOf &map_of);
+  /// Runs make(k) for the k < jobs host jobs of a batch (mask making): on DALI's thread pool
+  /// (CPU backend) or on `num_threads` threads of the op's own (GPU backend).
+  template <typename Make>
+  void RunHostJobs(const Workspace &ws, size_t jobs, int64_t cost, const Make &make);
+  /// Sample i's target (spec 1) for label weight w, its partner j: a one-hot spec or a soft row.
+  void SetTarget(int i, int j, double w);
   void SetOutputLayouts(Workspace &ws) const;
   /// Index of the optional outputs, or -1 when not requested.
   int SegOutputIdx() const { return has_seg_ ? 2 : -1; }
@@ -111,7 +117,7 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   // per batch, from DrawParams
   std::vector<SampleParams> params_;
   std::vector<float> tables_;   // per GMix mask: its H + W Gaussian factors (TableSize)
-  std::vector<uint8_t> bits_;   // per FMix mask: its H x W bits (BitsSize, MaskBit)
+  std::vector<uint8_t> bits_;   // per FMix / ClassMix mask: its H x W bits (BitsSize, MaskBit)
   struct FMixJob {
     int sample;            // whose noise (explicit) or RNG stream (drawn) makes the mask
     Philox4x32_10 rng;     // positioned after the sample's draw and coin
@@ -695,14 +701,31 @@ void Mix<Backend>::DrawParams(int n) {
         prev_method = methods_[i];
       }
     }
-    if (soft_labels_) {
-      SoftTarget(w, &label_vectors_[int64_t(i) * K_], &label_vectors_[int64_t(j) * K_], K_,
-                 label_smoothing_, &soft_targets_[int64_t(i) * K_]);
-      target_specs_[i] = TargetSpec{};
-      target_specs_[i].soft_row = i;
-    } else {
-      target_specs_[i] = OneHotTarget(w, class_ids_[i], class_ids_[j], label_smoothing_, K_);
-    }
+    SetTarget(i, j, w);  // ClassMix's weight is known once its mask is made: set again then
+  }
+}
+
+template <typename Backend>
+void Mix<Backend>::SetTarget(int i, int j, double w) {
+  if (soft_labels_) {
+    SoftTarget(w, &label_vectors_[int64_t(i) * K_], &label_vectors_[int64_t(j) * K_], K_,
+               label_smoothing_, &soft_targets_[int64_t(i) * K_]);
+    target_specs_[i] = TargetSpec{};
+    target_specs_[i].soft_row = i;
+  } else {
+    target_specs_[i] = OneHotTarget(w, class_ids_[i], class_ids_[j], label_smoothing_, K_);
+  }
+}
+
+template <typename Backend>
+template <typename Make>
+void Mix<Backend>::RunHostJobs(const Workspace &ws, size_t jobs, int64_t cost, const Make &make) {
+  if constexpr (std::is_same_v<Backend, CPUBackend>) {
+    auto &tp = ws.GetThreadPool();
+    for (size_t k = 0; k < jobs; k++) tp.AddWork([&, k](int) { make(k); }, cost);
+    tp.RunAll();
+  } else {
+    ParallelJobs(static_cast<int64_t>(jobs), this->num_threads_, make);
   }
 }
 
@@ -725,14 +748,7 @@ void Mix<Backend>::BuildFMixMasks(const Workspace &ws) {
     }
     FMixMask(values.data(), H, W, decay_power_, job.ones, bits_.data() + job.table_offset);
   };
-  const size_t jobs = fmix_jobs_.size();
-  if constexpr (std::is_same_v<Backend, CPUBackend>) {
-    auto &tp = ws.GetThreadPool();
-    for (size_t k = 0; k < jobs; k++) tp.AddWork([&, k](int) { make(k); }, int64_t(H) * W);
-    tp.RunAll();
-  } else {
-    ParallelJobs(static_cast<int64_t>(jobs), this->num_threads_, make);
-  }
+  RunHostJobs(ws, fmix_jobs_.size(), int64_t(H) * W, make);
 }
 
 template <typename Backend>
@@ -770,35 +786,22 @@ void Mix<Backend>::BuildClassMixMasks(const Workspace &ws, const MapOf &map_of) 
           const T v = row[flip ? W - 1 - c : c];
           const bool pasted = std::binary_search(classes.begin(), classes.begin() + k_sel, v);
           if (!pasted) {
-            const int64_t bit = int64_t(r) * W + c;
-            bits[bit >> 3] |= uint8_t(1u << (bit & 7));
+            SetMaskBit(bits, int64_t(r) * W + c);
             ones++;
           }
         }
       }
       const double w = double(ones) / double(hw);  // the mask mean, exactly
-      const int i = job.sample, j = job.partner;
-      draws_[i].lam = static_cast<float>(w);
-      draws_[i].cy = draws_[i].cx = 0;
-      if (soft_labels_)
-        SoftTarget(w, &label_vectors_[int64_t(i) * K_], &label_vectors_[int64_t(j) * K_], K_,
-                   label_smoothing_, &soft_targets_[int64_t(i) * K_]);
-      else
-        target_specs_[i] = OneHotTarget(w, class_ids_[i], class_ids_[j], label_smoothing_, K_);
+      draws_[job.sample].lam = static_cast<float>(w);
+      draws_[job.sample].cy = draws_[job.sample].cx = 0;
+      SetTarget(job.sample, job.partner, w);
     };
     if (seg_type_ == DALI_UINT8)
       run(static_cast<const uint8_t *>(map_of(job.partner)));
     else
       run(static_cast<const int32_t *>(map_of(job.partner)));
   };
-  const size_t jobs = classmix_jobs_.size();
-  if constexpr (std::is_same_v<Backend, CPUBackend>) {
-    auto &tp = ws.GetThreadPool();
-    for (size_t k = 0; k < jobs; k++) tp.AddWork([&, k](int) { make(k); }, hw);
-    tp.RunAll();
-  } else {
-    ParallelJobs(static_cast<int64_t>(jobs), this->num_threads_, make);
-  }
+  RunHostJobs(ws, classmix_jobs_.size(), hw, make);
 }
 
 template <typename Backend>
