@@ -763,9 +763,19 @@ void Mix<Backend>::BuildClassMixMasks(const Workspace &ws, const MapOf &map_of) 
     auto run = [&](const auto *map) {
       using T = std::remove_cv_t<std::remove_pointer_t<decltype(map)>>;
       static thread_local std::vector<T> classes;
-      classes.assign(map, map + hw);  // the present labels, sorted, the ignore label left out
-      std::sort(classes.begin(), classes.end());
-      classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
+      // the present labels, sorted, the ignore label left out: a table of the 256 values for
+      // uint8 maps, a sort of a copy for int32 ones
+      if constexpr (sizeof(T) == 1) {
+        bool seen[256] = {};
+        for (int64_t k = 0; k < hw; k++) seen[map[k]] = true;
+        classes.clear();
+        for (int v = 0; v < 256; v++)
+          if (seen[v]) classes.push_back(static_cast<T>(v));
+      } else {
+        classes.assign(map, map + hw);
+        std::sort(classes.begin(), classes.end());
+        classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
+      }
       // (an ignore label the map's type cannot hold, e.g. -1 for uint8, leaves nothing out)
       if (ignore_index_ >= int64_t(std::numeric_limits<T>::min()) &&
           ignore_index_ <= int64_t(std::numeric_limits<T>::max()))
@@ -777,6 +787,9 @@ void Mix<Backend>::BuildClassMixMasks(const Workspace &ws, const MapOf &map_of) 
       for (int t = 0; t < k_sel; t++)  // a partial Fisher-Yates shuffle picks them
         std::swap(classes[t], classes[t + UniformInt(rng, n_classes - t)]);
       std::sort(classes.begin(), classes.begin() + k_sel);
+      bool picked[256] = {};  // uint8 maps: membership by table
+      if constexpr (sizeof(T) == 1)
+        for (int t = 0; t < k_sel; t++) picked[classes[t]] = true;
       uint8_t *bits = bits_.data() + job.bits_offset;
       std::fill(bits, bits + BitsSize(Method::kClassMix, H, W), uint8_t(0));
       int64_t ones = 0;
@@ -784,7 +797,11 @@ void Mix<Backend>::BuildClassMixMasks(const Workspace &ws, const MapOf &map_of) 
         const T *row = map + int64_t(r) * W;
         for (int c = 0; c < W; c++) {
           const T v = row[flip ? W - 1 - c : c];
-          const bool pasted = std::binary_search(classes.begin(), classes.begin() + k_sel, v);
+          bool pasted;
+          if constexpr (sizeof(T) == 1)
+            pasted = picked[v];
+          else
+            pasted = std::binary_search(classes.begin(), classes.begin() + k_sel, v);
           if (!pasted) {
             SetMaskBit(bits, int64_t(r) * W + c);
             ones++;
