@@ -131,12 +131,16 @@ def has_gpu():
 
 
 def to_numpy(tensor_list):
-    """A DALI TensorList (CPU or GPU) of uniform samples as one stacked NumPy array."""
+    """A DALI TensorList (CPU or GPU) as NumPy: uniform samples as one stacked array, samples of
+    different shapes (e.g. the op's per-sample boxes) as a list of arrays."""
     if hasattr(tensor_list, "as_cpu"):
         tensor_list = tensor_list.as_cpu()
     import numpy as np
 
-    return np.stack([np.array(tensor_list[i]) for i in range(len(tensor_list))])
+    samples = [np.array(tensor_list[i]) for i in range(len(tensor_list))]
+    if samples and any(s.shape != samples[0].shape for s in samples):
+        return samples
+    return np.stack(samples)
 
 
 load_plugin()

@@ -22,6 +22,8 @@ import numpy as np
 
 METHODS = ("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix")
 MAP_METHODS = ("classmix",)  # methods whose masks come from the label maps (spec 12)
+BOX_METHODS = ("mixup", "cutmix", "resizemix")  # the methods that mix boxes (spec 13)
+MIN_VISIBLE = 0.2  # spec 13: YOLOX's box_candidates area_thr
 LAYOUTS = ("HWC", "CHW", "FHWC", "FCHW")
 MIN_GAUSS_LAM = 1e-12  # GMix: lam' is clamped to this (spec 6)
 
@@ -521,3 +523,103 @@ def classmix_subset_size(n):
     """The number of classes ClassMix selects of n present: ceil(n / 2), the official code's
     int((n + n % 2) / 2)."""
     return (n + n % 2) // 2
+
+
+# ---- spec section 13: boxes ---------------------------------------------------------------------
+
+def flip_boxes(boxes):
+    """Relative ltrb boxes of a horizontally flipped image: (1 - r, t, 1 - l, b), float32."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    one = np.float32(1.0)
+    return np.stack([one - b[:, 2], b[:, 1], one - b[:, 0], b[:, 3]], axis=1).astype(np.float32)
+
+
+def _area(l, t, r, b):
+    return float(np.float32(r) - np.float32(l)) * float(np.float32(b) - np.float32(t))
+
+
+def cut_own_box(box, paste, min_visible=MIN_VISIBLE):
+    """An own box under a pasted rectangle `paste` (l, t, r, b; relative floats): the tight box
+    around its visible part and the visible share v, or None when v == 0 or v < min_visible."""
+    l, t, r, b = (float(np.float32(v)) for v in box)
+    pl, pt, pr, pb = paste
+    area = _area(l, t, r, b)
+    if area == 0.0:
+        return None  # nothing of it can stay visible
+    il, it, ir, ib = max(l, pl), max(t, pt), min(r, pr), min(b, pb)
+    inter = max(ir - il, 0.0) * max(ib - it, 0.0)
+    visible = 1.0 - inter / area
+    if visible <= 0.0 or visible < min_visible:
+        return None
+    # P spans its height: the x-range shrinks to the open side (both sides open: unchanged);
+    # P spans its width: the y-range likewise (not both: then nothing would stay visible)
+    if inter > 0.0 and pt <= t and pb >= b:
+        l, r = (l, il) if ir >= r else (ir, r) if il <= l else (l, r)
+    elif inter > 0.0 and pl <= l and pr >= r:
+        t, b = (t, it) if ib >= b else (ib, b) if it <= t else (t, b)
+    return l, t, r, b
+
+
+def mix_boxes(boxes, box_labels, method, *, lam, center, apply=True, mirror=None, height,
+              width, min_visible=MIN_VISIBLE, box="even", weights=None):
+    """The mixed boxes (spec 13), per sample (boxes [N', 4] float32, labels [N'] int32, weights
+    [N'] float32), for the parameters `mix` reports: `lam` (ResizeMix: tau), integer pixel
+    `center` (cy, cx), `apply`; `mirror` flips each image's boxes first. `weights`: the label
+    weight of each sample (Mixup's box weights; default lam)."""
+    if method not in BOX_METHODS:
+        raise ValueError(f"boxes are defined for {BOX_METHODS}; got {method!r}")
+    batch = len(boxes)
+    lam = np.broadcast_to(np.asarray(lam, dtype=np.float32), (batch,))
+    center = np.broadcast_to(np.asarray(center), (batch, 2))
+    apply = np.broadcast_to(np.asarray(apply, dtype=bool), (batch,))
+    flips = np.broadcast_to(np.asarray(0 if mirror is None else mirror).astype(bool), (batch,))
+    shown = [flip_boxes(boxes[i]) if flips[i] else np.asarray(boxes[i], np.float32).reshape(-1, 4)
+             for i in range(batch)]
+    labels = [np.asarray(box_labels[i], np.int32).reshape(-1) for i in range(batch)]
+    out = []
+    for i in range(batch):
+        j = partner(i, batch)
+        own, own_labels = shown[i], labels[i]
+        if not apply[i] or j == i:
+            out.append((own.copy(), own_labels.copy(), np.ones(len(own), np.float32)))
+            continue
+        if method == "mixup":
+            w = float(np.float32(lam[i])) if weights is None else float(weights[i])
+            out.append((np.concatenate([own, shown[j]]).reshape(-1, 4),
+                        np.concatenate([own_labels, labels[j]]).astype(np.int32),
+                        np.concatenate([np.full(len(own), w, np.float32),
+                                        np.full(len(shown[j]), 1.0 - w, np.float32)])))
+            continue
+        cy, cx = int(center[i, 0]), int(center[i, 1])
+        if method == "cutmix":
+            y0, y1, x0, x1 = cut_box(math.sqrt(1.0 - float(lam[i])), cy, cx, height, width, box)
+        else:
+            y0, y1, x0, x1 = resized_box(lam[i], cy, cx, height, width)
+        pasted = y1 > y0 and x1 > x0
+        paste = (x0 / width, y0 / height, x1 / width, y1 / height)
+        kept, kept_labels = [], []
+        for k in range(len(own)):
+            if not pasted:
+                kept.append(own[k]), kept_labels.append(own_labels[k])
+                continue
+            b = cut_own_box(own[k], paste, min_visible)
+            if b is not None:
+                kept.append(b), kept_labels.append(own_labels[k])
+        for k in range(len(shown[j]) if pasted else 0):
+            l, t, r, b = (float(v) for v in shown[j][k])
+            pl, pt, pr, pb = paste
+            if method == "resizemix":
+                nb = (pl + l * (pr - pl), pt + t * (pb - pt), pl + r * (pr - pl),
+                      pt + b * (pb - pt))
+                if _area(*nb) > 0.0:
+                    kept.append(nb), kept_labels.append(labels[j][k])
+                continue
+            area = _area(l, t, r, b)
+            il, it, ir, ib = max(l, pl), max(t, pt), min(r, pr), min(b, pb)
+            inter = max(ir - il, 0.0) * max(ib - it, 0.0)
+            if area > 0.0 and inter > 0.0 and inter / area >= min_visible:
+                kept.append((il, it, ir, ib)), kept_labels.append(labels[j][k])
+        out.append((np.asarray(kept, np.float32).reshape(-1, 4),
+                    np.asarray(kept_labels, np.int32).reshape(-1),
+                    np.ones(len(kept), np.float32)))
+    return out

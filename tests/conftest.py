@@ -55,14 +55,18 @@ def constant_batch(values, dtype):
 def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, center=None,
                        method_id=None, mirror=None, fmix_noise=None, seed=1234, output_mask=True,
                        output_params=True, checkpoint=None, enable_checkpointing=False,
-                       seg=None, seg_layout=None, **kwargs):
+                       seg=None, seg_layout=None, boxes=None, box_labels=None, **kwargs):
     """A pipeline feeding the same `images` / `labels` batches every iteration into the op.
 
     `lam` (B floats), `center` (B x 2), `method_id` and `mirror` (B ints) and `fmix_noise`
     (B x H x (W // 2 + 1) x 2) become per-sample argument inputs when given; `seg` (B label
-    maps) the op's third input, on the images' device; other keyword arguments go to
+    maps) the op's third input, on the images' device; `boxes` / `box_labels` (B arrays of
+    N_i x 4 float32 / N_i int32) per-sample argument inputs; other keyword arguments go to
     fn.msda.mix unchanged (constants).
     """
+    per_sample = {name: [np.ascontiguousarray(v) for v in values]
+                  for name, values in (("boxes", boxes), ("box_labels", box_labels))
+                  if values is not None}
     seg = None if seg is None else list(seg)
     images = list(images)
     labels = list(labels)
@@ -85,6 +89,8 @@ def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, cen
                 args[name] = values
             elif values is not None:  # (a source with a parameter gets the iteration index)
                 args[name] = fn.external_source(source=constant_batch(values, dtype), batch=True)
+        for name, values in per_sample.items():  # as given: dtype and shape unchanged
+            args[name] = fn.external_source(source=(lambda v: lambda: v)(values), batch=True)
         inputs = [x, y]
         if seg is not None:
             m = fn.external_source(source=lambda: seg, batch=True, layout=seg_layout)

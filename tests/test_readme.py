@@ -119,3 +119,51 @@ def test_demo_writes_a_full_colour_png(tmp_path):
     im = Image.open(out)
     assert im.mode == "RGB"  # not palette-quantised: GMix masks keep their smooth grey ramps
     assert len(np.unique(np.asarray(im).reshape(-1, 3), axis=0)) > 4096
+
+
+def tiny_coco(root, tmp_path, count=10, seed=0):
+    """A COCO-style detection set made of the embedded dataset's photographs: random boxes in
+    pixels (xywh), 3 categories, one image without annotations."""
+    import glob
+    import json
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    files = sorted(glob.glob(os.path.join(root, "train", "*", "*.jpg")))[:count]
+    images, annotations = [], []
+    for k, path in enumerate(files):
+        w, h = Image.open(path).size
+        images.append({"id": k + 1, "file_name": os.path.relpath(path, root), "width": w,
+                       "height": h})
+        for _ in range(0 if k == 3 else int(rng.integers(1, 6))):
+            x0, y0 = rng.uniform(0, w - 8), rng.uniform(0, h - 8)
+            bw, bh = rng.uniform(4, w - x0), rng.uniform(4, h - y0)
+            annotations.append({"id": len(annotations) + 1, "image_id": k + 1,
+                                "category_id": int(rng.integers(1, 4)), "iscrowd": 0,
+                                "bbox": [x0, y0, bw, bh], "area": bw * bh})
+    ann = tmp_path / "instances.json"
+    ann.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [
+        {"id": c, "name": f"class{c}"} for c in (1, 2, 3)]}))
+    return str(ann), len(annotations)
+
+
+@pytest.mark.parametrize("gpu", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not has_gpu(), reason="no GPU"))])
+def test_boxes_snippet_runs_on_a_coco_set(data_root, tmp_path, gpu):
+    ann, _ = tiny_coco(data_root, tmp_path)
+    code = readme_block("boxes-coco")
+    code = substitute(code, '"/coco/train2017"', repr(data_root))
+    code = substitute(code, '"/coco/annotations/instances_train2017.json"', repr(ann))
+    code = substitute(code, "gpu = dali_msda.has_gpu()", f"gpu = {gpu}")
+    scope = {}
+    exec(compile(code, "README.md (boxes-coco)", "exec"), scope)
+    outs = [o.as_cpu() if gpu else o for o in (scope[k] for k in (
+        "mixed", "boxes", "box_labels", "box_weights"))]
+    mixed, boxes, labels, weights = ([np.array(o[i]) for i in range(len(o))] for o in outs)
+    assert len(mixed) == 8 and mixed[0].shape == (320, 320, 3)
+    for b, lab, w in zip(boxes, labels, weights):
+        assert b.ndim == 2 and b.shape[1] == 4 and len(lab) == len(b) == len(w)
+        assert np.all((b >= 0) & (b <= 1)) and np.all(b[:, :2] <= b[:, 2:])
+        assert set(lab.tolist()) <= {1, 2, 3} and np.all(w == 1.0)
+    assert sum(len(b) for b in boxes) > 0

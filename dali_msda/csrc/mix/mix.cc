@@ -538,8 +538,7 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
   const auto &in = ws.Input<CPUBackend>(0);
   auto &out = ws.Output<CPUBackend>(0);
   const int n = in.num_samples();
-  DrawParams(n);
-  timer.Step("draw");
+  timer.Record("draw", draw_us_);  // DrawParams ran in SetupImpl
   BuildFMixMasks(ws);
   timer.Step("fmix");
   if (has_seg_) {
@@ -547,6 +546,8 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
     timer.Step("classmix");
   }
   SetOutputLayouts(ws);
+  if (has_boxes_)
+    WriteBoxes(ws, [](void *dst, const void *src, size_t bytes) { std::memcpy(dst, src, bytes); });
 
   auto &tp = ws.GetThreadPool();
   const Geometry g = geom_;
@@ -655,6 +656,7 @@ the middle sample is its own partner and passes through unchanged.
   ``"batch"`` mode one ``tau`` per batch and a centre per sample, as the official code.
 
 The outputs are ``(mixed, targets)``, then the mixed label maps when ``seg`` is given, then
+``boxes``, ``box_labels`` and ``box_weights`` when ``boxes`` are given, then
 ``mask`` with ``output_mask=True``, then ``params`` with ``output_params=True``:
 ``mixed`` has the layout and shape of ``images`` and type ``dtype``; ``targets`` are float32
 vectors of length K; ``mask`` is the float32 H x W mask each sample got (layout "HW").
@@ -682,8 +684,8 @@ Example::
             "its image, a ResizeMix partner's resized into the box (nearest). Images only.")
   .AllowSequences()
   .OutputFn([](const ::dali::OpSpec &spec) {
-    return 2 + (spec.NumRegularInput() > 2) + spec.GetArgument<bool>("output_mask") +
-           spec.GetArgument<bool>("output_params");
+    return 2 + (spec.NumRegularInput() > 2) + 3 * spec.HasTensorArgument("boxes") +
+           spec.GetArgument<bool>("output_mask") + spec.GetArgument<bool>("output_params");
   })
   .AddOptionalArg("method", R"code(Mixing method: ``"mixup"``, ``"cutmix"``, ``"hmix"``,
 ``"gmix"``, ``"fmix"``, ``"resizemix"`` or ``"classmix"`` (needs ``seg``). Required unless
@@ -756,6 +758,22 @@ input, e.g. ``fn.random.coin_flip()``), applied to each image *before* it is mix
 its partner by the partner's value. The mask (``output_mask``) and the centre (``output_params``)
 are in the coordinates of the output, so ``mixed = M * flip_i(x_i) + (1 - M) * flip_j(x_j)``.
 Images only (not sequences).)code", 0, true)
+  .AddOptionalArg("boxes", R"code(Detection boxes per image as an argument input: float32
+``(N, 4)``, relative ``(l, t, r, b)`` in [0, 1] (DALI's "ltrb", as ``fn.readers.coco(ltrb=True,
+ratio=True)`` gives them; N may be 0), with ``box_labels``. Mixed by the image's draw (spec 13) into
+three outputs after the map: ``boxes`` (float32 ``(N', 4)``), ``box_labels`` (int32 ``(N',)``) and
+``box_weights`` (float32 ``(N',)``). Mixup: both images' boxes, weighted ``lam`` and ``1 - lam``;
+CutMix: the own boxes clipped to what the paste leaves visible and the partner's clipped to the
+pasted box, kept where at least ``min_visible`` of their area shows; ResizeMix: the own boxes as
+for CutMix, the partner's scaled into the pasted box; weights 1. Each image's boxes are flipped
+with it (``mirror``). Other methods refuse boxes. Images only.)code", DALI_FLOAT_VEC, nullptr,
+                  true)
+  .AddOptionalArg("box_labels", "The class of each box as an argument input: int32 ``(N,)`` or "
+                  "``(N, 1)``, N the sample's box count; required with ``boxes``.",
+                  DALI_INT_VEC, nullptr, true)
+  .AddOptionalArg("min_visible", "CutMix and ResizeMix boxes: the smallest share of a box's "
+                  "area that must stay visible for it to be kept, in [0, 1] (YOLOX's "
+                  "``box_candidates`` area threshold, 0.2).", 0.2f)
   .AddOptionalArg("output_mask", "Also return the mask of each sample (float32, H x W, the "
                   "weight of the sample's own image, in output coordinates).", false)
   .AddOptionalArg("output_params", R"code(Also return, per sample, the float32 vector

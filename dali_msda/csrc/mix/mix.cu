@@ -54,8 +54,7 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
   const auto &in = ws.Input<GPUBackend>(0);
   auto &out = ws.Output<GPUBackend>(0);
   const int n = in.num_samples();
-  DrawParams(n);
-  timer.Step("draw");
+  timer.Record("draw", draw_us_);  // DrawParams ran in SetupImpl
   BuildFMixMasks(ws);
   timer.Step("fmix");
   cudaStream_t stream = ws.stream();
@@ -74,6 +73,10 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
   }
   SetOutputLayouts(ws);
   if (n == 0) return;
+  if (has_boxes_)  // from pageable host memory: staged before the call returns
+    WriteBoxes(ws, [&](void *dst, const void *src, size_t bytes) {
+      CUDA_CALL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+    });
 
   kernels::DynamicScratchpad scratch(stream);  // local: freed in stream order
   auto tv = view<float>(ws.Output<GPUBackend>(1));

@@ -22,6 +22,7 @@
 #include "dali/pipeline/operator/arg_helper.h"
 #include "dali/pipeline/operator/operator.h"
 
+#include "boxes.h"
 #include "kernel.h"
 #include "mask.h"
 #include "params.h"
@@ -58,10 +59,23 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   /// Sample i's target (spec 1) for label weight w, its partner j: a one-hot spec or a soft row.
   void SetTarget(int i, int j, double w);
   void SetOutputLayouts(Workspace &ws) const;
-  /// Index of the optional outputs, or -1 when not requested.
+  /// Index of the optional outputs, or -1 when not requested: the map, the three box outputs
+  /// (boxes, box_labels, box_weights), the mask, the params.
   int SegOutputIdx() const { return has_seg_ ? 2 : -1; }
-  int MaskOutputIdx() const { return output_mask_ ? 2 + has_seg_ : -1; }
-  int ParamsOutputIdx() const { return output_params_ ? 2 + has_seg_ + output_mask_ : -1; }
+  int BoxesOutputIdx() const { return has_boxes_ ? 2 + has_seg_ : -1; }
+  int MaskOutputIdx() const { return output_mask_ ? 2 + has_seg_ + 3 * has_boxes_ : -1; }
+  int ParamsOutputIdx() const {
+    return output_params_ ? 2 + has_seg_ + 3 * has_boxes_ + output_mask_ : -1;
+  }
+  /// Checks the `boxes` / `box_labels` argument inputs of a batch of n (spec 13).
+  void ReadBoxes(const Workspace &ws, int n, bool sequence);
+  /// Fills mixed_boxes_ from the batch's draw (after DrawParams).
+  void MixBoxes(const Workspace &ws, int n);
+  /// Writes mixed_boxes_ into the three box outputs: copy(dst, src, bytes) copies host memory
+  /// to an output (memcpy, or an asynchronous copy to the GPU), once per output where the
+  /// output is contiguous, else once per sample.
+  template <typename Copy>
+  void WriteBoxes(Workspace &ws, const Copy &copy) const;
   /// The `params` output row of sample i: (apply, lam, cy, cx), from draws_.
   void ParamsRow(int i, float *row) const;
   /// Target row of sample i into `out` (K floats), from target_specs_ / soft_targets_.
@@ -81,6 +95,10 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   bool output_mask_;
   bool output_params_;
   bool has_seg_ = false;                // a third input: label maps (spec 11)
+  bool has_boxes_ = false;              // `boxes` and `box_labels` given (spec 13)
+  double min_visible_ = 0.2;            // spec 13: an own / CutMix partner box's kept share
+  MixedBoxes mixed_boxes_;              // per batch, from SetupImpl (after the draw)
+  double draw_us_ = 0.0;                // host time of the draw in SetupImpl (DALI_MSDA_PROFILE)
   DALIDataType seg_type_ = DALI_NO_TYPE;
   int ignore_index_ = -1;               // ClassMix: the label not counted as a class
   std::vector<uint8_t> seg_host_;       // GPU ClassMix: the maps, read back to make the masks
@@ -164,6 +182,10 @@ struct HostTimer {
                          std::chrono::duration<double, std::micro>(now - last_).count());
     last_ = now;
   }
+  /// A step timed elsewhere (the draw, made in SetupImpl).
+  void Record(const char *name, double us) {
+    if (path_) line_ += make_string(" ", name, "=", us);
+  }
   void Done(int n, int64_t upload_bytes, const char *last_step) {
     if (!path_) return;
     Step(last_step);
@@ -210,6 +232,13 @@ inline Method ParseMethod(const std::string &s) {
   if (s == "classmix") return Method::kClassMix;
   DALI_FAIL(make_string("`method` must be one of \"mixup\", \"cutmix\", \"hmix\", \"gmix\", "
                         "\"fmix\", \"resizemix\", \"classmix\"; got \"", s, "\"."));
+}
+
+/// The name `method` takes for a method (ParseMethod's inverse).
+inline const char *MethodName(Method m) {
+  static const char *const names[] = {"mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix",
+                                      "classmix"};
+  return names[static_cast<int>(m)];
 }
 
 inline Mode ParseMode(const std::string &s) {
@@ -274,6 +303,18 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
   output_mask_ = spec.GetArgument<bool>("output_mask");
   output_params_ = spec.GetArgument<bool>("output_params");
   has_seg_ = spec.NumRegularInput() > 2;
+  has_boxes_ = spec.HasTensorArgument("boxes");
+  MSDA_ENFORCE(has_boxes_ == spec.HasTensorArgument("box_labels"),
+               make_string("`boxes` and `box_labels` go together (spec 13): got `",
+                           has_boxes_ ? "boxes" : "box_labels", "` without `",
+                           has_boxes_ ? "box_labels" : "boxes", "`."));
+  MSDA_ENFORCE(!spec.HasArgument("boxes") || has_boxes_,
+               "`boxes` must be an argument input (a per-sample tensor from the pipeline, e.g. "
+               "the boxes of fn.readers.coco), not a constant.");
+  const float min_visible = spec.GetArgument<float>("min_visible");
+  MSDA_ENFORCE(min_visible >= 0.0f && min_visible <= 1.0f,
+               make_string("`min_visible` must be in [0, 1]; got ", min_visible, "."));
+  min_visible_ = min_visible;
   ignore_index_ = spec.GetArgument<int>("ignore_index");
   if (spec.HasArgument("num_classes")) {
     num_classes_ = spec.GetArgument<int>("num_classes");
@@ -601,8 +642,28 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
     }
   }
 
-  output_desc.resize(2 + has_seg_ + output_mask_ + output_params_);
+  if (has_boxes_) ReadBoxes(ws, n, sequence);
+
+  // the draw is made here (not in RunImpl) so that the box counts it decides size the outputs
+  const auto draw_start = std::chrono::steady_clock::now();
+  DrawParams(n);
+  if (has_boxes_) MixBoxes(ws, n);
+  draw_us_ = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() -
+                                                        draw_start).count();
+
+  output_desc.resize(2 + has_seg_ + 3 * has_boxes_ + output_mask_ + output_params_);
   if (has_seg_) output_desc[SegOutputIdx()] = {ws.GetInputShape(2), seg_type_};
+  if (has_boxes_) {
+    TensorListShape<2> box_shape(n);
+    TensorListShape<1> count_shape(n);
+    for (int i = 0; i < n; i++) {
+      box_shape.set_tensor_shape(i, TensorShape<2>{mixed_boxes_.Count(i), 4});
+      count_shape.set_tensor_shape(i, TensorShape<1>{mixed_boxes_.Count(i)});
+    }
+    output_desc[BoxesOutputIdx()] = {box_shape, DALI_FLOAT};
+    output_desc[BoxesOutputIdx() + 1] = {count_shape, DALI_INT32};
+    output_desc[BoxesOutputIdx() + 2] = {count_shape, DALI_FLOAT};
+  }
   output_desc[0] = {out_layout_ == layout ? shape : uniform_list_shape(n, out_sample_shape),
                     out_type_ == DALI_NO_TYPE ? in_type : out_type_};
   output_desc[1] = {uniform_list_shape(n, TensorShape<1>{K_}), DALI_FLOAT};
@@ -702,6 +763,100 @@ void Mix<Backend>::DrawParams(int n) {
       }
     }
     SetTarget(i, j, w);  // ClassMix's weight is known once its mask is made: set again then
+  }
+}
+
+template <typename Backend>
+void Mix<Backend>::ReadBoxes(const Workspace &ws, int n, bool sequence) {
+  MSDA_ENFORCE(!sequence, make_string("`boxes` are not supported for sequences (layout \"",
+                                      layout_, "\")."));
+  const auto &boxes = ws.ArgumentInput("boxes");
+  const auto &labels = ws.ArgumentInput("box_labels");
+  MSDA_ENFORCE(boxes.type() == DALI_FLOAT,
+               make_string("`boxes` must be float32; got ", detail::TypeStr(boxes.type()), "."));
+  MSDA_ENFORCE(labels.type() == DALI_INT32,
+               make_string("`box_labels` must be int32; got ", detail::TypeStr(labels.type()),
+                           "."));
+  for (auto [name, count] : {std::pair{"boxes", boxes.num_samples()},
+                             std::pair{"box_labels", labels.num_samples()}})
+    MSDA_ENFORCE(count == n, make_string("`", name, "` must have one tensor per image; got ",
+                                         count, " for ", n, " images."));
+  for (int i = 0; i < n; i++) {
+    const auto sh = boxes.tensor_shape(i);
+    MSDA_ENFORCE(sh.size() == 2 && sh[1] == 4,
+                 make_string("`boxes` must have shape (N, 4) (relative l, t, r, b) per sample; "
+                             "got ", detail::ShapeStr(sh), " for sample ", i, "."));
+    const auto lsh = labels.tensor_shape(i);
+    const bool lok = (lsh.size() == 1 && lsh[0] == sh[0]) ||
+                     (lsh.size() == 2 && lsh[0] == sh[0] && lsh[1] == 1);
+    MSDA_ENFORCE(lok, make_string("`box_labels` must have one label per box, shape (", sh[0],
+                                  ",) or (", sh[0], ", 1) for the ", sh[0], " boxes of sample ",
+                                  i, "; got ", detail::ShapeStr(lsh), "."));
+    const float *v = boxes.tensor<float>(i);
+    for (int64_t k = 0; k < sh[0]; k++) {
+      const float *b = v + 4 * k;
+      for (int c = 0; c < 4; c++)
+        MSDA_ENFORCE(b[c] >= 0.0f && b[c] <= 1.0f,  // false for NaN too
+                     make_string("`boxes` coordinates must be relative, in [0, 1]; got ", b[c],
+                                 " as ", "ltrb"[c], " of box ", k, " of sample ", i, "."));
+      MSDA_ENFORCE(b[0] <= b[2] && b[1] <= b[3],
+                   make_string("`boxes` must have l <= r and t <= b (ltrb); got (", b[0], ", ",
+                               b[1], ", ", b[2], ", ", b[3], ") as box ", k, " of sample ", i,
+                               "."));
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    const Method m = methods_[i];
+    MSDA_ENFORCE(m == Method::kMixup || m == Method::kCutMix || m == Method::kResizeMix,
+                 make_string("`boxes` are mixed by \"mixup\", \"cutmix\" and \"resizemix\" "
+                             "only (spec 13); sample ", i, " has method \"",
+                             detail::MethodName(m), "\"."));
+  }
+}
+
+template <typename Backend>
+void Mix<Backend>::MixBoxes(const Workspace &ws, int n) {
+  const auto &boxes = ws.ArgumentInput("boxes");
+  const auto &labels = ws.ArgumentInput("box_labels");
+  auto source = [&](int i) {
+    return BoxSource{boxes.tensor<float>(i), labels.tensor<int32_t>(i),
+                     boxes.tensor_shape(i)[0], mirror_[i] != 0};
+  };
+  mixed_boxes_.Clear();
+  for (int i = 0; i < n; i++) {
+    const SampleParams &p = params_[i];
+    BoxRule rule = BoxRule::kKeep;
+    if (p.partner != i)
+      rule = methods_[i] == Method::kMixup ? BoxRule::kUnion
+             : methods_[i] == Method::kCutMix ? BoxRule::kCut : BoxRule::kResize;
+    MixSampleBoxes(rule, draws_[i].lam, p.y0, p.y1, p.x0, p.x1, geom_.H, geom_.W, source(i),
+                   source(p.partner), min_visible_, &mixed_boxes_);
+  }
+}
+
+template <typename Backend>
+template <typename Copy>
+void Mix<Backend>::WriteBoxes(Workspace &ws, const Copy &copy) const {
+  const MixedBoxes &mb = mixed_boxes_;
+  const void *sources[3] = {mb.boxes.data(), mb.labels.data(), mb.weights.data()};
+  const int64_t row_bytes[3] = {sizeof(Ltrb), sizeof(int32_t), sizeof(float)};
+  for (int o = 0; o < 3; o++) {
+    auto &out = ws.Output<Backend>(BoxesOutputIdx() + o);
+    const int n = out.num_samples();
+    const auto *src = static_cast<const uint8_t *>(sources[o]);
+    int first = 0;  // the first sample with boxes: where the contiguous buffer is known to start
+    while (first < n && mb.Count(first) == 0) first++;
+    if (first == n) continue;
+    if (out.IsContiguous()) {
+      auto *base = static_cast<uint8_t *>(out.raw_mutable_tensor(first)) -
+                   mb.offsets[first] * row_bytes[o];
+      copy(base, src, mb.offsets[n] * row_bytes[o]);
+      continue;
+    }
+    for (int i = first; i < n; i++)
+      if (mb.Count(i) > 0)
+        copy(out.raw_mutable_tensor(i), src + mb.offsets[i] * row_bytes[o],
+             mb.Count(i) * row_bytes[o]);
   }
 }
 

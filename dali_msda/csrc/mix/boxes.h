@@ -1,0 +1,120 @@
+// Boxes through the mix (spec 13): host code shared by both backends (boxes are argument inputs,
+// always in host memory; the GPU op copies the result to its outputs).
+
+#ifndef DALI_MSDA_CSRC_MIX_BOXES_H_
+#define DALI_MSDA_CSRC_MIX_BOXES_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace msda {
+
+/// A relative ltrb box, float32 as it is stored.
+struct Ltrb {
+  float l, t, r, b;
+};
+
+/// Area of a float32 box: float64 product of its float32 side lengths (spec 13).
+inline double BoxArea(float l, float t, float r, float b) {
+  return static_cast<double>(r - l) * static_cast<double>(b - t);
+}
+
+/// The boxes a batch's mix produces: sample i's are rows [offsets[i], offsets[i + 1]).
+struct MixedBoxes {
+  std::vector<Ltrb> boxes;
+  std::vector<int32_t> labels;
+  std::vector<float> weights;
+  std::vector<int64_t> offsets{0};
+  void Clear() {
+    boxes.clear();
+    labels.clear();
+    weights.clear();
+    offsets.assign(1, 0);
+  }
+  void Add(const Ltrb &box, int32_t label, float weight) {
+    boxes.push_back(box);
+    labels.push_back(label);
+    weights.push_back(weight);
+  }
+  void EndSample() { offsets.push_back(static_cast<int64_t>(boxes.size())); }
+  int64_t Count(int i) const { return offsets[i + 1] - offsets[i]; }
+};
+
+/// One image's boxes as shown: its input boxes, flipped with the image when `flip` is set.
+struct BoxSource {
+  const float *ltrb = nullptr;  // n x 4
+  const int32_t *labels = nullptr;
+  int64_t n = 0;
+  bool flip = false;
+  Ltrb At(int64_t k) const {
+    const float *v = ltrb + 4 * k;
+    return flip ? Ltrb{1.0f - v[2], v[1], 1.0f - v[0], v[3]} : Ltrb{v[0], v[1], v[2], v[3]};
+  }
+};
+
+/// How a sample mixes its boxes.
+enum class BoxRule { kKeep, kUnion, kCut, kResize };
+
+/// Appends sample i's mixed boxes (spec 13) to `out` and ends the sample. `rule`: kKeep (not
+/// mixed), kUnion (Mixup, own weight `w`), kCut (CutMix) or kResize (ResizeMix), the last two
+/// with the pasted pixel box rows [y0, y1), columns [x0, x1) of an H x W image.
+inline void MixSampleBoxes(BoxRule rule, double w, int y0, int y1, int x0, int x1, int H, int W,
+                           const BoxSource &own, const BoxSource &other, double min_visible,
+                           MixedBoxes *out) {
+  const bool pasted = y1 > y0 && x1 > x0;
+  if (rule == BoxRule::kKeep || ((rule == BoxRule::kCut || rule == BoxRule::kResize) &&
+                                 !pasted)) {
+    for (int64_t k = 0; k < own.n; k++) out->Add(own.At(k), own.labels[k], 1.0f);
+    out->EndSample();
+    return;
+  }
+  if (rule == BoxRule::kUnion) {
+    for (int64_t k = 0; k < own.n; k++) out->Add(own.At(k), own.labels[k], float(w));
+    for (int64_t k = 0; k < other.n; k++) out->Add(other.At(k), other.labels[k], float(1.0 - w));
+    out->EndSample();
+    return;
+  }
+  const double pl = double(x0) / W, pt = double(y0) / H, pr = double(x1) / W,
+               pb = double(y1) / H;
+  for (int64_t k = 0; k < own.n; k++) {
+    const Ltrb b = own.At(k);
+    const double area = BoxArea(b.l, b.t, b.r, b.b);
+    if (area == 0.0) continue;  // nothing of it can stay visible
+    const double l = b.l, t = b.t, r = b.r, bb = b.b;
+    const double il = std::max(l, pl), it = std::max(t, pt), ir = std::min(r, pr),
+                 ib = std::min(bb, pb);
+    const double inter = std::max(ir - il, 0.0) * std::max(ib - it, 0.0);
+    const double visible = 1.0 - inter / area;
+    if (visible <= 0.0 || visible < min_visible) continue;
+    double nl = l, nt = t, nr = r, nb = bb;
+    if (inter > 0.0 && pt <= t && pb >= bb) {  // P spans its height: shrink x to the open side
+      if (ir >= r) nr = il;
+      else if (il <= l) nl = ir;
+    } else if (inter > 0.0 && pl <= l && pr >= r) {  // P spans its width: y likewise
+      if (ib >= bb) nb = it;
+      else if (it <= t) nt = ib;
+    }
+    out->Add(Ltrb{float(nl), float(nt), float(nr), float(nb)}, own.labels[k], 1.0f);
+  }
+  for (int64_t k = 0; k < other.n; k++) {
+    const Ltrb b = other.At(k);
+    if (rule == BoxRule::kResize) {  // the whole partner shrunk into P: each box mapped into it
+      const Ltrb m{float(pl + b.l * (pr - pl)), float(pt + b.t * (pb - pt)),
+                   float(pl + b.r * (pr - pl)), float(pt + b.b * (pb - pt))};
+      if (BoxArea(m.l, m.t, m.r, m.b) > 0.0) out->Add(m, other.labels[k], 1.0f);
+      continue;
+    }
+    const double area = BoxArea(b.l, b.t, b.r, b.b);
+    const double il = std::max(double(b.l), pl), it = std::max(double(b.t), pt),
+                 ir = std::min(double(b.r), pr), ib = std::min(double(b.b), pb);
+    const double inter = std::max(ir - il, 0.0) * std::max(ib - it, 0.0);
+    if (area > 0.0 && inter > 0.0 && inter / area >= min_visible)
+      out->Add(Ltrb{float(il), float(it), float(ir), float(ib)}, other.labels[k], 1.0f);
+  }
+  out->EndSample();
+}
+
+}  // namespace msda
+
+#endif  // DALI_MSDA_CSRC_MIX_BOXES_H_
