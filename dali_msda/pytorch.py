@@ -116,10 +116,11 @@ def _as_data_error(error, pipeline):
 
 
 class MixIterator(DALIGenericIterator):
-    """Iterates one pipeline from `dali_msda.pipelines` as (images, targets)."""
+    """Iterates one pipeline from `dali_msda.pipelines` as (images, targets), or as the
+    pipeline's `output_names` (segmentation: (images, targets, maps))."""
 
     def __init__(self, pipeline, reader_name=None, last_batch_policy=LastBatchPolicy.DROP,
-                 auto_reset=True, output_map=("images", "targets")):
+                 auto_reset=True, output_map=None):
         reader_name = reader_name or getattr(pipeline, "reader_name", "Reader")
         try:
             pipeline.build()  # the WebDataset reader reads its shards' index here
@@ -140,7 +141,8 @@ class MixIterator(DALIGenericIterator):
         self._in_flight = 0
         self.mix_schedule = getattr(pipeline, "mix_schedule", None)
         self.epoch = 0
-        output_map = list(output_map)
+        # the pipeline's own names (segmentation: images, targets, maps), else the classifier's
+        output_map = list(output_map or getattr(pipeline, "output_names", ("images", "targets")))
         if pipeline.num_outputs > len(output_map):  # e.g. output_params
             output_map += [f"out{k}" for k in range(len(output_map), pipeline.num_outputs)]
         super().__init__([pipeline], output_map, reader_name=reader_name,

@@ -138,3 +138,94 @@ def write_webdataset(image_root, out_dir, shard_size=100):
                     tar.addfile(info, io.BytesIO(data))
         paths.append(path)
     return paths
+
+
+# ---- the embedded segmentation dataset -----------------------------------------------------------
+
+# classes of the segmentation set: three textures (backgrounds) and five objects, each class the
+# scikit-image photograph its pixels are copied from
+SEG_CLASSES = [("brick.png", "brick"), ("grass.png", "grass"), ("gravel.png", "gravel"),
+               ("astronaut.png", "astronaut"), ("chelsea.png", "cat"), ("coffee.png", "coffee"),
+               ("coins.png", "coins"), ("moon.png", "moon")]
+SEG_BACKGROUNDS = 3  # the first three classes fill the background
+SEG_IGNORE = 255     # the void band around every object (as PASCAL VOC marks its boundaries)
+SEG_VERSION = "v1"
+SEG_TRAIN, SEG_VAL = 160, 40
+
+
+def _seg_sample(photos, rng):
+    """One (image, map): a random crop of a texture as background, then one to three ellipses,
+    each filled with a crop of an object photograph; the map holds, per pixel, the class of the
+    photograph the pixel was copied from, and 255 on a 2-pixel band along every class boundary
+    (the JPEG blurs colours there, as in VOC's void boundaries)."""
+    from PIL import Image
+
+    h, w = int(rng.integers(128, 193)), int(rng.integers(128, 193))
+
+    def crop_of(k, size):
+        img = photos[k]
+        pw, ph = img.size
+        cw = int(rng.integers(max(8, pw // 3), pw + 1))
+        ch = int(rng.integers(max(8, ph // 3), ph + 1))
+        x0, y0 = int(rng.integers(0, pw - cw + 1)), int(rng.integers(0, ph - ch + 1))
+        return np.asarray(img.crop((x0, y0, x0 + cw, y0 + ch)).resize(size, Image.BILINEAR))
+
+    bg = int(rng.integers(0, SEG_BACKGROUNDS))
+    image = crop_of(bg, (w, h)).copy()
+    labels = np.full((h, w), bg, np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(int(rng.integers(1, 4))):
+        k = int(rng.integers(SEG_BACKGROUNDS, len(SEG_CLASSES)))
+        ry, rx = rng.uniform(0.15, 0.4) * h, rng.uniform(0.15, 0.4) * w
+        cy, cx = rng.uniform(ry, h - ry), rng.uniform(rx, w - rx)
+        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
+        fill = crop_of(k, (w, h))
+        image[inside] = fill[inside]
+        labels[inside] = k
+    edge = np.zeros((h, w), bool)
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        a = labels[max(dy, 0):h, max(dx, 0):w + min(dx, 0)]
+        b = labels[:h - dy, max(-dx, 0):w - max(dx, 0)]
+        diff = a != b
+        edge[max(dy, 0):h, max(dx, 0):w + min(dx, 0)] |= diff
+        edge[:h - dy, max(-dx, 0):w - max(dx, 0)] |= diff
+    labels[edge] = SEG_IGNORE
+    return Image.fromarray(image), Image.fromarray(labels)  # uint8 2-D: mode "L"
+
+
+def segmentation_dataset(root=None, seed=0, log=None):
+    """Path of the embedded segmentation dataset, building it once (then cached, like
+    `embedded_dataset`): root/train and root/val, each with images/NAME.jpg and masks/NAME.png
+    (single-channel PNG, pixel value = class index; 255 = ignore), 160 and 40 pairs of
+    128-192 px sides, 8 classes (`SEG_CLASSES`: brick, grass, gravel as backgrounds; astronaut,
+    cat, coffee, coins, moon as ellipses pasted on them), made from scikit-image's photographs.
+    Safe under many processes (a file lock)."""
+    base = os.environ.get("DALI_MSDA_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "dali_msda")
+    root = os.path.abspath(root or os.path.join(base, f"segmentation-{SEG_VERSION}"))
+    done = os.path.join(root, ".complete")
+    if os.path.exists(done):
+        return root
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    with open(root + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(done):
+            return root
+        if log:
+            log(f"building the embedded segmentation dataset (once) in {root}")
+        photos = [_photo(name) for name, _ in SEG_CLASSES]
+        tmp = f"{root}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        rng = np.random.default_rng(seed)
+        for split, count in (("train", SEG_TRAIN), ("val", SEG_VAL)):
+            for sub in ("images", "masks"):
+                os.makedirs(os.path.join(tmp, split, sub), exist_ok=True)
+            for k in range(count):
+                image, labels = _seg_sample(photos, rng)
+                image.save(os.path.join(tmp, split, "images", f"{split}_{k:04d}.jpg"),
+                           quality=90)
+                labels.save(os.path.join(tmp, split, "masks", f"{split}_{k:04d}.png"))
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(tmp, root)
+        open(done, "w").close()
+    return root
