@@ -88,7 +88,10 @@ def segmentation_pairs(data_dir=None, file_list=None):
 
 def _readers(images, masks, shard_id, num_shards, shuffle, shuffle_seed, reader_name):
     """The encoded images and maps of one pair per sample: two readers, identical but for their
-    files, so they visit the pairs in the same order (their labels, the pair index, agree)."""
+    files, so they visit the pairs in the same order. DALI's `shuffle_after_epoch` permutes by
+    the epoch number alone (a fixed loader seed, so that shards agree), so the two readers
+    permute alike in every epoch (tests/test_segmentation_pipeline.py checks it over three
+    epochs with images and maps that encode their file and cell)."""
     common = dict(shard_id=shard_id, num_shards=num_shards, pad_last_batch=True,
                   labels=list(range(len(images))))
     if shuffle:

@@ -1,0 +1,160 @@
+"""The segmentation pipelines: image and map stay aligned through the readers, the crop, the
+resize, the flip and the mix (maps and images that encode their pixels' cell and file); pairs
+are found or refused with clear errors; the training example learns and reports its scores."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from dali_msda import DataError
+from dali_msda.pipelines import (IMAGENET_MEAN, IMAGENET_STD, MixConfig, segmentation_pairs,
+                                 segmentation_train, segmentation_val)
+from dali_msda.pytorch import LastBatchPolicy, MixIterator
+
+from conftest import DEVICES
+
+CELLS = 4  # a CELLS x CELLS grid per image
+FILES = 12
+# distinct colours, at least 51 apart in some channel: label k -> PALETTE[k]
+PALETTE = np.array([(r, g, b) for r in range(0, 256, 51) for g in range(0, 256, 51)
+                    for b in range(0, 256, 51)], np.float32)[:FILES * CELLS * CELLS]
+
+
+def grid_tree(root, names=None):
+    """FILES image / map pairs of different sizes: cell (r, c) of file f has label
+    f * 16 + r * 4 + c in the map and colour PALETTE[label] in the (lossless PNG) image."""
+    from PIL import Image
+
+    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    os.makedirs(os.path.join(root, "masks"), exist_ok=True)
+    rng = np.random.default_rng(0)
+    for f in range(FILES):
+        h, w = int(rng.integers(60, 100)), int(rng.integers(60, 100))
+        rows = np.minimum(np.arange(h) * CELLS // h, CELLS - 1)
+        cols = np.minimum(np.arange(w) * CELLS // w, CELLS - 1)
+        labels = (f * CELLS * CELLS + rows[:, None] * CELLS + cols[None, :]).astype(np.uint8)
+        name = names[f] if names else f"pair_{f:02d}"
+        Image.fromarray(PALETTE[labels].astype(np.uint8)).save(
+            os.path.join(root, "images", name + ".png"))
+        Image.fromarray(labels).save(os.path.join(root, "masks", name + ".png"))
+    return root
+
+
+def check_aligned(images, maps, min_checked=2000):
+    """At every pixel whose map is one label in a 7 x 7 neighbourhood (away from the edges,
+    where the image's bilinear resize blends cells), the image's colour is that label's."""
+    x = images.float().cpu().numpy().transpose(0, 2, 3, 1)
+    x = x * np.float32(IMAGENET_STD) + np.float32(IMAGENET_MEAN)
+    m = maps.cpu().numpy().astype(np.int64)
+    checked = 0
+    for i in range(len(m)):
+        lab = m[i]
+        h, w = lab.shape
+        pad = np.pad(lab, 3, mode="edge")
+        same = np.ones_like(lab, bool)
+        for dy in range(7):
+            for dx in range(7):
+                same &= pad[dy:dy + h, dx:dx + w] == lab
+        ys, xs = np.nonzero(same)
+        colours = x[i, ys, xs]
+        nearest = np.argmin(((colours[:, None, :] - PALETTE[None]) ** 2).sum(-1), axis=1)
+        bad = nearest != lab[ys, xs]
+        assert not bad.any(), (f"sample {i}: {bad.sum()} of {len(ys)} pixels show another "
+                               f"cell's colour than their map's label")
+        checked += len(ys)
+    assert checked >= min_checked
+    return checked
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("method", [None, "cutmix", "resizemix", "classmix", "fmix"])
+def test_image_and_map_stay_aligned(tmp_path, device, method):
+    root = grid_tree(str(tmp_path / "grid"))
+    mix = None if method is None else MixConfig(method=method, mode="elem")
+    pipe = segmentation_train(root, num_classes=FILES * CELLS * CELLS, batch_size=6,
+                              num_threads=2, device=device, crop=64, scale=(0.3, 1.0),
+                              dtype="float32", mix=mix, seed=3)
+    iterator = MixIterator(pipe)
+    orders = []
+    for epoch in range(3):  # later epochs reshuffle: the two readers must stay in step
+        seen, batches = set(), 0
+        for images, targets, maps in iterator:
+            check_aligned(images, maps)
+            seen |= set(np.unique(maps.cpu().numpy() // (CELLS * CELLS)).tolist())
+            t = targets.cpu().numpy()
+            np.testing.assert_allclose(t.sum(1), 1.0, atol=1e-6)
+            if method in ("cutmix", "resizemix", "fmix"):
+                assert (t[:, 0] < 1).any()  # mixing happened
+            batches += 1
+        assert batches == 2 and seen == set(range(FILES))
+        orders.append(iterator.epoch)
+    assert orders == [1, 2, 3]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_val_aligned_and_complete(tmp_path, device):
+    root = grid_tree(str(tmp_path / "grid"))
+    pipe = segmentation_val(root, num_classes=192, batch_size=5, num_threads=2, device=device,
+                            crop=48, dtype="float32")
+    files = []
+    for images, maps in MixIterator(pipe, last_batch_policy=LastBatchPolicy.PARTIAL):
+        check_aligned(images, maps, min_checked=500)
+        files += [int(np.bincount(m.cpu().numpy().ravel() // 16).argmax()) for m in maps]
+    assert sorted(files) == list(range(FILES))  # each pair once, in order, none mismatched
+
+
+def test_pair_lists_and_errors(tmp_path):
+    root = grid_tree(str(tmp_path / "g"), names=[f"with space {k}" for k in range(FILES)])
+    images, masks = segmentation_pairs(root)
+    assert [os.path.basename(p) for p in images] == [os.path.basename(p) for p in masks]
+    lst = tmp_path / "pairs.txt"
+    lst.write_text("".join(f"{os.path.relpath(a, tmp_path)}\t{os.path.relpath(b, tmp_path)}\n"
+                           for a, b in zip(images, masks)))
+    assert segmentation_pairs(file_list=str(lst)) == (images, masks)
+    pipe = segmentation_val(file_list=str(lst), num_classes=192, batch_size=4, num_threads=2,
+                            device="cpu", crop=32, dtype="float32")
+    for images_, maps in MixIterator(pipe, last_batch_policy=LastBatchPolicy.PARTIAL):
+        check_aligned(images_, maps, min_checked=100)
+    lst.write_text("a.jpg\n")
+    with pytest.raises(DataError, match=r"pairs.txt:1: a line must be 'image mask'"):
+        segmentation_pairs(file_list=str(lst))
+    lst.write_text("a.jpg b.png\n")
+    with pytest.raises(DataError, match=r"pairs.txt:1: .*a.jpg does not exist"):
+        segmentation_pairs(file_list=str(lst))
+    os.remove(masks[3])
+    with pytest.raises(DataError, match=r"1 image\(s\) without a mask in .*masks \(first: "
+                                        r".*images/" + os.path.basename(images[3]) + r"\)"):
+        segmentation_pairs(root)
+    os.rename(images[3], images[3] + ".bak")
+    open(os.path.join(root, "masks", "stray.png"), "wb").close()
+    with pytest.raises(DataError, match=r"1 mask\(s\) without an image .*stray.png"):
+        segmentation_pairs(root)
+    with pytest.raises(ValueError, match=r"`num_classes` must be an int in \[1, 256\]"):
+        segmentation_train(root, num_classes=300)
+
+
+def test_scores_from_a_known_confusion():
+    from dali_msda.pipelines.train_seg import confusion, scores
+
+    target = torch.tensor([0, 0, 1, 1, 2, 255])
+    pred = torch.tensor([0, 1, 1, 1, 0, 2])
+    conf = confusion(pred, target, 4)
+    assert conf.tolist() == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    acc, miou, iou = scores(conf)
+    assert acc == pytest.approx(3 / 5)
+    # IoU 0: 1 / (2 + 2 - 1) ; 1: 2 / (3 + 2 - 2) ; 2: 0 / 1 ; class 3 absent: left out
+    assert iou[:3] == pytest.approx([1 / 3, 2 / 3, 0.0]) and np.isnan(iou[3])
+    assert miou == pytest.approx((1 / 3 + 2 / 3) / 3)
+
+
+def test_training_example_learns(tmp_path, monkeypatch):
+    from dali_msda.pipelines import train_seg
+
+    monkeypatch.setenv("DALI_MSDA_CACHE", str(tmp_path / "cache"))
+    history = train_seg.main(["--epochs", "6", "--threads", "2", "--device", "cpu",
+                              "--json", str(tmp_path / "s.json")])
+    assert len(history) == 6 and all(0 <= h["pixel_acc"] <= 1 for h in history)
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert history[-1]["miou"] > 0.3  # 8 classes: chance is about 0.06
