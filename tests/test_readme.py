@@ -167,3 +167,14 @@ def test_boxes_snippet_runs_on_a_coco_set(data_root, tmp_path, gpu):
         assert np.all((b >= 0) & (b <= 1)) and np.all(b[:, :2] <= b[:, 2:])
         assert set(lab.tolist()) <= {1, 2, 3} and np.all(w == 1.0)
     assert sum(len(b) for b in boxes) > 0
+
+
+def test_segmentation_snippet_runs(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("DALI_MSDA_CACHE", str(tmp_path / "cache"))
+    scope = {}
+    exec(compile(readme_block("seg-loop"), "README.md (seg-loop)", "exec"), scope)
+    images, weights, maps = scope["images"], scope["weights"], scope["maps"]
+    assert tuple(images.shape) == (16, 3, 128, 128) and tuple(maps.shape) == (16, 128, 128)
+    assert tuple(weights.shape) == (16, 2) and float((weights.sum(1) - 1).abs().max()) < 1e-6
+    assert set(maps.unique().tolist()) <= set(range(8)) | {255}
