@@ -1,7 +1,8 @@
 """What fn.msda.mix costs, against what users would pick instead, measured in one run.
 
     python benchmarks/op_cost.py [--device cpu|gpu|all] [--batch 64 256]
-                                 [--dtypes u8f32 f16 f32 fused] [--json FILE | --update-results]
+                                 [--dtypes u8f32 f16 f32 fused seg]
+                                 [--json FILE | --update-results]
 
 Results go to out/op_cost.json (git-ignored); --update-results replaces the committed
 benchmarks/results/op_cost.json.
@@ -267,7 +268,64 @@ class copy_floor:
         return self._bytes / (2 * self.half / seconds) * 1e3
 
 
+def run_seg_case(device, batch, methods, iters, threads, rng, rows, step, total, cold_bytes):
+    """The op's extra cost with a label map (spec 11): uint8 HWC images and uint8 H x W maps,
+    uint8 out, the same op with and without the map, both pipelines timed in the same
+    interleaved rounds. ClassMix needs its map: its row compares it with CutMix without one
+    (the extra is then the map's mixing plus ClassMix's host-side mask making)."""
+    images = make_images(rng, batch, "uint8")
+    image_sets = cold_sets(images, cold_bytes)
+    maps = rng.integers(0, 21, (batch, H, W), dtype=np.uint8)
+    map_sets = cold_sets(maps, cold_bytes // 3)
+    if device == "gpu":
+        image_sets = [torch.from_numpy(im).cuda() for im in image_sets]
+        map_sets = [torch.from_numpy(m).cuda() for m in map_sets]
+
+    def pipe_of(method, with_map):
+        feed_x, feed_m = Rotating(image_sets), Rotating(map_sets)
+
+        @pipeline_def(batch_size=batch, num_threads=threads,
+                      device_id=0 if device == "gpu" else None, seed=7, prefetch_queue_depth=1)
+        def pipe():
+            x = fn.external_source(source=feed_x, batch=True, layout="HWC", no_copy=True,
+                                   device=device)
+            inputs = [x, labels_for(batch)]
+            if with_map:
+                inputs.append(fn.external_source(source=feed_m, batch=True, layout="HW",
+                                                 no_copy=True, device=device))
+            return tuple(fn.msda.mix(*inputs, method=method, mode="elem", num_classes=1000))
+
+        p = pipe()
+        p.build()
+        return run_synced(p, device)
+
+    for method in methods:
+        step[0] += 1
+        progress(step[0], total, f"{device} B={batch} seg {method}")
+        base = "cutmix" if method == "classmix" else method
+        without, with_map = interleaved_min([pipe_of(base, False), pipe_of(method, True)], iters)
+        rows.append({"device": device, "batch": batch, "dtype": "seg", "method": method,
+                     "mode": "elem", "without_map_method": base,
+                     "without_map_ms": without * 1e3, "with_map_ms": with_map * 1e3,
+                     "map_extra_ms": (with_map - without) * 1e3,
+                     "map_extra_ratio": with_map / without})
+
+
+def summarise_seg(rows):
+    lines = ["| device | batch | method | without map ms (method) | with map ms | extra ms | "
+             "with / without |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['device']} | {r['batch']} | {r['method']} | "
+                     f"{r['without_map_ms']:.2f} ({r['without_map_method']}) | "
+                     f"{r['with_map_ms']:.2f} | {r['map_extra_ms']:.2f} | "
+                     f"{r['map_extra_ratio']:.2f} |")
+    return "\n".join(lines)
+
+
 def run_case(device, batch, case, methods, iters, threads, rng, rows, step, total, cold_bytes):
+    if case == "seg":
+        return run_seg_case(device, batch, methods + ["classmix"], iters, threads, rng, rows,
+                            step, total, cold_bytes)
     if case == "fused":
         return run_fused_case(device, batch, methods, iters, threads, rng, rows, step, total,
                               cold_bytes)
@@ -403,7 +461,8 @@ def summarise_fused(rows):
 
 def summarise(rows):
     fused = [r for r in rows if r["dtype"] == "fused"]
-    rows = [r for r in rows if r["dtype"] != "fused"]
+    seg = [r for r in rows if r["dtype"] == "seg"]
+    rows = [r for r in rows if r["dtype"] not in ("fused", "seg")]
     lines = ["| device | batch | dtype | method | mode | ours ms | floor ms | ours/floor | "
              "fastest torch ms (which) | torch/ours | DALI built-ins ms |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -421,6 +480,8 @@ def summarise(rows):
                      f"{r['ours_ms'] / r['floor_ms']:.2f} | {t_best} | {speed} | {dali_b} |")
     if fused:
         lines += ["", summarise_fused(fused)]
+    if seg:
+        lines += ["", summarise_seg(seg)]
     return "\n".join(lines)
 
 
@@ -428,11 +489,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "gpu", "all"], default="all")
     ap.add_argument("--batch", type=int, nargs="+", default=[64, 256])
-    ap.add_argument("--dtypes", nargs="+", default=list(CASES) + ["fused"],
-                    choices=list(CASES) + ["fused"],
+    ap.add_argument("--dtypes", nargs="+", default=list(CASES) + ["fused", "seg"],
+                    choices=list(CASES) + ["fused", "seg"],
                     help="u8f32: uint8 in, float32 out; f16, f32: float16 / float32 in and out; "
                          "fused: uint8 HWC in, float16 CHW out, flipped and normalised, against "
-                         "crop_mirror_normalize")
+                         "crop_mirror_normalize; seg: the op with and without a uint8 label map "
+                         "(and ClassMix)")
     ap.add_argument("--methods", nargs="+", default=list(dali_msda.METHODS))
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
