@@ -119,6 +119,8 @@ def test_demo_writes_a_full_colour_png(tmp_path):
     im = Image.open(out)
     assert im.mode == "RGB"  # not palette-quantised: GMix masks keep their smooth grey ramps
     assert len(np.unique(np.asarray(im).reshape(-1, 3), axis=0)) > 4096
+    seg = np.asarray(Image.open(tmp_path / "demo_seg.png"))  # the label-map grid, beside it
+    assert seg.shape[0] > 7 * 150 and seg.shape[2] == 3
 
 
 def tiny_coco(root, tmp_path, count=10, seed=0):
