@@ -17,7 +17,10 @@ three statistics are computed:
 
 FMix is drawn by the operator too (the intended spectrum, spec 9); for comparison, masks with the
 official code's spectrum, which indexes the wrong axis and so never varies more than one cycle
-across the width, come from dali_msda/reference.py (`--no-fmix` leaves both out).
+across the width, come from dali_msda/reference.py (`--no-fmix` leaves both out). ClassMix's
+masks come from label maps: those of the embedded segmentation set's training split
+(dali_msda.pipelines.segmentation_dataset), resized to the mask size by nearest neighbour, 255
+not counted (`--no-classmix` leaves it out).
 
 Writes analysis.json (all numbers) and, with matplotlib, analysis.png.
 """
@@ -33,13 +36,15 @@ import numpy as np
 from dali_msda import to_numpy
 from nvidia.dali import fn, pipeline_def
 
-METHODS = ["mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix"]
+METHODS = ["mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix", "classmix"]
 
 
 def sample_masks(method, size, samples, alpha=1.0, hmix_ratio=0.5, batch=64, seed=0,
-                 device="cpu"):
+                 device="cpu", maps=None):
     """(masks float32 [N, size, size], label weights float64 [N]) drawn by fn.msda.mix in elem
-    mode; the label weight is read off the targets (own class i, partner class B - 1 - i)."""
+    mode; the label weight is read off the targets (own class i, partner class B - 1 - i).
+    `maps` (uint8 [M, size, size]): label maps fed as the op's third input, batch after batch
+    in turn (ClassMix needs them; 255 is not a class)."""
     if batch % 2:
         raise ValueError(f"`batch` must be even (the middle of an odd batch is not mixed); got "
                          f"{batch}.")
@@ -51,12 +56,16 @@ def sample_masks(method, size, samples, alpha=1.0, hmix_ratio=0.5, batch=64, see
     def pipe():
         x = fn.external_source(source=lambda: images, batch=True, layout="HWC")
         y = fn.external_source(source=lambda: labels, batch=True)
-        if device == "gpu":
-            x = x.gpu()
-        _, targets, masks = fn.msda.mix(x, y, method=method, alpha=alpha, mode="elem",
-                                        hmix_ratio=hmix_ratio, num_classes=batch,
-                                        output_mask=True)
-        return targets, masks
+        inputs = [x.gpu() if device == "gpu" else x, y]
+        if maps is not None:
+            m = fn.external_source(source=lambda it: [maps[(it * batch + k) % len(maps)]
+                                                      for k in range(batch)],
+                                   batch=True, layout="HW")
+            inputs.append(m.gpu() if device == "gpu" else m)
+        outs = fn.msda.mix(*inputs, method=method, alpha=alpha, mode="elem",
+                           hmix_ratio=hmix_ratio, num_classes=batch, output_mask=True,
+                           ignore_index=255)
+        return outs[1], outs[-1]
 
     p = pipe()
     p.build()
@@ -123,6 +132,19 @@ def variants(hmix_ratios, fmix=True):
             + [("resizemix", "resizemix", {})])
 
 
+def segmentation_maps(size, root=None):
+    """The embedded segmentation set's training maps, resized to size x size (nearest)."""
+    import glob
+
+    from PIL import Image
+
+    from dali_msda.pipelines import segmentation_dataset
+
+    files = sorted(glob.glob(os.path.join(segmentation_dataset(root), "train", "masks", "*")))
+    return np.stack([np.asarray(Image.open(f).resize((size, size), Image.NEAREST))
+                     for f in files])
+
+
 def reference_fmix_masks(size, samples, alpha=1.0, seed=0, official=False):
     """FMix masks from dali_msda/reference.py with NumPy's noise: lam ~ Beta(alpha), the
     intended spectrum (as the operator's), or the official code's (`official`, spec 9)."""
@@ -135,7 +157,7 @@ def reference_fmix_masks(size, samples, alpha=1.0, seed=0, official=False):
 
 
 def analyse(size=64, samples=4000, alpha=1.0, hmix_ratios=(0.25, 0.5, 0.75), seed=0,
-            device="cpu", bins=25, fmix=True):
+            device="cpu", bins=25, fmix=True, classmix=True, seg_root=None):
     results = {"size": size, "samples": samples, "alpha": alpha, "mode": "elem",
                "methods": {}}
     todo = [(name, lambda method=method, kw=kw: sample_masks(
@@ -145,6 +167,11 @@ def analyse(size=64, samples=4000, alpha=1.0, hmix_ratios=(0.25, 0.5, 0.75), see
         todo += [("fmix, official spectrum (ref.)", lambda: reference_fmix_masks(
             size, samples, alpha, seed, official=True), "fmix",
             {"source": "reference.py", "official_spectrum": True})]
+    if classmix:
+        todo += [("classmix", lambda: sample_masks(
+            "classmix", size, samples, seed=seed, device=device,
+            maps=segmentation_maps(size, seg_root)), "classmix",
+            {"maps": "embedded segmentation set, train"})]
     for name, draw, method, kw in todo:
         masks, w = draw()
         hist, edges = np.histogram(w, bins=bins, range=(0, 1), density=True)
@@ -229,12 +256,14 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-dir", default="out/analysis")
     ap.add_argument("--no-fmix", action="store_true",
-                    help="leave out the FMix masks of reference.py (not in the operator yet)")
+                    help="leave out FMix (the operator's and reference.py's official spectrum)")
+    ap.add_argument("--no-classmix", action="store_true",
+                    help="leave out ClassMix (its maps: the embedded segmentation set)")
     args = ap.parse_args(argv)
     if args.size < 2 or args.samples < 2:
         ap.error("--size and --samples must be >= 2")
     results = analyse(args.size, args.samples, args.alpha, tuple(args.hmix_ratios), args.seed,
-                      args.device, fmix=not args.no_fmix)
+                      args.device, fmix=not args.no_fmix, classmix=not args.no_classmix)
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, "analysis.json")
     with open(path, "w") as f:

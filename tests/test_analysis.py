@@ -45,8 +45,9 @@ def test_covariance_along_axes_equals_brute_force():
 
 
 @pytest.fixture(scope="module")
-def stats():
-    return analysis.analyse(size=32, samples=4000, hmix_ratios=(0.5,), seed=3)
+def stats(tmp_path_factory):
+    return analysis.analyse(size=32, samples=4000, hmix_ratios=(0.5,), seed=3,
+                            seg_root=str(tmp_path_factory.mktemp("seg") / "data"))
 
 
 def test_every_mask_mean_matches_the_label_weights(stats):
@@ -77,11 +78,13 @@ def test_cutmix_covariance_falls_with_distance(stats):
     assert hmix[0] > hmix[16] and hmix[16] > cov[16]
 
 
-def test_cli_writes_json_and_refuses_bad_sizes(tmp_path, capsys):
+def test_cli_writes_json_and_refuses_bad_sizes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DALI_MSDA_CACHE", str(tmp_path / "cache"))  # ClassMix's maps
     out = analysis.main(["--size", "16", "--samples", "128", "--hmix-ratios", "0.5",
                          "--out-dir", str(tmp_path)])
     assert (tmp_path / "analysis.json").exists() and set(out["methods"]) == {
-        "mixup", "cutmix", "hmix r=0.5", "gmix", "fmix", "resizemix", "fmix, official spectrum (ref.)"}
+        "mixup", "cutmix", "hmix r=0.5", "gmix", "fmix", "resizemix",
+        "fmix, official spectrum (ref.)", "classmix"}
     with pytest.raises(SystemExit):
         analysis.main(["--size", "1"])
     assert "--size and --samples must be >= 2" in capsys.readouterr().err
@@ -98,3 +101,16 @@ def test_fmix_official_spectrum_varies_one_cycle_across_the_width(stats):
     assert official["along_rows"][16] < intended["along_rows"][16] - 0.02
     assert abs(official["down_columns"][16] - intended["down_columns"][16]) < 0.02
     assert intended["along_rows"][16] < intended["down_columns"][16] - 0.02
+
+
+def test_classmix_statistics(stats):
+    """ClassMix pastes half of the partner's classes: with these maps (a background texture and
+    one to three objects, so n = 2..4 classes, k = 1..2 of them) its label weight spreads over
+    (0, 1) with both ends reachable, and its mask is binary."""
+    m = stats["methods"]["classmix"]
+    hist = np.array(m["label_weight"]["histogram"])
+    assert 0.25 < m["label_weight"]["mean"] < 0.75
+    assert (hist[:5] > 0).any() and (hist[-5:] > 0).any()  # near 0 and near 1 both occur
+    cov = m["covariance"]["value"]
+    assert cov[0] == pytest.approx(m["mask_mean"] - m["mask_mean"] ** 2, abs=0.02)  # binary
+    assert cov[0] > cov[10] > 0  # nearby pixels agree more than distant ones
