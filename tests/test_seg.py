@@ -74,6 +74,26 @@ def test_the_hard_rule_and_ignore_labels(device):
         np.testing.assert_array_equal(maps[1], seg[1] if own else seg[0])
 
 
+def test_ties_inside_an_hmix_box_row(device):
+    """HMix with a = lam / lam_box = 0.5 exactly (20 x 20, r = 0.5, lam = 0.4, centre (3, 10)):
+    the rows through the box hold M = 0.5 beside it, where the own label wins (the tie rule
+    on the rows that mix per pixel, not only on whole own rows)."""
+    h = w = 20
+    images = np.zeros((2, h, w, 3), np.uint8)
+    seg = np.stack([np.full((h, w), 1, np.uint8), np.full((h, w), 2, np.uint8)])
+    mirror = None
+    for mirror in (None, np.int32([1, 0])):
+        _, _, maps, masks, params = run_mix(
+            images, class_labels(2), device=device, method="hmix", mode="batch",
+            num_classes=2, seg=seg, seg_layout="HW", hmix_ratio=0.5, mirror=mirror,
+            lam=np.full(2, 0.4, np.float32), center=np.float32([[3.5 / h, 10.5 / w]] * 2))
+        assert (masks[0] == 0.5).any() and (masks[0] == 0).any()
+        np.testing.assert_array_equal(maps[0], np.where(masks[0] >= 0.5, 1, 2))
+        expect = ref.mix_seg(seg, masks, "hmix", lam=params[:, 1],
+                             center=params[:, 2:4].astype(np.int64), mirror=mirror)
+        np.testing.assert_array_equal(maps, expect)
+
+
 def test_bad_maps(device):
     images = np.zeros((4, 8, 8, 3), np.uint8)
     good = np.zeros((4, 8, 8), np.uint8)
