@@ -9,7 +9,8 @@
 #   bash benchmarks/gpu_check.sh dali      # needs DALI's wheels in $WHEELS (default /tmp/w;
 #                                          # split pieces NAME.whl.piece-* are joined): install,
 #                                          # build in place for sm_90, the GPU tests of FMix,
-#                                          # ResizeMix, label maps and test_cpu_and_gpu_agree,
+#                                          # ResizeMix, label maps, boxes, the segmentation
+#                                          # pipelines and test_cpu_and_gpu_agree,
 #                                          # profile_gpu.py,
 #                                          # throughput.py --imagenet-sized, the 10,000-iteration
 #                                          # GPU soak
@@ -116,9 +117,9 @@ case "$stage" in
     step "build in place (sm_$DALI_MSDA_CUDA_ARCHS)" 420 build.log "$py" setup.py build_plugin \
       || exit 1
     export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-    step "GPU tests: FMix, ResizeMix, label maps, the new kernel, CPU == GPU" 420 pytest_gpu.log \
+    step "GPU tests: FMix, ResizeMix, label maps, boxes, segmentation pipelines, the new kernel, CPU == GPU" 420 pytest_gpu.log \
       "$py" -m pytest -q -p no:cacheprovider tests -x \
-      -k "gpu and (fmix or resizemix or agree or reference or fused or seg or classmix)"
+      -k "gpu and (fmix or resizemix or agree or reference or fused or seg or classmix or boxes or segmentation)"
     step "profile_gpu.py" 240 profile_gpu.log "$py" benchmarks/profile_gpu.py --device gpu \
       --imagenet-sized --json "$out/profile_gpu.json"
     step "throughput.py --device gpu --imagenet-sized" 300 throughput.log "$py" \

@@ -158,3 +158,21 @@ def test_training_example_learns(tmp_path, monkeypatch):
     assert len(history) == 6 and all(0 <= h["pixel_acc"] <= 1 for h in history)
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["miou"] > 0.3  # 8 classes: chance is about 0.06
+
+
+def test_shards_split_the_pairs(tmp_path):
+    """Two shards (as two torchrun ranks read them) see disjoint halves, together every pair:
+    the two readers of each shard stay paired (checked by check_aligned)."""
+    root = grid_tree(str(tmp_path / "grid"))
+    files = []
+    for shard in range(2):
+        pipe = segmentation_train(root, num_classes=192, batch_size=3, num_threads=2,
+                                  device="cpu", crop=48, dtype="float32", shard_id=shard,
+                                  num_shards=2, mix=None)
+        mine = set()
+        for images, _, maps in MixIterator(pipe):
+            check_aligned(images, maps, min_checked=100)
+            mine |= {int(np.bincount(m.numpy().ravel() // 16, minlength=FILES).argmax())
+                     for m in maps}
+        files.append(mine)
+    assert not files[0] & files[1] and files[0] | files[1] == set(range(FILES))
