@@ -269,3 +269,59 @@ def test_box_errors_per_sample_method_and_sequences(device):
     expect_error(r"`boxes` are not supported for sequences \(layout \"FHWC\"\)", images=seq,
                  labels=class_labels(4), device=device, layout="FHWC", boxes=GOOD,
                  box_labels=GOOD_LABELS, method="cutmix")
+
+
+# ---- property-based: random batches, sizes, boxes and parameters against the reference --------
+
+def test_random_cases_match_reference():
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from conftest import FUZZ_SEED
+
+    coord = st.one_of(st.sampled_from([0.0, 0.25, 0.5, 1.0]), st.floats(0.0, 1.0, width=32))
+
+    @st.composite
+    def case(draw):
+        batch = draw(st.integers(1, 6))
+        h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+        boxes = []
+        for _ in range(batch):
+            n = draw(st.integers(0, 5))
+            rows = []
+            for _ in range(n):
+                x = sorted([draw(coord), draw(coord)])
+                y = sorted([draw(coord), draw(coord)])
+                rows.append((x[0], y[0], x[1], y[1]))
+            boxes.append(np.array(rows, np.float32).reshape(-1, 4))
+        kw = dict(method=draw(st.sampled_from(BOX_METHODS)),
+                  mode=draw(st.sampled_from(["batch", "elem"])),
+                  min_visible=draw(st.sampled_from([0.0, 0.2, 0.5, 1.0])),
+                  box=draw(st.sampled_from(["even", "exact"])),
+                  prob=draw(st.sampled_from([1.0, 0.5])), seed=draw(st.integers(0, 2**20)))
+        if draw(st.booleans()):
+            kw["mirror"] = np.array(draw(st.lists(st.integers(0, 1), min_size=batch,
+                                                  max_size=batch)), np.int32)
+        return boxes, h, w, kw
+
+    @settings(max_examples=60, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), print_blob=True)
+    @hypothesis.seed(FUZZ_SEED)
+    @given(case())
+    def check(c):
+        boxes, h, w, kw = c
+        method = kw.pop("method")
+        labels = box_labels_for(boxes)
+        out_boxes, out_labels, out_weights, masks, params = run_boxes(
+            "cpu", method, boxes, labels, h=h, w=w, **kw)
+        expect = ref.mix_boxes(boxes, labels, method, lam=params[:, 1],
+                               center=params[:, 2:4].astype(np.int64),
+                               apply=params[:, 0] == 1.0, mirror=kw.get("mirror"), height=h,
+                               width=w, min_visible=kw["min_visible"], box=kw["box"])
+        for i, (eb, el, ew) in enumerate(expect):
+            np.testing.assert_array_equal(np.asarray(out_boxes[i]).reshape(-1, 4), eb)
+            np.testing.assert_array_equal(np.asarray(out_labels[i]).reshape(-1), el)
+            np.testing.assert_array_equal(np.asarray(out_weights[i]).reshape(-1), ew)
+
+    check()
