@@ -61,6 +61,27 @@ def _placement(device, dtype, shard_id, num_shards, device_id):
     return device, shard_id, num_shards, device_id
 
 
+def check_crop(scale, ratio):
+    """The random resized crop's ranges: area share `scale`, aspect `ratio`."""
+    if not (0 < scale[0] <= scale[1] <= 1):
+        raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1; got {scale}.")
+    if not (0 < ratio[0] <= ratio[1]):
+        raise ValueError(f"`ratio` must satisfy 0 < min <= max; got {ratio}.")
+
+
+def schedule_of(mix, batch_size, seed):
+    """The live MixSchedule a pipeline reads (None without mixing), for a MixConfig or a
+    MixSchedule, set up for this pipeline's batch size and seed."""
+    schedule = mix if isinstance(mix, MixSchedule) else (
+        MixSchedule(mix) if isinstance(mix, MixConfig) else None)
+    if mix is not None and schedule is None:
+        raise TypeError(f"`mix` must be a MixConfig, a MixSchedule or None; got {type(mix)}.")
+    if schedule is not None:
+        schedule.batch_size = batch_size
+        schedule.seed = seed
+    return schedule
+
+
 def folder_classes(data_dir):
     """Sorted class folders of an ImageFolder tree that hold at least one image; clear errors
     for a missing or empty tree."""
@@ -237,18 +258,9 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     """
     device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
                                                          device_id)
-    if not (0 < scale[0] <= scale[1] <= 1):
-        raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1; got {scale}.")
-    if not (0 < ratio[0] <= ratio[1]):
-        raise ValueError(f"`ratio` must satisfy 0 < min <= max; got {ratio}.")
+    check_crop(scale, ratio)
     seed = 1234 + shard_id if seed is None else seed
-    schedule = mix if isinstance(mix, MixSchedule) else (
-        MixSchedule(mix) if isinstance(mix, MixConfig) else None)
-    if mix is not None and schedule is None:
-        raise TypeError(f"`mix` must be a MixConfig, a MixSchedule or None; got {type(mix)}.")
-    if schedule is not None:
-        schedule.batch_size = batch_size
-        schedule.seed = seed
+    schedule = schedule_of(mix, batch_size, seed)
     gpu = device == "gpu"
     holder = {}
 

@@ -22,8 +22,8 @@ import os
 from dali_msda import DataError
 from nvidia.dali import fn, math as dmath, pipeline_def, types
 
-from .config import MixConfig, MixSchedule
-from .imagenet import DTYPES, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, _placement
+from .imagenet import (DTYPES, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, _placement,
+                       check_crop, schedule_of)
 
 
 def segmentation_pairs(data_dir=None, file_list=None):
@@ -125,22 +125,13 @@ def segmentation_train(data_dir=None, *, file_list=None, num_classes, batch_size
     a class (not counted by ClassMix). Sharding, seeds and devices as in `imagenet_train`."""
     device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
                                                          device_id)
-    if not (0 < scale[0] <= scale[1] <= 1):
-        raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1; got {scale}.")
-    if not (0 < ratio[0] <= ratio[1]):
-        raise ValueError(f"`ratio` must satisfy 0 < min <= max; got {ratio}.")
+    check_crop(scale, ratio)
     if not (isinstance(num_classes, int) and 0 < num_classes <= 256):
         raise ValueError(f"`num_classes` must be an int in [1, 256] (uint8 maps); got "
                          f"{num_classes!r}.")
     images_list, masks_list = segmentation_pairs(data_dir, file_list)
     seed = 1234 + shard_id if seed is None else seed
-    schedule = mix if isinstance(mix, MixSchedule) else (
-        MixSchedule(mix) if isinstance(mix, MixConfig) else None)
-    if mix is not None and schedule is None:
-        raise TypeError(f"`mix` must be a MixConfig, a MixSchedule or None; got {type(mix)}.")
-    if schedule is not None:
-        schedule.batch_size = batch_size
-        schedule.seed = seed
+    schedule = schedule_of(mix, batch_size, seed)
     gpu = device == "gpu"
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads,
