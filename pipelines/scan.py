@@ -3,6 +3,7 @@
     python -m dali_msda.pipelines.scan /imagenet/train --out train_good.txt
     python -m dali_msda.pipelines.scan train_list.txt --num-classes 1000 --out good.txt
     python -m dali_msda.pipelines.scan /data/shards/*.tar --num-classes 1000
+    python -m dali_msda.pipelines.scan --segmentation /ade/train --num-classes 150
 
 Exit status: 0 when nothing is bad, 1 when bad samples are listed, 2 for a usage error.
 
@@ -27,6 +28,14 @@ them, below `--num-classes` when given: fn.msda.class_label's rule, which the pi
 and images that do not decode are listed by shard and key. The pipelines' WebDataset reader
 stops at an incomplete sample (it does not skip it): fix the shards, e.g. by repacking the good
 samples.
+
+Segmentation data (`--segmentation`: a tree with images/ and masks/, or a pair list, as
+dali_msda.pipelines.segmentation_train reads them): pairs that do not match by name, then every
+image and mask decoded by DALI, and every mask read with Pillow: it must be a single-channel
+image of its image's size (a palette PNG, e.g. VOC's SegmentationClass, is refused: DALI
+decodes it to grey levels of the palette's colours, not to the class indices), its values class
+indices below `--num-classes` or `--ignore-index` (255). Bad pairs are listed with the rule and
+the value.
 
 The decode is a full decode; training decodes a random crop of each image, which can pass on a
 file truncated below the crop. The scan is the stricter judge.
@@ -410,6 +419,65 @@ def scan_shards(paths, decoder, num_classes=None, show_progress=True):
     return {"shards": list(paths), "files": total, "good": good, "bad": bad}
 
 
+def mask_problem(image_path, mask_path, num_classes=None, ignore_index=255):
+    """Why a mask cannot serve its image (None if it can): mode, size, values (spec of the
+    segmentation pipelines: a single-channel map of class indices, `ignore_index` allowed)."""
+    from PIL import Image
+
+    try:
+        with Image.open(image_path) as im:
+            size = im.size
+        with Image.open(mask_path) as mk:
+            mode, msize = mk.mode, mk.size
+            if mode == "P":
+                return ("a palette PNG: DALI decodes it to grey levels of its colours, not to "
+                        "class indices; save the indices as a single-channel PNG (mode L)")
+            if mode not in ("L", "I", "I;16", "1"):
+                return f"not a single-channel map (mode {mode}); save class indices as mode L"
+            if msize != size:
+                return (f"its size {msize[0]} x {msize[1]} (W x H) differs from its image's "
+                        f"{size[0]} x {size[1]}")
+            values = np.unique(np.asarray(mk))
+    except OSError as e:
+        return f"unreadable ({e})"
+    if num_classes is not None:
+        wrong = values[(values >= num_classes) & (values != ignore_index)]
+        if wrong.size:
+            return (f"holds labels that are neither classes (below {num_classes}) nor "
+                    f"`--ignore-index` {ignore_index}: {wrong[:8].tolist()}")
+    return None
+
+
+def scan_segmentation(path, decoder, num_classes=None, ignore_index=255, show_progress=True):
+    """A segmentation tree or pair list: unmatched names, then every image and mask decoded,
+    then every mask checked against its image (mask_problem)."""
+    from dali_msda import DataError
+
+    from .segmentation import segmentation_pairs
+
+    try:
+        images, masks = segmentation_pairs(path if os.path.isdir(path) else None,
+                                           None if os.path.isdir(path) else path)
+    except DataError as e:
+        return {"files": 0, "good": [], "bad": [(path, str(e))], "notes": {}, "skipped": [],
+                "empty_classes": [], "classes": None}
+    items = [(p, k) for k, p in enumerate(images)] + [(p, k) for k, p in enumerate(masks)]
+    report = scan_items(items, decoder, show_progress)
+    bad = list(report["bad"])
+    failed = {p for p, _ in bad}
+    for image, mask in zip(images, masks):
+        if image in failed or mask in failed:
+            continue
+        problem = mask_problem(image, mask, num_classes, ignore_index)
+        if problem:
+            bad.append((mask, f"mask of {image}: {problem}"))
+    bad_paths = {p for p, _ in bad}
+    good = [(i, m) for i, m in zip(images, masks) if i not in bad_paths and m not in bad_paths]
+    report.update(files=len(images), good=good, bad=bad, skipped=[], empty_classes=[],
+                  classes=None)
+    return report
+
+
 def write_file_list(good, out):
     """'path label' lines (absolute paths) for fn.readers.file(file_list=...), which reads the
     last field as the label and the rest as the path (spaces in paths are fine; a line break,
@@ -448,6 +516,10 @@ def main(argv=None):
                     help="DALI threads per worker (default: 1 on the CPU, all cores on a GPU)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--segmentation", action="store_true",
+                    help="the path is segmentation data: images/ + masks/, or a pair list")
+    ap.add_argument("--ignore-index", type=int, default=255,
+                    help="--segmentation: the mask label that is not a class")
     args = ap.parse_args(argv)
     shards = [p for p in args.paths if p.endswith(".tar")]
     if shards and len(shards) != len(args.paths):
@@ -470,7 +542,10 @@ def main(argv=None):
         print(f"decoding with DALI on {decoder.device}: {decoder.workers} worker process(es) "
               f"of {threads} thread(s)", flush=True)
         try:
-            if shards:
+            if args.segmentation:
+                report = scan_segmentation(args.paths[0], decoder, args.num_classes,
+                                           args.ignore_index, not args.quiet)
+            elif shards:
                 report = scan_shards(shards, decoder, args.num_classes, not args.quiet)
             elif file_list:
                 report = scan_file_list(file_list, decoder, args.num_classes, not args.quiet)
@@ -491,12 +566,19 @@ def main(argv=None):
             if "truncated" not in note and "not an image" not in note:
                 print(f"note: {len(paths)} file(s) decode fine but are a {note}, e.g. "
                       f"{paths[0]}")
-    what = "samples" if shards else "lines" if file_list else "files"
+    what = ("pairs" if args.segmentation else "samples" if shards else "lines" if file_list
+            else "files")
     print(f"{report['files']} {what}: {n_good} good, {len(report['bad'])} bad" +
-          ("" if shards or file_list else
+          ("" if shards or file_list or args.segmentation else
            f", {len(report['skipped'])} skipped by the reader, "
            f"{len(report['empty_classes'])} empty class folder(s)"))
-    if args.out:
+    if args.out and args.segmentation:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.writelines(f"{os.path.abspath(i)}\t{os.path.abspath(m)}\n"
+                         for i, m in report["good"])
+        print(f"wrote {args.out}: {len(report['good'])} pairs; train with "
+              f"segmentation_train(file_list={args.out!r}, ...)")
+    elif args.out:
         try:
             write_file_list(report["good"], args.out)
         except ValueError as e:

@@ -7,6 +7,7 @@ which the reader skips and which stop training is fixed here.
 
 import io
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -304,3 +305,56 @@ def test_scan_checks_cls_against_the_class_count(tmp_path):
     assert "3 samples: 1 good, 2 bad" in proc.stdout
     proc = run_scan(tmp_path / "s.tar")  # without a class count, 7 is a class index
     assert "s.tar:k1" not in proc.stdout and "s.tar:k2" in proc.stdout
+
+
+def test_scan_of_segmentation_pairs(tmp_path):
+    """--segmentation: each bad pair named with its rule and value; the good pairs' list trains;
+    exit 1 with bad pairs, 0 without."""
+    from PIL import Image
+
+    root = tmp_path / "seg"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+
+    def pair(name, mask, size=(40, 30)):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(
+            root / "images" / f"{name}.png")
+        mask.save(root / "masks" / f"{name}.png")
+
+    good = np.full((30, 40), 2, np.uint8)
+    good[:3] = 255
+    pair("good", Image.fromarray(good))
+    pair("good2", Image.fromarray(good))
+    pair("small", Image.fromarray(good[:, :39]))
+    pair("rgb", Image.fromarray(np.zeros((30, 40, 3), np.uint8)))
+    pair("palette", Image.fromarray(good).convert("P"))
+    pair("label9", Image.fromarray(np.full((30, 40), 9, np.uint8)))
+    (root / "masks" / "cut.png").write_bytes((root / "masks" / "good.png").read_bytes()[:60])
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(root / "images" / "cut.png")
+    out = tmp_path / "pairs.txt"
+    proc = run_scan("--segmentation", str(root), "--num-classes", "5", "--out", str(out))
+    assert proc.returncode == 1, proc.stderr
+    text = proc.stdout
+    assert re.search(r"BAD .*small.png: mask of .*small.png: its size 39 x 30 \(W x H\) differs "
+                     r"from its image's 40 x 30", text)
+    assert re.search(r"BAD .*rgb.png: .*not a single-channel map \(mode RGB\)", text)
+    assert re.search(r"BAD .*palette.png: .*a palette PNG", text)
+    assert re.search(r"BAD .*label9.png: .*neither classes \(below 5\) nor `--ignore-index` 255: "
+                     r"\[9\]", text)
+    assert re.search(r"BAD .*masks/cut.png: .*does not decode", text)
+    assert "7 pairs: 2 good, 5 bad" in text
+    from dali_msda.pipelines import segmentation_pairs
+
+    images, masks = segmentation_pairs(file_list=str(out))
+    assert [os.path.basename(p) for p in images] == ["good.png", "good2.png"]
+    os.remove(root / "masks" / "label9.png")
+    proc = run_scan("--segmentation", str(root))
+    assert proc.returncode == 1 and "1 image(s) without a mask" in proc.stdout
+    for name in ("small", "rgb", "palette", "cut", "label9"):
+        for sub in ("images", "masks"):
+            p = root / sub / f"{name}.png"
+            if p.exists():
+                os.remove(p)
+    proc = run_scan("--segmentation", str(root), "--num-classes", "5")
+    assert proc.returncode == 0 and "2 pairs: 2 good, 0 bad" in proc.stdout, proc.stdout
