@@ -104,7 +104,9 @@ def _readers(images, masks, shard_id, num_shards, shuffle, shuffle_seed, reader_
 def _decode(jpegs, pngs, gpu):
     images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB)
     maps = fn.decoders.image(pngs, device="cpu", output_type=types.GRAY)  # H x W x 1 uint8
-    return images, maps
+    # a map of another size would be stretched onto its image by the crop and resize: refused,
+    # naming the map's file
+    return images, fn.msda.pair_check(images, maps)
 
 
 def _resize_pair(images, maps, crop):

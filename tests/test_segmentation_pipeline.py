@@ -176,3 +176,24 @@ def test_shards_split_the_pairs(tmp_path):
                      for m in maps}
         files.append(mine)
     assert not files[0] & files[1] and files[0] | files[1] == set(range(FILES))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_map_of_another_size_stops_the_pipeline_naming_it(tmp_path, device):
+    """The crop and resize would stretch it onto its image silently; fn.msda.pair_check stops
+    the pipeline with the map's file, both sizes and the rule."""
+    from PIL import Image
+
+    root = grid_tree(str(tmp_path / "grid"))
+    bad = os.path.join(root, "masks", "pair_05.png")
+    labels = np.asarray(Image.open(bad))
+    Image.fromarray(labels[:, :-1]).save(bad)  # one column short
+    h, w = labels.shape
+    pipe = segmentation_train(root, num_classes=192, batch_size=6, num_threads=2,
+                              device=device, crop=32, dtype="float32",
+                              mix=MixConfig(method="cutmix"))
+    with pytest.raises(Exception, match=rf"msda.pair_check: the map .*pair_05.png is {w - 1} x "
+                                        rf"{h} \(W x H\) but its image is {w} x {h}: a map must "
+                                        r"have its image's size"):
+        for _ in MixIterator(pipe):
+            pass
