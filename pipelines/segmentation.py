@@ -106,7 +106,7 @@ def _decode(jpegs, pngs, gpu):
     maps = fn.decoders.image(pngs, device="cpu", output_type=types.GRAY)  # H x W x 1 uint8
     # a map of another size would be stretched onto its image by the crop and resize: refused,
     # naming the map's file
-    return images, fn.msda.pair_check(images, maps)
+    return images, fn.msda.pair_check(fn.peek_image_shape(jpegs), maps)
 
 
 def _resize_pair(images, maps, crop):

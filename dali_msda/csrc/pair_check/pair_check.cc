@@ -3,8 +3,9 @@
 // The segmentation pipelines cut one relative window from an image and its map and resize both
 // to the crop; a map of another size (a wrong file, a lower-resolution export) would be stretched
 // onto its image silently. This op stops the pipeline instead, naming the map by the source its
-// reader gave it, both sizes and the rule. It reads only the images' shapes (metadata: the images
-// may be on the GPU) and passes the maps through (a copy: maps are one byte per pixel).
+// reader gave it, both sizes and the rule. It takes the images' shapes as fn.peek_image_shape
+// gives them from the encoded files (CPU, whatever device decodes the images) and passes the
+// maps through (a copy: maps are one byte per pixel).
 
 #include <cstring>
 #include <string>
@@ -22,17 +23,26 @@ class PairCheck : public Operator<CPUBackend> {
 
  protected:
   bool SetupImpl(std::vector<OutputDesc> &output_desc, const Workspace &ws) override {
-    const auto &images = ws.GetInputShape(0);
+    const auto &shapes = ws.Input<CPUBackend>(0);
     const auto &maps = ws.Input<CPUBackend>(1);
     const int n = maps.num_samples();
-    DALI_ENFORCE(images.num_samples() == n,
-                 make_string("msda.pair_check: ", images.num_samples(), " images but ", n,
+    DALI_ENFORCE(shapes.num_samples() == n,
+                 make_string("msda.pair_check: ", shapes.num_samples(), " image shapes but ", n,
                              " maps."));
+    DALI_ENFORCE(shapes.type() == DALI_INT64 || shapes.type() == DALI_INT32,
+                 make_string("msda.pair_check: the image shapes must be int64 or int32 (as "
+                             "fn.peek_image_shape gives them); got ", shapes.type(), "."));
     for (int i = 0; i < n; i++) {
-      const auto a = images[i], b = maps.tensor_shape(i);
-      DALI_ENFORCE(a.size() == 3 && b.size() >= 2,
-                   make_string("msda.pair_check: images must be HWC and maps HW or HWC; got "
-                               "shapes of ", a.size(), " and ", b.size(), " dimensions."));
+      const auto b = maps.tensor_shape(i);
+      const int64_t len = volume(shapes.tensor_shape(i));
+      DALI_ENFORCE(len >= 2 && b.size() >= 2,
+                   make_string("msda.pair_check: an image shape must hold (H, W, ...) and a map "
+                               "be HW or HWC; got ", len, " values and ", b.size(),
+                               " dimensions."));
+      int64_t a[2];
+      for (int d = 0; d < 2; d++)
+        a[d] = shapes.type() == DALI_INT64 ? shapes.tensor<int64_t>(i)[d]
+                                           : shapes.tensor<int32_t>(i)[d];
       if (a[0] != b[0] || a[1] != b[1]) {
         const std::string &src = maps.GetMeta(i).GetSourceInfo();
         DALI_FAIL(make_string("msda.pair_check: the map ",
@@ -63,18 +73,18 @@ class PairCheck : public Operator<CPUBackend> {
 DALI_SCHEMA(msda__PairCheck)
   .DocStr(R"code(Passes label maps through after checking that each has its image's height and
 width; a map of another size stops the pipeline with an error naming the map's source and both
-sizes. The images are read for their shapes only (they may be on the GPU).
+sizes. The image sizes come from ``fn.peek_image_shape`` of the encoded images (on the CPU,
+whichever device decodes them).
 
 Example::
 
-    images = fn.decoders.image(jpegs, device="mixed")
     maps = fn.decoders.image(pngs, device="cpu", output_type=types.GRAY)
-    maps = fn.msda.pair_check(images, maps)
+    maps = fn.msda.pair_check(fn.peek_image_shape(jpegs), maps)
 )code")
   .NumInput(2)
   .NumOutput(1)
-  .InputDox(0, "images", "TensorList (HWC)", "The images (shapes only; CPU or GPU).")
-  .InputDevice(0, ::dali::InputDevice::Metadata)
+  .InputDox(0, "shapes", "TensorList of int64 or int32 on the CPU",
+            "Each image's (H, W, C), as fn.peek_image_shape gives it.")
   .InputDox(1, "maps", "TensorList on the CPU (HW or HWC)", "Each image's label map.");
 
 DALI_REGISTER_OPERATOR(msda__PairCheck, ::msda::PairCheck, ::dali::CPU);
