@@ -150,15 +150,18 @@ def main(argv=None):
             count += len(images)
         model.eval()
         conf = torch.zeros(num_classes, num_classes, dtype=torch.long, device=dev)
+        seen = torch.zeros(1, dtype=torch.long, device=dev)  # val images, over the ranks
         with torch.no_grad():
             for images, maps in val_iter:
                 pred = model(images.to(dev).float()).argmax(1)
                 conf += confusion(pred, maps.to(dev), num_classes)
+                seen += len(images)
         if world > 1:
             dist.all_reduce(conf)
+            dist.all_reduce(seen)
         acc, miou, _ = scores(conf.cpu())
         row = {"epoch": epoch + 1, "loss": total / max(count, 1), "pixel_acc": acc,
-               "miou": miou}
+               "miou": miou, "val_images": int(seen)}
         history.append(row)
         if rank == 0:
             print(f"epoch {epoch + 1}/{args.epochs}: train loss {row['loss']:.3f}, "
@@ -167,7 +170,8 @@ def main(argv=None):
         print(f"{args.method}: {args.epochs} epochs in {time.time() - start:.0f} s on {device}")
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"method": args.method, "device": device, "history": history}, f)
+                json.dump({"method": args.method, "device": device, "world_size": world,
+                           "history": history}, f)
     if world > 1:
         dist.destroy_process_group()
     return history
