@@ -158,12 +158,14 @@ def test_boxes_snippet_runs_on_a_coco_set(data_root, tmp_path, gpu):
     code = substitute(code, '"/coco/train2017"', repr(data_root))
     code = substitute(code, '"/coco/annotations/instances_train2017.json"', repr(ann))
     code = substitute(code, "gpu = dali_msda.has_gpu()", f"gpu = {gpu}")
+    pytest.importorskip("torch")
     scope = {}
     exec(compile(code, "README.md (boxes-coco)", "exec"), scope)
-    outs = [o.as_cpu() if gpu else o for o in (scope[k] for k in (
-        "mixed", "boxes", "box_labels", "box_weights"))]
-    mixed, boxes, labels, weights = ([np.array(o[i]) for i in range(len(o))] for o in outs)
-    assert len(mixed) == 8 and mixed[0].shape == (320, 320, 3)
+    images, batch = scope["images"], scope["batch"][0]
+    assert tuple(images.shape) == (8, 320, 320, 3)
+    boxes, labels, weights = ([t.cpu().numpy() for t in batch[k]]
+                              for k in ("boxes", "box_labels", "box_weights"))
+    assert len(boxes) == len(labels) == len(weights) == 8
     for b, lab, w in zip(boxes, labels, weights):
         assert b.ndim == 2 and b.shape[1] == 4 and len(lab) == len(b) == len(w)
         assert np.all((b >= 0) & (b <= 1)) and np.all(b[:, :2] <= b[:, 2:])
