@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dali_msda import reference as ref
+from nvidia.dali import fn, pipeline_def
 
 from conftest import class_labels, random_images, run_mix
 from test_errors import expect_error
@@ -260,6 +261,21 @@ def test_box_errors(device):
     box_error(r"`boxes` and `box_labels` go together \(spec 13\): got `box_labels` without "
               r"`boxes`", device, boxes=None)
     box_error(r"`min_visible` must be in \[0, 1\]; got 1.5", device, min_visible=1.5)
+    for name, const in (("boxes", [0.1, 0.1, 0.5, 0.5]), ("box_labels", [1])):
+        @pipeline_def(batch_size=4, num_threads=1, device_id=None)
+        def pipe():
+            x = fn.external_source(source=lambda: list(IMG4), batch=True, layout="HWC")
+            y = fn.external_source(source=lambda: list(class_labels(4)), batch=True)
+            b = fn.external_source(source=lambda: GOOD, batch=True)
+            lab = fn.external_source(source=lambda: GOOD_LABELS, batch=True)
+            args = {"boxes": b, "box_labels": lab, name: const}
+            return tuple(fn.msda.mix(x, y, method="cutmix", num_classes=4, **args))
+
+        with pytest.raises(RuntimeError, match=rf"`{name}` must be an argument input .* not a "
+                                               r"constant"):
+            p = pipe()
+            p.build()
+            p.run()
 
 
 def test_box_errors_per_sample_method_and_sequences(device):

@@ -208,3 +208,9 @@ def test_mirror_with_sequences(device):
     expect_error(r"`mirror` is not supported for sequences \(layout \"FHWC\"\)",
                  images=np.zeros((4, 2, 8, 8, 3), np.uint8), layout="FHWC", mirror=[0, 1, 0, 1],
                  device=device)
+
+
+def test_method_required(device):
+    expect_error(r"`method` is required \("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix" "
+                 r"or, with label maps, "classmix"\), unless `method_id` is given", method="",
+                 device=device)

@@ -295,22 +295,24 @@ template <typename Backend>
 Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
   std::string method = spec.GetArgument<std::string>("method");
   MSDA_ENFORCE(!method.empty() || spec.HasTensorArgument("method_id"),
-               "`method` is required (\"mixup\", \"cutmix\", \"hmix\", \"gmix\", \"fmix\" or "
-               "\"resizemix\"), unless `method_id` is given.");
+               "`method` is required (\"mixup\", \"cutmix\", \"hmix\", \"gmix\", \"fmix\", "
+               "\"resizemix\" or, with label maps, \"classmix\"), unless `method_id` is "
+               "given.");
   method_ = method.empty() ? Method::kMixup : detail::ParseMethod(method);
   mode_ = detail::ParseMode(spec.GetArgument<std::string>("mode"));
   correct_lam_ = spec.GetArgument<bool>("correct_lam");
   output_mask_ = spec.GetArgument<bool>("output_mask");
   output_params_ = spec.GetArgument<bool>("output_params");
   has_seg_ = spec.NumRegularInput() > 2;
+  for (const char *name : {"boxes", "box_labels"})
+    MSDA_ENFORCE(!spec.HasArgument(name) || spec.HasTensorArgument(name),
+                 make_string("`", name, "` must be an argument input (a per-sample tensor from "
+                             "the pipeline, e.g. fn.readers.coco's), not a constant."));
   has_boxes_ = spec.HasTensorArgument("boxes");
   MSDA_ENFORCE(has_boxes_ == spec.HasTensorArgument("box_labels"),
                make_string("`boxes` and `box_labels` go together (spec 13): got `",
                            has_boxes_ ? "boxes" : "box_labels", "` without `",
                            has_boxes_ ? "box_labels" : "boxes", "`."));
-  MSDA_ENFORCE(!spec.HasArgument("boxes") || has_boxes_,
-               "`boxes` must be an argument input (a per-sample tensor from the pipeline, e.g. "
-               "the boxes of fn.readers.coco), not a constant.");
   const float min_visible = spec.GetArgument<float>("min_visible");
   MSDA_ENFORCE(min_visible >= 0.0f && min_visible <= 1.0f,
                make_string("`min_visible` must be in [0, 1]; got ", min_visible, "."));
