@@ -211,6 +211,6 @@ def test_mirror_with_sequences(device):
 
 
 def test_method_required(device):
-    expect_error(r"`method` is required \("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix" "
-                 r"or, with label maps, "classmix"\), unless `method_id` is given", method="",
+    expect_error(r'`method` is required \("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix" '
+                 r'or, with label maps, "classmix"\), unless `method_id` is given', method="",
                  device=device)
