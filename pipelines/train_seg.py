@@ -74,7 +74,8 @@ def scores(conf):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.train_seg",
+                                 description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--data", default=None,
                     help="root with train/ and val/ (images/, masks/); default: embedded")
