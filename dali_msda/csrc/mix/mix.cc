@@ -439,13 +439,15 @@ void WriteMask(float *mask, const SampleParams &p, const float *tables, const ui
 
 /// The mixed label map of one sample (spec 11): SegSource's choice for every pixel. Rows that
 /// no resized partner crosses take a select per pixel between the two maps' rows (a loop the
-/// compiler vectorises when neither is flipped); rows through a ResizeMix box call SegSource.
+/// compiler vectorises when neither is flipped); rows through a ResizeMix box copy the own map
+/// beside the box and gather the partner's inside it through one table of source columns.
 template <typename T>
 void MixSeg(T *out, const T *self, const T *other, const SampleParams &p, const float *tables,
             const uint8_t *bits, int H, int W, int flip_self, int flip_other,
             std::vector<float> &mrow) {
   mrow.resize(W);
   const float *m = mrow.data();
+  std::vector<int> cols;  // ResizeMix: the partner's source column of each box column
   for (int r = 0; r < H; r++) {
     T *o = out + int64_t(r) * W;
     const T *a = self + int64_t(r) * W, *b = other + int64_t(r) * W;
@@ -458,15 +460,26 @@ void MixSeg(T *out, const T *self, const T *other, const SampleParams &p, const 
       }
       continue;
     }
-    MaskRow(mrow.data(), p, tables, bits, H, W, r);
     if (IsResized(p.kind) && r >= p.y0 && r < p.y1) {
-      for (int c = 0; c < W; c++) {
-        bool partner;
-        int sr, sc;
-        SegSource(p, H, W, r, c, m[c], flip_self, flip_other, &partner, &sr, &sc);
-        o[c] = (partner ? other : self)[int64_t(sr) * W + sc];
+      // a row through the ResizeMix box: M = 1 (own) outside it, 0 (the resized partner,
+      // nearest) inside; the source columns (ResizedSource's) are the same on every row
+      if (cols.empty()) {
+        cols.resize(p.x1 - p.x0);
+        for (int c = p.x0; c < p.x1; c++) {
+          int sr;
+          ResizedSource(p, H, W, r, c, flip_other, &sr, &cols[c - p.x0]);
+        }
       }
-    } else if (!flip_self && !flip_other) {
+      int sr, sc;
+      ResizedSource(p, H, W, r, p.x0, flip_other, &sr, &sc);
+      const T *prow = other + int64_t(sr) * W;
+      for (int c = 0; c < p.x0; c++) o[c] = a[flip_self ? W - 1 - c : c];
+      for (int c = p.x0; c < p.x1; c++) o[c] = prow[cols[c - p.x0]];
+      for (int c = p.x1; c < W; c++) o[c] = a[flip_self ? W - 1 - c : c];
+      continue;
+    }
+    MaskRow(mrow.data(), p, tables, bits, H, W, r);
+    if (!flip_self && !flip_other) {
       for (int c = 0; c < W; c++) o[c] = m[c] >= 0.5f ? a[c] : b[c];
     } else {
       for (int c = 0; c < W; c++)
