@@ -538,6 +538,13 @@ def _area(l, t, r, b):
     return float(np.float32(r) - np.float32(l)) * float(np.float32(b) - np.float32(t))
 
 
+def _overlap(l, t, r, b, paste):
+    """(l, t, r, b, area) of the part of a box inside the pasted rectangle (area 0: none)."""
+    pl, pt, pr, pb = paste
+    il, it, ir, ib = max(l, pl), max(t, pt), min(r, pr), min(b, pb)
+    return il, it, ir, ib, max(ir - il, 0.0) * max(ib - it, 0.0)
+
+
 def cut_own_box(box, paste, min_visible=MIN_VISIBLE):
     """An own box under a pasted rectangle `paste` (l, t, r, b; relative floats): the tight box
     around its visible part and the visible share v, or None when v == 0 or v < min_visible."""
@@ -546,8 +553,7 @@ def cut_own_box(box, paste, min_visible=MIN_VISIBLE):
     area = _area(l, t, r, b)
     if area == 0.0:
         return None  # nothing of it can stay visible
-    il, it, ir, ib = max(l, pl), max(t, pt), min(r, pr), min(b, pb)
-    inter = max(ir - il, 0.0) * max(ib - it, 0.0)
+    il, it, ir, ib, inter = _overlap(l, t, r, b, paste)
     visible = 1.0 - inter / area
     if visible <= 0.0 or visible < min_visible:
         return None
@@ -615,8 +621,7 @@ def mix_boxes(boxes, box_labels, method, *, lam, center, apply=True, mirror=None
                     kept.append(nb), kept_labels.append(labels[j][k])
                 continue
             area = _area(l, t, r, b)
-            il, it, ir, ib = max(l, pl), max(t, pt), min(r, pr), min(b, pb)
-            inter = max(ir - il, 0.0) * max(ib - it, 0.0)
+            il, it, ir, ib, inter = _overlap(l, t, r, b, paste)
             if area > 0.0 and inter > 0.0 and inter / area >= min_visible:
                 kept.append((il, it, ir, ib)), kept_labels.append(labels[j][k])
         out.append((np.asarray(kept, np.float32).reshape(-1, 4),

@@ -20,6 +20,19 @@ inline double BoxArea(float l, float t, float r, float b) {
   return static_cast<double>(r - l) * static_cast<double>(b - t);
 }
 
+/// The part of a box inside the pasted rectangle [pl, pr] x [pt, pb] (float64 edges), and its
+/// area (0 when they do not overlap).
+struct Overlap {
+  double l, t, r, b, area;
+};
+
+inline Overlap OverlapWith(const Ltrb &box, double pl, double pt, double pr, double pb) {
+  Overlap o{std::max(double(box.l), pl), std::max(double(box.t), pt),
+            std::min(double(box.r), pr), std::min(double(box.b), pb), 0.0};
+  o.area = std::max(o.r - o.l, 0.0) * std::max(o.b - o.t, 0.0);
+  return o;
+}
+
 /// The boxes a batch's mix produces: sample i's are rows [offsets[i], offsets[i + 1]).
 struct MixedBoxes {
   std::vector<Ltrb> boxes;
@@ -82,18 +95,16 @@ inline void MixSampleBoxes(BoxRule rule, double w, int y0, int y1, int x0, int x
     const double area = BoxArea(b.l, b.t, b.r, b.b);
     if (area == 0.0) continue;  // nothing of it can stay visible
     const double l = b.l, t = b.t, r = b.r, bb = b.b;
-    const double il = std::max(l, pl), it = std::max(t, pt), ir = std::min(r, pr),
-                 ib = std::min(bb, pb);
-    const double inter = std::max(ir - il, 0.0) * std::max(ib - it, 0.0);
-    const double visible = 1.0 - inter / area;
+    const Overlap i = OverlapWith(b, pl, pt, pr, pb);
+    const double visible = 1.0 - i.area / area;
     if (visible <= 0.0 || visible < min_visible) continue;
     double nl = l, nt = t, nr = r, nb = bb;
-    if (inter > 0.0 && pt <= t && pb >= bb) {  // P spans its height: shrink x to the open side
-      if (ir >= r) nr = il;
-      else if (il <= l) nl = ir;
-    } else if (inter > 0.0 && pl <= l && pr >= r) {  // P spans its width: y likewise
-      if (ib >= bb) nb = it;
-      else if (it <= t) nt = ib;
+    if (i.area > 0.0 && pt <= t && pb >= bb) {  // P spans its height: shrink x to the open side
+      if (i.r >= r) nr = i.l;
+      else if (i.l <= l) nl = i.r;
+    } else if (i.area > 0.0 && pl <= l && pr >= r) {  // P spans its width: y likewise
+      if (i.b >= bb) nb = i.t;
+      else if (i.t <= t) nt = i.b;
     }
     out->Add(Ltrb{float(nl), float(nt), float(nr), float(nb)}, own.labels[k], 1.0f);
   }
@@ -106,11 +117,9 @@ inline void MixSampleBoxes(BoxRule rule, double w, int y0, int y1, int x0, int x
       continue;
     }
     const double area = BoxArea(b.l, b.t, b.r, b.b);
-    const double il = std::max(double(b.l), pl), it = std::max(double(b.t), pt),
-                 ir = std::min(double(b.r), pr), ib = std::min(double(b.b), pb);
-    const double inter = std::max(ir - il, 0.0) * std::max(ib - it, 0.0);
-    if (area > 0.0 && inter > 0.0 && inter / area >= min_visible)
-      out->Add(Ltrb{float(il), float(it), float(ir), float(ib)}, other.labels[k], 1.0f);
+    const Overlap i = OverlapWith(b, pl, pt, pr, pb);
+    if (area > 0.0 && i.area > 0.0 && i.area / area >= min_visible)
+      out->Add(Ltrb{float(i.l), float(i.t), float(i.r), float(i.b)}, other.labels[k], 1.0f);
   }
   out->EndSample();
 }
