@@ -30,11 +30,38 @@ DEFAULT_SIDES = (160, 288)  # long side range of the images, px
 IMAGENET_SIDES = (400, 500)  # about ImageNet's (most of its photos are 500 x 375 or 375 x 500)
 
 
-def default_cache_dir(sides=DEFAULT_SIDES):
-    base = os.environ.get("DALI_MSDA_CACHE") or os.path.join(
+def cache_base():
+    """Where the embedded datasets are built: $DALI_MSDA_CACHE, else ~/.cache/dali_msda."""
+    return os.environ.get("DALI_MSDA_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "dali_msda")
+
+
+def default_cache_dir(sides=DEFAULT_SIDES):
     suffix = "" if tuple(sides) == DEFAULT_SIDES else f"-{sides[0]}-{sides[1]}"
-    return os.path.join(base, f"embedded-{VERSION}{suffix}")
+    return os.path.join(cache_base(), f"embedded-{VERSION}{suffix}")
+
+
+def build_once(root, build, log=None, what="the embedded dataset"):
+    """`root`, built by build(tmp) into a temporary folder then renamed, unless it is complete
+    already. Safe under many processes at once (torchrun ranks): one builds it under a file
+    lock, the others wait for it and then use it. `log` hears where it is being built."""
+    done = os.path.join(root, ".complete")
+    if os.path.exists(done):
+        return root
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    with open(root + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also on a crash
+        if os.path.exists(done):  # another process built it while this one waited
+            return root
+        if log:
+            log(f"building {what} (once) in {root}")
+        tmp = f"{root}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        build(tmp)
+        shutil.rmtree(root, ignore_errors=True)  # a partial tree left by an older version
+        os.replace(tmp, root)
+        open(done, "w").close()
+    return root
 
 
 def photo_path(name):
@@ -86,8 +113,7 @@ def embedded_dataset(root=None, seed=0, sides=DEFAULT_SIDES, log=None):
     file lock, the others wait for it and then use it. `log` (a callable) hears where the
     dataset is being built."""
     root = os.path.abspath(root or default_cache_dir(sides))
-    done = os.path.join(root, ".complete")
-    if os.path.exists(done):
+    if os.path.exists(os.path.join(root, ".complete")):
         return root
     try:
         import skimage  # noqa: F401
@@ -95,15 +121,8 @@ def embedded_dataset(root=None, seed=0, sides=DEFAULT_SIDES, log=None):
     except ImportError as e:
         raise ImportError("The embedded dataset is made from scikit-image's sample "
                           "photographs: pip install scikit-image pillow") from e
-    os.makedirs(os.path.dirname(root), exist_ok=True)
-    with open(root + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also on a crash
-        if os.path.exists(done):  # another process built it while this one waited
-            return root
-        if log:
-            log(f"building the embedded dataset (once) in {root}")
-        tmp = f"{root}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def build(tmp):
         rng = np.random.default_rng(seed)
         for split, count in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
             for fname, cls in PHOTOS:
@@ -113,10 +132,8 @@ def embedded_dataset(root=None, seed=0, sides=DEFAULT_SIDES, log=None):
                 for k in range(count):
                     path = os.path.join(folder, f"{cls}_{k:03d}.jpg")
                     _variant(img, rng, sides).save(path, quality=90)
-        shutil.rmtree(root, ignore_errors=True)  # a partial tree left by an older version
-        os.replace(tmp, root)
-        open(done, "w").close()
-    return root
+
+    return build_once(root, build, log)
 
 
 def write_webdataset(image_root, out_dir, shard_size=100):
@@ -200,22 +217,10 @@ def segmentation_dataset(root=None, seed=0, log=None):
     128-192 px sides, 8 classes (`SEG_CLASSES`: brick, grass, gravel as backgrounds; astronaut,
     cat, coffee, coins, moon as ellipses pasted on them), made from scikit-image's photographs.
     Safe under many processes (a file lock)."""
-    base = os.environ.get("DALI_MSDA_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "dali_msda")
-    root = os.path.abspath(root or os.path.join(base, f"segmentation-{SEG_VERSION}"))
-    done = os.path.join(root, ".complete")
-    if os.path.exists(done):
-        return root
-    os.makedirs(os.path.dirname(root), exist_ok=True)
-    with open(root + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.path.exists(done):
-            return root
-        if log:
-            log(f"building the embedded segmentation dataset (once) in {root}")
+    root = os.path.abspath(root or os.path.join(cache_base(), f"segmentation-{SEG_VERSION}"))
+
+    def build(tmp):
         photos = [_photo(name) for name, _ in SEG_CLASSES]
-        tmp = f"{root}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         rng = np.random.default_rng(seed)
         for split, count in (("train", SEG_TRAIN), ("val", SEG_VAL)):
             for sub in ("images", "masks"):
@@ -225,7 +230,5 @@ def segmentation_dataset(root=None, seed=0, log=None):
                 image.save(os.path.join(tmp, split, "images", f"{split}_{k:04d}.jpg"),
                            quality=90)
                 labels.save(os.path.join(tmp, split, "masks", f"{split}_{k:04d}.png"))
-        shutil.rmtree(root, ignore_errors=True)
-        os.replace(tmp, root)
-        open(done, "w").close()
-    return root
+
+    return build_once(root, build, log, "the embedded segmentation dataset")
