@@ -77,15 +77,12 @@ def build_seg_pipeline(images, masks, device, mode, seed, alpha):
     gpu = device == "gpu"
     n = len(images)
 
+    from dali_msda.pipelines.segmentation import decode_pair, pair_readers, resize_pair
+
     @pipeline_def(batch_size=n, num_threads=2, device_id=0 if gpu else None, seed=seed)
     def pipe():
-        jpegs, labels = fn.readers.file(files=images, labels=list(range(n)), name="Reader")
-        pngs, _ = fn.readers.file(files=masks, labels=list(range(n)), name="Masks")
-        x = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB)
-        m = fn.decoders.image(pngs, device="cpu", output_type=types.GRAY)
-        x = fn.resize(x, resize_x=SIZE, resize_y=SIZE)
-        m = fn.resize(m, resize_x=SIZE, resize_y=SIZE, interp_type=types.INTERP_NN,
-                      antialias=False)
+        jpegs, pngs, labels = pair_readers(images, masks)  # labels: the pair index
+        x, m = resize_pair(*decode_pair(jpegs, pngs, gpu), SIZE)
         if gpu:
             m = m.gpu()
         outs = []

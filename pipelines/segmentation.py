@@ -86,9 +86,10 @@ def segmentation_pairs(data_dir=None, file_list=None):
     return [stems[s] for s in order], [masks[s] for s in order]
 
 
-def _readers(images, masks, shard_id, num_shards, shuffle, shuffle_seed, reader_name):
-    """The encoded images and maps of one pair per sample: two readers, identical but for their
-    files, so they visit the pairs in the same order. DALI's `shuffle_after_epoch` permutes by
+def pair_readers(images, masks, shard_id=0, num_shards=1, shuffle=False, shuffle_seed=0,
+                 reader_name="Reader"):
+    """(encoded images, encoded maps, pair index int32) of one pair per sample: two readers,
+    identical but for their files, so they visit the pairs in the same order. DALI's `shuffle_after_epoch` permutes by
     the epoch number alone (a fixed loader seed, so that shards agree), so the two readers
     permute alike in every epoch (tests/test_segmentation_pipeline.py checks it over three
     epochs with images and maps that encode their file and cell)."""
@@ -96,12 +97,14 @@ def _readers(images, masks, shard_id, num_shards, shuffle, shuffle_seed, reader_
                   labels=list(range(len(images))))
     if shuffle:
         common.update(shuffle_after_epoch=True, seed=shuffle_seed)
-    jpegs, _ = fn.readers.file(files=images, name=reader_name, **common)
+    jpegs, index = fn.readers.file(files=images, name=reader_name, **common)
     pngs, _ = fn.readers.file(files=masks, name=reader_name + "Masks", **common)
-    return jpegs, pngs
+    return jpegs, pngs, index
 
 
-def _decode(jpegs, pngs, gpu):
+def decode_pair(jpegs, pngs, gpu):
+    """Decoded images (RGB, "mixed" on the GPU) and maps (H x W x 1 uint8, CPU), each map
+    checked to have its image's size."""
     images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB)
     maps = fn.decoders.image(pngs, device="cpu", output_type=types.GRAY)  # H x W x 1 uint8
     # a map of another size would be stretched onto its image by the crop and resize: refused,
@@ -109,7 +112,8 @@ def _decode(jpegs, pngs, gpu):
     return images, fn.msda.pair_check(fn.peek_image_shape(jpegs), maps)
 
 
-def _resize_pair(images, maps, crop):
+def resize_pair(images, maps, crop):
+    """Both resized to crop x crop: the image bilinearly, the map by nearest neighbour."""
     images = fn.resize(images, size=(crop, crop))
     maps = fn.resize(maps, size=(crop, crop), interp_type=types.INTERP_NN, antialias=False)
     return images, maps  # maps H x W x 1 (fn.flip wants a channel axis; squeezed at the end)
@@ -140,9 +144,9 @@ def segmentation_train(data_dir=None, *, file_list=None, num_classes, batch_size
                   device_id=device_id if gpu else None, seed=seed,
                   prefetch_queue_depth=prefetch_queue_depth)
     def pipe():
-        jpegs, pngs = _readers(images_list, masks_list, shard_id, num_shards, True,
-                               shuffle_seed, reader_name)
-        images, maps = _decode(jpegs, pngs, gpu)
+        jpegs, pngs, _ = pair_readers(images_list, masks_list, shard_id, num_shards, True,
+                                      shuffle_seed, reader_name)
+        images, maps = decode_pair(jpegs, pngs, gpu)
         # one window per sample, relative, cut from both (same H x W: the same pixels)
         area = fn.random.uniform(range=list(scale))
         aspect = dmath.exp(fn.random.uniform(range=[math.log(ratio[0]), math.log(ratio[1])]))
@@ -153,7 +157,7 @@ def segmentation_train(data_dir=None, *, file_list=None, num_classes, batch_size
         window = dict(rel_start=fn.stack(x0, y0), rel_shape=fn.stack(w, h), axis_names="WH")
         images = fn.slice(images, **window)
         maps = fn.slice(maps, **window)
-        images, maps = _resize_pair(images, maps, crop)
+        images, maps = resize_pair(images, maps, crop)
         if gpu:
             maps = maps.gpu()
         mirror = fn.random.coin_flip(probability=flip_prob)
@@ -201,9 +205,9 @@ def segmentation_val(data_dir=None, *, file_list=None, num_classes, batch_size=1
     @pipeline_def(batch_size=batch_size, num_threads=num_threads,
                   device_id=device_id if gpu else None, seed=seed)
     def pipe():
-        jpegs, pngs = _readers(images_list, masks_list, shard_id, num_shards, False, 0,
-                               reader_name)
-        images, maps = _resize_pair(*_decode(jpegs, pngs, gpu), crop)
+        jpegs, pngs, _ = pair_readers(images_list, masks_list, shard_id, num_shards, False, 0,
+                                      reader_name)
+        images, maps = resize_pair(*decode_pair(jpegs, pngs, gpu), crop)
         images = fn.crop_mirror_normalize(images, dtype=DTYPES[dtype], output_layout="CHW",
                                           mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
         maps = fn.squeeze(maps, axes=[2])
