@@ -89,10 +89,11 @@ def segmentation_pairs(data_dir=None, file_list=None):
 def pair_readers(images, masks, shard_id=0, num_shards=1, shuffle=False, shuffle_seed=0,
                  reader_name="Reader"):
     """(encoded images, encoded maps, pair index int32) of one pair per sample: two readers,
-    identical but for their files, so they visit the pairs in the same order. DALI's `shuffle_after_epoch` permutes by
-    the epoch number alone (a fixed loader seed, so that shards agree), so the two readers
-    permute alike in every epoch (tests/test_segmentation_pipeline.py checks it over three
-    epochs with images and maps that encode their file and cell)."""
+    identical but for their files, so they visit the pairs in the same order. DALI's
+    `shuffle_after_epoch` permutes by the epoch number alone (a fixed loader seed, so that
+    shards agree), so the two readers permute alike in every epoch
+    (tests/test_segmentation_pipeline.py checks it over three epochs with images and maps that
+    encode their file and cell)."""
     common = dict(shard_id=shard_id, num_shards=num_shards, pad_last_batch=True,
                   labels=list(range(len(images))))
     if shuffle:
