@@ -727,8 +727,9 @@ Example::
                   std::string())
   .AddOptionalArg("method_id", R"code(Method per sample as an int32 argument input: 0 mixup,
 1 cutmix, 2 hmix, 3 gmix, 4 fmix, 5 resizemix, 6 classmix; overrides ``method``. It lets a
-pipeline switch methods without being rebuilt (a schedule fed by ``fn.external_source``) or pick one at random per batch or sample, as
-timm's ``switch_prob`` does (e.g. ``fn.random.coin_flip(probability=0.5, dtype=types.INT32)``).
+pipeline switch methods without being rebuilt (a schedule fed by ``fn.external_source``) or
+pick one at random per batch or sample, as timm's ``switch_prob`` does (e.g.
+``fn.random.coin_flip(probability=0.5, dtype=types.INT32)``).
 In ``"batch"`` mode it must be the same for every sample.)code", DALI_INT32, nullptr, true)
   .AddOptionalArg("alpha", "Parameter of the Beta(alpha, alpha) distribution of ``lam``; > 0.",
                   1.0f, true)
