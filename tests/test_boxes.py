@@ -176,6 +176,25 @@ def test_visibility_threshold(device):
     assert 6 not in out_labels[0]  # covered whole: nothing shows, whatever the threshold
 
 
+def test_visibility_threshold_exact(device):
+    """A box whose visible share equals min_visible exactly is kept (the rule is >=, for own and
+    partner boxes alike): partner box 4 is exactly half inside P, partner box 3 a quarter, own
+    boxes 5 and 9 show exactly 3/4 (binary fractions: every share is exact in float32)."""
+    out_boxes, out_labels, *_ = hand_case(device, "cutmix", 0.75, min_visible=0.5)
+    assert 104 in out_labels[0] and 103 not in out_labels[0]
+    out_boxes, out_labels, *_ = hand_case(device, "cutmix", 0.75, min_visible=0.25)
+    assert 103 in out_labels[0] and 104 in out_labels[0]
+    out_boxes, out_labels, *_ = hand_case(device, "cutmix", 0.75, min_visible=0.75)
+    assert 5 in out_labels[0] and 9 in out_labels[0] and 0 not in out_labels[0]
+    assert 100 not in out_labels[0] and 104 not in out_labels[0]
+    for threshold, labels in ((0.5, [104]), (0.25, [103, 104]), (0.75, [5, 9])):
+        for i, (_, el, _) in enumerate(ref.mix_boxes(
+                [OWN, PARTNER], box_labels_for([OWN, PARTNER]), "cutmix", lam=[0.75, 0.75],
+                center=[[64, 64], [64, 64]], height=128, width=128, min_visible=threshold)):
+            if i == 0:
+                assert set(labels) <= set(el.tolist()), threshold
+
+
 def test_written_out_mirror(device):
     """Sample 0 mirrored: its boxes flip before the paste; (0.125, 0.375, 0.5, 0.625) becomes
     (0.5, 0.375, 0.875, 0.625), whose left part P covers."""

@@ -536,3 +536,23 @@ def test_label_maps_match_reference(harness, method, width, seg_dtype):
                          center=np.stack([params["cy"], params["cx"]], 1),
                          apply=params["apply"], mirror=mirror)
     np.testing.assert_array_equal(info["seg"], expect)
+
+
+@pytest.mark.parametrize("width", [33, 32], ids=["fallback", "vector"])
+def test_label_map_tie_takes_own_map(harness, width):
+    """Mixup with lam = 0.5 exactly: M = 0.5 at every pixel, a tie, which takes the sample's own
+    map (spec 11: M >= 0.5); one float32 step below 0.5 takes the partner's. Without this case
+    no draw of the tests above lands on a tie in the kernel path."""
+    rng = np.random.default_rng(5)
+    n, h = 5, 9
+    images = random_images(rng, n, (h, width, 3), np.uint8)
+    seg = (np.arange(n * h * width) % 250).astype(np.uint8).reshape(n, h, width)
+    for lam, own in ((0.5, True), (np.nextafter(np.float32(0.5), np.float32(0)), False)):
+        params = {"lam": np.full(n, lam, np.float32), "cy": np.zeros(n, np.int32),
+                  "cx": np.zeros(n, np.int32), "apply": np.ones(n, bool)}
+        info = {}
+        check(harness, images, "HWC", "mixup", params, rng.integers(0, 5, n), np.float16,
+              info=info, seg=seg)
+        partner = seg[::-1].copy()
+        partner[n // 2] = seg[n // 2]  # the middle sample is its own partner
+        np.testing.assert_array_equal(info["seg"], seg if own else partner, err_msg=str(lam))
