@@ -58,10 +58,10 @@ constexpr int kH = 224, kW = 224, kC = 3, kK = 1000;
 
 // ---- the new kernel, at the op's launch bounds (mix.cu) and at others ------------------------
 
-template <int MinBlocks, int C, typename Out, typename In>
+template <int MinBlocks, int C, bool kPlain, typename Out, typename In>
 __global__ void __launch_bounds__(msda::kBlockThreads, MinBlocks)
     NewKernel(const KernelArgs<Out, In> args) {
-  msda::MixThread<C>(args, blockIdx.x, threadIdx.x);
+  msda::MixThread<C, kPlain>(args, blockIdx.x, threadIdx.x);
 }
 
 // ---- the normalise-only baseline: crop_mirror_normalize's work (uint8 HWC, 3 channels ->
@@ -410,7 +410,7 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
     LaunchGeometry g = msda::PlanLaunch<In>(
         msda::ShapeGeometry(n, 1, kH, kW, kC, false, true, true, kK), true, true, dev.sms, 4);
     KernelArgs<Out, In> args{dg, nullptr, nullptr, norm_gpu, nullptr, nullptr, g};
-    NewKernel<2, 3><<<g.blocks, g.threads>>>(args);
+    NewKernel<2, 3, false><<<g.blocks, g.threads>>>(args);
     CHECK(cudaDeviceSynchronize());
     const uint64_t diff = Diff(out, ref, out_set);
     if (diff) {
@@ -469,20 +469,30 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
         msda::old::OldMixKernel<Out, In><<<old_grid, msda::old::kOldBlockThreads, smem>>>(a);
       };
       // new, at minimum blocks per SM of 2 (the op's: mix.cu), 3 and 4
-      auto run_new = [&](auto min_blocks, SampleDesc<Out, In> *d, bool timed) -> double {
+      // (general: the general instance even where the plain one would run, as a baseline)
+      auto run_new = [&](auto min_blocks, SampleDesc<Out, In> *d, bool timed,
+                         bool general = false) -> double {
         constexpr int MB = decltype(min_blocks)::value;
-        LaunchGeometry g = msda::PlanLaunch<In>(shape, true, true, 1, 1);
+        auto plan_new = [&](int sms, int per_sm) {
+          LaunchGeometry p = msda::PlanLaunch<In>(shape, true, true, sms, per_sm);
+          p.plain = !general &&
+                    msda::PlainLaunch<Out, In>(p, plan.params.data(), false,
+                                               cs.normalize ? norm.data() : nullptr);
+          return p;
+        };
+        LaunchGeometry g = plan_new(1, 1);
         double us = 0;
-        msda::WithVectorC(g, [&](auto c) {
+        msda::WithInstance<Out, In>(g, [&](auto c, auto plain) {
           constexpr int C = decltype(c)::value;
+          constexpr bool kPlain = decltype(plain)::value;
           int per_sm = 0;
-          CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, NewKernel<MB, C, Out, In>,
-                                                              msda::kBlockThreads, 0));
-          g = msda::PlanLaunch<In>(shape, true, true, dev.sms, per_sm);
+          CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+              &per_sm, NewKernel<MB, C, kPlain, Out, In>, msda::kBlockThreads, 0));
+          g = plan_new(dev.sms, per_sm);
           auto launch = [&](int k) {
             KernelArgs<Out, In> a{d ? d : new_descs[k % sets], tables, bits, normp, nullptr,
                                   nullptr, g};
-            NewKernel<MB, C, Out, In><<<g.blocks, g.threads>>>(a);
+            NewKernel<MB, C, kPlain, Out, In><<<g.blocks, g.threads>>>(a);
           };
           if (timed)
             us = TimeMedian(opt.reps, launch);
@@ -510,6 +520,11 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
             }));
         add(m.name, mode, "new",
             run_new(std::integral_constant<int, msda::kMinBlocks>{}, nullptr, true));
+        if (opt.variants && std::is_integral_v<In> &&
+            msda::PlainLaunch<Out, In>(msda::PlanLaunch<In>(shape, true, true, 1, 1),
+                                  plan.params.data(), false, nullptr))
+          add(m.name, mode, "new_general",  // what the plain instance saves
+              run_new(std::integral_constant<int, msda::kMinBlocks>{}, nullptr, true, true));
         if (!opt.quick && opt.variants) {
           add(m.name, mode, "new_minblocks3",
               run_new(std::integral_constant<int, 3>{}, nullptr, true));

@@ -51,6 +51,7 @@ struct Inputs {
   const void *seg;    // label maps (n x H x W of seg_bytes each), or null (spec 11)
   void *seg_out;
   int seg_bytes;
+  int force_general;  // 1: never the plain instance (kernel.h PlainLaunch)
 };
 
 /// What the launch would move, counted per access kind (kernel.h AccessKind: image loads, image
@@ -180,8 +181,11 @@ int Emulate(const Inputs &a) {
       ShapeGeometry(n, a.frames, H, W, C, a.in_planar, a.out_planar, a.mean_std != nullptr, K),
       aligned, mask_aligned, a.sms, a.blocks_per_sm, a.threads);
   g.seg_bytes = a.seg ? a.seg_bytes : 0;
+  g.plain = !a.force_general && PlainLaunch<Out, In>(g, p.data(), a.masks != nullptr,
+                                                     a.mean_std ? norm.data() : nullptr);
   if (a.plan) {
-    const int64_t plan[6] = {g.vec_c, g.unit_px, g.groups, g.units, g.blocks, g.mask_vec};
+    const int64_t plan[7] = {g.vec_c, g.unit_px, g.groups, g.units, g.blocks, g.mask_vec,
+                             g.plain};
     std::memcpy(a.plan, plan, sizeof(plan));
   }
   std::vector<const void *> seg_in(n);
@@ -203,11 +207,11 @@ int Emulate(const Inputs &a) {
   MisalignedAccesses() = 0;
   Traffic traffic;
   Recorder() = a.traffic ? &traffic : nullptr;
-  WithVectorC(g, [&](auto c) {
+  WithInstance<Out, In>(g, [&](auto c, auto plain) {
     for (int b = 0; b < g.blocks; b++) {
       for (int th = 0; th < g.threads; th++) {
         traffic.Thread();
-        MixThread<decltype(c)::value>(args, b, th);
+        MixThread<decltype(c)::value, decltype(plain)::value>(args, b, th);
         if (th % 32 == 31 || th == g.threads - 1) traffic.EndWarp();
       }
     }

@@ -85,7 +85,8 @@ class Inputs(ctypes.Structure):  # tests/kernel_harness.cc: struct Inputs
                 ("blocks_per_sm", ctypes.c_int), ("threads", ctypes.c_int),
                 ("fmix_noise", P), ("fmix_round_up", P), ("decay_power", ctypes.c_float),
                 ("resize_linear", ctypes.c_int), ("exact_box", ctypes.c_int), ("plan", P),
-                ("traffic", P), ("seg", P), ("seg_out", P), ("seg_bytes", ctypes.c_int)]
+                ("traffic", P), ("seg", P), ("seg_out", P), ("seg_bytes", ctypes.c_int),
+                ("force_general", ctypes.c_int)]
 
 
 H200_LAUNCH = (132, 8, 256)  # an H200's SMs x resident blocks x kernel.h kBlockThreads
@@ -117,10 +118,13 @@ def device_like(a, alignment=256):
 
 def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout=None,
             mirror=None, mean=None, std=None, launch=H200_LAUNCH, eps=0.0, hmix_ratio=0.5,
-            correct_lam=True, info=None, box="even", seg=None):
+            correct_lam=True, info=None, box="even", seg=None, mask_out=True,
+            force_general=False):
     """The GPU backend's outputs for given draws: (mixed, targets, masks, params rows).
     `launch`: (SMs, resident blocks per SM, threads per block); `info` (a dict) receives the
-    plan (PLAN_KEYS) and the traffic counts (TRAFFIC_KEYS)."""
+    plan (PLAN_KEYS, and "plain": whether the plain kernel instance ran) and the traffic counts
+    (TRAFFIC_KEYS). `mask_out`: the mask outputs asked for (without them, masks are None);
+    `force_general`: never the plain instance."""
     n = images.shape[0]
     sh = images.shape[1:]
     out_layout = out_layout or layout
@@ -149,13 +153,14 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                 for v, d in ((mean, 0.0), (std, 1.0)))
         mean_std = np.concatenate([m, s])
     noise, round_up = fmix_inputs(n, h, w) if method == "fmix" else (None, None)
-    plan = np.zeros(len(PLAN_KEYS), np.int64)
+    plan = np.zeros(len(PLAN_KEYS) + 1, np.int64)
     seg_out = None if seg is None else np.full(seg.shape, 77, seg.dtype)
     traffic = np.zeros(len(TRAFFIC_KEYS), np.int64)
     a = Inputs(method=METHODS[method], n=n, frames=frames, H=h, W=w, C=c,
                in_planar=int(layout.index("C") < layout.index("H")),
                out_planar=int(out_layout.index("C") < out_layout.index("H")),
-               images=ptr(images), out=out.ctypes.data_as(P), masks=masks.ctypes.data_as(P),
+               images=ptr(images), out=out.ctypes.data_as(P),
+               masks=masks.ctypes.data_as(P) if mask_out else None,
                targets=targets.ctypes.data_as(P), params=rows.ctypes.data_as(P),
                lam=ptr(params["lam"], np.float32), cy=ptr(params["cy"], np.int32),
                cx=ptr(params["cx"], np.int32), apply=ptr(params["apply"], np.uint8),
@@ -170,15 +175,16 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                seg=ptr(seg), seg_out=None if seg is None else seg_out.ctypes.data_as(P),
                seg_bytes=0 if seg is None else np.dtype(seg.dtype).itemsize,
                plan=plan.ctypes.data_as(P),
-               traffic=traffic.ctypes.data_as(P) if info is not None else None)
+               traffic=traffic.ctypes.data_as(P) if info is not None else None,
+               force_general=int(force_general))
     rc = so.msda_emulate_kernel(TYPES[images.dtype], TYPES[np.dtype(out_dtype)],
                                 ctypes.byref(a))
     assert rc == 0, {-3: "a vector access was misaligned"}.get(rc, rc)
     if info is not None:
-        info.update(zip(PLAN_KEYS, plan.tolist()))
+        info.update(zip(PLAN_KEYS + ("plain",), plan.tolist()))
         info.update(zip(TRAFFIC_KEYS, traffic.tolist()))
         info["seg"] = seg_out
-    return out, targets, masks, rows
+    return out, targets, masks if mask_out else None, rows
 
 
 def reference(images, layout, method, params, labels, out_dtype, **kw):
@@ -198,8 +204,18 @@ def reference(images, layout, method, params, labels, out_dtype, **kw):
 
 
 def check(so, images, layout, method, params, labels, out_dtype, **kw):
+    """The emulated kernel against the reference: with mask outputs (the general instance), then
+    without (the plain instance where PlainLaunch allows it), bit for bit both."""
     out, targets, masks, rows = emulate(so, images, layout, method, params, labels, out_dtype,
                                         **kw)
+    if kw.get("seg") is None:
+        kw2 = {k: v for k, v in kw.items() if k != "info"}
+        out2, targets2, _, rows2 = emulate(so, images, layout, method, params, labels,
+                                           out_dtype, mask_out=False, **kw2)
+        np.testing.assert_array_equal(out2.view(f"u{out2.itemsize}"),
+                                      out.view(f"u{out.itemsize}"))
+        np.testing.assert_array_equal(targets2, targets)
+        np.testing.assert_array_equal(rows2, rows)
     exp, exp_t, exp_m = reference(images, layout, method, params, labels, out_dtype, **kw)
     np.testing.assert_array_equal(masks, exp_m)
     assert out.dtype == exp.dtype and out.shape == exp.shape
@@ -556,3 +572,36 @@ def test_label_map_tie_takes_own_map(harness, width):
         partner = seg[::-1].copy()
         partner[n // 2] = seg[n // 2]  # the middle sample is its own partner
         np.testing.assert_array_equal(info["seg"], seg if own else partner, err_msg=str(lam))
+
+
+@pytest.mark.parametrize("in_dt", [np.uint8, np.float16, np.float32])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_plain_instance_is_taken_where_allowed(harness, method, in_dt):
+    """PlainLaunch: the plain instance runs for box masks (Mixup, CutMix, HMix) of integral
+    inputs on the vector path without mask outputs or maps, and equals the reference there at
+    224 x 224 (mirror, normalisation, both output layouts); never otherwise. A 1 / std that
+    overflows (std 1e-39) could make a NaN: the general instance then."""
+    rng = np.random.default_rng(3)
+    n = 5
+    images = random_images(rng, n, (224, 224, 3), in_dt)
+    params = ref.draw_params(rng, n, 224, 224, alpha=1.0, prob=0.8, mode="elem")
+    labels = rng.integers(0, 10, n)
+    box = method in ("mixup", "cutmix", "hmix")
+    for out_layout in ("CHW", "HWC"):
+        kw = dict(mean=[100.0, 120.0, 90.0], std=[50.0, 60.0, 55.0], out_layout=out_layout,
+                  mirror=rng.integers(0, 2, n))
+        info = {}
+        out, *_ = emulate(harness, images, "HWC", method, params, labels, np.float16,
+                          mask_out=False, info=info, **kw)
+        assert info["plain"] == int(box and in_dt == np.uint8), info
+        exp, _, _ = reference(images, "HWC", method, params, labels, np.float16, **kw)
+        np.testing.assert_array_equal(out.view(np.uint16), exp.view(np.uint16))
+    for kw, plain in ((dict(mean=[0.0], std=[1e-39]), 0), ({}, 1)):
+        info = {}
+        emulate(harness, images, "HWC", method, params, labels, np.float32, mask_out=False,
+                info=info, **kw)
+        assert info["plain"] == int(plain and box and in_dt == np.uint8), (kw, info)
+    info = {}  # the per-pixel fallback (W = 17) never
+    emulate(harness, images[:, :, :17].copy(), "HWC", method, params, labels, np.float16,
+            mask_out=False, info=info)
+    assert info["plain"] == 0

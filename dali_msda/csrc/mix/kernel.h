@@ -34,6 +34,7 @@
 #define DALI_MSDA_CSRC_MIX_KERNEL_H_
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -77,6 +78,7 @@ struct LaunchGeometry {
   int groups = 1;    // units per frame-row: W / unit_px
   int mask_vec = 0;  // mask rows written with 16-byte stores (aligned)
   int seg_bytes = 0;  // label maps (spec 11): bytes a label (1: uint8, 4: int32), 0: none
+  int plain = 0;      // the plain instance (PlainLaunch): box masks, no maps, no NaN possible
   int64_t units = 0;            // pairs * frames * H * groups
   int64_t units_per_block = 0;  // contiguous range of one block
   int blocks = 0, threads = 0;
@@ -416,16 +418,15 @@ DALI_HOST_DEV inline Out *OutputAt(Out *o, const LaunchGeometry &g, int64_t f, i
   return o + f * g.FrameElems() + (int64_t(r) * g.W + c) * g.C + ch;
 }
 
-/// The source block of output columns [c0, c0 + P) of frame-row (f, r) of x, read with mirror
-/// `flip`, in pixel-major order (element k * C + ch is output column c0 + k, channel ch): one
-/// contiguous run of P pixels (HWC) or one per channel plane (CHW), reversed and / or
-/// interleaved in registers.
+/// The raw source block of output columns [c0, c0 + P) of frame-row (f, r) of x, read with
+/// mirror `flip`: the source pixels [s0, s0 + P) as stored (one contiguous run of P pixels for
+/// HWC, one per channel plane for CHW), loaded with the widest aligned vector loads. Apart from
+/// Arrange so that a caller can issue the loads of both blocks of a pair before using either.
 template <typename In, int C, int P>
-DALI_HOST_DEV inline void LoadSource(const In *x, const LaunchGeometry &g, int64_t f, int r,
-                                     int c0, int flip, Block<In, C, P> &out, int site) {
+DALI_HOST_DEV inline void LoadRaw(const In *x, const LaunchGeometry &g, int64_t f, int r, int c0,
+                                  int flip, Block<In, C, P> &raw, int site) {
   using B = Block<In, C, P>;
   const int s0 = flip ? g.W - c0 - P : c0;  // the source pixels [s0, s0 + P)
-  B raw;
   if (g.in_planar) {
 MSDA_UNROLL
     for (int ch = 0; ch < C; ch++)
@@ -434,6 +435,14 @@ MSDA_UNROLL
   } else {
     LoadWords<B::kBytes>(InputAt(x, g, f, r, s0, 0), raw.w, site);
   }
+}
+
+/// A raw block (LoadRaw) in pixel-major order (element k * C + ch is output column c0 + k,
+/// channel ch): reversed and / or interleaved in registers; HWC without mirror is already so.
+template <typename In, int C, int P>
+DALI_HOST_DEV inline void Arrange(const LaunchGeometry &g, int flip, const Block<In, C, P> &raw,
+                                  Block<In, C, P> &out) {
+  using B = Block<In, C, P>;
   if (!g.in_planar && !flip) {
     out = raw;
     return;
@@ -461,6 +470,16 @@ MSDA_UNROLL
       for (int ch = 0; ch < C; ch++)
         PutElem(out.w, k * C + ch, GetElem<In>(raw.w, (P - 1 - k) * C + ch));
   }
+}
+
+/// The source block of output columns [c0, c0 + P) of frame-row (f, r) of x, read with mirror
+/// `flip`, in pixel-major order (LoadRaw, then Arrange).
+template <typename In, int C, int P>
+DALI_HOST_DEV inline void LoadSource(const In *x, const LaunchGeometry &g, int64_t f, int r,
+                                     int c0, int flip, Block<In, C, P> &out, int site) {
+  Block<In, C, P> raw;
+  LoadRaw(x, g, f, r, c0, flip, raw, site);
+  Arrange(g, flip, raw, out);
 }
 
 /// The partner's value at output (frame f, row r, column c, channel ch) inside the box of a
@@ -575,19 +594,21 @@ DALI_HOST_DEV inline void StoreMask(float *mask, const LaunchGeometry &g, int r,
 }
 
 /// The mixed label map at `count` pixels of row r from column c0 (spec 11: SegSource, scalar
-/// accesses: a map is a byte or a word a pixel). Not inlined on the device, so that the maps'
-/// code and registers stay off the image path of launches without maps (hence values and global
-/// pointers only, as ResizedPartnerAt).
+/// accesses: a map is a byte or a word a pixel); bit k of `own` says whether pixel c0 + k takes
+/// the own label (TakesOwnLabel). Not inlined on the device, so that the maps' code and
+/// registers stay off the image path of launches without maps (hence values and global pointers
+/// only, as ResizedPartnerAt: a mask array passed by address would live in local memory).
 template <typename T, typename Out, typename In>
 DALI_HOST_DEV inline void SegPixels(const SampleDesc<Out, In> *s, int H, int W, int r, int c0,
-                                    int count, const float *m) {
+                                    int count, unsigned own_bits) {
   const T *own = static_cast<const T *>(s->seg_self);
   const T *other = static_cast<const T *>(s->seg_other);
   T *out = static_cast<T *>(s->seg_out) + int64_t(r) * W + c0;
   for (int k = 0; k < count; k++) {
     bool partner;
     int sr, sc;
-    SegSource(s->p, H, W, r, c0 + k, m[k], s->flip_self, s->flip_other, &partner, &sr, &sc);
+    SegSource(s->p, H, W, r, c0 + k, (own_bits >> k) & 1u, s->flip_self, s->flip_other,
+              &partner, &sr, &sc);
     St(out + k, Ld((partner ? other : own) + int64_t(sr) * W + sc, MSDA_SITE, kAuxLoad),
        MSDA_SITE, kAuxStore);
   }
@@ -595,11 +616,20 @@ DALI_HOST_DEV inline void SegPixels(const SampleDesc<Out, In> *s, int H, int W, 
 
 template <typename Out, typename In>
 DALI_HOST_DEV MSDA_NOINLINE void SegUnit(const SampleDesc<Out, In> *s, int seg_bytes, int H,
-                                         int W, int r, int c0, int count, const float *m) {
+                                         int W, int r, int c0, int count, unsigned own_bits) {
   if (seg_bytes == 1)
-    SegPixels<uint8_t>(s, H, W, r, c0, count, m);
+    SegPixels<uint8_t>(s, H, W, r, c0, count, own_bits);
   else if (seg_bytes == 4)
-    SegPixels<int32_t>(s, H, W, r, c0, count, m);
+    SegPixels<int32_t>(s, H, W, r, c0, count, own_bits);
+}
+
+/// TakesOwnLabel of each of P mask values, as bits (bit k: pixel k).
+template <int P>
+DALI_HOST_DEV MSDA_INLINE unsigned OwnLabelBits(const float (&m)[P]) {
+  unsigned bits = 0;
+  MSDA_UNROLL
+  for (int k = 0; k < P; k++) bits |= unsigned(TakesOwnLabel(m[k])) << k;
+  return bits;
 }
 
 /// One unit of the vector path: pair `pair`, frame-row (f, r), pixel group `grp`. Both blocks
@@ -613,12 +643,14 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
   const LaunchGeometry &g = a.g;
   const int i = u.pair, j = g.n - 1 - u.pair;
   const int c0 = u.grp * P;
-  B xi, xj;
-  LoadSource(a.samples[i].self, g, u.f, u.r, c0, a.samples[i].flip_self, xi, MSDA_SITE);
-  if (j != i)
-    LoadSource(a.samples[j].self, g, u.f, u.r, c0, a.samples[j].flip_self, xj, MSDA_SITE);
-  else
-    xj = xi;  // the middle of an odd batch: its own partner (its mask is 1)
+  // both blocks' loads issued before either is arranged (the middle of an odd batch is its own
+  // partner, mask 1: its block is read twice, from the same address)
+  const int flip_i = a.samples[i].flip_self, flip_j = a.samples[j].flip_self;
+  B raw_i, raw_j, xi, xj;
+  LoadRaw(a.samples[i].self, g, u.f, u.r, c0, flip_i, raw_i, MSDA_SITE);
+  LoadRaw(a.samples[j].self, g, u.f, u.r, c0, flip_j, raw_j, MSDA_SITE);
+  Arrange(g, flip_i, raw_i, xi);
+  Arrange(g, flip_j, raw_j, xj);
 #pragma unroll 1
   for (int which = 0; which < (j != i ? 2 : 1); which++) {
     const SampleDesc<Out, In> *sp = a.samples + (which ? j : i);
@@ -646,8 +678,166 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
     }
     StoreUnitAs<C, P>(s, g, u.f, u.r, c0, m, self, other, mean, inv);
     if (u.f == 0 && s.mask) StoreMask<P>(s.mask, g, u.r, c0, m);
-    if (g.seg_bytes) SegUnit(sp, g.seg_bytes, g.H, g.W, u.r, c0, P, m);  // images: f == 0
+    if (g.seg_bytes)  // images: f == 0
+      SegUnit(sp, g.seg_bytes, g.H, g.W, u.r, c0, P, OwnLabelBits(m));
   }
+}
+
+// ---- the plain vector path: box masks only, nothing to canonicalise -------------------------
+//
+// Most batches are Mixup, CutMix or HMix of uint8 images: every mask a box (0 inside, `outside`
+// elsewhere), no label maps, no mask outputs. For them a kernel instance of its own (PlainLaunch
+// picks it on the host) does only what they need, with the same functions and in the same order
+// as MixElement, so its outputs are the same bit for bit:
+// - MixValue's selects are left out: for integral inputs Blend(m, a, b) equals MixValue(m, a, b)
+//   at every m in [0, 1] (at m == 1 it is 1 * a + 0 * b = a exactly, at m == 0 it is b: a and b
+//   are finite and never -0);
+// - no NaN can arise ((v - mean) * inv_std of a finite v is finite or infinite while every
+//   inv_std is finite, which PlainLaunch requires), so none is canonicalised, and float16
+//   outputs are converted two at a time (one F2FP per pair);
+// - each input element is converted to float once for both outputs of the pair, and the loads
+//   of both blocks are issued before either is used.
+
+/// The box mask of P pixels of row r from column c0 of one sample (UnitMask's box case).
+template <int P>
+DALI_HOST_DEV MSDA_INLINE void BoxMask(int y0, int y1, int x0, int x1, float outside, int r,
+                                       int c0, float (&m)[P]) {
+  // columns [x0, x1) of rows [y0, y1): an empty column range outside those rows
+  const int in_rows = r >= y0 && r < y1;
+  const int lo = x0 - c0;
+  const unsigned width = in_rows ? static_cast<unsigned>(x1 - x0) : 0u;
+MSDA_UNROLL
+  for (int k = 0; k < P; k++)  // k in [lo, lo + width), as one unsigned compare
+    m[k] = static_cast<unsigned>(k - lo) < width ? 0.0f : outside;
+}
+
+/// float32 -> Out for a value that is not a NaN (ConvertOut without its NaN check).
+template <typename Out>
+DALI_HOST_DEV inline Out ConvertFinite(float v) {
+#ifdef __CUDA_ARCH__
+  if constexpr (std::is_same_v<Out, dali::float16>) return dali::float16(v);
+#endif
+  return ConvertOut<Out>(v);
+}
+
+/// N values (in the output's element order) converted to Out and packed into words: float16
+/// two at a time (one F2FP on the GPU, round to nearest even as __float2half_rn).
+template <typename Out, int N>
+DALI_HOST_DEV MSDA_INLINE void PackFinite(const float (&v)[N], uint32_t *w) {
+  if constexpr (sizeof(Out) == 4) {
+MSDA_UNROLL
+    for (int e = 0; e < N; e++) memcpy(&w[e], &v[e], 4);
+  } else if constexpr (sizeof(Out) == 2) {
+    static_assert(N % 2 == 0, "float16 blocks are whole words");
+MSDA_UNROLL
+    for (int e = 0; e < N; e += 2) {
+#ifdef __CUDA_ARCH__
+      const __half2 h = __floats2half2_rn(v[e], v[e + 1]);
+      memcpy(&w[e / 2], &h, 4);
+#else
+      w[e / 2] = 0;
+      PutElem(w, e, ConvertFinite<Out>(v[e]));
+      PutElem(w, e + 1, ConvertFinite<Out>(v[e + 1]));
+#endif
+    }
+  } else {
+MSDA_UNROLL
+    for (int e = 0; e < N / 4; e++) w[e] = 0;
+MSDA_UNROLL
+    for (int e = 0; e < N; e++) PutElem(w, e, ConvertFinite<Out>(v[e]));
+  }
+}
+
+/// One sample's P x C outputs of a plain unit in the output's element order, from the float
+/// values of its own block (`x`) and its partner's (`y`), its mask m and (1 - m) per pixel,
+/// converted and written with vector stores.
+template <int C, int P, typename Out>
+DALI_HOST_DEV MSDA_INLINE void PlainStore(Out *out, const LaunchGeometry &g, int64_t f, int r,
+                                          int c0, const float (&m)[P],
+                                          const float (&x)[P * C], const float (&y)[P * C],
+                                          const float (&mean)[C], const float (&inv)[C]) {
+  float v[P * C];
+  const bool planar = g.out_planar;
+MSDA_UNROLL
+  for (int k = 0; k < P; k++) {
+MSDA_UNROLL
+    for (int ch = 0; ch < C; ch++) {
+      const float b = Blend(m[k], x[k * C + ch], y[k * C + ch]);  // MixValue: see above
+      const float n = Normalize(b, mean[ch], inv[ch]);
+      if (planar)
+        v[ch * P + k] = n;
+      else
+        v[k * C + ch] = n;
+    }
+  }
+  uint32_t w[P * C * int(sizeof(Out)) / 4];
+  PackFinite<Out>(v, w);
+  if (planar) {
+    constexpr int kPlaneWords = P * int(sizeof(Out)) / 4;
+MSDA_UNROLL
+    for (int ch = 0; ch < C; ch++)
+      StoreWords<P * int(sizeof(Out))>(OutputAt(out, g, f, r, c0, ch), w + ch * kPlaneWords,
+                                       MSDA_SITE);
+  } else {
+    StoreWords<P * C * int(sizeof(Out))>(OutputAt(out, g, f, r, c0, 0), w, MSDA_SITE);
+  }
+}
+
+/// One unit of the plain instance: pair `pair` (samples i and j = n - 1 - i; the middle of an
+/// odd batch is i == j, mask 1, written twice with the same values), frame-row (f, r), pixel
+/// group `grp`. Without normalisation mean is 0 and inv_std 1: (v - 0) * 1 is v.
+template <int C, typename Out, typename In>
+DALI_HOST_DEV MSDA_INLINE void PlainUnit(const KernelArgs<Out, In> &a, const UnitPos &u,
+                                         const float (&mean)[C], const float (&inv)[C]) {
+  constexpr int P = PixelsPerUnit<In>();
+  constexpr int N = P * C;
+  using B = Block<In, C, P>;
+  const LaunchGeometry &g = a.g;
+  const SampleDesc<Out, In> *di = a.samples + u.pair, *dj = a.samples + (g.n - 1 - u.pair);
+  const int c0 = u.grp * P;
+  // both blocks in flight before either is used
+  const In *xi = Ld(&di->self, MSDA_SITE, kAuxLoad), *xj = Ld(&dj->self, MSDA_SITE, kAuxLoad);
+  const int flip_i = Ld(&di->flip_self, MSDA_SITE, kAuxLoad);
+  const int flip_j = Ld(&dj->flip_self, MSDA_SITE, kAuxLoad);
+  B raw_i, raw_j;
+  LoadRaw(xi, g, u.f, u.r, c0, flip_i, raw_i, MSDA_SITE);
+  LoadRaw(xj, g, u.f, u.r, c0, flip_j, raw_j, MSDA_SITE);
+  float mi[P], mj[P];
+  BoxMask<P>(Ld(&di->p.y0, MSDA_SITE, kAuxLoad), Ld(&di->p.y1, MSDA_SITE, kAuxLoad),
+             Ld(&di->p.x0, MSDA_SITE, kAuxLoad), Ld(&di->p.x1, MSDA_SITE, kAuxLoad),
+             Ld(&di->p.outside, MSDA_SITE, kAuxLoad), u.r, c0, mi);
+  BoxMask<P>(Ld(&dj->p.y0, MSDA_SITE, kAuxLoad), Ld(&dj->p.y1, MSDA_SITE, kAuxLoad),
+             Ld(&dj->p.x0, MSDA_SITE, kAuxLoad), Ld(&dj->p.x1, MSDA_SITE, kAuxLoad),
+             Ld(&dj->p.outside, MSDA_SITE, kAuxLoad), u.r, c0, mj);
+  Out *oi = Ld(&di->out, MSDA_SITE, kAuxLoad), *oj = Ld(&dj->out, MSDA_SITE, kAuxLoad);
+  B bi, bj;
+  Arrange(g, flip_i, raw_i, bi);
+  Arrange(g, flip_j, raw_j, bj);
+  float vi[N], vj[N];  // each input element converted once, for both outputs
+MSDA_UNROLL
+  for (int e = 0; e < N; e++) {
+    vi[e] = LoadIn(GetElem<In>(bi.w, e));
+    vj[e] = LoadIn(GetElem<In>(bj.w, e));
+  }
+  PlainStore<C, P>(oi, g, u.f, u.r, c0, mi, vi, vj, mean, inv);
+  PlainStore<C, P>(oj, g, u.f, u.r, c0, mj, vj, vi, mean, inv);
+}
+
+/// Whether a planned vector launch may take the plain instance: integral inputs, every mask a
+/// box, no label maps, no mask outputs, and every 1 / std finite (`norm`: mean[C] then
+/// inv_std[C], or null without normalisation), so that no NaN can arise. Not for 4 channels
+/// of float32 output: the 2 x 32 output values of a unit spill at the launch bounds
+/// (benchmarks/sass_stats.py), where the general instance does not.
+template <typename Out, typename In>
+bool PlainLaunch(const LaunchGeometry &g, const SampleParams *p, bool mask_outputs,
+                 const float *norm) {
+  if (!std::is_integral_v<In> || g.vec_c == 0 || g.seg_bytes || mask_outputs) return false;
+  if (g.vec_c == 4 && sizeof(Out) == 4) return false;
+  for (int i = 0; i < g.n; i++)
+    if (p[i].kind != kMaskBox) return false;
+  for (int c = 0; norm && c < g.C; c++)
+    if (!std::isfinite(norm[g.C + c])) return false;
+  return true;
 }
 
 // ---- the per-pixel fallback: any C, any alignment --------------------------------------------
@@ -673,7 +863,7 @@ DALI_HOST_DEV inline void PixelOfSample(const KernelArgs<Out, In> &a, const Samp
     St(OutputAt(s.out, g, u.f, u.r, c, ch), v, MSDA_SITE);
   }
   if (u.f == 0 && s.mask) St(s.mask + int64_t(u.r) * g.W + c, m, MSDA_SITE, kAuxStore);
-  if (g.seg_bytes) SegUnit(&s, g.seg_bytes, g.H, g.W, u.r, c, 1, &m);
+  if (g.seg_bytes) SegUnit(&s, g.seg_bytes, g.H, g.W, u.r, c, 1, unsigned(TakesOwnLabel(m)));
 }
 
 template <typename Out, typename In>
@@ -686,7 +876,7 @@ DALI_HOST_DEV inline void PixelUnit(const KernelArgs<Out, In> &a, const UnitPos 
 // ---- the thread ------------------------------------------------------------------------------
 
 /// Units [b0, b1) of the block, `thread` first, stepping by the block size.
-template <int C, typename Out, typename In>
+template <int C, bool kPlain, typename Out, typename In>
 DALI_HOST_DEV MSDA_INLINE void RunUnits(const KernelArgs<Out, In> &a, int64_t u0, int64_t u1) {
   const LaunchGeometry &g = a.g;
   float mean[C > 0 ? C : 1], inv[C > 0 ? C : 1];
@@ -702,7 +892,9 @@ MSDA_UNROLL
   int64_t it = 0;
   for (int64_t u = u0; u < u1; u += g.threads, it++) {
     NewIteration(it);
-    if constexpr (C > 0)
+    if constexpr (kPlain)
+      PlainUnit<C>(a, pos, mean, inv);
+    else if constexpr (C > 0)
       VectorUnit<C>(a, pos, mean, inv);
     else
       PixelUnit(a, pos);
@@ -746,28 +938,45 @@ DALI_HOST_DEV inline void WriteTargets(const KernelArgs<Out, In> &a, int64_t t, 
 }
 
 /// The work of thread `thread` of block `block` (the kernel's body) for a launch whose vector
-/// path has C channels (LaunchGeometry::vec_c; 0: the per-pixel fallback). One kernel instance
-/// per C, so that each gets the registers it needs, not those of the largest.
-template <int C, typename Out, typename In>
+/// path has C channels (LaunchGeometry::vec_c; 0: the per-pixel fallback), plain or not
+/// (LaunchGeometry::plain). One kernel instance per C and kind, so that each gets the registers
+/// it needs, not those of the largest.
+template <int C, bool kPlain, typename Out, typename In>
 DALI_HOST_DEV inline void MixThread(const KernelArgs<Out, In> &a, int block, int thread) {
   const LaunchGeometry &g = a.g;
   const int64_t b0 = int64_t(block) * g.units_per_block;
   const int64_t b1 = b0 + g.units_per_block < g.units ? b0 + g.units_per_block : g.units;
   const int64_t u0 = b0 + thread;
-  if (u0 < b1) RunUnits<C>(a, u0, b1);
+  if (u0 < b1) RunUnits<C, kPlain>(a, u0, b1);
   WriteTargets(a, int64_t(block) * g.threads + thread, int64_t(g.blocks) * g.threads);
 }
 
-/// Calls f(std::integral_constant<int, C>{}) for C = g.vec_c (0 to 4): how the launch picks its
-/// kernel instance, on the GPU and in the harness alike.
-template <typename F>
-void WithVectorC(const LaunchGeometry &g, const F &f) {
+/// Calls f(std::integral_constant<int, C>{}, std::bool_constant<plain>{}) for C = g.vec_c (0 to
+/// 4) and plain = g.plain: how the launch picks its kernel instance, on the GPU and in the
+/// harness alike. The plain instances exist where PlainLaunch can choose them.
+template <typename Out, typename In, typename F>
+void WithInstance(const LaunchGeometry &g, const F &f) {
+  using P = std::bool_constant<true>;
+  using G = std::bool_constant<false>;
+  if constexpr (std::is_integral_v<In>) {
+    if (g.plain) {
+      switch (g.vec_c) {
+        case 1: return f(std::integral_constant<int, 1>{}, P{});
+        case 2: return f(std::integral_constant<int, 2>{}, P{});
+        case 3: return f(std::integral_constant<int, 3>{}, P{});
+        case 4:
+          if constexpr (sizeof(Out) != 4) return f(std::integral_constant<int, 4>{}, P{});
+          break;
+        default: break;
+      }
+    }
+  }
   switch (g.vec_c) {
-    case 1: return f(std::integral_constant<int, 1>{});
-    case 2: return f(std::integral_constant<int, 2>{});
-    case 3: return f(std::integral_constant<int, 3>{});
-    case 4: return f(std::integral_constant<int, 4>{});
-    default: return f(std::integral_constant<int, 0>{});
+    case 1: return f(std::integral_constant<int, 1>{}, G{});
+    case 2: return f(std::integral_constant<int, 2>{}, G{});
+    case 3: return f(std::integral_constant<int, 3>{}, G{});
+    case 4: return f(std::integral_constant<int, 4>{}, G{});
+    default: return f(std::integral_constant<int, 0>{}, G{});
   }
 }
 

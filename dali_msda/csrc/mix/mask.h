@@ -106,12 +106,16 @@ DALI_HOST_DEV inline void ResizedSource(const SampleParams &p, int H, int W, int
   *src_col = flip ? W - 1 - c : c;
 }
 
-/// Where the mixed label map (spec 11) reads output pixel (row, col) of a sample with mask value
-/// m there: its own map (*from_partner false) where m >= 0.5, else its partner's; at (*src_row,
-/// *src_col) of that map, each map read with its image's mirror, a ResizeMix partner's resized
-/// into the box by nearest neighbour.
+/// Whether the mixed label map (spec 11) takes the sample's own label at a pixel of mask value
+/// m: where m >= 0.5 (a tie included), else its partner's.
+DALI_HOST_DEV inline bool TakesOwnLabel(float m) { return m >= 0.5f; }
+
+/// Where the mixed label map (spec 11) reads output pixel (row, col) of a sample: its own map
+/// (*from_partner false) where `own` (TakesOwnLabel of the mask there), else its partner's; at
+/// (*src_row, *src_col) of that map, each map read with its image's mirror, a ResizeMix
+/// partner's resized into the box by nearest neighbour.
 DALI_HOST_DEV inline void SegSource(const SampleParams &p, int H, int W, int row, int col,
-                                    float m, int flip_self, int flip_other, bool *from_partner,
+                                    bool own, int flip_self, int flip_other, bool *from_partner,
                                     int *src_row, int *src_col);
 
 /// Bilinear taps along one axis (spec 10; torch's F.interpolate(mode="bilinear",
@@ -149,9 +153,9 @@ DALI_HOST_DEV inline float ResizedLinear(const SampleParams &p, int H, int W, in
 }
 
 DALI_HOST_DEV inline void SegSource(const SampleParams &p, int H, int W, int row, int col,
-                                    float m, int flip_self, int flip_other, bool *from_partner,
+                                    bool own, int flip_self, int flip_other, bool *from_partner,
                                     int *src_row, int *src_col) {
-  *from_partner = !(m >= 0.5f);
+  *from_partner = !own;
   *src_row = row;
   if (!*from_partner) {
     *src_col = flip_self ? W - 1 - col : col;
