@@ -8,6 +8,7 @@
 //
 // Compiled with -fmad=false so that every value is computed exactly as on the CPU.
 
+#include <mutex>
 #include <vector>
 
 #include "dali/core/cuda_error.h"
@@ -20,27 +21,29 @@ namespace msda {
 
 namespace {
 
-template <int C, typename Out, typename In>
+template <int C, bool kPlain, typename Out, typename In>
 __global__ void __launch_bounds__(kBlockThreads, kMinBlocks)
     MixKernel(const KernelArgs<Out, In> args) {
-  MixThread<C>(args, blockIdx.x, threadIdx.x);
+  MixThread<C, kPlain>(args, blockIdx.x, threadIdx.x);
 }
 
-/// SMs of the current device and resident MixKernel<C, Out, In> blocks per SM (asked once per
-/// device and kernel instance).
-template <int C, typename Out, typename In>
+/// SMs of the current device and resident MixKernel<C, kPlain, Out, In> blocks per SM (asked
+/// once per device and kernel instance).
+template <int C, bool kPlain, typename Out, typename In>
 void DeviceSlots(int *sms, int *blocks_per_sm) {
   struct Slots {
     int sms = -1, blocks = 0;
   };
   static Slots cache[64];
+  static std::mutex lock;  // pipelines on several threads may launch at once
   int dev = 0;
   CUDA_CALL(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> guard(lock);
   Slots &s = cache[dev & 63];
   if (s.sms < 0) {
     CUDA_CALL(cudaDeviceGetAttribute(&s.sms, cudaDevAttrMultiProcessorCount, dev));
-    CUDA_CALL(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&s.blocks, MixKernel<C, Out, In>,
-                                                            kBlockThreads, 0));
+    CUDA_CALL(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &s.blocks, MixKernel<C, kPlain, Out, In>, kBlockThreads, 0));
   }
   *sms = s.sms;
   *blocks_per_sm = s.blocks;
@@ -92,14 +95,23 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
       auto ov = view<Out>(out);
       const bool aligned = AllAligned(iv.data.data(), n) && AllAligned(ov.data.data(), n);
       const bool mask_aligned = !output_mask_ || AllAligned(mv.data.data(), n);
-      // the kernel instance (vector path and its C, or the fallback) does not depend on the
-      // grid size, so plan once to pick it, then again with its resident blocks
-      LaunchGeometry g = PlanLaunch<In>(Shape(n), aligned, mask_aligned, 1, 1);
+      // the kernel instance (vector path and its C, or the fallback; plain or not) does not
+      // depend on the grid size, so plan once to pick it, then again with its resident blocks
+      const int seg_bytes =
+          has_seg_ ? static_cast<int>(ws.Input<GPUBackend>(2).type_info().size()) : 0;
+      auto plan = [&](int sms, int blocks_per_sm) {
+        LaunchGeometry p = PlanLaunch<In>(Shape(n), aligned, mask_aligned, sms, blocks_per_sm);
+        p.seg_bytes = seg_bytes;
+        p.plain = PlainLaunch<Out, In>(p, params_.data(), output_mask_,
+                                  normalize_ ? norm_.data() : nullptr);
+        return p;
+      };
+      LaunchGeometry g = plan(1, 1);
       int sms = 0, blocks_per_sm = 0;
-      WithVectorC(g, [&](auto c) {
-        DeviceSlots<decltype(c)::value, Out, In>(&sms, &blocks_per_sm);
+      WithInstance<Out, In>(g, [&](auto c, auto plain) {
+        DeviceSlots<decltype(c)::value, decltype(plain)::value, Out, In>(&sms, &blocks_per_sm);
       });
-      g = PlanLaunch<In>(Shape(n), aligned, mask_aligned, sms, blocks_per_sm);
+      g = plan(sms, blocks_per_sm);
       std::vector<const void *> seg_in(has_seg_ ? n : 0);
       std::vector<void *> seg_out(has_seg_ ? n : 0);
       if (has_seg_) {
@@ -109,7 +121,6 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
           seg_in[i] = si.raw_tensor(i);
           seg_out[i] = so.raw_mutable_tensor(i);
         }
-        g.seg_bytes = static_cast<int>(si.type_info().size());
       }
       std::vector<SampleDesc<Out, In>> descs(n);
       BuildDescs<Out, In>(n, ov.data.data(), iv.data.data(),
@@ -127,8 +138,9 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
       const KernelArgs<Out, In> args{.samples = descs_gpu, .tables = tables_gpu,
                                      .bits = bits_gpu, .norm = norm_gpu, .soft = soft_gpu,
                                      .param_rows = params_gpu, .g = g};
-      WithVectorC(g, [&](auto c) {
-        MixKernel<decltype(c)::value, Out, In><<<g.blocks, g.threads, 0, stream>>>(args);
+      WithInstance<Out, In>(g, [&](auto c, auto plain) {
+        MixKernel<decltype(c)::value, decltype(plain)::value, Out, In>
+            <<<g.blocks, g.threads, 0, stream>>>(args);
       });
       CUDA_CALL(cudaGetLastError());
       timer.Done(n, descs.size() * sizeof(descs[0]) + tables_.size() * 4 + bits_.size() +
