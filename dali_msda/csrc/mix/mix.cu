@@ -8,6 +8,7 @@
 //
 // Compiled with -fmad=false so that every value is computed exactly as on the CPU.
 
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -58,30 +59,48 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
   auto &out = ws.Output<GPUBackend>(0);
   const int n = in.num_samples();
   timer.Record("draw", draw_us_);  // DrawParams ran in SetupImpl
+  cudaStream_t stream = ws.stream();
+  // local: its device and pinned memory is freed in stream order, after the copies below
+  kernels::DynamicScratchpad scratch(stream);
+  // ClassMix makes its masks on the host from the partners' maps: only those are read back,
+  // into pinned memory, the copies issued first so that they run while FMix's masks are made;
+  // one synchronisation a batch remains (a device-side class count would avoid it)
+  const bool classmix = has_seg_ && !classmix_jobs_.empty();
+  std::vector<int> map_slot(classmix ? n : 0, -1);  // per sample: its map's place in map_host
+  uint8_t *map_host = nullptr;
+  int64_t map_bytes = 0;
+  if (classmix) {
+    const auto &maps = ws.Input<GPUBackend>(2);
+    map_bytes = int64_t(geom_.H) * geom_.W * maps.type_info().size();
+    map_host = scratch.AllocatePinned<uint8_t>(classmix_jobs_.size() * map_bytes);
+    int slots = 0;
+    for (const ClassMixJob &job : classmix_jobs_) {
+      int &slot = map_slot[job.partner];
+      if (slot >= 0) continue;
+      slot = slots++;
+      CUDA_CALL(cudaMemcpyAsync(map_host + slot * map_bytes, maps.raw_tensor(job.partner),
+                                map_bytes, cudaMemcpyDeviceToHost, stream));
+    }
+  }
   BuildFMixMasks(ws);
   timer.Step("fmix");
-  cudaStream_t stream = ws.stream();
-  if (has_seg_ && !classmix_jobs_.empty()) {
-    // ClassMix makes its masks on the host from the partners' maps: they are read back (a
-    // copy of each and one synchronisation a batch; a device-side class count would avoid it)
-    const auto &maps = ws.Input<GPUBackend>(2);
-    const int64_t bytes = int64_t(geom_.H) * geom_.W * maps.type_info().size();
-    seg_host_.resize(n * bytes);
-    for (int i = 0; i < n; i++)
-      CUDA_CALL(cudaMemcpyAsync(seg_host_.data() + i * bytes, maps.raw_tensor(i), bytes,
-                                cudaMemcpyDeviceToHost, stream));
+  if (classmix) {
     CUDA_CALL(cudaStreamSynchronize(stream));
-    BuildClassMixMasks(ws, [&](int j) -> const void * { return seg_host_.data() + j * bytes; });
+    BuildClassMixMasks(ws, [&](int j) -> const void * {
+      return map_host + map_slot[j] * map_bytes;
+    });
     timer.Step("classmix");
   }
   SetOutputLayouts(ws);
   if (n == 0) return;
-  if (has_boxes_)  // from pageable host memory: staged before the call returns
+  if (has_boxes_)  // staged through pinned memory: the copies are truly asynchronous, and the
+                   // next batch may overwrite mixed_boxes_ while they are in flight
     WriteBoxes(ws, [&](void *dst, const void *src, size_t bytes) {
-      CUDA_CALL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+      uint8_t *staged = scratch.AllocatePinned<uint8_t>(bytes);
+      std::memcpy(staged, src, bytes);
+      CUDA_CALL(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyHostToDevice, stream));
     });
 
-  kernels::DynamicScratchpad scratch(stream);  // local: freed in stream order
   auto tv = view<float>(ws.Output<GPUBackend>(1));
   TensorListView<StorageGPU, float> mv, pv;
   if (output_mask_) mv = view<float>(ws.Output<GPUBackend>(MaskOutputIdx()));

@@ -101,7 +101,6 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
   double draw_us_ = 0.0;                // host time of the draw in SetupImpl (DALI_MSDA_PROFILE)
   DALIDataType seg_type_ = DALI_NO_TYPE;
   int ignore_index_ = -1;               // ClassMix: the label not counted as a class
-  std::vector<uint8_t> seg_host_;       // GPU ClassMix: the maps, read back to make the masks
   int num_classes_ = 0;  // 0: not given
   float label_smoothing_;
   double decay_power_;
