@@ -1,49 +1,77 @@
 #!/usr/bin/env bash
-# The GPU run, prepared: one stage per call of a short GPU lease, every step time-limited,
-# every log under $OUT (default ./gpu-out), one summary line per step in $OUT/summary.txt.
+# The GPU run, prepared: what one short lease of a GPU machine (15 minutes of machine time in
+# all, starts included; at most 600 s and 8 returned files a call; 64 MiB carried a call, the
+# working tree included; no registry) does, call by call. Everything is built HERE first, so that
+# the machine's minutes go to measuring. The exact calls are in benchmarks/README.md ("The GPU
+# lease, call by call").
 #
-#   bash benchmarks/gpu_check.sh kernels   # kernel_bench (nvcc only, no DALI) + compute-sanitizer
-#                                          # memcheck on a quick subset of it
-#   bash benchmarks/gpu_check.sh ncu       # ncu on the old and new kernel, main fused case
-#                                          # (SpeedOfLight, MemoryWorkloadAnalysis, Occupancy)
-#   bash benchmarks/gpu_check.sh dali      # needs DALI's wheels in $WHEELS (default /tmp/w;
-#                                          # split pieces NAME.whl.piece-* are joined): install,
-#                                          # build in place for sm_90, the GPU tests of FMix,
-#                                          # ResizeMix, label maps, boxes, the segmentation
-#                                          # pipelines and test_cpu_and_gpu_agree,
-#                                          # profile_gpu.py,
-#                                          # throughput.py --imagenet-sized, the 10,000-iteration
-#                                          # GPU soak
-#   DRY_RUN=1 bash benchmarks/gpu_check.sh STAGE   # without a GPU: builds what can be built,
-#                                          # prints each GPU step's command instead of running it
+#   bash benchmarks/gpu_check.sh prepare   # here (CPU): kernel_bench and the plugin for sm_90,
+#                                          # the DALI wheel parts; then a dry run of every stage
+#   bash benchmarks/gpu_check.sh kernels   # call 1 (carry build/kernel_bench; no DALI):
+#                                          # kernel_bench (old, new, copy, normalise-only;
+#                                          # bit for bit on the device; batch 64 and 256; every
+#                                          # method, both modes, the four cases), compute-
+#                                          # sanitizer memcheck and racecheck of a quick
+#                                          # subset, ncu of the main case (old and new kernel)
+#   bash benchmarks/gpu_check.sh wheels    # calls 2..K+1 (carry .device-wheels/part-k, one
+#                                          # each, back to back): lists what has arrived
+#   bash benchmarks/gpu_check.sh tests     # call K+2 (carry build/device): DALI installed from
+#                                          # the parts, the plugin built here put in place, the
+#                                          # GPU tests of every method, mode, dtype and layout,
+#                                          # label maps, ClassMix, boxes, the segmentation
+#                                          # pipelines, CPU == GPU; memcheck of the GPU
+#                                          # reference tests
+#   bash benchmarks/gpu_check.sh bench     # call K+3: op_cost (fused op vs crop_mirror_normalize
+#                                          # vs CMN + mix, label maps and ClassMix, batch 256),
+#                                          # throughput.py --imagenet-sized (mixing vs none)
+#   DRY_RUN=1 bash benchmarks/gpu_check.sh kernels|wheels|tests|bench
+#                                          # without a GPU: checks what the stage needs is here
+#                                          # (carried files built from today's sources, the test
+#                                          # selection collects, the scripts take their
+#                                          # arguments) and prints each step instead of running it
 #
-# Order on a lease: kernels first (it needs nothing carried), then ncu, then dali as time allows.
-# Timeouts per step: TIMEOUT_SCALE=2 doubles them.
+# Each step has its own time limit (the stage's limits add up to its call's timeout, below 600 s);
+# logs go to $OUT (default ./gpu-out) and come back in one tarball, logs-STAGE.tar.gz, beside
+# summary.txt (one line per step) and the stage's JSON: at most 8 files a call. The exit status
+# is 0 when every step passed (a dry run: when every check passed), else 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:?"usage: gpu_check.sh kernels|ncu|dali"}
+stage=${1:?"usage: gpu_check.sh prepare|kernels|wheels|tests|bench"}
 out=${OUT:-$PWD/gpu-out}
 mkdir -p "$out"
 summary=$out/summary.txt
+logs=$out/logs
+mkdir -p "$logs"
 py=${PYTHON:-python3}
 dry=${DRY_RUN:-}
-scale=${TIMEOUT_SCALE:-1}
+failures=0
+WHEELS=.device-wheels
+DEVICE_BUILD=build/device  # the plugin built here for sm_90, carried to the tests call
+ARCH=90
 say() { echo "[$stage] $*" | tee -a "$summary"; }
-# step NAME SECONDS LOG CMD...: runs CMD with a time limit, its output in $out/LOG
+fail() { say "FAIL: $*"; failures=$((failures + 1)); }
+# step NAME SECONDS LOG CMD...: CMD with a time limit, its output in $logs/LOG
 step() {
-  local name=$1 secs=$(($2 * scale)) log=$out/$3
+  local name=$1 secs=$2 log=$logs/$3
   shift 3
   if [[ -n "$dry" ]]; then
-    say "$name: dry run, would run (limit ${secs}s, log $(basename "$log")): $*"
+    say "$name: would run (limit ${secs} s, log $(basename "$log")): $*"
     return 0
   fi
   local t0=$SECONDS
   timeout "$secs" "$@" > "$log" 2>&1
   local rc=$?
   say "$name (rc $rc, $((SECONDS - t0)) s): $(tail -1 "$log" | cut -c1-200)"
+  [[ $rc -eq 0 ]] || failures=$((failures + 1))
   return $rc
 }
-
+finish() {
+  if [[ -z "$dry" ]]; then
+    tar czf "$out/logs-$stage.tar.gz" -C "$out" logs 2>/dev/null && rm -rf "$logs"
+  fi
+  say "done: $failures failed"
+  [[ $failures -eq 0 ]] && exit 0 || exit 1
+}
 gpu_name() {
   if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1
@@ -51,86 +79,160 @@ gpu_name() {
     echo "no nvidia-smi"
   fi
 }
-
-build_bench() {
-  local t0=$SECONDS
-  if bash benchmarks/kernel_bench.sh --build-only > "$out/kernel_bench_build.log" 2>&1; then
-    cp build/kernel_bench.registers.txt "$out/" 2>/dev/null
-    say "kernel_bench build: ok ($((SECONDS - t0)) s); registers in kernel_bench.registers.txt"
-  else
-    say "FAIL: kernel_bench build (kernel_bench_build.log)"
-    return 1
-  fi
+# newer than every source it is built from
+fresh() {
+  local built=$1
+  shift
+  [[ -f "$built" ]] && [[ -z "$(find "$@" -newer "$built" -type f 2>/dev/null | head -1)" ]]
 }
+need() {  # need FILE WHAT: a carried file must be here (dry run) / have arrived (lease)
+  [[ -e "$1" ]] || { fail "$1 missing ($2)"; return 1; }
+}
+KERNEL_SOURCES=(dali_msda/csrc/mix benchmarks/kernel_bench.cu benchmarks/old_kernel.cuh)
+GPU_TESTS="gpu and not fuzz"  # every test with a GPU case but the property-based ones
+SANITIZED_TESTS="gpu and (agree or odd_and_tiny)"  # CPU == GPU, odd and tiny batches
 
 case "$stage" in
-  kernels)
-    say "gpu: $(gpu_name)"
-    build_bench || exit 1
-    step "kernel_bench" $((300)) kernel_bench.log build/kernel_bench --out "$out/kernel_gpu.json"
-    if command -v compute-sanitizer >/dev/null || [[ -n "$dry" ]]; then
-      step "memcheck (quick subset)" 240 memcheck.log compute-sanitizer --tool memcheck \
-        --error-exitcode 9 build/kernel_bench --quick --check-only --batch 8 --batch 3
-      [[ -z "$dry" ]] && say "memcheck: $(grep -m1 'ERROR SUMMARY' "$out/memcheck.log")"
-    else
-      say "memcheck: compute-sanitizer not found"
+  prepare)
+    bash benchmarks/kernel_bench.sh --build-only > "$logs/kernel_bench_build.log" 2>&1 \
+      || fail "kernel_bench build (see $logs/kernel_bench_build.log)"
+    say "kernel_bench (sm_$ARCH): $(stat -c %s build/kernel_bench 2>/dev/null) bytes"
+    if ! fresh "$DEVICE_BUILD/libdali_msda.so" dali_msda/csrc setup.py; then
+      DALI_MSDA_CUDA_ARCHS=$ARCH "$py" -c "import sys; sys.path.insert(0, '.'); import setup; \
+setup.build_plugin('$DEVICE_BUILD')" > "$logs/plugin_build.log" 2>&1 \
+        || fail "plugin build for sm_$ARCH (see $logs/plugin_build.log)"
     fi
+    say "plugin (sm_$ARCH): $(stat -c %s "$DEVICE_BUILD/libdali_msda.so" 2>/dev/null) bytes"
+    if ! ls "$WHEELS"/part-* >/dev/null 2>&1; then
+      bash benchmarks/stage_wheels.sh "$WHEELS" 56 > "$logs/stage_wheels.log" 2>&1 \
+        || fail "stage_wheels.sh (see $logs/stage_wheels.log)"
+    fi
+    for s in kernels wheels tests bench; do
+      DRY_RUN=1 OUT="$out" bash "$0" "$s" || failures=$((failures + 1))
+    done
+    dry=1 finish
     ;;
-  ncu)
+  kernels)  # call 1: limits 80 + 20 + 20 + 2 x 20 = 160 s
     say "gpu: $(gpu_name)"
-    [[ -x build/kernel_bench ]] || build_bench || exit 1
-    # one configuration (fused uint8 -> float16 CHW, Mixup, batch mode, batch 256), one launch
-    # of each kernel after warm-up; in that run the new kernel runs twice unprofiled first (the
-    # normalise-only oracle, the bit-for-bit check), the old one once
+    need build/kernel_bench "bash benchmarks/gpu_check.sh prepare builds it; carry it"
+    if [[ -n "$dry" ]] && ! fresh build/kernel_bench "${KERNEL_SOURCES[@]}"; then
+      fail "build/kernel_bench is older than the kernel's sources: run prepare again"
+    fi
+    step "kernel_bench, batch 64 and 256" 80 kernel_bench.log build/kernel_bench \
+      --batch 64 --batch 256 --out "$out/kernel_gpu.json"
+    for tool in memcheck racecheck; do
+      step "compute-sanitizer $tool (quick subset, checks only)" 20 "$tool.log" \
+        compute-sanitizer --tool "$tool" --error-exitcode 9 build/kernel_bench --quick \
+        --check-only --batch 8 --batch 3
+    done
+    # one configuration (fused uint8 -> float16 CHW, Mixup, batch mode, batch 256): one launch
+    # of each kernel after its unprofiled runs (new: the normalise-only oracle, the bit-for-bit
+    # check; old: the check), with what tells a memory limit from an issue or latency limit
     bench=(build/kernel_bench --case fused_u8_f16_chw --method mixup --mode batch --batch 256
-           --reps 1 --no-variants --out "$out/ncu_bench.json")
+           --reps 1 --no-variants --out "$logs/ncu_bench.json")
     sections=(--clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis
-              --section Occupancy)
-    step "ncu old kernel" 240 ncu_old.txt ncu "${sections[@]}" -k regex:OldMixKernel \
+              --section Occupancy --section WarpStateStats --section SchedulerStats
+              --section ComputeWorkloadAnalysis --section LaunchStats)
+    step "ncu old kernel" 20 ncu_old.txt ncu "${sections[@]}" -k regex:OldMixKernel \
       --launch-skip 2 --launch-count 1 "${bench[@]}"
-    step "ncu new kernel" 240 ncu_new.txt ncu "${sections[@]}" -k regex:NewKernel \
+    step "ncu new kernel" 20 ncu_new.txt ncu "${sections[@]}" -k regex:NewKernel \
       --launch-skip 3 --launch-count 1 "${bench[@]}"
-    [[ -z "$dry" ]] && cat "$out/ncu_old.txt" "$out/ncu_new.txt" > "$out/ncu.txt" 2>/dev/null
-    if [[ -z "$dry" && -f "$out/ncu.txt" ]]; then
-      grep -E "OldMixKernel|NewKernel|DRAM Throughput|Memory Throughput|Duration|Achieved Occupancy|Registers Per" \
-        "$out/ncu.txt" > "$out/ncu_summary.txt"
-      say "ncu: $(wc -l < "$out/ncu_summary.txt") summary lines in ncu_summary.txt"
+    if [[ -z "$dry" ]]; then
+      cat "$logs/ncu_old.txt" "$logs/ncu_new.txt" > "$out/ncu.txt" 2>/dev/null
+      say "ncu: $(grep -cE 'Duration|DRAM Throughput|Issue Slots Busy|No Eligible' \
+        "$out/ncu.txt") key lines in ncu.txt"
     fi
+    finish
     ;;
-  dali)
-    say "gpu: $(gpu_name)"
-    wheels=${WHEELS:-/tmp/w}
-    if ! "$py" -c "import nvidia.dali" 2>/dev/null; then
-      if [[ -n "$dry" ]]; then
-        say "install: dry run, would join $wheels/*.whl.piece-* and pip install --no-index $wheels/*.whl"
-      else
-        (cd "$wheels" && for first in *.whl.piece-aa; do
-           [ -e "$first" ] || continue
-           whl=${first%.piece-aa}; cat "$whl".piece-* > "$whl" && rm -f "$whl".piece-*
-         done) || { say "FAIL: no wheel folder $wheels"; exit 1; }
-        step "install DALI wheels" 180 install.log "$py" -m pip install --no-index --no-deps \
-          --no-cache-dir "$wheels"/*.whl || exit 1
-      fi
+  wheels)  # calls 2..K+1: each carries one part; the parts stay on the warm machine
+    if [[ -n "$dry" ]]; then
+      tree=$(git ls-files -z | du -cb --files0-from=- | tail -1 | cut -f1)
+      n=0
+      for d in "$WHEELS"/part-*; do
+        [[ -d "$d" ]] || continue
+        n=$((n + 1))
+        size=$(du -sb "$d" | cut -f1)
+        total=$(( (size + tree) / 1048576 ))
+        if (( size + tree > 64 * 1048576 )); then
+          fail "$d: $total MiB with the working tree (limit 64)"
+        else
+          say "$d: $total MiB with the working tree: carry it in its own call"
+        fi
+      done
+      (( n > 0 )) || fail "no wheel parts in $WHEELS (bash benchmarks/stage_wheels.sh)"
+    else
+      say "arrived: $(ls -d "$WHEELS"/part-* 2>/dev/null | tr '\n' ' ')"
+      say "$(du -shc "$WHEELS"/part-* 2>/dev/null | tail -1)"
     fi
-    export DALI_MSDA_CUDA_ARCHS=${DALI_MSDA_CUDA_ARCHS:-90} PYTHONUNBUFFERED=1
-    [ -e dali_msda/pipelines ] || ln -s ../pipelines dali_msda/pipelines
-    step "build in place (sm_$DALI_MSDA_CUDA_ARCHS)" 420 build.log "$py" setup.py build_plugin \
-      || exit 1
-    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-    gpu_tests="fmix or resizemix or agree or reference or fused or seg or classmix or boxes"
-    step "GPU tests: FMix, ResizeMix, maps, boxes, seg. pipelines, the kernel, CPU == GPU" 420 \
-      pytest_gpu.log "$py" -m pytest -q -p no:cacheprovider tests -x \
-      -k "gpu and ($gpu_tests or segmentation)"
-    step "profile_gpu.py" 240 profile_gpu.log "$py" benchmarks/profile_gpu.py --device gpu \
-      --imagenet-sized --json "$out/profile_gpu.json"
-    step "throughput.py --device gpu --imagenet-sized" 300 throughput.log "$py" \
-      benchmarks/throughput.py --device gpu --imagenet-sized \
-      --methods mixup cutmix gmix fmix resizemix --json "$out/throughput_gpu.json"
-    step "soak, GPU, 10,000 iterations" 420 soak.log "$py" benchmarks/soak.py --device gpu \
-      --iterations 10000 --json "$out/soak_gpu.json"
+    finish
+    ;;
+  tests)  # call K+2: limits 40 + 170 + 45 = 255 s
+    say "gpu: $(gpu_name)"
+    need "$DEVICE_BUILD/libdali_msda.so" "prepare builds it; carry $DEVICE_BUILD" || finish
+    if [[ -n "$dry" ]]; then
+      fresh "$DEVICE_BUILD/libdali_msda.so" dali_msda/csrc setup.py \
+        || fail "$DEVICE_BUILD is older than the sources: run prepare again"
+      grep -q "CUDA_ARCHS = \['$ARCH'\]" "$DEVICE_BUILD/_build_info.py" \
+        || fail "$DEVICE_BUILD not built for sm_$ARCH alone"
+      for w in nvidia_dali_cuda130 hypothesis sortedcontainers attrs; do
+        ls "$WHEELS"/part-*/"$w"-* >/dev/null 2>&1 \
+          || fail "no $w wheel (pieces) in $WHEELS/part-* (bash benchmarks/stage_wheels.sh)"
+      done
+      for sel in "$GPU_TESTS" "$SANITIZED_TESTS"; do
+        got=$("$py" -m pytest --collect-only -q -p no:cacheprovider tests -k "$sel" 2>&1 \
+          | grep -oE '^[0-9]+(/[0-9]+)? tests? collected' | cut -d' ' -f1 | cut -d/ -f1)
+        if [[ -n "$got" && "$got" -gt 0 ]]; then
+          say "selection '$sel': $got tests collected here (skipped without a GPU)"
+        else
+          fail "selection '$sel' collects nothing"
+        fi
+      done
+    elif ! "$py" -c "import nvidia.dali" 2>/dev/null; then
+      mkdir -p /tmp/wheels && cp "$WHEELS"/part-*/* /tmp/wheels/ \
+        && (cd /tmp/wheels && for first in *.whl.piece-aa; do
+              [ -e "$first" ] || continue
+              whl=${first%.piece-aa}; cat "$whl".piece-* > "$whl" && rm -f "$whl".piece-*
+            done)
+      step "install DALI and the test requirements from the parts" 40 install.log \
+        "$py" -m pip install --no-index --no-deps --no-cache-dir /tmp/wheels/*.whl || finish
+    fi
+    # the plugin built here for sm_90, in place; pipelines/ reachable as dali_msda.pipelines
+    [[ -n "$dry" ]] || cp "$DEVICE_BUILD/libdali_msda.so" "$DEVICE_BUILD/_build_info.py" dali_msda/
+    [ -e dali_msda/pipelines ] || [[ -n "$dry" ]] || ln -s ../pipelines dali_msda/pipelines
+    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+    step "GPU tests (methods, modes, dtypes, layouts, maps, ClassMix, boxes, CPU == GPU)" \
+      170 pytest_gpu.log "$py" -m pytest -q -p no:cacheprovider tests -k "$GPU_TESTS" \
+      --junitxml="$out/junit_gpu.xml"
+    step "compute-sanitizer memcheck: CPU == GPU, odd and tiny batches" 45 memcheck_op.log \
+      compute-sanitizer --tool memcheck --error-exitcode 9 "$py" -m pytest -q \
+      -p no:cacheprovider tests -k "$SANITIZED_TESTS" -x
+    finish
+    ;;
+  bench)  # call K+3: limits 70 + 50 = 120 s
+    say "gpu: $(gpu_name)"
+    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+    op_cost=(benchmarks/op_cost.py --device gpu --batch 256 --dtypes fused seg
+             --methods mixup cutmix --json "$out/op_cost_gpu.json")  # seg adds ClassMix
+    throughput=(benchmarks/throughput.py --device gpu --imagenet-sized --methods mixup cutmix
+                --json "$out/throughput_gpu.json")
+    if [[ -n "$dry" ]]; then  # the scripts take these arguments
+      for cmd in "op_cost" "throughput"; do
+        declare -n args=$cmd
+        help=$("$py" "${args[0]}" --help 2>&1)
+        for a in "${args[@]:1}"; do
+          [[ "$a" == --* ]] || continue
+          grep -q -- "$a" <<< "$help" || fail "${args[0]} has no $a"
+        done
+      done
+    fi
+    step "op_cost: fused op vs CMN vs CMN + mix; label maps, ClassMix (batch 256)" 70 \
+      op_cost.log "$py" "${op_cost[@]}"
+    step "throughput --imagenet-sized: the pipeline with mixing vs without" 50 \
+      throughput.log "$py" "${throughput[@]}"
+    finish
     ;;
   *)
-    echo "gpu_check.sh: unknown stage '$stage' (kernels, ncu or dali)" >&2
+    echo "gpu_check.sh: unknown stage '$stage' (prepare, kernels, wheels, tests or bench)" >&2
     exit 2
     ;;
 esac
