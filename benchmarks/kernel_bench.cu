@@ -10,7 +10,10 @@
 //                   crop_mirror_normalize that the fused op replaces; fused case only);
 //   old             today's kernel (benchmarks/old_kernel.cuh: tiles staged in shared memory);
 //   new             the op's kernel (kernel.h MixThread), at the op's launch bounds and at
-//                   others (kernel "new_minblocks<N>") to measure the register / occupancy trade.
+//                   others (kernel "new_minblocks<N>") to measure the register / occupancy trade;
+//                   where the plain instance runs (box masks, uint8 inputs), "new_general" times
+//                   the general one on the same batch; for the odd-H case, "new_fallback" the
+//                   per-pixel fallback the plan once chose for it.
 // The outputs of old and new (and of normalize_only against new with no mixing) are compared bit
 // for bit on the device before anything is timed; a mismatch fails the run.
 //
@@ -54,7 +57,7 @@ using msda::SampleParams;
 using msda::TargetSpec;
 using half16 = dali::float16;
 
-constexpr int kH = 224, kW = 224, kC = 3, kK = 1000;
+constexpr int kC = 3, kK = 1000;
 
 // ---- the new kernel, at the op's launch bounds (mix.cu) and at others ------------------------
 
@@ -151,6 +154,7 @@ struct Case {
   const char *name;
   int in_bytes, out_bytes;
   bool out_planar, normalize, mirror;
+  int H = 224, W = 224;
 };
 
 const Case kCases[] = {
@@ -158,6 +162,9 @@ const Case kCases[] = {
     {"u8_f32", 1, 4, false, false, false},
     {"f16_f16", 2, 2, false, false, false},
     {"f32_f32_chw", 4, 4, true, false, false},
+    // an odd H with W = 8 mod 16: every other uint8 sample starts 8 bytes off 16 (the plan
+    // once sent such a batch to the per-pixel fallback: kernel "new_fallback" times that)
+    {"fused_u8_f16_chw_oddh", 1, 2, true, true, true, 223, 232},
 };
 
 struct MethodSpec {
@@ -253,10 +260,11 @@ struct Plan {
   double weight0 = 1.0;  // sample 0's label weight (batch mode shares it)
 };
 
-Plan MakePlan(const MethodSpec &m, bool elem, int n, bool mirror, uint32_t seed) {
+Plan MakePlan(const MethodSpec &m, bool elem, int n, bool mirror, uint32_t seed, int H,
+              int W) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> u01(0.05f, 0.95f);
-  std::uniform_int_distribution<int> cy(0, kH - 1), cx(0, kW - 1), coin(0, 1), cls(0, kK - 1);
+  std::uniform_int_distribution<int> cy(0, H - 1), cx(0, W - 1), coin(0, 1), cls(0, kK - 1);
   Plan p;
   p.params.resize(n);
   p.targets.resize(n);
@@ -265,7 +273,7 @@ Plan MakePlan(const MethodSpec &m, bool elem, int n, bool mirror, uint32_t seed)
   if (m.method == msda::Method::kResizeMix) batch.lam = 0.1f + 0.7f * (u01(rng) - 0.05f) / 0.9f;
   std::vector<int> labels(n);
   for (int i = 0; i < n; i++) labels[i] = cls(rng);
-  std::vector<double> noise(msda::FMixNoiseSize(kH, kW));
+  std::vector<double> noise(msda::FMixNoiseSize(H, W));
   std::normal_distribution<double> normal;
   for (int i = 0; i < n; i++) {
     msda::Draw d = batch;
@@ -285,16 +293,16 @@ Plan MakePlan(const MethodSpec &m, bool elem, int n, bool mirror, uint32_t seed)
       d.cx = cx(rng);
     }
     const int64_t off = p.tables.size(), boff = p.bits.size();
-    p.tables.resize(off + msda::TableSize(m.method, kH, kW));
-    p.bits.resize(boff + msda::BitsSize(m.method, kH, kW));
+    p.tables.resize(off + msda::TableSize(m.method, H, W));
+    p.bits.resize(boff + msda::BitsSize(m.method, H, W));
     double w;
     const msda::MaskOptions options{0.5, true, m.bilinear, false};
-    p.params[i] = msda::PlanSample(m.method, d, i, n, options, kH, kW, p.tables.data() + off,
+    p.params[i] = msda::PlanSample(m.method, d, i, n, options, H, W, p.tables.data() + off,
                                    off, boff, &w);
     if (p.params[i].kind == msda::kMaskBits) {
       if (elem || i == 0)
         for (auto &v : noise) v = normal(rng);
-      msda::FMixMask(noise.data(), kH, kW, 3.0, msda::FMixOnes(d.lam, d.round_up, kH, kW),
+      msda::FMixMask(noise.data(), H, W, 3.0, msda::FMixOnes(d.lam, d.round_up, H, W),
                      p.bits.data() + boff);
     }
     p.targets[i] = msda::OneHotTarget(w, labels[i], labels[n - 1 - i], 0.1, kK);
@@ -314,7 +322,7 @@ Plan MakePlan(const MethodSpec &m, bool elem, int n, bool mirror, uint32_t seed)
       continue;
     }
     const int64_t off = p.old_tables.size();
-    for (int64_t k = 0; k < int64_t(kH) * kW; k++)
+    for (int64_t k = 0; k < int64_t(H) * W; k++)
       p.old_tables.push_back(msda::MaskBit(p.bits.data() + q.table_offset, k) ? 1.0f : 0.0f);
     converted.push_back({q.table_offset, off});
     q.table_offset = off;
@@ -325,7 +333,8 @@ Plan MakePlan(const MethodSpec &m, bool elem, int n, bool mirror, uint32_t seed)
 template <typename Out, typename In>
 void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
              std::vector<Row> &rows, int &failures) {
-  const int64_t vol = int64_t(kH) * kW * kC;
+  const int H = cs.H, W = cs.W;
+  const int64_t vol = int64_t(H) * W * kC;
   const int64_t in_set = n * vol * sizeof(In), out_set = n * vol * sizeof(Out);
   const int sets = static_cast<int>(std::clamp<int64_t>(
       (4 * dev.l2 + in_set + out_set - 1) / (in_set + out_set), 2, 64));
@@ -374,7 +383,7 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
   float *norm_gpu = DeviceCopy(norm);
 
   if (cs.normalize && cs.mirror) {  // the normalise-only baseline, checked against new, no mix
-    Plan plain = MakePlan(kMethods[0], false, n, true, 7);
+    Plan plain = MakePlan(kMethods[0], false, n, true, 7, H, W);
     for (auto &q : plain.params) q = msda::IdentityParams(int(&q - plain.params.data()));
     int *mirror_gpu = DeviceCopy(plain.mirror);
     std::vector<const uint8_t **> in_tab(sets);
@@ -391,7 +400,7 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
       out_tab[s] = DeviceCopy(ov);
     }
     NormArgs na{nullptr, nullptr, mirror_gpu, {norm[0], norm[1], norm[2]},
-                {norm[3], norm[4], norm[5]}, n, kH, kW};
+                {norm[3], norm[4], norm[5]}, n, H, W};
     auto launch_norm = [&](int k) {
       NormArgs a = na;
       a.in = in_tab[k % sets];
@@ -408,7 +417,7 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
                               d.data());
     auto *dg = DeviceCopy(d);
     LaunchGeometry g = msda::PlanLaunch<In>(
-        msda::ShapeGeometry(n, 1, kH, kW, kC, false, true, true, kK), true, true, dev.sms, 4);
+        msda::ShapeGeometry(n, 1, H, W, kC, false, true, true, kK), true, true, dev.sms, 4);
     KernelArgs<Out, In> args{dg, nullptr, nullptr, norm_gpu, nullptr, nullptr, g};
     NewKernel<2, 3, false><<<g.blocks, g.threads>>>(args);
     CHECK(cudaDeviceSynchronize());
@@ -433,7 +442,7 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
       if (opt.quick && (elem || n > 64)) continue;
       const char *mode = elem ? "elem" : "batch";
       if (!opt.only_mode.empty() && opt.only_mode != mode) continue;
-      Plan plan = MakePlan(m, elem, n, cs.mirror, 1000 + int(m.method) * 7 + elem);
+      Plan plan = MakePlan(m, elem, n, cs.mirror, 1000 + int(m.method) * 7 + elem, H, W);
       float *tables = DeviceCopy(plan.tables), *old_tables = DeviceCopy(plan.old_tables);
       uint8_t *bits = DeviceCopy(plan.bits);
       const int *mirror = cs.mirror ? plan.mirror.data() : nullptr;
@@ -456,12 +465,12 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
                                 plan.old_params.data(), plan.targets.data(), mirror, rd.data());
       SampleDesc<Out, In> *ref_descs = DeviceCopy(rd);
 
-      const LaunchGeometry shape = msda::ShapeGeometry(n, 1, kH, kW, kC, false, cs.out_planar,
+      const LaunchGeometry shape = msda::ShapeGeometry(n, 1, H, W, kC, false, cs.out_planar,
                                                        cs.normalize, kK);
       const float *normp = cs.normalize ? norm_gpu : nullptr;
       // old: tiles, grid (blocks per sample, samples)
       const msda::old::TileGeometry tg = msda::old::PlanTiles(
-          1, kH, kW, kC, false, cs.out_planar, sizeof(In), cs.normalize, kK);
+          1, H, W, kC, false, cs.out_planar, sizeof(In), cs.normalize, kK);
       const int64_t smem = msda::old::StageBytes(tg, sizeof(In));
       const dim3 old_grid(static_cast<unsigned>(msda::old::GridX(tg)), n);
       auto launch_old = [&](SampleDesc<Out, In> *d) {
@@ -471,10 +480,10 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
       // new, at minimum blocks per SM of 2 (the op's: mix.cu), 3 and 4
       // (general: the general instance even where the plain one would run, as a baseline)
       auto run_new = [&](auto min_blocks, SampleDesc<Out, In> *d, bool timed,
-                         bool general = false) -> double {
+                         bool general = false, bool fallback = false) -> double {
         constexpr int MB = decltype(min_blocks)::value;
         auto plan_new = [&](int sms, int per_sm) {
-          LaunchGeometry p = msda::PlanLaunch<In>(shape, true, true, sms, per_sm);
+          LaunchGeometry p = msda::PlanLaunch<In>(shape, !fallback, true, sms, per_sm);
           p.plain = !general &&
                     msda::PlainLaunch<Out, In>(p, plan.params.data(), false,
                                                cs.normalize ? norm.data() : nullptr);
@@ -525,6 +534,10 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
                                   plan.params.data(), false, nullptr))
           add(m.name, mode, "new_general",  // what the plain instance saves
               run_new(std::integral_constant<int, msda::kMinBlocks>{}, nullptr, true, true));
+        if (opt.variants && cs.H % 2)
+          add(m.name, mode, "new_fallback",
+              run_new(std::integral_constant<int, msda::kMinBlocks>{}, nullptr, true, true,
+                      true));
         if (!opt.quick && opt.variants) {
           add(m.name, mode, "new_minblocks3",
               run_new(std::integral_constant<int, 3>{}, nullptr, true));

@@ -175,11 +175,12 @@ int Emulate(const Inputs &a) {
     targets[i] = a.targets + int64_t(i) * K;
     params[i] = a.params ? a.params + 4 * i : nullptr;
   }
-  const bool aligned = AllAligned(ins.data(), n) && AllAligned(outs.data(), n);
+  const LaunchGeometry shape =
+      ShapeGeometry(n, a.frames, H, W, C, a.in_planar, a.out_planar, a.mean_std != nullptr, K);
+  const bool aligned = VectorAligned(shape, ins.data(), outs.data(), n);
   const bool mask_aligned = !a.masks || AllAligned(masks.data(), n);
-  LaunchGeometry g = PlanLaunch<In>(
-      ShapeGeometry(n, a.frames, H, W, C, a.in_planar, a.out_planar, a.mean_std != nullptr, K),
-      aligned, mask_aligned, a.sms, a.blocks_per_sm, a.threads);
+  LaunchGeometry g = PlanLaunch<In>(shape, aligned, mask_aligned, a.sms, a.blocks_per_sm,
+                                    a.threads);
   g.seg_bytes = a.seg ? a.seg_bytes : 0;
   g.plain = !a.force_general && PlainLaunch<Out, In>(g, p.data(), a.masks != nullptr,
                                                      a.mean_std ? norm.data() : nullptr);

@@ -108,8 +108,8 @@ inline LaunchGeometry ShapeGeometry(int n, int64_t frames, int H, int W, int C, 
 }
 
 /// Plans the launch of a batch of `shape` (ShapeGeometry): the vector path when the shape and
-/// every sample pointer allow it (`aligned`: all inputs and outputs 16-byte aligned;
-/// `mask_aligned`: the mask outputs too), `sms` x `blocks_per_sm` blocks of `threads` (the
+/// every sample pointer allow it (`aligned`: VectorAligned; `mask_aligned`: the mask outputs
+/// 16-byte aligned), `sms` x `blocks_per_sm` blocks of `threads` (the
 /// device's resident blocks), fewer when the batch has fewer units than that has threads.
 template <typename In>
 LaunchGeometry PlanLaunch(const LaunchGeometry &shape, bool aligned, bool mask_aligned, int sms,
@@ -1005,12 +1005,31 @@ void BuildDescs(int n, Out *const *out, const In *const *in, float *const *mask,
   }
 }
 
-/// Whether every pointer is aligned to `alignment` bytes (the vector path's condition).
+/// Whether every pointer is aligned to `alignment` bytes.
 template <typename T>
 bool AllAligned(const T *const *ptrs, int n, int alignment = 16) {
   for (int i = 0; i < n; i++)
     if (ptrs && reinterpret_cast<uintptr_t>(ptrs[i]) % alignment != 0) return false;
   return true;
+}
+
+/// The alignment the vector path's accesses to a sample of T need: its widest vector access
+/// (ChunkBytes), that of a P-pixel run of one plane (planar) or of all C channels (interleaved).
+/// Every run of a sample starts a multiple of that many bytes from its start when W is a
+/// multiple of P, so the sample's start is all that must be aligned: a batch of 24-byte uint8
+/// runs (8 pixels x 3 channels) needs 8 bytes, not 16, whatever its per-sample byte size.
+template <typename T, typename In>
+int VectorAlignment(int C, bool planar) {
+  const int bytes = (planar ? 1 : C) * PixelsPerUnit<In>() * int(sizeof(T));
+  return bytes % 16 == 0 ? 16 : bytes % 8 == 0 ? 8 : 4;
+}
+
+/// Whether every sample's input and output start where the vector path of `shape` can read and
+/// write them (VectorAlignment), the rest of its conditions being PlanLaunch's.
+template <typename Out, typename In>
+bool VectorAligned(const LaunchGeometry &shape, const In *const *in, Out *const *out, int n) {
+  return AllAligned(in, n, VectorAlignment<In, In>(shape.C, shape.in_planar)) &&
+         AllAligned(out, n, VectorAlignment<Out, In>(shape.C, shape.out_planar));
 }
 
 }  // namespace msda

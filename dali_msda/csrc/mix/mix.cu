@@ -112,7 +112,7 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
     TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (
       auto iv = view<const In>(in);
       auto ov = view<Out>(out);
-      const bool aligned = AllAligned(iv.data.data(), n) && AllAligned(ov.data.data(), n);
+      const bool aligned = VectorAligned(Shape(n), iv.data.data(), ov.data.data(), n);
       const bool mask_aligned = !output_mask_ || AllAligned(mv.data.data(), n);
       // the kernel instance (vector path and its C, or the fallback; plain or not) does not
       // depend on the grid size, so plan once to pick it, then again with its resident blocks
