@@ -4,7 +4,9 @@ architecture and reports, per instance, registers, spills and stack (ptxas -v), 
 instructions, and the static instructions of its unit loop per output element (cuobjdump -sass);
 and the same for the "hot" probes, the main case's unit (uint8 HWC -> CHW, normalised, box
 masks) with its launch-uniform settings fixed, whose loop is the code that case runs per unit
-(both sides of the per-sample mirror branch counted, so it is an upper bound).
+(both sides of the per-sample mirror branch counted, so it is an upper bound). A loop inside
+the unit loop (`inner_loops`, none today) would run more than once a unit: the static count
+would then undercount it.
 
 The unit loop is found in the SASS as the outermost backward branch whose range holds the
 image stores (the widest global stores of the function); its instructions (NOPs aside) are
@@ -142,7 +144,18 @@ def unit_loop(insns):
             best = (target, addr)
     if best is None:
         return None
-    return [(a, op) for a, op, _ in insns if best[0] <= a <= best[1] and op != "NOP"]
+    return [(a, op) for a, op, _ in insns if best[0] <= a <= best[1] and op != "NOP"], best
+
+
+def inner_loops(insns, span):
+    """Backward branches inside the unit loop other than its own: loops whose body a unit runs
+    more than once (the static count counts them once)."""
+    found = []
+    for addr, op, rest in insns:
+        t = re.search(r"0x([0-9a-f]+)", rest) if op.startswith("BRA") else None
+        if t and span[0] <= int(t.group(1), 16) < addr < span[1]:
+            found.append((int(t.group(1), 16), addr))
+    return found
 
 
 def describe(mangled, name):
@@ -197,13 +210,15 @@ def stats(arch, workdir):
         d = describe(mangled, names[mangled])
         if d is None:
             continue
-        loop = unit_loop(insns)
+        found = unit_loop(insns)
+        loop, span = found if found else (None, None)
         p = 4 if d["in"] == "float32" else 8
         elems = 2 * p * d["C"] if d["C"] else None
         ops = [op for _, op, _ in insns]
         row = dict(d, **ptxas.get(mangled, {}), instructions=sum(op != "NOP" for op in ops),
                    local_instructions=sum(op.startswith(("LDL", "STL")) for op in ops),
                    unit_loop_instructions=len(loop) if loop else None,
+                   inner_loops=len(inner_loops(insns, span)) if loop else None,
                    elements_per_unit=elems)
         row["per_element"] = (round(len(loop) / elems, 2) if loop and elems else None)
         if loop:
@@ -241,7 +256,8 @@ def main():
         print(f"{r['kernel']:6} {r['in']:8} {r['out']:8} {r['C']} {kind:7} "
               f"{r.get('registers')!s:>4} {spill:>9} {r.get('stack_bytes')!s:>5} "
               f"{r['local_instructions']:>5} {r['unit_loop_instructions']!s:>5} "
-              f"{r['per_element']!s:>6}")
+              f"{r['per_element']!s:>6}" + (f" ({r['inner_loops']} inner loops)"
+                                          if r.get("inner_loops") else ""))
         if r["kernel"] == "op" and (r.get("spill_store_bytes") or r["local_instructions"]):
             failures.append(f"{r['in']} -> {r['out']} C={r['C']} {kind}: spills or local memory")
     hot = [r for r in result["instances"] if r["kernel"] == "hot" and r["plain"]
