@@ -263,6 +263,13 @@ def test_box_errors(device):
               box_labels=[GOOD_LABELS[0], GOOD_LABELS[0], np.int32([1, 2]), GOOD_LABELS[0]])
     nan = [np.float32([[0.1, np.nan, 0.5, 0.5]])] + GOOD[1:]
     box_error(r"got nan as t of box 0 of sample 0", device, boxes=nan)
+    # a value just past 1 is printed so that it shows why (the shortest float32 form, not "1")
+    over = [np.float32([[0.1, 0.1, np.float32(1.0000001), 0.5]])] + GOOD[1:]
+    box_error(r"got 1\.0000001 as r of box 0 of sample 0", device, boxes=over)
+    under = [np.float32([[0.1, 0.1, 0.5, 0.5]]), np.float32([[0.5, 0.1, 0.49999997, 0.2]])] + \
+        GOOD[2:]
+    box_error(r"got \(0\.5, 0\.1, 0\.49999997, 0\.2\) as box 0 of sample 1", device,
+              boxes=under)
     box_error(r"`box_labels` must have one label per box, shape \(1,\) or \(1, 1\) for the 1 "
               r"boxes of sample 3; got \(2,\)", device,
               box_labels=GOOD_LABELS[:3] + [np.int32([1, 2])])

@@ -214,3 +214,11 @@ def test_method_required(device):
     expect_error(r'`method` is required \("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix" '
                  r'or, with label maps, "classmix"\), unless `method_id` is given', method="",
                  device=device)
+
+
+def test_values_are_printed_so_that_they_show_why(device):
+    """Floats in errors in their shortest float32 form: 1.0000001 is not "1", 1e-39 not "0"."""
+    expect_error(r"`lam` must be in \[0, 1\]; got 1\.0000001 for sample 2", device=device,
+                 lam=np.float32([0.5, 0.5, np.float32(1.0000001), 0.5]), mode="elem")
+    expect_error(r"`std` must be finite and > 0; got -1e-39 for channel 1", device=device,
+                 std=[1.0, -1e-39, 1.0])

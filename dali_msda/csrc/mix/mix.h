@@ -9,6 +9,7 @@
 #define DALI_MSDA_CSRC_MIX_MIX_H_
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -204,7 +205,22 @@ struct HostTimer {
   std::string line_;
 };
 
-/// A shape as users write it in Python: (8, 8, 3).
+/// A float as its shortest decimal that reads back as the same float (1.0000001, never a
+/// rounded "1"), so that an error shows why a value is refused.
+inline std::string Num(float v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
+template <typename T>
+auto Shown(const T &v) {
+  if constexpr (std::is_floating_point_v<T>)
+    return Num(static_cast<float>(v));
+  else
+    return v;
+}
+
 /// A type as NumPy names it (float32, not DALI's "float").
 inline std::string TypeStr(DALIDataType t) {
   switch (t) {
@@ -215,6 +231,7 @@ inline std::string TypeStr(DALIDataType t) {
   }
 }
 
+/// A shape as users write it in Python: (8, 8, 3).
 inline std::string ShapeStr(const TensorShape<> &sh) {
   std::string s = "(";
   for (int d = 0; d < sh.size(); d++) s += (d ? ", " : "") + std::to_string(sh[d]);
@@ -264,8 +281,9 @@ inline bool IsIntegerType(DALIDataType t) {
 template <typename T>
 std::string BatchModeMismatch(const char *name, const T &first, const T &value, int i) {
   return make_string("With `mode=\"batch\"` one mask serves the whole batch, so `", name,
-                     "` must be the same for every sample; got ", first, " for sample 0 and ",
-                     value, " for sample ", i, ". Use `mode=\"elem\"` for per-sample values.");
+                     "` must be the same for every sample; got ", Shown(first),
+                     " for sample 0 and ", Shown(value), " for sample ", i,
+                     ". Use `mode=\"elem\"` for per-sample values.");
 }
 
 /// Reads a per-sample scalar argument (constant or CPU tensor) and checks lo <= v <= hi
@@ -279,9 +297,9 @@ inline void ReadScalarArg(std::vector<float> &out, const char *name, const OpSpe
     bool ok = std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
     if (!ok) {
       if (lo_open && std::isinf(hi))
-        DALI_FAIL(make_string("`", name, "` must be a finite number > ", lo, "; got ", v,
+        DALI_FAIL(make_string("`", name, "` must be a finite number > ", lo, "; got ", Num(v),
                               " for sample ", i, "."));
-      DALI_FAIL(make_string("`", name, "` must be in [", lo, ", ", hi, "]; got ", v,
+      DALI_FAIL(make_string("`", name, "` must be in [", lo, ", ", hi, "]; got ", Num(v),
                             " for sample ", i, "."));
     }
     if (mode == Mode::kBatch && v != out[0]) DALI_FAIL(BatchModeMismatch(name, out[0], v, i));
@@ -314,7 +332,8 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
                            has_boxes_ ? "box_labels" : "boxes", "`."));
   const float min_visible = spec.GetArgument<float>("min_visible");
   MSDA_ENFORCE(min_visible >= 0.0f && min_visible <= 1.0f,
-               make_string("`min_visible` must be in [0, 1]; got ", min_visible, "."));
+               make_string("`min_visible` must be in [0, 1]; got ", detail::Num(min_visible),
+                           "."));
   min_visible_ = min_visible;
   ignore_index_ = spec.GetArgument<int>("ignore_index");
   if (spec.HasArgument("num_classes")) {
@@ -325,7 +344,8 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
   label_smoothing_ = spec.GetArgument<float>("label_smoothing");
   const float decay = spec.GetArgument<float>("decay_power");
   MSDA_ENFORCE(std::isfinite(decay) && decay > 0.0f,
-               make_string("`decay_power` must be a finite number > 0; got ", decay, "."));
+               make_string("`decay_power` must be a finite number > 0; got ", detail::Num(decay),
+                           "."));
   decay_power_ = decay;
   const std::string interp = spec.GetArgument<std::string>("resize_interp");
   MSDA_ENFORCE(interp == "nearest" || interp == "bilinear",
@@ -340,12 +360,13 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
   scale_max_ = spec.GetArgument<float>("scale_max");
   for (auto [name, v] : {std::pair{"scale_min", scale_min_}, std::pair{"scale_max", scale_max_}})
     MSDA_ENFORCE(v > 0.0f && v <= 1.0f,
-                 make_string("`", name, "` must be in (0, 1]; got ", v, "."));
+                 make_string("`", name, "` must be in (0, 1]; got ", detail::Num(v), "."));
   MSDA_ENFORCE(scale_min_ <= scale_max_,
-               make_string("`scale_min` must be <= `scale_max`; got ", scale_min_, " > ",
-                           scale_max_, "."));
+               make_string("`scale_min` must be <= `scale_max`; got ", detail::Num(scale_min_),
+                           " > ", detail::Num(scale_max_), "."));
   MSDA_ENFORCE(label_smoothing_ >= 0.0f && label_smoothing_ <= 1.0f,
-               make_string("`label_smoothing` must be in [0, 1]; got ", label_smoothing_, "."));
+               make_string("`label_smoothing` must be in [0, 1]; got ",
+                           detail::Num(label_smoothing_), "."));
   if (spec.HasArgument("dtype")) {
     out_type_ = spec.GetArgument<DALIDataType>("dtype");
     MSDA_ENFORCE(detail::IsSupportedImageType(out_type_),
@@ -362,7 +383,7 @@ Mix<Backend>::Mix(const OpSpec &spec) : Base(spec) {
       bool ok = std::string(name) == "std" ? std::isfinite(v) && v > 0.0f : std::isfinite(v);
       MSDA_ENFORCE(ok, make_string("`", name, "` must be ",
                                    std::string(name) == "std" ? "finite and > 0" : "finite",
-                                   "; got ", v, " for channel ", c, "."));
+                                   "; got ", detail::Num(v), " for channel ", c, "."));
     }
   }
   out_layout_arg_ = spec.GetArgument<std::string>("output_layout");
@@ -499,7 +520,8 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
     for (int i = 0; i < n; i++) {
       float v = lam_arg_[i].data[0];
       MSDA_ENFORCE(v >= 0.0f && v <= 1.0f,
-                   make_string("`lam` must be in [0, 1]; got ", v, " for sample ", i, "."));
+                   make_string("`lam` must be in [0, 1]; got ", detail::Num(v), " for sample ",
+                               i, "."));
     }
     for (int i = 1; i < n && mode_ == Mode::kBatch; i++) {
       const float v = lam_arg_[i].data[0], v0 = lam_arg_[0].data[0];
@@ -798,12 +820,14 @@ void Mix<Backend>::ReadBoxes(const Workspace &ws, int n, bool sequence) {
       const float *b = v + 4 * k;
       for (int c = 0; c < 4; c++)
         MSDA_ENFORCE(b[c] >= 0.0f && b[c] <= 1.0f,  // false for NaN too
-                     make_string("`boxes` coordinates must be relative, in [0, 1]; got ", b[c],
-                                 " as ", "ltrb"[c], " of box ", k, " of sample ", i, "."));
+                     make_string("`boxes` coordinates must be relative, in [0, 1]; got ",
+                                 detail::Num(b[c]), " as ", "ltrb"[c], " of box ", k,
+                                 " of sample ", i, "."));
       MSDA_ENFORCE(b[0] <= b[2] && b[1] <= b[3],
-                   make_string("`boxes` must have l <= r and t <= b (ltrb); got (", b[0], ", ",
-                               b[1], ", ", b[2], ", ", b[3], ") as box ", k, " of sample ", i,
-                               "."));
+                   make_string("`boxes` must have l <= r and t <= b (ltrb); got (",
+                               detail::Num(b[0]), ", ", detail::Num(b[1]), ", ",
+                               detail::Num(b[2]), ", ", detail::Num(b[3]), ") as box ", k,
+                               " of sample ", i, "."));
     }
   }
   for (int i = 0; i < n; i++) {
