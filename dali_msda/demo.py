@@ -77,12 +77,13 @@ def build_seg_pipeline(images, masks, device, mode, seed, alpha):
     gpu = device == "gpu"
     n = len(images)
 
+    from dali_msda.pipelines.data import SEG_CLASSES
     from dali_msda.pipelines.segmentation import decode_pair, pair_readers, resize_pair
 
     @pipeline_def(batch_size=n, num_threads=2, device_id=0 if gpu else None, seed=seed)
     def pipe():
         jpegs, pngs, labels = pair_readers(images, masks)  # labels: the pair index
-        x, m = resize_pair(*decode_pair(jpegs, pngs, gpu), SIZE)
+        x, m = resize_pair(*decode_pair(jpegs, pngs, gpu, len(SEG_CLASSES)), SIZE)
         if gpu:
             m = m.gpu()
         outs = []

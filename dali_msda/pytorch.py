@@ -44,6 +44,7 @@ A pipeline of your own needs ``enable_checkpointing=True`` / ``checkpoint=state`
 
 import json
 import math
+import os
 import re
 
 import torch
@@ -67,14 +68,31 @@ def data_error_message(error, source):
     named = (re.search(r"Failed to decode sample #\d+ : (\S+)", text) or
              re.search(r"File mapping failed: (\S+)", text))
     label = re.search(r"msda\.class_label: (.*)", text)
-    if not (underful or named or label or "decoders" in op or "readers" in op):
+    ours = re.search(r"msda\.(image_check|label_map|pair_check): (.*)", text)
+    if not (underful or named or label or ours or "decoders" in op or "readers" in op):
         return None
     reason = dali_error_reason(error)
-    if label:  # our own message names the shard and key, the rule and the text
-        return (f"{label.group(1).strip()}\n`python -m dali_msda.pipelines.scan "
-                f"{_where(source)}` lists every bad sample; repack the shards without them.")
     scan = "python -m dali_msda.pipelines.scan"
     where = _where(source)
+    if label:  # our own message names the shard and key, the rule and the text
+        return (f"{label.group(1).strip()}\n`{scan} {where}` lists every bad sample; repack the "
+                "shards without them.")
+    if ours and ours.group(1) != "image_check":  # a segmentation pair: the file and the rule
+        message = ours.group(0).strip().replace("--segmentation DATA",
+                                                f"--segmentation {where}")
+        return (f"{message}\n`{scan} --segmentation {where} --out good_pairs.txt` lists every "
+                "bad pair with the reason and writes a pair list of the good ones "
+                "(segmentation_train(file_list='good_pairs.txt', ...)).")
+    if ours:  # an image no decoder can read: named by fn.msda.image_check
+        message = ours.group(0).strip()
+        path = re.match(r"msda\.image_check: the image (.+?) (is|of) ", message)
+        if path and isinstance(source, str) and not os.path.isabs(path.group(1)) and \
+                os.path.isdir(source):  # a tree's reader names files relative to its root
+            message = message.replace(path.group(1), os.path.join(source, path.group(1)), 1)
+        return (f"{message}\n`{scan} {where} --out good.txt` lists every bad "
+                "file with the reason and writes a file list of the good ones; train on it "
+                "with imagenet_train(file_list='good.txt', classes=...) (`python -m "
+                "dali_msda.pipelines.train` prints the command for its run).")
     if underful:
         what = (f"a WebDataset sample in {underful.group(1)} lacks its image or its .cls "
                 "(DALI does not say which)")
@@ -86,8 +104,8 @@ def data_error_message(error, source):
     fix = (f"`{scan} {where}` lists every bad sample with the reason" if underful else
            f"`{scan} {where} --out good.txt` lists every bad file with the reason and writes a "
            "file list of the good ones; train on it with imagenet_train(file_list="
-           "'good.txt', classes=...) or `python -m dali_msda.pipelines.train --file-list "
-           "good.txt`")
+           "'good.txt', classes=...) (`python -m dali_msda.pipelines.train` prints the command "
+           "for its run)")
     return f"{what}.\n{fix}.\n(DALI: {reason})"
 
 
@@ -163,7 +181,7 @@ class MixIterator(DALIGenericIterator):
     def checkpoint(self):
         """The state to resume from (bytes), as of the last batch this iterator returned; build
         the pipeline again with ``checkpoint=`` this value and wrap it in a MixIterator."""
-        if not self._enable_checkpointing:
+        if not self._enable_checkpointing or not getattr(self._pipes[0], "checkpointing", True):
             raise ValueError("MixIterator.checkpoint: the pipeline was built without "
                              "checkpointing; build it with checkpointing=True (the "
                              "dali_msda.pipelines factories) or enable_checkpointing=True.")

@@ -124,14 +124,18 @@ def folder_files(data_dir, classes):
 CLASS_INDEX_RULE = "ASCII digits in [0, {n}) (the number of classes)"
 
 
+LABEL_LIMIT = 2**31  # DALI's readers hold labels as int32
+
+
 def class_index(text, num_classes):
     """The class index `text` (bytes) holds, or None: ASCII digits, maybe surrounded by
-    whitespace, below `num_classes` (None: any), and nothing else (fn.msda.class_label's rule)."""
+    whitespace, below `num_classes` (None: below 2^31, what an int32 label holds), and nothing
+    else (fn.msda.class_label's rule)."""
     text = text.strip()
     if not (text.isdigit() and text.isascii()):
         return None
     value = int(text)
-    return value if num_classes is None or value < num_classes else None
+    return value if value < (LABEL_LIMIT if num_classes is None else num_classes) else None
 
 
 def read_file_list(file_list, num_classes):
@@ -178,13 +182,23 @@ def _class_count(num_classes, names):
 
 
 def _reader(data_dir, file_list, wds_paths, wds_index, shard_id, num_shards, shuffle,
-            shuffle_seed, reader_name, classes=None, num_classes=None):
+            shuffle_seed, reader_name, classes=None, num_classes=None, check_images=True):
     """(encoded images, int32 labels, class names or None, number of classes) from one of the
     three sources, every label a class index in [0, number of classes) (file lists are checked
-    line by line first, WebDataset `.cls` texts parsed strictly by fn.msda.class_label).
+    line by line first, WebDataset `.cls` texts parsed strictly by fn.msda.class_label), every
+    image's structure checked before it is decoded (fn.msda.image_check, unless
+    `check_images` is False: a file no decoder can read stops the pipeline naming it).
     `classes`: number an ImageFolder tree's folders by their index in this list rather than by
     their sorted order in this tree; for a file list, its class names (their count bounds the
     labels)."""
+    jpegs, labels, names, n = _read(data_dir, file_list, wds_paths, wds_index, shard_id,
+                                    num_shards, shuffle, shuffle_seed, reader_name, classes,
+                                    num_classes)
+    return (fn.msda.image_check(jpegs) if check_images else jpegs), labels, names, n
+
+
+def _read(data_dir, file_list, wds_paths, wds_index, shard_id, num_shards, shuffle,
+          shuffle_seed, reader_name, classes, num_classes):
     common = dict(shard_id=shard_id, num_shards=num_shards, pad_last_batch=True,
                   name=reader_name)
     if shuffle:
@@ -233,7 +247,7 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
                    flip_prob=0.5, dtype="float16", mix=None, seed=None, shuffle_seed=42,
                    shard_id=None, num_shards=None, reader_name="Reader",
                    prefetch_queue_depth=2, output_params=False, fused=True, classes=None,
-                   checkpointing=False, checkpoint=None):
+                   checkpointing=False, checkpoint=None, check_images=True):
     """The training pipeline: outputs (images CHW `dtype`, targets float32 [num_classes]).
 
     With mixing, the flip, the normalisation and the HWC -> CHW transposition are fused into
@@ -254,7 +268,11 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
 
     `checkpointing=True` lets `dali_msda.pytorch.MixIterator.checkpoint()` save the pipeline's
     state; `checkpoint=` that state (with the same other arguments) builds the pipeline where
-    it left off.
+    it left off. DALI's checkpointing is on in every case: its file reader shuffles differently
+    with it than without, so the same seed gives the same batches whether a run saves
+    checkpoints or not. `check_images=False` leaves out fn.msda.image_check (each encoded
+    image's structure read before decoding, so that a file no decoder can read stops the run
+    naming it; about 0.1 % of the CPU pipeline's time, benchmarks/README.md).
     """
     device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
                                                          device_id)
@@ -267,12 +285,12 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     @pipeline_def(batch_size=batch_size, num_threads=num_threads,
                   device_id=device_id if gpu else None, seed=seed,
                   prefetch_queue_depth=prefetch_queue_depth,
-                  enable_checkpointing=checkpointing or checkpoint is not None,
-                  checkpoint=checkpoint)
+                  enable_checkpointing=True, checkpoint=checkpoint)
     def pipe():
         jpegs, labels, names, n_classes = _reader(data_dir, file_list, wds_paths, wds_index,
                                                   shard_id, num_shards, True, shuffle_seed,
-                                                  reader_name, classes, num_classes)
+                                                  reader_name, classes, num_classes,
+                                                  check_images)
         holder.update(num_classes=n_classes, classes=names)
         images = fn.decoders.image_random_crop(
             jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB,
@@ -312,13 +330,15 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     p.classes = holder["classes"]
     p.reader_name = reader_name
     p.data_source = data_dir or file_list or wds_paths
+    p.checkpointing = checkpointing or checkpoint is not None  # MixIterator.checkpoint() allowed
     return p
 
 
 def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=None,
                  num_classes=None, batch_size=64, num_threads=4, device="auto", device_id=None,
                  resize=256, crop=224, dtype="float16", targets="onehot", shard_id=None,
-                 num_shards=None, reader_name="Reader", seed=None, classes=None):
+                 num_shards=None, reader_name="Reader", seed=None, classes=None,
+                 check_images=True):
     """The validation pipeline: outputs (images CHW `dtype`, targets): `targets="onehot"`
     (float32 [num_classes]) or `"index"` (int32 class ids, shape [1]). No shuffling, no mixing.
     Iterate it with last_batch_policy PARTIAL (the reader pads the last batch).
@@ -339,7 +359,7 @@ def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=Non
     def pipe():
         jpegs, labels, names, n_classes = _reader(data_dir, file_list, wds_paths, wds_index,
                                                   shard_id, num_shards, False, 0, reader_name,
-                                                  classes, num_classes)
+                                                  classes, num_classes, check_images)
         holder.update(num_classes=n_classes, classes=names)
         images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu",
                                    output_type=types.RGB)

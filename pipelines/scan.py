@@ -4,6 +4,7 @@
     python -m dali_msda.pipelines.scan train_list.txt --num-classes 1000 --out good.txt
     python -m dali_msda.pipelines.scan /data/shards/*.tar --num-classes 1000
     python -m dali_msda.pipelines.scan --segmentation /ade/train --num-classes 150
+    python -m dali_msda.pipelines.scan --segmentation /voc --num-classes 21 --convert-masks fixed
 
 Exit status: 0 when nothing is bad, 1 when bad samples are listed, 2 for a usage error.
 
@@ -31,11 +32,14 @@ samples.
 
 Segmentation data (`--segmentation`: a tree with images/ and masks/, or a pair list, as
 dali_msda.pipelines.segmentation_train reads them): pairs that do not match by name, then every
-image and mask decoded by DALI, and every mask read with Pillow: it must be a single-channel
-image of its image's size (a palette PNG, e.g. VOC's SegmentationClass, is refused: DALI
-decodes it to grey levels of the palette's colours, not to the class indices), its values class
-indices below `--num-classes` or `--ignore-index` (255). Bad pairs are listed with the rule and
-the value.
+image and mask decoded by DALI, and every mask read with the rules of fn.msda.label_map (the
+pipelines' reading): its class indices are a greyscale PNG's values or a palette PNG's indices
+(VOC's SegmentationClass as it comes); RGB, RGBA, grey-and-alpha, 16-bit and JPEG masks, and
+palettes that give two used indices one colour, are refused; it must have its image's size and
+hold class indices below `--num-classes` or `--ignore-index` (255). Bad pairs are listed with
+the rule and the value. `--convert-masks FOLDER` writes the refused masks that can be converted
+as index PNGs (`--palette voc` maps RGB masks in VOC's colours to their classes) and
+FOLDER/pairs.txt, the good pairs with them, for `segmentation_train(file_list=...)`.
 
 The decode is a full decode; training decodes a random crop of each image, which can pass on a
 file truncated below the crop. The scan is the stricter judge.
@@ -324,7 +328,8 @@ def scan_file_list(file_list, decoder, num_classes=None, show_progress=True):
     for k, path, label, text in read_file_list(file_list, num_classes):
         where = f"{file_list}:{k}"
         if label is None:
-            rule = f"below {num_classes}" if num_classes else "(no --num-classes: any value)"
+            rule = (f"below {num_classes}" if num_classes else
+                    "below 2^31, what an int32 label holds (no --num-classes)")
             bad.append((where, f"the label is not a class index (ASCII digits, {rule}): "
                                f"{text[:120]!r}"))
         elif not os.path.isfile(path):
@@ -394,7 +399,8 @@ def scan_shards(paths, decoder, num_classes=None, show_progress=True):
                 bad.append((where, f"no .cls (class index); has {sorted(parts)}"))
                 continue
             if class_index(parts["cls"], num_classes) is None:
-                rule = f"below {num_classes}" if num_classes else "(no --num-classes: any value)"
+                rule = (f"below {num_classes}" if num_classes else
+                        "below 2^31, what an int32 label holds (no --num-classes)")
                 bad.append((where, f".cls is not a class index (ASCII digits with optional "
                                    f"whitespace around them, {rule}): {parts['cls'][:20]!r}"))
                 continue
@@ -419,38 +425,156 @@ def scan_shards(paths, decoder, num_classes=None, show_progress=True):
     return {"shards": list(paths), "files": total, "good": good, "bad": bad}
 
 
-def mask_problem(image_path, mask_path, num_classes=None, ignore_index=255):
-    """Why a mask cannot serve its image (None if it can): mode, size, values (spec of the
-    segmentation pipelines: a single-channel map of class indices, `ignore_index` allowed)."""
+# ---- label maps: the rules of fn.msda.label_map, read with Pillow ----------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_header(data):
+    """(bit depth, colour type, palette as a list of (r, g, b)) of a PNG's bytes, or None."""
+    if data[:8] != PNG_SIGNATURE:
+        return None
+    at, depth, color, palette = 8, None, None, []
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        kind, body = data[at + 4:at + 8], data[at + 8:at + 8 + length]
+        if kind == b"IHDR" and length >= 13:
+            depth, color = body[8], body[9]
+        elif kind == b"PLTE":
+            palette = [tuple(body[k:k + 3]) for k in range(0, length - 2, 3)]
+        elif kind in (b"IDAT", b"IEND"):
+            break
+        at += 12 + length
+    return None if depth is None else (depth, color, palette)
+
+
+def voc_palette():
+    """Pascal VOC's colour map: index i's colour from the bits of i (the devkit's bitget)."""
+    colors = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        colors.append((r, g, b))
+    return colors
+
+
+def read_label_map(path):
+    """(class indices as uint8 H x W, None) as fn.msda.label_map reads the map, or (None, why
+    not, convertible indices or None): the rules of the op (a greyscale or palette PNG's
+    indices, Pillow's reading) with the same refusals (RGB, RGBA, grey and alpha, 16-bit,
+    JPEG, a palette colour two indices share where a pixel shows it)."""
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        data = f.read()
+    header = png_header(data)
+    with Image.open(path) as im:
+        mode, fmt = im.mode, im.format
+        arr = np.asarray(im)
+    if fmt == "JPEG":
+        return None, ("a JPEG: lossy compression puts values between the classes at their "
+                      "edges; a label map must be a lossless PNG"), None
+    if header is None:  # another format: fine while every pixel is grey
+        if arr.ndim == 3 and not (arr[..., :3] == arr[..., :1]).all():
+            return None, f"not a PNG and has colour (mode {mode})", None
+        return (arr[..., 0] if arr.ndim == 3 else arr).astype(np.uint8), None, None
+    depth, color, palette = header
+    if color == 0 and depth <= 8:
+        return arr.astype(np.uint8), None, None
+    if color == 0:
+        small = arr.max(initial=0) <= 255
+        return None, (f"a {depth}-bit greyscale PNG: decoders scale it to 8 bits, so its "
+                      "values are not kept"), arr.astype(np.uint8) if small else None
+    if color == 3:
+        used = np.unique(arr)
+        seen = {}
+        for index, rgb in enumerate(palette):
+            seen.setdefault(rgb, []).append(index)
+        for index in used:
+            if index < len(palette) and len(seen[palette[index]]) > 1:
+                a, b = seen[palette[index]][:2]
+                return None, (f"a palette PNG whose palette gives indices {a} and {b} the same "
+                              f"colour {palette[index]}, which its pixels show: the index "
+                              "cannot be recovered from the decoded colour"), arr.astype(np.uint8)
+        return arr.astype(np.uint8), None, None
+    what = {2: "an RGB", 4: "a grey-and-alpha", 6: "an RGBA"}.get(color, f"a colour type {color}")
+    grey = arr[..., 0].astype(np.uint8) if color == 4 else None
+    return None, (f"{what} PNG: its values are colours, not class indices; a label map is a "
+                  "single-channel PNG of indices or a palette PNG"), grey
+
+
+def palette_indices(path, palette):
+    """An RGB(A) map's colours as the indices of `palette` (a list of colours), or (None, the
+    first colour it lacks)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB")).astype(np.int64)
+    keys = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    table = {}
+    for index, (r, g, b) in enumerate(palette):
+        table.setdefault((r << 16) | (g << 8) | b, index)
+    colors = np.unique(keys)
+    missing = [c for c in colors.tolist() if c not in table]
+    if missing:
+        c = missing[0]
+        return None, (c >> 16, (c >> 8) & 255, c & 255)
+    lut_keys = np.array(sorted(table), np.int64)
+    lut_vals = np.array([table[k] for k in sorted(table)], np.uint8)
+    return lut_vals[np.searchsorted(lut_keys, keys)], None
+
+
+def label_problem(values, num_classes, ignore_index):
+    if num_classes is None:
+        return None
+    wrong = np.unique(values)
+    wrong = wrong[(wrong >= num_classes) & (wrong != ignore_index)]
+    if wrong.size:
+        return (f"holds labels that are neither classes (below {num_classes}) nor "
+                f"`--ignore-index` {ignore_index}: {wrong[:8].tolist()}")
+    return None
+
+
+def mask_problem(image_path, mask_path, num_classes=None, ignore_index=255, palette=None):
+    """(why a mask cannot serve its image, or None; its indices when a conversion can give
+    them, else None): its form (read_label_map), size and values (the segmentation pipelines'
+    rules). `palette`: colours whose indices an RGB(A) map's colours are (--palette)."""
     from PIL import Image
 
     try:
         with Image.open(image_path) as im:
             size = im.size
-        with Image.open(mask_path) as mk:
-            mode, msize = mk.mode, mk.size
-            if mode == "P":
-                return ("a palette PNG: DALI decodes it to grey levels of its colours, not to "
-                        "class indices; save the indices as a single-channel PNG (mode L)")
-            if mode not in ("L", "I", "I;16", "1"):
-                return f"not a single-channel map (mode {mode}); save class indices as mode L"
-            if msize != size:
-                return (f"its size {msize[0]} x {msize[1]} (W x H) differs from its image's "
-                        f"{size[0]} x {size[1]}")
-            values = np.unique(np.asarray(mk))
+        values, why, converted = read_label_map(mask_path)
+        if why and converted is None and palette is not None and "colours" in why:
+            converted, lacking = palette_indices(mask_path, palette)
+            if lacking is not None:
+                why += f"; colour {lacking} is not in --palette"
     except OSError as e:
-        return f"unreadable ({e})"
-    if num_classes is not None:
-        wrong = values[(values >= num_classes) & (values != ignore_index)]
-        if wrong.size:
-            return (f"holds labels that are neither classes (below {num_classes}) nor "
-                    f"`--ignore-index` {ignore_index}: {wrong[:8].tolist()}")
-    return None
+        return f"unreadable ({e})", None
+    shape = values.shape if values is not None else (converted.shape if converted is not None
+                                                      else None)
+    if shape is not None and (shape[1], shape[0]) != size:
+        return (f"its size {shape[1]} x {shape[0]} (W x H) differs from its image's "
+                f"{size[0]} x {size[1]}"), None
+    if why:
+        problem = label_problem(converted, num_classes, ignore_index) if converted is not None \
+            else None
+        return why, (converted if problem is None else None)
+    return label_problem(values, num_classes, ignore_index), None
 
 
-def scan_segmentation(path, decoder, num_classes=None, ignore_index=255, show_progress=True):
+def scan_segmentation(path, decoder, num_classes=None, ignore_index=255, show_progress=True,
+                      convert=None, palette=None):
     """A segmentation tree or pair list: unmatched names, then every image and mask decoded,
-    then every mask checked against its image (mask_problem)."""
+    then every mask checked against its image (mask_problem). `convert`: a folder to write the
+    masks that a conversion can give as index PNGs (report["converted"]: (mask, written))."""
+    from PIL import Image
+
     from dali_msda import DataError
 
     from .segmentation import segmentation_pairs
@@ -460,21 +584,35 @@ def scan_segmentation(path, decoder, num_classes=None, ignore_index=255, show_pr
                                            None if os.path.isdir(path) else path)
     except DataError as e:
         return {"files": 0, "good": [], "bad": [(path, str(e))], "notes": {}, "skipped": [],
-                "empty_classes": [], "classes": None}
+                "empty_classes": [], "classes": None, "converted": []}
     items = [(p, k) for k, p in enumerate(images)] + [(p, k) for k, p in enumerate(masks)]
     report = scan_items(items, decoder, show_progress)
     bad = list(report["bad"])
     failed = {p for p, _ in bad}
+    converted = {}
     for image, mask in zip(images, masks):
         if image in failed or mask in failed:
             continue
-        problem = mask_problem(image, mask, num_classes, ignore_index)
-        if problem:
-            bad.append((mask, f"mask of {image}: {problem}"))
+        problem, indices = mask_problem(image, mask, num_classes, ignore_index, palette)
+        if problem and indices is not None and convert:
+            os.makedirs(convert, exist_ok=True)
+            stem = os.path.splitext(os.path.basename(mask))[0]
+            written = os.path.join(convert, stem + ".png")
+            if os.path.exists(written) and written not in converted.values():
+                bad.append((mask, f"mask of {image}: {problem}; not converted: {written} "
+                                  "exists"))
+                continue
+            Image.fromarray(indices).save(written)
+            converted[mask] = written
+        elif problem:
+            hint = "; --convert-masks FOLDER writes it as an index PNG" if indices is not None \
+                else ""
+            bad.append((mask, f"mask of {image}: {problem}{hint}"))
     bad_paths = {p for p, _ in bad}
-    good = [(i, m) for i, m in zip(images, masks) if i not in bad_paths and m not in bad_paths]
+    good = [(i, converted.get(m, m)) for i, m in zip(images, masks)
+            if i not in bad_paths and m not in bad_paths]
     report.update(files=len(images), good=good, bad=bad, skipped=[], empty_classes=[],
-                  classes=None)
+                  classes=None, converted=sorted(converted.items()))
     return report
 
 
@@ -520,12 +658,22 @@ def main(argv=None):
                     help="the path is segmentation data: images/ + masks/, or a pair list")
     ap.add_argument("--ignore-index", type=int, default=255,
                     help="--segmentation: the mask label that is not a class")
+    ap.add_argument("--convert-masks", default=None, metavar="FOLDER",
+                    help="--segmentation: write the masks that can be converted (palette PNGs "
+                         "whose colours repeat, 16-bit PNGs of values below 256, grey-and-alpha "
+                         "PNGs (their grey), RGB(A) PNGs with --palette) to FOLDER as index "
+                         "PNGs, and FOLDER/pairs.txt: the good pairs with them")
+    ap.add_argument("--palette", choices=["voc"], default=None,
+                    help="--segmentation: RGB(A) masks show these colours, whose indices are the "
+                         "classes (voc: Pascal VOC's colour map)")
     args = ap.parse_args(argv)
     shards = [p for p in args.paths if p.endswith(".tar")]
     if shards and len(shards) != len(args.paths):
         ap.error("give one ImageFolder tree, one file list, or only .tar shards")
     if not shards and len(args.paths) != 1:
         ap.error(f"give one ImageFolder tree or one file list; got {len(args.paths)} paths")
+    if (args.convert_masks or args.palette) and not args.segmentation:
+        ap.error("--convert-masks and --palette apply to --segmentation data")
     if shards and args.out:
         ap.error("--out writes a file list of an ImageFolder tree or a file list; shards are "
                  "fixed by repacking them without the samples listed")
@@ -544,7 +692,9 @@ def main(argv=None):
         try:
             if args.segmentation:
                 report = scan_segmentation(args.paths[0], decoder, args.num_classes,
-                                           args.ignore_index, not args.quiet)
+                                           args.ignore_index, not args.quiet,
+                                           args.convert_masks,
+                                           voc_palette() if args.palette == "voc" else None)
             elif shards:
                 report = scan_shards(shards, decoder, args.num_classes, not args.quiet)
             elif file_list:
@@ -572,6 +722,15 @@ def main(argv=None):
           ("" if shards or file_list or args.segmentation else
            f", {len(report['skipped'])} skipped by the reader, "
            f"{len(report['empty_classes'])} empty class folder(s)"))
+    if args.segmentation and args.convert_masks:
+        pairs = os.path.join(args.convert_masks, "pairs.txt")
+        os.makedirs(args.convert_masks, exist_ok=True)
+        with open(pairs, "w", encoding="utf-8") as f:
+            f.writelines(f"{os.path.abspath(i)}\t{os.path.abspath(m)}\n"
+                         for i, m in report["good"])
+        print(f"converted {len(report['converted'])} mask(s) into {args.convert_masks}; wrote "
+              f"{pairs}: {len(report['good'])} good pairs (with the converted masks); train with "
+              f"segmentation_train(file_list={pairs!r}, ...)")
     if args.out and args.segmentation:
         with open(args.out, "w", encoding="utf-8") as f:
             f.writelines(f"{os.path.abspath(i)}\t{os.path.abspath(m)}\n"

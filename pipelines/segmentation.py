@@ -2,13 +2,18 @@
 
 Data: a VOC/ADE-style tree, DIR/images/NAME.(jpg|png|...) with DIR/masks/NAME.png, or a file
 list of pairs ("image mask" per line, a tab between them when the paths hold spaces; relative
-paths are relative to the list's folder). Masks are single-channel images whose pixel values
-are class indices (ADE20K's annotations, VOC's SegmentationClassAug; VOC's palette PNGs must be
-converted first), `ignore_index` (255) marking pixels without a class.
+paths are relative to the list's folder). Masks hold class indices as Pillow's Image.open reads
+them: single-channel PNGs whose values are the indices (ADE20K's annotations, VOC's
+SegmentationClassAug) or palette PNGs whose pixel values are (VOC's SegmentationClass, as it
+comes), `ignore_index` (255) marking pixels without a class. Masks whose values cannot be
+indices (RGB, RGBA, grey-and-alpha, 16-bit, JPEG) and labels that are neither below
+`num_classes` nor `ignore_index` stop the pipeline with an error naming the file
+(fn.msda.label_map); `python -m dali_msda.pipelines.scan --segmentation DATA` lists them all,
+and `--convert-masks FOLDER` writes index PNGs of the ones that can be converted.
 
 Train: two readers over the same pair list with the same seed, shards and shuffling (so that
 they stay in step: an image and its map arrive together) -> decode (image "mixed" on GPU, map on
-the CPU as one channel) -> one random resized crop drawn per sample and cut from both with
+the CPU: fn.msda.label_map) -> one random resized crop drawn per sample and cut from both with
 fn.slice (relative window: area in `scale`, aspect in `ratio`) -> resize to `crop` (image
 bilinear, map nearest) -> fn.msda.mix(images, soft, maps) with the flip, normalisation and CHW
 output fused, the maps mixed by the same masks (spec 11; ClassMix with `method="classmix"`).
@@ -24,6 +29,12 @@ from nvidia.dali import fn, math as dmath, pipeline_def, types
 
 from .imagenet import (DTYPES, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, _placement,
                        check_crop, schedule_of)
+
+
+def check_num_classes(num_classes):
+    if not (isinstance(num_classes, int) and 0 < num_classes <= 256):
+        raise ValueError(f"`num_classes` must be an int in [1, 256] (uint8 maps); got "
+                         f"{num_classes!r}.")
 
 
 def segmentation_pairs(data_dir=None, file_list=None):
@@ -100,14 +111,19 @@ def pair_readers(images, masks, shard_id=0, num_shards=1, shuffle=False, shuffle
         common.update(shuffle_after_epoch=True, seed=shuffle_seed)
     jpegs, index = fn.readers.file(files=images, name=reader_name, **common)
     pngs, _ = fn.readers.file(files=masks, name=reader_name + "Masks", **common)
-    return jpegs, pngs, index
+    # a file no decoder can read stops the pipeline naming it (not the decoder, unnamed)
+    return fn.msda.image_check(jpegs), fn.msda.image_check(pngs), index
 
 
-def decode_pair(jpegs, pngs, gpu):
-    """Decoded images (RGB, "mixed" on the GPU) and maps (H x W x 1 uint8, CPU), each map
-    checked to have its image's size."""
+def decode_pair(jpegs, pngs, gpu, num_classes, ignore_index=255):
+    """Decoded images (RGB, "mixed" on the GPU) and maps (H x W x 1 uint8 class indices, CPU):
+    each map read as its PNG holds its indices (fn.msda.label_map: a greyscale PNG's values, a
+    palette PNG's indices; RGB, RGBA, grey-and-alpha, 16-bit and JPEG maps refused), its labels
+    classes or `ignore_index`, its size its image's; every refusal names the file."""
     images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB)
-    maps = fn.decoders.image(pngs, device="cpu", output_type=types.GRAY)  # H x W x 1 uint8
+    rgb = fn.decoders.image(pngs, device="cpu", output_type=types.RGB)
+    maps = fn.msda.label_map(pngs, rgb, num_classes=num_classes,
+                             ignore_index=-1 if ignore_index is None else ignore_index)
     # a map of another size would be stretched onto its image by the crop and resize: refused,
     # naming the map's file
     return images, fn.msda.pair_check(fn.peek_image_shape(jpegs), maps)
@@ -133,21 +149,20 @@ def segmentation_train(data_dir=None, *, file_list=None, num_classes, batch_size
     device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
                                                          device_id)
     check_crop(scale, ratio)
-    if not (isinstance(num_classes, int) and 0 < num_classes <= 256):
-        raise ValueError(f"`num_classes` must be an int in [1, 256] (uint8 maps); got "
-                         f"{num_classes!r}.")
+    check_num_classes(num_classes)
     images_list, masks_list = segmentation_pairs(data_dir, file_list)
     seed = 1234 + shard_id if seed is None else seed
     schedule = schedule_of(mix, batch_size, seed)
     gpu = device == "gpu"
 
+    # DALI's checkpointing on, as in imagenet_train: the readers shuffle as a checkpointed run's
     @pipeline_def(batch_size=batch_size, num_threads=num_threads,
                   device_id=device_id if gpu else None, seed=seed,
-                  prefetch_queue_depth=prefetch_queue_depth)
+                  prefetch_queue_depth=prefetch_queue_depth, enable_checkpointing=True)
     def pipe():
         jpegs, pngs, _ = pair_readers(images_list, masks_list, shard_id, num_shards, True,
                                       shuffle_seed, reader_name)
-        images, maps = decode_pair(jpegs, pngs, gpu)
+        images, maps = decode_pair(jpegs, pngs, gpu, num_classes, ignore_index)
         # one window per sample, relative, cut from both (same H x W: the same pixels)
         area = fn.random.uniform(range=list(scale))
         aspect = dmath.exp(fn.random.uniform(range=[math.log(ratio[0]), math.log(ratio[1])]))
@@ -186,6 +201,7 @@ def segmentation_train(data_dir=None, *, file_list=None, num_classes, batch_size
     p = pipe()
     p.mix_schedule = schedule
     p.num_classes = num_classes
+    p.checkpointing = False  # MixIterator.checkpoint() refused (no resume support here yet)
     p.reader_name = reader_name
     p.output_names = ("images", "targets", "maps")
     p.data_source = data_dir or file_list
@@ -194,12 +210,14 @@ def segmentation_train(data_dir=None, *, file_list=None, num_classes, batch_size
 
 def segmentation_val(data_dir=None, *, file_list=None, num_classes, batch_size=16,
                      num_threads=4, device="auto", device_id=None, crop=256, dtype="float16",
-                     shard_id=None, num_shards=None, reader_name="Reader", seed=7):
+                     ignore_index=255, shard_id=None, num_shards=None, reader_name="Reader",
+                     seed=7):
     """The segmentation validation pipeline: outputs (images CHW `dtype`, maps uint8
     crop x crop), both resized to crop x crop (maps by nearest neighbour). Iterate it with
     last_batch_policy PARTIAL (the reader pads the last batch)."""
     device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
                                                          device_id)
+    check_num_classes(num_classes)
     images_list, masks_list = segmentation_pairs(data_dir, file_list)
     gpu = device == "gpu"
 
@@ -208,7 +226,8 @@ def segmentation_val(data_dir=None, *, file_list=None, num_classes, batch_size=1
     def pipe():
         jpegs, pngs, _ = pair_readers(images_list, masks_list, shard_id, num_shards, False, 0,
                                       reader_name)
-        images, maps = resize_pair(*decode_pair(jpegs, pngs, gpu), crop)
+        images, maps = resize_pair(*decode_pair(jpegs, pngs, gpu, num_classes, ignore_index),
+                                   crop)
         images = fn.crop_mirror_normalize(images, dtype=DTYPES[dtype], output_layout="CHW",
                                           mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
         maps = fn.squeeze(maps, axes=[2])

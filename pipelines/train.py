@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import socket
 import sys
 import time
@@ -37,10 +38,11 @@ from torch import nn
 
 from dali_msda.pipelines import MixConfig, MixSchedule, embedded_dataset, imagenet_train
 from dali_msda.pipelines import imagenet_val
-from dali_msda.pipelines.imagenet import folder_classes, resolve_device
+from dali_msda.pipelines.imagenet import folder_classes, read_file_list, resolve_device
 from dali_msda.pytorch import DataError, LastBatchPolicy, MixIterator
 
 CHECKPOINT_NAME = "checkpoint.pt"
+DATA_NAME = "data_fingerprint.pt"  # the full fingerprint, once a directory (checkpoints: digest)
 CHECKPOINT_FORMAT = "dali_msda.train/1"
 # the options a checkpoint must have been written with to be resumed (plus ranks and device)
 RUN_OPTIONS = ("epochs", "steps", "batch_size", "lr", "width", "crop", "method", "alpha",
@@ -191,13 +193,13 @@ def progress_of(state):
     return int(state["epoch"]), int(state["step"])
 
 
-def save_checkpoint(state, directory):
-    """torch.save `state` to directory/checkpoint.pt atomically: a temporary file, fsync, then
+def save_checkpoint(state, directory, name=CHECKPOINT_NAME):
+    """torch.save `state` to directory/`name` atomically: a temporary file, fsync, then
     os.replace (a kill or an error during the write leaves the previous checkpoint). A
     checkpoint is never replaced by one of an earlier (epoch, step): checked before the
     rename (the file's tensors are memory-mapped, not read)."""
     os.makedirs(directory, exist_ok=True)
-    final = os.path.join(directory, CHECKPOINT_NAME)
+    final = os.path.join(directory, name)
     tmp = f"{final}.tmp.{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
@@ -248,7 +250,8 @@ def load_checkpoint(directory):
 def data_fingerprint(source):
     """What a reader reads, for a resume to check: an ImageFolder tree's files (relative paths
     as the reader lists them, sizes), a file list's lines and their files' sizes, or shards'
-    names and sizes. Paths are kept as 64-bit hashes (16 bytes a file: 20 MB for ImageNet)."""
+    names and sizes. Paths are kept as 64-bit hashes (16 bytes a file: 20 MB for ImageNet,
+    written once a checkpoint directory; each checkpoint holds its digest)."""
     import numpy as np
 
     from dali_msda.pipelines.imagenet import read_file_list
@@ -273,6 +276,32 @@ def data_fingerprint(source):
     return {"kind": kind, "count": len(entries),
             "names": torch.from_numpy(hashes[order].copy()),
             "sizes": torch.tensor([entries[k][1] for k in order], dtype=torch.int64)}
+
+
+def fingerprint_digest(fp):
+    """A data_fingerprint() in 64 hex digits: what every checkpoint holds of it (the full one,
+    16 bytes a file, is written once a directory: DATA_NAME)."""
+    h = hashlib.sha256(fp["kind"].encode())
+    h.update(fp["names"].numpy().tobytes())
+    h.update(fp["sizes"].numpy().tobytes())
+    return h.hexdigest()
+
+
+def fingerprint_summary(fp):
+    return {"kind": fp["kind"], "count": fp["count"], "digest": fingerprint_digest(fp)}
+
+
+def saved_fingerprint(directory, summary):
+    """The full fingerprint a checkpoint's summary was made from (DATA_NAME beside it), or
+    None when that file is gone or holds another one."""
+    path = os.path.join(directory, DATA_NAME)
+    if not os.path.exists(path):
+        return None
+    try:
+        full = torch.load(path, map_location="cpu", weights_only=True)["data"]
+    except Exception:  # an unreadable file says nothing about the data
+        return None
+    return full if fingerprint_digest(full) == summary.get("digest") else None
 
 
 def compare_fingerprints(saved, now):
@@ -305,19 +334,31 @@ def trim_batch_log(path, epoch, step):
 
 def check_data(ckpt, data, path, accept, say):
     """Refuse to resume on other training data than the checkpoint's (the batches would differ
-    from an uninterrupted run's), unless `accept`; says what changed either way."""
+    from an uninterrupted run's), unless `accept`; says what changed either way. The checkpoint
+    holds the digest of its data's fingerprint (fingerprint_summary); what changed is counted
+    from the full one written beside it (DATA_NAME)."""
     saved = ckpt.get("data")
     if saved is None:
         say(f"--resume: {path} records no fingerprint of its data (an older checkpoint); the "
             "data is not checked.")
         return
-    added, removed, changed = compare_fingerprints(saved, data)
-    if saved["kind"] == data["kind"] and not (added or removed or changed):
-        return
-    what = (f"the checkpoint's data is a {saved['kind']}, this run's a {data['kind']}"
-            if saved["kind"] != data["kind"] else
-            f"{added} added, {removed} removed, {changed} changed of {saved['count']} "
-            f"({'files' if data['kind'] != 'shards' else 'shards'})")
+    unit = "files" if data["kind"] != "shards" else "shards"
+    if "names" not in saved:  # a summary: equal digests, equal data
+        if saved["kind"] == data["kind"] and saved["digest"] == fingerprint_digest(data):
+            return
+        full = saved_fingerprint(os.path.dirname(path), saved)
+    else:  # a checkpoint that holds its full fingerprint (written before 2026-12-05)
+        full = saved
+    if saved["kind"] != data["kind"]:
+        what = f"the checkpoint's data is a {saved['kind']}, this run's a {data['kind']}"
+    elif full is None:
+        what = (f"{saved['count']} {unit} then, {data['count']} now, and not the same ones (the "
+                f"full fingerprint {DATA_NAME}, which says which, is not beside it)")
+    else:
+        added, removed, changed = compare_fingerprints(full, data)
+        if not (added or removed or changed):
+            return
+        what = f"{added} added, {removed} removed, {changed} changed of {saved['count']} ({unit})"
     if not accept:
         raise ValueError(f"--resume: the training data differs from {path}'s: {what}. The "
                          "batches after the resume would not be those of an uninterrupted run. "
@@ -473,8 +514,66 @@ def build_parser():
     return ap
 
 
+# what the message of a run stopped by its data needs to give the user's own commands
+_RUN = {}
+
+
+def recovery_commands(message):
+    """The scan and the training command that get this run past the bad files of `message`:
+    the user's own command with the good files' list (and --data, so that the list's labels
+    index the same classes), for the split (train or val) whose file the message names."""
+    if not _RUN:
+        return ""
+    root, argv, args = _RUN["root"], _RUN["argv"], _RUN["args"]
+    val = ((args.val_file_list and args.val_file_list in message) or
+           os.path.join(root, "val") + os.sep in message)
+    listed = args.val_file_list if val else args.file_list
+    target = listed or os.path.join(root, "val" if val else "train")
+    out = "good_val.txt" if val else "good.txt"
+    scan = ["python", "-m", "dali_msda.pipelines.scan", target, "--out", out]
+    if listed:  # a file list's labels are checked against the classes
+        scan += ["--num-classes", str(_RUN["num_classes"])]
+    drop = {"--data", "--val-file-list" if val else "--file-list"}
+    kept, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in drop:
+            skip = True
+            continue
+        if a.split("=", 1)[0] in drop:
+            continue
+        kept.append(a)
+    train = (["python", "-m", "dali_msda.pipelines.train", "--data", root,
+              "--val-file-list" if val else "--file-list", out] + kept)
+    return (f"For this run: `{shlex.join(scan)}` lists every bad file and writes the good ones "
+            f"to {out}; then `{shlex.join(train)}` trains on them.")
+
+
+def check_file_list_data(args, root, ap):
+    """A file list's labels index --data's classes: without --data they would be paired with
+    the embedded set's classes, which is right only for files of the embedded set."""
+    if args.data:
+        return
+    for option, listed, split in (("--file-list", args.file_list, "train"),
+                                  ("--val-file-list", args.val_file_list, "val")):
+        if not listed:
+            continue
+        home = os.path.join(os.path.abspath(root), split) + os.sep
+        outside = [path for _, path, _, _ in read_file_list(listed, None)
+                   if not os.path.abspath(path).startswith(home)]
+        if outside:
+            ap.error(f"{option} {listed}: its labels index the classes of --data's {split}/, and "
+                     f"no --data was given, so they would be read as the embedded dataset's "
+                     f"classes; but {outside[0]} (and {len(outside) - 1} more) is not a file "
+                     f"of the embedded dataset. Add --data ROOT (the tree whose {split}/ folders "
+                     "the labels number).")
+
+
 def main(argv=None):
     ap = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
     if (args.resume or args.checkpoint_every) and not args.checkpoint_dir:
         ap.error("--resume and --checkpoint-every need --checkpoint-dir")
@@ -506,6 +605,7 @@ def main(argv=None):
     for split in ("train", "val"):
         if not os.path.isdir(os.path.join(root, split)):
             sys.exit(f"--data {root!r} must contain {split}/ (an ImageFolder tree)")
+    check_file_list_data(args, root, ap)
     run_config = {k: getattr(args, k) for k in RUN_OPTIONS}
     run_config.update(world_size=world, device=device)
     source = (dict(file_list=args.file_list) if args.file_list else
@@ -547,6 +647,12 @@ def main(argv=None):
         if args.resume:
             say(f"resuming from {ckpt_path}: epoch {ckpt['epoch'] + 1}, step {ckpt['step']}"
                 if ckpt else f"--resume: no checkpoint in {args.checkpoint_dir} yet; starting")
+        if rank == 0 and saved_fingerprint(args.checkpoint_dir,
+                                           fingerprint_summary(data)) is None:
+            # the full fingerprint, once: checkpoints hold its digest (fingerprint_summary)
+            save_checkpoint({"format": CHECKPOINT_FORMAT, "data": data}, args.checkpoint_dir,
+                            DATA_NAME)
+        data = fingerprint_summary(data)
     schedule = None if mix_config is None else MixSchedule(mix_config)
     dtype = "float16" if device == "gpu" else "float32"
     classes = ckpt["classes"] if ckpt else None
@@ -563,6 +669,7 @@ def main(argv=None):
                             num_threads=args.threads, device=device, crop=args.crop,
                             resize=int(args.crop * 256 / 224), dtype=dtype,
                             classes=train_pipe.classes)  # the training classes' indices
+    _RUN.update(root=root, argv=argv, args=args, num_classes=train_pipe.num_classes)
     train = MixIterator(train_pipe)
     val = MixIterator(val_pipe, last_batch_policy=LastBatchPolicy.PARTIAL)
     torch_device = torch.device(f"cuda:{torch.cuda.current_device()}" if device == "gpu"
@@ -680,4 +787,4 @@ if __name__ == "__main__":
     try:
         main()
     except DataError as e:
-        sys.exit(f"train: stopped on the data: {e}")
+        sys.exit(f"train: stopped on the data: {e}\n{recovery_commands(str(e))}")

@@ -17,6 +17,7 @@ in DistributedDataParallel; the validation confusion matrix is summed over the r
 import argparse
 import json
 import os
+import sys
 import time
 
 import torch
@@ -26,7 +27,7 @@ from torch import nn
 from dali_msda.pipelines import (MixConfig, segmentation_dataset, segmentation_train,
                                  segmentation_val)
 from dali_msda.pipelines.imagenet import dist_env, resolve_device
-from dali_msda.pytorch import LastBatchPolicy, MixIterator
+from dali_msda.pytorch import DataError, LastBatchPolicy, MixIterator
 
 IGNORE = 255
 
@@ -120,10 +121,12 @@ def main(argv=None):
     train_pipe = segmentation_train(os.path.join(root, "train"), num_classes=num_classes,
                                     batch_size=args.batch_size, num_threads=args.threads,
                                     device=device, crop=args.crop, mix=mix,
-                                    dtype="float32", seed=args.seed * 1000 + 1234 + rank)
+                                    dtype="float32", seed=args.seed * 1000 + 1234 + rank,
+                                    ignore_index=IGNORE)
     val_pipe = segmentation_val(os.path.join(root, "val"), num_classes=num_classes,
                                 batch_size=args.batch_size, num_threads=args.threads,
-                                device=device, crop=args.crop, dtype="float32")
+                                device=device, crop=args.crop, dtype="float32",
+                                ignore_index=IGNORE)
     train_iter = MixIterator(train_pipe)
     val_iter = MixIterator(val_pipe, last_batch_policy=LastBatchPolicy.PARTIAL)
 
@@ -179,4 +182,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DataError as e:  # a label map or an image the pipelines refuse, named
+        sys.exit(f"train_seg: stopped on the data: {e}")

@@ -7,6 +7,7 @@ the same batches (SHA-256 of images and targets) and the same losses as an unint
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -198,6 +199,26 @@ def test_train_killed_and_resumed_matches_an_uninterrupted_run(data_root, tmp_pa
     assert read_log(tmp_path / "b.log") == whole
 
 
+def test_checkpointing_does_not_change_the_run(data_root, tmp_path):
+    """The same --seed gives the same batches with and without --checkpoint-dir, epoch after
+    epoch (DALI's file reader shuffles differently with its checkpointing on: the pipelines keep
+    it on always). Batch by batch, images and targets bit for bit, and the same losses."""
+    args = ARGS[:ARGS.index("--checkpoint-every")] + [
+        "--data", data_root, "--mode", "elem", "--device", "cpu", "--epochs", "3",
+        "--mix-off-epochs", "0"]
+    logs = {}
+    for name, extra in (("plain", []), ("checkpointed", ["--checkpoint-dir", str(tmp_path / "ck"),
+                                                         "--checkpoint-every", "3"])):
+        log = str(tmp_path / f"{name}.log")
+        proc = subprocess.run(TRAIN + args + extra + ["--log-batches", log], cwd=ROOT, env=env(),
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        logs[name] = read_log(log)
+    assert len(logs["plain"]) == 3 * 26
+    for a, b in zip(logs["plain"], logs["checkpointed"]):
+        assert a == b, f"differs at epoch {a['epoch']} step {a['step']}"
+
+
 def test_two_ranks_killed_and_resumed_under_torchrun(data_root, tmp_path):
     def cmd(tag, *extra):
         return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
@@ -370,3 +391,34 @@ def test_resume_refuses_changed_data(data_root, tmp_path):
     with pytest.raises(SystemExit,
                        match=r"the checkpoint's data is a tree, this run's a file list"):
         main(base + ["--resume", "--file-list", str(lst)])
+
+
+def test_checkpoints_hold_a_digest_of_the_data(data_root, tmp_path):
+    """Each checkpoint holds the digest of its data's fingerprint (not 16 bytes a file); the
+    full fingerprint is written once beside it and says what changed; without it the resume is
+    still refused, with the counts it can give."""
+    import shutil
+
+    from dali_msda.pipelines.train import DATA_NAME, load_checkpoint, main
+
+    root = tmp_path / "data"
+    shutil.copytree(data_root, root)
+    ck = str(tmp_path / "ck")
+    base = ["--data", str(root), "--epochs", "2", "--steps", "1", "--batch-size", "8",
+            "--crop", "32", "--width", "4", "--threads", "1", "--device", "cpu",
+            "--checkpoint-dir", ck, "--checkpoint-every", "1"]
+    main(base)
+    saved = load_checkpoint(ck)["data"]
+    assert set(saved) == {"kind", "count", "digest"} and saved["count"] == 420
+    assert re.fullmatch(r"[0-9a-f]{64}", saved["digest"])
+    assert os.path.exists(os.path.join(ck, DATA_NAME))
+    train = root / "train"
+    first = train / sorted(os.listdir(train))[0]
+    shutil.copy(first / sorted(os.listdir(first))[0], first / "extra.jpg")
+    with pytest.raises(SystemExit, match=r"1 added, 0 removed, 0 changed of 420 \(files\)"):
+        main(base + ["--resume"])
+    os.remove(os.path.join(ck, DATA_NAME))
+    with pytest.raises(SystemExit, match=r"420 files then, 421 now, and not the same ones \(the "
+                                         r"full fingerprint data_fingerprint\.pt, which says "
+                                         r"which, is not beside it\)"):
+        main(base + ["--resume"])

@@ -338,16 +338,18 @@ def test_scan_of_segmentation_pairs(tmp_path):
     text = proc.stdout
     assert re.search(r"BAD .*small.png: mask of .*small.png: its size 39 x 30 \(W x H\) differs "
                      r"from its image's 40 x 30", text)
-    assert re.search(r"BAD .*rgb.png: .*not a single-channel map \(mode RGB\)", text)
-    assert re.search(r"BAD .*palette.png: .*a palette PNG", text)
+    assert re.search(r"BAD .*rgb.png: .*an RGB PNG: its values are colours, not class indices",
+                     text)
     assert re.search(r"BAD .*label9.png: .*neither classes \(below 5\) nor `--ignore-index` 255: "
                      r"\[9\]", text)
     assert re.search(r"BAD .*masks/cut.png: .*does not decode", text)
-    assert "7 pairs: 2 good, 5 bad" in text
+    # a palette PNG's indices are its labels (as Pillow reads it): good
+    assert "palette.png" not in "".join(ln for ln in text.splitlines() if ln.startswith("BAD"))
+    assert "7 pairs: 3 good, 4 bad" in text
     from dali_msda.pipelines import segmentation_pairs
 
     images, masks = segmentation_pairs(file_list=str(out))
-    assert [os.path.basename(p) for p in images] == ["good.png", "good2.png"]
+    assert [os.path.basename(p) for p in images] == ["good.png", "good2.png", "palette.png"]
     os.remove(root / "masks" / "label9.png")
     proc = run_scan("--segmentation", str(root))
     assert proc.returncode == 1 and "1 image(s) without a mask" in proc.stdout
@@ -358,3 +360,16 @@ def test_scan_of_segmentation_pairs(tmp_path):
                 os.remove(p)
     proc = run_scan("--segmentation", str(root), "--num-classes", "5")
     assert proc.returncode == 0 and "2 pairs: 2 good, 0 bad" in proc.stdout, proc.stdout
+
+
+def test_a_label_no_int32_holds_is_bad_without_num_classes(tree, tmp_path):
+    """Without --num-classes a label may be any class index the reader can hold: an int32;
+    99999999999 is not one (the reader would wrap it), and is listed with the rule."""
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{tree}/train/a/000.JPEG 0\n{tree}/train/a/001.JPEG 99999999999\n"
+                   f"{tree}/train/a/002.JPEG 2147483647\n")
+    report = scan_mod.main([str(lst), "--quiet", "--workers", "1", "--device", "cpu"])
+    line = f"{tree}/train/a/001.JPEG 99999999999"
+    assert [(w.rsplit(":", 1)[1], r) for w, r in report["bad"]] == [
+        ("2", "the label is not a class index (ASCII digits, below 2^31, what an int32 label "
+              f"holds (no --num-classes)): {line!r}")]

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "dali/pipeline/operator/operator.h"
+#include "dali/pipeline/operator/checkpointing/stateless_operator.h"
 
 namespace msda {
 
@@ -56,10 +56,10 @@ int64_t ParseIndex(const uint8_t *p, int64_t n, int64_t limit, bool *too_big) {
 
 }  // namespace
 
-class ClassLabel : public Operator<CPUBackend> {
+class ClassLabel : public StatelessOperator<CPUBackend> {
  public:
   explicit ClassLabel(const OpSpec &spec)
-      : Operator<CPUBackend>(spec), num_classes_(spec.GetArgument<int>("num_classes")),
+      : StatelessOperator<CPUBackend>(spec), num_classes_(spec.GetArgument<int>("num_classes")),
         what_(spec.GetArgument<std::string>("what")) {
     DALI_ENFORCE(num_classes_ > 0, make_string("`num_classes` must be positive; got ",
                                                num_classes_, "."));

@@ -11,15 +11,15 @@
 #include <string>
 #include <vector>
 
-#include "dali/pipeline/operator/operator.h"
+#include "dali/pipeline/operator/checkpointing/stateless_operator.h"
 
 namespace msda {
 
 using namespace ::dali;  // NOLINT
 
-class PairCheck : public Operator<CPUBackend> {
+class PairCheck : public StatelessOperator<CPUBackend> {
  public:
-  explicit PairCheck(const OpSpec &spec) : Operator<CPUBackend>(spec) {}
+  explicit PairCheck(const OpSpec &spec) : StatelessOperator<CPUBackend>(spec) {}
 
  protected:
   bool SetupImpl(std::vector<OutputDesc> &output_desc, const Workspace &ws) override {
