@@ -9,10 +9,10 @@
   differently with it, so a run that saves checkpoints would otherwise see other batches than
   one that does not): a reader + decode + resize pipeline, images/s with it on and off, and the
   reader alone with it on and off as a share of the training pipeline's time;
-- label maps as class indices (fn.msda.label_map on an RGB decode, so that palette PNGs give
-  their indices) against the greyscale decode the segmentation pipelines used before (which
-  turned a palette PNG's indices into grey levels of its colours): ms per batch of maps alone,
-  and segmentation_train's images/s for scale.
+- label maps as class indices (fn.msda.image_check of their header, an ANY_DATA decode and
+  fn.msda.label_map, so that palette PNGs give their indices) against the greyscale decode the
+  segmentation pipelines used before (which turned a palette PNG's indices into grey levels of
+  its colours): maps/s of the maps alone, and segmentation_train's images/s for scale.
 
     python benchmarks/data_checks.py [--rounds 5] [--batches 20] [--imagenet-sized]
                                      [--json out/data_checks.json | --update-results]
@@ -99,7 +99,7 @@ def main(argv=None):
             jpegs, _ = fn.readers.file(file_root=root, shuffle_after_epoch=True, seed=42,
                                        pad_last_batch=True)
             return fn.msda.image_check(jpegs) if check else jpegs
-        return lambda: images_per_s(pipe(), args.batches * 10, bs)
+        return lambda: images_per_s(pipe(), args.batches * 50, bs)
 
     seg_root = segmentation_dataset() + "/train"
     _, masks = segmentation_pairs(seg_root)
@@ -110,8 +110,9 @@ def main(argv=None):
             pngs, _ = fn.readers.file(files=masks, pad_last_batch=True)
             if not indexed:
                 return fn.decoders.image(pngs, device="cpu", output_type=types.GRAY)
-            rgb = fn.decoders.image(pngs, device="cpu", output_type=types.RGB)
-            return fn.msda.label_map(pngs, rgb, num_classes=256, ignore_index=-1)
+            checked = fn.msda.image_check(pngs, label_maps=True)
+            decoded = fn.decoders.image(checked, device="cpu", output_type=types.ANY_DATA)
+            return fn.msda.label_map(pngs, decoded, num_classes=256, ignore_index=-1)
         return lambda: images_per_s(pipe(), args.batches, bs)
 
     def seg():

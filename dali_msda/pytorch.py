@@ -77,7 +77,8 @@ def data_error_message(error, source):
     if label:  # our own message names the shard and key, the rule and the text
         return (f"{label.group(1).strip()}\n`{scan} {where}` lists every bad sample; repack the "
                 "shards without them.")
-    if ours and ours.group(1) != "image_check":  # a segmentation pair: the file and the rule
+    if ours and (ours.group(1) != "image_check" or "the label map " in ours.group(2)):
+        # a segmentation pair: the file and the rule
         message = ours.group(0).strip().replace("--segmentation DATA",
                                                 f"--segmentation {where}")
         return (f"{message}\n`{scan} --segmentation {where} --out good_pairs.txt` lists every "

@@ -111,8 +111,9 @@ def pair_readers(images, masks, shard_id=0, num_shards=1, shuffle=False, shuffle
         common.update(shuffle_after_epoch=True, seed=shuffle_seed)
     jpegs, index = fn.readers.file(files=images, name=reader_name, **common)
     pngs, _ = fn.readers.file(files=masks, name=reader_name + "Masks", **common)
-    # a file no decoder can read stops the pipeline naming it (not the decoder, unnamed)
-    return fn.msda.image_check(jpegs), fn.msda.image_check(pngs), index
+    # a file no decoder can read stops the pipeline naming it (not the decoder, unnamed), and a
+    # map whose header says it cannot hold class indices too
+    return fn.msda.image_check(jpegs), fn.msda.image_check(pngs, label_maps=True), index
 
 
 def decode_pair(jpegs, pngs, gpu, num_classes, ignore_index=255):
@@ -121,8 +122,9 @@ def decode_pair(jpegs, pngs, gpu, num_classes, ignore_index=255):
     palette PNG's indices; RGB, RGBA, grey-and-alpha, 16-bit and JPEG maps refused), its labels
     classes or `ignore_index`, its size its image's; every refusal names the file."""
     images = fn.decoders.image(jpegs, device="mixed" if gpu else "cpu", output_type=types.RGB)
-    rgb = fn.decoders.image(pngs, device="cpu", output_type=types.RGB)
-    maps = fn.msda.label_map(pngs, rgb, num_classes=num_classes,
+    # ANY_DATA: one channel for a grey PNG (as cheap as a grey decode), colours for a palette
+    decoded = fn.decoders.image(pngs, device="cpu", output_type=types.ANY_DATA)
+    maps = fn.msda.label_map(pngs, decoded, num_classes=num_classes,
                              ignore_index=-1 if ignore_index is None else ignore_index)
     # a map of another size would be stretched onto its image by the crop and resize: refused,
     # naming the map's file

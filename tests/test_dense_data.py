@@ -50,13 +50,14 @@ def palette_png(path, m, palette, bits=8, transparency=None):
     im.save(path, **kw)
 
 
-def read_maps(files, num_classes=21, ignore_index=255):
-    """fn.msda.label_map of each file (encoded + RGB decode), one batch."""
+def read_maps(files, num_classes=21, ignore_index=255, output_type=types.RGB):
+    """fn.msda.label_map of each file (encoded + its decode), one batch."""
     @pipeline_def(batch_size=len(files), num_threads=2, device_id=None)
     def pipe():
         enc, _ = fn.readers.file(files=[str(f) for f in files])
-        rgb = fn.decoders.image(enc, device="cpu", output_type=types.RGB)
-        return fn.msda.label_map(enc, rgb, num_classes=num_classes, ignore_index=ignore_index)
+        decoded = fn.decoders.image(enc, device="cpu", output_type=output_type)
+        return fn.msda.label_map(enc, decoded, num_classes=num_classes,
+                                 ignore_index=ignore_index)
 
     p = pipe()
     p.build()
@@ -75,9 +76,11 @@ def map_error(path, **kw):
 
 # ---- every PNG form a label map takes ------------------------------------------------------------
 
-def test_label_maps_of_every_png_form_are_pillows_indices(tmp_path):
-    """Greyscale 8-bit, 1-bit, palette PNGs (VOC's colours; 2-bit; with a transparent entry):
-    the op gives what np.asarray(Image.open(p)) gives, at 224 x 224 too."""
+@pytest.mark.parametrize("output_type", [types.RGB, types.ANY_DATA], ids=["rgb", "any"])
+def test_label_maps_of_every_png_form_are_pillows_indices(tmp_path, output_type):
+    """Greyscale 8-bit, 1-bit, palette PNGs (VOC's colours; 2-bit; with a transparent entry;
+    a palette of greys in another order than their levels): the op gives what
+    np.asarray(Image.open(p)) gives, at 224 x 224 too, from an RGB or an ANY_DATA decode."""
     m = indices()
     files = {}
     files["grey"] = tmp_path / "grey.png"
@@ -94,7 +97,10 @@ def test_label_maps_of_every_png_form_are_pillows_indices(tmp_path):
     big = np.tile(m, (8, 6))[:224, :224].copy()
     files["voc224"] = tmp_path / "voc224.png"
     palette_png(files["voc224"], big, voc_colors())
-    got = read_maps(list(files.values()))
+    greys = np.repeat((255 - np.arange(256, dtype=np.uint8))[:, None], 3, axis=1)
+    files["grey_palette"] = tmp_path / "grey_palette.png"
+    palette_png(files["grey_palette"], m, greys)  # index i shown as grey level 255 - i
+    got = read_maps(list(files.values()), output_type=output_type)
     for (name, path), g in zip(files.items(), got):
         expect = np.asarray(Image.open(path)).astype(np.uint8)
         np.testing.assert_array_equal(g, expect, err_msg=name)
@@ -224,6 +230,11 @@ def rgb_mask(path, m):
     Image.fromarray(voc_colors()[m]).save(path)
 
 
+def grey_alpha_mask(path, m):
+    Image.merge("LA", [Image.fromarray(m), Image.fromarray(np.full(m.shape, 255, np.uint8))]
+                ).save(path)
+
+
 def label_30(path, m):
     m = m.copy()
     m[10, 10] = 30
@@ -231,12 +242,17 @@ def label_30(path, m):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("bad", [rgb_mask, label_30], ids=["rgb", "label30"])
+@pytest.mark.parametrize("bad", [rgb_mask, grey_alpha_mask, label_30],
+                         ids=["rgb", "grey_alpha", "label30"])
 def test_the_pipelines_stop_on_a_bad_map_naming_it(tmp_path, device, bad):
+    """Refused before decoding where the header says it (fn.msda.image_check: DALI's ANY_DATA
+    decode fails on a grey-and-alpha PNG without saying why), by fn.msda.label_map else."""
     root = voc_tree(str(tmp_path / "voc"), bad=bad)
     path = os.path.join(root, "masks", "0005.png")
-    expect = (f"the label map {path} is an RGB PNG" if bad is rgb_mask else
-              f"the label map {path} holds label 30 at pixel (10, 10)")
+    expect = {rgb_mask: f"msda.image_check: the label map {path} is an RGB PNG",
+              grey_alpha_mask: f"msda.image_check: the label map {path} is a grey-and-alpha PNG",
+              label_30: f"msda.label_map: the label map {path} holds label 30 at pixel (10, 10)",
+              }[bad]
     for make in (lambda: segmentation_val(root, num_classes=21, batch_size=6, num_threads=2,
                                           device=device, crop=32, dtype="float32"),
                  lambda: segmentation_train(root, num_classes=21, batch_size=6, num_threads=2,

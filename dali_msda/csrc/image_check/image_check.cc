@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "dali/pipeline/operator/checkpointing/stateless_operator.h"
+#include "../label_map/png_info.h"
 
 namespace msda {
 
@@ -109,7 +110,8 @@ std::string StreamProblem(const uint8_t *p, int64_t n) {
 
 class ImageCheck : public StatelessOperator<CPUBackend> {
  public:
-  explicit ImageCheck(const OpSpec &spec) : StatelessOperator<CPUBackend>(spec) {}
+  explicit ImageCheck(const OpSpec &spec)
+      : StatelessOperator<CPUBackend>(spec), label_maps_(spec.GetArgument<bool>("label_maps")) {}
 
  protected:
   bool SetupImpl(std::vector<OutputDesc> &, const Workspace &ws) override {
@@ -118,12 +120,18 @@ class ImageCheck : public StatelessOperator<CPUBackend> {
                  make_string("msda.image_check: the encoded images must be uint8 (as a reader "
                              "gives them); got ", in.type(), "."));
     for (int i = 0; i < in.num_samples(); i++) {
-      const std::string why = StreamProblem(in.tensor<uint8_t>(i), volume(in.tensor_shape(i)));
-      if (!why.empty()) {
-        const std::string &src = in.GetMeta(i).GetSourceInfo();
-        DALI_FAIL(make_string("msda.image_check: the image ",
-                              src.empty() ? "of sample " + std::to_string(i) : src, " ", why,
-                              ": it cannot be decoded."));
+      const uint8_t *p = in.tensor<uint8_t>(i);
+      const int64_t n = volume(in.tensor_shape(i));
+      const std::string why = StreamProblem(p, n);
+      const std::string &src = in.GetMeta(i).GetSourceInfo();
+      const std::string name = src.empty() ? "of sample " + std::to_string(i) : src;
+      if (!why.empty())
+        DALI_FAIL(make_string("msda.image_check: the ", label_maps_ ? "label map " : "image ",
+                              name, " ", why, ": it cannot be decoded."));
+      if (label_maps_) {  // what the header says of a label map (msda.LabelMap's rules)
+        const std::string form = LabelMapFormProblem(ReadPngInfo(p, n));
+        if (!form.empty())
+          DALI_FAIL(make_string("msda.image_check: the label map ", name, " ", form));
       }
     }
     return false;  // outputs share the inputs' memory (RunImpl)
@@ -132,6 +140,9 @@ class ImageCheck : public StatelessOperator<CPUBackend> {
   void RunImpl(Workspace &ws) override {
     ws.Output<CPUBackend>(0).ShareData(ws.Input<CPUBackend>(0));
   }
+
+ private:
+  bool label_maps_;
 };
 
 }  // namespace msda
@@ -151,6 +162,9 @@ Example::
   .NumOutput(1)
   .PassThrough({{0, 0}})
   .InputDox(0, "encoded", "TensorList of uint8 on the CPU", "Encoded images, as a reader "
-            "gives them.");
+            "gives them.")
+  .AddOptionalArg("label_maps", R"code(The images are label maps: also refuse what their header
+says cannot hold class indices (RGB, RGBA, grey-and-alpha or 16-bit PNGs, JPEGs), as
+``fn.msda.label_map`` does, before a decoder sees them.)code", false);
 
 DALI_REGISTER_OPERATOR(msda__ImageCheck, ::msda::ImageCheck, ::dali::CPU);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace msda {
@@ -98,6 +99,40 @@ struct PaletteLookup {
     return out;
   }
 };
+
+/// The way out a refusal of a label map points to.
+constexpr const char *kConvertMasks =
+    "; `python -m dali_msda.pipelines.scan --segmentation DATA --convert-masks FOLDER` writes "
+    "them as index PNGs";
+
+/// Why a label map's encoded form cannot hold class indices, or "" when it can (a greyscale PNG
+/// of at most 8 bits, a palette PNG, or another format, whose pixels then must be grey): the
+/// part of msda.LabelMap's rules that the file's header decides, which msda.ImageCheck applies
+/// before decoding (`label_maps=True`).
+inline std::string LabelMapFormProblem(const PngInfo &info) {
+  const std::string convert = kConvertMasks;
+  if (info.format == MapFormat::kJpeg)
+    return "is a JPEG: lossy compression puts values between the classes at their edges, so a "
+           "label map must be lossless (a single-channel or palette PNG)" + convert +
+           " from your original masks.";
+  if (info.format != MapFormat::kPng || !info.ok) return "";
+  if (info.color_type == kGrey && info.bit_depth > 8)
+    return "is a " + std::to_string(info.bit_depth) + "-bit greyscale PNG: decoders scale it to "
+           "8 bits (value / 257), so its values are not kept" + convert +
+           " (values above 255 cannot be uint8 labels).";
+  if (info.color_type == kGrey || info.color_type == kPalette) return "";
+  if (info.color_type == kGreyAlpha)
+    return "is a grey-and-alpha PNG (colour type 4): a label map has one channel of class "
+           "indices (a single-channel or palette PNG), and decoders drop the alpha silently" +
+           convert + " (their grey channel).";
+  const std::string what = info.color_type == kRgb    ? "an RGB"
+                           : info.color_type == kRgba ? "an RGBA"
+                                                      : "an unknown colour type's";
+  return "is " + what + " PNG (colour type " + std::to_string(info.color_type) +
+         "): its values are colours, not class indices; a label map is a single-channel PNG of "
+         "indices or a palette PNG" + convert + " (--palette voc maps VOC's colours to their "
+         "classes).";
+}
 
 }  // namespace msda
 
