@@ -359,10 +359,10 @@ def test_an_older_checkpoint_never_replaces_a_newer_one(tmp_path):
     assert train_mod.load_checkpoint(str(tmp_path))["n"] == 3
 
 
-def test_resume_refuses_changed_data(data_root, tmp_path):
+def data_copy_run(data_root, tmp_path):
+    """(copied data root, checkpoint dir, arguments) of a short checkpointed run on a copy of
+    the data that a test may change."""
     import shutil
-
-    from dali_msda.pipelines.train import main
 
     root = tmp_path / "data"
     shutil.copytree(data_root, root)
@@ -370,6 +370,15 @@ def test_resume_refuses_changed_data(data_root, tmp_path):
     base = ["--data", str(root), "--epochs", "2", "--steps", "1", "--batch-size", "8",
             "--crop", "32", "--width", "4", "--threads", "1", "--device", "cpu",
             "--checkpoint-dir", ck, "--checkpoint-every", "1"]
+    return root, ck, base
+
+
+def test_resume_refuses_changed_data(data_root, tmp_path):
+    import shutil
+
+    from dali_msda.pipelines.train import main
+
+    root, ck, base = data_copy_run(data_root, tmp_path)
     main(base[:2] + ["--epochs", "2"] + base[4:])  # finished: 2 epochs of 1 step
     train = root / "train"
     classes = sorted(os.listdir(train))
@@ -401,12 +410,7 @@ def test_checkpoints_hold_a_digest_of_the_data(data_root, tmp_path):
 
     from dali_msda.pipelines.train import DATA_NAME, load_checkpoint, main
 
-    root = tmp_path / "data"
-    shutil.copytree(data_root, root)
-    ck = str(tmp_path / "ck")
-    base = ["--data", str(root), "--epochs", "2", "--steps", "1", "--batch-size", "8",
-            "--crop", "32", "--width", "4", "--threads", "1", "--device", "cpu",
-            "--checkpoint-dir", ck, "--checkpoint-every", "1"]
+    root, ck, base = data_copy_run(data_root, tmp_path)
     main(base)
     saved = load_checkpoint(ck)["data"]
     assert set(saved) == {"kind", "count", "digest"} and saved["count"] == 420
