@@ -272,7 +272,7 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     with it than without, so the same seed gives the same batches whether a run saves
     checkpoints or not. `check_images=False` leaves out fn.msda.image_check (each encoded
     image's structure read before decoding, so that a file no decoder can read stops the run
-    naming it; about 0.1 % of the CPU pipeline's time, benchmarks/README.md).
+    naming it; at most 0.25 % of the CPU pipeline's time, benchmarks/README.md).
     """
     device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
                                                          device_id)

@@ -15,7 +15,8 @@ halves until the failing files are found. Workers are processes because DALI 2.4
 can crash the process after a failed batch: a crash costs a worker, not the scan.
 Bad files are listed with the reason; `--out FILE` writes a file list of the good ones
 ("path label", labels numbered as the tree's sorted class folders number them), which
-`imagenet_train(file_list=..., classes=folder_classes(tree))` and `train --file-list` accept.
+`imagenet_train(file_list=..., classes=folder_classes(tree))` and `train --data ROOT
+--file-list` accept (the command printed at the end is complete for the scanned tree).
 Files the reader skips (other extensions) and class folders without images are reported too.
 
 A file list ("path label" lines, as fn.readers.file reads them: the label is the last field,
@@ -616,6 +617,25 @@ def scan_segmentation(path, decoder, num_classes=None, ignore_index=255, show_pr
     return report
 
 
+def train_hint(scanned, out, file_list):
+    """How to train on the good files' list: with the training script's --data, whose train/
+    (or val/) folders number the labels, when the scanned tree is such a split; else with the
+    pipeline and the tree's classes."""
+    import shlex
+
+    if not file_list:
+        tree = os.path.abspath(scanned)
+        root, split = os.path.split(tree)
+        if split in ("train", "val") and os.path.isdir(os.path.join(root, "train")):
+            option = "--file-list" if split == "train" else "--val-file-list"
+            command = ["python", "-m", "dali_msda.pipelines.train", "--data", root, option, out]
+            return f"train with `{shlex.join(command)}` (and your other options)"
+        return (f"train with imagenet_train(file_list={out!r}, classes=folder_classes("
+                f"{tree!r})): the labels number that tree's class folders")
+    return (f"train with imagenet_train(file_list={out!r}, num_classes=...) or the training "
+            f"script's --file-list {out} with the --data whose train/ classes the labels index")
+
+
 def write_file_list(good, out):
     """'path label' lines (absolute paths) for fn.readers.file(file_list=...), which reads the
     last field as the label and the rest as the path (spaces in paths are fine; a line break,
@@ -745,8 +765,8 @@ def main(argv=None):
             raise SystemExit(2)
         labels = (f"labels 0..{len(report['classes']) - 1} ({len(report['classes'])} classes)"
                   if report.get("classes") else "labels as listed")
-        print(f"wrote {args.out}: {len(report['good'])} files, {labels}; train with "
-              f"--file-list {args.out}")
+        print(f"wrote {args.out}: {len(report['good'])} files, {labels}; "
+              f"{train_hint(args.paths[0], args.out, file_list)}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({k: v for k, v in report.items()}, f, indent=1)

@@ -84,6 +84,9 @@ def test_scan_names_every_bad_file_and_writes_a_list_of_the_good(tree, tmp_path)
     assert "EMPTY class folder 'c_empty'" in proc.stdout
     assert "CMYK JPEG" in proc.stdout and "grayscale JPEG" in proc.stdout
     assert "127 files: 123 good, 4 bad, 1 skipped by the reader, 1 empty class" in proc.stdout
+    # the command it prints trains on the user's tree (its --data), not the embedded set
+    assert (f"train with `python -m dali_msda.pipelines.train --data {tree} --file-list {out}` "
+            "(and your other options)") in proc.stdout
     lines = out.read_text().splitlines()
     assert len(lines) == 120 + len(GOOD_KINDS)
     classes = folder_classes(str(tree / "train"))
