@@ -182,3 +182,13 @@ def test_segmentation_snippet_runs(tmp_path, monkeypatch):
     assert tuple(images.shape) == (16, 3, 128, 128) and tuple(maps.shape) == (16, 128, 128)
     assert tuple(weights.shape) == (16, 2) and float((weights.sum(1) - 1).abs().max()) < 1e-6
     assert set(maps.unique().tolist()) <= set(range(8)) | {255}
+
+
+def test_dynamic_mode_snippet_runs():
+    pytest.importorskip("torch")
+    scope = {}
+    exec(compile(readme_block("ndd"), "README.md (ndd)", "exec"), scope)
+    mixed, targets = scope["mixed"], scope["targets"]
+    assert tuple(mixed.shape) == (8, 224, 224, 3) and tuple(targets.shape) == (8, 8)
+    assert float((targets.sum(1) - 1).abs().max()) < 1e-6
+    assert not bool((mixed == scope["x"]).all())  # something was mixed

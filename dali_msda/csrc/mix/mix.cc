@@ -814,7 +814,8 @@ with it (``mirror``). Other methods refuse boxes. Images only.)code", DALI_FLOAT
   .AddOptionalArg("output_params", R"code(Also return, per sample, the float32 vector
 ``(applied, lam, cy, cx)``: whether mixing was drawn to apply (1 or 0), the ``lam`` and the pixel
 centre it used (drawn or explicit). It comes after ``mask`` when both are requested.)code", false)
-  .AddRandomSeedArg();
+  .AddRandomSeedArg()
+  .AddRandomStateArg();  // dynamic mode (ndd.msda.mix) passes an RNG state per call
 // clang-format on
 
 DALI_REGISTER_OPERATOR(msda__Mix, ::msda::Mix<::dali::CPUBackend>, ::dali::CPU);

@@ -1,0 +1,104 @@
+"""The op in DALI's dynamic mode (`nvidia.dali.experimental.dynamic`, "ndd"): `ndd.msda.mix`,
+called eagerly on torch tensors. Its schema has the random-state argument, so ndd wraps it as a
+function taking an `ndd.random.RNG`: the same seed gives the same bytes, a cloned RNG (its saved
+state) continues the stream alike, explicit `lam` / `center` give the reference's bytes and the
+pipeline op's, label maps and fused normalisation included. (A first step of dynamic mode: the
+README section, a helper object and CUDA tensors are not done yet.)"""
+
+import numpy as np
+import pytest
+import torch
+
+import dali_msda  # noqa: F401  (loads the plugin before ndd is imported: ndd builds its ops then)
+from dali_msda import reference as ref
+
+from conftest import class_labels, run_mix
+from nvidia.dali import types
+
+ndd = pytest.importorskip("nvidia.dali.experimental.dynamic")
+
+
+def batch(a, layout=None):
+    return ndd.as_batch(torch.from_numpy(np.ascontiguousarray(a)), layout=layout)
+
+
+def mix(images, labels, rng, **kw):
+    """ndd.msda.mix on the CPU; its outputs as NumPy arrays."""
+    kw = {k: batch(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+    outs = ndd.msda.mix(batch(images, "HWC"), batch(labels), rng=rng, device="cpu", **kw)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    return tuple(o.torch().numpy() for o in outs)
+
+
+IMAGES = np.random.default_rng(0).integers(0, 256, (6, 224, 224, 3), dtype=np.uint8)
+LABELS = class_labels(6)
+
+
+def test_mix_is_a_function_of_ndd_msda():
+    assert callable(getattr(ndd.msda, "mix", None))
+
+
+@pytest.mark.parametrize("method", ["mixup", "cutmix", "gmix", "resizemix"])
+def test_the_same_seed_gives_the_same_bytes(method):
+    a = mix(IMAGES, LABELS, ndd.random.RNG(seed=5), method=method, num_classes=6, mode="elem")
+    b = mix(IMAGES, LABELS, ndd.random.RNG(seed=5), method=method, num_classes=6, mode="elem")
+    c = mix(IMAGES, LABELS, ndd.random.RNG(seed=6), method=method, num_classes=6, mode="elem")
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_a_saved_rng_state_continues_the_stream():
+    """Two calls on one RNG draw differently; a clone taken before them (its state saved)
+    gives the same two results, call for call."""
+    rng = ndd.random.RNG(seed=11)
+    saved = rng.clone()
+    first = mix(IMAGES, LABELS, rng, method="cutmix", num_classes=6, mode="elem")[0]
+    second = mix(IMAGES, LABELS, rng, method="cutmix", num_classes=6, mode="elem")[0]
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(mix(IMAGES, LABELS, saved, method="cutmix", num_classes=6,
+                                      mode="elem")[0], first)
+    np.testing.assert_array_equal(mix(IMAGES, LABELS, saved, method="cutmix", num_classes=6,
+                                      mode="elem")[0], second)
+
+
+@pytest.mark.parametrize("method", ["mixup", "cutmix", "hmix", "gmix", "resizemix"])
+def test_explicit_draws_give_the_reference_and_the_pipeline_ops_bytes(method):
+    """lam and center given: the eager op equals reference.mix bit for bit, with the fused
+    normalisation, mirror and layout change, and equals the pipeline op on the same call."""
+    lam = np.float32([0.3, 0.7, 0.5, 0.2, 0.9, 0.6])
+    center = np.float32([[0.5, 0.5], [0.2, 0.8], [0.9, 0.1], [0.5, 0.3], [0.1, 0.1],
+                         [0.7, 0.4]])
+    mirror = np.int32([1, 0, 0, 1, 1, 0])
+    kw = dict(method=method, num_classes=6, mode="elem", lam=lam, center=center,
+              mean=[120.0, 110.0, 100.0], std=[60.0, 55.0, 50.0], output_layout="CHW",
+              dtype=types.FLOAT16, output_params=True)
+    mixed, targets, params = mix(IMAGES, LABELS, ndd.random.RNG(seed=1), mirror=mirror, **kw)
+    expect, expect_t, _ = ref.mix(IMAGES, LABELS, method, lam=params[:, 1],
+                                  center=params[:, 2:4].astype(np.int64),
+                                  apply=params[:, 0] == 1.0, layout="HWC", num_classes=6,
+                                  dtype=np.float16, mean=kw["mean"], std=kw["std"],
+                                  mirror=mirror, output_layout="CHW")
+    np.testing.assert_array_equal(mixed.view(np.uint8), expect.view(np.uint8))
+    np.testing.assert_allclose(targets, expect_t, rtol=0, atol=1e-6)
+    pipeline = run_mix(IMAGES, LABELS, device="cpu", method=method, num_classes=6, mode="elem",
+                       lam=lam, center=center, mirror=mirror, mean=kw["mean"], std=kw["std"],
+                       output_layout="CHW", dtype=types.FLOAT16)
+    np.testing.assert_array_equal(mixed.view(np.uint8), pipeline[0].view(np.uint8))
+
+
+def test_label_maps_are_mixed_eagerly_too():
+    maps = np.random.default_rng(1).integers(0, 6, (6, 224, 224), dtype=np.uint8)
+    lam = np.float32([0.25] * 6)
+    center = np.float32([[0.5, 0.5]] * 6)
+    outs = ndd.msda.mix(batch(IMAGES, "HWC"), batch(LABELS), batch(maps), rng=ndd.random.RNG(2),
+                        device="cpu", method="cutmix", num_classes=6, mode="elem",
+                        lam=batch(lam), center=batch(center), output_params=True)
+    mixed_maps = outs[2].torch().numpy()
+    params = outs[-1].torch().numpy()
+    _, _, masks = ref.mix(IMAGES, LABELS, "cutmix", lam=params[:, 1],
+                          center=params[:, 2:4].astype(np.int64), apply=params[:, 0] == 1.0,
+                          layout="HWC", num_classes=6)
+    expect = ref.mix_seg(maps, masks, "cutmix", lam=params[:, 1],
+                         center=params[:, 2:4].astype(np.int64), apply=params[:, 0] == 1.0)
+    np.testing.assert_array_equal(mixed_maps, expect)
