@@ -531,7 +531,7 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
             run_new(std::integral_constant<int, msda::kMinBlocks>{}, nullptr, true));
         if (opt.variants && std::is_integral_v<In> &&
             msda::PlainLaunch<Out, In>(msda::PlanLaunch<In>(shape, true, true, 1, 1),
-                                  plan.params.data(), false, nullptr))
+                                       plan.params.data(), false, nullptr))
           add(m.name, mode, "new_general",  // what the plain instance saves
               run_new(std::integral_constant<int, msda::kMinBlocks>{}, nullptr, true, true));
         if (opt.variants && cs.H % 2)

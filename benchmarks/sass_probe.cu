@@ -31,25 +31,20 @@ __global__ void __launch_bounds__(msda::kBlockThreads, msda::kMinBlocks)
 
 template <typename Out, typename In>
 void Instantiate() {
-  auto one = [](auto c, auto plain) {
+  auto one = [](auto c) {  // the general instance, and the plain one where it exists
     constexpr int C = decltype(c)::value;
-    constexpr bool kPlain = decltype(plain)::value;
-    (void)&OpKernel<C, kPlain, Out, In>;
-    if constexpr (C == 3) (void)&HotKernel<C, kPlain, Out, In>;
+    (void)&OpKernel<C, false, Out, In>;
+    if constexpr (C == 3) (void)&HotKernel<C, false, Out, In>;
+    if constexpr (msda::HasPlainInstance<Out, In>(C)) {
+      (void)&OpKernel<C, true, Out, In>;
+      if constexpr (C == 3) (void)&HotKernel<C, true, Out, In>;
+    }
   };
-  using G = std::bool_constant<false>;
-  using P = std::bool_constant<true>;
-  one(std::integral_constant<int, 0>{}, G{});
-  one(std::integral_constant<int, 1>{}, G{});
-  one(std::integral_constant<int, 2>{}, G{});
-  one(std::integral_constant<int, 3>{}, G{});
-  one(std::integral_constant<int, 4>{}, G{});
-  if constexpr (std::is_integral_v<In>) {
-    one(std::integral_constant<int, 1>{}, P{});
-    one(std::integral_constant<int, 2>{}, P{});
-    one(std::integral_constant<int, 3>{}, P{});
-    if constexpr (sizeof(Out) != 4) one(std::integral_constant<int, 4>{}, P{});
-  }
+  one(std::integral_constant<int, 0>{});
+  one(std::integral_constant<int, 1>{});
+  one(std::integral_constant<int, 2>{});
+  one(std::integral_constant<int, 3>{});
+  one(std::integral_constant<int, 4>{});
 }
 
 template <typename Out>

@@ -361,6 +361,20 @@ struct Block {
 
 // ---- the vector path -------------------------------------------------------------------------
 
+/// The box mask of P pixels of row r from column c0 of one sample (mask kind kMaskBox: 0 inside
+/// [y0, y1) x [x0, x1), `outside` elsewhere; Mixup's box is empty, ResizeMix's outside is 1).
+template <int P>
+DALI_HOST_DEV MSDA_INLINE void BoxMask(int y0, int y1, int x0, int x1, float outside, int r,
+                                       int c0, float (&m)[P]) {
+  // columns [x0, x1) of rows [y0, y1): an empty column range outside those rows
+  const int in_rows = r >= y0 && r < y1;
+  const int lo = x0 - c0;
+  const unsigned width = in_rows ? static_cast<unsigned>(x1 - x0) : 0u;
+MSDA_UNROLL
+  for (int k = 0; k < P; k++)  // k in [lo, lo + width), as one unsigned compare
+    m[k] = static_cast<unsigned>(k - lo) < width ? 0.0f : outside;
+}
+
 /// The mask of P pixels of row r from column c0 (kind by kind: no per-element dispatch).
 template <int P, typename Out, typename In>
 DALI_HOST_DEV inline void UnitMask(const SampleParams &p, const KernelArgs<Out, In> &a, int r,
@@ -393,13 +407,7 @@ MSDA_UNROLL
     for (int k = 0; k < P; k++) m[k] = (byte >> (shift + k)) & 1u ? 1.0f : 0.0f;
     return;
   }
-  // a box: 0 inside, `outside` elsewhere (Mixup's box is empty; ResizeMix's outside is 1)
-  const bool in_rows = r >= p.y0 && r < p.y1;
-MSDA_UNROLL
-  for (int k = 0; k < P; k++) {
-    const int c = c0 + k;
-    m[k] = in_rows && c >= p.x0 && c < p.x1 ? 0.0f : p.outside;
-  }
+  BoxMask<P>(p.y0, p.y1, p.x0, p.x1, p.outside, r, c0, m);
 }
 
 /// Input address of (frame f, row r, column c, channel ch) of a sample.
@@ -701,19 +709,6 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
 // - each input element is converted to float once for both outputs of the pair, and the loads
 //   of both blocks are issued before either is used.
 
-/// The box mask of P pixels of row r from column c0 of one sample (UnitMask's box case).
-template <int P>
-DALI_HOST_DEV MSDA_INLINE void BoxMask(int y0, int y1, int x0, int x1, float outside, int r,
-                                       int c0, float (&m)[P]) {
-  // columns [x0, x1) of rows [y0, y1): an empty column range outside those rows
-  const int in_rows = r >= y0 && r < y1;
-  const int lo = x0 - c0;
-  const unsigned width = in_rows ? static_cast<unsigned>(x1 - x0) : 0u;
-MSDA_UNROLL
-  for (int k = 0; k < P; k++)  // k in [lo, lo + width), as one unsigned compare
-    m[k] = static_cast<unsigned>(k - lo) < width ? 0.0f : outside;
-}
-
 /// float32 -> Out for a value that is not a NaN (ConvertOut without its NaN check).
 template <typename Out>
 DALI_HOST_DEV inline Out ConvertFinite(float v) {
@@ -828,14 +823,19 @@ MSDA_UNROLL
 
 /// Whether a planned vector launch may take the plain instance: integral inputs, every mask a
 /// box, no label maps, no mask outputs, and every 1 / std finite (`norm`: mean[C] then
-/// inv_std[C], or null without normalisation), so that no NaN can arise. Not for 4 channels
-/// of float32 output: the 2 x 32 output values of a unit spill at the launch bounds
-/// (benchmarks/sass_stats.py), where the general instance does not.
+/// inv_std[C], or null without normalisation), so that no NaN can arise; and a plain instance
+/// for its C (HasPlainInstance: none for 4 channels of float32 output, whose 2 x 32 output
+/// values of a unit spill at the launch bounds, benchmarks/sass_stats.py, where the general
+/// instance's do not).
+template <typename Out, typename In>
+constexpr bool HasPlainInstance(int C) {
+  return std::is_integral_v<In> && C >= 1 && C <= 4 && !(C == 4 && sizeof(Out) == 4);
+}
+
 template <typename Out, typename In>
 bool PlainLaunch(const LaunchGeometry &g, const SampleParams *p, bool mask_outputs,
                  const float *norm) {
-  if (!std::is_integral_v<In> || g.vec_c == 0 || g.seg_bytes || mask_outputs) return false;
-  if (g.vec_c == 4 && sizeof(Out) == 4) return false;
+  if (!HasPlainInstance<Out, In>(g.vec_c) || g.seg_bytes || mask_outputs) return false;
   for (int i = 0; i < g.n; i++)
     if (p[i].kind != kMaskBox) return false;
   for (int c = 0; norm && c < g.C; c++)
@@ -956,30 +956,20 @@ DALI_HOST_DEV inline void MixThread(const KernelArgs<Out, In> &a, int block, int
 
 /// Calls f(std::integral_constant<int, C>{}, std::bool_constant<plain>{}) for C = g.vec_c (0 to
 /// 4) and plain = g.plain: how the launch picks its kernel instance, on the GPU and in the
-/// harness alike. The plain instances exist where PlainLaunch can choose them.
+/// harness alike. The plain instances exist where HasPlainInstance says.
 template <typename Out, typename In, typename F>
 void WithInstance(const LaunchGeometry &g, const F &f) {
-  using P = std::bool_constant<true>;
-  using G = std::bool_constant<false>;
-  if constexpr (std::is_integral_v<In>) {
-    if (g.plain) {
-      switch (g.vec_c) {
-        case 1: return f(std::integral_constant<int, 1>{}, P{});
-        case 2: return f(std::integral_constant<int, 2>{}, P{});
-        case 3: return f(std::integral_constant<int, 3>{}, P{});
-        case 4:
-          if constexpr (sizeof(Out) != 4) return f(std::integral_constant<int, 4>{}, P{});
-          break;
-        default: break;
-      }
-    }
-  }
+  auto call = [&](auto c) {
+    if constexpr (HasPlainInstance<Out, In>(decltype(c)::value))
+      if (g.plain) return f(c, std::bool_constant<true>{});
+    return f(c, std::bool_constant<false>{});
+  };
   switch (g.vec_c) {
-    case 1: return f(std::integral_constant<int, 1>{}, G{});
-    case 2: return f(std::integral_constant<int, 2>{}, G{});
-    case 3: return f(std::integral_constant<int, 3>{}, G{});
-    case 4: return f(std::integral_constant<int, 4>{}, G{});
-    default: return f(std::integral_constant<int, 0>{}, G{});
+    case 1: return call(std::integral_constant<int, 1>{});
+    case 2: return call(std::integral_constant<int, 2>{});
+    case 3: return call(std::integral_constant<int, 3>{});
+    case 4: return call(std::integral_constant<int, 4>{});
+    default: return call(std::integral_constant<int, 0>{});
   }
 }
 

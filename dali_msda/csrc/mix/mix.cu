@@ -122,7 +122,7 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
         LaunchGeometry p = PlanLaunch<In>(Shape(n), aligned, mask_aligned, sms, blocks_per_sm);
         p.seg_bytes = seg_bytes;
         p.plain = PlainLaunch<Out, In>(p, params_.data(), output_mask_,
-                                  normalize_ ? norm_.data() : nullptr);
+                                       normalize_ ? norm_.data() : nullptr);
         return p;
       };
       LaunchGeometry g = plan(1, 1);
