@@ -322,6 +322,12 @@ def scan_tree(root, decoder, show_progress=True):
     return report
 
 
+def label_rule(num_classes):
+    """The bound a label breaks (class_index's rule), as the scan says it."""
+    return (f"below {num_classes}" if num_classes else
+            "below 2^31, what an int32 label holds (no --num-classes)")
+
+
 def scan_file_list(file_list, decoder, num_classes=None, show_progress=True):
     """A 'path label' file list: lines whose label breaks the rule (or whose file is missing)
     are bad, by line; the other files are decoded."""
@@ -329,10 +335,8 @@ def scan_file_list(file_list, decoder, num_classes=None, show_progress=True):
     for k, path, label, text in read_file_list(file_list, num_classes):
         where = f"{file_list}:{k}"
         if label is None:
-            rule = (f"below {num_classes}" if num_classes else
-                    "below 2^31, what an int32 label holds (no --num-classes)")
-            bad.append((where, f"the label is not a class index (ASCII digits, {rule}): "
-                               f"{text[:120]!r}"))
+            bad.append((where, f"the label is not a class index (ASCII digits, "
+                               f"{label_rule(num_classes)}): {text[:120]!r}"))
         elif not os.path.isfile(path):
             bad.append((where, f"{path}: no such file"))
         else:
@@ -400,10 +404,9 @@ def scan_shards(paths, decoder, num_classes=None, show_progress=True):
                 bad.append((where, f"no .cls (class index); has {sorted(parts)}"))
                 continue
             if class_index(parts["cls"], num_classes) is None:
-                rule = (f"below {num_classes}" if num_classes else
-                        "below 2^31, what an int32 label holds (no --num-classes)")
                 bad.append((where, f".cls is not a class index (ASCII digits with optional "
-                                   f"whitespace around them, {rule}): {parts['cls'][:20]!r}"))
+                                   f"whitespace around them, {label_rule(num_classes)}): "
+                                   f"{parts['cls'][:20]!r}"))
                 continue
             data = parts[images[0]]
             fmt, note = sniff(data)
@@ -464,11 +467,12 @@ def voc_palette():
     return colors
 
 
-def read_label_map(path):
-    """(class indices as uint8 H x W, None) as fn.msda.label_map reads the map, or (None, why
-    not, convertible indices or None): the rules of the op (a greyscale or palette PNG's
+def read_label_map(path, palette=None):
+    """(class indices as uint8 H x W, None, None) as fn.msda.label_map reads the map, or (None,
+    why not, convertible indices or None): the rules of the op (a greyscale or palette PNG's
     indices, Pillow's reading) with the same refusals (RGB, RGBA, grey and alpha, 16-bit,
-    JPEG, a palette colour two indices share where a pixel shows it)."""
+    JPEG, a palette colour two indices share where a pixel shows it). `palette`: colours whose
+    indices an RGB(A) map's colours are (--palette), for its conversion."""
     from PIL import Image
 
     with open(path, "rb") as f:
@@ -484,7 +488,7 @@ def read_label_map(path):
         if arr.ndim == 3 and not (arr[..., :3] == arr[..., :1]).all():
             return None, f"not a PNG and has colour (mode {mode})", None
         return (arr[..., 0] if arr.ndim == 3 else arr).astype(np.uint8), None, None
-    depth, color, palette = header
+    depth, color, plte = header
     if color == 0 and depth <= 8:
         return arr.astype(np.uint8), None, None
     if color == 0:
@@ -494,19 +498,24 @@ def read_label_map(path):
     if color == 3:
         used = np.unique(arr)
         seen = {}
-        for index, rgb in enumerate(palette):
+        for index, rgb in enumerate(plte):
             seen.setdefault(rgb, []).append(index)
         for index in used:
-            if index < len(palette) and len(seen[palette[index]]) > 1:
-                a, b = seen[palette[index]][:2]
+            if index < len(plte) and len(seen[plte[index]]) > 1:
+                a, b = seen[plte[index]][:2]
                 return None, (f"a palette PNG whose palette gives indices {a} and {b} the same "
-                              f"colour {palette[index]}, which its pixels show: the index "
+                              f"colour {plte[index]}, which its pixels show: the index "
                               "cannot be recovered from the decoded colour"), arr.astype(np.uint8)
         return arr.astype(np.uint8), None, None
     what = {2: "an RGB", 4: "a grey-and-alpha", 6: "an RGBA"}.get(color, f"a colour type {color}")
-    grey = arr[..., 0].astype(np.uint8) if color == 4 else None
-    return None, (f"{what} PNG: its values are colours, not class indices; a label map is a "
-                  "single-channel PNG of indices or a palette PNG"), grey
+    why = (f"{what} PNG: its values are colours, not class indices; a label map is a "
+           "single-channel PNG of indices or a palette PNG")
+    converted = arr[..., 0].astype(np.uint8) if color == 4 else None
+    if palette is not None and color in (2, 6):
+        converted, lacking = palette_indices(path, palette)
+        if lacking is not None:
+            why += f"; colour {lacking} is not in --palette"
+    return None, why, converted
 
 
 def palette_indices(path, palette):
@@ -550,11 +559,7 @@ def mask_problem(image_path, mask_path, num_classes=None, ignore_index=255, pale
     try:
         with Image.open(image_path) as im:
             size = im.size
-        values, why, converted = read_label_map(mask_path)
-        if why and converted is None and palette is not None and "colours" in why:
-            converted, lacking = palette_indices(mask_path, palette)
-            if lacking is not None:
-                why += f"; colour {lacking} is not in --palette"
+        values, why, converted = read_label_map(mask_path, palette)
     except OSError as e:
         return f"unreadable ({e})", None
     shape = values.shape if values is not None else (converted.shape if converted is not None
