@@ -332,11 +332,11 @@ def trim_batch_log(path, epoch, step):
     os.replace(path + ".tmp", path)
 
 
-def check_data(ckpt, data, path, accept, say):
+def check_data(ckpt, data, digest, path, accept, say):
     """Refuse to resume on other training data than the checkpoint's (the batches would differ
     from an uninterrupted run's), unless `accept`; says what changed either way. The checkpoint
     holds the digest of its data's fingerprint (fingerprint_summary); what changed is counted
-    from the full one written beside it (DATA_NAME)."""
+    from the full one written beside it (DATA_NAME). `digest`: fingerprint_digest(data)."""
     saved = ckpt.get("data")
     if saved is None:
         say(f"--resume: {path} records no fingerprint of its data (an older checkpoint); the "
@@ -344,7 +344,7 @@ def check_data(ckpt, data, path, accept, say):
         return
     unit = "files" if data["kind"] != "shards" else "shards"
     if "names" not in saved:  # a summary: equal digests, equal data
-        if saved["kind"] == data["kind"] and saved["digest"] == fingerprint_digest(data):
+        if saved["kind"] == data["kind"] and saved["digest"] == digest:
             return
         full = saved_fingerprint(os.path.dirname(path), saved)
     else:  # a checkpoint that holds its full fingerprint (written before 2026-12-05)
@@ -623,6 +623,7 @@ def main(argv=None):
         if refused:
             sys.exit(refused)
         data = data_fingerprint(source)
+        summary = fingerprint_summary(data)  # what checkpoints hold of it
         try:
             ckpt = load_checkpoint(args.checkpoint_dir)
             if ckpt is not None and not args.resume:
@@ -630,7 +631,8 @@ def main(argv=None):
                                  "continue that run, or choose another directory.")
             if ckpt is not None:
                 check_run_config(ckpt["config"], run_config, ckpt_path)
-                check_data(ckpt, data, ckpt_path, args.accept_data_change, say)
+                check_data(ckpt, data, summary["digest"], ckpt_path, args.accept_data_change,
+                           say)
         except ValueError as e:
             sys.exit(str(e))
         if ckpt is not None and ckpt["epoch"] >= args.epochs:
@@ -647,12 +649,11 @@ def main(argv=None):
         if args.resume:
             say(f"resuming from {ckpt_path}: epoch {ckpt['epoch'] + 1}, step {ckpt['step']}"
                 if ckpt else f"--resume: no checkpoint in {args.checkpoint_dir} yet; starting")
-        if rank == 0 and saved_fingerprint(args.checkpoint_dir,
-                                           fingerprint_summary(data)) is None:
+        if rank == 0 and saved_fingerprint(args.checkpoint_dir, summary) is None:
             # the full fingerprint, once: checkpoints hold its digest (fingerprint_summary)
             save_checkpoint({"format": CHECKPOINT_FORMAT, "data": data}, args.checkpoint_dir,
                             DATA_NAME)
-        data = fingerprint_summary(data)
+        data = summary
     schedule = None if mix_config is None else MixSchedule(mix_config)
     dtype = "float16" if device == "gpu" else "float32"
     classes = ckpt["classes"] if ckpt else None
