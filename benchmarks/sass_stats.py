@@ -10,8 +10,9 @@ would then undercount it.
 
 The unit loop is found in the SASS as the outermost backward branch whose range holds the
 image stores (the widest global stores of the function); its instructions (NOPs aside) are
-counted once each and divided by the output elements of a unit: 2 samples x P pixels x C channels (P = 8
-for 1- and 2-byte inputs, 4 for float32). The per-pixel fallback (C = 0) has no fixed unit.
+counted once each and divided by the output elements of a unit: 2 samples x P pixels x C
+channels (P = 8 for 1- and 2-byte inputs, 4 for float32). The per-pixel fallback (C = 0) has
+no fixed unit.
 
     python benchmarks/sass_stats.py [--arch 90] [--out benchmarks/results/sass_stats.json]
                                     [--check]   # exit 1 unless the goals below are met
