@@ -250,7 +250,7 @@ struct Device {
 };
 
 /// The plan of one batch for given draws: per-sample params, tables, bits, targets (the host
-/// side of the op's DrawParams, fed with draws from std::mt19937 instead of Philox).
+/// side of the op's DrawBatch, fed with draws from std::mt19937 instead of Philox).
 struct Plan {
   std::vector<SampleParams> params, old_params;
   std::vector<TargetSpec> targets;
@@ -270,7 +270,8 @@ Plan MakePlan(const MethodSpec &m, bool elem, int n, bool mirror, uint32_t seed,
   p.targets.resize(n);
   p.mirror.resize(n);
   msda::Draw batch{true, u01(rng), cy(rng), cx(rng), coin(rng) == 1};
-  if (m.method == msda::Method::kResizeMix) batch.lam = 0.1f + 0.7f * (u01(rng) - 0.05f) / 0.9f;
+  if (m.method == msda::Method::kResizeMix)
+    batch.lam = batch.scale = 0.1f + 0.7f * (u01(rng) - 0.05f) / 0.9f;
   std::vector<int> labels(n);
   for (int i = 0; i < n; i++) labels[i] = cls(rng);
   std::vector<double> noise(msda::FMixNoiseSize(H, W));
@@ -278,7 +279,7 @@ Plan MakePlan(const MethodSpec &m, bool elem, int n, bool mirror, uint32_t seed,
   for (int i = 0; i < n; i++) {
     msda::Draw d = batch;
     if (!elem && i > 0 && m.method != msda::Method::kResizeMix) {
-      // batch mode: one mask for the batch, as the op shares it (DrawParams)
+      // batch mode: one mask for the batch, as the op shares it (DrawBatch)
       p.params[i] = p.params[0];
       p.params[i].partner = n - 1 - i;
       p.targets[i] = msda::OneHotTarget(p.weight0, labels[i], labels[n - 1 - i], 0.1, kK);
@@ -287,7 +288,8 @@ Plan MakePlan(const MethodSpec &m, bool elem, int n, bool mirror, uint32_t seed,
     }
     if (elem) {
       d = {true, u01(rng), cy(rng), cx(rng), coin(rng) == 1};
-      if (m.method == msda::Method::kResizeMix) d.lam = 0.1f + 0.7f * (u01(rng) - 0.05f) / 0.9f;
+      if (m.method == msda::Method::kResizeMix)
+        d.lam = d.scale = 0.1f + 0.7f * (u01(rng) - 0.05f) / 0.9f;
     } else if (m.method == msda::Method::kResizeMix) {
       d.cy = cy(rng);
       d.cx = cx(rng);
@@ -316,16 +318,16 @@ Plan MakePlan(const MethodSpec &m, bool elem, int n, bool mirror, uint32_t seed,
   for (auto &q : p.old_params) {
     if (q.kind != msda::kMaskBits) continue;
     auto done = std::find_if(converted.begin(), converted.end(),
-                             [&](const auto &c) { return c.first == q.table_offset; });
+                             [&](const auto &c) { return c.first == q.mask_offset; });
     if (done != converted.end()) {
-      q.table_offset = done->second;
+      q.mask_offset = done->second;
       continue;
     }
     const int64_t off = p.old_tables.size();
     for (int64_t k = 0; k < int64_t(H) * W; k++)
-      p.old_tables.push_back(msda::MaskBit(p.bits.data() + q.table_offset, k) ? 1.0f : 0.0f);
-    converted.push_back({q.table_offset, off});
-    q.table_offset = off;
+      p.old_tables.push_back(msda::MaskBit(p.bits.data() + q.mask_offset, k) ? 1.0f : 0.0f);
+    converted.push_back({q.mask_offset, off});
+    q.mask_offset = off;
   }
   return p;
 }
@@ -417,7 +419,7 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
                               d.data());
     auto *dg = DeviceCopy(d);
     LaunchGeometry g = msda::PlanLaunch<In>(
-        msda::ShapeGeometry(n, 1, H, W, kC, false, true, true, kK), true, true, dev.sms, 4);
+        msda::MakeBatchShape(n, 1, H, W, kC, false, true, true, kK), true, true, dev.sms, 4);
     KernelArgs<Out, In> args{dg, nullptr, nullptr, norm_gpu, nullptr, nullptr, g};
     NewKernel<2, 3, false><<<g.blocks, g.threads>>>(args);
     CHECK(cudaDeviceSynchronize());
@@ -465,7 +467,7 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
                                 plan.old_params.data(), plan.targets.data(), mirror, rd.data());
       SampleDesc<Out, In> *ref_descs = DeviceCopy(rd);
 
-      const LaunchGeometry shape = msda::ShapeGeometry(n, 1, H, W, kC, false, cs.out_planar,
+      const msda::BatchShape shape = msda::MakeBatchShape(n, 1, H, W, kC, false, cs.out_planar,
                                                        cs.normalize, kK);
       const float *normp = cs.normalize ? norm_gpu : nullptr;
       // old: tiles, grid (blocks per sample, samples)

@@ -1,11 +1,12 @@
-// Today's kernel (main as of 2026-11-28, dali_msda/csrc/mix/kernel.h then), kept for
-// benchmarks/kernel_bench.cu only: it is no longer in the op. Tiles of rows x columns per block,
-// staged through shared memory in two phases with a barrier between them (StageTile,
-// ComputeTile). Two changes from the original, both outside its design: the mask is read
-// through OldMaskAt, the original MaskAt on today's table layout (the Gaussian column factors at
-// GaussColsOffset; FMix masks as H x W floats, kMaskBits standing for the old kMaskTable), and
-// names that the new kernel.h also defines are prefixed (OldKernelArgs, OldMisaligned,
-// kOldBlockThreads). Its outputs are compared with the new kernel's, bit for bit, by the bench.
+// The previous kernel (main as of 2026-11-28, dali_msda/csrc/mix/kernel.h then), kept for
+// benchmarks/kernel_bench.cu only until a GPU has measured it beside today's: it is no longer
+// in the op. Tiles of rows x columns per block, staged through shared memory in two phases with
+// a barrier between them (StageTile, ComputeTile). Changes from the original, all outside its
+// design: the mask is read through OldMaskAt, the original MaskAt on today's table layout (the
+// Gaussian column factors at GaussColsOffset; FMix masks as H x W floats, kMaskBits standing for
+// the old kMaskTable); names that the new kernel.h also defines are prefixed (OldKernelArgs,
+// OldMisaligned, kOldBlockThreads); today's names of shared fields (mask_offset, own /
+// partner). Its outputs are compared with the new kernel's, bit for bit, by the bench.
 
 #ifndef DALI_MSDA_BENCHMARKS_OLD_KERNEL_CUH_
 #define DALI_MSDA_BENCHMARKS_OLD_KERNEL_CUH_
@@ -19,12 +20,12 @@
 namespace msda {
 namespace old {
 
-/// The original MaskAt: FMix masks as float tables (H x W values at table_offset).
+/// The original MaskAt: FMix masks as float tables (H x W values at mask_offset).
 DALI_HOST_DEV inline float OldMaskAt(const SampleParams &p, const float *tables, int H, int W,
                                      int row, int col) {
-  if (p.kind == kMaskBits) return tables[p.table_offset + int64_t(row) * W + col];
+  if (p.kind == kMaskBits) return tables[p.mask_offset + int64_t(row) * W + col];
   if (p.kind == kMaskGauss) {
-    float g = tables[p.table_offset + row] * tables[p.table_offset + GaussColsOffset(H) + col];
+    float g = tables[p.mask_offset + row] * tables[p.mask_offset + GaussColsOffset(H) + col];
     return p.invert ? 1.0f - g : g;
   }
   bool inside = row >= p.y0 && row < p.y1 && col >= p.x0 && col < p.x1;
@@ -190,8 +191,8 @@ DALI_HOST_DEV inline void StageTile(const SampleDesc<Out, In> &s, const TileGeom
                               {1, n.other_a0, n.other_a1}};
     for (const auto &rg : ranges) {
       if (rg[1] >= rg[2]) continue;
-      const In *x = rg[0] ? s.other : s.self;
-      const int flip = rg[0] ? s.flip_other : s.flip_self;
+      const In *x = rg[0] ? s.partner : s.own;
+      const int flip = rg[0] ? s.flip_partner : s.flip_own;
       int tile_s0, tile_s1, s0, s1;
       SourceColumns(g.W, flip, t.c0, t.c1, &tile_s0, &tile_s1);  // the tile's source columns
       SourceColumns(g.W, flip, rg[1], rg[2], &s0, &s1);          // this range's
@@ -232,16 +233,16 @@ struct StagedRow {
 template <typename Out, typename In>
 DALI_HOST_DEV inline In ResizedPartnerAt(const SampleDesc<Out, In> &s, const TileGeometry &g,
                                          int64_t f, int r, int c, int ch) {
-  const In *frame = s.other + f * g.FrameElems();
+  const In *frame = s.partner + f * g.FrameElems();
   auto at = [&](int sr, int sc) -> const In & {
     return g.in_planar ? frame[(int64_t(ch) * g.H + sr) * g.W + sc]
                        : frame[(int64_t(sr) * g.W + sc) * g.C + ch];
   };
   if (s.p.kind == kMaskResizedLinear)
-    return ConvertOut<In>(ResizedLinear(s.p, g.H, g.W, r, c, s.flip_other,
+    return ConvertOut<In>(ResizedLinear(s.p, g.H, g.W, r, c, s.flip_partner,
                                         [&](int sr, int sc) { return LoadIn(at(sr, sc)); }));
   int sr, sc;
-  ResizedSource(s.p, g.H, g.W, r, c, s.flip_other, &sr, &sc);
+  ResizedSource(s.p, g.H, g.W, r, c, s.flip_partner, &sr, &sc);
   return at(sr, sc);
 }
 
@@ -280,8 +281,8 @@ DALI_HOST_DEV inline void ComputeTile(const SampleDesc<Out, In> &s, const TileGe
   const int per_seg = ChunksPerSegment(seg_len, V);
   const int64_t items = (t.q1 - t.q0) * segs * per_seg;
   int self_s0, other_s0, unused;
-  SourceColumns(g.W, s.flip_self, t.c0, t.c1, &self_s0, &unused);
-  SourceColumns(g.W, s.flip_other, t.c0, t.c1, &other_s0, &unused);
+  SourceColumns(g.W, s.flip_own, t.c0, t.c1, &self_s0, &unused);
+  SourceColumns(g.W, s.flip_partner, t.c0, t.c1, &other_s0, &unused);
   for (int64_t item = thread; item < items; item += nthreads) {
     // one division per chunk of V elements: (tile row, segment, chunk)
     const int64_t row_seg = item / per_seg;
@@ -297,8 +298,8 @@ DALI_HOST_DEV inline void ComputeTile(const SampleDesc<Out, In> &s, const TileGe
     const int mis = static_cast<int>((reinterpret_cast<uintptr_t>(seg) / sizeof(Out)) % V);
     const int e0 = ck * V - mis;  // segment element of the chunk's first lane
     if (e0 >= seg_len || e0 + V <= 0) continue;  // past this segment's chunks
-    const StagedRow<In> self{s.self, stage, 0, k, f, r, self_s0, s.flip_self};
-    const StagedRow<In> other{s.other, stage, 1, k, f, r, other_s0, s.flip_other};
+    const StagedRow<In> self{s.own, stage, 0, k, f, r, self_s0, s.flip_own};
+    const StagedRow<In> other{s.partner, stage, 1, k, f, r, other_s0, s.flip_partner};
     const int e = e0 < 0 ? 0 : e0;
     int c = g.out_planar ? e : e / g.C;  // column and channel of the first element
     int ch = g.out_planar ? sg : e - c * g.C;
@@ -419,7 +420,7 @@ inline int64_t GridX(const TileGeometry &g) {
 template <typename Out, typename In>
 struct OldKernelArgs {
   const SampleDesc<Out, In> *samples;
-  const float *tables;      // GMix factors, FMix masks (SampleParams::table_offset)
+  const float *tables;      // GMix factors, FMix masks (SampleParams::mask_offset)
   const float *norm;        // mean[C], inv_std[C] (TileGeometry::normalize)
   const float *soft;        // soft target rows (TargetSpec::soft_row)
   const float *param_rows;  // 4 per sample (output_params)

@@ -104,7 +104,7 @@ def summarize_trace(events, iterations, window=None):
 
 
 def parse_host_times(path):
-    """The op's RunImpl lines (mix.h HostTimer): mean microseconds per call and step."""
+    """The op's RunImpl lines (checks.h HostTimer): mean microseconds per call and step."""
     sums, n, uploads = collections.Counter(), 0, 0.0
     if not os.path.exists(path):
         return None
@@ -187,7 +187,7 @@ def main(argv=None):
     args.json = output_path(args, "profile_gpu")
     from dali_msda.pipelines import embedded_dataset, imagenet_train
     from dali_msda.pipelines.data import IMAGENET_SIDES
-    from dali_msda.pipelines.imagenet import resolve_device
+    from dali_msda.pipelines.common import resolve_device
     from dali_msda.pytorch import MixIterator
 
     device = resolve_device(args.device)

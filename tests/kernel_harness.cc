@@ -122,7 +122,7 @@ template <typename Out, typename In>
 int Emulate(const Inputs &a) {
   using namespace msda;  // NOLINT
   const int n = a.n, H = a.H, W = a.W, C = a.C, K = a.K;
-  // host planning, as the operator's DrawParams does it for given draws
+  // host planning, as the operator's DrawBatch (plan.h) does it for given draws
   std::vector<SampleParams> p(n);
   std::vector<TargetSpec> t(n);
   const int64_t stride = TableSize(Method::kGMix, H, W);  // a multiple of 4 floats
@@ -133,12 +133,13 @@ int Emulate(const Inputs &a) {
   for (int i = 0; i < n; i++) {
     Draw d{a.apply[i] != 0, a.lam[i], a.cy[i], a.cx[i],
            a.fmix_round_up ? a.fmix_round_up[i] != 0 : false};
+    d.scale = d.lam;  // ResizeMix: the given lam is its scale tau
     double w;
     const MaskOptions options{a.hmix_ratio, a.correct_lam != 0, a.resize_linear != 0,
                               a.exact_box != 0};
     p[i] = PlanSample(static_cast<Method>(a.method), d, i, n, options, H, W,
                       tables.data() + i * stride, i * stride, i * bits_stride, &w);
-    if (p[i].kind == kMaskBits) {  // the FMix mask, as the operator's BuildFMixMasks makes it
+    if (p[i].kind == kMaskBits) {  // the FMix mask, as the op's MakeFMixMasks makes it
       const int64_t size = FMixNoiseSize(H, W);
       std::vector<double> noise(a.fmix_noise + i * size, a.fmix_noise + (i + 1) * size);
       FMixMask(noise.data(), H, W, a.decay_power, FMixOnes(d.lam, d.round_up, H, W),
@@ -175,8 +176,8 @@ int Emulate(const Inputs &a) {
     targets[i] = a.targets + int64_t(i) * K;
     params[i] = a.params ? a.params + 4 * i : nullptr;
   }
-  const LaunchGeometry shape =
-      ShapeGeometry(n, a.frames, H, W, C, a.in_planar, a.out_planar, a.mean_std != nullptr, K);
+  const BatchShape shape =
+      MakeBatchShape(n, a.frames, H, W, C, a.in_planar, a.out_planar, a.mean_std != nullptr, K);
   const bool aligned = VectorAligned(shape, ins.data(), outs.data(), n);
   const bool mask_aligned = !a.masks || AllAligned(masks.data(), n);
   LaunchGeometry g = PlanLaunch<In>(shape, aligned, mask_aligned, a.sms, a.blocks_per_sm,
@@ -250,8 +251,7 @@ extern "C" int msda_emulate_kernel(int in_type, int out_type, const Inputs *a) {
 extern "C" void msda_plan_launch(int n, int64_t frames, int H, int W, int C, int in_bytes,
                                  int aligned, int sms, int blocks_per_sm, int threads,
                                  int64_t *out) {
-  const msda::LaunchGeometry shape = msda::ShapeGeometry(n, frames, H, W, C, false, true, true,
-                                                         1);
+  const msda::BatchShape shape = msda::MakeBatchShape(n, frames, H, W, C, false, true, true, 1);
   auto plan = [&](auto in) {
     return msda::PlanLaunch<decltype(in)>(shape, aligned, aligned, sms, blocks_per_sm, threads);
   };
@@ -268,8 +268,8 @@ extern "C" void msda_plan_launch(int n, int64_t frames, int H, int W, int C, int
 extern "C" void msda_offsets(int64_t frames, int H, int W, int C, int in_planar, int out_planar,
                              int64_t f, int r, int c, int ch, int n, int64_t u, int64_t step,
                              int64_t *out) {
-  msda::LaunchGeometry g = msda::ShapeGeometry(n, frames, H, W, C, in_planar, out_planar, false,
-                                               1);
+  msda::LaunchGeometry g(
+      msda::MakeBatchShape(n, frames, H, W, C, in_planar, out_planar, false, 1));
   g.groups = W;  // the per-pixel fallback's units
   const uint8_t *base = nullptr;
   out[0] = msda::InputAt(base, g, f, r, c, ch) - base;

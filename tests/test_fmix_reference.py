@@ -1,4 +1,5 @@
-"""FMix as reference.py defines it (spec 9; the operator does not have FMix yet)."""
+"""FMix as reference.py defines it (spec 9): the reference itself, its noise, spectrum and masks
+(the operator against it: test_fmix_op.py)."""
 
 import math
 

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "methods.h"
+
 namespace msda {
 
 /// A relative ltrb box, float32 as it is stored.
@@ -67,13 +69,11 @@ struct BoxSource {
 };
 
 /// How a sample mixes its boxes.
-enum class BoxRule { kKeep, kUnion, kCut, kResize };
-
 /// Appends sample i's mixed boxes (spec 13) to `out` and ends the sample. `rule`: kKeep (not
 /// mixed), kUnion (Mixup, own weight `w`), kCut (CutMix) or kResize (ResizeMix), the last two
 /// with the pasted pixel box rows [y0, y1), columns [x0, x1) of an H x W image.
 inline void MixSampleBoxes(BoxRule rule, double w, int y0, int y1, int x0, int x1, int H, int W,
-                           const BoxSource &own, const BoxSource &other, double min_visible,
+                           const BoxSource &own, const BoxSource &partner, double min_visible,
                            MixedBoxes *out) {
   const bool pasted = y1 > y0 && x1 > x0;
   if (rule == BoxRule::kKeep || ((rule == BoxRule::kCut || rule == BoxRule::kResize) &&
@@ -84,7 +84,8 @@ inline void MixSampleBoxes(BoxRule rule, double w, int y0, int y1, int x0, int x
   }
   if (rule == BoxRule::kUnion) {
     for (int64_t k = 0; k < own.n; k++) out->Add(own.At(k), own.labels[k], float(w));
-    for (int64_t k = 0; k < other.n; k++) out->Add(other.At(k), other.labels[k], float(1.0 - w));
+    for (int64_t k = 0; k < partner.n; k++)
+      out->Add(partner.At(k), partner.labels[k], float(1.0 - w));
     out->EndSample();
     return;
   }
@@ -108,18 +109,19 @@ inline void MixSampleBoxes(BoxRule rule, double w, int y0, int y1, int x0, int x
     }
     out->Add(Ltrb{float(nl), float(nt), float(nr), float(nb)}, own.labels[k], 1.0f);
   }
-  for (int64_t k = 0; k < other.n; k++) {
-    const Ltrb b = other.At(k);
+  for (int64_t k = 0; k < partner.n; k++) {
+    const Ltrb b = partner.At(k);
     if (rule == BoxRule::kResize) {  // the whole partner shrunk into P: each box mapped into it
       const Ltrb m{float(pl + b.l * (pr - pl)), float(pt + b.t * (pb - pt)),
                    float(pl + b.r * (pr - pl)), float(pt + b.b * (pb - pt))};
-      if (BoxArea(m.l, m.t, m.r, m.b) > 0.0) out->Add(m, other.labels[k], 1.0f);
+      if (BoxArea(m.l, m.t, m.r, m.b) > 0.0) out->Add(m, partner.labels[k], 1.0f);
       continue;
     }
     const double area = BoxArea(b.l, b.t, b.r, b.b);
     const Overlap i = OverlapWith(b, pl, pt, pr, pb);
     if (area > 0.0 && i.area > 0.0 && i.area / area >= min_visible)
-      out->Add(Ltrb{float(i.l), float(i.t), float(i.r), float(i.b)}, other.labels[k], 1.0f);
+      out->Add(Ltrb{float(i.l), float(i.t), float(i.r), float(i.b)}, partner.labels[k],
+               1.0f);
   }
   out->EndSample();
 }

@@ -39,109 +39,11 @@
 #include <cstring>
 #include <type_traits>
 
+#include "access.h"
+#include "launch.h"
 #include "mask.h"
 
 namespace msda {
-
-template <typename Out, typename In>
-struct SampleDesc {
-  Out *out;
-  const In *self;
-  const In *other;
-  float *mask;    // nullptr unless output_mask
-  float *target;  // output row of K floats
-  float *params;  // output row of 4 floats, nullptr unless output_params
-  SampleParams p;
-  TargetSpec t;
-  int32_t flip_self, flip_other;  // mirror of the sample and of its partner
-  const void *seg_self = nullptr, *seg_other = nullptr;  // label maps (spec 11), or null
-  void *seg_out = nullptr;
-};
-
-/// Pixels per unit of the vector path: a 16-byte float16 plane store, two for float32 output.
-template <typename In>
-DALI_HOST_DEV constexpr int PixelsPerUnit() {
-  return sizeof(In) == 4 ? 4 : 8;
-}
-
-/// The geometry of one launch (the same for every sample), planned on the host (PlanLaunch).
-struct LaunchGeometry {
-  int n = 0;      // samples
-  int pairs = 0;  // (n + 1) / 2: pair p is samples p and n - 1 - p
-  int64_t frames = 1;
-  int H = 0, W = 0, C = 1;
-  int in_planar = 0, out_planar = 0;  // channels first within a frame (CHW) or last (HWC)
-  int normalize = 0;
-  int K = 0;
-  int vec_c = 0;     // C of the vector path (1..4); 0: the per-pixel fallback
-  int unit_px = 1;   // pixels per unit (PixelsPerUnit on the vector path, else 1)
-  int groups = 1;    // units per frame-row: W / unit_px
-  int mask_vec = 0;  // mask rows written with 16-byte stores (aligned)
-  int seg_bytes = 0;  // label maps (spec 11): bytes a label (1: uint8, 4: int32), 0: none
-  int plain = 0;      // the plain instance (PlainLaunch): box masks, no maps, no NaN possible
-  int64_t units = 0;            // pairs * frames * H * groups
-  int64_t units_per_block = 0;  // contiguous range of one block
-  int blocks = 0, threads = 0;
-  DALI_HOST_DEV int64_t FrameElems() const { return int64_t(H) * W * C; }
-};
-
-constexpr int kBlockThreads = 256;
-/// The kernel's __launch_bounds__ minimum of resident blocks per SM (at most 128 registers a
-/// thread); benchmarks/kernel_bench.cu measures others beside it.
-constexpr int kMinBlocks = 2;
-
-/// The shape fields of a launch geometry (what the CPU backend uses of it too).
-inline LaunchGeometry ShapeGeometry(int n, int64_t frames, int H, int W, int C, bool in_planar,
-                                    bool out_planar, bool normalize, int K) {
-  LaunchGeometry g;
-  g.n = n;
-  g.pairs = (n + 1) / 2;
-  g.frames = frames;
-  g.H = H;
-  g.W = W;
-  g.C = C;
-  g.in_planar = in_planar;
-  g.out_planar = out_planar;
-  g.normalize = normalize;
-  g.K = K;
-  return g;
-}
-
-/// Plans the launch of a batch of `shape` (ShapeGeometry): the vector path when the shape and
-/// every sample pointer allow it (`aligned`: VectorAligned; `mask_aligned`: the mask outputs
-/// 16-byte aligned), `sms` x `blocks_per_sm` blocks of `threads` (the
-/// device's resident blocks), fewer when the batch has fewer units than that has threads.
-template <typename In>
-LaunchGeometry PlanLaunch(const LaunchGeometry &shape, bool aligned, bool mask_aligned, int sms,
-                          int blocks_per_sm, int threads = kBlockThreads) {
-  LaunchGeometry g = shape;
-  constexpr int P = PixelsPerUnit<In>();
-  const bool vec = aligned && g.C >= 1 && g.C <= 4 && g.W % P == 0;
-  g.vec_c = vec ? g.C : 0;
-  g.unit_px = vec ? P : 1;
-  g.groups = g.W / g.unit_px;
-  g.mask_vec = vec && mask_aligned;
-  g.units = int64_t(g.pairs) * g.frames * g.H * g.groups;
-  g.threads = threads;
-  const int64_t resident = std::max<int64_t>(1, int64_t(sms) * std::max(1, blocks_per_sm));
-  const int64_t needed = std::max<int64_t>(1, (g.units + threads - 1) / threads);
-  g.blocks = static_cast<int>(std::min(resident, needed));
-  g.units_per_block = (g.units + g.blocks - 1) / g.blocks;
-  return g;
-}
-
-/// Everything the kernel reads besides the images, by name (so that nothing can be passed in
-/// the wrong order): on the GPU, device pointers into one upload; in the harness, host ones.
-template <typename Out, typename In>
-struct KernelArgs {
-  const SampleDesc<Out, In> *samples;
-  const float *tables;      // GMix factors (SampleParams::table_offset)
-  const uint8_t *bits;      // FMix bit masks (SampleParams::table_offset, in bytes)
-  const float *norm;        // mean[C], inv_std[C] (LaunchGeometry::normalize)
-  const float *soft;        // soft target rows (TargetSpec::soft_row)
-  const float *param_rows;  // 4 per sample (output_params)
-  LaunchGeometry g;
-};
 
 // ---- the unit position: (pair, frame, row, group), advanced by carries -------------------------
 
@@ -174,148 +76,6 @@ DALI_HOST_DEV inline void Advance(const LaunchGeometry &g, const UnitPos &step, 
   carry = s.f >= g.frames;
   if (carry) s.f -= g.frames;
   s.pair += step.pair + carry;
-}
-
-// ---- memory accesses: on the GPU plain (read-only) loads and stores; on the host each access is
-// checked for alignment and, when a recorder is installed (the harness), recorded with its call
-// site, so that the harness can count the 32-byte sectors a warp's access touches.
-
-enum AccessKind : int { kImageLoad = 0, kImageStore = 1, kAuxLoad = 2, kAuxStore = 3 };
-
-#ifndef __CUDA_ARCH__
-/// Host builds count the vector accesses that are not aligned to their width (a GPU faults).
-inline int64_t &MisalignedAccesses() {
-  static int64_t count = 0;
-  return count;
-}
-
-struct AccessRecorder {
-  virtual ~AccessRecorder() = default;
-  /// A new iteration of the thread's unit loop (or its target loop): accesses of the threads of
-  /// a warp in the same iteration, at the same site, in the same order, are one warp access.
-  virtual void Iteration(int64_t it) = 0;
-  virtual void Access(int site, int kind, const void *p, int bytes) = 0;
-};
-
-inline AccessRecorder *&Recorder() {
-  static AccessRecorder *r = nullptr;
-  return r;
-}
-#endif
-
-DALI_HOST_DEV inline void Touch(int site, int kind, const void *p, int bytes) {
-#ifndef __CUDA_ARCH__
-  if (reinterpret_cast<uintptr_t>(p) % bytes != 0) MisalignedAccesses()++;
-  if (Recorder()) Recorder()->Access(site, kind, p, bytes);
-#endif
-}
-
-DALI_HOST_DEV inline void NewIteration(int64_t it) {
-#ifndef __CUDA_ARCH__
-  if (Recorder()) Recorder()->Iteration(it);
-#endif
-}
-
-#define MSDA_SITE __LINE__
-
-// Loops over the pixels and channels of a unit are unrolled on the device, so that the register
-// arrays of a unit are indexed by constants (a run-time index would put them in local memory).
-#if defined(__CUDA_ARCH__)
-#define MSDA_UNROLL _Pragma("unroll")
-#define MSDA_INLINE __forceinline__
-#define MSDA_NOINLINE __noinline__
-#else
-#define MSDA_UNROLL
-#define MSDA_INLINE inline
-#define MSDA_NOINLINE inline
-#endif
-
-/// One scalar load or store of T (T: 1, 2 or 4 bytes, or a 16-byte vector type).
-template <typename T>
-DALI_HOST_DEV inline T Ld(const T *p, int site, int kind = kImageLoad) {
-  Touch(site, kind, p, sizeof(T));
-#ifdef __CUDA_ARCH__
-  if constexpr (std::is_arithmetic_v<T>) return __ldg(p);
-#endif
-  return *p;
-}
-
-template <typename T>
-DALI_HOST_DEV inline void St(T *p, const T &v, int site, int kind = kImageStore) {
-  Touch(site, kind, p, sizeof(T));
-  *p = v;
-}
-
-/// The widest vector access (16, 8 or 4 bytes) that divides an N-byte block: its alignment,
-/// given the vector path's conditions.
-template <int N>
-DALI_HOST_DEV constexpr int ChunkBytes() {
-  static_assert(N % 4 == 0, "blocks are whole words");
-  return N % 16 == 0 ? 16 : N % 8 == 0 ? 8 : 4;
-}
-
-/// One A-byte load into A / 4 words (the read-only path on the GPU).
-template <int A>
-DALI_HOST_DEV inline void LoadChunk(const char *p, uint32_t *w) {
-#ifdef __CUDA_ARCH__
-  if constexpr (A == 16) {
-    const uint4 v = __ldg(reinterpret_cast<const uint4 *>(p));
-    w[0] = v.x;
-    w[1] = v.y;
-    w[2] = v.z;
-    w[3] = v.w;
-  } else if constexpr (A == 8) {
-    const uint2 v = __ldg(reinterpret_cast<const uint2 *>(p));
-    w[0] = v.x;
-    w[1] = v.y;
-  } else {
-    w[0] = __ldg(reinterpret_cast<const unsigned int *>(p));
-  }
-#else
-  std::memcpy(w, p, A);
-#endif
-}
-
-/// One A-byte store of A / 4 words.
-template <int A>
-DALI_HOST_DEV inline void StoreChunk(char *p, const uint32_t *w) {
-#ifdef __CUDA_ARCH__
-  if constexpr (A == 16)
-    *reinterpret_cast<uint4 *>(p) = make_uint4(w[0], w[1], w[2], w[3]);
-  else if constexpr (A == 8)
-    *reinterpret_cast<uint2 *>(p) = make_uint2(w[0], w[1]);
-  else
-    *reinterpret_cast<unsigned int *>(p) = w[0];
-#else
-  std::memcpy(p, w, A);
-#endif
-}
-
-/// N bytes (a multiple of 4) at p into w[N / 4], with the widest vector loads the alignment of
-/// N allows (p is aligned to that: see the vector path's conditions).
-template <int N>
-DALI_HOST_DEV inline void LoadWords(const void *p, uint32_t *w, int site,
-                                    int kind = kImageLoad) {
-  constexpr int A = ChunkBytes<N>();
-  const char *b = static_cast<const char *>(p);
-  MSDA_UNROLL
-  for (int k = 0; k < N / A; k++) {
-    Touch(site, kind, b + A * k, A);
-    LoadChunk<A>(b + A * k, w + (A / 4) * k);
-  }
-}
-
-/// w[N / 4] to N bytes at p, with the widest vector stores the alignment of N allows.
-template <int N>
-DALI_HOST_DEV inline void StoreWords(void *p, const uint32_t *w, int site,
-                                     int kind = kImageStore) {
-  constexpr int A = ChunkBytes<N>();
-  char *b = static_cast<char *>(p);
-  MSDA_UNROLL
-  for (int k = 0; k < N / A; k++) {
-    Touch(site, kind, b + A * k, A);
-    StoreChunk<A>(b + A * k, w + (A / 4) * k);
-  }
 }
 
 /// Element i (a compile-time index once unrolled) of type T packed in words w.
@@ -381,8 +141,8 @@ DALI_HOST_DEV inline void UnitMask(const SampleParams &p, const KernelArgs<Out, 
                                    int c0, float (&m)[P]) {
   const LaunchGeometry &g = a.g;
   if (p.kind == kMaskGauss) {
-    const float gy = Ld(a.tables + p.table_offset + r, MSDA_SITE, kAuxLoad);
-    const float *gx = a.tables + p.table_offset + GaussColsOffset(g.H) + c0;
+    const float gy = Ld(a.tables + p.mask_offset + r, MSDA_SITE, kAuxLoad);
+    const float *gx = a.tables + p.mask_offset + GaussColsOffset(g.H) + c0;
     uint32_t x[P];
     if (reinterpret_cast<uintptr_t>(gx) % 16 == 0) {  // P is a multiple of 4
       LoadWords<P * 4>(gx, x, MSDA_SITE, kAuxLoad);
@@ -401,7 +161,7 @@ MSDA_UNROLL
   if (p.kind == kMaskBits) {
     // P <= 8 bits from bit r * W + c0; with W a multiple of P they lie in one byte
     const int64_t bit = int64_t(r) * g.W + c0;
-    const unsigned byte = Ld(a.bits + p.table_offset + (bit >> 3), MSDA_SITE, kAuxLoad);
+    const unsigned byte = Ld(a.bits + p.mask_offset + (bit >> 3), MSDA_SITE, kAuxLoad);
     const int shift = static_cast<int>(bit & 7);
 MSDA_UNROLL
     for (int k = 0; k < P; k++) m[k] = (byte >> (shift + k)) & 1u ? 1.0f : 0.0f;
@@ -499,17 +259,17 @@ template <typename Out, typename In>
 DALI_HOST_DEV MSDA_NOINLINE In ResizedPartnerAt(const SampleDesc<Out, In> *s, int H, int W,
                                                 int C, int in_planar, int64_t f, int r, int c,
                                                 int ch) {
-  const In *frame = s->other + f * (int64_t(H) * W * C);
+  const In *frame = s->partner + f * (int64_t(H) * W * C);
   auto at = [&](int sr, int sc) {
     return Ld(in_planar ? frame + (int64_t(ch) * H + sr) * W + sc
                         : frame + (int64_t(sr) * W + sc) * C + ch, MSDA_SITE);
   };
   const SampleParams p = s->p;
   if (p.kind == kMaskResizedLinear)
-    return ConvertOut<In>(ResizedLinear(p, H, W, r, c, s->flip_other,
+    return ConvertOut<In>(ResizedLinear(p, H, W, r, c, s->flip_partner,
                                         [&](int sr, int sc) { return LoadIn(at(sr, sc)); }));
   int sr, sc;
-  ResizedSource(p, H, W, r, c, s->flip_other, &sr, &sc);
+  ResizedSource(p, H, W, r, c, s->flip_partner, &sr, &sc);
   return at(sr, sc);
 }
 
@@ -531,8 +291,8 @@ DALI_HOST_DEV inline void SetElem(uint32_t *w, int i, T v) {
 template <bool kNorm, bool kOutPlanar, int C, int P, typename Out, typename In>
 DALI_HOST_DEV MSDA_INLINE void StoreUnit(const SampleDesc<Out, In> &s, const LaunchGeometry &g,
                                          int64_t f, int r, int c0, const float (&m)[P],
-                                         const Block<In, C, P> &self,
-                                         const Block<In, C, P> &other, const float (&mean)[C],
+                                         const Block<In, C, P> &own,
+                                         const Block<In, C, P> &partner, const float (&mean)[C],
                                          const float (&inv)[C]) {
   Block<Out, C, P> o;
   MSDA_UNROLL
@@ -541,8 +301,8 @@ DALI_HOST_DEV MSDA_INLINE void StoreUnit(const SampleDesc<Out, In> &s, const Lau
   for (int k = 0; k < P; k++) {
     MSDA_UNROLL
     for (int ch = 0; ch < C; ch++) {
-      const Out v = MixElement<kNorm, Out, In>(m[k], GetElem<In>(self.w, k * C + ch),
-                                               GetElem<In>(other.w, k * C + ch), mean[ch],
+      const Out v = MixElement<kNorm, Out, In>(m[k], GetElem<In>(own.w, k * C + ch),
+                                               GetElem<In>(partner.w, k * C + ch), mean[ch],
                                                inv[ch]);
       PutElem(o.w, kOutPlanar ? ch * P + k : k * C + ch, v);
     }
@@ -565,20 +325,20 @@ DALI_HOST_DEV MSDA_INLINE void StoreUnit(const SampleDesc<Out, In> &s, const Lau
 template <int C, int P, typename Out, typename In>
 DALI_HOST_DEV MSDA_INLINE void StoreUnitAs(const SampleDesc<Out, In> &s, const LaunchGeometry &g,
                                            int64_t f, int r, int c0, const float (&m)[P],
-                                           const Block<In, C, P> &self,
-                                           const Block<In, C, P> &other, const float (&mean)[C],
+                                           const Block<In, C, P> &own,
+                                           const Block<In, C, P> &partner, const float (&mean)[C],
                                            const float (&inv)[C]) {
   constexpr bool kSame = std::is_same_v<Out, In>;
   if (kSame && !g.normalize) {
     if (g.out_planar)
-      StoreUnit<false, true>(s, g, f, r, c0, m, self, other, mean, inv);
+      StoreUnit<false, true>(s, g, f, r, c0, m, own, partner, mean, inv);
     else
-      StoreUnit<false, false>(s, g, f, r, c0, m, self, other, mean, inv);
+      StoreUnit<false, false>(s, g, f, r, c0, m, own, partner, mean, inv);
   } else {
     if (g.out_planar)
-      StoreUnit<true, true>(s, g, f, r, c0, m, self, other, mean, inv);
+      StoreUnit<true, true>(s, g, f, r, c0, m, own, partner, mean, inv);
     else
-      StoreUnit<true, false>(s, g, f, r, c0, m, self, other, mean, inv);
+      StoreUnit<true, false>(s, g, f, r, c0, m, own, partner, mean, inv);
   }
 }
 
@@ -609,15 +369,15 @@ DALI_HOST_DEV inline void StoreMask(float *mask, const LaunchGeometry &g, int r,
 template <typename T, typename Out, typename In>
 DALI_HOST_DEV inline void SegPixels(const SampleDesc<Out, In> *s, int H, int W, int r, int c0,
                                     int count, unsigned own_bits) {
-  const T *own = static_cast<const T *>(s->seg_self);
-  const T *other = static_cast<const T *>(s->seg_other);
+  const T *own = static_cast<const T *>(s->seg_own);
+  const T *partner = static_cast<const T *>(s->seg_partner);
   T *out = static_cast<T *>(s->seg_out) + int64_t(r) * W + c0;
   for (int k = 0; k < count; k++) {
-    bool partner;
+    bool from_partner;
     int sr, sc;
-    SegSource(s->p, H, W, r, c0 + k, (own_bits >> k) & 1u, s->flip_self, s->flip_other,
-              &partner, &sr, &sc);
-    St(out + k, Ld((partner ? other : own) + int64_t(sr) * W + sc, MSDA_SITE, kAuxLoad),
+    SegSource(s->p, H, W, r, c0 + k, (own_bits >> k) & 1u, s->flip_own, s->flip_partner,
+              &from_partner, &sr, &sc);
+    St(out + k, Ld((from_partner ? partner : own) + int64_t(sr) * W + sc, MSDA_SITE, kAuxLoad),
        MSDA_SITE, kAuxStore);
   }
 }
@@ -655,10 +415,10 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
   const int c0 = u.grp * P;
   // both blocks' loads issued before either is arranged (the middle of an odd batch is its own
   // partner, mask 1: its block is read twice, from the same address)
-  const int flip_i = a.samples[i].flip_self, flip_j = a.samples[j].flip_self;
+  const int flip_i = a.samples[i].flip_own, flip_j = a.samples[j].flip_own;
   B raw_i, raw_j, xi, xj;
-  LoadRaw(a.samples[i].self, g, u.f, u.r, c0, flip_i, raw_i, MSDA_SITE);
-  LoadRaw(a.samples[j].self, g, u.f, u.r, c0, flip_j, raw_j, MSDA_SITE);
+  LoadRaw(a.samples[i].own, g, u.f, u.r, c0, flip_i, raw_i, MSDA_SITE);
+  LoadRaw(a.samples[j].own, g, u.f, u.r, c0, flip_j, raw_j, MSDA_SITE);
   Arrange(g, flip_i, raw_i, xi);
   Arrange(g, flip_j, raw_j, xj);
   MSDA_UNROLL
@@ -666,11 +426,11 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
     if (which && j == i) break;
     const SampleDesc<Out, In> *sp = a.samples + (which ? j : i);
     const SampleDesc<Out, In> &s = *sp;
-    B self, other;
+    B own, partner;
     MSDA_UNROLL
     for (int k = 0; k < B::kWords; k++) {
-      self.w[k] = which ? xj.w[k] : xi.w[k];
-      other.w[k] = which ? xi.w[k] : xj.w[k];
+      own.w[k] = which ? xj.w[k] : xi.w[k];
+      partner.w[k] = which ? xi.w[k] : xj.w[k];
     }
     float m[P];
     UnitMask<P>(s.p, a, u.r, c0, m);
@@ -682,12 +442,12 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
         if (c >= s.p.x0 && c < s.p.x1) {
           MSDA_UNROLL
           for (int ch = 0; ch < C; ch++)
-            SetElem(other.w, k * C + ch,
+            SetElem(partner.w, k * C + ch,
                     ResizedPartnerAt(sp, g.H, g.W, C, g.in_planar, u.f, u.r, c, ch));
         }
       }
     }
-    StoreUnitAs<C, P>(s, g, u.f, u.r, c0, m, self, other, mean, inv);
+    StoreUnitAs<C, P>(s, g, u.f, u.r, c0, m, own, partner, mean, inv);
     if (u.f == 0 && s.mask) StoreMask<P>(s.mask, g, u.r, c0, m);
     if (g.seg_bytes)  // images: f == 0
       SegUnit(sp, g.seg_bytes, g.H, g.W, u.r, c0, P, OwnLabelBits(m));
@@ -794,9 +554,9 @@ DALI_HOST_DEV MSDA_INLINE void PlainUnit(const KernelArgs<Out, In> &a, const Uni
   const SampleDesc<Out, In> *di = a.samples + u.pair, *dj = a.samples + (g.n - 1 - u.pair);
   const int c0 = u.grp * P;
   // both blocks in flight before either is used
-  const In *xi = Ld(&di->self, MSDA_SITE, kAuxLoad), *xj = Ld(&dj->self, MSDA_SITE, kAuxLoad);
-  const int flip_i = Ld(&di->flip_self, MSDA_SITE, kAuxLoad);
-  const int flip_j = Ld(&dj->flip_self, MSDA_SITE, kAuxLoad);
+  const In *xi = Ld(&di->own, MSDA_SITE, kAuxLoad), *xj = Ld(&dj->own, MSDA_SITE, kAuxLoad);
+  const int flip_i = Ld(&di->flip_own, MSDA_SITE, kAuxLoad);
+  const int flip_j = Ld(&dj->flip_own, MSDA_SITE, kAuxLoad);
   B raw_i, raw_j;
   LoadRaw(xi, g, u.f, u.r, c0, flip_i, raw_i, MSDA_SITE);
   LoadRaw(xj, g, u.f, u.r, c0, flip_j, raw_j, MSDA_SITE);
@@ -821,27 +581,6 @@ MSDA_UNROLL
   PlainStore<C, P>(oj, g, u.f, u.r, c0, mj, vj, vi, mean, inv);
 }
 
-/// Whether a planned vector launch may take the plain instance: integral inputs, every mask a
-/// box, no label maps, no mask outputs, and every 1 / std finite (`norm`: mean[C] then
-/// inv_std[C], or null without normalisation), so that no NaN can arise; and a plain instance
-/// for its C (HasPlainInstance: none for 4 channels of float32 output, whose 2 x 32 output
-/// values of a unit spill at the launch bounds, benchmarks/sass_stats.py, where the general
-/// instance's do not).
-template <typename Out, typename In>
-constexpr bool HasPlainInstance(int C) {
-  return std::is_integral_v<In> && C >= 1 && C <= 4 && !(C == 4 && sizeof(Out) == 4);
-}
-
-template <typename Out, typename In>
-bool PlainLaunch(const LaunchGeometry &g, const SampleParams *p, bool mask_outputs,
-                 const float *norm) {
-  if (!HasPlainInstance<Out, In>(g.vec_c) || g.seg_bytes || mask_outputs) return false;
-  for (int i = 0; i < g.n; i++)
-    if (p[i].kind != kMaskBox) return false;
-  for (int c = 0; norm && c < g.C; c++)
-    if (!std::isfinite(norm[g.C + c])) return false;
-  return true;
-}
 
 // ---- the per-pixel fallback: any C, any alignment --------------------------------------------
 
@@ -850,15 +589,15 @@ DALI_HOST_DEV inline void PixelOfSample(const KernelArgs<Out, In> &a, const Samp
                                         const UnitPos &u, int c) {
   const LaunchGeometry &g = a.g;
   const float m = MaskAt(s.p, a.tables, a.bits, g.H, g.W, u.r, c);
-  const int cs = s.flip_self ? g.W - 1 - c : c, co = s.flip_other ? g.W - 1 - c : c;
+  const int cs = s.flip_own ? g.W - 1 - c : c, co = s.flip_partner ? g.W - 1 - c : c;
   const bool gather = IsResized(s.p.kind) && u.r >= s.p.y0 && u.r < s.p.y1 && c >= s.p.x0 &&
                       c < s.p.x1;
   for (int ch = 0; ch < g.C; ch++) {
     In x{}, y{};
-    if (m != 0.0f) x = Ld(InputAt(s.self, g, u.f, u.r, cs, ch), MSDA_SITE);
+    if (m != 0.0f) x = Ld(InputAt(s.own, g, u.f, u.r, cs, ch), MSDA_SITE);
     if (m != 1.0f)
       y = gather ? ResizedPartnerAt(&s, g.H, g.W, g.C, g.in_planar, u.f, u.r, c, ch)
-                 : Ld(InputAt(s.other, g, u.f, u.r, co, ch), MSDA_SITE);
+                 : Ld(InputAt(s.partner, g, u.f, u.r, co, ch), MSDA_SITE);
     const Out v = g.normalize
         ? MixElement<true, Out, In>(m, x, y, Ld(a.norm + ch, MSDA_SITE, kAuxLoad),
                                     Ld(a.norm + g.C + ch, MSDA_SITE, kAuxLoad))
@@ -952,77 +691,6 @@ DALI_HOST_DEV inline void MixThread(const KernelArgs<Out, In> &a, int block, int
   const int64_t u0 = b0 + thread;
   if (u0 < b1) RunUnits<C, kPlain>(a, u0, b1);
   WriteTargets(a, int64_t(block) * g.threads + thread, int64_t(g.blocks) * g.threads);
-}
-
-/// Calls f(std::integral_constant<int, C>{}, std::bool_constant<plain>{}) for C = g.vec_c (0 to
-/// 4) and plain = g.plain: how the launch picks its kernel instance, on the GPU and in the
-/// harness alike. The plain instances exist where HasPlainInstance says.
-template <typename Out, typename In, typename F>
-void WithInstance(const LaunchGeometry &g, const F &f) {
-  auto call = [&](auto c) {
-    if constexpr (HasPlainInstance<Out, In>(decltype(c)::value))
-      if (g.plain) return f(c, std::bool_constant<true>{});
-    return f(c, std::bool_constant<false>{});
-  };
-  switch (g.vec_c) {
-    case 1: return call(std::integral_constant<int, 1>{});
-    case 2: return call(std::integral_constant<int, 2>{});
-    case 3: return call(std::integral_constant<int, 3>{});
-    case 4: return call(std::integral_constant<int, 4>{});
-    default: return call(std::integral_constant<int, 0>{});
-  }
-}
-
-/// The per-sample descriptors of a launch: partner, mirror flags and output rows by sample.
-template <typename Out, typename In>
-void BuildDescs(int n, Out *const *out, const In *const *in, float *const *mask,
-                float *const *target, float *const *params, const SampleParams *p,
-                const TargetSpec *t, const int *mirror, SampleDesc<Out, In> *descs,
-                const void *const *seg_in = nullptr, void *const *seg_out = nullptr) {
-  for (int i = 0; i < n; i++) {
-    SampleDesc<Out, In> &d = descs[i];
-    const int j = p[i].partner;
-    d.out = out[i];
-    d.self = in[i];
-    d.other = in[j];
-    d.mask = mask ? mask[i] : nullptr;
-    d.target = target[i];
-    d.params = params ? params[i] : nullptr;
-    d.p = p[i];
-    d.t = t[i];
-    d.flip_self = mirror ? mirror[i] : 0;
-    d.flip_other = mirror ? mirror[j] : 0;
-    d.seg_self = seg_in ? seg_in[i] : nullptr;
-    d.seg_other = seg_in ? seg_in[j] : nullptr;
-    d.seg_out = seg_out ? seg_out[i] : nullptr;
-  }
-}
-
-/// Whether every pointer is aligned to `alignment` bytes.
-template <typename T>
-bool AllAligned(const T *const *ptrs, int n, int alignment = 16) {
-  for (int i = 0; i < n; i++)
-    if (ptrs && reinterpret_cast<uintptr_t>(ptrs[i]) % alignment != 0) return false;
-  return true;
-}
-
-/// The alignment the vector path's accesses to a sample of T need: its widest vector access
-/// (ChunkBytes), that of a P-pixel run of one plane (planar) or of all C channels (interleaved).
-/// Every run of a sample starts a multiple of that many bytes from its start when W is a
-/// multiple of P, so the sample's start is all that must be aligned: a batch of 24-byte uint8
-/// runs (8 pixels x 3 channels) needs 8 bytes, not 16, whatever its per-sample byte size.
-template <typename T, typename In>
-int VectorAlignment(int C, bool planar) {
-  const int bytes = (planar ? 1 : C) * PixelsPerUnit<In>() * int(sizeof(T));
-  return bytes % 16 == 0 ? 16 : bytes % 8 == 0 ? 8 : 4;
-}
-
-/// Whether every sample's input and output start where the vector path of `shape` can read and
-/// write them (VectorAlignment), the rest of its conditions being PlanLaunch's.
-template <typename Out, typename In>
-bool VectorAligned(const LaunchGeometry &shape, const In *const *in, Out *const *out, int n) {
-  return AllAligned(in, n, VectorAlignment<In, In>(shape.C, shape.in_planar)) &&
-         AllAligned(out, n, VectorAlignment<Out, In>(shape.C, shape.out_planar));
 }
 
 }  // namespace msda

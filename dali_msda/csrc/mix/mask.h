@@ -24,7 +24,7 @@ namespace msda {
 enum MaskKind : int32_t {
   kMaskBox = 0,    // M = 0 inside [y0, y1) x [x0, x1), `outside` elsewhere (Mixup, CutMix, HMix)
   kMaskGauss = 1,  // M = gy[row] * gx[col], or 1 - that when `invert` (GMix)
-  kMaskBits = 2,   // M = bit row * W + col of the bit mask at bits[table_offset] (FMix: 0 or 1)
+  kMaskBits = 2,   // M = bit row * W + col of the bit mask at bits[mask_offset] (FMix: 0 or 1)
   kMaskResized = 3,  // a box mask with `outside` 1, where the partner is read resized to the
                      // box, nearest neighbour (ResizeMix): ResizedSource
   kMaskResizedLinear = 4,  // the same, resized bilinearly: ResizedLinear
@@ -42,7 +42,7 @@ struct SampleParams {
   int32_t x0, x1;        // box columns [x0, x1)
   float outside;         // kMaskBox: mask value outside the box
   int32_t invert;        // kMaskGauss: M = 1 - G instead of G
-  int64_t table_offset;  // kMaskGauss: gy at tables[offset, offset + H), gx at
+  int64_t mask_offset;   // kMaskGauss: gy at tables[offset, offset + H), gx at
                          // tables[offset + GaussColsOffset(H), + W); kMaskBits: the byte offset
                          // of the H x W bit mask in `bits` (MaskBit)
 };
@@ -70,25 +70,48 @@ struct TargetSpec {
   int32_t soft_row = -1;
 };
 
-/// Where H, W and the channels sit in a sample: row q in [0, outer * H) of `W * inner` elements
-/// starts at q * W * inner and is image row q % H (HWC: outer 1, inner C; CHW: outer C, inner 1;
-/// FHWC: outer F, inner C; FCHW: outer F * C, inner 1).
-struct Geometry {
-  int64_t outer = 1;
-  int H = 0, W = 0;
-  int inner = 1;
-  DALI_HOST_DEV int64_t RowLen() const { return int64_t(W) * inner; }
-  DALI_HOST_DEV int64_t Rows() const { return outer * H; }
+/// The shape of a batch, one struct for both backends (the GPU's launch extends it:
+/// LaunchGeometry): n samples of `frames` frames (1 for images) of H x W x C, the input's and
+/// the output's channels first in a frame (CHW) or last (HWC), whether the output is normalised,
+/// and the targets' length K.
+struct BatchShape {
+  int n = 0;
+  int64_t frames = 1;
+  int H = 0, W = 0, C = 1;
+  int in_planar = 0, out_planar = 0;
+  int normalize = 0;
+  int K = 0;
+  DALI_HOST_DEV int64_t FrameElems() const { return int64_t(H) * W * C; }
+  /// The input as rows: row q in [0, Rows()) of RowLen() elements starts at q * RowLen() and is
+  /// image row q % H (HWC: frames x H rows of W x C; CHW: frames x C x H rows of W).
+  DALI_HOST_DEV int RowChannels() const { return in_planar ? 1 : C; }
+  DALI_HOST_DEV int64_t RowLen() const { return int64_t(W) * RowChannels(); }
+  DALI_HOST_DEV int64_t Rows() const { return frames * (in_planar ? C : 1) * H; }
 };
+
+inline BatchShape MakeBatchShape(int n, int64_t frames, int H, int W, int C, bool in_planar,
+                                 bool out_planar, bool normalize, int K) {
+  BatchShape s;
+  s.n = n;
+  s.frames = frames;
+  s.H = H;
+  s.W = W;
+  s.C = C;
+  s.in_planar = in_planar;
+  s.out_planar = out_planar;
+  s.normalize = normalize;
+  s.K = K;
+  return s;
+}
 
 /// The mask value at (row, col); `tables` holds the Gaussian factors of kMaskGauss samples and
 /// `bits` the masks of kMaskBits ones.
 DALI_HOST_DEV inline float MaskAt(const SampleParams &p, const float *tables, const uint8_t *bits,
                                   int H, int W, int row, int col) {
   if (p.kind == kMaskBits)
-    return MaskBit(bits + p.table_offset, int64_t(row) * W + col) ? 1.0f : 0.0f;
+    return MaskBit(bits + p.mask_offset, int64_t(row) * W + col) ? 1.0f : 0.0f;
   if (p.kind == kMaskGauss) {
-    float g = tables[p.table_offset + row] * tables[p.table_offset + GaussColsOffset(H) + col];
+    float g = tables[p.mask_offset + row] * tables[p.mask_offset + GaussColsOffset(H) + col];
     return p.invert ? 1.0f - g : g;
   }
   bool inside = row >= p.y0 && row < p.y1 && col >= p.x0 && col < p.x1;
@@ -115,7 +138,7 @@ DALI_HOST_DEV inline bool TakesOwnLabel(float m) { return m >= 0.5f; }
 /// (*src_row, *src_col) of that map, each map read with its image's mirror, a ResizeMix
 /// partner's resized into the box by nearest neighbour.
 DALI_HOST_DEV inline void SegSource(const SampleParams &p, int H, int W, int row, int col,
-                                    bool own, int flip_self, int flip_other, bool *from_partner,
+                                    bool own, int flip_own, int flip_partner, bool *from_partner,
                                     int *src_row, int *src_col);
 
 /// Bilinear taps along one axis (spec 10; torch's F.interpolate(mode="bilinear",
@@ -153,29 +176,29 @@ DALI_HOST_DEV inline float ResizedLinear(const SampleParams &p, int H, int W, in
 }
 
 DALI_HOST_DEV inline void SegSource(const SampleParams &p, int H, int W, int row, int col,
-                                    bool own, int flip_self, int flip_other, bool *from_partner,
+                                    bool own, int flip_own, int flip_partner, bool *from_partner,
                                     int *src_row, int *src_col) {
   *from_partner = !own;
   *src_row = row;
   if (!*from_partner) {
-    *src_col = flip_self ? W - 1 - col : col;
+    *src_col = flip_own ? W - 1 - col : col;
   } else if (IsResized(p.kind) && row >= p.y0 && row < p.y1 && col >= p.x0 && col < p.x1) {
-    ResizedSource(p, H, W, row, col, flip_other, src_row, src_col);
+    ResizedSource(p, H, W, row, col, flip_partner, src_row, src_col);
   } else {
-    *src_col = flip_other ? W - 1 - col : col;
+    *src_col = flip_partner ? W - 1 - col : col;
   }
 }
 
 /// The blend of spec section 1, in float32, in this exact order.
-DALI_HOST_DEV inline float Blend(float m, float self, float other) {
-  return m * self + (1.0f - m) * other;
+DALI_HOST_DEV inline float Blend(float m, float own, float partner) {
+  return m * own + (1.0f - m) * partner;
 }
 
 /// The mixed value of one element (spec 1 and 7): where the mask is exactly 1 the own value,
 /// where exactly 0 the partner's (the other one is not read, so a NaN or -0.0 in it does not
 /// leak), elsewhere the blend.
-DALI_HOST_DEV inline float MixValue(float m, float self, float other) {
-  return m == 1.0f ? self : m == 0.0f ? other : Blend(m, self, other);
+DALI_HOST_DEV inline float MixValue(float m, float own, float partner) {
+  return m == 1.0f ? own : m == 0.0f ? partner : Blend(m, own, partner);
 }
 
 /// Fused normalisation (spec 7): (v - mean) * inv_std, inv_std the float32 reciprocal of std.

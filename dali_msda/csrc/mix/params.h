@@ -15,12 +15,9 @@
 
 #include "fmix.h"
 #include "mask.h"
+#include "methods.h"
 
 namespace msda {
-
-enum class Method : int { kMixup = 0, kCutMix = 1, kHMix = 2, kGMix = 3, kFMix = 4,
-                          kResizeMix = 5, kClassMix = 6 };
-enum class Mode : int { kBatch = 0, kElem = 1 };
 
 // lam' of GMix is clamped to this so that lam in {0, 1} does not divide by zero (spec 6).
 constexpr double kMinGaussLam = 1e-12;
@@ -103,6 +100,9 @@ struct Draw {
   float lam;
   int cy, cx;  // integer pixel centre
   bool round_up = false;  // FMix: ceil (true) or floor of lam H W ones, a fair coin
+  float scale = 0.0f;     // ResizeMix: the partner's scale tau (spec 10), drawn or `lam`
+  /// The value a sample reports as its `lam` (the `params` output): tau for ResizeMix.
+  float Reported(Method m) const { return Traits(m).draws_scale ? scale : lam; }
 };
 
 template <typename RNG>
@@ -166,9 +166,9 @@ inline Box ResizedBox(float tau, int cy, int cx, int H, int W) {
   return b;
 }
 
-inline SampleParams IdentityParams(int self) {
+inline SampleParams IdentityParams(int i) {
   SampleParams p{};
-  p.partner = self;
+  p.partner = i;
   p.kind = kMaskBox;
   p.outside = 1.0f;
   return p;
@@ -177,13 +177,14 @@ inline SampleParams IdentityParams(int self) {
 /// Mask-table floats a method needs per mask: the H + W Gaussian factors of GMix, each part
 /// rounded up to 4 floats (GaussColsOffset); none for the others.
 inline int64_t TableSize(Method method, int H, int W) {
-  return method == Method::kGMix ? GaussColsOffset(H) + GaussColsOffset(W) : 0;
+  return Traits(method).data == MaskData::kGaussTable ? GaussColsOffset(H) + GaussColsOffset(W)
+                                                      : 0;
 }
 
 /// Bit-mask bytes a method needs per mask: H x W bits for FMix and ClassMix (MaskBit), none for
 /// the others.
 inline int64_t BitsSize(Method method, int H, int W) {
-  return method == Method::kFMix || method == Method::kClassMix ? (int64_t(H) * W + 7) / 8 : 0;
+  return Traits(method).data == MaskData::kBits ? (int64_t(H) * W + 7) / 8 : 0;
 }
 
 /// Fills `p` for one applied draw and returns the label weight of the sample's own label
@@ -241,8 +242,8 @@ inline double BuildMask(Method method, const Draw &d, const MaskOptions &o, int 
     case Method::kClassMix:  // the mask comes from the partner's label map (spec 12): its
       p.kind = kMaskBits;    // maker sets the weight once it has counted the mask's ones
       return 1.0;
-    case Method::kResizeMix: {  // d.lam is the scale tau (spec 10)
-      Box b = ResizedBox(d.lam, d.cy, d.cx, H, W);
+    case Method::kResizeMix: {
+      Box b = ResizedBox(d.scale, d.cy, d.cx, H, W);
       if (b.Area() == 0) return 1.0;  // nothing pasted
       p.kind = o.resize_linear ? kMaskResizedLinear : kMaskResized;
       p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
@@ -255,8 +256,8 @@ inline double BuildMask(Method method, const Draw &d, const MaskOptions &o, int 
 /// Mask parameters of sample i of n for draw d (spec 2: the partner is n - 1 - i; a sample that
 /// is its own partner, or was not drawn to mix, is left unchanged) and, in `weight`, its label
 /// weight. GMix writes its factors to table (TableSize floats), which sits at `table_offset` in
-/// the batch's table array; an FMix bit mask (BitsSize bytes) is to be written by the caller at
-/// `bits_offset` of the batch's bit array.
+/// the batch's table array; an FMix or ClassMix bit mask (BitsSize bytes) is to be written by
+/// the caller at `bits_offset` of the batch's bit array. Either is the sample's mask_offset.
 inline SampleParams PlanSample(Method method, const Draw &d, int i, int n,
                                const MaskOptions &options, int H, int W, float *table,
                                int64_t table_offset, int64_t bits_offset, double *weight) {
@@ -264,8 +265,8 @@ inline SampleParams PlanSample(Method method, const Draw &d, int i, int n,
   SampleParams p = IdentityParams(i);
   *weight = 1.0;
   if (d.apply && j != i) {
-    p.table_offset = TableSize(method, H, W) ? table_offset
-                     : BitsSize(method, H, W) ? bits_offset : 0;
+    p.mask_offset = TableSize(method, H, W) ? table_offset
+                    : BitsSize(method, H, W) ? bits_offset : 0;
     *weight = BuildMask(method, d, options, H, W, p, table);
     p.partner = j;
   }
@@ -277,8 +278,8 @@ inline SampleParams PlanSample(Method method, const Draw &d, int i, int n,
 /// built from this on either backend equal SoftTarget's bit for bit.
 inline TargetSpec OneHotTarget(double w, int ya, int yb, double eps, int K) {
   const double base = eps / K, keep = 1.0 - eps;
-  auto entry = [&](double self_v, double other_v) {
-    return static_cast<float>(w * (keep * self_v + base) + (1.0 - w) * (keep * other_v + base));
+  auto entry = [&](double own_v, double partner_v) {
+    return static_cast<float>(w * (keep * own_v + base) + (1.0 - w) * (keep * partner_v + base));
   };
   TargetSpec t;
   t.ya = ya;
@@ -289,13 +290,13 @@ inline TargetSpec OneHotTarget(double w, int ya, int yb, double eps, int K) {
   return t;
 }
 
-/// Target row of one sample (spec 1): w * smooth(v_self) + (1 - w) * smooth(v_partner), with
+/// Target row of one sample (spec 1): w * smooth(v_own) + (1 - w) * smooth(v_partner), with
 /// smooth(v) = (1 - eps) * v + eps / K; v are one-hot or soft label vectors of length K.
-inline void SoftTarget(double w, const float *v_self, const float *v_other, int K, double eps,
+inline void SoftTarget(double w, const float *v_own, const float *v_partner, int K, double eps,
                        float *out) {
   const double base = eps / K, keep = 1.0 - eps;
   for (int k = 0; k < K; k++) {
-    double si = keep * v_self[k] + base, sj = keep * v_other[k] + base;
+    double si = keep * v_own[k] + base, sj = keep * v_partner[k] + base;
     out[k] = static_cast<float>(w * si + (1.0 - w) * sj);
   }
 }

@@ -1,0 +1,109 @@
+// The masks made on the host after the draw, for both backends: FMix's (an inverse FFT of
+// low-frequency noise per mask, fmix.h) and ClassMix's (from the partner's label map, spec 12).
+// Each writes its H x W bits into the plan (BatchPlan::bits, at its job's mask_offset); ClassMix
+// also sets its samples' label weights, known once their masks are counted. `run(jobs, cost,
+// make)` runs make(k) for the k < jobs jobs: on DALI's thread pool (CPU backend) or on threads of
+// the op's own (GPU backend).
+
+#ifndef DALI_MSDA_CSRC_MIX_HOST_MASKS_H_
+#define DALI_MSDA_CSRC_MIX_HOST_MASKS_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "fmix.h"
+#include "mask.h"
+#include "plan.h"
+
+namespace msda {
+
+/// The FMix masks of the plan. `noise(i)` is sample i's given noise (FMixNoiseSize floats), or
+/// null where the noise is drawn from the job's stream.
+template <typename NoiseOf, typename Run>
+void MakeFMixMasks(BatchPlan &plan, int H, int W, double decay_power, const NoiseOf &noise,
+                   const Run &run) {
+  if (plan.fmix_jobs.empty()) return;
+  auto make = [&](size_t k) {
+    static thread_local std::vector<double> values;
+    const HostMaskJob &job = plan.fmix_jobs[k];
+    const int64_t size = FMixNoiseSize(H, W);
+    values.resize(size);
+    if (const float *v = noise(job.sample)) {
+      std::copy(v, v + size, values.begin());
+    } else {
+      Philox4x32_10 rng = job.rng;
+      StandardNormals(rng, size, values.data());
+    }
+    FMixMask(values.data(), H, W, decay_power, job.ones, plan.bits.data() + job.mask_offset);
+  };
+  run(plan.fmix_jobs.size(), int64_t(H) * W, make);
+}
+
+/// The ClassMix masks of the plan (spec 12) and their samples' weights. `map_of(j)` is sample
+/// j's label map (H x W of `T`: uint8_t or int32_t) in host memory, `mirror` the samples' flips.
+template <typename T, typename MapOf, typename Run>
+void MakeClassMixMasks(BatchPlan &plan, int H, int W, int ignore_index, const int *mirror,
+                       const MapOf &map_of, const Run &run) {
+  if (plan.classmix_jobs.empty()) return;
+  const int64_t hw = int64_t(H) * W;
+  auto make = [&](size_t k) {
+    const HostMaskJob &job = plan.classmix_jobs[k];
+    const int flip = mirror[job.partner];
+    const T *map = static_cast<const T *>(map_of(job.partner));
+    static thread_local std::vector<T> classes;
+    // the present labels, sorted, the ignore label left out: a table of the 256 values for
+    // uint8 maps, a sort of a copy for int32 ones
+    if constexpr (sizeof(T) == 1) {
+      bool seen[256] = {};
+      for (int64_t k = 0; k < hw; k++) seen[map[k]] = true;
+      classes.clear();
+      for (int v = 0; v < 256; v++)
+        if (seen[v]) classes.push_back(static_cast<T>(v));
+    } else {
+      classes.assign(map, map + hw);
+      std::sort(classes.begin(), classes.end());
+      classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
+    }
+    // (an ignore label the map's type cannot hold, e.g. -1 for uint8, leaves nothing out)
+    if (ignore_index >= int64_t(std::numeric_limits<T>::min()) &&
+        ignore_index <= int64_t(std::numeric_limits<T>::max()))
+      classes.erase(std::remove(classes.begin(), classes.end(), static_cast<T>(ignore_index)),
+                    classes.end());
+    const int n_classes = static_cast<int>(classes.size());
+    const int k_sel = (n_classes + 1) / 2;  // ceil(n / 2): the official int((n + n % 2) / 2)
+    Philox4x32_10 rng = job.rng;
+    for (int t = 0; t < k_sel; t++)  // a partial Fisher-Yates shuffle picks them
+      std::swap(classes[t], classes[t + UniformInt(rng, n_classes - t)]);
+    std::sort(classes.begin(), classes.begin() + k_sel);
+    bool picked[256] = {};  // uint8 maps: membership by table
+    if constexpr (sizeof(T) == 1)
+      for (int t = 0; t < k_sel; t++) picked[classes[t]] = true;
+    uint8_t *bits = plan.bits.data() + job.mask_offset;
+    std::fill(bits, bits + BitsSize(Method::kClassMix, H, W), uint8_t(0));
+    int64_t ones = 0;
+    for (int r = 0; r < H; r++) {
+      const T *row = map + int64_t(r) * W;
+      for (int c = 0; c < W; c++) {
+        const T v = row[flip ? W - 1 - c : c];
+        bool pasted;
+        if constexpr (sizeof(T) == 1)
+          pasted = picked[v];
+        else
+          pasted = std::binary_search(classes.begin(), classes.begin() + k_sel, v);
+        if (!pasted) {
+          SetMaskBit(bits, int64_t(r) * W + c);
+          ones++;
+        }
+      }
+    }
+    plan.weights[job.sample] = double(ones) / double(hw);  // the mask mean, exactly
+  };
+  run(plan.classmix_jobs.size(), hw, make);
+}
+
+}  // namespace msda
+
+#endif  // DALI_MSDA_CSRC_MIX_HOST_MASKS_H_
