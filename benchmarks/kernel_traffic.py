@@ -30,8 +30,7 @@ def main():
     print(f"{'case':18} {'method':18} {'read/floor':>10} {'write/floor':>11} "
           f"{'sectors/req load':>16} {'store':>6}")
     for case in emu.TRAFFIC_CASES:
-        for method in ("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix",
-                       "resizemix-bilinear"):
+        for method in emu.METHODS:  # every image method, and ResizeMix bilinear
             t = emu.traffic(so, case, method, n=args.batch)
             row = {"case": case, "method": method, "batch": args.batch,
                    "read_over_floor": t["image_load_bytes"] / t["input_bytes"],

@@ -14,14 +14,11 @@ import importlib.util as _ilu
 import os as _os
 import sys as _sys
 
+from .methods import MAP_METHODS, METHODS, MODES  # the method table: dali_msda.methods
+
 __version__ = "0.1.0"
 __all__ = ["library_path", "load_plugin", "has_gpu", "to_numpy", "dali_error_reason", "child_env",
            "DataError", "METHODS", "MAP_METHODS", "MODES"]
-
-METHODS = ("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix")
-MAP_METHODS = ("classmix",)  # the methods that make their masks from label maps (`seg`)
-MODES = ("batch", "elem")
-
 
 
 class DataError(RuntimeError):

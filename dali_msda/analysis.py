@@ -33,10 +33,10 @@ import textwrap
 
 import numpy as np
 
-from dali_msda import to_numpy
+from dali_msda import methods as _methods, to_numpy
 from nvidia.dali import fn, pipeline_def
 
-METHODS = ["mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix", "classmix"]
+METHODS = list(_methods.ALL)
 
 
 def sample_masks(method, size, samples, alpha=1.0, hmix_ratio=0.5, batch=64, seed=0,

@@ -20,9 +20,8 @@ import math
 
 import numpy as np
 
-METHODS = ("mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix")
-MAP_METHODS = ("classmix",)  # methods whose masks come from the label maps (spec 12)
-BOX_METHODS = ("mixup", "cutmix", "resizemix")  # the methods that mix boxes (spec 13)
+from .methods import BOX_METHODS, MAP_METHODS, METHODS  # noqa: F401  (names and ids)
+
 MIN_VISIBLE = 0.2  # spec 13: YOLOX's box_candidates area_thr
 LAYOUTS = ("HWC", "CHW", "FHWC", "FCHW")
 MIN_GAUSS_LAM = 1e-12  # GMix: lam' is clamped to this (spec 6)

@@ -14,8 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-METHOD_IDS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4, "resizemix": 5,
-              "classmix": 6}  # classmix needs label maps (segmentation pipelines)
+from dali_msda.methods import METHOD_IDS  # noqa: F401  (classmix: segmentation pipelines only)
 
 
 CUTMIX_MODES = {"bbox": "cutmix", "hmix": "hmix", "gmix": "gmix"}  # the official code's names

@@ -33,11 +33,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from conftest import FUZZ_SEED, run_mix  # noqa: E402
 
-from dali_msda import reference as ref  # noqa: E402
+from dali_msda import methods, reference as ref  # noqa: E402
 
 PROFILE = os.environ.get("DALI_MSDA_FUZZ_PROFILE", "ci")
 EXAMPLES = {"ci": 200, "long": 5000}[PROFILE]
-METHODS = ["mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix"]
+METHODS = list(methods.METHODS)
 DTYPES = {"uint8": np.uint8, "float16": np.float16, "float32": np.float32}
 ONE_MINUS = float(np.nextafter(np.float32(1), np.float32(0)))  # the largest float32 below 1
 

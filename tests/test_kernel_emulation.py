@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from conftest import special_values
-from dali_msda import reference as ref
+from dali_msda import methods, reference as ref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join(os.path.dirname(HERE), "dali_msda", "csrc")
 TYPES = {np.dtype(np.uint8): 0, np.dtype(np.float16): 1, np.dtype(np.float32): 2}
-METHODS = {"mixup": 0, "cutmix": 1, "hmix": 2, "gmix": 3, "fmix": 4, "resizemix": 5,
-           "resizemix-bilinear": 5}
+METHODS = {**{m: methods.METHOD_IDS[m] for m in methods.METHODS},
+           "resizemix-bilinear": methods.METHOD_IDS["resizemix"]}
 
 
 def cuda_includes():
