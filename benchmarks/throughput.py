@@ -32,7 +32,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 from dali_msda.pipelines import MixConfig, embedded_dataset, imagenet_train  # noqa: E402
 from dali_msda.pipelines.data import IMAGENET_SIDES  # noqa: E402
-from dali_msda.pipelines.imagenet import resolve_device  # noqa: E402
+from dali_msda.pipelines.common import resolve_device  # noqa: E402
 
 from common import add_output_args, machine_info, output_path, progress  # noqa: E402
 

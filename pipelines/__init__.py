@@ -7,8 +7,8 @@
 
 from .config import METHOD_IDS, MixConfig, MixSchedule
 from .data import SEG_CLASSES, embedded_dataset, segmentation_dataset, write_webdataset
-from .imagenet import (IMAGENET_MEAN, IMAGENET_STD, dist_env, folder_classes, imagenet_train,
-                       imagenet_val)
+from .common import IMAGENET_MEAN, IMAGENET_STD, dist_env, folder_classes
+from .imagenet import imagenet_train, imagenet_val
 from .segmentation import segmentation_pairs, segmentation_train, segmentation_val
 
 __all__ = ["METHOD_IDS", "MixConfig", "MixSchedule", "embedded_dataset", "write_webdataset",

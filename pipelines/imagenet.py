@@ -14,162 +14,10 @@ differs per rank. Readers pad their last batch, so an epoch is a whole number of
 
 import os
 
-
-from dali_msda import DataError, has_gpu  # (importing dali_msda registers fn.msda.mix)
 from nvidia.dali import fn, pipeline_def, types
 
-from .config import MixConfig, MixSchedule
-
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-# what fn.readers.file(file_root=...) reads (case-insensitive); images, then audio
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pnm",
-                    ".ppm", ".pgm", ".pbm")
-READER_EXTENSIONS = IMAGE_EXTENSIONS + (".flac", ".ogg", ".wav")
-DTYPES = {"float16": types.FLOAT16, "float32": types.FLOAT}
-
-
-def dist_env():
-    """(shard_id, num_shards, local_rank) from torchrun's RANK / WORLD_SIZE / LOCAL_RANK."""
-    rank = int(os.environ.get("RANK", 0))
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    local = int(os.environ.get("LOCAL_RANK", rank))
-    if not 0 <= rank < world:
-        raise ValueError(f"RANK must be in [0, WORLD_SIZE); got RANK={rank}, WORLD_SIZE={world}.")
-    return rank, world, local
-
-
-def resolve_device(device):
-    if device == "auto":
-        return "gpu" if has_gpu() else "cpu"
-    if device not in ("cpu", "gpu"):
-        raise ValueError(f"`device` must be 'auto', 'cpu' or 'gpu'; got {device!r}.")
-    return device
-
-
-def _placement(device, dtype, shard_id, num_shards, device_id):
-    """Resolved (device, shard_id, num_shards, device_id), torchrun's environment filling what
-    is not given; checks `dtype`."""
-    device = resolve_device(device)
-    if dtype not in DTYPES:
-        raise ValueError(f"`dtype` must be one of {tuple(DTYPES)}; got {dtype!r}.")
-    env_shard, env_shards, local_rank = dist_env()
-    shard_id = env_shard if shard_id is None else shard_id
-    num_shards = env_shards if num_shards is None else num_shards
-    if device_id is None and device == "gpu":
-        device_id = local_rank
-    return device, shard_id, num_shards, device_id
-
-
-def check_crop(scale, ratio):
-    """The random resized crop's ranges: area share `scale`, aspect `ratio`."""
-    if not (0 < scale[0] <= scale[1] <= 1):
-        raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1; got {scale}.")
-    if not (0 < ratio[0] <= ratio[1]):
-        raise ValueError(f"`ratio` must satisfy 0 < min <= max; got {ratio}.")
-
-
-def schedule_of(mix, batch_size, seed):
-    """The live MixSchedule a pipeline reads (None without mixing), for a MixConfig or a
-    MixSchedule, set up for this pipeline's batch size and seed."""
-    schedule = mix if isinstance(mix, MixSchedule) else (
-        MixSchedule(mix) if isinstance(mix, MixConfig) else None)
-    if mix is not None and schedule is None:
-        raise TypeError(f"`mix` must be a MixConfig, a MixSchedule or None; got {type(mix)}.")
-    if schedule is not None:
-        schedule.batch_size = batch_size
-        schedule.seed = seed
-    return schedule
-
-
-def folder_classes(data_dir):
-    """Sorted class folders of an ImageFolder tree that hold at least one image; clear errors
-    for a missing or empty tree."""
-    if not os.path.isdir(data_dir):
-        raise FileNotFoundError(f"`data_dir` {data_dir!r} does not exist or is not a folder.")
-    classes = sorted(d.name for d in os.scandir(data_dir) if d.is_dir())
-    if not classes:
-        raise ValueError(f"`data_dir` {data_dir!r} has no class sub-folders; expected an "
-                         "ImageFolder tree (data_dir/<class>/<image>).")
-    n_images = sum(1 for c in classes for f in os.scandir(os.path.join(data_dir, c))
-                   if f.name.lower().endswith(IMAGE_EXTENSIONS))
-    if n_images == 0:
-        raise ValueError(f"`data_dir` {data_dir!r} has {len(classes)} class folders but no "
-                         f"images ({', '.join(IMAGE_EXTENSIONS)}).")
-    return classes
-
-
-def folder_files(data_dir, classes):
-    """(files, labels) of an ImageFolder tree, labelled by their class folder's index in
-    `classes` (the training classes), sorted as fn.readers.file sorts them. A folder whose
-    class is not in `classes` is refused with its name; a class without a folder is fine."""
-    present = folder_classes(data_dir)
-    unknown = [c for c in present if c not in classes]
-    if unknown:
-        raise ValueError(f"`data_dir` {data_dir!r} has class folders the training classes do not "
-                         f"know: {unknown[:5]}{' ...' if len(unknown) > 5 else ''}; their images "
-                         "would get another class's index. Train on a tree with these classes, "
-                         "or remove them.")
-    index = {c: k for k, c in enumerate(classes)}
-    files, labels = [], []
-    for c in present:
-        folder = os.path.join(data_dir, c)
-        for name in sorted(os.listdir(folder)):
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                files.append(os.path.join(folder, name))
-                labels.append(index[c])
-    return files, labels
-
-
-CLASS_INDEX_RULE = "ASCII digits in [0, {n}) (the number of classes)"
-
-
-LABEL_LIMIT = 2**31  # DALI's readers hold labels as int32
-
-
-def class_index(text, num_classes):
-    """The class index `text` (bytes) holds, or None: ASCII digits, maybe surrounded by
-    whitespace, below `num_classes` (None: below 2^31, what an int32 label holds), and nothing
-    else (fn.msda.class_label's rule)."""
-    text = text.strip()
-    if not (text.isdigit() and text.isascii()):
-        return None
-    value = int(text)
-    return value if value < (LABEL_LIMIT if num_classes is None else num_classes) else None
-
-
-def read_file_list(file_list, num_classes):
-    """Every line of a 'path label' file list as fn.readers.file reads it (the label is the last
-    field; the path, which may hold spaces, is the rest, relative to the list's folder unless
-    absolute): (line number, path, label or None when the label breaks class_index's rule,
-    the line's text). Blank lines are skipped, as the reader skips them."""
-    base = os.path.dirname(os.path.abspath(file_list))
-    out = []
-    with open(file_list, "rb") as f:
-        for k, raw in enumerate(f, 1):
-            line = raw.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            parts = line.rsplit(None, 1)
-            label = class_index(parts[-1], num_classes) if len(parts) == 2 else None
-            path = os.path.join(base, os.fsdecode(parts[0].strip())) if len(parts) == 2 else None
-            out.append((k, path, label, line.decode("utf-8", "replace")))
-    return out
-
-
-def file_list_entries(file_list, num_classes):
-    """(path, label) of every line of a file list, checked strictly (read_file_list): a
-    DataError names the file, the first bad line and what it holds."""
-    entries = []
-    for k, path, label, text in read_file_list(file_list, num_classes):
-        if label is None:
-            raise DataError(
-                f"`file_list` {file_list!r} line {k}: expected 'path label' with the label a "
-                f"class index, {CLASS_INDEX_RULE.format(n=num_classes)}; got {text[:120]!r}.")
-        entries.append((path, label))
-    if not entries:
-        raise DataError(f"`file_list` {file_list!r} lists no files.")
-    return entries
+from .common import (DTYPES, IMAGENET_MEAN, IMAGENET_STD, check_crop, file_list_entries,
+                     folder_classes, folder_files, placement, schedule_of)
 
 
 def _class_count(num_classes, names):
@@ -274,7 +122,7 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     image's structure read before decoding, so that a file no decoder can read stops the run
     naming it; at most 0.25 % of the CPU pipeline's time, benchmarks/README.md).
     """
-    device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
+    device, shard_id, num_shards, device_id = placement(device, dtype, shard_id, num_shards,
                                                          device_id)
     check_crop(scale, ratio)
     seed = 1234 + shard_id if seed is None else seed
@@ -347,7 +195,7 @@ def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=Non
     sorted folders otherwise, so a val tree that lacks one training class shifts every later
     index (silently wrong accuracy). With it, each folder gets its training index, a missing
     class is fine, and a folder training does not know is refused with its name."""
-    device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
+    device, shard_id, num_shards, device_id = placement(device, dtype, shard_id, num_shards,
                                                          device_id)
     if targets not in ("onehot", "index"):
         raise ValueError(f"`targets` must be 'onehot' or 'index'; got {targets!r}.")

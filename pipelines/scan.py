@@ -62,8 +62,7 @@ import numpy as np
 
 from dali_msda import child_env, dali_error_reason
 
-from .imagenet import (IMAGE_EXTENSIONS, READER_EXTENSIONS, class_index, folder_classes,
-                       read_file_list, resolve_device)
+from .common import class_index, read_file_list, resolve_device, tree_items
 
 WDS_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 
@@ -266,23 +265,6 @@ def worker_main(device, threads, batch_size):
 
 
 # ---- sources ----------------------------------------------------------------------------------
-
-def tree_items(root):
-    """(items, skipped, empty_classes, classes): items are (path, label) of every file the
-    reader reads, labelled as fn.readers.file(file_root=root) labels them."""
-    classes = folder_classes(root)
-    items, skipped, empty = [], [], []
-    for label, c in enumerate(classes):
-        folder = os.path.join(root, c)
-        names = sorted(os.listdir(folder))
-        read = [n for n in names if n.lower().endswith(READER_EXTENSIONS)
-                and os.path.isfile(os.path.join(folder, n))]
-        skipped += [os.path.join(folder, n) for n in names if n not in read]
-        if not [n for n in read if n.lower().endswith(IMAGE_EXTENSIONS)]:
-            empty.append(c)
-        items += [(os.path.join(folder, n), label) for n in read]
-    return items, skipped, empty, classes
-
 
 def shard_samples(path):
     """WebDataset samples of one tar: {key: {ext: bytes}} in order (key = the member's path up to

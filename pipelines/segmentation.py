@@ -27,8 +27,8 @@ import os
 from dali_msda import DataError
 from nvidia.dali import fn, math as dmath, pipeline_def, types
 
-from .imagenet import (DTYPES, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, _placement,
-                       check_crop, schedule_of)
+from .common import (DTYPES, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, check_crop,
+                     placement, schedule_of)
 
 
 def check_num_classes(num_classes):
@@ -103,7 +103,7 @@ def pair_readers(images, masks, shard_id=0, num_shards=1, shuffle=False, shuffle
     identical but for their files, so they visit the pairs in the same order. DALI's
     `shuffle_after_epoch` permutes by the epoch number alone (a fixed loader seed, so that
     shards agree), so the two readers permute alike in every epoch
-    (tests/test_segmentation_pipeline.py checks it over three epochs with images and maps that
+    (tests/test_segmentation_pipelines.py checks it over three epochs with images and maps that
     encode their file and cell)."""
     common = dict(shard_id=shard_id, num_shards=num_shards, pad_last_batch=True,
                   labels=list(range(len(images))))
@@ -148,7 +148,7 @@ def segmentation_train(data_dir=None, *, file_list=None, num_classes, batch_size
     the own and the partner's mixing weight, maps uint8 crop x crop). `mix`: a MixConfig, a
     MixSchedule or None (no mixing; targets (1, 0)). `ignore_index`: the maps' label without
     a class (not counted by ClassMix). Sharding, seeds and devices as in `imagenet_train`."""
-    device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
+    device, shard_id, num_shards, device_id = placement(device, dtype, shard_id, num_shards,
                                                          device_id)
     check_crop(scale, ratio)
     check_num_classes(num_classes)
@@ -217,7 +217,7 @@ def segmentation_val(data_dir=None, *, file_list=None, num_classes, batch_size=1
     """The segmentation validation pipeline: outputs (images CHW `dtype`, maps uint8
     crop x crop), both resized to crop x crop (maps by nearest neighbour). Iterate it with
     last_batch_policy PARTIAL (the reader pads the last batch)."""
-    device, shard_id, num_shards, device_id = _placement(device, dtype, shard_id, num_shards,
+    device, shard_id, num_shards, device_id = placement(device, dtype, shard_id, num_shards,
                                                          device_id)
     check_num_classes(num_classes)
     images_list, masks_list = segmentation_pairs(data_dir, file_list)

@@ -36,9 +36,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from dali_msda import methods
 from dali_msda.pipelines import MixConfig, MixSchedule, embedded_dataset, imagenet_train
 from dali_msda.pipelines import imagenet_val
-from dali_msda.pipelines.imagenet import folder_classes, read_file_list, resolve_device
+from dali_msda.pipelines.common import (folder_classes, read_file_list, resolve_device,
+                                        tree_items)
 from dali_msda.pytorch import DataError, LastBatchPolicy, MixIterator
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -254,9 +256,6 @@ def data_fingerprint(source):
     written once a checkpoint directory; each checkpoint holds its digest)."""
     import numpy as np
 
-    from dali_msda.pipelines.imagenet import read_file_list
-    from dali_msda.pipelines.scan import tree_items
-
     if "data_dir" in source:
         root = source["data_dir"]
         entries = [(os.path.relpath(p, root), os.path.getsize(p))
@@ -453,8 +452,7 @@ def build_parser():
         "mixing", "either this project's flags (--method, --alpha, --prob, --mode; default HMix, "
         "alpha 1, per element) or timm's (--mixup, --cutmix, ...: MixConfig.from_timm, the same "
         "semantics as timm's and the official HMix/GMix train scripts)")
-    mixing.add_argument("--method", choices=["mixup", "cutmix", "hmix", "gmix", "fmix",
-                                             "resizemix", "none"],
+    mixing.add_argument("--method", choices=[*methods.METHODS, "none"],
                         default=None, help="(default hmix)")
     mixing.add_argument("--decay-power", type=float, default=3.0,
                         help="FMix: decay power of the noise spectrum (default 3.0)")
@@ -571,30 +569,22 @@ def check_file_list_data(args, root, ap):
                      "the labels number).")
 
 
-def main(argv=None):
-    ap = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_args(ap, argv):
+    """The command line, checked: (args, the MixConfig it states or None)."""
     args = ap.parse_args(argv)
     if (args.resume or args.checkpoint_every) and not args.checkpoint_dir:
         ap.error("--resume and --checkpoint-every need --checkpoint-dir")
     if args.checkpoint_every < 0:
         ap.error(f"--checkpoint-every must be >= 0; got {args.checkpoint_every}")
     try:
-        mix_config = mix_config_from_args(args)
+        return args, mix_config_from_args(args)
     except ValueError as e:
         ap.error(str(e))
 
-    device = resolve_device(args.device)
-    world, rank = init_distributed(device)
-    torch.manual_seed(args.seed)
 
-    def say(msg):
-        if rank == 0:
-            print(msg, flush=True)
-
-    say(f"device: {device}" + ("" if args.device != "auto" else
-                               " (auto: DALI sees a GPU)" if device == "gpu" else
-                               " (auto: DALI sees no GPU)") + f", {world} process(es)")
+def locate_data(args, ap, say):
+    """The data root: --data, or the embedded dataset (built now or cached), with its train/
+    and val/ trees; a --file-list checked against it."""
     # whichever rank builds the embedded dataset says so (the others wait for it)
     built = []
     root = args.data or embedded_dataset(log=lambda msg: (built.append(msg),
@@ -606,55 +596,76 @@ def main(argv=None):
         if not os.path.isdir(os.path.join(root, split)):
             sys.exit(f"--data {root!r} must contain {split}/ (an ImageFolder tree)")
     check_file_list_data(args, root, ap)
-    run_config = {k: getattr(args, k) for k in RUN_OPTIONS}
-    run_config.update(world_size=world, device=device)
-    source = (dict(file_list=args.file_list) if args.file_list else
-              dict(data_dir=os.path.join(root, "train")))
-    ckpt, ckpt_path, lock, data = None, None, None, None
-    if args.checkpoint_dir:
-        ckpt_path = os.path.join(args.checkpoint_dir, CHECKPOINT_NAME)
-        # one writer per directory: rank 0 holds the lock (it writes), every rank learns why not
-        try:
-            lock = CheckpointDirLock(args.checkpoint_dir) if rank == 0 else None
-            refused = None
-        except ValueError as e:
-            refused = str(e)
-        refused = gather(refused, world)[0]
-        if refused:
-            sys.exit(refused)
-        data = data_fingerprint(source)
-        summary = fingerprint_summary(data)  # what checkpoints hold of it
-        try:
-            ckpt = load_checkpoint(args.checkpoint_dir)
-            if ckpt is not None and not args.resume:
-                raise ValueError(f"--checkpoint-dir: {ckpt_path} exists; add --resume to "
-                                 "continue that run, or choose another directory.")
-            if ckpt is not None:
-                check_run_config(ckpt["config"], run_config, ckpt_path)
-                check_data(ckpt, data, summary["digest"], ckpt_path, args.accept_data_change,
-                           say)
-        except ValueError as e:
-            sys.exit(str(e))
-        if ckpt is not None and ckpt["epoch"] >= args.epochs:
-            say(f"--resume: the run in {ckpt_path} has finished (all {args.epochs} epochs); "
-                "nothing left to do.")
-            if rank == 0 and args.json:
-                with open(args.json, "w") as f:
-                    json.dump({"world_size": world, "device": device,
-                               "epochs": list(ckpt["summary"]), "finished": True}, f, indent=2)
-            if dist.is_initialized():
-                dist.destroy_process_group()
-            return {"world_size": world, "device": device, "epochs": list(ckpt["summary"]),
-                    "finished": True}
-        if args.resume:
-            say(f"resuming from {ckpt_path}: epoch {ckpt['epoch'] + 1}, step {ckpt['step']}"
-                if ckpt else f"--resume: no checkpoint in {args.checkpoint_dir} yet; starting")
-        if rank == 0 and saved_fingerprint(args.checkpoint_dir, summary) is None:
-            # the full fingerprint, once: checkpoints hold its digest (fingerprint_summary)
-            save_checkpoint({"format": CHECKPOINT_FORMAT, "data": data}, args.checkpoint_dir,
-                            DATA_NAME)
-        data = summary
-    schedule = None if mix_config is None else MixSchedule(mix_config)
+    return root
+
+
+class Resume:
+    """What --checkpoint-dir holds for this run: the checkpoint to resume from (`state`, None
+    for a fresh run), its `path`, the directory's `lock` (rank 0), the data's fingerprint
+    summary that checkpoints hold (`data`), and whether the run it holds has `finished`."""
+
+    def __init__(self, state=None, path=None, lock=None, data=None, finished=False):
+        self.state, self.path, self.lock, self.data = state, path, lock, data
+        self.finished = finished
+
+
+def open_checkpoint_dir(args, source, run_config, world, rank, say):
+    """The Resume of --checkpoint-dir (an empty one without it): one writer per directory, a
+    checkpoint only with --resume, the same run configuration and data as the checkpoint's."""
+    if not args.checkpoint_dir:
+        return Resume()
+    ckpt_path = os.path.join(args.checkpoint_dir, CHECKPOINT_NAME)
+    # one writer per directory: rank 0 holds the lock (it writes), every rank learns why not
+    try:
+        lock = CheckpointDirLock(args.checkpoint_dir) if rank == 0 else None
+        refused = None
+    except ValueError as e:
+        refused = str(e)
+    refused = gather(refused, world)[0]
+    if refused:
+        sys.exit(refused)
+    data = data_fingerprint(source)
+    summary = fingerprint_summary(data)  # what checkpoints hold of it
+    try:
+        ckpt = load_checkpoint(args.checkpoint_dir)
+        if ckpt is not None and not args.resume:
+            raise ValueError(f"--checkpoint-dir: {ckpt_path} exists; add --resume to "
+                             "continue that run, or choose another directory.")
+        if ckpt is not None:
+            check_run_config(ckpt["config"], run_config, ckpt_path)
+            check_data(ckpt, data, summary["digest"], ckpt_path, args.accept_data_change,
+                       say)
+    except ValueError as e:
+        sys.exit(str(e))
+    if ckpt is not None and ckpt["epoch"] >= args.epochs:
+        say(f"--resume: the run in {ckpt_path} has finished (all {args.epochs} epochs); "
+            "nothing left to do.")
+        return Resume(ckpt, ckpt_path, lock, summary, finished=True)
+    if args.resume:
+        say(f"resuming from {ckpt_path}: epoch {ckpt['epoch'] + 1}, step {ckpt['step']}"
+            if ckpt else f"--resume: no checkpoint in {args.checkpoint_dir} yet; starting")
+    if rank == 0 and saved_fingerprint(args.checkpoint_dir, summary) is None:
+        # the full fingerprint, once: checkpoints hold its digest (fingerprint_summary)
+        save_checkpoint({"format": CHECKPOINT_FORMAT, "data": data}, args.checkpoint_dir,
+                        DATA_NAME)
+    return Resume(ckpt, ckpt_path, lock, summary)
+
+
+def report_finished(resume, args, world, rank, device):
+    """The summary of a run that --resume finds finished (written to --json too)."""
+    result = {"world_size": world, "device": device, "epochs": list(resume.state["summary"]),
+              "finished": True}
+    if rank == 0 and args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return result
+
+
+def build_pipelines(args, root, source, ckpt, device, rank, schedule):
+    """(train, val) pipelines: training on `source` with the mixing `schedule` (its state from
+    the checkpoint when resuming), validation with the training classes' indices."""
     dtype = "float16" if device == "gpu" else "float32"
     classes = ckpt["classes"] if ckpt else None
     if args.file_list and classes is None:
@@ -670,80 +681,121 @@ def main(argv=None):
                             num_threads=args.threads, device=device, crop=args.crop,
                             resize=int(args.crop * 256 / 224), dtype=dtype,
                             classes=train_pipe.classes)  # the training classes' indices
-    _RUN.update(root=root, argv=argv, args=args, num_classes=train_pipe.num_classes)
-    train = MixIterator(train_pipe)
-    val = MixIterator(val_pipe, last_batch_policy=LastBatchPolicy.PARTIAL)
-    torch_device = torch.device(f"cuda:{torch.cuda.current_device()}" if device == "gpu"
-                                else "cpu")
-    model = ResNet(train_pipe.num_classes, width=args.width).to(torch_device)
-    bare = model  # what a checkpoint holds (not the DDP wrapper)
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(model)
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-5,
-                          nesterov=True)
-    steps_per_epoch = min(len(train), args.steps) if args.steps else len(train)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(args.epochs * steps_per_epoch))
-    loss_fn = nn.CrossEntropyLoss()  # probability targets straight from the pipeline
-    summary = {"world_size": world, "device": device, "epochs": []}
-    start_epoch, start_step, seen, loss_sum = 0, 0, 0, 0.0
-    if ckpt:
-        bare.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        mine = ckpt["ranks"][rank]
-        torch.set_rng_state(mine["torch_rng"])
-        if device == "gpu" and mine.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(mine["cuda_rng"])
-        start_epoch, start_step = ckpt["epoch"], ckpt["step"]
-        seen, loss_sum = mine["seen"], mine["loss_sum"]
-        summary["epochs"] = list(ckpt["summary"])
-        summary["resumed_from"] = {"epoch": start_epoch + 1, "step": start_step}
-        if train.epoch != start_epoch:
-            sys.exit(f"--resume: the pipeline state in {ckpt_path} is at epoch {train.epoch + 1}, "
-                     f"the checkpoint at epoch {start_epoch + 1}; the file is inconsistent.")
-    batch_log = None
-    if args.log_batches:
-        log_path = args.log_batches + (f".rank{rank}" if world > 1 else "")
-        if ckpt:  # what a killed run logged past its checkpoint is logged again below
-            trim_batch_log(log_path, ckpt["epoch"], ckpt["step"])
-        batch_log = open(log_path, "a")
+    return train_pipe, val_pipe
 
-    def checkpoint(epoch, step):
-        mine = {"pipeline": train.checkpoint(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state() if device == "gpu" else None,
-                "seen": seen, "loss_sum": loss_sum}
-        ranks = gather(mine, world)
-        if rank == 0:
+
+class Training:
+    """One process's training state: the model (`bare`: without the DDP wrapper, what a
+    checkpoint holds), optimiser, LR schedule and loss, the iterators, and the counters that a
+    checkpoint saves (epoch and step to start from, images seen and their loss this epoch)."""
+
+    def __init__(self, args, train_pipe, val_pipe, device, world, rank):
+        self.args, self.device, self.world, self.rank = args, device, world, rank
+        self.train_pipe = train_pipe
+        self.train = MixIterator(train_pipe)
+        self.val = MixIterator(val_pipe, last_batch_policy=LastBatchPolicy.PARTIAL)
+        self.torch_device = torch.device(f"cuda:{torch.cuda.current_device()}"
+                                         if device == "gpu" else "cpu")
+        self.bare = ResNet(train_pipe.num_classes, width=args.width).to(self.torch_device)
+        self.model = self.bare
+        if world > 1:
+            self.model = nn.parallel.DistributedDataParallel(self.bare)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=args.lr, momentum=0.9,
+                                   weight_decay=5e-5, nesterov=True)
+        self.steps_per_epoch = (min(len(self.train), args.steps) if args.steps
+                                else len(self.train))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, one_cycle(args.epochs * self.steps_per_epoch))
+        self.loss_fn = nn.CrossEntropyLoss()  # probability targets straight from the pipeline
+        self.summary = {"world_size": world, "device": device, "epochs": []}
+        self.start_epoch, self.start_step, self.seen, self.loss_sum = 0, 0, 0, 0.0
+
+    def restore(self, ckpt, ckpt_path):
+        """The state of a checkpoint: model, optimiser, schedule, RNGs and counters."""
+        self.bare.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        mine = ckpt["ranks"][self.rank]
+        torch.set_rng_state(mine["torch_rng"])
+        if self.device == "gpu" and mine.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(mine["cuda_rng"])
+        self.start_epoch, self.start_step = ckpt["epoch"], ckpt["step"]
+        self.seen, self.loss_sum = mine["seen"], mine["loss_sum"]
+        self.summary["epochs"] = list(ckpt["summary"])
+        self.summary["resumed_from"] = {"epoch": self.start_epoch + 1, "step": self.start_step}
+        if self.train.epoch != self.start_epoch:
+            sys.exit(f"--resume: the pipeline state in {ckpt_path} is at epoch "
+                     f"{self.train.epoch + 1}, the checkpoint at epoch {self.start_epoch + 1}; "
+                     "the file is inconsistent.")
+
+    def checkpoint(self, epoch, step, run_config, data):
+        """Every rank's state gathered; rank 0 writes the checkpoint."""
+        mine = {"pipeline": self.train.checkpoint(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state() if self.device == "gpu" else None,
+                "seen": self.seen, "loss_sum": self.loss_sum}
+        ranks = gather(mine, self.world)
+        if self.rank == 0:
             save_checkpoint({"format": CHECKPOINT_FORMAT, "config": run_config,
                              "data": data,
-                             "classes": train_pipe.classes, "epoch": epoch, "step": step,
-                             "model": bare.state_dict(),
-                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                             "summary": summary["epochs"], "ranks": ranks},
-                            args.checkpoint_dir)
+                             "classes": self.train_pipe.classes, "epoch": epoch, "step": step,
+                             "model": self.bare.state_dict(),
+                             "optimizer": self.opt.state_dict(),
+                             "scheduler": self.sched.state_dict(),
+                             "summary": self.summary["epochs"], "ranks": ranks},
+                            self.args.checkpoint_dir)
 
-    for epoch in range(start_epoch, args.epochs):
-        step = start_step if epoch == start_epoch else 0
+    def step(self, images, targets):
+        """One optimisation step; the loss (one device sync)."""
+        logits = self.model(images.float())
+        loss = self.loss_fn(logits.float(), targets)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        return loss.item()
+
+    def epoch_row(self, epoch, seen0, elapsed, schedule):
+        """Validation after an epoch, and its summary row (summed over the processes)."""
+        correct, total = evaluate(self.model, self.val, self.torch_device)
+        seen_all, correct, total, loss_all, seen_new = all_reduce_sum(  # seen_new: this process
+            [self.seen, correct, total, self.loss_sum, self.seen - seen0], self.device)
+        return {"epoch": epoch + 1, "train_loss": loss_all / max(seen_all, 1),
+                "images_per_s": seen_new / elapsed, "val_top1": correct / max(total, 1),
+                "val_images": int(total),
+                "mixing": bool(schedule and schedule.config.enabled)}
+
+
+def open_batch_log(args, ckpt, rank, world):
+    """--log-batches' file of this rank (None without it), trimmed to the checkpoint when
+    resuming: what a killed run logged past its checkpoint is logged again."""
+    if not args.log_batches:
+        return None
+    log_path = args.log_batches + (f".rank{rank}" if world > 1 else "")
+    if ckpt:
+        trim_batch_log(log_path, ckpt["epoch"], ckpt["step"])
+    return open(log_path, "a")
+
+
+def run_epochs(t, schedule, batch_log, run_config, data):
+    """The training loop from the Training's start: each epoch's steps (a checkpoint every
+    --checkpoint-every steps and after the epoch), validation, a summary row."""
+    args, rank, world = t.args, t.rank, t.world
+    for epoch in range(t.start_epoch, args.epochs):
+        step = t.start_step if epoch == t.start_epoch else 0
         if step == 0:
-            seen, loss_sum = 0, 0.0
+            t.seen, t.loss_sum = 0, 0.0
             if schedule is not None and (
                     (args.mix_off_epochs and epoch == args.epochs - args.mix_off_epochs) or
                     (args.mixup_off_epoch and epoch == args.mixup_off_epoch)):
-                train.set_mix(enabled=False)
-        t0, seen0 = time.perf_counter(), seen
-        for images, targets in train:
-            if step == steps_per_epoch:
+                t.train.set_mix(enabled=False)
+        t0, seen0 = time.perf_counter(), t.seen
+        for images, targets in t.train:
+            if step == t.steps_per_epoch:
                 continue  # drain the epoch (keeps the reader aligned with epochs)
-            logits = model(images.float())
-            loss = loss_fn(logits.float(), targets)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            loss_value = t.step(images, targets)
             step += 1
-            seen += images.shape[0]
-            loss_value = loss.item()  # one device sync per step
-            loss_sum += loss_value * images.shape[0]
+            t.seen += images.shape[0]
+            t.loss_sum += loss_value * images.shape[0]
             if batch_log:
                 batch_log.write(json.dumps({"epoch": epoch + 1, "step": step,
                                             "images": tensor_sha(images),
@@ -751,19 +803,13 @@ def main(argv=None):
                                             "loss": loss_value}) + "\n")
                 batch_log.flush()
             if args.checkpoint_every and step % args.checkpoint_every == 0:
-                checkpoint(epoch, step)
+                t.checkpoint(epoch, step, run_config, data)
             if rank == 0:
-                progress(f"epoch {epoch + 1}/{args.epochs}", step, steps_per_epoch,
-                         loss_sum / seen, (seen - seen0) * world / (time.perf_counter() - t0))
-        elapsed = time.perf_counter() - t0
-        correct, total = evaluate(model, val, torch_device)
-        seen_all, correct, total, loss_all, seen_new = all_reduce_sum(  # seen_new: this process
-            [seen, correct, total, loss_sum, seen - seen0], device)
-        row = {"epoch": epoch + 1, "train_loss": loss_all / max(seen_all, 1),
-               "images_per_s": seen_new / elapsed, "val_top1": correct / max(total, 1),
-               "val_images": int(total),
-               "mixing": bool(schedule and schedule.config.enabled)}
-        summary["epochs"].append(row)
+                progress(f"epoch {epoch + 1}/{args.epochs}", step, t.steps_per_epoch,
+                         t.loss_sum / t.seen,
+                         (t.seen - seen0) * world / (time.perf_counter() - t0))
+        row = t.epoch_row(epoch, seen0, time.perf_counter() - t0, schedule)
+        t.summary["epochs"].append(row)
         if rank == 0:
             sys.stderr.write("\n")
             print(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f}, "
@@ -771,17 +817,51 @@ def main(argv=None):
                   f"({row['val_images']} images), mixing {'on' if row['mixing'] else 'off'}",
                   flush=True)
         if args.checkpoint_dir:
-            checkpoint(epoch + 1, 0)
+            t.checkpoint(epoch + 1, 0, run_config, data)
+
+
+def main(argv=None):
+    ap = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, mix_config = parse_args(ap, argv)
+    device = resolve_device(args.device)
+    world, rank = init_distributed(device)
+    torch.manual_seed(args.seed)
+
+    def say(msg):
+        if rank == 0:
+            print(msg, flush=True)
+
+    say(f"device: {device}" + ("" if args.device != "auto" else
+                               " (auto: DALI sees a GPU)" if device == "gpu" else
+                               " (auto: DALI sees no GPU)") + f", {world} process(es)")
+    root = locate_data(args, ap, say)
+    run_config = {k: getattr(args, k) for k in RUN_OPTIONS}
+    run_config.update(world_size=world, device=device)
+    source = (dict(file_list=args.file_list) if args.file_list else
+              dict(data_dir=os.path.join(root, "train")))
+    resume = open_checkpoint_dir(args, source, run_config, world, rank, say)
+    if resume.finished:
+        return report_finished(resume, args, world, rank, device)
+    schedule = None if mix_config is None else MixSchedule(mix_config)
+    train_pipe, val_pipe = build_pipelines(args, root, source, resume.state, device, rank,
+                                           schedule)
+    _RUN.update(root=root, argv=argv, args=args, num_classes=train_pipe.num_classes)
+    t = Training(args, train_pipe, val_pipe, device, world, rank)
+    if resume.state:
+        t.restore(resume.state, resume.path)
+    batch_log = open_batch_log(args, resume.state, rank, world)
+    run_epochs(t, schedule, batch_log, run_config, resume.data)
     if batch_log:
         batch_log.close()
-    if lock:
-        lock.release()
+    if resume.lock:
+        resume.lock.release()
     if rank == 0 and args.json:
         with open(args.json, "w") as f:
-            json.dump(summary, f, indent=2)
+            json.dump(t.summary, f, indent=2)
     if dist.is_initialized():
         dist.destroy_process_group()
-    return summary
+    return t.summary
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from dali_msda import methods
 from dali_msda.pipelines import (MixConfig, segmentation_dataset, segmentation_train,
                                  segmentation_val)
-from dali_msda.pipelines.imagenet import dist_env, resolve_device
+from dali_msda.pipelines.common import dist_env, resolve_device
 from dali_msda.pytorch import DataError, LastBatchPolicy, MixIterator
 
 IGNORE = 255
@@ -88,8 +89,7 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--method", default="cutmix",
-                    choices=["none", "mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix",
-                             "classmix"])
+                    choices=["none", *methods.ALL])
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--prob", type=float, default=1.0)
     ap.add_argument("--mode", choices=["batch", "elem"], default="elem")
