@@ -135,3 +135,21 @@ def special_values(rng, shape, dtype):
                              0x7f812345], np.uint32)
     flat[idx] = specials[rng.integers(0, len(specials), idx.size)]
     return x
+
+
+# ---- the embedded ImageNet-like dataset (dali_msda.pipelines.embedded_dataset), for the pipeline
+# tests: N_CLASSES classes, N_TRAIN training and N_VAL validation images
+
+N_CLASSES, N_TRAIN, N_VAL = 14, 14 * 30, 14 * 8
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory):
+    from dali_msda.pipelines import embedded_dataset
+
+    return embedded_dataset(str(tmp_path_factory.mktemp("embedded") / "data"))
+
+
+def arrays(outputs):
+    """A pipeline's outputs as NumPy batches (one array of stacked samples per output)."""
+    return [np.stack([np.array(o[i]) for i in range(len(o))]) for o in outputs]

@@ -1,4 +1,5 @@
-"""timm / official HMix-GMix recipes: MixConfig.from_timm and the branch switching it drives.
+"""MixConfig: its checks, and the timm / official HMix-GMix recipes (MixConfig.from_timm and the
+branch switching it drives).
 
 timm's Mixup chooses, per batch (mode "batch") or per sample ("elem"), the CutMix branch with
 probability switch_prob (lam ~ Beta(cutmix_alpha)) or Mixup (lam ~ Beta(mixup_alpha)), and
@@ -15,6 +16,23 @@ from dali_msda.pipelines.config import METHOD_IDS
 
 scipy_stats = pytest.importorskip("scipy.stats")
 LEVEL = 1e-3  # every statistical check below rejects a correct implementation this rarely
+
+
+def test_mix_config_validation():
+    with pytest.raises(ValueError, match=r"`method` must be one of"):
+        MixConfig(method="saliencymix")
+    with pytest.raises(ValueError, match=r"`scale_min` must be <= `scale_max`; got 0.9 > 0.5"):
+        MixConfig(method="resizemix", scale_min=0.9, scale_max=0.5)
+    with pytest.raises(ValueError, match=r"`decay_power` must be a finite number > 0; got -1"):
+        MixConfig(method="fmix", decay_power=-1)
+    with pytest.raises(ValueError, match=r"fixed when the pipeline is built"):
+        MixSchedule().set(decay_power=2.0)
+    with pytest.raises(ValueError, match=r"`alpha` must be a finite number > 0; got 0"):
+        MixConfig(alpha=0)
+    with pytest.raises(ValueError, match=r"`prob` must be in \[0, 1\]; got 2"):
+        MixConfig(prob=2)
+    with pytest.raises(ValueError, match=r"fixed when the pipeline is built"):
+        MixSchedule().set(mode="elem")
 
 
 def test_from_timm_maps_every_branch_combination():

@@ -1,36 +1,17 @@
-"""ImageNet pipelines, the PyTorch adapter, schedules, sharding and training (CPU)."""
+"""The ImageNet pipeline factories (CPU): their outputs, readers (ImageFolder tree, file list,
+WebDataset) and labels, sharding, the fused mix against crop_mirror_normalize then the mix, and
+the training classes' indices in validation."""
 
-import hashlib
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from nvidia.dali import fn, pipeline_def
 
-torch = pytest.importorskip("torch")
+from dali_msda.pipelines import MixConfig, imagenet_train, imagenet_val, write_webdataset
+from dali_msda.pipelines import imagenet as imagenet_mod
 
-from nvidia.dali import fn, pipeline_def  # noqa: E402
-from nvidia.dali.plugin.pytorch import DALIGenericIterator  # noqa: E402
-
-from dali_msda.pipelines import (MixConfig, MixSchedule, embedded_dataset,  # noqa: E402
-                                 imagenet_train, imagenet_val, write_webdataset)
-from dali_msda.pipelines import imagenet as imagenet_mod  # noqa: E402
-from dali_msda.pytorch import LastBatchPolicy, MixIterator  # noqa: E402
-from conftest import free_port  # noqa: E402
-
-N_CLASSES, N_TRAIN, N_VAL = 14, 14 * 30, 14 * 8
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="session")
-def data_root(tmp_path_factory):
-    return embedded_dataset(str(tmp_path_factory.mktemp("embedded") / "data"))
-
-
-def arrays(outputs):
-    return [np.stack([np.array(o[i]) for i in range(len(o))]) for o in outputs]
+from conftest import N_CLASSES, N_TRAIN, N_VAL, arrays
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
@@ -65,33 +46,6 @@ def test_val_pipeline_outputs(data_root):
     np.testing.assert_array_equal(ids.ravel(), [0] * 8 + [1] * 8)
 
 
-def test_adapter_tensors_len_and_epochs(data_root):
-    pipe = imagenet_train(os.path.join(data_root, "train"), batch_size=32, num_threads=2,
-                          device="cpu", crop=64, dtype="float32", mix=MixConfig())
-    loader = MixIterator(pipe)
-    assert len(loader) == N_TRAIN // 32
-    for epoch in range(2):
-        count = 0
-        for images, targets in loader:
-            assert isinstance(images, torch.Tensor) and images.device.type == "cpu"
-            assert images.shape == (32, 3, 64, 64) and images.dtype == torch.float32
-            assert targets.dtype == torch.float32
-            torch.testing.assert_close(targets.sum(1), torch.ones(32))
-            loss = torch.nn.CrossEntropyLoss()(torch.randn(32, N_CLASSES), targets)
-            assert torch.isfinite(loss)
-            count += 1
-        assert count == len(loader)
-        assert loader.epoch == epoch + 1
-
-
-def test_partial_policy_covers_the_val_set(data_root):
-    pipe = imagenet_val(os.path.join(data_root, "val"), batch_size=48, num_threads=2,
-                        device="cpu", crop=64, resize=73, targets="index")
-    loader = MixIterator(pipe, last_batch_policy=LastBatchPolicy.PARTIAL)
-    sizes = [images.shape[0] for images, _ in loader]
-    assert sum(sizes) == N_VAL and sizes[-1] == N_VAL % 48
-
-
 def test_two_shards_cover_the_dataset_without_overlap(data_root):
     train_dir = os.path.join(data_root, "train")
 
@@ -119,44 +73,6 @@ def test_two_shards_cover_the_dataset_without_overlap(data_root):
         assert not sa & sb
         assert len(sa | sb) == N_TRAIN
     assert a[0] != a[1]  # a new global shuffle every epoch
-
-
-def test_schedule_switches_mixing_off_for_a_whole_epoch(data_root):
-    def build():
-        return imagenet_train(os.path.join(data_root, "train"), batch_size=32, num_threads=2,
-                              device="cpu", crop=48, dtype="float32", output_params=True,
-                              mix=MixSchedule(MixConfig(method="mixup")),
-                              prefetch_queue_depth=2)
-
-    loader = MixIterator(build())
-    applied = []
-    for epoch in range(3):
-        if epoch == 1:
-            loader.set_mix(enabled=False)
-        if epoch == 2:
-            loader.set_mix(enabled=True, method="cutmix", prob=1.0)
-        rows = []
-        for images, targets, params in loader:
-            rows.append(params[:, 0].mean().item())
-            if epoch == 1:  # unmixed: identity masks and exact one-hot targets
-                assert (params[:, 0] == 0).all()
-                assert set(targets.unique().tolist()) <= {0.0, 1.0}
-                torch.testing.assert_close(targets.sum(1), torch.ones(32))
-        applied.append(rows)
-    assert all(r == 1.0 for r in applied[0]) and all(r == 0.0 for r in applied[1])
-    assert all(r == 1.0 for r in applied[2])
-
-    # The stock iterator prefetches the next epoch with the old setting: the same change made
-    # between epochs leaves mixed batches at the start of the "off" epoch. (This is the trap
-    # MixIterator avoids, and shows that the check above can fail.)
-    pipe = build()
-    stock = DALIGenericIterator([pipe], ["images", "targets", "params"], reader_name="Reader",
-                                last_batch_policy=LastBatchPolicy.DROP, auto_reset=True)
-    for _ in stock:
-        pass
-    pipe.mix_schedule.off()
-    first = next(iter(stock))[0]["params"]
-    assert (first[:, 0] == 1).all()
 
 
 def test_webdataset_reader(data_root, tmp_path):
@@ -280,23 +196,6 @@ def test_missing_or_empty_dataset(tmp_path):
         imagenet_val(str(tmp_path / "noimg"), device="cpu")
 
 
-def test_mix_config_validation():
-    with pytest.raises(ValueError, match=r"`method` must be one of"):
-        MixConfig(method="saliencymix")
-    with pytest.raises(ValueError, match=r"`scale_min` must be <= `scale_max`; got 0.9 > 0.5"):
-        MixConfig(method="resizemix", scale_min=0.9, scale_max=0.5)
-    with pytest.raises(ValueError, match=r"`decay_power` must be a finite number > 0; got -1"):
-        MixConfig(method="fmix", decay_power=-1)
-    with pytest.raises(ValueError, match=r"fixed when the pipeline is built"):
-        MixSchedule().set(decay_power=2.0)
-    with pytest.raises(ValueError, match=r"`alpha` must be a finite number > 0; got 0"):
-        MixConfig(alpha=0)
-    with pytest.raises(ValueError, match=r"`prob` must be in \[0, 1\]; got 2"):
-        MixConfig(prob=2)
-    with pytest.raises(ValueError, match=r"fixed when the pipeline is built"):
-        MixSchedule().set(mode="elem")
-
-
 def test_file_list_reader(data_root, tmp_path):
     val = os.path.join(data_root, "val")
     classes = sorted(os.listdir(val))
@@ -320,71 +219,6 @@ def test_file_list_reader(data_root, tmp_path):
     with pytest.raises(ValueError,
                        match=r"`num_classes` \(or `classes`\) is required with `file_list`"):
         imagenet_train(file_list=str(tmp_path / "list_abs.txt"), device="cpu", mix=MixConfig())
-
-
-def test_ddp_two_processes_from_an_empty_cache(tmp_path):
-    # the README's multi-process command, run where a newcomer types it (the repository root,
-    # where the checkout's dali_msda/ shadows the installed one), with no dataset cached yet:
-    # both ranks want the embedded dataset at once and one must build it while the other waits
-    summary = tmp_path / "ddp.json"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           f"--master_port={free_port()}", "-m", "dali_msda.pipelines.train", "--epochs", "1",
-           "--steps", "2", "--batch-size", "8", "--crop", "64", "--threads", "1", "--device",
-           "cpu", "--json", str(summary)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", DALI_MSDA_CACHE=str(tmp_path / "cache"))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("building the embedded dataset (once)") == 1
-    assert "device: cpu, 2 process(es)" in proc.stdout
-    result = json.loads(summary.read_text())
-    assert result["world_size"] == 2
-    assert result["epochs"][0]["val_images"] == N_VAL  # both shards evaluated, all images
-    assert np.isfinite(result["epochs"][0]["train_loss"])
-
-
-def test_embedded_dataset_built_once_by_concurrent_processes(tmp_path):
-    root = str(tmp_path / "data")
-    code = ("import sys; from dali_msda.pipelines.data import embedded_dataset; "
-            "embedded_dataset(sys.argv[1], log=lambda m: print('BUILT', flush=True))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, root], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [e[-2000:] for _, e in outs]
-    assert sum(o.count("BUILT") for o, _ in outs) == 1
-    for split, per_class in (("train", N_TRAIN), ("val", N_VAL)):
-        files = [f for _, _, fs in os.walk(os.path.join(root, split)) for f in fs]
-        assert len(files) == per_class
-    assert not [d for d in os.listdir(tmp_path) if ".tmp" in d]
-
-
-@pytest.mark.parametrize("total", [1, 2, 3, 4, 5, 8, 26, 1000])
-def test_lr_schedule_defined_for_any_step_count(total):
-    from dali_msda.pipelines.train import one_cycle
-
-    factor = one_cycle(total)
-    values = [factor(step) for step in range(total)]
-    assert all(np.isfinite(v) and 0 < v <= 1 for v in values)
-    peak = int(np.argmax(values))
-    assert values[peak] == pytest.approx(1.0, abs=0.02 if total > 1 else 0)
-    assert all(a <= b for a, b in zip(values[:peak], values[1:peak + 1]))  # warm-up rises
-    assert all(a >= b for a, b in zip(values[peak:], values[peak + 1:]))  # then it anneals
-    if total >= 8:
-        assert values[0] == pytest.approx(1 / 25) and values[-1] < 1e-3
-
-
-@pytest.mark.parametrize("epochs,steps,method", [(1, 4, None), (2, 2, None), (1, 1, None),
-                                                 (1, 2, "fmix"), (1, 2, "resizemix")])
-def test_train_smoke_runs_with_few_steps(data_root, epochs, steps, method, capsys):
-    from dali_msda.pipelines.train import main
-
-    extra = (["--method", method, "--decay-power", "2.5", "--scale-min", "0.3",
-              "--resize-interp", "bilinear"] if method else [])
-    summary = main(["--data", data_root, "--epochs", str(epochs), "--steps", str(steps),
-                    "--batch-size", "8", "--crop", "48", "--threads", "1", "--device", "cpu",
-                    *extra])
-    assert len(summary["epochs"]) == epochs
-    assert all(np.isfinite(e["train_loss"]) for e in summary["epochs"])
-    assert f"data: {data_root}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("method", ["hmix", "fmix", "resizemix"])
@@ -442,27 +276,3 @@ def test_val_classes_take_the_training_indices(data_root, tmp_path):
     with pytest.raises(ValueError, match=r"class folders the training classes do not know: "
                                          r"\['zebra'\]"):
         imagenet_val(str(val), classes=train.classes, **kw)
-
-
-def test_iterator_errors_say_each_line_once():
-    """An op's error through MixIterator: DALI's "Critical error in pipeline:" and "no longer
-    valid" lines, which its iterator doubles, appear once; the op's own message is intact."""
-    from nvidia.dali import fn, pipeline_def
-
-    from dali_msda.pytorch import MixIterator
-
-    @pipeline_def(batch_size=2, num_threads=1, device_id=None)
-    def pipe():
-        jpegs, _ = fn.readers.file(files=[os.path.join(ROOT, "docs", "demo.png")] * 2,
-                                   labels=[0, 0], name="Reader", pad_last_batch=True)
-        labels = fn.external_source(source=lambda: [np.array([5], np.int32)] * 2, batch=True)
-        images = fn.resize(fn.decoders.image(jpegs), size=(4, 4))
-        return tuple(fn.msda.mix(images, labels, method="mixup", num_classes=3))
-
-    with pytest.raises(RuntimeError) as err:
-        for _ in MixIterator(pipe(), output_map=("images", "targets")):
-            pass
-    message = str(err.value)
-    assert message.count("Critical error in pipeline") == 1, message
-    assert message.count("no longer valid") <= 1, message
-    assert "`labels` must be class indices in [0, 3) (`num_classes`); got 5 for sample 0" in message
