@@ -22,7 +22,7 @@ enum class BoxRule { kKeep, kUnion, kCut, kResize };
 
 /// What the host makes for a method's mask beyond its SampleParams (mask.h).
 enum class MaskData {
-  kNone,        // the parameters are the mask (a box, a global weight)
+  kParams,      // the parameters are the mask (a box, a global weight)
   kGaussTable,  // H + W float Gaussian factors (GMix; TableSize)
   kBits,        // H x W bits, made on the host after the draw (FMix, ClassMix; BitsSize)
 };
@@ -44,18 +44,19 @@ struct MethodTraits {
 constexpr int kNumMethods = 7;
 
 constexpr std::array<MethodTraits, kNumMethods> MethodTable() {
+  // the three enums' names unqualified (a name two of them share is a compile error here)
   using enum Method;
   using enum MaskData;
   using enum BoxRule;
   // clang-format off
   return {{
     // id        name         mask data    coin   scale  maps   share  boxes  box rule
-    {kMixup,     "mixup",     kNone,       false, false, false, true,  true,  kUnion},
-    {kCutMix,    "cutmix",    kNone,       false, false, false, true,  true,  kCut},
-    {kHMix,      "hmix",      kNone,       false, false, false, true,  false, kKeep},
+    {kMixup,     "mixup",     kParams,     false, false, false, true,  true,  kUnion},
+    {kCutMix,    "cutmix",    kParams,     false, false, false, true,  true,  kCut},
+    {kHMix,      "hmix",      kParams,     false, false, false, true,  false, kKeep},
     {kGMix,      "gmix",      kGaussTable, false, false, false, true,  false, kKeep},
     {kFMix,      "fmix",      kBits,       true,  false, false, true,  false, kKeep},
-    {kResizeMix, "resizemix", kNone,       false, true,  false, true,  true,  kResize},
+    {kResizeMix, "resizemix", kParams,     false, true,  false, true,  true,  kResize},
     {kClassMix,  "classmix",  kBits,       false, false, true,  false, false, kKeep},
   }};
   // clang-format on
