@@ -54,7 +54,7 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
 from dali_msda import DataError, dali_error_reason
 
-__all__ = ["MixIterator", "LastBatchPolicy", "DataError"]
+__all__ = ["MixIterator", "LastBatchPolicy", "DataError", "Mixer", "mixed_cross_entropy"]
 
 
 def data_error_message(error, source):
@@ -265,6 +265,93 @@ def _queue_depth(pipeline):
     return max(1, int(depth))
 
 
+class Mixer:
+    """fn.msda.mix inside an existing PyTorch loop: the op called eagerly on a batch of torch
+    tensors (DALI's dynamic mode), where timm's ``mixup_fn(x, y)`` would be, with a random
+    generator of its own that is saved and restored with the model::
+
+        mixer = Mixer(method="cutmix", num_classes=1000, seed=0)
+        for x, y in loader:               # x [B, C, H, W] float (CUDA or CPU), y [B] class ids
+            x, targets = mixer(x, y)      # targets [B, K] float32, label-smoothed mixes
+            loss = torch.nn.functional.cross_entropy(model(x), targets)
+        torch.save({"model": model.state_dict(), "mixer": mixer.state_dict()}, path)
+
+    Keyword arguments are fn.msda.mix's (``method``, ``alpha``, ``mode``, ``prob``,
+    ``label_smoothing``, ``targets="index"``, ``mean`` / ``std``, ``mirror``, ``dtype``,
+    ``output_layout``, ...; ``num_classes`` with class-index labels). `layout`: the images'
+    layout, "CHW" for [B, C, H, W] (torch's) or "HWC" for [B, H, W, C] (decoded uint8, say).
+    `seed`: the generator's (None: a random one). A call returns the op's outputs as torch
+    tensors on the images' device: (mixed, targets), or (mixed, labels, weights) with
+    ``targets="index"`` (then ``mixed_cross_entropy``), then the mixed label maps when `maps`
+    are given, then the mask and params outputs where asked for. The tensors are passed to DALI
+    and back without copies (DLPack); the labels are read on the host (the op draws there).
+    """
+
+    def __init__(self, *, seed=None, layout="CHW", **op_args):
+        import dali_msda  # noqa: F401  (the plugin, before ndd builds its operator list)
+        import nvidia.dali.experimental.dynamic as ndd
+
+        if layout not in ("CHW", "HWC"):
+            raise ValueError(f"`layout` must be 'CHW' or 'HWC'; got {layout!r}.")
+        self._ndd = ndd
+        self.layout = layout
+        self.op_args = dict(op_args)
+        self.rng = ndd.random.RNG(seed=seed)
+
+    def __call__(self, images, labels, maps=None):
+        ndd = self._ndd
+        if images.dim() != 4:
+            raise ValueError(f"`images` must be a batch [B, C, H, W] (layout {self.layout!r}: "
+                             f"[B, {', '.join(self.layout)}]); got shape {tuple(images.shape)}.")
+        if labels.shape[0] != images.shape[0]:
+            raise ValueError(f"`labels` must have one entry per image: got {labels.shape[0]} "
+                             f"for {images.shape[0]} images.")
+        device = "gpu" if images.is_cuda else "cpu"
+        inputs = [ndd.as_batch(images.contiguous(), layout=self.layout),
+                  ndd.as_batch(labels.detach().cpu().contiguous())]
+        if maps is not None:
+            inputs.append(ndd.as_batch(maps.contiguous(), layout="HW"))
+        outs = ndd.msda.mix(*inputs, rng=self.rng, device=device, **self.op_args)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        return tuple(o.torch() for o in outs)
+
+    def state_dict(self):
+        """The generator's state, as text (torch.save and json take it): the next call after
+        load_state_dict draws what this one's next call would."""
+        return {"rng": str(self.rng.get_state())}
+
+    def load_state_dict(self, state):
+        self.rng.set_state(state["rng"])
+
+
 def soft_cross_entropy(logits, targets):
     """Cross entropy with probability targets (the same as torch.nn.CrossEntropyLoss)."""
     return torch.nn.functional.cross_entropy(logits.float(), targets)
+
+
+def mixed_cross_entropy(logits, own, partner, weight, label_smoothing=0.0, reduction="mean"):
+    """The cross-entropy of a mixed batch from index targets (fn.msda.mix's
+    ``targets="index"``): ``w * CE(logits, own) + (1 - w) * CE(logits, partner)`` per sample,
+    each CE label-smoothed by `label_smoothing`. It equals ``cross_entropy(logits, targets)``
+    with the dense targets ``w * smooth(onehot(own)) + (1 - w) * smooth(onehot(partner))``
+    (the op's ``targets="dense"``; the loss is linear in the target), without K floats a sample.
+
+    `logits` [B, K]; `own`, `partner` [B] class indices (any integer type); `weight` [B] the own
+    class's weight (or a scalar); `reduction`: "mean" (default), "sum" or "none". Half-precision
+    logits are computed in float32 (as a float16 model's loss should be), others as they come.
+    """
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    own, partner = own.reshape(-1).long(), partner.reshape(-1).long()
+    weight = torch.as_tensor(weight, dtype=logits.dtype, device=logits.device).reshape(-1)
+    ce = torch.nn.functional.cross_entropy
+    loss = (weight * ce(logits, own, reduction="none", label_smoothing=label_smoothing) +
+            (1 - weight) * ce(logits, partner, reduction="none",
+                              label_smoothing=label_smoothing))
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"`reduction` must be 'mean', 'sum' or 'none'; got {reduction!r}.")

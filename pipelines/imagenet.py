@@ -95,8 +95,11 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
                    flip_prob=0.5, dtype="float16", mix=None, seed=None, shuffle_seed=42,
                    shard_id=None, num_shards=None, reader_name="Reader",
                    prefetch_queue_depth=2, output_params=False, fused=True, classes=None,
-                   checkpointing=False, checkpoint=None, check_images=True):
-    """The training pipeline: outputs (images CHW `dtype`, targets float32 [num_classes]).
+                   checkpointing=False, checkpoint=None, check_images=True, targets="dense"):
+    """The training pipeline: outputs (images CHW `dtype`, targets float32 [num_classes]), or
+    with `targets="index"` (images, labels int32 [2], weights float32 []): each sample's own and
+    partner class and the own class's weight, for `dali_msda.pytorch.mixed_cross_entropy` (no
+    K floats a sample; the schedule's label smoothing is then the loss's: `pipe.label_smoothing`).
 
     With mixing, the flip, the normalisation and the HWC -> CHW transposition are fused into
     fn.msda.mix (`fused=True`, the default): one pass reads the two resized uint8 images and
@@ -127,6 +130,9 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     check_crop(scale, ratio)
     seed = 1234 + shard_id if seed is None else seed
     schedule = schedule_of(mix, batch_size, seed)
+    if targets not in ("dense", "index"):
+        raise ValueError(f"`targets` must be 'dense' or 'index'; got {targets!r}.")
+    index = targets == "index"
     gpu = device == "gpu"
     holder = {}
 
@@ -149,12 +155,16 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
         if schedule is None or not fused:
             images = fn.crop_mirror_normalize(images, dtype=DTYPES[dtype], mirror=mirror,
                                               **normalize)
+        if schedule is None and index:  # unmixed: the own class twice, weight 1
+            pair = fn.cat(labels, labels)
+            weights = fn.reshape(fn.cast(labels * 0 + 1, dtype=types.FLOAT), shape=[])
+            return (images, pair.gpu(), weights.gpu()) if gpu else (images, pair, weights)
         if schedule is None:
-            targets = fn.one_hot(labels, num_classes=n_classes, dtype=types.FLOAT)
-            targets = fn.reshape(targets, shape=[n_classes])
+            one_hot = fn.one_hot(labels, num_classes=n_classes, dtype=types.FLOAT)
+            one_hot = fn.reshape(one_hot, shape=[n_classes])
             if gpu:
-                targets = targets.gpu()
-            return images, targets
+                one_hot = one_hot.gpu()
+            return images, one_hot
         method_id, alpha, ratio_, prob = fn.external_source(source=schedule, num_outputs=4,
                                                             batch=True)
         cfg = schedule.config
@@ -164,7 +174,8 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
         fused_args = dict(mirror=mirror, dtype=DTYPES[dtype], **normalize) if fused else {}
         outs = fn.msda.mix(images, labels, method_id=method_id, alpha=alpha,
                            hmix_ratio=ratio_, prob=prob, mode=cfg.mode,
-                           label_smoothing=cfg.label_smoothing, correct_lam=cfg.correct_lam,
+                           label_smoothing=0.0 if index else cfg.label_smoothing,
+                           targets=targets, correct_lam=cfg.correct_lam,
                            decay_power=cfg.decay_power, scale_min=cfg.scale_min,
                            scale_max=cfg.scale_max, resize_interp=cfg.resize_interp,
                            box=cfg.box,
@@ -174,6 +185,9 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
 
     p = pipe()
     p.mix_schedule = schedule
+    if index:
+        p.output_names = ("images", "labels", "weights")
+        p.label_smoothing = schedule.config.label_smoothing if schedule else 0.0
     p.num_classes = holder["num_classes"]
     p.classes = holder["classes"]
     p.reader_name = reader_name

@@ -2,8 +2,10 @@
 called eagerly on torch tensors. Its schema has the random-state argument, so ndd wraps it as a
 function taking an `ndd.random.RNG`: the same seed gives the same bytes, a cloned RNG (its saved
 state) continues the stream alike, explicit `lam` / `center` give the reference's bytes and the
-pipeline op's, label maps and fused normalisation included. (A first step of dynamic mode: the
-README section, a helper object and CUDA tensors are not done yet.)"""
+pipeline op's, label maps and fused normalisation included. `dali_msda.pytorch.Mixer` wraps it
+for training loops (timm's `mixup_fn(x, y)` as one call): its generator's state is saved and
+restored with the model, NCHW float batches and index targets go through it. CUDA tensors: the
+GPU cases (device fixture) run where DALI sees a GPU."""
 
 import numpy as np
 import pytest
@@ -102,3 +104,78 @@ def test_label_maps_are_mixed_eagerly_too():
     expect = ref.mix_seg(maps, masks, "cutmix", lam=params[:, 1],
                          center=params[:, 2:4].astype(np.int64), apply=params[:, 0] == 1.0)
     np.testing.assert_array_equal(mixed_maps, expect)
+
+
+# ---- dali_msda.pytorch.Mixer: the op in a training loop
+
+
+def nchw_batch(device, batch=6, seed=0):
+    """A normalised float32 [B, 3, 224, 224] batch and int64 class ids, on `device`."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, 224, 224, generator=g)
+    y = torch.randint(0, 10, (batch,), generator=g)
+    to = "cuda" if device == "gpu" else "cpu"
+    return x.to(to), y.to(to)
+
+
+def test_mixer_is_the_op_on_nchw_tensors(device):
+    """A float NCHW batch mixed as the reference mixes it (the draw read back from params),
+    on the images' device, targets rows of the label-smoothed mix."""
+    from dali_msda.pytorch import Mixer
+
+    x, y = nchw_batch(device)
+    mixer = Mixer(method="cutmix", num_classes=10, mode="elem", label_smoothing=0.1, seed=3,
+                  output_params=True)
+    mixed, targets, params = mixer(x, y)
+    assert mixed.device == x.device and mixed.shape == x.shape and mixed.dtype == torch.float32
+    assert targets.shape == (6, 10)
+    params = params.cpu().numpy()
+    expect, expect_t, _ = ref.mix(x.cpu().numpy(), y.cpu().numpy()[:, None], "cutmix",
+                                  lam=params[:, 1], center=params[:, 2:4].astype(np.int64),
+                                  apply=params[:, 0] == 1.0, layout="CHW", num_classes=10,
+                                  label_smoothing=0.1)
+    np.testing.assert_array_equal(mixed.cpu().numpy(), expect)
+    np.testing.assert_allclose(targets.cpu().numpy(), expect_t, rtol=0, atol=1e-6)
+
+
+def test_mixer_state_is_saved_and_restored_with_torch_save(tmp_path, device):
+    """state_dict through torch.save / torch.load: a new Mixer (another seed) loaded with it
+    draws what the saved one drew next, call for call; the same seed repeats, another differs."""
+    from dali_msda.pytorch import Mixer
+
+    x, y = nchw_batch(device)
+    kw = dict(method="hmix", num_classes=10, mode="elem")
+    a = Mixer(seed=21, **kw)
+    torch.save({"mixer": a.state_dict()}, tmp_path / "ck.pt")
+    first, second = a(x, y)[0], a(x, y)[0]
+    assert not torch.equal(first, second)
+    b = Mixer(seed=99, **kw)
+    b.load_state_dict(torch.load(tmp_path / "ck.pt", weights_only=False)["mixer"])
+    assert torch.equal(b(x, y)[0], first) and torch.equal(b(x, y)[0], second)
+    assert torch.equal(Mixer(seed=21, **kw)(x, y)[0], first)
+    assert not torch.equal(Mixer(seed=22, **kw)(x, y)[0], first)
+
+
+def test_mixer_index_targets_give_the_dense_loss(device):
+    from dali_msda.pytorch import Mixer, mixed_cross_entropy
+
+    x, y = nchw_batch(device, batch=7)
+    dense_x, dense_t = Mixer(method="mixup", num_classes=10, label_smoothing=0.1, seed=5)(x, y)
+    index_x, pair, w = Mixer(method="mixup", num_classes=10, targets="index", seed=5)(x, y)
+    assert torch.equal(index_x, dense_x)
+    logits = torch.randn(7, 10, dtype=torch.float64, device=x.device)
+    want = torch.nn.functional.cross_entropy(logits, dense_t.double())
+    got = mixed_cross_entropy(logits, pair[:, 0], pair[:, 1], w, label_smoothing=0.1)
+    assert abs(got.item() - want.item()) <= 1e-6 * max(1.0, abs(want.item()))
+
+
+def test_mixer_refuses_what_is_not_a_batch():
+    from dali_msda.pytorch import Mixer
+
+    mixer = Mixer(method="mixup", num_classes=10)
+    with pytest.raises(ValueError, match=r"`images` must be a batch \[B, C, H, W\]"):
+        mixer(torch.zeros(3, 8, 8), torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="`labels` must have one entry per image: got 2 for 3"):
+        mixer(torch.zeros(3, 3, 8, 8), torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="`layout` must be 'CHW' or 'HWC'"):
+        Mixer(layout="NCHW")

@@ -192,3 +192,14 @@ def test_dynamic_mode_snippet_runs():
     assert tuple(mixed.shape) == (8, 224, 224, 3) and tuple(targets.shape) == (8, 8)
     assert float((targets.sum(1) - 1).abs().max()) < 1e-6
     assert not bool((mixed == scope["x"]).all())  # something was mixed
+
+
+def test_mixer_snippet_runs():
+    """The training-loop section: Mixer in place of timm's mixup_fn, then index targets."""
+    torch = pytest.importorskip("torch")
+    scope = {}
+    exec(compile(readme_block("mixer"), "README.md (mixer)", "exec"), scope)
+    x, labels, weights = scope["x"], scope["labels"], scope["weights"]
+    assert tuple(x.shape) == (16, 3, 224, 224) and tuple(labels.shape) == (16, 2)
+    assert tuple(weights.shape) == (16,) and bool(((weights >= 0) & (weights <= 1)).all())
+    assert torch.isfinite(scope["loss"]) and set(scope["checkpoint"]) == {"model", "mixer"}

@@ -30,6 +30,7 @@ struct MixArgs {
   int ignore_index = -1;           // ClassMix: the label not counted as a class
   int num_classes = 0;             // 0: not given
   float label_smoothing = 0.0f;
+  bool index_targets = false;      // `targets="index"`: (own, partner) labels and a weight
   double decay_power = 3.0;        // FMix
   float scale_min = 0.1f, scale_max = 0.8f;  // ResizeMix: tau ~ U(scale_min, scale_max)
   bool resize_linear = false;      // ResizeMix: bilinear (`resize_interp`)
@@ -46,14 +47,25 @@ struct MixArgs {
     return MaskOptions{hmix_ratio, correct_lam, resize_linear, exact_box};
   }
 
-  /// The outputs: (mixed, targets), then the map, the three box outputs (boxes, box_labels,
-  /// box_weights), the mask, the params, each where requested (the index is -1 where not).
-  int NumOutputs() const { return 2 + has_maps + 3 * has_boxes + output_mask + output_params; }
-  int MapsOutput() const { return has_maps ? 2 : -1; }
-  int BoxesOutput() const { return has_boxes ? 2 + has_maps : -1; }
-  int MaskOutput() const { return output_mask ? 2 + has_maps + 3 * has_boxes : -1; }
+  /// The outputs: (mixed, targets), or (mixed, labels, weights) with index targets; then the
+  /// map, the three box outputs (boxes, box_labels, box_weights), the mask, the params, each
+  /// where requested (the index is -1 where not).
+  int NumOutputs() const {
+    return Extras() + has_maps + 3 * has_boxes + output_mask + output_params;
+  }
+  int MapsOutput() const { return has_maps ? Extras() : -1; }
+  int BoxesOutput() const { return has_boxes ? Extras() + has_maps : -1; }
+  int MaskOutput() const { return output_mask ? Extras() + has_maps + 3 * has_boxes : -1; }
   int ParamsOutput() const {
-    return output_params ? 2 + has_maps + 3 * has_boxes + output_mask : -1;
+    return output_params ? Extras() + has_maps + 3 * has_boxes + output_mask : -1;
+  }
+  /// Where the optional outputs start: after the images and the targets (one output, or two).
+  int Extras() const { return 2 + index_targets; }
+  /// How many outputs the op has for `spec` (the schema's OutputFn).
+  static int CountOutputs(const OpSpec &spec) {
+    return 2 + (spec.GetArgument<std::string>("targets") == "index") +
+           (spec.NumRegularInput() > 2) + 3 * spec.HasTensorArgument("boxes") +
+           spec.GetArgument<bool>("output_mask") + spec.GetArgument<bool>("output_params");
   }
 };
 
@@ -146,6 +158,14 @@ inline MixArgs::MixArgs(const OpSpec &spec) {
   MSDA_ENFORCE(label_smoothing >= 0.0f && label_smoothing <= 1.0f,
                make_string("`label_smoothing` must be in [0, 1]; got ",
                            detail::Num(label_smoothing), "."));
+  const std::string targets = spec.GetArgument<std::string>("targets");
+  MSDA_ENFORCE(targets == "dense" || targets == "index",
+               make_string("`targets` must be \"dense\" or \"index\"; got \"", targets, "\"."));
+  index_targets = targets == "index";
+  MSDA_ENFORCE(!index_targets || label_smoothing == 0.0f,
+               make_string("`label_smoothing` smooths dense targets; with `targets=\"index\"` "
+                           "give it to the loss (dali_msda.pytorch.mixed_cross_entropy's "
+                           "`label_smoothing`); got ", detail::Num(label_smoothing), "."));
   if (spec.HasArgument("dtype")) {
     out_type = spec.GetArgument<DALIDataType>("dtype");
     MSDA_ENFORCE(detail::IsSupportedImageType(out_type),

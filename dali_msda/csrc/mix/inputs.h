@@ -25,6 +25,18 @@
 
 namespace msda {
 
+/// Writes n rows of `row_bytes` each from host memory `src` into the n samples of `out`:
+/// copy(dst, src, bytes) copies host memory to an output (memcpy, or an asynchronous copy to the
+/// GPU), once where the output is contiguous, else once per sample.
+template <typename TL, typename Copy>
+void WriteRows(TL &out, const void *src, int64_t row_bytes, const Copy &copy) {
+  const int n = out.num_samples();
+  const auto *from = static_cast<const uint8_t *>(src);
+  if (n == 0 || row_bytes == 0) return;
+  if (out.IsContiguous()) return copy(out.raw_mutable_tensor(0), from, n * row_bytes);
+  for (int i = 0; i < n; i++) copy(out.raw_mutable_tensor(i), from + i * row_bytes, row_bytes);
+}
+
 // ---- images
 
 /// The batch of images: type, layouts, one shape for every sample (BatchShape) and the fused
@@ -175,15 +187,33 @@ struct Labels {
   std::vector<TargetSpec> targets;    // per sample (MakeTargets)
   std::vector<float> soft_targets;    // n x K, for soft labels only (MakeTargets)
 
-  void Read(const Workspace &ws, int n, int num_classes);
+  /// Checks input 1; `index`: the targets are to be given as indices (`targets="index"`),
+  /// which needs class-index labels.
+  void Read(const Workspace &ws, int n, int num_classes, bool index);
   /// The targets of every sample i of n, mixed with its partner n - 1 - i by its own label's
   /// weight (BatchPlan::weights), label-smoothed by `eps`.
   void MakeTargets(const std::vector<double> &weights, int n, double eps);
   /// Target row of sample i into `out` (K floats).
   void Row(int i, float *out) const;
+  /// Writes the index targets (`targets="index"`) of the n samples into outputs `first` (the
+  /// (own, partner) classes, int32) and `first + 1` (the own class's weight, float32), by
+  /// copy(dst, src, bytes) (WriteRows).
+  template <typename Backend, typename Copy>
+  void WriteIndexTargets(Workspace &ws, int first, const std::vector<double> &weights, int n,
+                         const Copy &copy) const {
+    std::vector<int32_t> labels(2 * n);
+    std::vector<float> own_weights(n);
+    for (int i = 0; i < n; i++) {
+      labels[2 * i] = class_ids[i];
+      labels[2 * i + 1] = class_ids[n - 1 - i];
+      own_weights[i] = static_cast<float>(weights[i]);
+    }
+    WriteRows(ws.Output<Backend>(first), labels.data(), 2 * sizeof(int32_t), copy);
+    WriteRows(ws.Output<Backend>(first + 1), own_weights.data(), sizeof(float), copy);
+  }
 };
 
-inline void Labels::Read(const Workspace &ws, int n, int num_classes) {
+inline void Labels::Read(const Workspace &ws, int n, int num_classes, bool index) {
   const auto &labels = ws.Input<CPUBackend>(1);
   MSDA_ENFORCE(labels.num_samples() == n,
                make_string("`labels` must have one entry per image; got ", labels.num_samples(),
@@ -212,6 +242,8 @@ inline void Labels::Read(const Workspace &ws, int n, int num_classes) {
       }
     ), DALI_FAIL("unreachable"));  // NOLINT
   } else if (type == DALI_FLOAT) {
+    MSDA_ENFORCE(!index, "`targets=\"index\"` gives each sample's own and partner class index: "
+                         "it needs class-index `labels` (integers), not soft-label vectors.");
     MSDA_ENFORCE(lshape.sample_dim() == 1,
                  make_string("Soft `labels` must be vectors (1-D, float32); got ",
                              lshape.sample_dim(), "-D labels."));

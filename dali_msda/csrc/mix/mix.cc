@@ -96,13 +96,12 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
     MakeClassMixMasks(ws, [&](int j) { return ws.Input<CPUBackend>(2).raw_tensor(j); });
     timer.Step("classmix");
   }
-  labels_.MakeTargets(plan_.weights, n, args_.label_smoothing);
+  if (!args_.index_targets) labels_.MakeTargets(plan_.weights, n, args_.label_smoothing);
   SetOutputLayouts(ws);
-  if (args_.has_boxes)
-    boxes_.Write<CPUBackend>(ws, args_.BoxesOutput(), [](void *dst, const void *src,
-                                                         size_t bytes) {
-      std::memcpy(dst, src, bytes);
-    });
+  auto memcpy_to_output = [](void *dst, const void *src, size_t bytes) {
+    std::memcpy(dst, src, bytes);
+  };
+  if (args_.has_boxes) boxes_.Write<CPUBackend>(ws, args_.BoxesOutput(), memcpy_to_output);
   TYPE_SWITCH(in.type(), type2id, In, (uint8_t, float16, float), (
     TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (
       MixOnThreadPool<Out, In>(ws);
@@ -110,8 +109,12 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
   ), DALI_FAIL(make_string("Unsupported input type ", in.type(), ".")));  // NOLINT
   timer.Step("mix");
 
-  auto tv = view<float>(ws.Output<CPUBackend>(1));
-  for (int i = 0; i < n; i++) labels_.Row(i, tv.data[i]);
+  if (args_.index_targets) {
+    labels_.WriteIndexTargets<CPUBackend>(ws, 1, plan_.weights, n, memcpy_to_output);
+  } else {
+    auto tv = view<float>(ws.Output<CPUBackend>(1));
+    for (int i = 0; i < n; i++) labels_.Row(i, tv.data[i]);
+  }
   if (args_.output_params) {
     auto pv = view<float>(ws.Output<CPUBackend>(args_.ParamsOutput()));
     for (int i = 0; i < n; i++) plan_.ParamsRow(i, sample_args_.methods[i], pv.data[i]);
@@ -171,7 +174,8 @@ the middle sample is its own partner and passes through unchanged.
   image; ``M`` is 0 there and 1 elsewhere. ``lam`` (drawn or given; ``params``) is ``tau``; in
   ``"batch"`` mode one ``tau`` per batch and a centre per sample, as the official code.
 
-The outputs are ``(mixed, targets)``, then the mixed label maps when ``seg`` is given, then
+The outputs are ``(mixed, targets)`` (``(mixed, labels, weights)`` with ``targets="index"``),
+then the mixed label maps when ``seg`` is given, then
 ``boxes``, ``box_labels`` and ``box_weights`` when ``boxes`` are given, then
 ``mask`` with ``output_mask=True``, then ``params`` with ``output_params=True``:
 ``mixed`` has the layout and shape of ``images`` and type ``dtype``; ``targets`` are float32
@@ -199,10 +203,7 @@ Example::
             "own label where the mask is >= 0.5, the partner's elsewhere, each map flipped with "
             "its image, a ResizeMix partner's resized into the box (nearest). Images only.")
   .AllowSequences()
-  .OutputFn([](const ::dali::OpSpec &spec) {
-    return 2 + (spec.NumRegularInput() > 2) + 3 * spec.HasTensorArgument("boxes") +
-           spec.GetArgument<bool>("output_mask") + spec.GetArgument<bool>("output_params");
-  })
+  .OutputFn([](const ::dali::OpSpec &spec) { return ::msda::MixArgs::CountOutputs(spec); })
   .AddOptionalArg("method", ::msda::MethodArgDoc(), std::string())
   .AddOptionalArg("method_id", ::msda::MethodIdArgDoc(), DALI_INT32, nullptr, true)
   .AddOptionalArg("alpha", "Parameter of the Beta(alpha, alpha) distribution of ``lam``; > 0.",
@@ -241,6 +242,14 @@ batch, as timm and the official code) or ``"elem"`` (each sample draws its own).
                   "rather than the sampled ``lam``.", true)
   .AddOptionalArg("label_smoothing", "Label smoothing eps: a one-hot row becomes ``1 - eps + "
                   "eps / K`` at its class and ``eps / K`` elsewhere; in [0, 1].", 0.0f)
+  .AddOptionalArg("targets", R"code(The form of the targets: ``"dense"`` (default), a float32 row
+of K per sample (the label-smoothed mix of the two one-hot or soft labels), or ``"index"``, two
+outputs in its place: ``labels``, int32 ``(own class, partner class)`` per sample, and
+``weights``, the float32 weight of the own class (the mask mean; 1 for a sample left unmixed).
+The loss then mixes two cross-entropies, ``w * CE(own) + (1 - w) * CE(partner)``
+(``dali_msda.pytorch.mixed_cross_entropy``), which equals the cross-entropy with the dense
+targets without building K floats a sample. Needs class-index ``labels``; label smoothing goes
+to the loss then.)code", std::string("dense"))
   .AddOptionalArg("num_classes", "Number of classes K; required with class-index labels.",
                   DALI_INT32, nullptr)
   .AddOptionalTypeArg("dtype", "Type of the mixed images (uint8, float16 or float32); default: "

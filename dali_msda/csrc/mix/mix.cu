@@ -93,7 +93,9 @@ void Mix<Backend>::LaunchKernel(Workspace &ws, kernels::DynamicScratchpad &scrat
   cudaStream_t stream = ws.stream();
   auto iv = view<const In>(ws.Input<GPUBackend>(0));
   auto ov = view<Out>(ws.Output<GPUBackend>(0));
-  auto tv = view<float>(ws.Output<GPUBackend>(1));
+  // the target rows (none with index targets: the kernel writes no rows when K is 0)
+  std::vector<float *> target_rows(n, nullptr);
+  if (!args_.index_targets) target_rows = view<float>(ws.Output<GPUBackend>(1)).data;
   TensorListView<StorageGPU, float> mv, pv;
   if (args_.output_mask) mv = view<float>(ws.Output<GPUBackend>(args_.MaskOutput()));
   if (args_.output_params) pv = view<float>(ws.Output<GPUBackend>(args_.ParamsOutput()));
@@ -128,7 +130,7 @@ void Mix<Backend>::LaunchKernel(Workspace &ws, kernels::DynamicScratchpad &scrat
   }
   std::vector<SampleDesc<Out, In>> descs(n);
   BuildDescs<Out, In>(n, ov.data.data(), iv.data.data(),
-                      args_.output_mask ? mv.data.data() : nullptr, tv.data.data(),
+                      args_.output_mask ? mv.data.data() : nullptr, target_rows.data(),
                       args_.output_params ? pv.data.data() : nullptr, plan_.params.data(),
                       labels_.targets.data(), sample_args_.mirror.data(), descs.data(),
                       args_.has_maps ? maps_in.data() : nullptr,
@@ -172,17 +174,19 @@ void Mix<GPUBackend>::RunImpl(Workspace &ws) {
     MakeClassMixMasks(ws, [&](int j) { return partner_maps->Of(j); });
     timer.Step("classmix");
   }
-  labels_.MakeTargets(plan_.weights, n, args_.label_smoothing);
+  if (!args_.index_targets) labels_.MakeTargets(plan_.weights, n, args_.label_smoothing);
   SetOutputLayouts(ws);
   if (n == 0) return;
-  if (args_.has_boxes)  // staged through pinned memory: the copies are truly asynchronous, and
-                        // the next batch may overwrite the mixed boxes while they are in flight
-    boxes_.Write<GPUBackend>(ws, args_.BoxesOutput(), [&](void *dst, const void *src,
-                                                          size_t bytes) {
-      uint8_t *staged = scratch.AllocatePinned<uint8_t>(bytes);
-      std::memcpy(staged, src, bytes);
-      CUDA_CALL(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyHostToDevice, stream));
-    });
+  // host memory to an output, staged through pinned memory: the copies are truly asynchronous,
+  // and the next batch may overwrite the source while they are in flight
+  auto upload = [&](void *dst, const void *src, size_t bytes) {
+    uint8_t *staged = scratch.AllocatePinned<uint8_t>(bytes);
+    std::memcpy(staged, src, bytes);
+    CUDA_CALL(cudaMemcpyAsync(dst, staged, bytes, cudaMemcpyHostToDevice, stream));
+  };
+  if (args_.index_targets)  // 12 bytes a sample, made on the host (the kernel writes no rows)
+    labels_.WriteIndexTargets<GPUBackend>(ws, 1, plan_.weights, n, upload);
+  if (args_.has_boxes) boxes_.Write<GPUBackend>(ws, args_.BoxesOutput(), upload);
   TYPE_SWITCH(in.type(), type2id, In, (uint8_t, float16, float), (
     TYPE_SWITCH(out.type(), type2id, Out, (uint8_t, float16, float), (
       LaunchKernel<Out, In>(ws, scratch, timer);

@@ -84,8 +84,8 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
   sample_args_.Acquire(spec_, ws, n, args_);
   BatchShape &shape = images_.shape;
   explicit_noise_ = CheckFMixNoise(spec_, ws, n, shape.H, shape.W, args_.mode);
-  labels_.Read(ws, n, args_.num_classes);
-  shape.K = labels_.K;
+  labels_.Read(ws, n, args_.num_classes, args_.index_targets);
+  shape.K = args_.index_targets ? 0 : labels_.K;  // index targets: no rows for the kernel
   CheckMapsGiven(sample_args_.methods, args_.has_maps);
   if (args_.has_maps) maps_.Read(ws, images_);
   if (args_.has_boxes) boxes_.Read(ws, images_, sample_args_.methods);
@@ -100,7 +100,12 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
 
   output_desc.resize(args_.NumOutputs());
   output_desc[0] = images_.Desc(ws);
-  output_desc[1] = {uniform_list_shape(n, TensorShape<1>{labels_.K}), DALI_FLOAT};
+  if (args_.index_targets) {  // (own, partner) labels, the own label's weight
+    output_desc[1] = {uniform_list_shape(n, TensorShape<1>{2}), DALI_INT32};
+    output_desc[2] = {uniform_list_shape(n, TensorShape<0>{}), DALI_FLOAT};
+  } else {
+    output_desc[1] = {uniform_list_shape(n, TensorShape<1>{labels_.K}), DALI_FLOAT};
+  }
   if (args_.has_maps) output_desc[args_.MapsOutput()] = maps_.Desc(ws);
   if (args_.has_boxes) boxes_.Descs(output_desc, args_.BoxesOutput(), n);
   if (args_.output_mask)
