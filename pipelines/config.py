@@ -20,7 +20,7 @@ from dali_msda.methods import METHOD_IDS  # noqa: F401  (classmix: segmentation 
 CUTMIX_MODES = {"bbox": "cutmix", "hmix": "hmix", "gmix": "gmix"}  # the official code's names
 # MixConfig fields baked into a pipeline when it is built (not live through the schedule)
 BUILD_FIXED = ("mode", "label_smoothing", "correct_lam", "num_classes", "decay_power",
-               "scale_min", "scale_max", "resize_interp", "box")
+               "scale_min", "scale_max", "resize_interp", "box", "bce_target_thresh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,9 @@ class MixConfig:
     `num_classes` (optional): checked against the data's class count by the pipelines.
     `decay_power`: FMix's spectrum decay; `scale_min`, `scale_max`, `resize_interp`: ResizeMix's
     scale range and resizing; `box`: CutMix's and HMix's box, "even" (timm's, the default) or
-    "exact" (fn.msda.mix arguments of the same names)."""
+    "exact" (fn.msda.mix arguments of the same names). `bce_target_thresh`: targets binarised
+    after mixing, 1 where above it and 0 elsewhere, for a binary cross-entropy (timm's
+    `--bce-target-thresh`, its BinaryCrossEntropy's `target_threshold`); dense targets only."""
     method: str = "hmix"
     alpha: float = 1.0
     hmix_ratio: float = 0.5
@@ -50,6 +52,7 @@ class MixConfig:
     scale_max: float = 0.8
     resize_interp: str = "nearest"
     box: str = "even"
+    bce_target_thresh: Optional[float] = None
 
     def __post_init__(self):
         for name in ("method", "switch_method"):
@@ -81,6 +84,9 @@ class MixConfig:
         if self.scale_min > self.scale_max:
             raise ValueError(f"MixConfig: `scale_min` must be <= `scale_max`; got "
                              f"{self.scale_min} > {self.scale_max}.")
+        if self.bce_target_thresh is not None and not 0.0 <= self.bce_target_thresh < 1.0:
+            raise ValueError(f"MixConfig: `bce_target_thresh` must be in [0, 1) or None; got "
+                             f"{self.bce_target_thresh}.")
         if self.num_classes is not None and not (isinstance(self.num_classes, (int, np.integer))
                                                  and self.num_classes > 0):
             raise ValueError(f"MixConfig: `num_classes` must be a positive int or None; got "
@@ -89,7 +95,7 @@ class MixConfig:
     @classmethod
     def from_timm(cls, mixup_alpha=1.0, cutmix_alpha=0.0, cutmix_minmax=None, prob=1.0,
                   switch_prob=0.5, mode="batch", correct_lam=True, label_smoothing=0.1,
-                  num_classes=1000, cutmix_mode="bbox", hmix_ratio=1.0):
+                  num_classes=1000, cutmix_mode="bbox", hmix_ratio=1.0, bce_target_thresh=None):
         """The configuration equivalent to ``timm.data.Mixup(...)`` with the same arguments
         (defaults included), and to the official HMix / GMix ``Mixup`` (naver-ai/hmix-gmix,
         whose `cutmix_mode` "bbox" / "hmix" / "gmix" chooses what the CutMix branch does and
@@ -100,7 +106,9 @@ class MixConfig:
         alpha > 0) or where this operator differs: `cutmix_minmax` (box sides drawn from a
         range, not from lam) and mode "pair" (symmetric pairs) are not implemented.
         Generalisation: the official code applies `cutmix_mode` in batch mode only (its elem
-        mode always cuts plain boxes); here it applies in elem mode too."""
+        mode always cuts plain boxes); here it applies in elem mode too. `bce_target_thresh` is
+        timm's train.py argument of that name (its BinaryCrossEntropy loss binarises the mixed
+        targets); here the pipeline binarises them."""
         if cutmix_minmax is not None:
             raise ValueError("MixConfig.from_timm: `cutmix_minmax` (box sides drawn from a range "
                              "instead of from lam) is not supported by fn.msda.mix; got "
@@ -120,7 +128,8 @@ class MixConfig:
                              "must hold (timm: 'One of mixup_alpha > 0., cutmix_alpha > 0., "
                              "cutmix_minmax not None should be true').")
         common = dict(prob=prob, mode=mode, correct_lam=correct_lam, hmix_ratio=hmix_ratio,
-                      label_smoothing=label_smoothing, num_classes=num_classes)
+                      label_smoothing=label_smoothing, num_classes=num_classes,
+                      bce_target_thresh=bce_target_thresh)
         cut = CUTMIX_MODES[cutmix_mode]
         if mixup_alpha > 0 and cutmix_alpha > 0:
             return cls(method="mixup", alpha=mixup_alpha, switch_method=cut,

@@ -133,6 +133,10 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     if targets not in ("dense", "index"):
         raise ValueError(f"`targets` must be 'dense' or 'index'; got {targets!r}.")
     index = targets == "index"
+    thresh = schedule.config.bce_target_thresh if schedule else None
+    if index and thresh is not None:
+        raise ValueError("`mix`: bce_target_thresh binarises dense targets; it does not go with "
+                         "targets='index'.")
     gpu = device == "gpu"
     holder = {}
 
@@ -181,6 +185,8 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
                            box=cfg.box,
                            num_classes=n_classes,
                            output_params=output_params, **fused_args)
+        if thresh is not None:  # timm's BinaryCrossEntropy: target.gt(threshold)
+            outs = (outs[0], fn.cast(outs[1] > thresh, dtype=types.FLOAT), *outs[2:])
         return tuple(outs)
 
     p = pipe()

@@ -31,6 +31,8 @@ struct MixArgs {
   int num_classes = 0;             // 0: not given
   float label_smoothing = 0.0f;
   bool index_targets = false;      // `targets="index"`: (own, partner) labels and a weight
+  bool multi_label = false;        // float labels are multi-hot (entries in [0, 1]), not rows
+                                   // summing to 1
   double decay_power = 3.0;        // FMix
   float scale_min = 0.1f, scale_max = 0.8f;  // ResizeMix: tau ~ U(scale_min, scale_max)
   bool resize_linear = false;      // ResizeMix: bilinear (`resize_interp`)
@@ -162,6 +164,7 @@ inline MixArgs::MixArgs(const OpSpec &spec) {
   MSDA_ENFORCE(targets == "dense" || targets == "index",
                make_string("`targets` must be \"dense\" or \"index\"; got \"", targets, "\"."));
   index_targets = targets == "index";
+  multi_label = spec.GetArgument<bool>("multi_label");
   MSDA_ENFORCE(!index_targets || label_smoothing == 0.0f,
                make_string("`label_smoothing` smooths dense targets; with `targets=\"index\"` "
                            "give it to the loss (dali_msda.pytorch.mixed_cross_entropy's "

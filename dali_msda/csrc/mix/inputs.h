@@ -188,8 +188,9 @@ struct Labels {
   std::vector<float> soft_targets;    // n x K, for soft labels only (MakeTargets)
 
   /// Checks input 1; `index`: the targets are to be given as indices (`targets="index"`),
-  /// which needs class-index labels.
-  void Read(const Workspace &ws, int n, int num_classes, bool index);
+  /// which needs class-index labels; `multi_label`: float vectors are multi-hot (each entry in
+  /// [0, 1], any sum), not distributions.
+  void Read(const Workspace &ws, int n, int num_classes, bool index, bool multi_label);
   /// The targets of every sample i of n, mixed with its partner n - 1 - i by its own label's
   /// weight (BatchPlan::weights), label-smoothed by `eps`.
   void MakeTargets(const std::vector<double> &weights, int n, double eps);
@@ -213,7 +214,8 @@ struct Labels {
   }
 };
 
-inline void Labels::Read(const Workspace &ws, int n, int num_classes, bool index) {
+inline void Labels::Read(const Workspace &ws, int n, int num_classes, bool index,
+                         bool multi_label) {
   const auto &labels = ws.Input<CPUBackend>(1);
   MSDA_ENFORCE(labels.num_samples() == n,
                make_string("`labels` must have one entry per image; got ", labels.num_samples(),
@@ -263,14 +265,21 @@ inline void Labels::Read(const Workspace &ws, int n, int num_classes, bool index
       const float *v = labels.tensor<float>(i);
       double sum = 0.0;
       for (int k = 0; k < K; k++) {
+        if (multi_label)
+          MSDA_ENFORCE(v[k] >= 0.0f && v[k] <= 1.0f,  // false for NaN too
+                       make_string("Multi-label `labels` (`multi_label=True`) must be in [0, 1] "
+                                   "(multi-hot, or one probability per class); got ",
+                                   detail::Num(v[k]), " at index ", k, " of sample ", i, "."));
         MSDA_ENFORCE(std::isfinite(v[k]) && v[k] >= 0.0f,
                      make_string("Soft `labels` must be finite and >= 0 (probabilities); got ",
                                  v[k], " at index ", k, " of sample ", i, "."));
         sum += v[k];
       }
-      MSDA_ENFORCE(std::abs(sum - 1.0) <= kSoftLabelTolerance,
+      MSDA_ENFORCE(multi_label || std::abs(sum - 1.0) <= kSoftLabelTolerance,
                    make_string("Soft `labels` must sum to 1 (within ", kSoftLabelTolerance,
-                               "); sample ", i, " sums to ", sum, "."));
+                               "); sample ", i, " sums to ", sum, ". Multi-hot labels (several "
+                               "classes a sample, for a binary cross-entropy) take "
+                               "`multi_label=True`."));
       std::copy(v, v + K, vectors.begin() + int64_t(i) * K);
     }
   } else {

@@ -195,7 +195,8 @@ Example::
   .InputDox(1, "labels", "TensorList on the CPU",
             "Integer class indices, one per sample (then ``num_classes`` is required), or float32 "
             "soft-label vectors of length K (e.g. from an earlier mix), mixed as vectors: "
-            "probabilities (finite, >= 0, each row summing to 1 within 1e-3).")
+            "probabilities (finite, >= 0, each row summing to 1 within 1e-3), or with "
+            "``multi_label=True`` multi-hot vectors (each entry in [0, 1]).")
   .InputDevice(1, ::dali::InputDevice::CPU)
   .InputDox(2, "seg", "TensorList of uint8 or int32, optional",
             "Label maps, one per image (H x W or H x W x 1, the image's size; on the images' "
@@ -250,6 +251,11 @@ The loss then mixes two cross-entropies, ``w * CE(own) + (1 - w) * CE(partner)``
 (``dali_msda.pytorch.mixed_cross_entropy``), which equals the cross-entropy with the dense
 targets without building K floats a sample. Needs class-index ``labels``; label smoothing goes
 to the loss then.)code", std::string("dense"))
+  .AddOptionalArg("multi_label", R"code(Float32 ``labels`` are multi-hot vectors (several classes
+a sample, each entry in [0, 1], any sum: the targets of a binary cross-entropy) rather than
+probability rows that sum to 1; mixed as vectors like soft labels, ``w * s(v_own) + (1 - w) *
+s(v_partner)`` with ``s(v) = (1 - eps) v + eps / K``, as timm mixes one-hot targets for BCE.)code",
+                  false)
   .AddOptionalArg("num_classes", "Number of classes K; required with class-index labels.",
                   DALI_INT32, nullptr)
   .AddOptionalTypeArg("dtype", "Type of the mixed images (uint8, float16 or float32); default: "

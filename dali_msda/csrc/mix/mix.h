@@ -84,7 +84,7 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
   sample_args_.Acquire(spec_, ws, n, args_);
   BatchShape &shape = images_.shape;
   explicit_noise_ = CheckFMixNoise(spec_, ws, n, shape.H, shape.W, args_.mode);
-  labels_.Read(ws, n, args_.num_classes, args_.index_targets);
+  labels_.Read(ws, n, args_.num_classes, args_.index_targets, args_.multi_label);
   shape.K = args_.index_targets ? 0 : labels_.K;  // index targets: no rows for the kernel
   CheckMapsGiven(sample_args_.methods, args_.has_maps);
   if (args_.has_maps) maps_.Read(ws, images_);

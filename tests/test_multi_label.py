@@ -1,0 +1,95 @@
+"""Multi-label targets: multi-hot label vectors (several classes a sample, for a binary
+cross-entropy) mixed as vectors with `multi_label=True`, refused clearly without it; and timm's
+`bce_target_thresh` (the mixed targets binarised) through MixConfig and the pipelines."""
+
+import os
+
+import numpy as np
+import pytest
+
+from dali_msda import reference as ref
+from dali_msda.pipelines import MixConfig
+
+from conftest import random_images, run_mix
+from test_errors import expect_error
+
+K = 12
+
+
+def multi_hot(batch, seed=0):
+    rng = np.random.default_rng(seed)
+    v = (rng.random((batch, K)) < 0.3).astype(np.float32)
+    v[0] = 0.0  # no class at all
+    v[1] = 1.0  # every class
+    return v
+
+
+@pytest.mark.parametrize("method", ["mixup", "cutmix", "fmix"])
+def test_multi_hot_labels_are_mixed_as_vectors(device, method):
+    """Targets are w * s(v_own) + (1 - w) * s(v_partner), s the label smoothing, w the mask
+    mean, as reference.mix gives them for float label vectors (odd batch, smoothing 0.1)."""
+    batch = 7
+    images = random_images(np.random.default_rng(1), batch, (224, 224, 3), np.uint8)
+    labels = multi_hot(batch)
+    mixed, targets, masks, params = run_mix(images, labels, device=device, method=method,
+                                            mode="elem", multi_label=True,
+                                            label_smoothing=0.1, seed=3)
+    w = masks.reshape(batch, -1).mean(1).astype(np.float64)
+    smooth = labels.astype(np.float64) * 0.9 + 0.1 / K
+    expect = w[:, None] * smooth + (1 - w[:, None]) * smooth[::-1]
+    np.testing.assert_allclose(targets, expect, rtol=0, atol=1e-6)
+    if method != "fmix":  # FMix's mask needs its noise to be rebuilt; the weight check is above
+        expect_x, expect_t, _ = ref.mix(images, labels, method, lam=params[:, 1],
+                                        center=params[:, 2:4].astype(np.int64),
+                                        apply=params[:, 0] == 1.0, layout="HWC",
+                                        label_smoothing=0.1)
+        np.testing.assert_array_equal(mixed, expect_x)
+        np.testing.assert_allclose(targets, expect_t, rtol=0, atol=1e-6)
+
+
+def test_multi_hot_labels_are_refused_without_multi_label(device):
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    expect_error(r"Soft `labels` must sum to 1 \(within 0.001\); sample 0 sums to 2\. "
+                 r"Multi-hot labels \(several classes a sample, for a binary cross-entropy\) "
+                 r"take `multi_label=True`\.", images=images,
+                 labels=np.tile(np.float32([1, 1, 0, 0]), (4, 1)), num_classes=None,
+                 device=device)
+    bad = np.tile(np.float32([1, 0, 0, 0]), (4, 1))
+    bad[2, 3] = 1.5
+    expect_error(r"Multi-label `labels` \(`multi_label=True`\) must be in \[0, 1\] \(multi-hot, "
+                 r"or one probability per class\); got 1.5 at index 3 of sample 2\.",
+                 images=images, labels=bad, num_classes=None, device=device, multi_label=True)
+    bad[2, 3] = np.nan
+    expect_error(r"must be in \[0, 1\] .*; got nan at index 3 of sample 2\.", images=images,
+                 labels=bad, num_classes=None, device=device, multi_label=True)
+
+
+def test_bce_target_thresh_binarises_the_mixed_targets(data_root):
+    """A pipeline with MixConfig(bce_target_thresh=0.2) gives the images of the same pipeline
+    without it and its targets binarised as timm's BinaryCrossEntropy binarises them
+    (`target.gt(target_threshold).to(dtype=target.dtype)`, timm/loss/binary_cross_entropy.py)."""
+    from dali_msda.pipelines import imagenet_train
+
+    kw = dict(batch_size=16, num_threads=2, device="cpu", crop=64, dtype="float32", seed=9)
+    cfg = MixConfig.from_timm(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1,
+                              num_classes=None, mode="elem")
+    plain = imagenet_train(os.path.join(data_root, "train"), mix=cfg, **kw)
+    binary = imagenet_train(os.path.join(data_root, "train"),
+                            mix=cfg.replace(bce_target_thresh=0.2), **kw)
+    for p in (plain, binary):
+        p.build()
+    for _ in range(2):
+        (x, t), (xb, tb) = plain.run(), binary.run()
+        t = np.stack([np.array(t[i]) for i in range(len(t))])
+        tb = np.stack([np.array(tb[i]) for i in range(len(tb))])
+        assert all(np.array_equal(np.array(x[i]), np.array(xb[i])) for i in range(len(x)))
+        np.testing.assert_array_equal(tb, (t > np.float32(0.2)).astype(np.float32))
+        assert tb.dtype == np.float32 and set(np.unique(tb)) <= {0.0, 1.0}
+        assert (tb.sum(1) >= 1).all()  # the larger of the two mixed classes is above 0.2
+
+
+def test_bce_target_thresh_checks():
+    assert MixConfig.from_timm(bce_target_thresh=0.2).bce_target_thresh == 0.2
+    with pytest.raises(ValueError, match=r"`bce_target_thresh` must be in \[0, 1\) or None; "
+                                         r"got 1.5"):
+        MixConfig(bce_target_thresh=1.5)
