@@ -215,8 +215,9 @@ setup.build_plugin('$DEVICE_BUILD')" > "$logs/plugin_build.log" 2>&1 \
              --methods mixup cutmix --json "$out/op_cost_gpu.json")  # seg adds ClassMix
     throughput=(benchmarks/throughput.py --device gpu --imagenet-sized --methods mixup cutmix
                 --json "$out/throughput_gpu.json")
+    ce_cost=(benchmarks/ce_cost.py --device cuda --out "$out/ce_cost_gpu.json")
     if [[ -n "$dry" ]]; then  # the scripts take these arguments
-      for cmd in "op_cost" "throughput"; do
+      for cmd in "op_cost" "throughput" "ce_cost"; do
         declare -n args=$cmd
         help=$("$py" "${args[0]}" --help 2>&1)
         for a in "${args[@]:1}"; do
@@ -229,6 +230,8 @@ setup.build_plugin('$DEVICE_BUILD')" > "$logs/plugin_build.log" 2>&1 \
       op_cost.log "$py" "${op_cost[@]}"
     step "throughput --imagenet-sized: the pipeline with mixing vs without" 50 \
       throughput.log "$py" "${throughput[@]}"
+    step "ce_cost: the loss with dense vs index targets (K 1,000 and 21,843)" 15 \
+      ce_cost.log "$py" "${ce_cost[@]}"
     finish
     ;;
   *)

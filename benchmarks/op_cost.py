@@ -1,7 +1,10 @@
 """What fn.msda.mix costs, against what users would pick instead, measured in one run.
 
+    python benchmarks/op_cost.py             # quick: batch 64, Mixup and CutMix, u8f32 + fused
+    python benchmarks/op_cost.py --full      # the whole matrix (every method, batch 64 and 256,
+                                             # every dtype case, label maps: minutes, GBs)
     python benchmarks/op_cost.py [--device cpu|gpu|all] [--batch 64 256]
-                                 [--dtypes u8f32 f16 f32 fused seg]
+                                 [--dtypes u8f32 f16 f32 fused seg] [--methods ...]
                                  [--json FILE | --update-results]
 
 Results go to out/op_cost.json (git-ignored); --update-results replaces the committed
@@ -463,7 +466,12 @@ def summarise(rows):
     fused = [r for r in rows if r["dtype"] == "fused"]
     seg = [r for r in rows if r["dtype"] == "seg"]
     rows = [r for r in rows if r["dtype"] not in ("fused", "seg")]
-    lines = ["| device | batch | dtype | method | mode | ours ms | floor ms | ours/floor | "
+    lines = ["Mixing a batch: fn.msda.mix against the fastest torch way and DALI built-ins "
+             "(ms per batch, lower is better)",
+             "  ours/floor: the op's time over the memory floor (the bytes it must move at "
+             "this machine's copy bandwidth; 1.0 = as fast as a copy); torch/ours: how many "
+             "times the fastest torch way takes ours.", "",
+             "| device | batch | dtype | method | mode | ours ms | floor ms | ours/floor | "
              "fastest torch ms (which) | torch/ours | DALI built-ins ms |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -479,24 +487,31 @@ def summarise(rows):
                      f"{r['mode']} | {r['ours_ms']:.2f} | {r['floor_ms']:.2f} | "
                      f"{r['ours_ms'] / r['floor_ms']:.2f} | {t_best} | {speed} | {dali_b} |")
     if fused:
-        lines += ["", summarise_fused(fused)]
+        lines += ["", "Fused: the flip, normalisation and CHW layout of crop_mirror_normalize "
+                  "(CMN) done inside the mix, against CMN alone and CMN then the mix (ms per "
+                  "batch)", "", summarise_fused(fused)]
     if seg:
-        lines += ["", summarise_seg(seg)]
+        lines += ["", "Label maps: the op with and without a uint8 map to mix (ms per batch)",
+                  "", summarise_seg(seg)]
     return "\n".join(lines)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true",
+                    help="the whole matrix (defaults: batch 64 256, every dtype case and "
+                         "method, 10 iterations) instead of the quick run (batch 64, u8f32 and "
+                         "fused, Mixup and CutMix, 5 iterations)")
     ap.add_argument("--device", choices=["cpu", "gpu", "all"], default="all")
-    ap.add_argument("--batch", type=int, nargs="+", default=[64, 256])
-    ap.add_argument("--dtypes", nargs="+", default=list(CASES) + ["fused", "seg"],
+    ap.add_argument("--batch", type=int, nargs="+", default=None)
+    ap.add_argument("--dtypes", nargs="+", default=None,
                     choices=list(CASES) + ["fused", "seg"],
                     help="u8f32: uint8 in, float32 out; f16, f32: float16 / float32 in and out; "
                          "fused: uint8 HWC in, float16 CHW out, flipped and normalised, against "
                          "crop_mirror_normalize; seg: the op with and without a uint8 label map "
                          "(and ClassMix)")
-    ap.add_argument("--methods", nargs="+", default=list(dali_msda.METHODS))
-    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--methods", nargs="+", default=None)
+    ap.add_argument("--iters", type=int, default=None)
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="DALI CPU threads and torch threads")
     ap.add_argument("--cold-mib", type=int, default=128,
@@ -504,6 +519,12 @@ def main(argv=None):
                          "than the CPU caches, so that nothing is timed on cached data; 0: off")
     add_output_args(ap, "op_cost")
     args = ap.parse_args(argv)
+    full = dict(batch=[64, 256], dtypes=list(CASES) + ["fused", "seg"],
+                methods=list(dali_msda.METHODS), iters=10)
+    quick = dict(batch=[64], dtypes=["u8f32", "fused"], methods=["mixup", "cutmix"], iters=5)
+    for name, value in (full if args.full else quick).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     args.json = output_path(args, "op_cost")
     torch.set_num_threads(args.threads)
     has_gpu = torch.cuda.is_available()
@@ -521,12 +542,15 @@ def main(argv=None):
             for case in args.dtypes:
                 run_case(device, batch, case, args.methods, args.iters, args.threads, rng,
                          rows, step, total, args.cold_mib << 20)
+    sys.stderr.write("\n")  # the progress line ends before the tables
     result = {"machine": {d: machine_info(d) for d in devices}, "threads": args.threads,
               "cold_mib": args.cold_mib,
               "image": [H, W, C], "rows": rows}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(result, f, indent=2)
+    print(f"\nop_cost: {', '.join(devices)}, {args.threads} threads, images {H} x {W} x {C}"
+          f"{'' if args.full else ' (quick run; --full for the whole matrix)'}\n")
     print(summarise(rows))
     print(f"wrote {args.json}")
     return result

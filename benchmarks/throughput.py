@@ -125,7 +125,10 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(result, f, indent=2)
-    print(f"| device | mix | images/s | ratio to no mixing |\n|---|---|---|---|")
+    print(f"\nImageNet training pipeline throughput: {device}, batch {args.batch_size}, "
+          f"{args.threads} threads, crop {args.crop}, {args.dtype}, mode {args.mode}, data "
+          f"{data} (median of {args.rounds} rounds of {args.batches} batches)")
+    print("| device | mix | images/s | ratio to no mixing |\n|---|---|---|---|")
     for row in rows:
         print(f"| {device} | {row['variant']} | {row['images_per_s']:.1f} | "
               f"{row['ratio_to_none']:.3f} |")

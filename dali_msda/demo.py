@@ -172,7 +172,8 @@ def render_grid(results, names, path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m dali_msda.demo",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="out/demo.png", help="PNG grid to write")
     ap.add_argument("--seg-out", default=None,
                     help="the label-map grid (default: demo_seg.png beside --out; '' to skip)")
@@ -197,7 +198,8 @@ def main(argv=None):
             f"{names[i]}:{targets[i, i]:.2f}" for i in range(len(names))))
     render_grid(results, names, args.out)
     print(f"wrote {args.out}")
-    seg_out = (os.path.join(os.path.dirname(os.path.abspath(args.out)), "demo_seg.png")
+    # beside --out, written the way --out is (relative stays relative)
+    seg_out = (os.path.join(os.path.dirname(args.out), "demo_seg.png")
                if args.seg_out is None else args.seg_out)
     if seg_out:
         from dali_msda.pipelines.data import SEG_CLASSES

@@ -329,12 +329,42 @@ def soft_cross_entropy(logits, targets):
     return torch.nn.functional.cross_entropy(logits.float(), targets)
 
 
+class _MixedCrossEntropy(torch.autograd.Function):
+    """Per-sample w CE_eps(own) + (1 - w) CE_eps(partner) from the logits, with the gradient
+    written once: softmax(logits) - target, the dense target never built. Forward:
+    CE_eps(y) = lse - (1 - eps) logits[y] - eps mean(logits), lse = logsumexp(logits)."""
+
+    @staticmethod
+    def forward(ctx, logits, own, partner, weight, eps):
+        lse = torch.logsumexp(logits, dim=1)
+        picked = (weight * logits.gather(1, own).squeeze(1) +
+                  (1 - weight) * logits.gather(1, partner).squeeze(1))
+        loss = lse - (1.0 - eps) * picked
+        if eps:
+            loss = loss - eps * logits.mean(dim=1)
+        ctx.save_for_backward(logits, own, partner, weight, lse)
+        ctx.eps = eps
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        logits, own, partner, weight, lse = ctx.saved_tensors
+        eps, k = ctx.eps, logits.shape[1]
+        g = grad_loss[:, None]
+        softmax = (logits - lse[:, None]).exp_()
+        grad = torch.addcmul((-eps / k) * g, softmax, g)  # (softmax - eps / K) g, one pass
+        grad.scatter_add_(1, own, -(1.0 - eps) * weight[:, None] * g)
+        grad.scatter_add_(1, partner, -(1.0 - eps) * (1 - weight[:, None]) * g)
+        return grad, None, None, None, None
+
+
 def mixed_cross_entropy(logits, own, partner, weight, label_smoothing=0.0, reduction="mean"):
     """The cross-entropy of a mixed batch from index targets (fn.msda.mix's
     ``targets="index"``): ``w * CE(logits, own) + (1 - w) * CE(logits, partner)`` per sample,
     each CE label-smoothed by `label_smoothing`. It equals ``cross_entropy(logits, targets)``
     with the dense targets ``w * smooth(onehot(own)) + (1 - w) * smooth(onehot(partner))``
-    (the op's ``targets="dense"``; the loss is linear in the target), without K floats a sample.
+    (the op's ``targets="dense"``; the loss is linear in the target), value and gradient,
+    without K floats a sample (its backward writes softmax - target in one pass).
 
     `logits` [B, K]; `own`, `partner` [B] class indices (any integer type); `weight` [B] the own
     class's weight (or a scalar); `reduction`: "mean" (default), "sum" or "none". Half-precision
@@ -342,12 +372,12 @@ def mixed_cross_entropy(logits, own, partner, weight, label_smoothing=0.0, reduc
     """
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    own, partner = own.reshape(-1).long(), partner.reshape(-1).long()
+    n = logits.shape[0]
+    own, partner = own.reshape(-1, 1).long(), partner.reshape(-1, 1).long()
     weight = torch.as_tensor(weight, dtype=logits.dtype, device=logits.device).reshape(-1)
-    ce = torch.nn.functional.cross_entropy
-    loss = (weight * ce(logits, own, reduction="none", label_smoothing=label_smoothing) +
-            (1 - weight) * ce(logits, partner, reduction="none",
-                              label_smoothing=label_smoothing))
+    weight = weight.expand(n) if weight.numel() == 1 else weight
+    loss = _MixedCrossEntropy.apply(logits, own, partner, weight.detach(),
+                                    float(label_smoothing))
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":

@@ -75,14 +75,22 @@ def scores(conf):
     return acc, float(iou[present].mean()) if present.any() else 0.0, iou.tolist()
 
 
+class _ShownDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown after the help, except None (an option's help says what its absence
+    means)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.train_seg",
                                  description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=_ShownDefaults)
     ap.add_argument("--data", default=None,
-                    help="root with train/ and val/ (images/, masks/); default: embedded")
+                    help="root with train/ and val/ (images/, masks/); none: the embedded set")
     ap.add_argument("--num-classes", type=int, default=None,
-                    help="classes of the maps (default: the embedded set's 8)")
+                    help="classes of the maps (required with --data; the embedded set has 8)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=16, help="per process")
     ap.add_argument("--crop", type=int, default=128, help="training and validation side, px")
