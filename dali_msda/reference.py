@@ -98,6 +98,37 @@ def cutmix_mask(lam, cy, cx, height, width, correct_lam=True, box="even"):
     return box_mask(box, 1.0, height, width), weight
 
 
+def minmax_box(rng, height, width, minmax):
+    """Spec 4b, timm's rand_bbox_minmax: sides uniform over [floor(size min), floor(size max)),
+    the top-left corner uniform where the box fits. (y0, y1, x0, x1); `rng` a NumPy Generator."""
+    cut_h = int(rng.integers(int(height * minmax[0]), int(height * minmax[1])))
+    cut_w = int(rng.integers(int(width * minmax[0]), int(width * minmax[1])))
+    y0 = int(rng.integers(0, height - cut_h))
+    x0 = int(rng.integers(0, width - cut_w))
+    return y0, y0 + cut_h, x0, x0 + cut_w
+
+
+def area_box(rng, height, width, area=(0.02, 0.4), aspect=(0.3, 1 / 0.3)):
+    """Spec 4b, UniMatch's obtain_cutmix_box (its coin p is the draw's `apply`): an area share
+    drawn once, then aspect and top-left corner drawn again until the box fits. (y0, y1, x0,
+    x1); `rng` a NumPy Generator."""
+    size = rng.uniform(area[0], area[1]) * height * width
+    while True:
+        ratio = rng.uniform(aspect[0], aspect[1])
+        w = int(np.sqrt(size / ratio))
+        h = int(np.sqrt(size * ratio))
+        x0 = int(rng.integers(0, width))
+        y0 = int(rng.integers(0, height))
+        if x0 + w <= width and y0 + h <= height:
+            return y0, y0 + h, x0, x0 + w
+
+
+def ranged_cutmix_mask(box, height, width):
+    """Spec 4b: M = 0 inside a drawn box, 1 outside; the label weight is the area left."""
+    y0, y1, x0, x1 = box
+    return box_mask(box, 1.0, height, width), 1.0 - (y1 - y0) * (x1 - x0) / (height * width)
+
+
 def hmix_mask(lam, cy, cx, height, width, ratio=0.5, box="even"):
     """Spec 5: box of side ratio sqrt(r (1 - lam)), weight a = lam / lam_box outside it."""
     lam = float(np.float32(lam))
@@ -566,11 +597,12 @@ def cut_own_box(box, paste, min_visible=MIN_VISIBLE):
 
 
 def mix_boxes(boxes, box_labels, method, *, lam, center, apply=True, mirror=None, height,
-              width, min_visible=MIN_VISIBLE, box="even", weights=None):
+              width, min_visible=MIN_VISIBLE, box="even", weights=None, pasted_boxes=None):
     """The mixed boxes (spec 13), per sample (boxes [N', 4] float32, labels [N'] int32, weights
     [N'] float32), for the parameters `mix` reports: `lam` (ResizeMix: tau), integer pixel
     `center` (cy, cx), `apply`; `mirror` flips each image's boxes first. `weights`: the label
-    weight of each sample (Mixup's box weights; default lam)."""
+    weight of each sample (Mixup's box weights; default lam). `pasted_boxes`: CutMix's box per
+    sample (y0, y1, x0, x1) where it was drawn from ranges (spec 4b), not from lam."""
     if method not in BOX_METHODS:
         raise ValueError(f"boxes are defined for {BOX_METHODS}; got {method!r}")
     batch = len(boxes)
@@ -596,7 +628,9 @@ def mix_boxes(boxes, box_labels, method, *, lam, center, apply=True, mirror=None
                                         np.full(len(shown[j]), 1.0 - w, np.float32)])))
             continue
         cy, cx = int(center[i, 0]), int(center[i, 1])
-        if method == "cutmix":
+        if method == "cutmix" and pasted_boxes is not None:
+            y0, y1, x0, x1 = (int(v) for v in pasted_boxes[i])
+        elif method == "cutmix":
             y0, y1, x0, x1 = cut_box(math.sqrt(1.0 - float(lam[i])), cy, cx, height, width, box)
         else:
             y0, y1, x0, x1 = resized_box(lam[i], cy, cx, height, width)

@@ -20,7 +20,8 @@ from dali_msda.methods import METHOD_IDS  # noqa: F401  (classmix: segmentation 
 CUTMIX_MODES = {"bbox": "cutmix", "hmix": "hmix", "gmix": "gmix"}  # the official code's names
 # MixConfig fields baked into a pipeline when it is built (not live through the schedule)
 BUILD_FIXED = ("mode", "label_smoothing", "correct_lam", "num_classes", "decay_power",
-               "scale_min", "scale_max", "resize_interp", "box", "bce_target_thresh")
+               "scale_min", "scale_max", "resize_interp", "box", "bce_target_thresh",
+               "cutmix_minmax", "cutmix_area", "cutmix_aspect")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +35,9 @@ class MixConfig:
     scale range and resizing; `box`: CutMix's and HMix's box, "even" (timm's, the default) or
     "exact" (fn.msda.mix arguments of the same names). `bce_target_thresh`: targets binarised
     after mixing, 1 where above it and 0 elsewhere, for a binary cross-entropy (timm's
-    `--bce-target-thresh`, its BinaryCrossEntropy's `target_threshold`); dense targets only."""
+    `--bce-target-thresh`, its BinaryCrossEntropy's `target_threshold`); dense targets only.
+    `cutmix_minmax` (timm's), or `cutmix_area` with `cutmix_aspect` (UniMatch's box): CutMix's
+    box drawn from ranges instead of from lam (fn.msda.mix arguments; docs/methods.md 4b)."""
     method: str = "hmix"
     alpha: float = 1.0
     hmix_ratio: float = 0.5
@@ -53,6 +56,9 @@ class MixConfig:
     resize_interp: str = "nearest"
     box: str = "even"
     bce_target_thresh: Optional[float] = None
+    cutmix_minmax: Optional[tuple] = None
+    cutmix_area: Optional[tuple] = None
+    cutmix_aspect: Optional[tuple] = None
 
     def __post_init__(self):
         for name in ("method", "switch_method"):
@@ -84,6 +90,15 @@ class MixConfig:
         if self.scale_min > self.scale_max:
             raise ValueError(f"MixConfig: `scale_min` must be <= `scale_max`; got "
                              f"{self.scale_min} > {self.scale_max}.")
+        for name in ("cutmix_minmax", "cutmix_area", "cutmix_aspect"):
+            value = getattr(self, name)
+            if value is not None and not (len(value) == 2 and
+                                          all(np.isfinite(float(v)) for v in value)):
+                raise ValueError(f"MixConfig: `{name}` must be (min, max) or None; got "
+                                 f"{value!r}.")
+        if self.cutmix_minmax is not None and self.cutmix_area is not None:
+            raise ValueError("MixConfig: `cutmix_minmax` and `cutmix_area` are two ways to draw "
+                             "CutMix's box: give one.")
         if self.bce_target_thresh is not None and not 0.0 <= self.bce_target_thresh < 1.0:
             raise ValueError(f"MixConfig: `bce_target_thresh` must be in [0, 1) or None; got "
                              f"{self.bce_target_thresh}.")
@@ -103,16 +118,18 @@ class MixConfig:
         sample ("elem") uses the CutMix branch with probability `switch_prob` (lam ~
         Beta(cutmix_alpha)), else Mixup (lam ~ Beta(mixup_alpha)); with one alpha > 0, that
         branch always; mixing is applied with probability `prob`. Refused as timm refuses (no
-        alpha > 0) or where this operator differs: `cutmix_minmax` (box sides drawn from a
-        range, not from lam) and mode "pair" (symmetric pairs) are not implemented.
+        alpha > 0) or where this operator differs: mode "pair" (symmetric pairs) is not
+        implemented. `cutmix_minmax` draws the CutMix branch's box sides from that range (spec
+        4b) and, as timm does, forces cutmix_alpha to 1.0 (its lam is then not used).
         Generalisation: the official code applies `cutmix_mode` in batch mode only (its elem
         mode always cuts plain boxes); here it applies in elem mode too. `bce_target_thresh` is
         timm's train.py argument of that name (its BinaryCrossEntropy loss binarises the mixed
         targets); here the pipeline binarises them."""
-        if cutmix_minmax is not None:
-            raise ValueError("MixConfig.from_timm: `cutmix_minmax` (box sides drawn from a range "
-                             "instead of from lam) is not supported by fn.msda.mix; got "
-                             f"{cutmix_minmax!r}. Use cutmix_alpha instead.")
+        if cutmix_minmax is not None:  # timm: "force cutmix alpha == 1.0 when minmax active"
+            if len(cutmix_minmax) != 2:
+                raise ValueError("MixConfig.from_timm: `cutmix_minmax` must be (min, max); got "
+                                 f"{cutmix_minmax!r}.")
+            cutmix_alpha = 1.0
         if mode == "pair":
             raise ValueError("MixConfig.from_timm: mode 'pair' (one draw per symmetric pair) is "
                              "not supported; use 'elem' (one draw per sample) or 'batch'.")
@@ -129,7 +146,8 @@ class MixConfig:
                              "cutmix_minmax not None should be true').")
         common = dict(prob=prob, mode=mode, correct_lam=correct_lam, hmix_ratio=hmix_ratio,
                       label_smoothing=label_smoothing, num_classes=num_classes,
-                      bce_target_thresh=bce_target_thresh)
+                      bce_target_thresh=bce_target_thresh,
+                      cutmix_minmax=None if cutmix_minmax is None else tuple(cutmix_minmax))
         cut = CUTMIX_MODES[cutmix_mode]
         if mixup_alpha > 0 and cutmix_alpha > 0:
             return cls(method="mixup", alpha=mixup_alpha, switch_method=cut,
@@ -140,6 +158,11 @@ class MixConfig:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+    def box_range_args(self):
+        """fn.msda.mix's arguments for CutMix's ranged box (spec 4b), the ones set."""
+        return {k: list(getattr(self, k)) for k in ("cutmix_minmax", "cutmix_area",
+                                                    "cutmix_aspect") if getattr(self, k)}
 
 
 class MixSchedule:

@@ -182,7 +182,7 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
                            targets=targets, correct_lam=cfg.correct_lam,
                            decay_power=cfg.decay_power, scale_min=cfg.scale_min,
                            scale_max=cfg.scale_max, resize_interp=cfg.resize_interp,
-                           box=cfg.box,
+                           box=cfg.box, **cfg.box_range_args(),
                            num_classes=n_classes,
                            output_params=output_params, **fused_args)
         if thresh is not None:  # timm's BinaryCrossEntropy: target.gt(threshold)

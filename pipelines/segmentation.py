@@ -196,7 +196,7 @@ def segmentation_train(data_dir=None, *, file_list=None, num_classes, batch_size
             prob=prob, mode=cfg.mode, decay_power=cfg.decay_power, scale_min=cfg.scale_min,
             scale_max=cfg.scale_max, resize_interp=cfg.resize_interp, box=cfg.box,
             ignore_index=ignore_index, mirror=mirror, dtype=DTYPES[dtype], output_mask=True,
-            **normalize)
+            **cfg.box_range_args(), **normalize)
         w = fn.reductions.mean(mask)
         return mixed, fn.stack(w, 1.0 - w), fn.squeeze(mixed_maps, axes=[2])
 

@@ -479,7 +479,7 @@ def build_parser():
     mixing.add_argument("--cutmix", type=float, default=None,
                         help="timm: cutmix alpha (0: off)")
     mixing.add_argument("--cutmix-minmax", type=float, nargs=2, default=None,
-                        help="timm: (not supported; refused)")
+                        help="timm: CutMix box sides drawn from (min, max) of the image side")
     mixing.add_argument("--mixup-prob", type=float, default=None,
                         help="timm: probability of mixing per batch / sample (default 1.0)")
     mixing.add_argument("--mixup-switch-prob", type=float, default=None,

@@ -55,7 +55,7 @@ def test_from_timm_maps_every_branch_combination():
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(mixup_alpha=0.0, cutmix_alpha=0.0), r"one of mixup_alpha > 0 or cutmix_alpha > 0"),
-    (dict(cutmix_minmax=(0.2, 0.8)), r"`cutmix_minmax` .* is not supported"),
+    (dict(cutmix_minmax=(0.2, 0.5, 0.8)), r"`cutmix_minmax` must be \(min, max\)"),
     (dict(mode="pair"), r"mode 'pair' .* is not supported"),
     (dict(cutmix_mode="box"), r"`cutmix_mode` must be one of \('bbox', 'hmix', 'gmix'\)"),
     (dict(mixup_alpha=-1.0), r"`mixup_alpha` must be a finite number >= 0"),
@@ -168,9 +168,12 @@ def test_train_takes_timm_flags(capsys):
     own = config("--method", "gmix", "--alpha", "2")
     assert (own.method, own.alpha, own.mode, own.label_smoothing) == ("gmix", 2.0, "elem", 0.0)
     assert config("--method", "none") is None
+    minmax = config("--mixup", "0.8", "--cutmix", "0", "--cutmix-minmax", "0.2", "0.8")
+    assert minmax == MixConfig.from_timm(mixup_alpha=0.8, cutmix_alpha=0.0,
+                                         cutmix_minmax=(0.2, 0.8), num_classes=None)
+    assert (minmax.switch_method, minmax.switch_alpha, minmax.cutmix_minmax) == (
+        "cutmix", 1.0, (0.2, 0.8))  # timm forces cutmix_alpha 1.0 with minmax
     for flags, message in ((("--mixup", "1", "--method", "cutmix"), "not both"),
-                           (("--cutmix", "1", "--cutmix-minmax", "0.2", "0.8"),
-                            "cutmix_minmax"),
                            (("--mixup", "1", "--mixup-mode", "pair"), "mode 'pair'")):
         with pytest.raises(SystemExit):
             main(list(flags))

@@ -5,7 +5,10 @@
 #ifndef DALI_MSDA_CSRC_MIX_ARGS_H_
 #define DALI_MSDA_CSRC_MIX_ARGS_H_
 
+#include <algorithm>
+#include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dali/pipeline/operator/arg_helper.h"
@@ -37,12 +40,14 @@ struct MixArgs {
   float scale_min = 0.1f, scale_max = 0.8f;  // ResizeMix: tau ~ U(scale_min, scale_max)
   bool resize_linear = false;      // ResizeMix: bilinear (`resize_interp`)
   bool exact_box = false;          // CutMix / HMix: `box="exact"`
+  BoxRanges cutmix_ranges;         // CutMix: `cutmix_minmax` or `cutmix_area` (spec 4b)
   DALIDataType out_type = DALI_NO_TYPE;  // `dtype`; none: the images' type
   bool normalize = false;                // `mean` or `std` given
   std::vector<float> mean, std;          // as given (1 or C values; checked against C per batch)
   std::string out_layout;                // "" = the input's
 
   explicit MixArgs(const OpSpec &spec);
+  void ReadBoxRanges(const OpSpec &spec);
 
   /// How masks are made beyond the draw, for a sample of HMix ratio `hmix_ratio`.
   MaskOptions Options(float hmix_ratio) const {
@@ -189,6 +194,76 @@ inline MixArgs::MixArgs(const OpSpec &spec) {
     }
   }
   out_layout = spec.GetArgument<std::string>("output_layout");
+  ReadBoxRanges(spec);
+}
+
+inline void MixArgs::ReadBoxRanges(const OpSpec &spec) {
+  auto pair = [&](const char *name) {
+    const std::vector<float> v = spec.template GetRepeatedArgument<float>(name);
+    MSDA_ENFORCE(v.size() == 2 && std::isfinite(v[0]) && std::isfinite(v[1]),
+                 make_string("`", name, "` must be two finite numbers (min, max); got ",
+                             v.size(), " values."));
+    return std::pair<double, double>{v[0], v[1]};
+  };
+  const bool minmax = spec.HasArgument("cutmix_minmax"), area = spec.HasArgument("cutmix_area");
+  MSDA_ENFORCE(!(minmax && area), "`cutmix_minmax` (timm's box sides) and `cutmix_area` "
+                                  "(UniMatch's box) are two ways to draw CutMix's box: give one.");
+  MSDA_ENFORCE(!spec.HasArgument("cutmix_aspect") || area,
+               "`cutmix_aspect` goes with `cutmix_area` (UniMatch's box, spec 4b).");
+  BoxRanges &r = cutmix_ranges;
+  if (minmax) {
+    auto [lo, hi] = pair("cutmix_minmax");
+    MSDA_ENFORCE(lo > 0.0 && lo < hi && hi <= 1.0,
+                 make_string("`cutmix_minmax` must satisfy 0 < min < max <= 1; got (",
+                             detail::Num(lo), ", ", detail::Num(hi), ")."));
+    r.kind = BoxRanges::kMinMax;
+    r.lo = lo;
+    r.hi = hi;
+  }
+  if (area) {
+    auto [lo, hi] = pair("cutmix_area");
+    MSDA_ENFORCE(lo > 0.0 && lo <= hi && hi <= 1.0,
+                 make_string("`cutmix_area` must satisfy 0 < min <= max <= 1; got (",
+                             detail::Num(lo), ", ", detail::Num(hi), ")."));
+    r.kind = BoxRanges::kArea;
+    r.lo = lo;
+    r.hi = hi;
+    if (spec.HasArgument("cutmix_aspect")) {
+      auto [alo, ahi] = pair("cutmix_aspect");
+      MSDA_ENFORCE(alo > 0.0 && alo <= ahi,
+                   make_string("`cutmix_aspect` (h / w) must satisfy 0 < min <= max; got (",
+                               detail::Num(alo), ", ", detail::Num(ahi), ")."));
+      r.aspect_lo = alo;
+      r.aspect_hi = ahi;
+    }
+  }
+}
+
+/// CutMix's ranged box (spec 4b) for images of H x W: refused with a given `center`, and where
+/// no box of the ranges fits.
+inline void CheckBoxRanges(const BoxRanges &r, bool explicit_center, int H, int W) {
+  if (r.kind == BoxRanges::kNone || H == 0) return;
+  MSDA_ENFORCE(!explicit_center,
+               "`center` places a box cut from lam; with `cutmix_minmax` or `cutmix_area` the "
+               "box's place is drawn (spec 4b): leave `center` out.");
+  if (r.kind == BoxRanges::kMinMax) {
+    for (auto [side, size] : {std::pair{"H", H}, std::pair{"W", W}}) {
+      const int lo = static_cast<int>(size * r.lo), hi = static_cast<int>(size * r.hi);
+      MSDA_ENFORCE(lo < hi, make_string("`cutmix_minmax` (", detail::Num(r.lo), ", ",
+                                        detail::Num(r.hi), ") holds no whole side for ", side,
+                                        " = ", size, ": floor(", side, " min) = ", lo,
+                                        " must be below floor(", side, " max) = ", hi, "."));
+    }
+    return;
+  }
+  const double a = r.hi * H / W, b = H / (r.hi * W);  // the aspects where the largest area fits
+  const double from = std::max(r.aspect_lo, a), to = std::min(r.aspect_hi, b);
+  MSDA_ENFORCE(from < to || (from == to && r.aspect_lo == r.aspect_hi),
+               make_string("`cutmix_area` up to ", detail::Num(r.hi), " with `cutmix_aspect` (",
+                           detail::Num(r.aspect_lo), ", ", detail::Num(r.aspect_hi),
+                           ") holds boxes that never fit a ", H, " x ", W, " image (the largest "
+                           "area fits for aspects in [", detail::Num(a), ", ", detail::Num(b),
+                           "] only)."));
 }
 
 inline void SampleArgs::AcquireMirror(const OpSpec &spec, const Workspace &ws, int n,

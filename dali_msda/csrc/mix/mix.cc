@@ -117,7 +117,8 @@ void Mix<CPUBackend>::RunImpl(Workspace &ws) {
   }
   if (args_.output_params) {
     auto pv = view<float>(ws.Output<CPUBackend>(args_.ParamsOutput()));
-    for (int i = 0; i < n; i++) plan_.ParamsRow(i, sample_args_.methods[i], pv.data[i]);
+    for (int i = 0; i < n; i++)
+      plan_.ParamsRow(i, sample_args_.methods[i], pv.data[i], images_.shape.H, images_.shape.W);
   }
   timer.Done(n, 0, "targets");
 }
@@ -219,6 +220,18 @@ is cut around its centre ``cy``: ``"even"`` (default) takes rows ``[cy - cut // 
 an even side, as timm's ``rand_bbox``, the CutMix authors' and the HMix/GMix authors' code do;
 ``"exact"`` takes ``[cy - cut // 2, cy + (cut + 1) // 2)``, a side of exactly ``cut``. Columns
 likewise; both are clipped to the image.)code", std::string("even"))
+  .AddOptionalArg("cutmix_minmax", R"code(CutMix: draw the box's sides instead of cutting it from
+``lam`` (timm's ``cutmix_minmax``, spec 4b): ``(min, max)``, ``0 < min < max <= 1``; each side
+uniform over the integers ``[floor(size min), floor(size max))``, the box placed uniformly where
+it fits; the label weight is the area left. One box per batch in ``"batch"`` mode.)code",
+                  DALI_FLOAT_VEC, nullptr)
+  .AddOptionalArg("cutmix_area", R"code(CutMix: draw the box from an area and an aspect range
+(UniMatch's / FixMatch-seg's semi-supervised segmentation box, spec 4b): ``(min, max)`` share of
+the image, ``0 < min <= max <= 1`` (UniMatch: 0.02, 0.4); its aspect from ``cutmix_aspect``, the
+aspect and the top-left corner drawn again until the box fits. Its probability is ``prob``
+(UniMatch: 0.5).)code", DALI_FLOAT_VEC, nullptr)
+  .AddOptionalArg("cutmix_aspect", R"code(With ``cutmix_area``: the box's aspect h / w range
+``(min, max)``, ``0 < min <= max``; default ``(0.3, 1 / 0.3)``.)code", DALI_FLOAT_VEC, nullptr)
   .AddOptionalArg("ignore_index", R"code(ClassMix: a label of the maps that is not a class (not
 counted among the classes present, never selected; e.g. 255); -1: none.)code", -1)
   .AddOptionalArg("resize_interp", R"code(ResizeMix: how the partner is resized, ``"nearest"`` (the

@@ -101,7 +101,7 @@ void Mix<Backend>::LaunchKernel(Workspace &ws, kernels::DynamicScratchpad &scrat
   if (args_.output_params) pv = view<float>(ws.Output<GPUBackend>(args_.ParamsOutput()));
   std::vector<float> param_rows(args_.output_params ? 4 * n : 0);
   for (int i = 0; args_.output_params && i < n; i++)
-    plan_.ParamsRow(i, sample_args_.methods[i], &param_rows[4 * i]);
+    plan_.ParamsRow(i, sample_args_.methods[i], &param_rows[4 * i], shape.H, shape.W);
   const std::vector<float> &norm = images_.norm;  // empty without normalisation
 
   // the kernel instance (vector path and its C, or the fallback; plain or not) does not depend

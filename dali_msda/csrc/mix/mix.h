@@ -83,6 +83,7 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
   sample_args_.AcquireMirror(spec_, ws, n, images_.sequence, images_.layout);
   sample_args_.Acquire(spec_, ws, n, args_);
   BatchShape &shape = images_.shape;
+  CheckBoxRanges(args_.cutmix_ranges, sample_args_.center.HasExplicitValue(), shape.H, shape.W);
   explicit_noise_ = CheckFMixNoise(spec_, ws, n, shape.H, shape.W, args_.mode);
   labels_.Read(ws, n, args_.num_classes, args_.index_targets, args_.multi_label);
   shape.K = args_.index_targets ? 0 : labels_.K;  // index targets: no rows for the kernel

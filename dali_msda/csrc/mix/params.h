@@ -101,9 +101,59 @@ struct Draw {
   int cy, cx;  // integer pixel centre
   bool round_up = false;  // FMix: ceil (true) or floor of lam H W ones, a fair coin
   float scale = 0.0f;     // ResizeMix: the partner's scale tau (spec 10), drawn or `lam`
+  bool ranged = false;    // CutMix: a box drawn from ranges (spec 4b), rows [by0, by1) and
+  int by0 = 0, by1 = 0, bx0 = 0, bx1 = 0;  // columns [bx0, bx1), instead of from lam
   /// The value a sample reports as its `lam` (the `params` output): tau for ResizeMix.
   float Reported(Method m) const { return Traits(m).draws_scale ? scale : lam; }
 };
+
+/// CutMix boxes drawn from ranges (spec 4b) instead of from lam.
+struct BoxRanges {
+  enum Kind { kNone, kMinMax, kArea } kind = kNone;
+  double lo = 0.0, hi = 0.0;          // kMinMax: side shares; kArea: area shares
+  double aspect_lo = 0.3, aspect_hi = 1.0 / 0.3;  // kArea: h / w
+};
+
+/// Spec 4b, timm's rand_bbox_minmax: cut_h over [floor(H lo), floor(H hi)), then cut_w, then the
+/// top-left row over [0, H - cut_h) and column over [0, W - cut_w). (The ranges are checked
+/// non-empty for H, W by the op.)
+template <typename RNG>
+void DrawMinMaxBox(RNG &rng, const BoxRanges &r, int H, int W, Draw &d) {
+  const int h_lo = static_cast<int>(H * r.lo), h_hi = static_cast<int>(H * r.hi);
+  const int w_lo = static_cast<int>(W * r.lo), w_hi = static_cast<int>(W * r.hi);
+  const int cut_h = h_lo + UniformInt(rng, h_hi - h_lo);
+  const int cut_w = w_lo + UniformInt(rng, w_hi - w_lo);
+  d.by0 = UniformInt(rng, H - cut_h);
+  d.bx0 = UniformInt(rng, W - cut_w);
+  d.by1 = d.by0 + cut_h;
+  d.bx1 = d.bx0 + cut_w;
+  d.ranged = true;
+}
+
+/// Spec 4b, UniMatch's obtain_cutmix_box: the area s = U(lo, hi) H W once, then an aspect r,
+/// w = floor(sqrt(s / r)), h = floor(sqrt(s r)), a column and a row, drawn again until the box
+/// fits. False if none fitted in `max_tries` (the op refuses ranges where none can).
+template <typename RNG>
+bool DrawAreaBox(RNG &rng, const BoxRanges &r, int H, int W, Draw &d,
+                 int64_t max_tries = 1 << 20) {
+  const double size = (r.lo + (r.hi - r.lo) * Uniform01(rng)) * H * W;
+  for (int64_t t = 0; t < max_tries; t++) {
+    const double ratio = r.aspect_lo + (r.aspect_hi - r.aspect_lo) * Uniform01(rng);
+    const int w = static_cast<int>(std::sqrt(size / ratio));
+    const int h = static_cast<int>(std::sqrt(size * ratio));
+    const int x0 = UniformInt(rng, W);
+    const int y0 = UniformInt(rng, H);
+    if (x0 + w <= W && y0 + h <= H) {
+      d.by0 = y0;
+      d.by1 = y0 + h;
+      d.bx0 = x0;
+      d.bx1 = x0 + w;
+      d.ranged = true;
+      return true;
+    }
+  }
+  return false;
+}
 
 template <typename RNG>
 Draw DrawOne(RNG &rng, double alpha, double prob, int H, int W) {
@@ -202,6 +252,10 @@ inline double BuildMask(Method method, const Draw &d, const MaskOptions &o, int 
       p.outside = d.lam;
       return d.lam;
     case Method::kCutMix: {
+      if (d.ranged) {  // spec 4b: the drawn box; the weight from its area
+        p.y0 = d.by0; p.y1 = d.by1; p.x0 = d.bx0; p.x1 = d.bx1;
+        return 1.0 - double(d.by1 - d.by0) * (d.bx1 - d.bx0) / hw;
+      }
       Box b = BoxAround(std::sqrt(1.0 - lam), d.cy, d.cx, H, W, o.exact_box);
       p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
       return o.correct_lam ? 1.0 - b.Area() / hw : lam;

@@ -42,14 +42,21 @@ struct BatchPlan {
   std::vector<HostMaskJob> fmix_jobs, classmix_jobs;
 
   /// The `params` output row of sample i (method m): (applied, lam, cy, cx); a ClassMix
-  /// sample reports its mask's mean as lam and no centre.
-  void ParamsRow(int i, Method m, float *row) const {
+  /// sample reports its mask's mean as lam and no centre, a box drawn from ranges (spec 4b)
+  /// the share it leaves (its label weight) and its top-left pixel.
+  void ParamsRow(int i, Method m, float *row, int H, int W) const {
     const Draw &d = draws[i];
     const bool map_made = Traits(m).needs_maps && params[i].partner != i;
     row[0] = d.apply ? 1.0f : 0.0f;
     row[1] = map_made ? static_cast<float>(weights[i]) : d.Reported(m);
     row[2] = map_made ? 0.0f : static_cast<float>(d.cy);
     row[3] = map_made ? 0.0f : static_cast<float>(d.cx);
+    if (d.ranged) {
+      row[1] = static_cast<float>(1.0 - double(d.by1 - d.by0) * (d.bx1 - d.bx0) /
+                                            (double(H) * W));
+      row[2] = static_cast<float>(d.by0);
+      row[3] = static_cast<float>(d.bx0);
+    }
   }
 };
 
@@ -76,6 +83,12 @@ BatchPlan DrawBatch(const MixArgs &args, const SampleArgs &sa, int n, int H, int
     if (t.draws_scale)
       d.scale = static_cast<float>(args.scale_min +
                                    (double(args.scale_max) - args.scale_min) * Uniform01(rng));
+    const BoxRanges &ranges = args.cutmix_ranges;  // CutMix's box from ranges (spec 4b)
+    if (sa.methods[i] == Method::kCutMix && ranges.kind == BoxRanges::kMinMax)
+      DrawMinMaxBox(rng, ranges, H, W, d);
+    if (sa.methods[i] == Method::kCutMix && ranges.kind == BoxRanges::kArea)
+      MSDA_ENFORCE(DrawAreaBox(rng, ranges, H, W, d),
+                   "`cutmix_area`: no box of the ranges fitted the image in 2^20 draws.");
     return d;
   };
   Draw batch_draw{};
@@ -113,6 +126,8 @@ BatchPlan DrawBatch(const MixArgs &args, const SampleArgs &sa, int n, int H, int
     const Draw *pd = prev >= 0 ? &plan.draws[prev] : nullptr;
     if (d.apply && j != i && shareable && pd && pd->lam == d.lam && pd->scale == d.scale &&
         pd->cy == d.cy && pd->cx == d.cx && pd->round_up == d.round_up &&
+        pd->ranged == d.ranged && pd->by0 == d.by0 && pd->by1 == d.by1 && pd->bx0 == d.bx0 &&
+        pd->bx1 == d.bx1 &&
         sa.hmix_ratio[prev] == sa.hmix_ratio[i] && sa.methods[prev] == method) {
       p = plan.params[prev];  // same draw as the previous mixed sample: same mask
       p.partner = j;
