@@ -17,6 +17,7 @@ Environment knobs:
 """
 
 import concurrent.futures
+import json
 import os
 import re
 import shlex
@@ -115,6 +116,15 @@ def dali_config():
             "nvidia-dali-cuda130==2.4.0), or a build with build isolation, which installs it."
         ) from e
     return dali.__version__, sc.get_include_dir(), sc.get_compile_flags(), sc.get_link_flags()
+
+
+def compiler_version(cxx):
+    """The host compiler's full version (part of what an object is keyed by)."""
+    try:
+        return subprocess.run([cxx, "-dumpfullversion", "-dumpversion"], capture_output=True,
+                              text=True).stdout.strip()
+    except OSError:
+        return "unknown"
 
 
 def run_compile(cmd, what):
@@ -216,10 +226,34 @@ def build_plugin(out_dir):
             cmds.append(([nvcc, *cu_flags, "-c", str(src), "-o", str(obj)], src, obj))
         else:
             cmds.append(([cxx, *cc_flags, "-c", str(src), "-o", str(obj)], src, obj))
+    # An object is reused when it was built from the same sources (every file under csrc: the
+    # headers too), the same command and compilers, and the same DALI: a second `pip install
+    # ".[extra]"` then links instead of compiling again. pip builds in an environment of its own
+    # each time, so the command is keyed with DALI's include folder by its version instead.
+    stamp_base = [sources_digest(CSRC), dali_version, cuda_version, compiler_version(cxx)]
+    places = [(dali_inc, "<dali include>"), (nvcc, "<nvcc>")] + [
+        (inc, f"<cuda include {k}>") for k, inc in enumerate(cuda_incs)]
+
+    def normalised(arg):
+        for path, name in places:
+            arg = arg.replace(path, name)
+        return arg
+
+    todo = []
+    for cmd, src, obj in cmds:
+        key = json.dumps(stamp_base + [normalised(a) for a in cmd])
+        stamp = obj.with_suffix(obj.suffix + ".stamp")
+        if obj.exists() and stamp.exists() and stamp.read_text() == key:
+            log(f"{src.name}: up to date ({obj.relative_to(ROOT)}), not compiled again")
+            continue
+        stamp.unlink(missing_ok=True)
+        todo.append((cmd, src, stamp, key))
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
-        futures = [ex.submit(run_compile, cmd, src.name) for cmd, src, _ in cmds]
+        futures = [ex.submit(run_compile, cmd, src.name) for cmd, src, _, _ in todo]
         for f in futures:
             f.result()
+    for _, _, stamp, key in todo:  # written only once every object is built
+        stamp.write_text(key)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     lib = out_dir / LIB_NAME
