@@ -229,15 +229,12 @@ def build_plugin(out_dir):
     # An object is reused when it was built from the same sources (every file under csrc: the
     # headers too), the same command and compilers, and the same DALI: a second `pip install
     # ".[extra]"` then links instead of compiling again. pip builds in an environment of its own
-    # each time, so the command is keyed with DALI's include folder by its version instead.
+    # each time, so DALI's include folder (installed there) is keyed by DALI's version instead;
+    # nvcc and the CUDA headers by their paths, so another nvcc (the wheel's) compiles again.
     stamp_base = [sources_digest(CSRC), dali_version, cuda_version, compiler_version(cxx)]
-    places = [(dali_inc, "<dali include>"), (nvcc, "<nvcc>")] + [
-        (inc, f"<cuda include {k}>") for k, inc in enumerate(cuda_incs)]
 
     def normalised(arg):
-        for path, name in places:
-            arg = arg.replace(path, name)
-        return arg
+        return arg.replace(dali_inc, "<dali include>")
 
     todo = []
     for cmd, src, obj in cmds:
