@@ -178,6 +178,11 @@ struct Box {
   int64_t Area() const { return int64_t(y1 - y0) * (x1 - x0); }
 };
 
+/// CutMix's box drawn from ranges (spec 4b; `d.ranged`), and the share of an H x W image it
+/// leaves: its label weight.
+inline Box RangedBox(const Draw &d) { return Box{d.by0, d.by1, d.bx0, d.bx1}; }
+inline double AreaLeft(const Box &b, int H, int W) { return 1.0 - b.Area() / (double(H) * W); }
+
 /// Box of side ratio `side` centred at (cy, cx), clipped to the image (spec 4): rows
 /// [cy - cut_h / 2, cy + cut_h / 2) (an even side, as timm's rand_bbox, the CutMix authors' and
 /// the HMix/GMix authors' code cut it), or with `exact` [cy - cut_h / 2, cy + (cut_h + 1) / 2)
@@ -253,8 +258,9 @@ inline double BuildMask(Method method, const Draw &d, const MaskOptions &o, int 
       return d.lam;
     case Method::kCutMix: {
       if (d.ranged) {  // spec 4b: the drawn box; the weight from its area
-        p.y0 = d.by0; p.y1 = d.by1; p.x0 = d.bx0; p.x1 = d.bx1;
-        return 1.0 - double(d.by1 - d.by0) * (d.bx1 - d.bx0) / hw;
+        const Box b = RangedBox(d);
+        p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
+        return AreaLeft(b, H, W);
       }
       Box b = BoxAround(std::sqrt(1.0 - lam), d.cy, d.cx, H, W, o.exact_box);
       p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;

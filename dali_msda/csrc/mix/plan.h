@@ -52,8 +52,7 @@ struct BatchPlan {
     row[2] = map_made ? 0.0f : static_cast<float>(d.cy);
     row[3] = map_made ? 0.0f : static_cast<float>(d.cx);
     if (d.ranged) {
-      row[1] = static_cast<float>(1.0 - double(d.by1 - d.by0) * (d.bx1 - d.bx0) /
-                                            (double(H) * W));
+      row[1] = static_cast<float>(AreaLeft(RangedBox(d), H, W));
       row[2] = static_cast<float>(d.by0);
       row[3] = static_cast<float>(d.bx0);
     }
