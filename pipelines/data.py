@@ -9,6 +9,7 @@ download; real datasets are used by passing their path.
 
 import fcntl
 import io
+import json
 import os
 import shutil
 import tarfile
@@ -166,15 +167,18 @@ SEG_CLASSES = [("brick.png", "brick"), ("grass.png", "grass"), ("gravel.png", "g
                ("coins.png", "coins"), ("moon.png", "moon")]
 SEG_BACKGROUNDS = 3  # the first three classes fill the background
 SEG_IGNORE = 255     # the void band around every object (as PASCAL VOC marks its boundaries)
-SEG_VERSION = "v1"
+SEG_VERSION = "v2"  # v2: + instances.json (the same images and maps as v1)
+MIN_OBJECT_PIXELS = 64  # an ellipse mostly covered by later ones is not an object box
 SEG_TRAIN, SEG_VAL = 160, 40
 
 
 def _seg_sample(photos, rng):
-    """One (image, map): a random crop of a texture as background, then one to three ellipses,
-    each filled with a crop of an object photograph; the map holds, per pixel, the class of the
-    photograph the pixel was copied from, and 255 on a 2-pixel band along every class boundary
-    (the JPEG blurs colours there, as in VOC's void boundaries)."""
+    """One (image, map, objects): a random crop of a texture as background, then one to three
+    ellipses, each filled with a crop of an object photograph; the map holds, per pixel, the
+    class of the photograph the pixel was copied from, and 255 on a 2-pixel band along every class
+    boundary (the JPEG blurs colours there, as in VOC's void boundaries). `objects`: per ellipse
+    still visible (at least MIN_OBJECT_PIXELS of its pixels neither covered by a later one nor
+    void), its class and the box (x, y, w, h in pixels) of those pixels and their count."""
     from PIL import Image
 
     h, w = int(rng.integers(128, 193)), int(rng.integers(128, 193))
@@ -191,7 +195,9 @@ def _seg_sample(photos, rng):
     image = crop_of(bg, (w, h)).copy()
     labels = np.full((h, w), bg, np.uint8)
     yy, xx = np.mgrid[0:h, 0:w]
-    for _ in range(int(rng.integers(1, 4))):
+    instance = np.zeros((h, w), np.int32)  # which ellipse each pixel shows (0: background)
+    classes = []
+    for n in range(int(rng.integers(1, 4))):
         k = int(rng.integers(SEG_BACKGROUNDS, len(SEG_CLASSES)))
         ry, rx = rng.uniform(0.15, 0.4) * h, rng.uniform(0.15, 0.4) * w
         cy, cx = rng.uniform(ry, h - ry), rng.uniform(rx, w - rx)
@@ -199,6 +205,8 @@ def _seg_sample(photos, rng):
         fill = crop_of(k, (w, h))
         image[inside] = fill[inside]
         labels[inside] = k
+        instance[inside] = n + 1
+        classes.append(k)
     edge = np.zeros((h, w), bool)
     for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
         a = labels[max(dy, 0):h, max(dx, 0):w + min(dx, 0)]
@@ -207,7 +215,14 @@ def _seg_sample(photos, rng):
         edge[max(dy, 0):h, max(dx, 0):w + min(dx, 0)] |= diff
         edge[:h - dy, max(-dx, 0):w - max(dx, 0)] |= diff
     labels[edge] = SEG_IGNORE
-    return Image.fromarray(image), Image.fromarray(labels)  # uint8 2-D: mode "L"
+    objects = []
+    for n, k in enumerate(classes):
+        ys, xs = np.nonzero((instance == n + 1) & ~edge)
+        if len(ys) >= MIN_OBJECT_PIXELS:
+            x0, y0 = int(xs.min()), int(ys.min())
+            box = (x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0)
+            objects.append((k, box, len(ys)))
+    return Image.fromarray(image), Image.fromarray(labels), objects  # map: uint8 2-D, "L"
 
 
 def segmentation_dataset(root=None, seed=0, log=None):
@@ -216,6 +231,9 @@ def segmentation_dataset(root=None, seed=0, log=None):
     (single-channel PNG, pixel value = class index; 255 = ignore), 160 and 40 pairs of
     128-192 px sides, 8 classes (`SEG_CLASSES`: brick, grass, gravel as backgrounds; astronaut,
     cat, coffee, coins, moon as ellipses pasted on them), made from scikit-image's photographs.
+    Each split also has instances.json, COCO-style detection annotations of its images: one box
+    per visible ellipse (the box of its visible pixels, xywh in pixels; category id = class
+    index, 3-7; `file_name` relative to images/), for `fn.readers.coco`.
     Safe under many processes (a file lock)."""
     root = os.path.abspath(root or os.path.join(cache_base(), f"segmentation-{SEG_VERSION}"))
 
@@ -225,10 +243,21 @@ def segmentation_dataset(root=None, seed=0, log=None):
         for split, count in (("train", SEG_TRAIN), ("val", SEG_VAL)):
             for sub in ("images", "masks"):
                 os.makedirs(os.path.join(tmp, split, sub), exist_ok=True)
+            coco = {"images": [], "annotations": [], "categories": [
+                {"id": k, "name": name} for k, (_, name) in enumerate(SEG_CLASSES)
+                if k >= SEG_BACKGROUNDS]}
             for k in range(count):
-                image, labels = _seg_sample(photos, rng)
-                image.save(os.path.join(tmp, split, "images", f"{split}_{k:04d}.jpg"),
-                           quality=90)
-                labels.save(os.path.join(tmp, split, "masks", f"{split}_{k:04d}.png"))
+                image, labels, objects = _seg_sample(photos, rng)
+                name = f"{split}_{k:04d}"
+                image.save(os.path.join(tmp, split, "images", name + ".jpg"), quality=90)
+                labels.save(os.path.join(tmp, split, "masks", name + ".png"))
+                coco["images"].append({"id": k + 1, "file_name": name + ".jpg",
+                                       "width": image.width, "height": image.height})
+                for cls, box, pixels in objects:
+                    coco["annotations"].append({
+                        "id": len(coco["annotations"]) + 1, "image_id": k + 1,
+                        "category_id": cls, "bbox": list(box), "area": pixels, "iscrowd": 0})
+            with open(os.path.join(tmp, split, "instances.json"), "w") as f:
+                json.dump(coco, f)
 
     return build_once(root, build, log, "the embedded segmentation dataset")

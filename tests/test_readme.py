@@ -28,6 +28,36 @@ def substitute(code, old, new):
     return code.replace(old, new)
 
 
+def try_it_here(code, data_line):
+    """The block as a reader tries it without the data: the line starting with `data_line`
+    replaced by the commented lines right under it, those that are code uncommented (the README
+    promises that they run the block on the embedded sets)."""
+    lines = code.splitlines()
+    i = next((k for k, ln in enumerate(lines) if ln.startswith(data_line)), None)
+    assert i is not None, f"the README block no longer has a line starting {data_line!r}"
+    k, alternative = i + 1, []
+    while k < len(lines) and lines[k].startswith("# "):
+        candidate = lines[k][2:]
+        try:
+            compile(candidate, "line", "exec")
+            alternative.append(candidate)
+        except SyntaxError:  # a comment about the lines, not code
+            alternative.append(lines[k])
+        k += 1
+    assert any(not ln.startswith("#") for ln in alternative), \
+        f"no commented code under {data_line!r} to run the block on the embedded sets"
+    return "\n".join(lines[:i] + alternative + lines[k:]) + "\n"
+
+
+@pytest.fixture
+def embedded_here(data_root, monkeypatch):
+    """embedded_dataset() in README blocks finds this module's dataset (not ~/.cache)."""
+    from dali_msda.pipelines import data
+
+    monkeypatch.setattr(data, "default_cache_dir", lambda sides=data.DEFAULT_SIDES: data_root)
+    return data_root
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     from dali_msda.pipelines import embedded_dataset
@@ -37,9 +67,8 @@ def data_root(tmp_path_factory):
 
 @pytest.mark.parametrize("gpu", [False, pytest.param(True, marks=pytest.mark.skipif(
     not has_gpu(), reason="no GPU"))])
-def test_usage_snippet_runs(data_root, gpu):
-    code = readme_block("usage-op")
-    code = substitute(code, '"/imagenet/train"', repr(os.path.join(data_root, "train")))
+def test_usage_snippet_runs(embedded_here, gpu):
+    code = try_it_here(readme_block("usage-op"), 'pipe = train_pipe("/imagenet/train")')
     code = substitute(code, "gpu = dali_msda.has_gpu()", f"gpu = {gpu}")
     scope = {}
     exec(compile(code, "README.md (usage-op)", "exec"), scope)
@@ -54,12 +83,8 @@ def test_usage_snippet_runs(data_root, gpu):
     assert (t > 0.1 / 1000 - 1e-7).all()  # label smoothing 0.1 reaches every class
 
 
-def test_quick_start_snippet_runs(data_root, monkeypatch):
+def test_quick_start_snippet_runs(embedded_here):
     pytest.importorskip("torch")
-    from dali_msda.pipelines import data
-
-    # the snippet's embedded_dataset() finds the dataset this module built (not ~/.cache)
-    monkeypatch.setattr(data, "default_cache_dir", lambda sides=data.DEFAULT_SIDES: data_root)
     scope = {}
     exec(compile(readme_block("quick-start"), "README.md (quick-start)", "exec"), scope)
     images, targets = scope["images"], scope["targets"]
@@ -68,10 +93,9 @@ def test_quick_start_snippet_runs(data_root, monkeypatch):
     assert float(targets.max(1).values.min()) < 1.0  # mixed (unless partners share a class)
 
 
-def test_training_loop_snippet_runs(data_root, capsys):
+def test_training_loop_snippet_runs(embedded_here, capsys):
     torch = pytest.importorskip("torch")
-    code = readme_block("usage-loop")
-    code = substitute(code, 'root, epochs = "/imagenet", 90', f"root, epochs = {data_root!r}, 2")
+    code = try_it_here(readme_block("usage-loop"), 'root, epochs = "/imagenet", 90')
     torch.manual_seed(0)
     exec(compile(code, "README.md (usage-loop)", "exec"), {})
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
@@ -150,15 +174,23 @@ def tiny_coco(root, tmp_path, count=10, seed=0):
     return str(ann), len(annotations)
 
 
+@pytest.mark.parametrize("data", ["embedded", "tiny_coco"])
 @pytest.mark.parametrize("gpu", [False, pytest.param(True, marks=pytest.mark.skipif(
     not has_gpu(), reason="no GPU"))])
-def test_boxes_snippet_runs_on_a_coco_set(data_root, tmp_path, gpu):
-    ann, _ = tiny_coco(data_root, tmp_path)
-    code = readme_block("boxes-coco")
-    code = substitute(code, '"/coco/train2017"', repr(data_root))
-    code = substitute(code, '"/coco/annotations/instances_train2017.json"', repr(ann))
-    code = substitute(code, "gpu = dali_msda.has_gpu()", f"gpu = {gpu}")
+def test_boxes_snippet_runs_on_a_coco_set(data_root, tmp_path, gpu, data):
+    """As the README says to try it (the embedded segmentation set's boxes, 5 categories that the
+    reader numbers 1-5), and on a set with an image without boxes (3 categories)."""
     pytest.importorskip("torch")
+    code = readme_block("boxes-coco")
+    data_line = 'pipe = detection_pipe("/coco/train2017",'
+    if data == "embedded":
+        code, classes = try_it_here(code, data_line), set(range(1, 6))
+    else:
+        ann, _ = tiny_coco(data_root, tmp_path)
+        code = substitute(code, '"/coco/train2017"', repr(data_root))
+        code = substitute(code, '"/coco/annotations/instances_train2017.json"', repr(ann))
+        classes = {1, 2, 3}
+    code = substitute(code, "gpu = dali_msda.has_gpu()", f"gpu = {gpu}")
     scope = {}
     exec(compile(code, "README.md (boxes-coco)", "exec"), scope)
     images, batch = scope["images"], scope["batch"][0]
@@ -169,8 +201,32 @@ def test_boxes_snippet_runs_on_a_coco_set(data_root, tmp_path, gpu):
     for b, lab, w in zip(boxes, labels, weights):
         assert b.ndim == 2 and b.shape[1] == 4 and len(lab) == len(b) == len(w)
         assert np.all((b >= 0) & (b <= 1)) and np.all(b[:, :2] <= b[:, 2:])
-        assert set(lab.tolist()) <= {1, 2, 3} and np.all(w == 1.0)
+        assert set(lab.tolist()) <= classes and np.all(w == 1.0)
     assert sum(len(b) for b in boxes) > 0
+
+
+def test_scan_lines_run_on_the_embedded_sets(tmp_path, monkeypatch):
+    """The README's "to try it here" scan commands: their paths are where the embedded sets are
+    built (the versions in the names included), and they run and find nothing bad."""
+    import shlex
+
+    from dali_msda.pipelines import embedded_dataset, segmentation_dataset
+
+    text = " ".join(open(README).read().split())  # commands wrapped over lines joined
+    scan = r"python -m dali_msda\.pipelines\.scan [^`]*~/\.cache/dali_msda/[^`]*"
+    commands = re.findall(f"`({scan})`", text)
+    assert len(commands) == 2, commands
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DALI_MSDA_CACHE", str(cache))
+    built = {embedded_dataset(), segmentation_dataset()}
+    for k, command in enumerate(commands):
+        args = shlex.split(command.replace("~/.cache/dali_msda", str(cache)))
+        assert any(os.path.dirname(a) in built for a in args), (command, built)
+        args = [str(tmp_path / f"out{k}") if a == "good.txt" else a for a in args]
+        proc = subprocess.run([sys.executable] + args[1:] + ["--workers", "2", "--quiet"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (command, proc.stdout[-2000:], proc.stderr[-2000:])
+    assert len(open(tmp_path / "out0").read().splitlines()) == 14 * 30  # every image good
 
 
 def test_segmentation_snippet_runs(tmp_path, monkeypatch):

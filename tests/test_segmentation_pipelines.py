@@ -220,3 +220,44 @@ def test_training_example_under_torchrun(tmp_path):
     assert result["world_size"] == 2
     assert result["history"][0]["val_images"] == 40  # the embedded set's val split, once
     assert 0 <= result["history"][0]["miou"] <= 1
+
+
+def test_embedded_set_boxes_are_its_objects(tmp_path):
+    """instances.json of the embedded segmentation set (the README's detection example runs on
+    it): every box is the tight box of an object class's pixels in the map (void left out),
+    and the boxes of a class cover all its pixels (an ellipse covered but for fewer than
+    MIN_OBJECT_PIXELS by later ones is left out)."""
+    import json
+
+    from PIL import Image
+
+    from dali_msda.pipelines import SEG_CLASSES, data, segmentation_dataset
+
+    root = segmentation_dataset(str(tmp_path / "seg"))
+    for split, count in (("train", data.SEG_TRAIN), ("val", data.SEG_VAL)):
+        coco = json.load(open(os.path.join(root, split, "instances.json")))
+        assert [c["id"] for c in coco["categories"]] == list(range(data.SEG_BACKGROUNDS, 8))
+        assert [c["name"] for c in coco["categories"]] == [n for _, n in SEG_CLASSES[3:]]
+        assert len(coco["images"]) == count
+        by_image = {}
+        for a in coco["annotations"]:
+            by_image.setdefault(a["image_id"], []).append(a)
+        assert len(by_image) > 0.9 * count and len(coco["annotations"]) > 1.5 * count
+        for im in coco["images"]:
+            path = os.path.join(root, split, "images", im["file_name"])
+            assert Image.open(path).size == (im["width"], im["height"])
+            labels = np.asarray(Image.open(path.replace("images", "masks")[:-4] + ".png"))
+            covered = np.zeros(labels.shape + (8,), bool)
+            for a in by_image.get(im["id"], []):
+                x, y, w, h = a["bbox"]
+                k = a["category_id"]
+                assert 0 <= x and 0 <= y and x + w <= im["width"] and y + h <= im["height"]
+                assert w * h >= a["area"] >= data.MIN_OBJECT_PIXELS and a["iscrowd"] == 0
+                ys, xs = np.nonzero(labels[y:y + h, x:x + w] == k)
+                assert len(ys) >= a["area"], (im, a)
+                assert ys.min() == 0 and xs.min() == 0, (im, a)  # tight
+                assert ys.max() == h - 1 and xs.max() == w - 1, (im, a)
+                covered[y:y + h, x:x + w, k] = True
+            for k in range(data.SEG_BACKGROUNDS, 8):
+                outside = (labels == k) & ~covered[..., k]
+                assert outside.sum() < data.MIN_OBJECT_PIXELS, (im, k)
