@@ -45,24 +45,7 @@
 
 namespace msda {
 
-// ---- the unit position: (pair, frame, row, group), advanced by carries -------------------------
-
-struct UnitPos {
-  int pair;
-  int64_t f;
-  int r, grp;
-};
-
-DALI_HOST_DEV inline UnitPos UnitAt(const LaunchGeometry &g, int64_t u) {
-  UnitPos s;
-  const int64_t row = u / g.groups;  // (pair, frame, row)
-  s.grp = static_cast<int>(u - row * g.groups);
-  const int64_t frame = row / g.H;
-  s.r = static_cast<int>(row - frame * g.H);
-  s.pair = static_cast<int>(frame / g.frames);
-  s.f = frame - int64_t(s.pair) * g.frames;
-  return s;
-}
+// ---- the unit position (UnitPos, launch.h), advanced by carries ------------------------------
 
 /// s += step, digit by digit (every digit of `step` is below its radix: one carry at most).
 DALI_HOST_DEV inline void Advance(const LaunchGeometry &g, const UnitPos &step, UnitPos &s) {
@@ -629,7 +612,6 @@ MSDA_UNROLL
       inv[ch] = g.normalize ? Ld(a.norm + C + ch, MSDA_SITE, kAuxLoad) : 1.0f;
     }
   }
-  const UnitPos step = UnitAt(g, g.threads);
   UnitPos pos = UnitAt(g, u0);
   int64_t it = 0;
   for (int64_t u = u0; u < u1; u += g.threads, it++) {
@@ -640,7 +622,7 @@ MSDA_UNROLL
       VectorUnit<C>(a, pos, mean, inv);
     else
       PixelUnit(a, pos);
-    Advance(g, step, pos);
+    Advance(g, g.step, pos);
   }
 }
 

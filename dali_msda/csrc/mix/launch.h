@@ -37,6 +37,13 @@ DALI_HOST_DEV constexpr int PixelsPerUnit() {
   return sizeof(In) == 4 ? 4 : 8;
 }
 
+/// A unit's position: (pair, frame, row, pixel group), the digits of its index (UnitAt).
+struct UnitPos {
+  int pair;
+  int64_t f;
+  int r, grp;
+};
+
 /// A launch: the batch's shape (BatchShape, mask.h) and how the kernel covers it, planned on the
 /// host (PlanLaunch); the same for every sample.
 struct LaunchGeometry : BatchShape {
@@ -52,7 +59,21 @@ struct LaunchGeometry : BatchShape {
   int64_t units = 0;            // pairs * frames * H * groups
   int64_t units_per_block = 0;  // contiguous range of one block
   int blocks = 0, threads = 0;
+  /// UnitAt(threads): what a thread adds to its unit position each step, planned here so that
+  /// the kernel reads it from its parameters instead of holding it in registers.
+  UnitPos step{};
 };
+
+DALI_HOST_DEV inline UnitPos UnitAt(const LaunchGeometry &g, int64_t u) {
+  UnitPos s;
+  const int64_t row = u / g.groups;  // (pair, frame, row)
+  s.grp = static_cast<int>(u - row * g.groups);
+  const int64_t frame = row / g.H;
+  s.r = static_cast<int>(row - frame * g.H);
+  s.pair = static_cast<int>(frame / g.frames);
+  s.f = frame - int64_t(s.pair) * g.frames;
+  return s;
+}
 
 constexpr int kBlockThreads = 256;
 /// The kernel's __launch_bounds__ minimum of resident blocks per SM (at most 128 registers a
@@ -76,6 +97,7 @@ LaunchGeometry PlanLaunch(const BatchShape &shape, bool aligned, bool mask_align
   g.mask_vec = vec && mask_aligned;
   g.units = int64_t(g.pairs) * g.frames * g.H * g.groups;
   g.threads = threads;
+  g.step = UnitAt(g, threads);
   const int64_t resident = std::max<int64_t>(1, int64_t(sms) * std::max(1, blocks_per_sm));
   const int64_t needed = std::max<int64_t>(1, (g.units + threads - 1) / threads);
   g.blocks = static_cast<int>(std::min(resident, needed));
