@@ -208,7 +208,7 @@ setup.build_plugin('$DEVICE_BUILD')" > "$logs/plugin_build.log" 2>&1 \
       -p no:cacheprovider tests -k "$SANITIZED_TESTS" -x
     finish
     ;;
-  bench)  # call K+3: limits 70 + 50 = 120 s
+  bench)  # call K+3: limits 70 + 50 + 10 + 25 = 155 s
     say "gpu: $(gpu_name)"
     export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
     op_cost=(benchmarks/op_cost.py --device gpu --batch 256 --dtypes fused seg
@@ -216,8 +216,9 @@ setup.build_plugin('$DEVICE_BUILD')" > "$logs/plugin_build.log" 2>&1 \
     throughput=(benchmarks/throughput.py --device gpu --imagenet-sized --methods mixup cutmix
                 --json "$out/throughput_gpu.json")
     ce_cost=(benchmarks/ce_cost.py --device cuda --out "$out/ce_cost_gpu.json")
+    loop_cost=(benchmarks/loop_cost.py --device cuda --batch 256 --out "$out/loop_cost_gpu.json")
     if [[ -n "$dry" ]]; then  # the scripts take these arguments
-      for cmd in "op_cost" "throughput" "ce_cost"; do
+      for cmd in "op_cost" "throughput" "ce_cost" "loop_cost"; do
         declare -n args=$cmd
         help=$("$py" "${args[0]}" --help 2>&1)
         for a in "${args[@]:1}"; do
@@ -230,8 +231,10 @@ setup.build_plugin('$DEVICE_BUILD')" > "$logs/plugin_build.log" 2>&1 \
       op_cost.log "$py" "${op_cost[@]}"
     step "throughput --imagenet-sized: the pipeline with mixing vs without" 50 \
       throughput.log "$py" "${throughput[@]}"
-    step "ce_cost: the loss with dense vs index targets (K 1,000 and 21,843)" 15 \
+    step "ce_cost: the loss with dense vs index targets (K 1,000 and 21,843)" 10 \
       ce_cost.log "$py" "${ce_cost[@]}"
+    step "loop_cost: Mixer on CUDA tensors vs timm's Mixup in the loop (batch 256)" 25 \
+      loop_cost.log "$py" "${loop_cost[@]}"
     finish
     ;;
   *)

@@ -54,3 +54,31 @@ def test_profile_host_times(tmp_path):
         {"calls": 2, "upload_bytes_per_call": 2000.0, "total_us": 40.0, "draw_us": 20.0,
          "plan_us": 20.0})
     assert prof.parse_host_times(str(tmp_path / "none.log")) is None
+
+
+def test_loop_cost_checks_both_sides_and_reports(tmp_path, monkeypatch):
+    """loop_cost.py (Mixer against timm's Mixup in the loop) runs its checks and reports every
+    method and mode; its check of timm's side catches a CutMix whose targets carry the drawn lam
+    instead of the box's (timm's correct_lam), and a Mixup blended with another lam."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    lc = load("loop_cost")
+    rows = lc.main(["--batch", "8", "--iters", "1", "--out", str(tmp_path / "loop.json")])
+    assert [(r["method"], r["mode"]) for r in rows] == [
+        ("mixup", "batch"), ("mixup", "elem"), ("cutmix", "batch"), ("cutmix", "elem")]
+    assert all(r["ours_ms"] > 0 and r["timm_ms"] > 0 for r in rows)
+    assert os.path.getsize(tmp_path / "loop.json") > 0
+
+    x0 = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    y = torch.randperm(1000, generator=torch.Generator().manual_seed(0))[:8]
+    cutmix, mixup = lc.baselines.timm_cutmix_batch, lc.baselines.timm_mixup_batch
+    monkeypatch.setattr(lc.baselines, "timm_cutmix_batch",
+                        lambda x, lam, cy, cx: (cutmix(x, lam, cy, cx)[0], lam))
+    monkeypatch.setattr(lc.baselines, "timm_mixup_batch",
+                        lambda x, lam, cy, cx: (mixup(x, 0.9 * lam, cy, cx)[0], lam))
+    for method, message in (("cutmix", "box share"), ("mixup", "lam x_i")):
+        np.random.seed(1)
+        out, targets = lc.TimmMixupLike(method, "batch")(x0.clone(), y)
+        with pytest.raises(AssertionError, match=message):
+            lc.check_timm(method, out, targets, x0, y)
