@@ -326,6 +326,9 @@ def test_a_second_run_on_one_checkpoint_dir_is_refused_until_the_first_is_gone(d
                                               len(read_log(tmp_path / "a.log")) >= 4):
             time.sleep(0.05)
         assert first.poll() is None, first.stdout.read().decode()[-2000:]
+        # stopped, the first run holds its lock and cannot finish while the second starts (it
+        # could, running, and the second would then rightly resume a finished run)
+        os.killpg(first.pid, signal.SIGSTOP)
         second = subprocess.run(TRAIN + args + ["--checkpoint-dir", ck, "--resume"], cwd=ROOT,
                                 env=e, capture_output=True, text=True, timeout=300)
         assert second.returncode != 0
@@ -335,7 +338,8 @@ def test_a_second_run_on_one_checkpoint_dir_is_refused_until_the_first_is_gone(d
 
         before = load_checkpoint(ck)
     finally:
-        os.killpg(first.pid, signal.SIGKILL)  # a dead holder's lock must not block
+        os.killpg(first.pid, signal.SIGKILL)  # a dead holder's lock must not block (a stopped
+        # process dies of SIGKILL too)
         first.wait()
         first.stdout.close()
     third = subprocess.run(TRAIN + args + ["--checkpoint-dir", ck, "--resume", "--steps", "0"],
