@@ -20,16 +20,22 @@ from nvidia.dali import types
 ndd = pytest.importorskip("nvidia.dali.experimental.dynamic")
 
 
-def batch(a, layout=None):
-    return ndd.as_batch(torch.from_numpy(np.ascontiguousarray(a)), layout=layout)
+def batch(a, layout=None, device="cpu"):
+    """A NumPy array as an ndd batch of a torch tensor (a CUDA one for device "gpu")."""
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    return ndd.as_batch(t.cuda() if device == "gpu" else t, layout=layout)
 
 
-def mix(images, labels, rng, **kw):
-    """ndd.msda.mix on the CPU; its outputs as NumPy arrays."""
+def mix(images, labels, rng, device="cpu", maps=None, **kw):
+    """ndd.msda.mix on `device` (images and maps there, labels and argument inputs on the
+    host); its outputs as NumPy arrays."""
     kw = {k: batch(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
-    outs = ndd.msda.mix(batch(images, "HWC"), batch(labels), rng=rng, device="cpu", **kw)
+    inputs = [batch(images, "HWC", device), batch(labels)]
+    if maps is not None:
+        inputs.append(batch(maps, "HW", device))
+    outs = ndd.msda.mix(*inputs, rng=rng, device=device, **kw)
     outs = outs if isinstance(outs, tuple) else (outs,)
-    return tuple(o.torch().numpy() for o in outs)
+    return tuple(o.torch().cpu().numpy() for o in outs)
 
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (6, 224, 224, 3), dtype=np.uint8)
@@ -41,31 +47,31 @@ def test_mix_is_a_function_of_ndd_msda():
 
 
 @pytest.mark.parametrize("method", ["mixup", "cutmix", "gmix", "resizemix"])
-def test_the_same_seed_gives_the_same_bytes(method):
-    a = mix(IMAGES, LABELS, ndd.random.RNG(seed=5), method=method, num_classes=6, mode="elem")
-    b = mix(IMAGES, LABELS, ndd.random.RNG(seed=5), method=method, num_classes=6, mode="elem")
-    c = mix(IMAGES, LABELS, ndd.random.RNG(seed=6), method=method, num_classes=6, mode="elem")
+def test_the_same_seed_gives_the_same_bytes(method, device):
+    kw = dict(device=device, method=method, num_classes=6, mode="elem")
+    a = mix(IMAGES, LABELS, ndd.random.RNG(seed=5), **kw)
+    b = mix(IMAGES, LABELS, ndd.random.RNG(seed=5), **kw)
+    c = mix(IMAGES, LABELS, ndd.random.RNG(seed=6), **kw)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0], c[0])
 
 
-def test_a_saved_rng_state_continues_the_stream():
+def test_a_saved_rng_state_continues_the_stream(device):
     """Two calls on one RNG draw differently; a clone taken before them (its state saved)
     gives the same two results, call for call."""
+    kw = dict(device=device, method="cutmix", num_classes=6, mode="elem")
     rng = ndd.random.RNG(seed=11)
     saved = rng.clone()
-    first = mix(IMAGES, LABELS, rng, method="cutmix", num_classes=6, mode="elem")[0]
-    second = mix(IMAGES, LABELS, rng, method="cutmix", num_classes=6, mode="elem")[0]
+    first = mix(IMAGES, LABELS, rng, **kw)[0]
+    second = mix(IMAGES, LABELS, rng, **kw)[0]
     assert not np.array_equal(first, second)
-    np.testing.assert_array_equal(mix(IMAGES, LABELS, saved, method="cutmix", num_classes=6,
-                                      mode="elem")[0], first)
-    np.testing.assert_array_equal(mix(IMAGES, LABELS, saved, method="cutmix", num_classes=6,
-                                      mode="elem")[0], second)
+    np.testing.assert_array_equal(mix(IMAGES, LABELS, saved, **kw)[0], first)
+    np.testing.assert_array_equal(mix(IMAGES, LABELS, saved, **kw)[0], second)
 
 
 @pytest.mark.parametrize("method", ["mixup", "cutmix", "hmix", "gmix", "resizemix"])
-def test_explicit_draws_give_the_reference_and_the_pipeline_ops_bytes(method):
+def test_explicit_draws_give_the_reference_and_the_pipeline_ops_bytes(method, device):
     """lam and center given: the eager op equals reference.mix bit for bit, with the fused
     normalisation, mirror and layout change, and equals the pipeline op on the same call."""
     lam = np.float32([0.3, 0.7, 0.5, 0.2, 0.9, 0.6])
@@ -75,7 +81,8 @@ def test_explicit_draws_give_the_reference_and_the_pipeline_ops_bytes(method):
     kw = dict(method=method, num_classes=6, mode="elem", lam=lam, center=center,
               mean=[120.0, 110.0, 100.0], std=[60.0, 55.0, 50.0], output_layout="CHW",
               dtype=types.FLOAT16, output_params=True)
-    mixed, targets, params = mix(IMAGES, LABELS, ndd.random.RNG(seed=1), mirror=mirror, **kw)
+    mixed, targets, params = mix(IMAGES, LABELS, ndd.random.RNG(seed=1), device=device,
+                                 mirror=mirror, **kw)
     expect, expect_t, _ = ref.mix(IMAGES, LABELS, method, lam=params[:, 1],
                                   center=params[:, 2:4].astype(np.int64),
                                   apply=params[:, 0] == 1.0, layout="HWC", num_classes=6,
@@ -83,21 +90,19 @@ def test_explicit_draws_give_the_reference_and_the_pipeline_ops_bytes(method):
                                   mirror=mirror, output_layout="CHW")
     np.testing.assert_array_equal(mixed.view(np.uint8), expect.view(np.uint8))
     np.testing.assert_allclose(targets, expect_t, rtol=0, atol=1e-6)
-    pipeline = run_mix(IMAGES, LABELS, device="cpu", method=method, num_classes=6, mode="elem",
+    pipeline = run_mix(IMAGES, LABELS, device=device, method=method, num_classes=6, mode="elem",
                        lam=lam, center=center, mirror=mirror, mean=kw["mean"], std=kw["std"],
                        output_layout="CHW", dtype=types.FLOAT16)
     np.testing.assert_array_equal(mixed.view(np.uint8), pipeline[0].view(np.uint8))
 
 
-def test_label_maps_are_mixed_eagerly_too():
+def test_label_maps_are_mixed_eagerly_too(device):
     maps = np.random.default_rng(1).integers(0, 6, (6, 224, 224), dtype=np.uint8)
     lam = np.float32([0.25] * 6)
     center = np.float32([[0.5, 0.5]] * 6)
-    outs = ndd.msda.mix(batch(IMAGES, "HWC"), batch(LABELS), batch(maps), rng=ndd.random.RNG(2),
-                        device="cpu", method="cutmix", num_classes=6, mode="elem",
-                        lam=batch(lam), center=batch(center), output_params=True)
-    mixed_maps = outs[2].torch().numpy()
-    params = outs[-1].torch().numpy()
+    outs = mix(IMAGES, LABELS, ndd.random.RNG(2), device=device, maps=maps, method="cutmix",
+               num_classes=6, mode="elem", lam=lam, center=center, output_params=True)
+    mixed_maps, params = outs[2], outs[-1]
     _, _, masks = ref.mix(IMAGES, LABELS, "cutmix", lam=params[:, 1],
                           center=params[:, 2:4].astype(np.int64), apply=params[:, 0] == 1.0,
                           layout="HWC", num_classes=6)
