@@ -283,8 +283,14 @@ class Mixer:
     `seed`: the generator's (None: a random one). A call returns the op's outputs as torch
     tensors on the images' device: (mixed, targets), or (mixed, labels, weights) with
     ``targets="index"`` (then ``mixed_cross_entropy``), then the mixed label maps when `maps`
-    are given, then the mask and params outputs where asked for. The tensors are passed to DALI
-    and back without copies (DLPack); the labels are read on the host (the op draws there).
+    are given, then the boxes, their labels and weights when `boxes` are given (lists of one
+    tensor a sample: [N'_i, 4], [N'_i], [N'_i]), then the mask and params outputs where asked
+    for. The tensors are passed to DALI and back without copies (DLPack); the labels and boxes
+    are read on the host (the op draws there).
+
+    `boxes` (detection, docs/methods.md 13): one float32 [N_i, 4] tensor a sample (relative
+    ltrb, as ``fn.readers.coco(ltrb=True, ratio=True)`` gives them) and `box_labels`, one int
+    [N_i] tensor a sample; Mixup, CutMix and ResizeMix mix them with the image's own draw.
     """
 
     def __init__(self, *, seed=None, layout="CHW", **op_args):
@@ -298,7 +304,7 @@ class Mixer:
         self.op_args = dict(op_args)
         self.rng = ndd.random.RNG(seed=seed)
 
-    def __call__(self, images, labels, maps=None):
+    def __call__(self, images, labels, maps=None, boxes=None, box_labels=None):
         ndd = self._ndd
         if images.dim() != 4:
             raise ValueError(f"`images` must be a batch [B, C, H, W] (layout {self.layout!r}: "
@@ -311,9 +317,27 @@ class Mixer:
                   ndd.as_batch(labels.detach().cpu().contiguous())]
         if maps is not None:
             inputs.append(ndd.as_batch(maps.contiguous(), layout="HW"))
-        outs = ndd.msda.mix(*inputs, rng=self.rng, device=device, **self.op_args)
+        box_args = self._box_args(boxes, box_labels, images.shape[0])
+        outs = ndd.msda.mix(*inputs, rng=self.rng, device=device, **self.op_args, **box_args)
         outs = outs if isinstance(outs, tuple) else (outs,)
-        return tuple(o.torch() for o in outs)
+        first_box = (3 if self.op_args.get("targets") == "index" else 2) + (maps is not None)
+        ragged = range(first_box, first_box + 3) if boxes is not None else ()
+        return tuple([t.torch() for t in o.tensors] if k in ragged else o.torch()
+                     for k, o in enumerate(outs))
+
+    def _box_args(self, boxes, box_labels, n):
+        """boxes / box_labels as the op's argument inputs (host batches), or {}."""
+        if boxes is None and box_labels is None:
+            return {}
+        if boxes is None or box_labels is None:
+            raise ValueError("`boxes` and `box_labels` go together: give both or neither.")
+        for name, value in (("boxes", boxes), ("box_labels", box_labels)):
+            if len(value) != n:
+                raise ValueError(f"`{name}` must hold one tensor per image: got {len(value)} "
+                                 f"for {n} images.")
+        host = lambda ts: [t.detach().cpu().contiguous() for t in ts]  # noqa: E731
+        return {"boxes": self._ndd.as_batch(host(boxes)),
+                "box_labels": self._ndd.as_batch(host(box_labels))}
 
     def state_dict(self):
         """The generator's state, as text (torch.save and json take it): the next call after

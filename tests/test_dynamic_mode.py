@@ -184,3 +184,46 @@ def test_mixer_refuses_what_is_not_a_batch():
         mixer(torch.zeros(3, 3, 8, 8), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="`layout` must be 'CHW' or 'HWC'"):
         Mixer(layout="NCHW")
+
+
+@pytest.mark.parametrize("method,targets", [("mixup", "dense"), ("cutmix", "index"),
+                                            ("resizemix", "dense")])
+def test_mixer_mixes_boxes_as_the_reference(device, method, targets):
+    """Boxes through Mixer (lists of per-sample tensors in, lists out): the reference's boxes,
+    labels and weights for the call's own draws, empty sets and an odd batch included; with
+    index targets the box outputs come after (mixed, labels, weights)."""
+    from dali_msda.pytorch import Mixer
+    from test_boxes import box_labels_for, random_boxes
+
+    x, y = nchw_batch(device, batch=7)
+    boxes = random_boxes(np.random.default_rng(3), [5, 0, 7, 3, 1, 6, 0])
+    labels = box_labels_for(boxes)
+    mixer = Mixer(method=method, num_classes=10, mode="elem", seed=4, output_params=True,
+                  targets=targets)
+    outs = mixer(x, y, boxes=[torch.from_numpy(b) for b in boxes],
+                 box_labels=[torch.from_numpy(lab) for lab in labels])
+    assert len(outs) == (7 if targets == "index" else 6)
+    out_boxes, out_labels, out_weights = outs[-4:-1]
+    params = outs[-1].cpu().numpy()
+    expect = ref.mix_boxes(boxes, labels, method, lam=params[:, 1],
+                           center=params[:, 2:4].astype(np.int64), apply=params[:, 0] == 1.0,
+                           height=224, width=224)
+    assert len(out_boxes) == len(out_labels) == len(out_weights) == 7
+    for i, (eb, el, ew) in enumerate(expect):
+        np.testing.assert_array_equal(out_boxes[i].cpu().numpy(), eb, err_msg=f"sample {i}")
+        np.testing.assert_array_equal(out_labels[i].cpu().numpy(), el, err_msg=f"sample {i}")
+        np.testing.assert_array_equal(out_weights[i].cpu().numpy(), ew, err_msg=f"sample {i}")
+    assert sum(len(b) for b in out_boxes) > 0
+
+
+def test_mixer_box_refusals():
+    from dali_msda.pytorch import Mixer
+
+    x, y = nchw_batch("cpu", batch=4)
+    boxes = [torch.zeros(1, 4)] * 4
+    mixer = Mixer(method="cutmix", num_classes=10)
+    with pytest.raises(ValueError, match="`boxes` and `box_labels` go together"):
+        mixer(x, y, boxes=boxes)
+    with pytest.raises(ValueError, match=r"`box_labels` must hold one tensor per image: got 3 "
+                                         r"for 4 images"):
+        mixer(x, y, boxes=boxes, box_labels=[torch.zeros(1, dtype=torch.int32)] * 3)
