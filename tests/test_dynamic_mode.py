@@ -227,3 +227,23 @@ def test_mixer_box_refusals():
     with pytest.raises(ValueError, match=r"`box_labels` must hold one tensor per image: got 3 "
                                          r"for 4 images"):
         mixer(x, y, boxes=boxes, box_labels=[torch.zeros(1, dtype=torch.int32)] * 3)
+
+
+def test_mixer_hands_tensors_over_without_copies(device, monkeypatch):
+    """The batch DALI receives is the caller's tensor's memory (DLPack), and the tensors
+    returned are views of the op's outputs, not copies."""
+    from dali_msda.pytorch import Mixer
+
+    x, y = nchw_batch(device)
+    seen = {}
+    mix_op = ndd.msda.mix
+
+    def spy(*inputs, **kw):
+        seen["inputs"], seen["outputs"] = inputs, mix_op(*inputs, **kw)
+        return seen["outputs"]
+
+    monkeypatch.setattr(ndd.msda, "mix", spy)
+    mixed, targets = Mixer(method="mixup", num_classes=10, seed=0)(x, y)
+    assert seen["inputs"][0].torch().data_ptr() == x.data_ptr()
+    assert mixed.data_ptr() == seen["outputs"][0].torch().data_ptr()
+    assert targets.data_ptr() == seen["outputs"][1].torch().data_ptr()
