@@ -46,7 +46,9 @@ import json
 import math
 import os
 import re
+import secrets
 
+import numpy as np
 import torch
 from nvidia.dali import types
 from nvidia.dali.plugin.base_iterator import LastBatchPolicy
@@ -265,6 +267,12 @@ def _queue_depth(pipeline):
     return max(1, int(depth))
 
 
+# fn.msda.mix's arguments that a MixConfig sets (Mixer(config) takes them from it alone)
+_CONFIG_ARGS = ("method", "method_id", "alpha", "hmix_ratio", "prob", "mode", "correct_lam",
+                "decay_power", "scale_min", "scale_max", "resize_interp", "box", "cutmix_minmax",
+                "cutmix_area", "cutmix_aspect", "label_smoothing")
+
+
 class Mixer:
     """fn.msda.mix inside an existing PyTorch loop: the op called eagerly on a batch of torch
     tensors (DALI's dynamic mode), where timm's ``mixup_fn(x, y)`` would be, with a random
@@ -291,9 +299,16 @@ class Mixer:
     `boxes` (detection, docs/methods.md 13): one float32 [N_i, 4] tensor a sample (relative
     ltrb, as ``fn.readers.coco(ltrb=True, ratio=True)`` gives them) and `box_labels`, one int
     [N_i] tensor a sample; Mixup, CutMix and ResizeMix mix them with the image's own draw.
+
+    `config`: a ``dali_msda.pipelines.MixConfig`` instead of the method's keywords, as the
+    pipelines take it: timm's recipes with ``MixConfig.from_timm(...)`` (Mixup and CutMix
+    switched per batch or sample with `switch_prob`, drawn as the pipelines draw it),
+    `bce_target_thresh` applied to the targets. ``mixer.schedule`` (a ``MixSchedule``) then
+    changes it between calls: ``mixer.schedule.off()`` for timm's mixup-off epochs,
+    ``mixer.schedule.set(alpha=...)``; `state_dict` holds the switching's draws too.
     """
 
-    def __init__(self, *, seed=None, layout="CHW", **op_args):
+    def __init__(self, config=None, *, seed=None, layout="CHW", **op_args):
         import dali_msda  # noqa: F401  (the plugin, before ndd builds its operator list)
         import nvidia.dali.experimental.dynamic as ndd
 
@@ -303,6 +318,27 @@ class Mixer:
         self.layout = layout
         self.op_args = dict(op_args)
         self.rng = ndd.random.RNG(seed=seed)
+        self.schedule = None if config is None else self._schedule_of(config, seed)
+
+    def _schedule_of(self, config, seed):
+        from dali_msda.pipelines import MixConfig, MixSchedule
+
+        if not isinstance(config, MixConfig):
+            raise TypeError(f"`config` must be a dali_msda.pipelines.MixConfig; got "
+                            f"{type(config).__name__}.")
+        clash = sorted(set(self.op_args) & set(_CONFIG_ARGS))
+        if clash:
+            raise ValueError(f"Mixer: {', '.join(clash)} set beside `config`; a MixConfig sets "
+                             "them: give them to it (MixConfig(...) or MixConfig.from_timm(...)).")
+        given = self.op_args.get("num_classes", config.num_classes)
+        if config.num_classes is not None and given != config.num_classes:
+            raise ValueError(f"Mixer: num_classes={given} differs from the config's "
+                             f"({config.num_classes}).")
+        if given is not None:
+            self.op_args["num_classes"] = given
+        schedule = MixSchedule(config)
+        schedule.seed = secrets.randbits(32) if seed is None else int(seed)
+        return schedule
 
     def __call__(self, images, labels, maps=None, boxes=None, box_labels=None):
         ndd = self._ndd
@@ -317,13 +353,32 @@ class Mixer:
                   ndd.as_batch(labels.detach().cpu().contiguous())]
         if maps is not None:
             inputs.append(ndd.as_batch(maps.contiguous(), layout="HW"))
-        box_args = self._box_args(boxes, box_labels, images.shape[0])
-        outs = ndd.msda.mix(*inputs, rng=self.rng, device=device, **self.op_args, **box_args)
+        args = dict(self.op_args, **self._box_args(boxes, box_labels, images.shape[0]))
+        index = args.get("targets") == "index"
+        cfg = self._scheduled_args(images.shape[0], index, args)
+        outs = ndd.msda.mix(*inputs, rng=self.rng, device=device, **args)
         outs = outs if isinstance(outs, tuple) else (outs,)
-        first_box = (3 if self.op_args.get("targets") == "index" else 2) + (maps is not None)
+        first_box = (3 if index else 2) + (maps is not None)
         ragged = range(first_box, first_box + 3) if boxes is not None else ()
-        return tuple([t.torch() for t in o.tensors] if k in ragged else o.torch()
-                     for k, o in enumerate(outs))
+        outs = [[t.torch() for t in o.tensors] if k in ragged else o.torch()
+                for k, o in enumerate(outs)]
+        if cfg is not None and cfg.bce_target_thresh is not None and not index:
+            outs[1] = (outs[1] > cfg.bce_target_thresh).to(outs[1].dtype)  # timm's BCE
+        return tuple(outs)
+
+    def _scheduled_args(self, n, index, args):
+        """With a config: this call's method, alpha, hmix ratio and prob per sample (the
+        schedule's draw) and the config's other arguments, into `args`; returns the config."""
+        if self.schedule is None:
+            return None
+        self.schedule.batch_size = n
+        method_id, alpha, ratio, prob = self.schedule()
+        cfg = self.schedule.history[-1]
+        per_sample = lambda arrays: self._ndd.as_batch(torch.from_numpy(np.stack(arrays)))  # noqa
+        args.update(method_id=per_sample(method_id), alpha=per_sample(alpha),
+                    hmix_ratio=per_sample(ratio), prob=per_sample(prob), **cfg.op_args(),
+                    label_smoothing=0.0 if index else cfg.label_smoothing)
+        return cfg
 
     def _box_args(self, boxes, box_labels, n):
         """boxes / box_labels as the op's argument inputs (host batches), or {}."""
@@ -340,12 +395,24 @@ class Mixer:
                 "box_labels": self._ndd.as_batch(host(box_labels))}
 
     def state_dict(self):
-        """The generator's state, as text (torch.save and json take it): the next call after
+        """The generator's state, as text (torch.save and json take it), and with a config the
+        schedule's (its configuration and the switching's seed and draws): the next call after
         load_state_dict draws what this one's next call would."""
-        return {"rng": str(self.rng.get_state())}
+        state = {"rng": str(self.rng.get_state())}
+        if self.schedule is not None:
+            state["schedule"] = self.schedule.state_dict()
+            state["switch_seed"] = self.schedule.seed
+        return state
 
     def load_state_dict(self, state):
+        if ("schedule" in state) != (self.schedule is not None):
+            raise ValueError("Mixer.load_state_dict: the state is of a Mixer "
+                             f"{'with' if 'schedule' in state else 'without'} a config; this "
+                             f"one has {'one' if self.schedule is not None else 'none'}.")
         self.rng.set_state(state["rng"])
+        if self.schedule is not None:
+            self.schedule.load_state_dict(state["schedule"])
+            self.schedule.seed = int(state["switch_seed"])
 
 
 def soft_cross_entropy(logits, targets):

@@ -164,6 +164,15 @@ class MixConfig:
         return {k: list(getattr(self, k)) for k in ("cutmix_minmax", "cutmix_area",
                                                     "cutmix_aspect") if getattr(self, k)}
 
+    def op_args(self):
+        """fn.msda.mix's arguments fixed when a pipeline is built (BUILD_FIXED but the class
+        count, the label smoothing and bce_target_thresh, which the caller applies: they depend
+        on the targets' form and the data); the live ones (method, alpha, hmix_ratio, prob) are
+        MixSchedule's argument inputs."""
+        return dict(mode=self.mode, correct_lam=self.correct_lam, decay_power=self.decay_power,
+                    scale_min=self.scale_min, scale_max=self.scale_max,
+                    resize_interp=self.resize_interp, box=self.box, **self.box_range_args())
+
 
 class MixSchedule:
     """The live mixing configuration of a pipeline; call `set`, `off` or `on` between epochs.

@@ -177,13 +177,9 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
                              f"data's ({n_classes} classes).")
         fused_args = dict(mirror=mirror, dtype=DTYPES[dtype], **normalize) if fused else {}
         outs = fn.msda.mix(images, labels, method_id=method_id, alpha=alpha,
-                           hmix_ratio=ratio_, prob=prob, mode=cfg.mode,
+                           hmix_ratio=ratio_, prob=prob, **cfg.op_args(),
                            label_smoothing=0.0 if index else cfg.label_smoothing,
-                           targets=targets, correct_lam=cfg.correct_lam,
-                           decay_power=cfg.decay_power, scale_min=cfg.scale_min,
-                           scale_max=cfg.scale_max, resize_interp=cfg.resize_interp,
-                           box=cfg.box, **cfg.box_range_args(),
-                           num_classes=n_classes,
+                           targets=targets, num_classes=n_classes,
                            output_params=output_params, **fused_args)
         if thresh is not None:  # timm's BinaryCrossEntropy: target.gt(threshold)
             outs = (outs[0], fn.cast(outs[1] > thresh, dtype=types.FLOAT), *outs[2:])

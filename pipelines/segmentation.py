@@ -193,10 +193,8 @@ def segmentation_train(data_dir=None, *, file_list=None, num_classes, batch_size
         # come from the mask: w = mean(M), the own image's share (spec 1)
         mixed, _, mixed_maps, mask = fn.msda.mix(
             images, own, maps, method_id=method_id, alpha=alpha, hmix_ratio=ratio_,
-            prob=prob, mode=cfg.mode, decay_power=cfg.decay_power, scale_min=cfg.scale_min,
-            scale_max=cfg.scale_max, resize_interp=cfg.resize_interp, box=cfg.box,
-            ignore_index=ignore_index, mirror=mirror, dtype=DTYPES[dtype], output_mask=True,
-            **cfg.box_range_args(), **normalize)
+            prob=prob, **cfg.op_args(), ignore_index=ignore_index, mirror=mirror,
+            dtype=DTYPES[dtype], output_mask=True, **normalize)
         w = fn.reductions.mean(mask)
         return mixed, fn.stack(w, 1.0 - w), fn.squeeze(mixed_maps, axes=[2])
 

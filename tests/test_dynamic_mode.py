@@ -247,3 +247,113 @@ def test_mixer_hands_tensors_over_without_copies(device, monkeypatch):
     assert seen["inputs"][0].torch().data_ptr() == x.data_ptr()
     assert mixed.data_ptr() == seen["outputs"][0].torch().data_ptr()
     assert targets.data_ptr() == seen["outputs"][1].torch().data_ptr()
+
+
+# ---- Mixer with a MixConfig: timm's recipes in the loop
+
+
+def timm_recipe(**kw):
+    from dali_msda.pipelines import MixConfig
+
+    args = dict(mixup_alpha=0.8, cutmix_alpha=1.0, switch_prob=0.5, label_smoothing=0.1,
+                num_classes=10, mode="elem")
+    return MixConfig.from_timm(**{**args, **kw})
+
+
+@pytest.mark.parametrize("mode", ["elem", "batch"])
+def test_mixer_with_a_timm_recipe_is_the_reference(device, mode):
+    """timm's default recipe (Mixup 0.8 / CutMix 1.0, switched with p 0.5) through
+    Mixer(config): each call's branch per sample (elem) or batch is the pipelines' draw
+    (MixSchedule's generator seeded by the seed and the call's index), and every sample is the
+    reference's mix by its branch, from the call's reported lam and centre."""
+    from dali_msda.methods import METHOD_IDS
+    from dali_msda.pipelines import MixSchedule
+    from dali_msda.pytorch import Mixer
+
+    cfg = timm_recipe(mode=mode)
+    x, y = nchw_batch(device, batch=9)
+    mixer = Mixer(cfg, seed=7, output_params=True)
+    seen = set()
+    for call in range(6):
+        mixed, targets, params = (t.cpu().numpy() for t in mixer(x, y))
+        ids, _ = MixSchedule._switched(cfg, 9, np.random.default_rng([7, call]))
+        ids = np.array([int(i) for i in ids])
+        assert mode == "elem" or len(set(ids)) == 1
+        for method in ("mixup", "cutmix"):
+            rows = ids == METHOD_IDS[method]
+            if not rows.any():
+                continue
+            seen.add(method)
+            want, want_t, _ = ref.mix(x.cpu().numpy(), y.cpu().numpy()[:, None], method,
+                                      lam=params[:, 1], center=params[:, 2:4].astype(np.int64),
+                                      apply=params[:, 0] == 1.0, layout="CHW", num_classes=10,
+                                      label_smoothing=0.1)
+            np.testing.assert_array_equal(mixed[rows], want[rows], err_msg=f"{method} {call}")
+            np.testing.assert_allclose(targets[rows], want_t[rows], rtol=0, atol=1e-6)
+    assert seen == {"mixup", "cutmix"}
+
+
+def test_mixer_schedule_off_bce_thresh_and_state(tmp_path, device):
+    """mixer.schedule.off() passes the batch through (targets the smoothed one-hot rows);
+    bce_target_thresh binarises the mixed targets as timm's BinaryCrossEntropy does; a saved
+    state (generator, schedule, switching draws) continues both streams in a new Mixer."""
+    from dali_msda.pytorch import Mixer
+
+    x, y = nchw_batch(device, batch=8)
+    mixer = Mixer(timm_recipe(), seed=3)
+    mixer.schedule.off()
+    mixed, targets = mixer(x, y)
+    assert torch.equal(mixed, x)
+    want = torch.full((8, 10), 0.01)
+    want[torch.arange(8), y.cpu()] = 0.91
+    assert torch.allclose(targets.cpu(), want, atol=1e-6)
+
+    plain = Mixer(timm_recipe(), seed=4)
+    binary = Mixer(timm_recipe(bce_target_thresh=0.2), seed=4)
+    for _ in range(3):
+        (xp, tp), (xb, tb) = plain(x, y), binary(x, y)
+        assert torch.equal(xp, xb) and torch.equal(tb, (tp > 0.2).float())
+
+    a = Mixer(timm_recipe(), seed=21)
+    a(x, y)
+    torch.save({"mixer": a.state_dict()}, tmp_path / "ck.pt")
+    nxt = [a(x, y)[0] for _ in range(4)]
+    b = Mixer(timm_recipe(), seed=99)
+    b.load_state_dict(torch.load(tmp_path / "ck.pt", weights_only=False)["mixer"])
+    assert all(torch.equal(b(x, y)[0], want) for want in nxt)
+    with pytest.raises(ValueError, match="the state is of a Mixer with a config; this one has "
+                                         "none"):
+        Mixer(method="mixup", num_classes=10).load_state_dict(a.state_dict())
+    with pytest.raises(ValueError, match=r"MixSchedule: the checkpoint was saved with "
+                                         r"mode='elem', this pipeline was built with "
+                                         r"mode='batch'"):
+        Mixer(timm_recipe(mode="batch")).load_state_dict(a.state_dict())
+
+
+def test_mixer_config_alpha_reaches_the_draw(device):
+    """The config's alpha is the draw's: with Beta(1000, 1000) every lam lies within 0.06 of 0.5
+    (5.4 standard deviations: a miss has probability about 1e-7 a sample), while a lam from
+    Beta(1, 1) would do so with probability 0.12 (all 27: never)."""
+    from dali_msda.pipelines import MixConfig
+    from dali_msda.pytorch import Mixer
+
+    x, y = nchw_batch(device, batch=9)
+    mixer = Mixer(MixConfig(method="mixup", alpha=1000.0, mode="elem", num_classes=10), seed=2,
+                  output_params=True)
+    lam = np.concatenate([mixer(x, y)[2][:, 1].cpu().numpy() for _ in range(3)])
+    assert np.all(np.abs(lam - 0.5) < 0.06), lam
+
+
+def test_mixer_config_refusals():
+    from dali_msda.pipelines import MixConfig
+    from dali_msda.pytorch import Mixer
+
+    with pytest.raises(ValueError, match=r"Mixer: alpha, method set beside `config`; a "
+                                         r"MixConfig sets them"):
+        Mixer(MixConfig(method="cutmix"), method="mixup", alpha=0.2, num_classes=10)
+    with pytest.raises(ValueError, match=r"Mixer: num_classes=5 differs from the config's "
+                                         r"\(10\)"):
+        Mixer(timm_recipe(), num_classes=5)
+    with pytest.raises(TypeError, match="`config` must be a dali_msda.pipelines.MixConfig; got "
+                                        "dict"):
+        Mixer({"method": "cutmix"})
