@@ -305,7 +305,10 @@ class Mixer:
     switched per batch or sample with `switch_prob`, drawn as the pipelines draw it),
     `bce_target_thresh` applied to the targets. ``mixer.schedule`` (a ``MixSchedule``) then
     changes it between calls: ``mixer.schedule.off()`` for timm's mixup-off epochs,
-    ``mixer.schedule.set(alpha=...)``; `state_dict` holds the switching's draws too.
+    ``mixer.schedule.set(alpha=...)``; `state_dict` holds the switching's draws too. With
+    ``targets="index"`` the config's label smoothing is the loss's: pass
+    ``mixer.label_smoothing`` to ``mixed_cross_entropy`` (as ``pipe.label_smoothing`` of
+    ``imagenet_train(targets="index")``).
     """
 
     def __init__(self, config=None, *, seed=None, layout="CHW", **op_args):
@@ -319,6 +322,14 @@ class Mixer:
         self.op_args = dict(op_args)
         self.rng = ndd.random.RNG(seed=seed)
         self.schedule = None if config is None else self._schedule_of(config, seed)
+
+    @property
+    def label_smoothing(self):
+        """The label smoothing of this mixer's targets: the config's or the `label_smoothing`
+        argument's (0 if none); with index targets, the one to give the loss."""
+        if self.schedule is not None:
+            return self.schedule.config.label_smoothing
+        return float(self.op_args.get("label_smoothing", 0.0))
 
     def _schedule_of(self, config, seed):
         from dali_msda.pipelines import MixConfig, MixSchedule

@@ -344,6 +344,26 @@ def test_mixer_config_alpha_reaches_the_draw(device):
     assert np.all(np.abs(lam - 0.5) < 0.06), lam
 
 
+def test_mixer_config_with_index_targets_leaves_smoothing_to_the_loss(device):
+    """A config's label smoothing with index targets is the loss's (the op refuses it with
+    them): mixer.label_smoothing carries it, and mixed_cross_entropy with it equals the dense
+    targets' cross-entropy of the same config and seed."""
+    from dali_msda.pytorch import Mixer, mixed_cross_entropy
+
+    x, y = nchw_batch(device, batch=7)
+    dense = Mixer(timm_recipe(), seed=6)
+    index = Mixer(timm_recipe(), seed=6, targets="index")
+    assert index.label_smoothing == dense.label_smoothing == 0.1
+    logits = torch.randn(7, 10, dtype=torch.float64, device=x.device)
+    for _ in range(3):
+        (xd, t), (xi, pair, w) = dense(x, y), index(x, y)
+        assert torch.equal(xd, xi)
+        want = torch.nn.functional.cross_entropy(logits, t.double())
+        got = mixed_cross_entropy(logits, pair[:, 0], pair[:, 1], w,
+                                  label_smoothing=index.label_smoothing)
+        assert abs(got.item() - want.item()) <= 1e-6 * max(1.0, abs(want.item()))
+
+
 def test_mixer_config_refusals():
     from dali_msda.pipelines import MixConfig
     from dali_msda.pytorch import Mixer
