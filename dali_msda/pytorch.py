@@ -401,9 +401,8 @@ class Mixer:
             if len(value) != n:
                 raise ValueError(f"`{name}` must hold one tensor per image: got {len(value)} "
                                  f"for {n} images.")
-        host = lambda ts: [t.detach().cpu().contiguous() for t in ts]  # noqa: E731
-        return {"boxes": self._ndd.as_batch(host(boxes)),
-                "box_labels": self._ndd.as_batch(host(box_labels))}
+        return {"boxes": self._ndd.as_batch(_host_boxes(boxes)),
+                "box_labels": self._ndd.as_batch(_host_box_labels(box_labels))}
 
     def state_dict(self):
         """The generator's state, as text (torch.save and json take it), and with a config the
@@ -424,6 +423,36 @@ class Mixer:
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])
             self.schedule.seed = int(state["switch_seed"])
+
+
+def _host_boxes(boxes):
+    """Per-sample boxes as float32 host tensors (the op's type)."""
+    out = []
+    for i, t in enumerate(boxes):
+        if not t.is_floating_point():
+            raise ValueError(f"`boxes` must be floating point (relative ltrb); sample {i} is "
+                             f"{t.dtype}.")
+        out.append(t.detach().cpu().to(torch.float32).contiguous())
+    return out
+
+
+def _host_box_labels(labels):
+    """Per-sample box labels as int32 host tensors (the op's type), each value checked to fit:
+    DALI's dynamic mode casts argument inputs to the op's type, saturating (2**40 would arrive
+    as 2147483647), where the pipeline op refuses another type."""
+    out = []
+    for i, t in enumerate(labels):
+        t = t.detach().cpu()
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise ValueError(f"`box_labels` must be integers; sample {i} is {t.dtype}.")
+        wide = t.to(torch.int64)
+        bad = ((wide < -2**31) | (wide >= 2**31)).nonzero()
+        if len(bad):
+            k = int(bad[0, 0])
+            raise ValueError(f"`box_labels` must fit in int32 (the op's type); got "
+                             f"{int(wide.reshape(-1)[k])} at index {k} of sample {i}.")
+        out.append(t.to(torch.int32).contiguous())
+    return out
 
 
 def soft_cross_entropy(logits, targets):

@@ -227,6 +227,27 @@ def test_mixer_box_refusals():
     with pytest.raises(ValueError, match=r"`box_labels` must hold one tensor per image: got 3 "
                                          r"for 4 images"):
         mixer(x, y, boxes=boxes, box_labels=[torch.zeros(1, dtype=torch.int32)] * 3)
+    # DALI's dynamic mode would saturate this label to 2147483647 without a word
+    wide = [torch.zeros(1, dtype=torch.int64)] * 3 + [torch.tensor([1, 2**40 + 7])]
+    with pytest.raises(ValueError, match=r"`box_labels` must fit in int32 \(the op's type\); got "
+                                         r"1099511627783 at index 1 of sample 3\."):
+        mixer(x, y, boxes=[torch.zeros(1, 4)] * 3 + [torch.zeros(2, 4)], box_labels=wide)
+    with pytest.raises(ValueError, match=r"`box_labels` must be integers; sample 0 is "
+                                         r"torch.float32\."):
+        mixer(x, y, boxes=boxes, box_labels=[torch.zeros(1)] * 4)
+    with pytest.raises(ValueError, match=r"`boxes` must be floating point \(relative ltrb\); "
+                                         r"sample 0 is torch.int64\."):
+        mixer(x, y, boxes=[torch.zeros(1, 4, dtype=torch.int64)] * 4,
+              box_labels=[torch.zeros(1, dtype=torch.int32)] * 4)
+    # int64 labels that fit, float64 boxes: the same as int32 / float32 ones
+    a = Mixer(method="cutmix", num_classes=10, seed=1)(
+        x, y, boxes=[torch.tensor([[0.1, 0.2, 0.6, 0.9]], dtype=torch.float64)] * 4,
+        box_labels=[torch.tensor([7])] * 4)
+    b = Mixer(method="cutmix", num_classes=10, seed=1)(
+        x, y, boxes=[torch.tensor([[0.1, 0.2, 0.6, 0.9]])] * 4,
+        box_labels=[torch.tensor([7], dtype=torch.int32)] * 4)
+    for u, v in zip(a[2:], b[2:]):
+        assert all(torch.equal(s, t) for s, t in zip(u, v))
 
 
 def test_mixer_hands_tensors_over_without_copies(device, monkeypatch):
