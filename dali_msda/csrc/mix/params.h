@@ -105,6 +105,8 @@ struct Draw {
   int by0 = 0, by1 = 0, bx0 = 0, bx1 = 0;  // columns [bx0, bx1), instead of from lam
   /// The value a sample reports as its `lam` (the `params` output): tau for ResizeMix.
   float Reported(Method m) const { return Traits(m).draws_scale ? scale : lam; }
+  /// Every field equal: draws that make the same mask (DrawBatch shares it).
+  bool operator==(const Draw &) const = default;
 };
 
 /// CutMix boxes drawn from ranges (spec 4b) instead of from lam.
@@ -256,20 +258,17 @@ inline double BuildMask(Method method, const Draw &d, const MaskOptions &o, int 
     case Method::kMixup:
       p.outside = d.lam;
       return d.lam;
-    case Method::kCutMix: {
-      if (d.ranged) {  // spec 4b: the drawn box; the weight from its area
-        const Box b = RangedBox(d);
-        p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
-        return AreaLeft(b, H, W);
-      }
-      Box b = BoxAround(std::sqrt(1.0 - lam), d.cy, d.cx, H, W, o.exact_box);
+    case Method::kCutMix: {  // a box cut from lam, or drawn from ranges (spec 4b: the weight
+                             // always from its area)
+      const Box b = d.ranged ? RangedBox(d)
+                             : BoxAround(std::sqrt(1.0 - lam), d.cy, d.cx, H, W, o.exact_box);
       p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
-      return o.correct_lam ? 1.0 - b.Area() / hw : lam;
+      return d.ranged || o.correct_lam ? AreaLeft(b, H, W) : lam;
     }
     case Method::kHMix: {
       Box b = BoxAround(std::sqrt(o.hmix_ratio * (1.0 - lam)), d.cy, d.cx, H, W, o.exact_box);
       p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
-      double lam_box = 1.0 - b.Area() / hw;
+      double lam_box = AreaLeft(b, H, W);
       double a = lam_box > 0.0 ? std::min(1.0, lam / lam_box) : 0.0;
       p.outside = static_cast<float>(a);
       return static_cast<double>(p.outside) * lam_box;  // the mean of the applied mask
@@ -307,7 +306,7 @@ inline double BuildMask(Method method, const Draw &d, const MaskOptions &o, int 
       if (b.Area() == 0) return 1.0;  // nothing pasted
       p.kind = o.resize_linear ? kMaskResizedLinear : kMaskResized;
       p.y0 = b.y0; p.y1 = b.y1; p.x0 = b.x0; p.x1 = b.x1;
-      return 1.0 - b.Area() / hw;
+      return AreaLeft(b, H, W);
     }
   }
   return 1.0;

@@ -48,13 +48,14 @@ struct BatchPlan {
     const Draw &d = draws[i];
     const bool map_made = Traits(m).needs_maps && params[i].partner != i;
     row[0] = d.apply ? 1.0f : 0.0f;
-    row[1] = map_made ? static_cast<float>(weights[i]) : d.Reported(m);
-    row[2] = map_made ? 0.0f : static_cast<float>(d.cy);
-    row[3] = map_made ? 0.0f : static_cast<float>(d.cx);
     if (d.ranged) {
       row[1] = static_cast<float>(AreaLeft(RangedBox(d), H, W));
       row[2] = static_cast<float>(d.by0);
       row[3] = static_cast<float>(d.bx0);
+    } else {
+      row[1] = map_made ? static_cast<float>(weights[i]) : d.Reported(m);
+      row[2] = map_made ? 0.0f : static_cast<float>(d.cy);
+      row[3] = map_made ? 0.0f : static_cast<float>(d.cx);
     }
   }
 };
@@ -123,10 +124,7 @@ BatchPlan DrawBatch(const MixArgs &args, const SampleArgs &sa, int n, int H, int
     // (one per batch), ClassMix's partner map never
     const bool shareable = t.shares_mask && (t.data != MaskData::kBits || mode == Mode::kBatch);
     const Draw *pd = prev >= 0 ? &plan.draws[prev] : nullptr;
-    if (d.apply && j != i && shareable && pd && pd->lam == d.lam && pd->scale == d.scale &&
-        pd->cy == d.cy && pd->cx == d.cx && pd->round_up == d.round_up &&
-        pd->ranged == d.ranged && pd->by0 == d.by0 && pd->by1 == d.by1 && pd->bx0 == d.bx0 &&
-        pd->bx1 == d.bx1 &&
+    if (d.apply && j != i && shareable && pd && *pd == d &&
         sa.hmix_ratio[prev] == sa.hmix_ratio[i] && sa.methods[prev] == method) {
       p = plan.params[prev];  // same draw as the previous mixed sample: same mask
       p.partner = j;
