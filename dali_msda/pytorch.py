@@ -267,12 +267,6 @@ def _queue_depth(pipeline):
     return max(1, int(depth))
 
 
-# fn.msda.mix's arguments that a MixConfig sets (Mixer(config) takes them from it alone)
-_CONFIG_ARGS = ("method", "method_id", "alpha", "hmix_ratio", "prob", "mode", "correct_lam",
-                "decay_power", "scale_min", "scale_max", "resize_interp", "box", "cutmix_minmax",
-                "cutmix_area", "cutmix_aspect", "label_smoothing")
-
-
 class Mixer:
     """fn.msda.mix inside an existing PyTorch loop: the op called eagerly on a batch of torch
     tensors (DALI's dynamic mode), where timm's ``mixup_fn(x, y)`` would be, with a random
@@ -333,11 +327,17 @@ class Mixer:
 
     def _schedule_of(self, config, seed):
         from dali_msda.pipelines import MixConfig, MixSchedule
+        from dali_msda.pipelines.config import BUILD_FIXED
 
         if not isinstance(config, MixConfig):
             raise TypeError(f"`config` must be a dali_msda.pipelines.MixConfig; got "
                             f"{type(config).__name__}.")
-        clash = sorted(set(self.op_args) & set(_CONFIG_ARGS))
+        # fn.msda.mix's arguments the config sets: its build-fixed fields of the op's names
+        # (the class count is checked below; bce_target_thresh is not the op's), the method
+        # and the schedule's per-sample argument inputs
+        config_args = (set(BUILD_FIXED) - {"num_classes", "bce_target_thresh"}) | {
+            "method", "method_id", "alpha", "hmix_ratio", "prob"}
+        clash = sorted(set(self.op_args) & config_args)
         if clash:
             raise ValueError(f"Mixer: {', '.join(clash)} set beside `config`; a MixConfig sets "
                              "them: give them to it (MixConfig(...) or MixConfig.from_timm(...)).")
