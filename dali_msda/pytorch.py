@@ -461,29 +461,33 @@ def soft_cross_entropy(logits, targets):
 
 
 class _MixedCrossEntropy(torch.autograd.Function):
-    """Per-sample w CE_eps(own) + (1 - w) CE_eps(partner) from the logits, with the gradient
-    written once: softmax(logits) - target, the dense target never built. Forward:
-    CE_eps(y) = lse - (1 - eps) logits[y] - eps mean(logits), lse = logsumexp(logits)."""
+    """Per-sample w CE_eps(own) + (1 - w) CE_eps(partner) from the logits, the dense target never
+    built. With lsm = log_softmax(logits) (one fused pass, kept for the backward):
+    CE_eps(y) = -(1 - eps) lsm[y] - eps mean(lsm), and the gradient softmax - target is
+    (exp(lsm) - eps / K) g, then the two picked classes' shares subtracted: three passes over
+    [B, K] where torch's probability-target backward reads the dense target besides."""
 
     @staticmethod
     def forward(ctx, logits, own, partner, weight, eps):
-        lse = torch.logsumexp(logits, dim=1)
-        picked = (weight * logits.gather(1, own).squeeze(1) +
-                  (1 - weight) * logits.gather(1, partner).squeeze(1))
-        loss = lse - (1.0 - eps) * picked
+        lsm = torch.log_softmax(logits, dim=1)
+        picked = (weight * lsm.gather(1, own).squeeze(1) +
+                  (1 - weight) * lsm.gather(1, partner).squeeze(1))
+        loss = -(1.0 - eps) * picked
         if eps:
-            loss = loss - eps * logits.mean(dim=1)
-        ctx.save_for_backward(logits, own, partner, weight, lse)
+            loss = loss - eps * lsm.mean(dim=1)
+        ctx.save_for_backward(lsm, own, partner, weight)
         ctx.eps = eps
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss):
-        logits, own, partner, weight, lse = ctx.saved_tensors
-        eps, k = ctx.eps, logits.shape[1]
+        lsm, own, partner, weight = ctx.saved_tensors
+        eps, k = ctx.eps, lsm.shape[1]
         g = grad_loss[:, None]
-        softmax = (logits - lse[:, None]).exp_()
-        grad = torch.addcmul((-eps / k) * g, softmax, g)  # (softmax - eps / K) g, one pass
+        grad = lsm.exp()  # softmax
+        if eps:
+            grad.sub_(eps / k)
+        grad.mul_(g)
         grad.scatter_add_(1, own, -(1.0 - eps) * weight[:, None] * g)
         grad.scatter_add_(1, partner, -(1.0 - eps) * (1 - weight[:, None]) * g)
         return grad, None, None, None, None
@@ -495,7 +499,8 @@ def mixed_cross_entropy(logits, own, partner, weight, label_smoothing=0.0, reduc
     each CE label-smoothed by `label_smoothing`. It equals ``cross_entropy(logits, targets)``
     with the dense targets ``w * smooth(onehot(own)) + (1 - w) * smooth(onehot(partner))``
     (the op's ``targets="dense"``; the loss is linear in the target), value and gradient,
-    without K floats a sample (its backward writes softmax - target in one pass).
+    without K floats a sample (one log-softmax forward; a backward of three passes over the
+    logits' size that never builds the target).
 
     `logits` [B, K]; `own`, `partner` [B] class indices (any integer type); `weight` [B] the own
     class's weight (or a scalar); `reduction`: "mean" (default), "sum" or "none". Half-precision

@@ -99,6 +99,45 @@ def test_mixed_cross_entropy_equals_dense_cross_entropy(k, eps):
         label_smoothing=eps, reduction="sum").item()) < 1e-9
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_mixed_cross_entropy_gradient_with_any_upstream_gradient(dtype):
+    """reduction="none" under a per-sample upstream gradient (a weighted loss, as a sampler's
+    importance weights give one): value and gradient those of the dense cross-entropy, in the
+    dtypes logits come in (float16 computed in float32, its gradient returned in float16)."""
+    rng = np.random.default_rng(5)
+    batch, k, eps = 37, 1000, 0.1
+    own, partner = rng.integers(0, k, batch), rng.integers(0, k, batch)
+    weight = rng.random(batch)
+    dense = (weight[:, None] * smooth_one_hot(own, eps, k) +
+             (1 - weight[:, None]) * smooth_one_hot(partner, eps, k))
+    upstream = torch.from_numpy(rng.normal(0, 1, batch))
+    logits = torch.tensor(rng.normal(0, 4, (batch, k)), dtype=dtype, requires_grad=True)
+    want = torch.nn.functional.cross_entropy(logits.double(), torch.from_numpy(dense),
+                                             reduction="none")
+    (g_want,) = torch.autograd.grad((want * upstream).sum(), logits)
+    got = mixed_cross_entropy(logits, torch.from_numpy(own), torch.from_numpy(partner),
+                              torch.from_numpy(weight), label_smoothing=eps, reduction="none")
+    (g_got,) = torch.autograd.grad((got.double() * upstream).sum(), logits)
+    assert g_got.dtype == dtype
+    tol = {torch.float64: 1e-9, torch.float32: 1e-5, torch.float16: 1e-3}[dtype]
+    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol * 10)
+    torch.testing.assert_close(g_got.double(), g_want.double(), rtol=0, atol=tol)
+
+
+def test_mixed_cross_entropy_gradcheck():
+    """torch's numerical gradient check of the custom backward (float64, smoothing, a sample
+    that is its own partner)."""
+    rng = np.random.default_rng(6)
+    own = torch.tensor([0, 3, 4, 1, 2])
+    partner = torch.tensor([4, 3, 0, 2, 2])
+    weight = torch.from_numpy(rng.random(5))
+    logits = torch.tensor(rng.normal(0, 2, (5, 5)), requires_grad=True)
+    for eps in (0.0, 0.2):
+        assert torch.autograd.gradcheck(
+            lambda x: mixed_cross_entropy(x, own, partner, weight, label_smoothing=eps,
+                                          reduction="none"), (logits,))
+
+
 def test_index_targets_refusals(device):
     rng = np.random.default_rng(0)
     images = random_images(rng, 4, (16, 16, 3), np.uint8)
