@@ -94,6 +94,11 @@ SANITIZED_TESTS="gpu and (agree or odd_and_tiny)"  # CPU == GPU, odd and tiny ba
 
 case "$stage" in
   prepare)
+    if ! "$py" -c "import nvidia.dali, torch" > "$logs/prepare_env.log" 2>&1; then
+      fail "$py cannot import nvidia.dali and torch: run prepare in the environment of \
+\`pip install \".[torch,demo,test]\"\` (or set PYTHON); $(tail -1 "$logs/prepare_env.log")"
+      dry=1 finish
+    fi
     bash benchmarks/kernel_bench.sh --build-only > "$logs/kernel_bench_build.log" 2>&1 \
       || fail "kernel_bench build (see $logs/kernel_bench_build.log)"
     say "kernel_bench (sm_$ARCH): $(stat -c %s build/kernel_bench 2>/dev/null) bytes"
