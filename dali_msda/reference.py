@@ -61,8 +61,9 @@ BOXES = ("even", "exact")
 
 def cut_box(side, cy, cx, height, width, box="even"):
     """Box of side ratio `side` around (cy, cx), clipped (spec 4): rows [y0, y1), cols [x0, x1).
-    `box="even"`: [cy - cut_h // 2, cy + cut_h // 2), an even side (timm's rand_bbox, the CutMix
-    and HMix/GMix authors' code); "exact": [cy - cut_h // 2, cy + (cut_h + 1) // 2)."""
+    `box="even"`: [cy - cut_h // 2, cy + cut_h // 2), an even side (the CutMix and HMix/GMix
+    authors' code, timm's rand_bbox up to 1.0.28); "exact": [cy - cut_h // 2, cy + (cut_h + 1)
+    // 2) (timm's rand_bbox from 1.0.29)."""
     if box not in BOXES:
         raise ValueError(f"box must be one of {BOXES}; got {box!r}")
     cut_h, cut_w = int(height * side), int(width * side)
@@ -99,12 +100,13 @@ def cutmix_mask(lam, cy, cx, height, width, correct_lam=True, box="even"):
 
 
 def minmax_box(rng, height, width, minmax):
-    """Spec 4b, timm's rand_bbox_minmax: sides uniform over [floor(size min), floor(size max)),
-    the top-left corner uniform where the box fits. (y0, y1, x0, x1); `rng` a NumPy Generator."""
+    """Spec 4b, timm's rand_bbox_minmax (timm >= 1.0.29): sides uniform over [floor(size min),
+    floor(size max)), the top-left corner uniform over every place where the box fits, the edge
+    included. (y0, y1, x0, x1); `rng` a NumPy Generator."""
     cut_h = int(rng.integers(int(height * minmax[0]), int(height * minmax[1])))
     cut_w = int(rng.integers(int(width * minmax[0]), int(width * minmax[1])))
-    y0 = int(rng.integers(0, height - cut_h))
-    x0 = int(rng.integers(0, width - cut_w))
+    y0 = int(rng.integers(0, height - cut_h + 1))
+    x0 = int(rng.integers(0, width - cut_w + 1))
     return y0, y0 + cut_h, x0, x0 + cut_w
 
 
@@ -329,10 +331,11 @@ def fmix_sample(rng, lam, height, width, decay_power=3.0, official=False):
 
 # ---- spec sections 1 and 7: blend and targets ----------------------------------------------------
 
-def smooth(vectors, eps):
-    """onehot_eps generalised to label vectors v: (1 - eps) v + eps / K (float64)."""
+def smooth(vectors, eps, multi_label=False):
+    """onehot_eps generalised to label vectors v: (1 - eps) v + eps / K (float64); multi-hot
+    vectors (`multi_label`): each entry a binary label, (1 - eps) v + eps / 2."""
     vectors = np.asarray(vectors, dtype=np.float64)
-    return (1.0 - eps) * vectors + eps / vectors.shape[-1]
+    return (1.0 - eps) * vectors + eps / (2 if multi_label else vectors.shape[-1])
 
 
 def label_vectors(labels, num_classes=None):
@@ -423,7 +426,7 @@ def expand_mask(mask, layout, shape):
 def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_classes=None,
         hmix_ratio=0.5, correct_lam=True, label_smoothing=0.0, dtype=None, mean=None, std=None,
         mirror=None, output_layout=None, fmix_noise=None, fmix_round_up=None, decay_power=3.0,
-        given_masks=None, resize_interp="nearest", box="even"):
+        given_masks=None, resize_interp="nearest", box="even", multi_label=False):
     """The whole operator for given per-sample parameters.
 
     images: array (B, ...) in `layout`; labels: B class ids or (B, K) float vectors;
@@ -435,7 +438,8 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
     coordinates (not flipped). FMix (spec 9): `fmix_noise` (B, H, W // 2 + 1, 2) and
     `fmix_round_up` (B bools: ceil or floor of lam H W ones); `center` is not used. ResizeMix
     (spec 10): `lam` is the scale tau; `resize_interp` "nearest" or "bilinear". `box`: CutMix's and
-    HMix's box, "even" or "exact" (cut_box). `given_masks`
+    HMix's box, "even" or "exact" (cut_box). `multi_label`: float label vectors are multi-hot
+    (smoothed towards 1 / 2, spec 1). `given_masks`
     (B, H, W): apply these masks instead (label weight: the mask mean), e.g. the op's own FMix
     masks (`output_mask`) to check the blend where the noise is the op's.
     Returns (mixed, targets float32 (B, K), masks float32 (B, H, W)).
@@ -461,8 +465,10 @@ def mix(images, labels, method, *, lam, center, apply=True, layout="HWC", num_cl
         shape = [1] * (images.ndim - 1)
         shape[layout.index("C")] = channels
         norm = (mean_c.reshape(shape), inv_c.reshape(shape))
+    if multi_label and np.issubdtype(np.asarray(labels).dtype, np.integer):
+        raise ValueError("multi_label takes multi-hot float label vectors, not class ids")
     vectors = label_vectors(labels, num_classes)
-    soft = smooth(vectors, float(np.float32(label_smoothing)))
+    soft = smooth(vectors, float(np.float32(label_smoothing)), multi_label)
 
     out_shape = (batch,) + tuple(images.shape[1 + layout.index(d)] for d in output_layout)
     mixed = np.empty(out_shape, dtype=out_dtype)

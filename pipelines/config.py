@@ -21,7 +21,7 @@ CUTMIX_MODES = {"bbox": "cutmix", "hmix": "hmix", "gmix": "gmix"}  # the officia
 # MixConfig fields baked into a pipeline when it is built (not live through the schedule)
 BUILD_FIXED = ("mode", "label_smoothing", "correct_lam", "num_classes", "decay_power",
                "scale_min", "scale_max", "resize_interp", "box", "bce_target_thresh",
-               "cutmix_minmax", "cutmix_area", "cutmix_aspect")
+               "cutmix_minmax", "cutmix_area", "cutmix_aspect", "multi_label")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,12 +32,16 @@ class MixConfig:
     CutMix switching (see `from_timm`). `prob`: the chance that mixing is applied at all.
     `num_classes` (optional): checked against the data's class count by the pipelines.
     `decay_power`: FMix's spectrum decay; `scale_min`, `scale_max`, `resize_interp`: ResizeMix's
-    scale range and resizing; `box`: CutMix's and HMix's box, "even" (timm's, the default) or
-    "exact" (fn.msda.mix arguments of the same names). `bce_target_thresh`: targets binarised
-    after mixing, 1 where above it and 0 elsewhere, for a binary cross-entropy (timm's
-    `--bce-target-thresh`, its BinaryCrossEntropy's `target_threshold`); dense targets only.
+    scale range and resizing; `box`: CutMix's and HMix's box, "even" (the CutMix authors', the
+    default) or "exact" (timm's since 1.0.29) (fn.msda.mix arguments of the same names).
+    `bce_target_thresh`: targets binarised after mixing, 1 where above it and 0 elsewhere, for
+    a binary cross-entropy (timm's `--bce-target-thresh`, its BinaryCrossEntropy's
+    `target_threshold`); dense targets only.
     `cutmix_minmax` (timm's), or `cutmix_area` with `cutmix_aspect` (UniMatch's box): CutMix's
-    box drawn from ranges instead of from lam (fn.msda.mix arguments; docs/methods.md 4b)."""
+    box drawn from ranges instead of from lam (fn.msda.mix arguments; docs/methods.md 4b).
+    `multi_label`: the labels are multi-hot float32 vectors, each entry smoothed towards 1/2
+    (timm's `Mixup(multi_label=True)`; for `dali_msda.pytorch.Mixer`: the pipelines read class
+    ids)."""
     method: str = "hmix"
     alpha: float = 1.0
     hmix_ratio: float = 0.5
@@ -59,6 +63,7 @@ class MixConfig:
     cutmix_minmax: Optional[tuple] = None
     cutmix_area: Optional[tuple] = None
     cutmix_aspect: Optional[tuple] = None
+    multi_label: bool = False
 
     def __post_init__(self):
         for name in ("method", "switch_method"):
@@ -85,6 +90,9 @@ class MixConfig:
         if self.resize_interp not in ("nearest", "bilinear"):
             raise ValueError(f"MixConfig: `resize_interp` must be 'nearest' or 'bilinear'; got "
                              f"{self.resize_interp!r}.")
+        if not isinstance(self.multi_label, (bool, np.bool_)):
+            raise ValueError(f"MixConfig: `multi_label` must be True or False; got "
+                             f"{self.multi_label!r}.")
         if self.box not in ("even", "exact"):
             raise ValueError(f"MixConfig: `box` must be 'even' or 'exact'; got {self.box!r}.")
         if self.scale_min > self.scale_max:
@@ -110,7 +118,8 @@ class MixConfig:
     @classmethod
     def from_timm(cls, mixup_alpha=1.0, cutmix_alpha=0.0, cutmix_minmax=None, prob=1.0,
                   switch_prob=0.5, mode="batch", correct_lam=True, label_smoothing=0.1,
-                  num_classes=1000, cutmix_mode="bbox", hmix_ratio=1.0, bce_target_thresh=None):
+                  num_classes=1000, cutmix_mode="bbox", hmix_ratio=1.0, bce_target_thresh=None,
+                  multi_label=False, box=None):
         """The configuration equivalent to ``timm.data.Mixup(...)`` with the same arguments
         (defaults included), and to the official HMix / GMix ``Mixup`` (naver-ai/hmix-gmix,
         whose `cutmix_mode` "bbox" / "hmix" / "gmix" chooses what the CutMix branch does and
@@ -124,7 +133,11 @@ class MixConfig:
         Generalisation: the official code applies `cutmix_mode` in batch mode only (its elem
         mode always cuts plain boxes); here it applies in elem mode too. `bce_target_thresh` is
         timm's train.py argument of that name (its BinaryCrossEntropy loss binarises the mixed
-        targets); here the pipeline binarises them."""
+        targets); here the pipeline binarises them. `multi_label` (timm 1.0.31's): multi-hot
+        label vectors, each entry smoothed towards 1/2. `box` (ours): how the CutMix box is cut
+        (spec 4); by default "exact" for timm's CutMix (`cutmix_mode` "bbox": timm's rand_bbox
+        since timm 1.0.29; give "even" for timm up to 1.0.28) and "even" for the HMix / GMix
+        fork's modes (its rand_bbox)."""
         if cutmix_minmax is not None:  # timm: "force cutmix alpha == 1.0 when minmax active"
             if len(cutmix_minmax) != 2:
                 raise ValueError("MixConfig.from_timm: `cutmix_minmax` must be (min, max); got "
@@ -144,9 +157,11 @@ class MixConfig:
             raise ValueError("MixConfig.from_timm: one of mixup_alpha > 0 or cutmix_alpha > 0 "
                              "must hold (timm: 'One of mixup_alpha > 0., cutmix_alpha > 0., "
                              "cutmix_minmax not None should be true').")
+        if box is None:
+            box = "exact" if cutmix_mode == "bbox" else "even"
         common = dict(prob=prob, mode=mode, correct_lam=correct_lam, hmix_ratio=hmix_ratio,
-                      label_smoothing=label_smoothing, num_classes=num_classes,
-                      bce_target_thresh=bce_target_thresh,
+                      box=box, label_smoothing=label_smoothing, num_classes=num_classes,
+                      bce_target_thresh=bce_target_thresh, multi_label=multi_label,
                       cutmix_minmax=None if cutmix_minmax is None else tuple(cutmix_minmax))
         cut = CUTMIX_MODES[cutmix_mode]
         if mixup_alpha > 0 and cutmix_alpha > 0:
@@ -171,7 +186,8 @@ class MixConfig:
         MixSchedule's argument inputs."""
         return dict(mode=self.mode, correct_lam=self.correct_lam, decay_power=self.decay_power,
                     scale_min=self.scale_min, scale_max=self.scale_max,
-                    resize_interp=self.resize_interp, box=self.box, **self.box_range_args())
+                    resize_interp=self.resize_interp, box=self.box, multi_label=self.multi_label,
+                    **self.box_range_args())
 
 
 class MixSchedule:

@@ -407,14 +407,15 @@ def mix_config_from_args(args):
             switch_prob=_or(args.mixup_switch_prob, 0.5), mode=_or(args.mixup_mode, "batch"),
             label_smoothing=_or(smoothing, 0.1), num_classes=None,
             cutmix_mode=_or(args.cutmix_mode, "bbox"),
-            hmix_ratio=_or(args.hmix_ratio, 1.0)).replace(box=args.box)
+            hmix_ratio=_or(args.hmix_ratio, 1.0), box=args.box)
     if args.method == "none":
         return None
     return MixConfig(method=_or(args.method, "hmix"), alpha=_or(args.alpha, 1.0),
                      hmix_ratio=_or(args.hmix_ratio, 0.5), prob=_or(args.prob, 1.0),
                      mode=_or(args.mode, "elem"), label_smoothing=_or(smoothing, 0.0),
                      decay_power=args.decay_power, scale_min=args.scale_min,
-                     scale_max=args.scale_max, resize_interp=args.resize_interp, box=args.box)
+                     scale_max=args.scale_max, resize_interp=args.resize_interp,
+                     box=_or(args.box, "even"))
 
 
 def _or(value, default):
@@ -462,9 +463,10 @@ def build_parser():
                         help="ResizeMix: largest scale of the pasted partner (default 0.8)")
     mixing.add_argument("--resize-interp", choices=["nearest", "bilinear"], default="nearest",
                         help="ResizeMix: how the partner is resized")
-    mixing.add_argument("--box", choices=["even", "exact"], default="even",
-                        help="CutMix / HMix: the box's side, even (timm's) or exactly "
-                             "floor(H sqrt(1 - lam))")
+    mixing.add_argument("--box", choices=["even", "exact"], default=None,
+                        help="CutMix / HMix: the box's side, even (the CutMix authors') or "
+                             "exactly floor(H sqrt(1 - lam)) (timm's since 1.0.29) (default: "
+                             "even; with timm's flags, timm's: exact for --cutmix-mode bbox)")
     mixing.add_argument("--alpha", type=float, default=None, help="(default 1.0)")
     mixing.add_argument("--hmix-ratio", type=float, default=None,
                         help="(default 0.5; 1.0 with timm's flags, the official default)")

@@ -314,7 +314,7 @@ def test_mixer_with_a_timm_recipe_is_the_reference(device, mode):
             want, want_t, _ = ref.mix(x.cpu().numpy(), y.cpu().numpy()[:, None], method,
                                       lam=params[:, 1], center=params[:, 2:4].astype(np.int64),
                                       apply=params[:, 0] == 1.0, layout="CHW", num_classes=10,
-                                      label_smoothing=0.1)
+                                      label_smoothing=0.1, box=cfg.box)  # timm's: "exact"
             np.testing.assert_array_equal(mixed[rows], want[rows], err_msg=f"{method} {call}")
             np.testing.assert_allclose(targets[rows], want_t[rows], rtol=0, atol=1e-6)
     assert seen == {"mixup", "cutmix"}

@@ -182,9 +182,10 @@ def test_train_takes_timm_flags(capsys):
 
 # ---- CutMix boxes against timm's rand_bbox, written out ----------------------------------------
 
-def timm_rand_bbox(h, w, lam, cy, cx):
-    """timm.data.mixup.rand_bbox (huggingface/pytorch-image-models, commit aa4b585, 2026-08-08;
-    margin 0) with its centre given instead of drawn: rows [yl, yh), columns [xl, xh)."""
+def even_bbox(h, w, lam, cy, cx):
+    """timm.data.mixup.rand_bbox up to timm 1.0.28 (huggingface/pytorch-image-models, commit
+    aa4b585, 2026-08-08; margin 0), as the CutMix authors' code cuts it, with its centre given
+    instead of drawn: rows [yl, yh), columns [xl, xh) (box="even")."""
     ratio = np.sqrt(1 - lam)
     cut_h, cut_w = int(h * ratio), int(w * ratio)
     yl = np.clip(cy - cut_h // 2, 0, h)
@@ -194,8 +195,10 @@ def timm_rand_bbox(h, w, lam, cy, cx):
     return yl, yh, xl, xh
 
 
-def exact_bbox(h, w, lam, cy, cx):
-    """A box of exactly cut_h x cut_w before clipping (box="exact")."""
+def timm_rand_bbox(h, w, lam, cy, cx):
+    """timm.data.mixup.rand_bbox of the released timm 1.0.29 to 1.0.31 (margin 0; `yh =
+    np.clip(cy + (cut_h + 1) // 2, 0, img_h)`), its centre given: a box of exactly cut_h x cut_w
+    before clipping (box="exact")."""
     ratio = np.sqrt(1 - lam)
     cut_h, cut_w = int(h * ratio), int(w * ratio)
     return (np.clip(cy - cut_h // 2, 0, h), np.clip(cy + (cut_h + 1) // 2, 0, h),
@@ -205,10 +208,11 @@ def exact_bbox(h, w, lam, cy, cx):
 @pytest.mark.parametrize("box", ["even", "exact"])
 @pytest.mark.parametrize("h,w", [(32, 32), (31, 33), (224, 224), (17, 40)])
 def test_cutmix_boxes_are_timms(h, w, box):
-    """The op's CutMix box (its mask) and label weight against timm's rand_bbox (box="even",
-    the default and what MixConfig.from_timm uses) and against a box of exactly cut_h x cut_w
-    (box="exact"): odd and even sides, centres in the middle (unclipped) and at every edge
-    (clipped); the label weight is 1 - the box's area (correct_lam)."""
+    """The op's CutMix box (its mask) and label weight against the CutMix authors' and old timm's
+    rand_bbox (box="even", the default) and against today's timm's, a box of exactly cut_h x
+    cut_w (box="exact", what MixConfig.from_timm uses): odd and even sides, centres in the
+    middle (unclipped) and at every edge (clipped); the label weight is 1 - the box's area
+    (correct_lam)."""
     from conftest import class_labels, run_mix
 
     lams = np.float32([0.3, 0.51, 0.75, 0.9, 0.97, 0.6, 0.45, 0.2])
@@ -221,7 +225,7 @@ def test_cutmix_boxes_are_timms(h, w, box):
         num_classes=n, lam=lams, center=center.astype(np.float32), box=box)
     np.testing.assert_array_equal(params[:, 2], rows)
     np.testing.assert_array_equal(params[:, 3], cols)
-    want = timm_rand_bbox if box == "even" else exact_bbox
+    want = even_bbox if box == "even" else timm_rand_bbox
     sides = set()
     for i in range(n):
         if i == n - 1 - i:
@@ -240,6 +244,14 @@ def test_cutmix_boxes_are_timms(h, w, box):
 
 
 def test_from_timm_cuts_timms_box():
-    assert MixConfig.from_timm(mixup_alpha=0.0, cutmix_alpha=1.0).box == "even"
+    """Today's timm (1.0.29 and later) cuts exact boxes; the HMix/GMix fork's modes even ones
+    (its rand_bbox, timm's of its day); `box` chooses for an older timm."""
+    assert MixConfig.from_timm(mixup_alpha=0.0, cutmix_alpha=1.0).box == "exact"
+    assert MixConfig.from_timm(cutmix_alpha=1.0).box == "exact"
+    assert MixConfig.from_timm(cutmix_alpha=1.0, cutmix_mode="hmix").box == "even"
+    assert MixConfig.from_timm(cutmix_alpha=1.0, cutmix_mode="gmix").box == "even"
+    assert MixConfig.from_timm(cutmix_alpha=1.0, box="even").box == "even"
+    with pytest.raises(ValueError, match=r"`box` must be 'even' or 'exact'; got 'odd'"):
+        MixConfig.from_timm(box="odd")
     with pytest.raises(ValueError, match=r"`box` must be 'even' or 'exact'; got 'odd'"):
         MixConfig(box="odd")

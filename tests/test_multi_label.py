@@ -26,8 +26,9 @@ def multi_hot(batch, seed=0):
 
 @pytest.mark.parametrize("method", ["mixup", "cutmix", "fmix"])
 def test_multi_hot_labels_are_mixed_as_vectors(device, method):
-    """Targets are w * s(v_own) + (1 - w) * s(v_partner), s the label smoothing, w the mask
-    mean, as reference.mix gives them for float label vectors (odd batch, smoothing 0.1)."""
+    """Targets are w * s(v_own) + (1 - w) * s(v_partner), w the mask mean, s the binary label
+    smoothing of every entry, (1 - eps) v + eps / 2, as reference.mix gives them for multi-hot
+    vectors (odd batch, smoothing 0.1)."""
     batch = 7
     images = random_images(np.random.default_rng(1), batch, (224, 224, 3), np.uint8)
     labels = multi_hot(batch)
@@ -35,16 +36,41 @@ def test_multi_hot_labels_are_mixed_as_vectors(device, method):
                                             mode="elem", multi_label=True,
                                             label_smoothing=0.1, seed=3)
     w = masks.reshape(batch, -1).mean(1).astype(np.float64)
-    smooth = labels.astype(np.float64) * 0.9 + 0.1 / K
+    smooth = labels.astype(np.float64) * 0.9 + 0.1 / 2
     expect = w[:, None] * smooth + (1 - w[:, None]) * smooth[::-1]
     np.testing.assert_allclose(targets, expect, rtol=0, atol=1e-6)
     if method != "fmix":  # FMix's mask needs its noise to be rebuilt; the weight check is above
         expect_x, expect_t, _ = ref.mix(images, labels, method, lam=params[:, 1],
                                         center=params[:, 2:4].astype(np.int64),
                                         apply=params[:, 0] == 1.0, layout="HWC",
-                                        label_smoothing=0.1)
+                                        label_smoothing=0.1, multi_label=True)
         np.testing.assert_array_equal(mixed, expect_x)
         np.testing.assert_allclose(targets, expect_t, rtol=0, atol=1e-6)
+
+
+def timm_multi_label_target(target, lam, smoothing):
+    """timm.data.mixup.mixup_target(target, num_classes, lam, smoothing, multi_label=True) of
+    timm 1.0.31, in NumPy: `y1 = target.float() * (1. - smoothing) + 0.5 * smoothing`,
+    `y2 = y1.flip(0)`, `y1 * lam + y2 * (1. - lam)` (one lam: batch mode)."""
+    y1 = target.astype(np.float32) * np.float32(1.0 - smoothing) + np.float32(0.5 * smoothing)
+    y2 = y1[::-1]
+    return y1 * np.float32(lam) + y2 * np.float32(1.0 - lam)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_multi_hot_targets_are_timms(device, smoothing):
+    """Batch-mode Mixup with multi-hot labels: the targets timm's Mixup(multi_label=True) makes
+    from the same lam (even batch: timm needs one), to float32 rounding."""
+    batch = 8
+    images = random_images(np.random.default_rng(2), batch, (32, 32, 3), np.uint8)
+    labels = multi_hot(batch, seed=4)
+    _, targets, _, params = run_mix(images, labels, device=device, method="mixup",
+                                    mode="batch", multi_label=True, label_smoothing=smoothing,
+                                    seed=5, alpha=0.4)
+    lam = float(params[0, 1])
+    assert 0.0 < lam < 1.0 and np.all(params[:, 1] == params[0, 1])
+    np.testing.assert_allclose(targets, timm_multi_label_target(labels, lam, smoothing),
+                               rtol=0, atol=1e-6)
 
 
 def test_multi_hot_labels_are_refused_without_multi_label(device):
@@ -62,6 +88,10 @@ def test_multi_hot_labels_are_refused_without_multi_label(device):
     bad[2, 3] = np.nan
     expect_error(r"must be in \[0, 1\] .*; got nan at index 3 of sample 2\.", images=images,
                  labels=bad, num_classes=None, device=device, multi_label=True)
+    expect_error(r"`multi_label=True` takes multi-hot float32 label vectors \(K entries in "
+                 r"\[0, 1\] a sample\); got class-index labels of type int32", images=images,
+                 labels=np.arange(4, dtype=np.int32), num_classes=4, device=device,
+                 multi_label=True)
 
 
 def test_bce_target_thresh_binarises_the_mixed_targets(data_root):
@@ -93,3 +123,30 @@ def test_bce_target_thresh_checks():
     with pytest.raises(ValueError, match=r"`bce_target_thresh` must be in \[0, 1\) or None; "
                                          r"got 1.5"):
         MixConfig(bce_target_thresh=1.5)
+
+
+def test_mixer_with_timms_multi_label_recipe(device):
+    """Mixer(MixConfig.from_timm(..., multi_label=True)) on multi-hot torch labels: timm's
+    Mixup(multi_label=True) targets from the call's reported lam (batch mode, Mixup only), the
+    config's smoothing applied by the op; class-index labels with it refused."""
+    import torch
+
+    from dali_msda.pytorch import Mixer
+
+    to = "cuda" if device == "gpu" else "cpu"
+    cfg = MixConfig.from_timm(mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.1,
+                              num_classes=None, multi_label=True)
+    assert cfg.multi_label and cfg.op_args()["multi_label"] is True
+    mixer = Mixer(cfg, seed=2, output_params=True)
+    x = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0)).to(to)
+    labels = multi_hot(8, seed=5)
+    for _ in range(3):
+        _, targets, params = mixer(x, torch.from_numpy(labels).to(to))
+        lam = float(params[0, 1])
+        np.testing.assert_allclose(targets.cpu().numpy(),
+                                   timm_multi_label_target(labels, lam, 0.1), rtol=0, atol=1e-6)
+    with pytest.raises(RuntimeError, match="`multi_label=True` takes multi-hot float32 label "
+                                           "vectors"):
+        mixer(x, torch.arange(8).to(to))
+    with pytest.raises(ValueError, match="`multi_label` must be True or False; got 1"):
+        MixConfig(multi_label=1)

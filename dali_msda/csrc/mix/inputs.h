@@ -182,6 +182,7 @@ inline bool CheckFMixNoise(const OpSpec &spec, const Workspace &ws, int n, int H
 struct Labels {
   int K = 0;
   bool soft = false;
+  bool binary = false;                // multi-hot vectors: smoothed towards 1 / 2 (SoftTarget)
   std::vector<int> class_ids;         // class-index labels
   std::vector<float> vectors;         // n x K: the given soft vectors (soft labels)
   std::vector<TargetSpec> targets;    // per sample (MakeTargets)
@@ -222,7 +223,13 @@ inline void Labels::Read(const Workspace &ws, int n, int num_classes, bool index
                            " labels for ", n, " images."));
   const DALIDataType type = labels.type();
   const auto &lshape = labels.shape();
+  binary = multi_label;
   if (detail::IsIntegerType(type)) {
+    MSDA_ENFORCE(!multi_label,
+                 make_string("`multi_label=True` takes multi-hot float32 label vectors (K entries "
+                             "in [0, 1] a sample); got class-index labels of type ",
+                             detail::TypeStr(type), ", one class a sample (leave multi_label "
+                             "False for them)."));
     MSDA_ENFORCE(num_classes > 0,
                  make_string("`num_classes` is required when `labels` are class indices (got "
                              "labels of type ", detail::TypeStr(type), ")."));
@@ -295,7 +302,7 @@ inline void Labels::MakeTargets(const std::vector<double> &weights, int n, doubl
     const int j = n - 1 - i;
     if (soft) {
       SoftTarget(weights[i], &vectors[int64_t(i) * K], &vectors[int64_t(j) * K], K, eps,
-                 &soft_targets[int64_t(i) * K]);
+                 &soft_targets[int64_t(i) * K], binary);
       targets[i] = TargetSpec{};
       targets[i].soft_row = i;
     } else {

@@ -217,13 +217,15 @@ Example::
                   "[0, 1].", 0.5f, true)
   .AddOptionalArg("box", R"code(CutMix and HMix: how a box of side ``cut = floor(H sqrt(1 - lam))``
 is cut around its centre ``cy``: ``"even"`` (default) takes rows ``[cy - cut // 2, cy + cut // 2)``,
-an even side, as timm's ``rand_bbox``, the CutMix authors' and the HMix/GMix authors' code do;
-``"exact"`` takes ``[cy - cut // 2, cy + (cut + 1) // 2)``, a side of exactly ``cut``. Columns
+an even side, as the CutMix authors' and the HMix/GMix authors' code (and timm's ``rand_bbox`` up
+to 1.0.28) do; ``"exact"`` takes ``[cy - cut // 2, cy + (cut + 1) // 2)``, a side of exactly
+``cut``, as timm's ``rand_bbox`` from 1.0.29 does. Columns
 likewise; both are clipped to the image.)code", std::string("even"))
   .AddOptionalArg("cutmix_minmax", R"code(CutMix: draw the box's sides instead of cutting it from
 ``lam`` (timm's ``cutmix_minmax``, spec 4b): ``(min, max)``, ``0 < min < max <= 1``; each side
 uniform over the integers ``[floor(size min), floor(size max))``, the box placed uniformly where
-it fits; the label weight is the area left. One box per batch in ``"batch"`` mode.)code",
+it fits (timm >= 1.0.29: the edge included); the label weight is the area left. One box per
+batch in ``"batch"`` mode.)code",
                   DALI_FLOAT_VEC, nullptr)
   .AddOptionalArg("cutmix_area", R"code(CutMix: draw the box from an area and an aspect range
 (UniMatch's / FixMatch-seg's semi-supervised segmentation box, spec 4b): ``(min, max)`` share of
@@ -267,7 +269,8 @@ to the loss then.)code", std::string("dense"))
   .AddOptionalArg("multi_label", R"code(Float32 ``labels`` are multi-hot vectors (several classes
 a sample, each entry in [0, 1], any sum: the targets of a binary cross-entropy) rather than
 probability rows that sum to 1; mixed as vectors like soft labels, ``w * s(v_own) + (1 - w) *
-s(v_partner)`` with ``s(v) = (1 - eps) v + eps / K``, as timm mixes one-hot targets for BCE.)code",
+s(v_partner)``, each entry a binary label smoothed towards 1/2: ``s(v) = (1 - eps) v + eps / 2``
+(timm's ``Mixup(multi_label=True)``). Class-index labels are refused with it.)code",
                   false)
   .AddOptionalArg("num_classes", "Number of classes K; required with class-index labels.",
                   DALI_INT32, nullptr)

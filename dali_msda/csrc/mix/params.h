@@ -116,17 +116,17 @@ struct BoxRanges {
   double aspect_lo = 0.3, aspect_hi = 1.0 / 0.3;  // kArea: h / w
 };
 
-/// Spec 4b, timm's rand_bbox_minmax: cut_h over [floor(H lo), floor(H hi)), then cut_w, then the
-/// top-left row over [0, H - cut_h) and column over [0, W - cut_w). (The ranges are checked
-/// non-empty for H, W by the op.)
+/// Spec 4b, timm's rand_bbox_minmax (timm >= 1.0.29): cut_h over [floor(H lo), floor(H hi)), then
+/// cut_w, then the top-left row over [0, H - cut_h] and column over [0, W - cut_w], the edge
+/// included. (The ranges are checked non-empty for H, W by the op.)
 template <typename RNG>
 void DrawMinMaxBox(RNG &rng, const BoxRanges &r, int H, int W, Draw &d) {
   const int h_lo = static_cast<int>(H * r.lo), h_hi = static_cast<int>(H * r.hi);
   const int w_lo = static_cast<int>(W * r.lo), w_hi = static_cast<int>(W * r.hi);
   const int cut_h = h_lo + UniformInt(rng, h_hi - h_lo);
   const int cut_w = w_lo + UniformInt(rng, w_hi - w_lo);
-  d.by0 = UniformInt(rng, H - cut_h);
-  d.bx0 = UniformInt(rng, W - cut_w);
+  d.by0 = UniformInt(rng, H - cut_h + 1);
+  d.bx0 = UniformInt(rng, W - cut_w + 1);
   d.by1 = d.by0 + cut_h;
   d.bx1 = d.bx0 + cut_w;
   d.ranged = true;
@@ -350,10 +350,12 @@ inline TargetSpec OneHotTarget(double w, int ya, int yb, double eps, int K) {
 }
 
 /// Target row of one sample (spec 1): w * smooth(v_own) + (1 - w) * smooth(v_partner), with
-/// smooth(v) = (1 - eps) * v + eps / K; v are one-hot or soft label vectors of length K.
+/// smooth(v) = (1 - eps) * v + eps / K; v are one-hot or soft label vectors of length K. With
+/// `binary` (multi-hot labels), every entry is a label of its own, smoothed towards 1 / 2:
+/// smooth(v) = (1 - eps) * v + eps / 2 (timm's mixup_target with multi_label).
 inline void SoftTarget(double w, const float *v_own, const float *v_partner, int K, double eps,
-                       float *out) {
-  const double base = eps / K, keep = 1.0 - eps;
+                       float *out, bool binary = false) {
+  const double base = binary ? eps / 2 : eps / K, keep = 1.0 - eps;
   for (int k = 0; k < K; k++) {
     double si = keep * v_own[k] + base, sj = keep * v_partner[k] + base;
     out[k] = static_cast<float>(w * si + (1.0 - w) * sj);
