@@ -362,7 +362,8 @@ class Mixer:
         if images.dtype == torch.bfloat16:  # DLPack's conversion would fail without a name
             raise ValueError("`images` must be uint8, float16 or float32 (the op's types); got "
                              "bfloat16: mix `images.float()` or `images.half()`.")
-        device = "gpu" if images.is_cuda else "cpu"
+        # the images' own GPU (under torchrun, cuda:<rank>), not the current device
+        device = f"gpu:{images.device.index}" if images.is_cuda else "cpu"
         inputs = [ndd.as_batch(images.contiguous(), layout=self.layout),
                   ndd.as_batch(labels.detach().cpu().contiguous())]
         if maps is not None:

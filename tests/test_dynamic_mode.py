@@ -257,8 +257,8 @@ def test_mixer_box_refusals():
 
 
 def test_mixer_hands_tensors_over_without_copies(device, monkeypatch):
-    """The batch DALI receives is the caller's tensor's memory (DLPack), and the tensors
-    returned are views of the op's outputs, not copies."""
+    """The batch DALI receives is the caller's tensor's memory (DLPack), the op runs on the
+    images' device, and the tensors returned are views of the op's outputs, not copies."""
     from dali_msda.pytorch import Mixer
 
     x, y = nchw_batch(device)
@@ -267,10 +267,15 @@ def test_mixer_hands_tensors_over_without_copies(device, monkeypatch):
 
     def spy(*inputs, **kw):
         seen["inputs"], seen["outputs"] = inputs, mix_op(*inputs, **kw)
+        seen["device"] = kw["device"]
         return seen["outputs"]
 
     monkeypatch.setattr(ndd.msda, "mix", spy)
     mixed, targets = Mixer(method="mixup", num_classes=10, seed=0)(x, y)
+    # the op runs where the images are: their GPU by its index (a torchrun rank's cuda:<rank>,
+    # whatever the current device), or the CPU
+    assert seen["device"] == (f"gpu:{x.device.index}" if x.is_cuda else "cpu")
+    assert mixed.device == x.device
     assert seen["inputs"][0].torch().data_ptr() == x.data_ptr()
     assert mixed.data_ptr() == seen["outputs"][0].torch().data_ptr()
     assert targets.data_ptr() == seen["outputs"][1].torch().data_ptr()
