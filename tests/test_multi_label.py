@@ -118,6 +118,17 @@ def test_bce_target_thresh_binarises_the_mixed_targets(data_root):
         assert (tb.sum(1) >= 1).all()  # the larger of the two mixed classes is above 0.2
 
 
+def test_pipelines_refuse_multi_label(data_root):
+    """The pipelines read one class id a sample: a multi-label config is refused when the
+    pipeline is built, not by the op on its first batch."""
+    from dali_msda.pipelines import imagenet_train
+
+    with pytest.raises(ValueError, match="`mix`: multi_label=True mixes multi-hot label vectors, "
+                                         "and the pipelines read one class id a sample"):
+        imagenet_train(os.path.join(data_root, "train"), batch_size=4, device="cpu",
+                       mix=MixConfig(method="mixup", multi_label=True))
+
+
 def test_bce_target_thresh_checks():
     assert MixConfig.from_timm(bce_target_thresh=0.2).bce_target_thresh == 0.2
     with pytest.raises(ValueError, match=r"`bce_target_thresh` must be in \[0, 1\) or None; "
