@@ -359,6 +359,9 @@ class Mixer:
         if labels.shape[0] != images.shape[0]:
             raise ValueError(f"`labels` must have one entry per image: got {labels.shape[0]} "
                              f"for {images.shape[0]} images.")
+        if images.requires_grad:  # DLPack refuses it, saying "Can't call numpy()"
+            raise ValueError("`images` require grad, and the op is not differentiable: mix "
+                             "`images.detach()` (the gradient stops at the mixed batch).")
         if images.dtype == torch.bfloat16:  # DLPack's conversion would fail without a name
             raise ValueError("`images` must be uint8, float16 or float32 (the op's types); got "
                              "bfloat16: mix `images.float()` or `images.half()`.")

@@ -184,6 +184,9 @@ def test_mixer_refuses_what_is_not_a_batch():
         mixer(torch.zeros(3, 3, 8, 8), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="`layout` must be 'CHW' or 'HWC'"):
         Mixer(layout="NCHW")
+    with pytest.raises(ValueError, match=r"`images` require grad, and the op is not "
+                       r"differentiable: mix `images.detach\(\)`"):
+        mixer(torch.zeros(3, 3, 8, 8, requires_grad=True), torch.zeros(3, dtype=torch.int64))
     with pytest.raises(ValueError, match="`images` must be uint8, float16 or float32 .* got "
                        "bfloat16"):
         mixer(torch.zeros(3, 3, 8, 8, dtype=torch.bfloat16), torch.zeros(3, dtype=torch.int64))
