@@ -353,6 +353,10 @@ class Mixer:
 
     def __call__(self, images, labels, maps=None, boxes=None, box_labels=None):
         ndd = self._ndd
+        for name, value in (("images", images), ("labels", labels)):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"`{name}` must be a torch.Tensor; got {type(value).__name__} "
+                                "(torch.as_tensor(...) makes one).")
         if images.dim() != 4:
             raise ValueError(f"`images` must be a batch [B, C, H, W] (layout {self.layout!r}: "
                              f"[B, {', '.join(self.layout)}]); got shape {tuple(images.shape)}.")
