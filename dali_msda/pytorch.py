@@ -353,8 +353,8 @@ class Mixer:
 
     def __call__(self, images, labels, maps=None, boxes=None, box_labels=None):
         ndd = self._ndd
-        for name, value in (("images", images), ("labels", labels)):
-            if not isinstance(value, torch.Tensor):
+        for name, value in (("images", images), ("labels", labels), ("maps", maps)):
+            if not isinstance(value, torch.Tensor) and not (name == "maps" and value is None):
                 raise TypeError(f"`{name}` must be a torch.Tensor; got {type(value).__name__} "
                                 "(torch.as_tensor(...) makes one).")
         if images.dim() != 4:

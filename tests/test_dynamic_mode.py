@@ -188,6 +188,8 @@ def test_mixer_refuses_what_is_not_a_batch():
         mixer(np.zeros((3, 3, 8, 8), np.float32), torch.zeros(3, dtype=torch.int64))
     with pytest.raises(TypeError, match=r"`labels` must be a torch.Tensor; got list"):
         mixer(torch.zeros(3, 3, 8, 8), [0, 1, 2])
+    with pytest.raises(TypeError, match=r"`maps` must be a torch.Tensor; got ndarray"):
+        mixer(torch.zeros(3, 3, 8, 8), torch.zeros(3, dtype=torch.int64), np.zeros((3, 8, 8)))
     with pytest.raises(ValueError, match=r"`images` require grad, and the op is not "
                        r"differentiable: mix `images.detach\(\)`"):
         mixer(torch.zeros(3, 3, 8, 8, requires_grad=True), torch.zeros(3, dtype=torch.int64))
