@@ -66,6 +66,8 @@ def cases(draw):
                 prob=draw(unit()), hmix_ratio=draw(unit()), label_smoothing=draw(unit()),
                 correct_lam=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)),
                 soft_labels=draw(st.booleans()), box=draw(st.sampled_from(["even", "exact"])))
+    # float labels: probability rows, or multi-hot rows (some entries fractional) with multi_label
+    case["multi_label"] = case["soft_labels"] and draw(st.booleans())
     if draw(st.booleans()):
         case["lam"] = draw(st.lists(unit((0.0, 1.0, ONE_MINUS, 0.5)), min_size=batch,
                                     max_size=batch))
@@ -108,13 +110,18 @@ def materialise(case):
     else:
         images = (rng.standard_normal(shape) * 60 + 100).astype(dtype)
     k = max(case["batch"], 3)
-    if case["soft_labels"]:
+    if case.get("multi_label"):
+        labels = (rng.random((case["batch"], k)) < 0.4).astype(np.float32)
+        labels = np.where(rng.random(labels.shape) < 0.2, rng.random(labels.shape),
+                          labels).astype(np.float32)
+    elif case["soft_labels"]:
         labels = rng.dirichlet(np.ones(k), size=case["batch"]).astype(np.float32)
     else:
         labels = np.array([[i % k] for i in range(case["batch"])], dtype=np.int32)
     common = {name: case[name] for name in ("method", "hmix_ratio", "correct_lam",
                                             "label_smoothing", "mean", "std", "output_layout",
-                                            "mirror", "box") if case.get(name) is not None}
+                                            "mirror", "box", "multi_label")
+              if case.get(name) is not None}
     op = dict(common, mode=case["mode"], alpha=case["alpha"], prob=case["prob"],
               layout=case["layout"], seed=case["seed"] % 100000 + 1,
               num_classes=None if case["soft_labels"] else k)
