@@ -353,8 +353,9 @@ class Mixer:
 
     def __call__(self, images, labels, maps=None, boxes=None, box_labels=None):
         ndd = self._ndd
-        for name, value in (("images", images), ("labels", labels), ("maps", maps)):
-            if not isinstance(value, torch.Tensor) and not (name == "maps" and value is None):
+        given = {"images": images, "labels": labels, **({} if maps is None else {"maps": maps})}
+        for name, value in given.items():
+            if not isinstance(value, torch.Tensor):
                 raise TypeError(f"`{name}` must be a torch.Tensor; got {type(value).__name__} "
                                 "(torch.as_tensor(...) makes one).")
         if images.dim() != 4:

@@ -67,11 +67,11 @@ def schedule_of(mix, batch_size, seed):
         MixSchedule(mix) if isinstance(mix, MixConfig) else None)
     if mix is not None and schedule is None:
         raise TypeError(f"`mix` must be a MixConfig, a MixSchedule or None; got {type(mix)}.")
-    if schedule is not None and schedule.config.multi_label:
-        raise ValueError("`mix`: multi_label=True mixes multi-hot label vectors, and the pipelines "
-                         "read one class id a sample; it is for dali_msda.pytorch.Mixer (or "
-                         "fn.msda.mix) on labels of your own.")
     if schedule is not None:
+        if schedule.config.multi_label:
+            raise ValueError("`mix`: multi_label=True mixes multi-hot label vectors, and the "
+                             "pipelines read one class id a sample; it is for "
+                             "dali_msda.pytorch.Mixer (or fn.msda.mix) on labels of your own.")
         schedule.batch_size = batch_size
         schedule.seed = seed
     return schedule
