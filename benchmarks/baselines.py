@@ -7,8 +7,9 @@ weight(s) of each sample's own class.
 
 - timm `Mixup` (timm/data/mixup.py), batch mode: in place on the float batch,
   `x_flipped = x.flip(0).mul_(1 - lam); x.mul_(lam).add_(x_flipped)`; CutMix:
-  `x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]`. Per-element mode: a Python loop
-  over the samples, reading from a clone.
+  `x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]`, the box of today's timm (rand_bbox
+  from 1.0.29: the reference's box="exact"). Per-element mode: a Python loop over the samples,
+  reading from a clone.
 - torchvision.transforms.v2 `MixUp` / `CutMix`: out-of-place on the batch and its roll; here
   with the flip pairing so that outputs are comparable.
 - The official HMix / GMix code (naver-ai/hmix-gmix, a timm fork), batch mode: HMix blends then
@@ -22,8 +23,16 @@ import torch
 from dali_msda import reference as ref
 
 
-def _box(side, cy, cx, h, w):
-    return ref.cut_box(side, cy, cx, h, w)
+TIMM_BOX = "exact"  # timm's rand_bbox from 1.0.29; up to 1.0.28 (and elsewhere here) "even"
+
+
+def _box(side, cy, cx, h, w, box="even"):
+    return ref.cut_box(side, cy, cx, h, w, box)
+
+
+def box_of(fn_):
+    """The reference's `box` that the baseline `fn_` cuts (what its check compares with)."""
+    return TIMM_BOX if fn_ in (timm_cutmix_batch, timm_cutmix_elem) else "even"
 
 
 # ---- timm, batch mode (in place) ----------------------------------------------------------------
@@ -36,7 +45,7 @@ def timm_mixup_batch(x, lam, cy, cx):
 
 def timm_cutmix_batch(x, lam, cy, cx):
     h, w = x.shape[-2:]
-    y0, y1, x0, x1 = _box(math.sqrt(1.0 - lam), cy, cx, h, w)
+    y0, y1, x0, x1 = _box(math.sqrt(1.0 - lam), cy, cx, h, w, TIMM_BOX)
     x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]
     return x, 1.0 - (y1 - y0) * (x1 - x0) / float(h * w)
 
@@ -59,7 +68,7 @@ def timm_cutmix_elem(x, lams, cys, cxs):
     weights = []
     for i in range(n):
         j = n - i - 1
-        y0, y1, x0, x1 = _box(math.sqrt(1.0 - lams[i]), cys[i], cxs[i], h, w)
+        y0, y1, x0, x1 = _box(math.sqrt(1.0 - lams[i]), cys[i], cxs[i], h, w, TIMM_BOX)
         x[i][:, y0:y1, x0:x1] = x_orig[j][:, y0:y1, x0:x1]
         weights.append(1.0 - (y1 - y0) * (x1 - x0) / float(h * w))
     return x, weights

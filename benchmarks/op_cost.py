@@ -209,7 +209,8 @@ def check_torch(fn_, x_nchw_float, images, method, mode, rng):
     else:
         out, _ = fn_(x, [float(v) for v in lam], [int(v) for v in cy], [int(v) for v in cx])
     exp, _, _ = ref.mix(images.astype(np.float32), np.arange(batch) % 1000, method, lam=lam,
-                        center=np.stack([cy, cx], 1), layout="HWC", num_classes=1000)
+                        center=np.stack([cy, cx], 1), layout="HWC", num_classes=1000,
+                        box=baselines.box_of(fn_))
     got = out.float().permute(0, 2, 3, 1).cpu().numpy()
     scale = float(np.abs(exp).max()) or 1.0
     tol = 1e-2 if x.dtype == torch.float16 else 1e-5
