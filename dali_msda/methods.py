@@ -27,4 +27,4 @@ METHODS = tuple(m.name for m in TABLE if not m.needs_maps)  # those that need no
 MAP_METHODS = tuple(m.name for m in TABLE if m.needs_maps)  # those made from label maps (`seg`)
 BOX_METHODS = tuple(m.name for m in TABLE if m.mixes_boxes)  # those that mix boxes (spec 13)
 METHOD_IDS = {m.name: m.id for m in TABLE}  # name -> ``method_id``
-MODES = ("batch", "elem")
+MODES = ("batch", "elem", "pair")

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .methods import BOX_METHODS, MAP_METHODS, METHODS  # noqa: F401  (names and ids)
+from .methods import BOX_METHODS, MAP_METHODS, METHODS, MODES  # noqa: F401  (names and ids)
 
 MIN_VISIBLE = 0.2  # spec 13: YOLOX's box_candidates area_thr
 LAYOUTS = ("HWC", "CHW", "FHWC", "FCHW")
@@ -42,15 +42,20 @@ def center_from_relative(rel, size):
 def draw_params(rng, batch_size, height, width, alpha=1.0, prob=1.0, mode="batch"):
     """Sample (apply, lam, cy, cx) per sample as the operator does, from a NumPy Generator.
 
-    ``batch`` mode: one draw shared by the batch; ``elem``: one draw per sample.
+    ``batch`` mode: one draw shared by the batch; ``elem``: one draw per sample; ``pair``: one
+    draw per pair, sample i's (i <= B - 1 - i) for samples i and B - 1 - i.
     """
-    n_draws = 1 if mode == "batch" else batch_size
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    n_draws = {"batch": 1, "elem": batch_size, "pair": (batch_size + 1) // 2}[mode]
     apply = rng.random(n_draws) < prob
     cy = rng.integers(0, height, n_draws)
     cx = rng.integers(0, width, n_draws)
     lam = rng.beta(alpha, alpha, n_draws).astype(np.float32)
-    if mode == "batch":
-        apply, lam, cy, cx = (np.repeat(a, batch_size) for a in (apply, lam, cy, cx))
+    if mode != "elem":
+        i = np.arange(batch_size)
+        src = np.zeros_like(i) if mode == "batch" else np.minimum(i, batch_size - 1 - i)
+        apply, lam, cy, cx = (a[src] for a in (apply, lam, cy, cx))
     return {"apply": apply, "lam": lam, "cy": cy, "cx": cx}
 
 

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from dali_msda.methods import METHOD_IDS  # noqa: F401  (classmix: segmentation pipelines only)
+from dali_msda.methods import METHOD_IDS, MODES  # noqa: F401  (classmix: segmentation only)
 
 
 CUTMIX_MODES = {"bbox": "cutmix", "hmix": "hmix", "gmix": "gmix"}  # the official code's names
@@ -27,7 +27,8 @@ BUILD_FIXED = ("mode", "label_smoothing", "correct_lam", "num_classes", "decay_p
 @dataclasses.dataclass(frozen=True)
 class MixConfig:
     """A mixing recipe. `method` with lam ~ Beta(`alpha`, `alpha`); with `switch_method` set,
-    each batch (batch mode) or sample (elem mode) uses `switch_method` instead with probability
+    each batch (batch mode), sample (elem mode) or pair (pair mode: samples i and B - 1 - i
+    share one draw, timm's "pair") uses `switch_method` instead with probability
     `switch_prob`, its lam drawn from Beta(`switch_alpha`, `switch_alpha`): timm's Mixup /
     CutMix switching (see `from_timm`). `prob`: the chance that mixing is applied at all.
     `num_classes` (optional): checked against the data's class count by the pipelines.
@@ -72,8 +73,8 @@ class MixConfig:
                 raise ValueError(f"MixConfig: `{name}` must be one of {tuple(METHOD_IDS)}"
                                  f"{' or None' if name == 'switch_method' else ''}; got "
                                  f"{value!r}.")
-        if self.mode not in ("batch", "elem"):
-            raise ValueError(f"MixConfig: `mode` must be 'batch' or 'elem'; got {self.mode!r}.")
+        if self.mode not in MODES:
+            raise ValueError(f"MixConfig: `mode` must be one of {MODES}; got {self.mode!r}.")
         for name in ("alpha", "switch_alpha", "decay_power"):
             value = getattr(self, name)
             if not value > 0 or not np.isfinite(value):
@@ -123,12 +124,13 @@ class MixConfig:
         """The configuration equivalent to ``timm.data.Mixup(...)`` with the same arguments
         (defaults included), and to the official HMix / GMix ``Mixup`` (naver-ai/hmix-gmix,
         whose `cutmix_mode` "bbox" / "hmix" / "gmix" chooses what the CutMix branch does and
-        whose `hmix_ratio` defaults to 1.0): with both alphas > 0, each batch (mode "batch") or
-        sample ("elem") uses the CutMix branch with probability `switch_prob` (lam ~
-        Beta(cutmix_alpha)), else Mixup (lam ~ Beta(mixup_alpha)); with one alpha > 0, that
-        branch always; mixing is applied with probability `prob`. Refused as timm refuses (no
-        alpha > 0) or where this operator differs: mode "pair" (symmetric pairs) is not
-        implemented. `cutmix_minmax` draws the CutMix branch's box sides from that range (spec
+        whose `hmix_ratio` defaults to 1.0): with both alphas > 0, each batch (mode "batch"),
+        sample ("elem") or pair of samples i and B - 1 - i ("pair") uses the CutMix branch with
+        probability `switch_prob` (lam ~ Beta(cutmix_alpha)), else Mixup (lam ~
+        Beta(mixup_alpha)); with one alpha > 0, that branch always; mixing is applied with
+        probability `prob`. Refused as timm refuses (no alpha > 0). Generalisation: timm
+        refuses an odd batch in mode "pair"; here its middle sample is left unmixed.
+        `cutmix_minmax` draws the CutMix branch's box sides from that range (spec
         4b) and, as timm does, forces cutmix_alpha to 1.0 (its lam is then not used).
         Generalisation: the official code applies `cutmix_mode` in batch mode only (its elem
         mode always cuts plain boxes); here it applies in elem mode too. `bce_target_thresh` is
@@ -143,9 +145,6 @@ class MixConfig:
                 raise ValueError("MixConfig.from_timm: `cutmix_minmax` must be (min, max); got "
                                  f"{cutmix_minmax!r}.")
             cutmix_alpha = 1.0
-        if mode == "pair":
-            raise ValueError("MixConfig.from_timm: mode 'pair' (one draw per symmetric pair) is "
-                             "not supported; use 'elem' (one draw per sample) or 'batch'.")
         if cutmix_mode not in CUTMIX_MODES:
             raise ValueError(f"MixConfig.from_timm: `cutmix_mode` must be one of "
                              f"{tuple(CUTMIX_MODES)}; got {cutmix_mode!r}.")
@@ -293,10 +292,15 @@ class MixSchedule:
     @staticmethod
     def _switched(cfg, n, rng):
         """(method ids, alphas) of timm's branch choice: `switch_method` with probability
-        `switch_prob`, per batch in batch mode (one coin) or per sample in elem mode, with that
-        branch's alpha."""
-        coins = rng.random(1 if cfg.mode == "batch" else n) < cfg.switch_prob
-        coins = np.broadcast_to(coins, (n,))
+        `switch_prob`, per batch in batch mode (one coin), per sample in elem mode, per pair
+        (samples i and n - 1 - i, a coin for each i <= n - 1 - i in order) in pair mode, with
+        that branch's alpha."""
+        if cfg.mode == "pair":
+            i = np.arange(n)
+            coins = (rng.random((n + 1) // 2) < cfg.switch_prob)[np.minimum(i, n - 1 - i)]
+        else:
+            coins = np.broadcast_to(rng.random(1 if cfg.mode == "batch" else n)
+                                    < cfg.switch_prob, (n,))
         methods = np.where(coins, METHOD_IDS[cfg.switch_method], METHOD_IDS[cfg.method])
         alphas = np.where(coins, cfg.switch_alpha, cfg.alpha)
         return ([np.array(m, dtype=np.int32) for m in methods],

@@ -471,7 +471,7 @@ def build_parser():
     mixing.add_argument("--hmix-ratio", type=float, default=None,
                         help="(default 0.5; 1.0 with timm's flags, the official default)")
     mixing.add_argument("--prob", type=float, default=None, help="(default 1.0)")
-    mixing.add_argument("--mode", choices=["batch", "elem"], default=None,
+    mixing.add_argument("--mode", choices=list(methods.MODES), default=None,
                         help="(default elem)")
     mixing.add_argument("--label-smoothing", "--smoothing", dest="label_smoothing", type=float,
                         default=None, help="(default 0.0; 0.1 with timm's flags, as in timm)")
@@ -488,7 +488,8 @@ def build_parser():
                         help="timm: probability of the CutMix branch when both are on "
                              "(default 0.5)")
     mixing.add_argument("--mixup-mode", choices=["batch", "pair", "elem"], default=None,
-                        help="timm: per batch or per element (default batch; pair refused)")
+                        help="timm: one draw per batch, per pair of samples or per element "
+                             "(default batch)")
     mixing.add_argument("--cutmix-mode", choices=["bbox", "hmix", "gmix"], default=None,
                         help="official HMix/GMix code: what the CutMix branch does "
                              "(default bbox)")

@@ -100,7 +100,7 @@ def main(argv=None):
                     choices=["none", *methods.ALL])
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--prob", type=float, default=1.0)
-    ap.add_argument("--mode", choices=["batch", "elem"], default="elem")
+    ap.add_argument("--mode", choices=list(methods.MODES), default="elem")
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     ap.add_argument("--threads", type=int, default=4, help="DALI CPU threads")
     ap.add_argument("--seed", type=int, default=0)

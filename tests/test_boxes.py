@@ -71,7 +71,7 @@ def check_against_reference(device, method, mode, h, w, seed, mirror=None, **kw)
     return out_boxes, params
 
 
-@pytest.mark.parametrize("mode", ["batch", "elem"])
+@pytest.mark.parametrize("mode", ["batch", "elem", "pair"])
 @pytest.mark.parametrize("method", BOX_METHODS)
 def test_boxes_match_reference(device, method, mode):
     for seed in range(4):

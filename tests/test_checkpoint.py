@@ -36,9 +36,11 @@ def digest(batch):
 
 
 def loader(data_root, mode, checkpoint=None, **kw):
-    config = (MixConfig.from_timm(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem",
-                                  cutmix_mode="gmix", num_classes=None)  # switching per sample
-              if mode == "timm" else MixConfig(method="hmix", mode=mode))
+    # timm: switching per sample; timm_pair: per pair (mode "pair")
+    config = (MixConfig.from_timm(mixup_alpha=0.8, cutmix_alpha=1.0, cutmix_mode="gmix",
+                                  mode="pair" if mode == "timm_pair" else "elem",
+                                  num_classes=None)
+              if mode.startswith("timm") else MixConfig(method="hmix", mode=mode))
     pipe = imagenet_train(os.path.join(data_root, "train"), batch_size=16, num_threads=2,
                           device="cpu", crop=40, dtype="float32", seed=5,
                           mix=MixSchedule(config),
@@ -61,7 +63,7 @@ def consume(it, log, saved, epochs=3, save_every=4):
                 saved.append((len(log), it.checkpoint()))
 
 
-@pytest.mark.parametrize("mode", ["batch", "elem", "timm"])
+@pytest.mark.parametrize("mode", ["batch", "elem", "timm", "timm_pair"])
 def test_iterator_resumes_bit_for_bit(data_root, mode):
     it = loader(data_root, mode)
     log, saved = [], []

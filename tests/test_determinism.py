@@ -22,7 +22,7 @@ def assert_same(runs_a, runs_b):
             np.testing.assert_array_equal(x, y)
 
 
-@pytest.mark.parametrize("mode", ["batch", "elem"])
+@pytest.mark.parametrize("mode", ["batch", "elem", "pair"])
 @pytest.mark.parametrize("method", ["cutmix", "gmix"])
 def test_same_seed_same_outputs(device, method, mode):
     kw = dict(device=device, method=method, mode=mode, num_classes=BATCH, seed=42)

@@ -301,10 +301,10 @@ def timm_recipe(**kw):
     return MixConfig.from_timm(**{**args, **kw})
 
 
-@pytest.mark.parametrize("mode", ["elem", "batch"])
+@pytest.mark.parametrize("mode", ["elem", "batch", "pair"])
 def test_mixer_with_a_timm_recipe_is_the_reference(device, mode):
     """timm's default recipe (Mixup 0.8 / CutMix 1.0, switched with p 0.5) through
-    Mixer(config): each call's branch per sample (elem) or batch is the pipelines' draw
+    Mixer(config): each call's branch per sample (elem), pair or batch is the pipelines' draw
     (MixSchedule's generator seeded by the seed and the call's index), and every sample is the
     reference's mix by its branch, from the call's reported lam and centre."""
     from dali_msda.methods import METHOD_IDS
@@ -319,7 +319,10 @@ def test_mixer_with_a_timm_recipe_is_the_reference(device, mode):
         mixed, targets, params = (t.cpu().numpy() for t in mixer(x, y))
         ids, _ = MixSchedule._switched(cfg, 9, np.random.default_rng([7, call]))
         ids = np.array([int(i) for i in ids])
-        assert mode == "elem" or len(set(ids)) == 1
+        assert mode != "batch" or len(set(ids)) == 1
+        if mode == "pair":  # one branch and one draw per pair (an odd batch: the middle alone)
+            np.testing.assert_array_equal(ids, ids[::-1])
+            np.testing.assert_array_equal(params, params[::-1])
         for method in ("mixup", "cutmix"):
             rows = ids == METHOD_IDS[method]
             if not rows.any():

@@ -112,7 +112,7 @@ def test_unknown_method_and_mode(device):
     expect_error(r"`method` must be one of \"mixup\", \"cutmix\", \"hmix\", \"gmix\", \"fmix\", "
                  r"\"resizemix\", \"classmix\"; got \"saliencymix\"", method="saliencymix",
                  device=device)
-    expect_error(r"`mode` must be \"batch\" or \"elem\"; got \"pair\"", mode="pair",
+    expect_error(r"`mode` must be \"batch\", \"elem\" or \"pair\"; got \"pairs\"", mode="pairs",
                  device=device)
 
 

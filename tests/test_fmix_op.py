@@ -44,6 +44,9 @@ def check(device, mode, dtype, layout, shape, seed, out_dtype=None, **fused):
     noise = noise_for(rng, batch, h, w, same=mode == "batch")
     lam = np.full(batch, rng.uniform(0.05, 0.95), np.float32) if mode == "batch" else \
         rng.uniform(0, 1, batch).astype(np.float32)
+    if mode == "pair":  # one draw per pair: sample i's for i and batch - 1 - i
+        src = np.minimum(np.arange(batch), batch - 1 - np.arange(batch))
+        noise, lam = noise[src], lam[src]
     op_kw = dict(fused)
     if out_dtype is not None:
         op_kw["dtype"] = NP_TO_DALI[out_dtype]

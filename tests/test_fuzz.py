@@ -1,14 +1,16 @@
 """Property-based tests (hypothesis) of fn.msda.mix against dali_msda/reference.py.
 
 Valid cases: random batch sizes (1-9), shapes (1-40 px, C 1-4, sequences of 1-3 frames),
-layouts, input and output dtypes, methods, modes, fused normalisation / mirror / output layout,
-and arguments at and near their edges (alpha 1e-3 .. 1e3, prob / hmix_ratio / label_smoothing 0
-and 1, explicit lam 0 / 1 / just below 1, centres 0 / just below 1). The op must equal the
-reference exactly as tests/test_reference_match.py requires.
+layouts, input and output dtypes, methods, modes (batch, elem, pair: one draw and one mask per
+pair), fused normalisation / mirror / output layout, and arguments at and near their edges
+(alpha 1e-3 .. 1e3, prob / hmix_ratio / label_smoothing 0 and 1, explicit lam 0 / 1 / just
+below 1, centres 0 / just below 1). The op must equal the reference exactly as
+tests/test_reference_match.py requires.
 
-Both backends (GPU cases skip where DALI sees no GPU). Invalid cases (one argument broken: beyond its range, NaN, infinite, wrong length) must fail
-with an error that names the argument, never crash: they run in a subprocess, which logs each
-case before running it, so that a crash is reported with the case that caused it.
+Both backends (GPU cases skip where DALI sees no GPU). Invalid cases (one argument broken:
+beyond its range, NaN, infinite, wrong length) must fail with an error that names the argument,
+never crash: they run in a subprocess, which logs each case before running it, so that a crash
+is reported with the case that caused it.
 
 Seed: DALI_MSDA_FUZZ_SEED (printed in pytest's header; random when unset). Examples: 200 valid
 and 200 invalid by default; DALI_MSDA_FUZZ_PROFILE=long runs 5000 of each (by hand):
@@ -59,8 +61,8 @@ def cases(draw):
     frames = draw(st.integers(1, 3)) if layout.startswith("F") else None
     case = dict(batch=batch, layout=layout, h=h, w=w, c=c, frames=frames,
                 dtype=draw(st.sampled_from(list(DTYPES))),
-                method=draw(st.sampled_from(METHODS)), mode=draw(st.sampled_from(["batch",
-                                                                                  "elem"])),
+                method=draw(st.sampled_from(METHODS)),
+                mode=draw(st.sampled_from(["batch", "elem", "pair"])),
                 alpha=draw(st.one_of(st.sampled_from([1e-3, 0.05, 1.0, 1e3]),
                                      st.floats(1e-3, 1e3))),
                 prob=draw(unit()), hmix_ratio=draw(unit()), label_smoothing=draw(unit()),
@@ -76,10 +78,10 @@ def cases(draw):
                           st.floats(0.0, 1.0, exclude_max=True, width=32))
         case["center"] = draw(st.lists(st.tuples(coord, coord), min_size=batch,
                                        max_size=batch))
-    if case["mode"] == "batch":  # one mask per batch: a given lam / centre is the batch's
-        for name in ("lam", "center"):
-            if name in case:
-                case[name] = [case[name][0]] * batch
+    # one mask per batch (per pair): a given lam / centre is the batch's (the pair's first's)
+    for name in ("lam", "center"):
+        if name in case and case["mode"] != "elem":
+            case[name] = [case[name][draw_source(case["mode"], i, batch)] for i in range(batch)]
     if case["method"] == "fmix":  # the noise is made from `seed` (materialise)
         case["decay_power"] = draw(st.sampled_from([0.25, 1.0, 3.0, 8.0]))
     if case["method"] == "resizemix":  # tau's range (op only: the reference takes tau)
@@ -97,6 +99,11 @@ def cases(draw):
     if frames is None and draw(st.booleans()):
         case["mirror"] = draw(st.lists(st.integers(0, 1), min_size=batch, max_size=batch))
     return case
+
+
+def draw_source(mode, i, n):
+    """The sample whose draw sample i uses (spec 2)."""
+    return {"batch": 0, "elem": i, "pair": min(i, n - 1 - i)}[mode]
 
 
 def materialise(case):
@@ -136,8 +143,8 @@ def materialise(case):
     if case["method"] == "fmix":
         b, h, w = case["batch"], case["h"], case["w"]
         noise = rng.standard_normal((b, h, w // 2 + 1, 2)).astype(np.float32)
-        if case["mode"] == "batch":  # one mask per batch: the batch's noise
-            noise[:] = noise[0]
+        # one mask per batch (per pair): the batch's noise (the pair's first's)
+        noise = noise[[draw_source(case["mode"], i, b) for i in range(b)]]
         op.update(fmix_noise=noise, decay_power=case["decay_power"])
         reference.update(fmix_noise=noise, decay_power=case["decay_power"])
     if case["method"] == "resizemix":
@@ -156,6 +163,9 @@ def test_valid_cases_equal_the_reference(device, case):
     if case["mode"] == "batch":  # one draw per batch (ResizeMix: a centre per sample)
         same = params[:, :2] if case["method"] == "resizemix" else params
         assert (same == same[0]).all()
+    if case["mode"] == "pair":  # one draw and one mask per pair
+        np.testing.assert_array_equal(params, params[::-1])
+        np.testing.assert_array_equal(masks, masks[::-1])
     if case.get("lam") is not None:
         np.testing.assert_array_equal(params[:, 1], np.float32(case["lam"]))
     if case["method"] == "fmix":  # the coin, read off the op's masks (ceil or floor lam H W)

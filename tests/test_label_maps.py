@@ -42,7 +42,7 @@ def check_maps(device, method, mode, h, w, seg_dtype, hw1=False, layout="HWC", s
 
 
 @pytest.mark.parametrize("seg_dtype", [np.uint8, np.int32])
-@pytest.mark.parametrize("mode", ["batch", "elem"])
+@pytest.mark.parametrize("mode", ["batch", "elem", "pair"])
 @pytest.mark.parametrize("method", METHODS)
 def test_maps_match_reference(device, method, mode, seg_dtype):
     check_maps(device, method, mode, 224, 224, seg_dtype)

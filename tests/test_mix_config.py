@@ -56,7 +56,7 @@ def test_from_timm_maps_every_branch_combination():
 @pytest.mark.parametrize("kwargs,message", [
     (dict(mixup_alpha=0.0, cutmix_alpha=0.0), r"one of mixup_alpha > 0 or cutmix_alpha > 0"),
     (dict(cutmix_minmax=(0.2, 0.5, 0.8)), r"`cutmix_minmax` must be \(min, max\)"),
-    (dict(mode="pair"), r"mode 'pair' .* is not supported"),
+    (dict(mode="pairs"), r"`mode` must be one of \('batch', 'elem', 'pair'\); got 'pairs'"),
     (dict(cutmix_mode="box"), r"`cutmix_mode` must be one of \('bbox', 'hmix', 'gmix'\)"),
     (dict(mixup_alpha=-1.0), r"`mixup_alpha` must be a finite number >= 0"),
     (dict(switch_prob=1.5, cutmix_alpha=1.0), r"`switch_prob` must be in \[0, 1\]"),
@@ -173,8 +173,9 @@ def test_train_takes_timm_flags(capsys):
                                          cutmix_minmax=(0.2, 0.8), num_classes=None)
     assert (minmax.switch_method, minmax.switch_alpha, minmax.cutmix_minmax) == (
         "cutmix", 1.0, (0.2, 0.8))  # timm forces cutmix_alpha 1.0 with minmax
+    assert config("--mixup", "1", "--mixup-mode", "pair").mode == "pair"  # timm's pair mode
     for flags, message in ((("--mixup", "1", "--method", "cutmix"), "not both"),
-                           (("--mixup", "1", "--mixup-mode", "pair"), "mode 'pair'")):
+                           (("--mode", "pairs"), "invalid choice: 'pairs'")):
         with pytest.raises(SystemExit):
             main(list(flags))
         assert message in capsys.readouterr().err

@@ -100,7 +100,8 @@ struct SampleArgs {
 inline Mode ParseMode(const std::string &s) {
   if (s == "batch") return Mode::kBatch;
   if (s == "elem") return Mode::kElem;
-  DALI_FAIL(make_string("`mode` must be \"batch\" or \"elem\"; got \"", s, "\"."));
+  if (s == "pair") return Mode::kPair;
+  DALI_FAIL(make_string("`mode` must be \"batch\", \"elem\" or \"pair\"; got \"", s, "\"."));
 }
 
 inline MixArgs::MixArgs(const OpSpec &spec) {
@@ -307,8 +308,12 @@ inline void SampleArgs::Acquire(const OpSpec &spec, const Workspace &ws, int n,
                    make_string("`method_id` must be ", MethodIds(), "; got ", id, " for sample ",
                                i, "."));
       methods[i] = static_cast<Method>(id);
-      MSDA_ENFORCE(mode != Mode::kBatch || methods[i] == methods[0],
-                   detail::BatchModeMismatch("method_id", int(methods[0]), id, i));
+    }
+    for (int i = 0; i < n; i++) {
+      const int src = DrawSource(mode, i, n);
+      MSDA_ENFORCE(methods[i] == methods[src],
+                   detail::ModeMismatch(mode, "method_id", src, int(methods[src]),
+                                        int(methods[i]), i));
     }
   }
   if (lam.HasExplicitValue()) {
@@ -319,9 +324,10 @@ inline void SampleArgs::Acquire(const OpSpec &spec, const Workspace &ws, int n,
                    make_string("`lam` must be in [0, 1]; got ", detail::Num(v), " for sample ",
                                i, "."));
     }
-    for (int i = 1; i < n && mode == Mode::kBatch; i++) {
-      const float v = lam[i].data[0], v0 = lam[0].data[0];
-      MSDA_ENFORCE(v == v0, detail::BatchModeMismatch("lam", v0, v, i));
+    for (int i = 0; i < n; i++) {
+      const int src = DrawSource(mode, i, n);
+      const float v = lam[i].data[0], v0 = lam[src].data[0];
+      MSDA_ENFORCE(v == v0, detail::ModeMismatch(mode, "lam", src, v0, v, i));
     }
   }
   if (center.HasExplicitValue()) {
@@ -332,11 +338,13 @@ inline void SampleArgs::Acquire(const OpSpec &spec, const Workspace &ws, int n,
                    make_string("`center` (relative y, x) must lie in [0, 1); got (", c[0], ", ",
                                c[1], ") for sample ", i, "."));
     }
-    for (int i = 1; i < n && mode == Mode::kBatch; i++) {
-      const float *c = center[i].data, *c0 = center[0].data;
+    for (int i = 0; i < n; i++) {
+      const int src = DrawSource(mode, i, n);
+      const float *c = center[i].data, *c0 = center[src].data;
       MSDA_ENFORCE(c[0] == c0[0] && c[1] == c0[1],
-                   detail::BatchModeMismatch("center", make_string("(", c0[0], ", ", c0[1], ")"),
-                                             make_string("(", c[0], ", ", c[1], ")"), i));
+                   detail::ModeMismatch(mode, "center", src,
+                                        make_string("(", c0[0], ", ", c0[1], ")"),
+                                        make_string("(", c[0], ", ", c[1], ")"), i));
     }
   }
 }

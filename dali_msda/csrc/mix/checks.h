@@ -118,17 +118,25 @@ inline bool IsIntegerType(DALIDataType t) {
   }
 }
 
-/// The error for a per-sample argument whose values differ across a batch-mode batch.
+/// The error for a per-sample argument whose value for sample i differs from that of sample
+/// `src`, whose draw it shares (DrawSource: batch or pair mode).
 template <typename T>
-std::string BatchModeMismatch(const char *name, const T &first, const T &value, int i) {
+std::string ModeMismatch(Mode mode, const char *name, int src, const T &first, const T &value,
+                         int i) {
+  if (mode == Mode::kPair)
+    return make_string("With `mode=\"pair\"` samples i and n - 1 - i share one draw, so `", name,
+                       "` must be the same for both; got ", Shown(first), " for sample ", src,
+                       " and ", Shown(value), " for sample ", i,
+                       ". Use `mode=\"elem\"` for per-sample values.");
   return make_string("With `mode=\"batch\"` one mask serves the whole batch, so `", name,
                      "` must be the same for every sample; got ", Shown(first),
-                     " for sample 0 and ", Shown(value), " for sample ", i,
+                     " for sample ", src, " and ", Shown(value), " for sample ", i,
                      ". Use `mode=\"elem\"` for per-sample values.");
 }
 
 /// Reads a per-sample scalar argument (constant or CPU tensor) and checks lo <= v <= hi
-/// (`lo_open`: lo < v). In batch mode every sample must carry the same value.
+/// (`lo_open`: lo < v). In batch mode every sample must carry the same value, in pair mode both
+/// samples of a pair.
 inline void ReadScalarArg(std::vector<float> &out, const char *name, const OpSpec &spec,
                           const ArgumentWorkspace &ws, int n, double lo, bool lo_open, double hi,
                           Mode mode) {
@@ -143,7 +151,8 @@ inline void ReadScalarArg(std::vector<float> &out, const char *name, const OpSpe
       DALI_FAIL(make_string("`", name, "` must be in [", lo, ", ", hi, "]; got ", Num(v),
                             " for sample ", i, "."));
     }
-    if (mode == Mode::kBatch && v != out[0]) DALI_FAIL(BatchModeMismatch(name, out[0], v, i));
+    const int src = DrawSource(mode, i, n);
+    if (v != out[src]) DALI_FAIL(ModeMismatch(mode, name, src, out[src], v, i));
   }
 }
 

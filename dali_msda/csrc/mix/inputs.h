@@ -161,13 +161,14 @@ inline bool CheckFMixNoise(const OpSpec &spec, const Workspace &ws, int n, int H
     MSDA_ENFORCE(ok, make_string("`fmix_noise` must have shape ", want, " (H, W // 2 + 1, 2) "
                                  "or (", size, ",) for images of H = ", H, ", W = ", W,
                                  "; got ", detail::ShapeStr(sh), " for sample ", i, "."));
-    const float *v = noise.tensor<float>(i), *v0 = noise.tensor<float>(0);
+    const int src = DrawSource(mode, i, n);
+    const float *v = noise.tensor<float>(i), *v0 = noise.tensor<float>(src);
     for (int64_t k = 0; k < size; k++) {
       MSDA_ENFORCE(std::isfinite(v[k]),
                    make_string("`fmix_noise` must be finite; got ", v[k], " at index ", k,
                                " of sample ", i, "."));
-      MSDA_ENFORCE(mode != Mode::kBatch || v[k] == v0[k],
-                   detail::BatchModeMismatch("fmix_noise", v0[k], v[k], i) +
+      MSDA_ENFORCE(v[k] == v0[k],
+                   detail::ModeMismatch(mode, "fmix_noise", src, v0[k], v[k], i) +
                        make_string(" (first difference at index ", k, ")"));
     }
   }

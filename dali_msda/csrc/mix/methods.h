@@ -15,7 +15,15 @@ namespace msda {
 
 enum class Method : int { kMixup = 0, kCutMix = 1, kHMix = 2, kGMix = 3, kFMix = 4,
                           kResizeMix = 5, kClassMix = 6 };
-enum class Mode : int { kBatch = 0, kElem = 1 };
+enum class Mode : int { kBatch = 0, kElem = 1, kPair = 2 };
+
+/// The sample whose draw sample i of n uses (spec 2): sample 0 in batch mode, the first of its
+/// pair (i and n - 1 - i) in pair mode, i itself in elem mode.
+inline int DrawSource(Mode mode, int i, int n) {
+  if (mode == Mode::kBatch) return 0;
+  if (mode == Mode::kPair) return i < n - 1 - i ? i : n - 1 - i;
+  return i;
+}
 
 /// How a method mixes the detection boxes of its two images (spec 13; boxes.h).
 enum class BoxRule { kKeep, kUnion, kCut, kResize };

@@ -250,9 +250,14 @@ is rounded to the input type, as resizing an image of that type gives).)code",
 replacing the drawn one: float32 of shape ``(H, W // 2 + 1, 2)`` (real and imaginary part of each
 bin of the real-FFT grid; flat ``(H * (W // 2 + 1) * 2,)`` is accepted too), as
 ``dali_msda.reference.fmix_low_freq`` takes it. For tests and reproductions; finite. In
-``"batch"`` mode it must be the same for every sample.)code", DALI_FLOAT_VEC, nullptr, true)
+``"batch"`` mode it must be the same for every sample, in ``"pair"`` mode for both of a
+pair.)code", DALI_FLOAT_VEC, nullptr, true)
   .AddOptionalArg("mode", R"code(``"batch"`` (one ``lam``, centre and apply decision for the whole
-batch, as timm and the official code) or ``"elem"`` (each sample draws its own).)code",
+batch, as timm and the official code), ``"elem"`` (each sample draws its own) or ``"pair"``
+(timm's: samples ``i`` and ``B - 1 - i`` share one draw and one mask, each showing the other
+where the mask is 0). In batch mode the per-sample arguments ``lam``, ``center``, ``alpha``,
+``prob``, ``hmix_ratio``, ``method_id`` and ``fmix_noise`` must be equal across the batch, in pair
+mode within each pair.)code",
                   std::string("batch"))
   .AddOptionalArg("correct_lam", "CutMix: label weight from the realised (clipped) box area "
                   "rather than the sampled ``lam``.", true)

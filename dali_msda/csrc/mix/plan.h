@@ -62,7 +62,9 @@ struct BatchPlan {
 
 /// The plan of a batch of n H x W images. `rng_of(i)` is sample i's stream (the op's
 /// GetSampleRNG): in batch mode sample 0's draws for the batch (one lam, one centre, one
-/// decision), in elem mode each sample draws its own.
+/// decision), in elem mode each sample draws its own, in pair mode the first sample of each pair
+/// (i < n - 1 - i) draws for both: sample n - 1 - i takes its draw and continues from its stream
+/// (FMix's noise, ClassMix's classes), so the pair shares one mask (ClassMix: one pick).
 template <typename RngOf>
 BatchPlan DrawBatch(const MixArgs &args, const SampleArgs &sa, int n, int H, int W,
                     const RngOf &rng_of) {
@@ -97,18 +99,27 @@ BatchPlan DrawBatch(const MixArgs &args, const SampleArgs &sa, int n, int H, int
   // ResizeMix in batch mode: one tau per batch, a centre per sample (the official code), drawn
   // in sample order from the batch's stream after its draw
   Philox4x32_10 centre_rng = batch_rng;
+  // pair mode: each sample's stream after its draw, for the second sample of its pair
+  std::vector<Philox4x32_10> drawn_rng(mode == Mode::kPair ? n : 0, batch_rng);
   // The mask of the previous applied sample: reused when a sample has the same draw (batch mode),
   // so that GMix tables are computed once per batch there rather than once per sample.
   int prev = -1;
   for (int i = 0; i < n; i++) {
     const Method method = sa.methods[i];
     const MethodTraits &t = Traits(method);
+    const int j = n - 1 - i;  // partner: the batch reversed; the middle of an odd batch is alone
     Draw &d = plan.draws[i];
     d = batch_draw;
     Philox4x32_10 rng = batch_rng;
-    if (mode == Mode::kElem) {
+    // pair mode, the second sample of a pair: the draw of the first (and its mask, below)
+    const bool pair_second = mode == Mode::kPair && j < i;
+    if (pair_second) {
+      d = plan.draws[j];
+      rng = drawn_rng[j];
+    } else if (mode != Mode::kBatch) {
       rng = rng_of(i);
       d = draw(rng, i);
+      if (mode == Mode::kPair) drawn_rng[i] = rng;
     } else if (t.draws_scale) {
       d.cy = UniformInt(centre_rng, H);
       d.cx = UniformInt(centre_rng, W);
@@ -118,17 +129,18 @@ BatchPlan DrawBatch(const MixArgs &args, const SampleArgs &sa, int n, int H, int
       d.cy = CenterFromRelative(sa.center[i].data[0], H);
       d.cx = CenterFromRelative(sa.center[i].data[1], W);
     }
-    const int j = n - 1 - i;  // partner: the batch reversed; the middle of an odd batch is alone
     SampleParams &p = plan.params[i];
     // a mask that depends on more than the draw is not shared: FMix's noise only in batch mode
-    // (one per batch), ClassMix's partner map never
-    const bool shareable = t.shares_mask && (t.data != MaskData::kBits || mode == Mode::kBatch);
-    const Draw *pd = prev >= 0 ? &plan.draws[prev] : nullptr;
+    // (one per batch) and within a pair (the same stream), ClassMix's partner map never
+    const int from = pair_second ? j : prev;
+    const bool shareable =
+        t.shares_mask && (t.data != MaskData::kBits || mode == Mode::kBatch || pair_second);
+    const Draw *pd = from >= 0 ? &plan.draws[from] : nullptr;
     if (d.apply && j != i && shareable && pd && *pd == d &&
-        sa.hmix_ratio[prev] == sa.hmix_ratio[i] && sa.methods[prev] == method) {
-      p = plan.params[prev];  // same draw as the previous mixed sample: same mask
+        sa.hmix_ratio[from] == sa.hmix_ratio[i] && sa.methods[from] == method) {
+      p = plan.params[from];  // same draw as the previous mixed sample (or the pair's): same mask
       p.partner = j;
-      plan.weights[i] = plan.weights[prev];
+      plan.weights[i] = plan.weights[from];
       continue;
     }
     const int64_t table_offset = plan.tables.size(), bits_offset = plan.bits.size();
