@@ -159,10 +159,6 @@ def test_bad_output_dtype(device):
                  dtype=types.INT16, device=device)
 
 
-def test_method_required(device):
-    expect_error(r"`method` is required", method="", device=device)
-
-
 def test_method_id_checks(device):
     expect_error(r"`method_id` must be 0 \(mixup\), 1 \(cutmix\), 2 \(hmix\), 3 \(gmix\), "
                  r"4 \(fmix\), 5 \(resizemix\) or 6 \(classmix\); got 7 for sample 1",

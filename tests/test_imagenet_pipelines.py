@@ -163,9 +163,9 @@ def test_file_list_labels_are_checked_strictly(data_root, tmp_path):
                                              mix=None),
                       lambda: imagenet_val(file_list=str(lst), num_classes=3, device="cpu",
                                            targets="index")):
-            with pytest.raises(DataError, match=rf"list\.txt' line 2: expected 'path label' "
-                                                rf"with the label a class index, ASCII digits in "
-                                                rf"\[0, 3\)"):
+            with pytest.raises(DataError, match=r"list\.txt' line 2: expected 'path label' "
+                                                r"with the label a class index, ASCII digits in "
+                                                r"\[0, 3\)"):
                 build()
     (tmp_path / "list.txt").write_text(f"{image}\n")
     with pytest.raises(DataError, match=r"line 1: expected 'path label'"):
