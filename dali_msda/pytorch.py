@@ -296,7 +296,7 @@ class Mixer:
 
     `config`: a ``dali_msda.pipelines.MixConfig`` instead of the method's keywords, as the
     pipelines take it: timm's recipes with ``MixConfig.from_timm(...)`` (Mixup and CutMix
-    switched per batch or sample with `switch_prob`, drawn as the pipelines draw it),
+    switched per batch, pair or sample with `switch_prob`, drawn as the pipelines draw it),
     `bce_target_thresh` applied to the targets. ``mixer.schedule`` (a ``MixSchedule``) then
     changes it between calls: ``mixer.schedule.off()`` for timm's mixup-off epochs,
     ``mixer.schedule.set(alpha=...)``; `state_dict` holds the switching's draws too. With
