@@ -9,7 +9,7 @@ weight(s) of each sample's own class.
   `x_flipped = x.flip(0).mul_(1 - lam); x.mul_(lam).add_(x_flipped)`; CutMix:
   `x[:, :, y0:y1, x0:x1] = x.flip(0)[:, :, y0:y1, x0:x1]`, the box of today's timm (rand_bbox
   from 1.0.29: the reference's box="exact"). Per-element mode: a Python loop over the samples,
-  reading from a clone.
+  reading from a clone; pair mode: a loop over the pairs (i, B - 1 - i), one draw mixing both.
 - torchvision.transforms.v2 `MixUp` / `CutMix`: out-of-place on the batch and its roll; here
   with the flip pairing so that outputs are comparable.
 - The official HMix / GMix code (naver-ai/hmix-gmix, a timm fork), batch mode: HMix blends then
@@ -32,7 +32,7 @@ def _box(side, cy, cx, h, w, box="even"):
 
 def box_of(fn_):
     """The reference's `box` that the baseline `fn_` cuts (what its check compares with)."""
-    return TIMM_BOX if fn_ in (timm_cutmix_batch, timm_cutmix_elem) else "even"
+    return TIMM_BOX if fn_ in (timm_cutmix_batch, timm_cutmix_elem, timm_cutmix_pair) else "even"
 
 
 # ---- timm, batch mode (in place) ----------------------------------------------------------------
@@ -71,6 +71,32 @@ def timm_cutmix_elem(x, lams, cys, cxs):
         y0, y1, x0, x1 = _box(math.sqrt(1.0 - lams[i]), cys[i], cxs[i], h, w, TIMM_BOX)
         x[i][:, y0:y1, x0:x1] = x_orig[j][:, y0:y1, x0:x1]
         weights.append(1.0 - (y1 - y0) * (x1 - x0) / float(h * w))
+    return x, weights
+
+
+# ---- timm, pair mode (Python loop over the pairs of a clone: one draw for i and B - 1 - i) ----
+
+def timm_mixup_pair(x, lams, cys, cxs):
+    n = x.shape[0]
+    x_orig = x.clone()
+    for i in range(n // 2):
+        j = n - i - 1
+        if lams[i] != 1.0:
+            x[i] = x[i] * lams[i] + x_orig[j] * (1 - lams[i])
+            x[j] = x[j] * lams[i] + x_orig[i] * (1 - lams[i])
+    return x, [lams[min(i, n - 1 - i)] for i in range(n)]
+
+
+def timm_cutmix_pair(x, lams, cys, cxs):
+    n, _, h, w = x.shape
+    x_orig = x.clone()
+    weights = [1.0] * n
+    for i in range(n // 2):
+        j = n - i - 1
+        y0, y1, x0, x1 = _box(math.sqrt(1.0 - lams[i]), cys[i], cxs[i], h, w, TIMM_BOX)
+        x[i][:, y0:y1, x0:x1] = x_orig[j][:, y0:y1, x0:x1]
+        x[j][:, y0:y1, x0:x1] = x_orig[i][:, y0:y1, x0:x1]
+        weights[i] = weights[j] = 1.0 - (y1 - y0) * (x1 - x0) / float(h * w)
     return x, weights
 
 

@@ -7,7 +7,8 @@ in DALI's dynamic mode) against timm's `Mixup` (`mixup_fn(x, y)`), on the same b
 The batch is what a loop holds after its loader: normalised float32 [B, 3, 224, 224] images and
 int64 class ids (K = 1,000), on the device. Both produce the mixed batch and label-smoothed
 (0.1) dense targets, in timm's batch mode (one draw per batch) and per-sample mode ("elem",
-timm's Python loop over the samples). timm is timm's own `timm.data.Mixup` where timm imports,
+timm's Python loop over the samples); `--modes ... pair` adds timm's pair mode (a loop over the
+pairs i, B - 1 - i, one draw mixing both). timm is timm's own `timm.data.Mixup` where timm imports,
 else its re-implementation from benchmarks/baselines.py (the same tensor operations; the
 results name which). Before timing, each is checked on the batch: ours against
 dali_msda.reference from its reported draw, timm's by its own targets (each sample's lam read
@@ -53,14 +54,15 @@ class TimmMixupLike:
     """timm.data.Mixup's call for one method (mixup_alpha or cutmix_alpha 1.0, prob 1,
     correct_lam, label smoothing) built from baselines.py's timm functions: numpy draws as timm
     makes them (lam ~ Beta(1, 1), the box centre uniform), the mixing in place (batch mode) or
-    as a Python loop over a clone (elem), the targets as timm's mixup_target."""
+    as a Python loop over a clone (elem; pair: over the pairs), the targets as timm's
+    mixup_target."""
 
     def __init__(self, method, mode):
         self.method, self.mode = method, mode
 
     def __call__(self, x, y):
         n, _, h, w = x.shape
-        count = 1 if self.mode == "batch" else n
+        count = {"batch": 1, "elem": n, "pair": n // 2}[self.mode]
         lam = np.random.beta(1.0, 1.0, size=count)
         cy, cx = np.random.randint(0, h, size=count), np.random.randint(0, w, size=count)
         if self.mode == "batch":
@@ -69,8 +71,7 @@ class TimmMixupLike:
             x, weight = fn_(x, float(lam[0]), int(cy[0]), int(cx[0]))
             weight = torch.full((n,), float(weight), device=x.device)
         else:
-            fn_ = baselines.timm_mixup_elem if self.method == "mixup" else \
-                baselines.timm_cutmix_elem
+            fn_ = getattr(baselines, f"timm_{self.method}_{self.mode}")
             x, weight = fn_(x, [float(v) for v in lam], [int(v) for v in cy],
                             [int(v) for v in cx])
             weight = torch.tensor(weight, dtype=torch.float32, device=x.device)
@@ -188,13 +189,15 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=128, help="even (timm's elem mode needs it)")
     ap.add_argument("--methods", nargs="+", default=["mixup", "cutmix"],
                     choices=["mixup", "cutmix"])
-    ap.add_argument("--modes", nargs="+", default=["batch", "elem"], choices=["batch", "elem"])
+    ap.add_argument("--modes", nargs="+", default=["batch", "elem"],
+                    choices=["batch", "elem", "pair"])
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--out", default=None, help="JSON file for the rows")
     args = ap.parse_args(argv)
     if args.batch % 2:
-        ap.error(f"--batch must be even (timm's per-sample mode requires it); got {args.batch}")
+        ap.error(f"--batch must be even (timm's elem and pair modes require it); got "
+                 f"{args.batch}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():

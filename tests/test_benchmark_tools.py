@@ -69,6 +69,8 @@ def test_loop_cost_checks_both_sides_and_reports(tmp_path, monkeypatch):
         ("mixup", "batch"), ("mixup", "elem"), ("cutmix", "batch"), ("cutmix", "elem")]
     assert all(r["ours_ms"] > 0 and r["timm_ms"] > 0 for r in rows)
     assert os.path.getsize(tmp_path / "loop.json") > 0
+    pair = lc.main(["--batch", "8", "--iters", "1", "--modes", "pair"])  # timm's pair mode
+    assert [(r["method"], r["mode"]) for r in pair] == [("mixup", "pair"), ("cutmix", "pair")]
 
     x0 = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     y = torch.randperm(1000, generator=torch.Generator().manual_seed(0))[:8]
