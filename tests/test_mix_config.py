@@ -7,6 +7,8 @@ applies mixing with probability prob. The op's own outputs (masks, drawn paramet
 against that definition here.
 """
 
+import math
+
 import numpy as np
 import pytest
 from nvidia.dali import fn, pipeline_def
@@ -242,6 +244,41 @@ def test_cutmix_boxes_are_timms(h, w, box):
             assert yh - yl == (cut_h if box == "exact" else cut_h - cut_h % 2)
             sides.add(cut_h % 2)
     assert sides == {0, 1}, "both odd and even sides were exercised unclipped"
+
+
+def torchvision_box(h, w, lam, cy, cx):
+    """torchvision.transforms.v2.CutMix's box (pytorch/vision, transforms/v2/_augment.py), its
+    centre given: `r = 0.5 * sqrt(1 - lam)`, `r_h_half = int(r * H)`, rows [cy - r_h_half,
+    cy + r_h_half) clamped to the image, likewise columns."""
+    r = 0.5 * math.sqrt(1.0 - lam)
+    hh, hw = int(r * h), int(r * w)
+    return max(cy - hh, 0), min(cy + hh, h), max(cx - hw, 0), min(cx + hw, w)
+
+
+def test_torchvisions_cutmix_box_is_the_even_box():
+    """torchvision v2's CutMix cuts box="even" (the README's torchvision recipe relies on it):
+    int(0.5 * sqrt(1 - lam) * W) is int(W * sqrt(1 - lam)) // 2 in floating point too (halving
+    is exact), checked for 60,000 lams (float32, as the op draws them: random ones and the
+    sides' rounding edges, each with its two neighbours) at every side from 1 to 512, through
+    both formulas with centres at the middle and the edges for a share of them."""
+    rng = np.random.default_rng(0)
+    sides = np.arange(1, 513)
+    edges = 1 - (sides[:, None] / sides[None, :]) ** 2  # side ratio k / size: the floors' edges
+    edges = rng.choice(edges[(edges >= 0) & (edges <= 1)], 10000, replace=False)
+    lams = np.concatenate([rng.random(10000), edges]).astype(np.float32)
+    lams = lams[(lams >= 0) & (lams <= 1)]
+    lams = np.unique(np.concatenate([lams, np.nextafter(lams, 0), np.nextafter(lams, 1)]))
+    lams = lams[(lams >= 0) & (lams <= 1)]
+    rng.shuffle(lams)
+    for size in range(1, 513):
+        for lam in lams[size * 37 % 1000::512][:40]:
+            for c in (0, size // 2, size - 1):
+                tv = torchvision_box(size, size, float(lam), c, c)
+                even = tuple(int(v) for v in even_bbox(size, size, float(lam), c, c))
+                assert tv == even, (size, float(lam), c, tv, even)
+    ratio = np.sqrt(1 - lams.astype(np.float64))
+    for size in range(1, 513):  # the identity itself, for every lam at every side
+        np.testing.assert_array_equal(np.floor(0.5 * ratio * size), np.floor(ratio * size) // 2)
 
 
 def test_from_timm_cuts_timms_box():
