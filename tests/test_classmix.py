@@ -82,14 +82,19 @@ def test_masks_are_the_partners_selected_classes(device, mode, dtype):
     check_run(device, maps, mode)  # 255 counted as a class when it is not the ignore label
 
 
-def test_batch_mode_picks_the_same_positions_for_every_sample(device):
-    """One draw per batch: partners with the same labels get the same subset (elem mode: not)."""
-    batch = 16
+def striped_maps(batch):
+    """Maps of the same 6 labels (0, 10, .., 50) each, in stripes laid out differently."""
     maps = np.zeros((batch, H, W), np.uint8)
-    for b in range(batch):  # 6 labels in every map, laid out differently
+    for b in range(batch):
         order = np.random.default_rng(b).permutation(6)
         for k, lab in enumerate(order):
             maps[b, :, k * W // 6:(k + 1) * W // 6] = lab * 10
+    return maps
+
+
+def test_batch_mode_picks_the_same_positions_for_every_sample(device):
+    """One draw per batch: partners with the same labels get the same subset (elem mode: not)."""
+    maps = striped_maps(16)
     batch_subsets = {s for s in check_run(device, maps, "batch") if s is not None}
     assert len(batch_subsets) == 1
     elem_subsets = {s for s in check_run(device, maps, "elem") if s is not None}

@@ -15,7 +15,7 @@ from dali_msda.pipelines import MixConfig
 from dali_msda.pipelines.config import MixSchedule
 
 from conftest import class_labels, random_images, run_mix
-from test_classmix import H as MAP_H, W as MAP_W, check_run, region_maps
+from test_classmix import check_run, region_maps, striped_maps
 from test_errors import expect_error
 from test_fmix_op import check as check_fmix
 from test_reference_match import check_against_reference
@@ -97,12 +97,7 @@ def test_classmix_pairs_pick_the_same_positions(device):
     """ClassMix: a pair's masks come from different maps, picked with one stream: partners with
     the same labels get the same subset; other pairs pick their own."""
     batch = 16
-    maps = np.zeros((batch, MAP_H, MAP_W), np.uint8)
-    for b in range(batch):  # 6 labels in every map, laid out differently
-        order = np.random.default_rng(b).permutation(6)
-        for k, lab in enumerate(order):
-            maps[b, :, k * MAP_W // 6:(k + 1) * MAP_W // 6] = lab * 10
-    subsets = check_run(device, maps, "pair")
+    subsets = check_run(device, striped_maps(batch), "pair")
     assert all(subsets[i] == subsets[batch - 1 - i] for i in range(batch))
     assert len(set(subsets)) > 1
     rng = np.random.default_rng(8)  # odd batch, mirrors, an ignore label
