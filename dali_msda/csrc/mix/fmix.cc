@@ -1,11 +1,12 @@
-// FMix masks on the host (fmix.h): spectrum weights, one inverse real 2-D FFT (pocketfft,
-// single-threaded: the operator runs one mask per thread), then a selection of the largest
-// values.
+// FMix masks on the host (fmix.h): spectrum weights, the inverse 2-D FFT in numpy.fft.irfft2's
+// steps (pocketfft, single-threaded: the operator runs one mask per thread), then a selection of
+// the largest values.
 
 #include "fmix.h"
 
 #include <algorithm>
 #include <complex>
+#include <functional>
 #include <vector>
 
 #define POCKETFFT_NO_MULTITHREADING
@@ -35,9 +36,8 @@ void Weights(int H, int W, double decay_power, std::vector<double> &out) {
 struct Scratch {
   int H = 0, W = 0;
   double decay = 0.0;
-  std::vector<double> weights, image;
-  std::vector<std::complex<double>> spectrum;
-  std::vector<std::pair<double, int64_t>> order;  // (-value, index): ascending = the selection
+  std::vector<double> weights, image, values;  // values: the image's, reordered by the selection
+  std::vector<std::complex<double>> spectrum, columns;
 };
 
 }  // namespace
@@ -57,24 +57,32 @@ void FMixMask(const double *noise, int H, int W, double decay_power, int64_t one
   for (int64_t b = 0; b < bins; b++)
     s.spectrum[b] = {s.weights[b] * noise[2 * b], s.weights[b] * noise[2 * b + 1]};
   s.image.resize(n);
-  // numpy.fft.irfft2's transform (the inverse complex FFT down the columns, then the inverse
-  // real FFT along the rows); its 1 / (H W) scale is left out: it does not change the order
-  const pocketfft::shape_t shape{size_t(H), size_t(W)};
+  s.columns.resize(bins);
+  // numpy.fft.irfft2's transforms and scales, step by step, so that values equal in exact
+  // arithmetic round alike here and there (they tie, and ties go to the lower index): the
+  // inverse complex FFT down the columns times 1 / H, then the inverse real FFT along the rows
+  // times 1 / W (numpy's irfftn: ifft, then irfft, each with norm "backward")
   const pocketfft::stride_t in_stride{ptrdiff_t(wf * sizeof(std::complex<double>)),
                                       ptrdiff_t(sizeof(std::complex<double>))};
   const pocketfft::stride_t out_stride{ptrdiff_t(W * sizeof(double)), ptrdiff_t(sizeof(double))};
-  pocketfft::c2r(shape, in_stride, out_stride, {0, 1}, false, s.spectrum.data(), s.image.data(),
-                 1.0, 1);
+  pocketfft::c2c(pocketfft::shape_t{size_t(H), size_t(wf)}, in_stride, in_stride, {0}, false,
+                 s.spectrum.data(), s.columns.data(), 1.0 / H, 1);
+  pocketfft::c2r(pocketfft::shape_t{size_t(H), size_t(W)}, in_stride, out_stride, 1, false,
+                 s.columns.data(), s.image.data(), 1.0 / W, 1);
   ones = std::clamp<int64_t>(ones, 0, n);
   std::fill(bits, bits + (n + 7) / 8, uint8_t(0));
   if (ones == 0) return;
-  s.order.resize(n);
-  for (int64_t k = 0; k < n; k++) s.order[k] = {-s.image[k], k};
-  // the `ones` smallest (-value, index) pairs: the largest values, lower index first on ties
-  std::nth_element(s.order.begin(), s.order.begin() + (ones - 1), s.order.end());
-  for (int64_t k = 0; k < ones; k++) {
-    const int64_t idx = s.order[k].second;
-    bits[idx >> 3] |= uint8_t(1u << (idx & 7));
+  // the `ones` largest values, the lower index first on ties: every value above the ones-th
+  // largest, then as many equal to it as are left, in index order
+  s.values.assign(s.image.begin(), s.image.end());
+  std::nth_element(s.values.begin(), s.values.begin() + (ones - 1), s.values.end(),
+                   std::greater<double>());
+  const double cut = s.values[ones - 1];
+  int64_t ties = ones - std::count_if(s.values.begin(), s.values.begin() + (ones - 1),
+                                      [cut](double v) { return v > cut; });
+  for (int64_t k = 0; k < n; k++) {
+    const double v = s.image[k];
+    if (v > cut || (v == cut && ties-- > 0)) bits[k >> 3] |= uint8_t(1u << (k & 7));
   }
 }
 
