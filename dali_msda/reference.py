@@ -39,23 +39,34 @@ def center_from_relative(rel, size):
     return min(max(int(math.floor(float(np.float32(rel)) * size)), 0), size - 1)
 
 
+def draw_sources(mode, batch_size):
+    """Per sample, the sample whose draw it uses (the operator's DrawSource): 0 in batch mode,
+    itself in elem mode, the first of its pair, min(i, B - 1 - i), in pair mode."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    i = np.arange(batch_size)
+    return {"batch": np.zeros_like(i), "elem": i, "pair": np.minimum(i, batch_size - 1 - i)}[mode]
+
+
+def draw_count(mode, batch_size):
+    """How many draws a batch makes: 1 in batch mode, B in elem mode, ceil(B / 2) in pair mode
+    (draw_sources indexes them)."""
+    return {"batch": 1, "elem": batch_size, "pair": (batch_size + 1) // 2}[mode]
+
+
 def draw_params(rng, batch_size, height, width, alpha=1.0, prob=1.0, mode="batch"):
     """Sample (apply, lam, cy, cx) per sample as the operator does, from a NumPy Generator.
 
     ``batch`` mode: one draw shared by the batch; ``elem``: one draw per sample; ``pair``: one
     draw per pair, sample i's (i <= B - 1 - i) for samples i and B - 1 - i.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
-    n_draws = {"batch": 1, "elem": batch_size, "pair": (batch_size + 1) // 2}[mode]
+    src = draw_sources(mode, batch_size)
+    n_draws = draw_count(mode, batch_size)
     apply = rng.random(n_draws) < prob
     cy = rng.integers(0, height, n_draws)
     cx = rng.integers(0, width, n_draws)
     lam = rng.beta(alpha, alpha, n_draws).astype(np.float32)
-    if mode != "elem":
-        i = np.arange(batch_size)
-        src = np.zeros_like(i) if mode == "batch" else np.minimum(i, batch_size - 1 - i)
-        apply, lam, cy, cx = (a[src] for a in (apply, lam, cy, cx))
+    apply, lam, cy, cx = (a[src] for a in (apply, lam, cy, cx))
     return {"apply": apply, "lam": lam, "cy": cy, "cx": cx}
 
 

@@ -14,6 +14,7 @@ from typing import Optional
 
 import numpy as np
 
+from dali_msda import reference as ref
 from dali_msda.methods import METHOD_IDS, MODES  # noqa: F401  (classmix: segmentation only)
 
 
@@ -295,12 +296,8 @@ class MixSchedule:
         `switch_prob`, per batch in batch mode (one coin), per sample in elem mode, per pair
         (samples i and n - 1 - i, a coin for each i <= n - 1 - i in order) in pair mode, with
         that branch's alpha."""
-        if cfg.mode == "pair":
-            i = np.arange(n)
-            coins = (rng.random((n + 1) // 2) < cfg.switch_prob)[np.minimum(i, n - 1 - i)]
-        else:
-            coins = np.broadcast_to(rng.random(1 if cfg.mode == "batch" else n)
-                                    < cfg.switch_prob, (n,))
+        coins = (rng.random(ref.draw_count(cfg.mode, n)) < cfg.switch_prob)[
+            ref.draw_sources(cfg.mode, n)]
         methods = np.where(coins, METHOD_IDS[cfg.switch_method], METHOD_IDS[cfg.method])
         alphas = np.where(coins, cfg.switch_alpha, cfg.alpha)
         return ([np.array(m, dtype=np.int32) for m in methods],

@@ -81,7 +81,7 @@ def cases(draw):
     # one mask per batch (per pair): a given lam / centre is the batch's (the pair's first's)
     for name in ("lam", "center"):
         if name in case and case["mode"] != "elem":
-            case[name] = [case[name][draw_source(case["mode"], i, batch)] for i in range(batch)]
+            case[name] = [case[name][k] for k in ref.draw_sources(case["mode"], batch)]
     if case["method"] == "fmix":  # the noise is made from `seed` (materialise)
         case["decay_power"] = draw(st.sampled_from([0.25, 1.0, 3.0, 8.0]))
     if case["method"] == "resizemix":  # tau's range (op only: the reference takes tau)
@@ -99,11 +99,6 @@ def cases(draw):
     if frames is None and draw(st.booleans()):
         case["mirror"] = draw(st.lists(st.integers(0, 1), min_size=batch, max_size=batch))
     return case
-
-
-def draw_source(mode, i, n):
-    """The sample whose draw sample i uses (spec 2)."""
-    return {"batch": 0, "elem": i, "pair": min(i, n - 1 - i)}[mode]
 
 
 def materialise(case):
@@ -144,7 +139,7 @@ def materialise(case):
         b, h, w = case["batch"], case["h"], case["w"]
         noise = rng.standard_normal((b, h, w // 2 + 1, 2)).astype(np.float32)
         # one mask per batch (per pair): the batch's noise (the pair's first's)
-        noise = noise[[draw_source(case["mode"], i, b) for i in range(b)]]
+        noise = noise[ref.draw_sources(case["mode"], b)]
         op.update(fmix_noise=noise, decay_power=case["decay_power"])
         reference.update(fmix_noise=noise, decay_power=case["decay_power"])
     if case["method"] == "resizemix":

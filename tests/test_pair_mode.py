@@ -23,12 +23,6 @@ from test_reference_match import check_against_reference
 METHODS = ["mixup", "cutmix", "hmix", "gmix", "fmix", "resizemix"]
 
 
-def pair_index(n):
-    """Each sample's draw source in pair mode: min(i, n - 1 - i)."""
-    i = np.arange(n)
-    return np.minimum(i, n - 1 - i)
-
-
 @pytest.mark.parametrize("batch", [7, 8])
 @pytest.mark.parametrize("method", METHODS)
 def test_pairs_share_one_draw_and_mask(device, method, batch):
@@ -130,7 +124,7 @@ def test_equals_timms_pair_mode(device, method):
             want[i] = x[i] * lam_i + x[j] * (1 - lam_i)
             want[j] = x[j] * lam_i + x[i] * (1 - lam_i)
         lam_batch[i] = lam_batch[j] = lam_i
-    idx = pair_index(batch)
+    idx = ref.draw_sources("pair", batch)
     center = np.stack([(cy[idx] + 0.5) / h, (cx[idx] + 0.5) / w], 1).astype(np.float32)
     mixed, targets, _, params = run_mix(x, class_labels(batch), device=device, method=method,
                                         mode="pair", num_classes=batch, lam=lam[idx],
@@ -195,7 +189,7 @@ def test_scalar_arguments_must_agree_within_a_pair(device, name):
 def test_fmix_noise_must_agree_within_a_pair(device):
     batch, h, w = 4, 8, 10
     noise = np.random.default_rng(0).standard_normal((batch, h, w // 2 + 1, 2))
-    noise = noise.astype(np.float32)[pair_index(batch)]
+    noise = noise.astype(np.float32)[ref.draw_sources("pair", batch)]
     noise[2, 1, 2, 0] += 1.0
     expect_error(r"`mode=\"pair\"` .* `fmix_noise` must be the same for both; got .* for sample "
                  r"1 and .* for sample 2\. .*\(first difference at index 16\)",
@@ -217,7 +211,7 @@ def test_switching_is_per_pair():
         n = 16 if k % 2 else 15
         ids, alphas = MixSchedule._switched(cfg, n, rng)
         ids, alphas = np.array(ids).ravel(), np.array(alphas).ravel()
-        idx = pair_index(n)
+        idx = ref.draw_sources("pair", n)
         np.testing.assert_array_equal(ids, ids[idx])
         np.testing.assert_array_equal(alphas, np.where(ids == 1, 1.0, 0.8).astype(np.float32))
         cut += int((ids[: (n + 1) // 2] == 1).sum())

@@ -308,9 +308,7 @@ inline void SampleArgs::Acquire(const OpSpec &spec, const Workspace &ws, int n,
                    make_string("`method_id` must be ", MethodIds(), "; got ", id, " for sample ",
                                i, "."));
       methods[i] = static_cast<Method>(id);
-    }
-    for (int i = 0; i < n; i++) {
-      const int src = DrawSource(mode, i, n);
+      const int src = DrawSource(mode, i, n);  // <= i: its method is read already
       MSDA_ENFORCE(methods[i] == methods[src],
                    detail::ModeMismatch(mode, "method_id", src, int(methods[src]),
                                         int(methods[i]), i));
