@@ -284,21 +284,35 @@ class copy_floor:
         return self._bytes / (2 * self.half / seconds) * 1e3
 
 
+def region_maps(rng, batch, labels=21, regions=12):
+    """Label maps of `regions` Voronoi cells around random points, each of a random label of
+    `labels`: objects are regions in a segmentation map, so a row's labels come in runs."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    maps = np.empty((batch, H, W), np.uint8)
+    for b in range(batch):
+        ys, xs = rng.integers(0, H, regions), rng.integers(0, W, regions)
+        d = (yy[None] - ys[:, None, None]) ** 2 + (xx[None] - xs[:, None, None]) ** 2
+        maps[b] = rng.integers(0, labels, regions).astype(np.uint8)[d.argmin(0)]
+    return maps
+
+
 def run_seg_case(device, batch, methods, iters, threads, rng, rows, step, total, cold_bytes):
-    """The op's extra cost with a label map (spec 11): uint8 HWC images and uint8 H x W maps,
-    uint8 out, the same op with and without the map, both pipelines timed in the same
-    interleaved rounds. ClassMix needs its map: its row compares it with CutMix without one
-    (the extra is then the map's mixing plus ClassMix's host-side mask making)."""
+    """The op's extra cost with a label map (spec 11): uint8 HWC images and uint8 H x W maps
+    (region maps; ClassMix also on noise maps, a label drawn per pixel: its worst case), uint8
+    out, the same op with and without the map, both pipelines timed in the same interleaved
+    rounds. ClassMix needs its map: its rows compare it with CutMix without one (the extra is
+    then the map's mixing plus ClassMix's host-side mask making)."""
     images = make_images(rng, batch, "uint8")
     image_sets = cold_sets(images, cold_bytes)
-    maps = rng.integers(0, 21, (batch, H, W), dtype=np.uint8)
-    map_sets = cold_sets(maps, cold_bytes // 3)
+    map_kinds = {"regions": cold_sets(region_maps(rng, batch), cold_bytes // 3),
+                 "noise": cold_sets(rng.integers(0, 21, (batch, H, W), dtype=np.uint8),
+                                    cold_bytes // 3)}
     if device == "gpu":
         image_sets = [torch.from_numpy(im).cuda() for im in image_sets]
-        map_sets = [torch.from_numpy(m).cuda() for m in map_sets]
+        map_kinds = {k: [torch.from_numpy(m).cuda() for m in v] for k, v in map_kinds.items()}
 
-    def pipe_of(method, with_map):
-        feed_x, feed_m = Rotating(image_sets), Rotating(map_sets)
+    def pipe_of(method, map_sets):
+        feed_x, feed_m = Rotating(image_sets), Rotating(map_sets or [])
 
         @pipeline_def(batch_size=batch, num_threads=threads,
                       device_id=0 if device == "gpu" else None, seed=7, prefetch_queue_depth=1)
@@ -306,7 +320,7 @@ def run_seg_case(device, batch, methods, iters, threads, rng, rows, step, total,
             x = fn.external_source(source=feed_x, batch=True, layout="HWC", no_copy=True,
                                    device=device)
             inputs = [x, labels_for(batch)]
-            if with_map:
+            if map_sets:
                 inputs.append(fn.external_source(source=feed_m, batch=True, layout="HW",
                                                  no_copy=True, device=device))
             return tuple(fn.msda.mix(*inputs, method=method, mode="elem", num_classes=1000))
@@ -315,24 +329,25 @@ def run_seg_case(device, batch, methods, iters, threads, rng, rows, step, total,
         p.build()
         return run_synced(p, device)
 
-    for method in methods:
+    for method, maps in [(m, "regions") for m in methods] + [("classmix", "noise")]:
         step[0] += 1
-        progress(step[0], total, f"{device} B={batch} seg {method}")
+        progress(step[0], total, f"{device} B={batch} seg {method} ({maps} maps)")
         base = "cutmix" if method == "classmix" else method
-        without, with_map = interleaved_min([pipe_of(base, False), pipe_of(method, True)], iters)
+        without, with_map = interleaved_min([pipe_of(base, None),
+                                             pipe_of(method, map_kinds[maps])], iters)
         free_pipelines()
         rows.append({"device": device, "batch": batch, "dtype": "seg", "method": method,
-                     "mode": "elem", "without_map_method": base,
+                     "maps": maps, "mode": "elem", "without_map_method": base,
                      "without_map_ms": without * 1e3, "with_map_ms": with_map * 1e3,
                      "map_extra_ms": (with_map - without) * 1e3,
                      "map_extra_ratio": with_map / without})
 
 
 def summarise_seg(rows):
-    lines = ["| device | batch | method | without map ms (method) | with map ms | extra ms | "
-             "with / without |", "|---|---|---|---|---|---|---|"]
+    lines = ["| device | batch | method (maps) | without map ms (method) | with map ms | "
+             "extra ms | with / without |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['device']} | {r['batch']} | {r['method']} | "
+        lines.append(f"| {r['device']} | {r['batch']} | {r['method']} ({r['maps']}) | "
                      f"{r['without_map_ms']:.2f} ({r['without_map_method']}) | "
                      f"{r['with_map_ms']:.2f} | {r['map_extra_ms']:.2f} | "
                      f"{r['map_extra_ratio']:.2f} |")
@@ -341,8 +356,8 @@ def summarise_seg(rows):
 
 def run_case(device, batch, case, methods, iters, threads, rng, rows, step, total, cold_bytes):
     if case == "seg":
-        return run_seg_case(device, batch, methods + ["classmix"], iters, threads, rng, rows,
-                            step, total, cold_bytes)
+        return run_seg_case(device, batch, [m for m in methods if m != "classmix"] + ["classmix"],
+                            iters, threads, rng, rows, step, total, cold_bytes)
     if case == "fused":
         return run_fused_case(device, batch, methods, iters, threads, rng, rows, step, total,
                               cold_bytes)
@@ -480,14 +495,16 @@ def summarise(rows):
     fused = [r for r in rows if r["dtype"] == "fused"]
     seg = [r for r in rows if r["dtype"] == "seg"]
     rows = [r for r in rows if r["dtype"] not in ("fused", "seg")]
-    lines = ["Mixing a batch: fn.msda.mix against the fastest torch way and DALI built-ins "
-             "(ms per batch, lower is better)",
-             "  ours/floor: the op's time over the memory floor (the bytes it must move at "
-             "this machine's copy bandwidth; 1.0 = as fast as a copy); torch/ours: how many "
-             "times the fastest torch way takes ours.", "",
-             "| device | batch | dtype | method | mode | ours ms | floor ms | ours/floor | "
-             "fastest torch ms (which) | torch/ours | DALI built-ins ms |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = []
+    if rows:
+        lines += ["Mixing a batch: fn.msda.mix against the fastest torch way and DALI built-ins "
+                  "(ms per batch, lower is better)",
+                  "  ours/floor: the op's time over the memory floor (the bytes it must move at "
+                  "this machine's copy bandwidth; 1.0 = as fast as a copy); torch/ours: how many "
+                  "times the fastest torch way takes ours.", "",
+                  "| device | batch | dtype | method | mode | ours ms | floor ms | ours/floor | "
+                  "fastest torch ms (which) | torch/ours | DALI built-ins ms |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         torch_cols = {k[7:-3]: v for k, v in r.items() if k.startswith("torch: ")}
         if torch_cols:
@@ -507,7 +524,7 @@ def summarise(rows):
     if seg:
         lines += ["", "Label maps: the op with and without a uint8 map to mix (ms per batch)",
                   "", summarise_seg(seg)]
-    return "\n".join(lines)
+    return "\n".join(lines).lstrip("\n")
 
 
 def main(argv=None):
@@ -549,7 +566,10 @@ def main(argv=None):
         devices = ["cpu"]
     rng = np.random.default_rng(0)
     rows = []
-    total = len(devices) * len(args.batch) * len(args.dtypes) * 2 * len(args.methods)
+    # steps: a method in each mode; seg: each method, and ClassMix on region and noise maps
+    steps = sum(len(args.methods) + 2 if case == "seg" else 2 * len(args.methods)
+                for case in args.dtypes)
+    total = len(devices) * len(args.batch) * steps
     step = [0]
     for device in devices:
         for batch in args.batch:

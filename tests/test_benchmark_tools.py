@@ -1,5 +1,6 @@
-"""The benchmarks' own arithmetic, on inputs whose answers are known (the figures they report
-on a GPU depend on it): profile_gpu.py's trace summary."""
+"""The benchmarks' own arithmetic and checks, on inputs whose answers are known (the figures
+they report on a GPU depend on it): profile_gpu.py's trace summary, loop_cost.py's checks of
+timm's side, op_cost.py's label-map rows."""
 
 import importlib.util
 import os
@@ -84,3 +85,26 @@ def test_loop_cost_checks_both_sides_and_reports(tmp_path, monkeypatch):
         out, targets = lc.TimmMixupLike(method, "batch")(x0.clone(), y)
         with pytest.raises(AssertionError, match=message):
             lc.check_timm(method, out, targets, x0, y)
+
+
+def test_op_cost_label_maps_rows(tmp_path, capsys):
+    """op_cost.py --dtypes seg runs (its pipelines, CPU) and reports a row per method on region
+    maps and ClassMix on noise maps, each timed against the op without a map; its region maps
+    come in runs along rows (objects), its noise maps do not."""
+    pytest.importorskip("torch")
+    import numpy as np
+
+    oc = load("op_cost")
+    maps = oc.region_maps(np.random.default_rng(0), 4)
+    assert maps.shape == (4, 224, 224) and maps.dtype == np.uint8 and maps.max() < 21
+    changes = (maps[:, :, 1:] != maps[:, :, :-1]).mean()
+    assert 0 < changes < 0.05  # a noise map of 21 labels changes at 95 % of the pixels
+    result = oc.main(["--device", "cpu", "--dtypes", "seg", "--batch", "4", "--methods",
+                      "cutmix", "--iters", "1", "--cold-mib", "0", "--json",
+                      str(tmp_path / "seg.json")])
+    rows = [(r["method"], r["maps"], r["without_map_method"]) for r in result["rows"]]
+    assert rows == [("cutmix", "regions", "cutmix"), ("classmix", "regions", "cutmix"),
+                    ("classmix", "noise", "cutmix")]
+    assert all(r["with_map_ms"] > 0 and r["without_map_ms"] > 0 for r in result["rows"])
+    out = capsys.readouterr().out
+    assert "Label maps" in out and "Mixing a batch" not in out  # no empty table

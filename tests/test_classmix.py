@@ -11,7 +11,7 @@ from scipy import stats
 
 from dali_msda import reference as ref
 
-from conftest import class_labels, run_mix
+from conftest import NP_TO_DALI, class_labels, random_images, run_mix
 from test_properties import LEVEL, binomial_power
 
 H, W = 24, 40
@@ -35,11 +35,16 @@ def shown(maps, mirror):
     return np.stack([m[:, ::-1] if f else m for m, f in zip(maps, mirror)])
 
 
-def check_run(device, maps, mode, mirror=None, ignore_index=-1, seed=3, **kw):
-    batch = len(maps)
+def check_run(device, maps, mode, mirror=None, ignore_index=-1, seed=3, in_dtype=np.uint8,
+              out_dtype=None, **kw):
+    """The op's ClassMix on `maps` (B x H x W) and images of `in_dtype` (out: `out_dtype`, default
+    the same) against the reference; returns each sample's subset (None: unmixed)."""
+    batch, h, w = maps.shape
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (batch, H, W, 3), dtype=np.uint8)
+    images = random_images(rng, batch, (h, w, 3), in_dtype)
     mirror = np.zeros(batch, np.int32) if mirror is None else mirror
+    if out_dtype is not None:
+        kw["dtype"] = NP_TO_DALI[out_dtype]
     mixed, targets, mixed_maps, masks, params = run_mix(
         images, class_labels(batch), device=device, method="classmix", mode=mode,
         num_classes=batch, seg=maps, seg_layout="HW", mirror=mirror, seed=seed,
@@ -63,7 +68,7 @@ def check_run(device, maps, mode, mirror=None, ignore_index=-1, seed=3, **kw):
     exp_mixed, exp_targets, _ = ref.mix(images, class_labels(batch), "classmix", lam=params[:, 1],
                                         center=np.zeros((batch, 2), np.int64),
                                         apply=params[:, 0] == 1, num_classes=batch,
-                                        mirror=mirror, given_masks=masks)
+                                        mirror=mirror, given_masks=masks, dtype=out_dtype)
     np.testing.assert_array_equal(mixed, exp_mixed)
     np.testing.assert_allclose(targets, exp_targets, atol=1e-6)
     np.testing.assert_array_equal(mixed_maps, ref.mix_seg(maps, masks, "classmix", lam=0,
@@ -80,6 +85,40 @@ def test_masks_are_the_partners_selected_classes(device, mode, dtype):
     check_run(device, maps, mode, mirror=rng.integers(0, 2, 9).astype(np.int32),
               ignore_index=255)
     check_run(device, maps, mode)  # 255 counted as a class when it is not the ignore label
+
+
+def fine_maps(rng, batch, h, w, dtype, labels):
+    """Maps whose labels change every pixel in some rows and on the right of others, in runs of
+    1 to 40 pixels elsewhere, from `labels` (B x H x W of `dtype`)."""
+    maps = rng.choice(labels, (batch, h, w)).astype(dtype)
+    for b in range(batch):
+        for r in range(0, h, 3):  # every third row: runs, then single pixels from a column on
+            c, stop = 0, int(rng.integers(0, w))
+            while c < stop:
+                n = int(rng.integers(1, 41))
+                maps[b, r, c:c + n] = rng.choice(labels)
+                c += n
+    return maps
+
+
+@pytest.mark.parametrize("map_dtype,labels", [
+    (np.uint8, np.arange(0, 256, 12)),
+    (np.int32, np.arange(-40, 1000, 50)),             # a small range: looked up in a table
+    (np.int32, np.array([-2**31, -7, 3, 90000, 2**31 - 1]))])  # a wide one: searched
+@pytest.mark.parametrize("in_dtype,out_dtype", [(np.uint8, None), (np.uint8, np.float32),
+                                                (np.float16, None), (np.float32, np.float16)])
+@pytest.mark.parametrize("width", [224, 221])
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_fine_maps_at_full_size(device, map_dtype, labels, in_dtype, out_dtype, width, mirrored):
+    """224 x 224 (and an odd width: rows do not start at a byte of the bit mask) maps whose labels
+    change every pixel in places: images, targets, masks and maps equal the reference. Without
+    mirror the CPU mixes a bit mask's row as stored, by both of its ways (a copy per run of
+    equal bits, a select per element from the first short run); with it, on the fused path."""
+    rng = np.random.default_rng(width + len(labels))
+    maps = fine_maps(rng, 6, 224, width, map_dtype, labels)
+    mirror = np.array([0, 1, 1, 0, 1, 0] if mirrored else [0] * 6, np.int32)
+    check_run(device, maps, "elem", mirror=mirror, ignore_index=int(labels[1]),
+              in_dtype=in_dtype, out_dtype=out_dtype)
 
 
 def striped_maps(batch):

@@ -69,6 +69,35 @@ MSDA_CPU_CLONES void GaussBlendSpanAuto(Out *__restrict out, const In *__restric
   }
 }
 
+/// The unsigned integer of N bytes.
+template <int N>
+using UIntOf = std::conditional_t<N == 1, uint8_t, std::conditional_t<N == 2, uint16_t, uint32_t>>;
+
+/// A bit-mask row with short runs (ClassMix on fine label maps): out[k] = own[k] where
+/// take_own[k] is 1, else partner[k], converted as ConvertSpan converts (same-type values
+/// copied bit for bit): MixElement at M = 1 or 0, without a branch per element.
+template <typename Out, typename In>
+MSDA_CPU_CLONES void SelectSpanAuto(Out *__restrict out, const In *__restrict own,
+                                    const In *__restrict partner,
+                                    const uint8_t *__restrict take_own, int64_t n) {
+  if constexpr (std::is_same_v<Out, In>) {
+    using U = UIntOf<int(sizeof(In))>;
+    for (int64_t k = 0; k < n; k++) {
+      U x, y;
+      memcpy(&x, own + k, sizeof(U));
+      memcpy(&y, partner + k, sizeof(U));
+      const U s = static_cast<U>(0u - unsigned(take_own[k]));
+      const U v = static_cast<U>((x & s) | (y & static_cast<U>(~s)));
+      memcpy(out + k, &v, sizeof(U));
+    }
+  } else {
+    for (int64_t k = 0; k < n; k++) {
+      const float x = LoadIn(own[k]), y = LoadIn(partner[k]);
+      out[k] = ConvertOut<Out>(take_own[k] ? x : y);
+    }
+  }
+}
+
 #if MSDA_X86_DISPATCH
 // ---- span loops for float16 data on CPUs with AVX2 + F16C: the compiler does not vectorise
 // the portable half <-> float bit arithmetic well, the hardware converts 8 lanes in one
@@ -245,14 +274,29 @@ void ResizedSpan(Out *o, const In *frame_rows, const SampleParams &p, const Batc
   }
 }
 
-/// The end of the run of equal bits of an FMix mask row that starts at column c0 (`row`: the
-/// row's first bit index).
+/// The end of the run of equal bits of a bit-mask row that starts at column c0 (`row`: the
+/// row's first bit index): bit by bit to a byte boundary, then whole bytes of equal bits.
 inline int BitRunEnd(const uint8_t *bits, int64_t row, int c0, int W) {
   const bool v = MaskBit(bits, row + c0);
+  const uint8_t same = v ? 0xFF : 0x00;
   int c1 = c0 + 1;
-  while (c1 < W && MaskBit(bits, row + c1) == v) c1++;
+  while (c1 < W) {
+    const int64_t k = row + c1;
+    if ((k & 7) == 0 && c1 + 8 <= W && bits[k >> 3] == same) {
+      c1 += 8;
+    } else if (MaskBit(bits, k) == v) {
+      c1++;
+    } else {
+      break;
+    }
+  }
   return c1;
 }
+
+/// Runs of equal bits shorter than this many pixels are not copied span by span: from the first
+/// such run a bit-mask row takes a select per element (SelectSpanAuto), which costs less than a
+/// copy per run where the runs are short (ClassMix on fine label maps).
+constexpr int kMinSpanPixels = 16;
 
 /// Rows [q0, q1) of one sample (see Geometry for the row numbering).
 template <typename Out, typename In>
@@ -263,6 +307,7 @@ void MixRows(Out *out, const In *own, const In *partner, const SampleParams &p,
   const int inner = g.RowChannels();
   // GMix: the column factors repeated over the channels, so that the row loop vectorises
   std::vector<float> gx(p.kind == kMaskGauss ? len : 0);
+  std::vector<uint8_t> take;  // bit masks of short runs: 1 where the own value is taken
   for (int64_t k = 0; k < static_cast<int64_t>(gx.size()); k++)
     gx[k] = tables[p.mask_offset + GaussColsOffset(g.H) + k / inner];
   auto misses_box = [&](int64_t q) {
@@ -279,6 +324,14 @@ void MixRows(Out *out, const In *own, const In *partner, const SampleParams &p,
       for (int c0 = 0; c0 < g.W;) {
         const int c1 = BitRunEnd(mask, row, c0, g.W);
         const int64_t k0 = int64_t(c0) * inner;
+        if (c1 - c0 < kMinSpanPixels && c1 < g.W) {  // a short run: selects to the row's end
+          take.resize(len);
+          for (int c = c0; c < g.W; c++)
+            std::fill_n(take.data() + int64_t(c) * inner, inner,
+                        uint8_t(MaskBit(mask, row + c)));
+          SelectSpanAuto<Out, In>(o + k0, a + k0, b + k0, take.data() + k0, len - k0);
+          break;
+        }
         BlendSpan(o + k0, a + k0, b + k0, int64_t(c1 - c0) * inner,
                   MaskBit(mask, row + c0) ? 1.0f : 0.0f);
         c0 = c1;
@@ -421,7 +474,15 @@ MSDA_CPU_CLONES void MaskRow(float *__restrict m, const SampleParams &p, const f
                              const uint8_t *bits, int H, int W, int r) {
   if (p.kind == kMaskBits) {
     const uint8_t *mask = bits + p.mask_offset;
-    for (int c = 0; c < W; c++) m[c] = MaskBit(mask, int64_t(r) * W + c) ? 1.0f : 0.0f;
+    const int64_t k0 = int64_t(r) * W;
+    auto bit = [&](int c) { return float((mask[(k0 + c) >> 3] >> ((k0 + c) & 7)) & 1u); };
+    int c = 0;
+    for (; c < W && ((k0 + c) & 7); c++) m[c] = bit(c);
+    for (; c + 8 <= W; c += 8) {  // a whole byte: 8 values
+      const unsigned byte = mask[(k0 + c) >> 3];
+      for (int t = 0; t < 8; t++) m[c + t] = float((byte >> t) & 1u);
+    }
+    for (; c < W; c++) m[c] = bit(c);
     return;
   }
   if (p.kind == kMaskGauss) {
@@ -440,6 +501,15 @@ MSDA_CPU_CLONES void MaskRow(float *__restrict m, const SampleParams &p, const f
 void WriteMask(float *mask, const SampleParams &p, const float *tables, const uint8_t *bits,
                int H, int W) {
   for (int r = 0; r < H; r++) MaskRow(mask + int64_t(r) * W, p, tables, bits, H, W, r);
+}
+
+/// a if take_a, else b, for a label (an integer) without a branch: a map's labels may change
+/// every pixel, and so may the mask of a ClassMix or FMix sample.
+template <typename T>
+inline T SelectLabel(bool take_a, T a, T b) {
+  using U = std::make_unsigned_t<T>;
+  const U s = static_cast<U>(0u - unsigned(take_a));
+  return static_cast<T>((U(a) & s) | (U(b) & static_cast<U>(~s)));
 }
 
 /// The mixed label map of one sample (spec 11): SegSource's choice for every pixel. Rows that
@@ -485,10 +555,11 @@ void MixSeg(T *out, const T *own, const T *partner, const SampleParams &p, const
     }
     MaskRow(mrow.data(), p, tables, bits, H, W, r);
     if (!flip_own && !flip_partner) {
-      for (int c = 0; c < W; c++) o[c] = m[c] >= 0.5f ? a[c] : b[c];
+      for (int c = 0; c < W; c++) o[c] = SelectLabel(TakesOwnLabel(m[c]), a[c], b[c]);
     } else {
       for (int c = 0; c < W; c++)
-        o[c] = m[c] >= 0.5f ? a[flip_own ? W - 1 - c : c] : b[flip_partner ? W - 1 - c : c];
+        o[c] = SelectLabel(TakesOwnLabel(m[c]), a[flip_own ? W - 1 - c : c],
+                           b[flip_partner ? W - 1 - c : c]);
     }
   }
 }

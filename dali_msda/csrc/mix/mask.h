@@ -57,8 +57,19 @@ DALI_HOST_DEV inline bool MaskBit(const uint8_t *bits, int64_t k) {
   return (bits[k >> 3] >> (k & 7)) & 1;
 }
 
-/// Sets bit k of a bit mask (MaskBit's layout).
-inline void SetMaskBit(uint8_t *bits, int64_t k) { bits[k >> 3] |= uint8_t(1u << (k & 7)); }
+/// Sets bits [k0, k0 + n) of a bit mask whose bits there are 0 (MaskBit's layout) from n flags
+/// of 0 or 1, eight at a time between whole bytes (no branch on a flag: a map's labels can
+/// change every pixel).
+inline void PackMaskBits(const uint8_t *flags, int64_t n, uint8_t *bits, int64_t k0) {
+  int64_t k = 0;
+  for (; k < n && ((k0 + k) & 7); k++) bits[(k0 + k) >> 3] |= uint8_t(flags[k] << ((k0 + k) & 7));
+  for (; k + 8 <= n; k += 8) {
+    unsigned byte = 0;
+    for (int t = 0; t < 8; t++) byte |= unsigned(flags[k + t]) << t;
+    bits[(k0 + k) >> 3] = uint8_t(byte);
+  }
+  for (; k < n; k++) bits[(k0 + k) >> 3] |= uint8_t(flags[k] << ((k0 + k) & 7));
+}
 
 /// The target row of a sample with class-index labels (spec 1), built where it is written (no
 /// K-long row per sample crosses to the GPU): `fill` everywhere, `vb` at the partner's class,
