@@ -93,8 +93,8 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
 
   // the draw is made here (not in RunImpl) so that the box counts it decides size the outputs
   const auto draw_start = std::chrono::steady_clock::now();
-  plan_ = DrawBatch(args_, sample_args_, n, shape.H, shape.W,
-                    [&](int i) { return this->GetSampleRNG(i); });
+  DrawBatch(args_, sample_args_, n, shape.H, shape.W,
+            [&](int i) { return this->GetSampleRNG(i); }, plan_);
   if (args_.has_boxes) boxes_.Mix(ws, plan_, sample_args_, shape, args_.min_visible);
   draw_us_ = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() -
                                                         draw_start).count();
