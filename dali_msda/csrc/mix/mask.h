@@ -59,14 +59,16 @@ DALI_HOST_DEV inline bool MaskBit(const uint8_t *bits, int64_t k) {
 
 /// Sets bits [k0, k0 + n) of a bit mask whose bits there are 0 (MaskBit's layout) from n flags
 /// of 0 or 1, eight at a time between whole bytes (no branch on a flag: a map's labels can
-/// change every pixel).
+/// change every pixel). Eight flags b_t (0 or 1) read as a little-endian word w pack into
+/// (w * 0x0102040810204080) >> 56: the product's term b_t 2^(8t + 56 - 7t) is bit 56 + t, and
+/// its other terms (8t + 56 - 7s, s != t) lie outside bits 56-63 without carrying into them.
 inline void PackMaskBits(const uint8_t *flags, int64_t n, uint8_t *bits, int64_t k0) {
   int64_t k = 0;
   for (; k < n && ((k0 + k) & 7); k++) bits[(k0 + k) >> 3] |= uint8_t(flags[k] << ((k0 + k) & 7));
-  for (; k + 8 <= n; k += 8) {
-    unsigned byte = 0;
-    for (int t = 0; t < 8; t++) byte |= unsigned(flags[k + t]) << t;
-    bits[(k0 + k) >> 3] = uint8_t(byte);
+  for (; k + 8 <= n; k += 8) {  // flag t (byte t of a little-endian word) -> bit t
+    uint64_t w;
+    memcpy(&w, flags + k, 8);
+    bits[(k0 + k) >> 3] = uint8_t((w * 0x0102040810204080ull) >> 56);
   }
   for (; k < n; k++) bits[(k0 + k) >> 3] |= uint8_t(flags[k] << ((k0 + k) & 7));
 }
