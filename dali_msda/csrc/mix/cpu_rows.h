@@ -4,7 +4,8 @@
 // The plain path (no normalisation, mirror or layout change) mixes rows as stored: within a row
 // the mask is constant or piecewise constant for box masks (Mixup, CutMix, HMix) and bit masks
 // (FMix, ClassMix), so a row is split into spans that are copied (M = 1: own image, M = 0:
-// partner) or blended with one weight; GMix computes the weight per pixel from the two Gaussian
+// partner) or blended with one weight (a bit-mask row from its first short run on takes a
+// select per element instead); GMix computes the weight per pixel from the two Gaussian
 // factor tables. The fused path (MixRowsFused) gathers a row's channels, mirrored, into buffers
 // and writes them normalised in the output's layout. Label maps: MixSeg; mask outputs: WriteMask.
 
