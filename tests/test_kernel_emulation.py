@@ -461,6 +461,37 @@ def test_fmix_normal_generator(harness):
         assert abs(np.corrcoef(a, b)[0, 1]) < 4 / np.sqrt(len(a))
 
 
+def polar_normals(seed, count):
+    """Marsaglia's polar method as spec'd for FMix's noise, one pair at a time, from the 32-bit
+    stream of std::mt19937(seed) (NumPy's legacy MT19937 seeded alike gives the same words)."""
+    import math
+
+    words = np.random.RandomState(seed).randint(0, 2**32, size=3 * count + 256, dtype=np.uint32)
+    coords = (words.view(np.int32).astype(np.float64) + 0.5) * 2.0**-31
+    out, k = [], 0
+    while len(out) < count:
+        u, v = float(coords[k]), float(coords[k + 1])
+        k += 2
+        s = u * u + v * v
+        if s >= 1.0:
+            continue
+        f = math.sqrt(-2.0 * math.log(s) / s)
+        out += [u * f, v * f]
+    return np.array(out[:count])
+
+
+@pytest.mark.parametrize("count", [1, 2, 63, 64, 127, 128, 129, 1001, 25_425])
+def test_fmix_normals_are_the_polar_methods_one_pair_at_a_time(harness, count):
+    """StandardNormals draws its candidate pairs a block at a time and transforms the accepted
+    ones afterwards: its values are those of drawing and testing one pair at a time, in order,
+    bit for bit (counts around the block of 64 pairs, odd counts, a 224 x 224 mask's noise /
+    2), so a seed's FMix masks do not depend on how the generator is written."""
+    out = np.empty(count, np.float64)
+    harness.msda_standard_normals.restype = None
+    harness.msda_standard_normals(ctypes.c_uint32(11), I64(count), out.ctypes.data_as(P))
+    np.testing.assert_array_equal(out, polar_normals(11, count))
+
+
 @pytest.mark.parametrize("jobs,threads", [(0, 4), (1, 4), (7, 3), (256, 16), (5, 1), (3, 0)])
 def test_parallel_jobs(harness, jobs, threads):
     """The GPU op's FMix mask threads (fmix.h ParallelJobs): every job exactly once, on any
