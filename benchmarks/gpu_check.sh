@@ -89,7 +89,8 @@ need() {  # need FILE WHAT: a carried file must be here (dry run) / have arrived
   [[ -e "$1" ]] || { fail "$1 missing ($2)"; return 1; }
 }
 KERNEL_SOURCES=(dali_msda/csrc/mix benchmarks/kernel_bench.cu benchmarks/old_kernel.cuh)
-GPU_TESTS="gpu and not fuzz"  # every test with a GPU case but the property-based ones
+# every test with a GPU case but the property-based ones (GPU_TESTS=... narrows it for a rerun)
+GPU_TESTS=${GPU_TESTS:-"gpu and not fuzz"}
 SANITIZED_TESTS="gpu and (agree or odd_and_tiny)"  # CPU == GPU, odd and tiny batches
 
 case "$stage" in
