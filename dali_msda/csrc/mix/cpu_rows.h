@@ -74,6 +74,15 @@ MSDA_CPU_CLONES void GaussBlendSpanAuto(Out *__restrict out, const In *__restric
 template <int N>
 using UIntOf = std::conditional_t<N == 1, uint8_t, std::conditional_t<N == 2, uint16_t, uint32_t>>;
 
+/// a if take_a, else b, for an integer (a label, or a value's bits) without a branch: a map's
+/// labels may change every pixel, and so may the mask of a ClassMix or FMix sample.
+template <typename T>
+inline T SelectBits(bool take_a, T a, T b) {
+  using U = std::make_unsigned_t<T>;
+  const U s = static_cast<U>(0u - unsigned(take_a));
+  return static_cast<T>((U(a) & s) | (U(b) & static_cast<U>(~s)));
+}
+
 /// A bit-mask row with short runs (ClassMix on fine label maps): out[k] = own[k] where
 /// take_own[k] is 1, else partner[k], converted as ConvertSpan converts (same-type values
 /// copied bit for bit): MixElement at M = 1 or 0, without a branch per element.
@@ -87,8 +96,7 @@ MSDA_CPU_CLONES void SelectSpanAuto(Out *__restrict out, const In *__restrict ow
       U x, y;
       memcpy(&x, own + k, sizeof(U));
       memcpy(&y, partner + k, sizeof(U));
-      const U s = static_cast<U>(0u - unsigned(take_own[k]));
-      const U v = static_cast<U>((x & s) | (y & static_cast<U>(~s)));
+      const U v = SelectBits<U>(take_own[k], x, y);
       memcpy(out + k, &v, sizeof(U));
     }
   } else {
@@ -504,15 +512,6 @@ void WriteMask(float *mask, const SampleParams &p, const float *tables, const ui
   for (int r = 0; r < H; r++) MaskRow(mask + int64_t(r) * W, p, tables, bits, H, W, r);
 }
 
-/// a if take_a, else b, for a label (an integer) without a branch: a map's labels may change
-/// every pixel, and so may the mask of a ClassMix or FMix sample.
-template <typename T>
-inline T SelectLabel(bool take_a, T a, T b) {
-  using U = std::make_unsigned_t<T>;
-  const U s = static_cast<U>(0u - unsigned(take_a));
-  return static_cast<T>((U(a) & s) | (U(b) & static_cast<U>(~s)));
-}
-
 /// The mixed label map of one sample (spec 11): SegSource's choice for every pixel. Rows that
 /// no resized partner crosses take a select per pixel between the two maps' rows (a loop the
 /// compiler vectorises when neither is flipped); rows through a ResizeMix box copy the own map
@@ -556,11 +555,11 @@ void MixSeg(T *out, const T *own, const T *partner, const SampleParams &p, const
     }
     MaskRow(mrow.data(), p, tables, bits, H, W, r);
     if (!flip_own && !flip_partner) {
-      for (int c = 0; c < W; c++) o[c] = SelectLabel(TakesOwnLabel(m[c]), a[c], b[c]);
+      for (int c = 0; c < W; c++) o[c] = SelectBits(TakesOwnLabel(m[c]), a[c], b[c]);
     } else {
       for (int c = 0; c < W; c++)
-        o[c] = SelectLabel(TakesOwnLabel(m[c]), a[flip_own ? W - 1 - c : c],
-                           b[flip_partner ? W - 1 - c : c]);
+        o[c] = SelectBits(TakesOwnLabel(m[c]), a[flip_own ? W - 1 - c : c],
+                          b[flip_partner ? W - 1 - c : c]);
     }
   }
 }
