@@ -329,7 +329,7 @@ def run_seg_case(device, batch, methods, iters, threads, rng, rows, step, total,
         p.build()
         return run_synced(p, device)
 
-    for method, maps in [(m, "regions") for m in methods] + [("classmix", "noise")]:
+    for method, maps in seg_runs(methods):
         step[0] += 1
         progress(step[0], total, f"{device} B={batch} seg {method} ({maps} maps)")
         base = "cutmix" if method == "classmix" else method
@@ -354,10 +354,17 @@ def summarise_seg(rows):
     return "\n".join(lines)
 
 
+def seg_runs(methods):
+    """The label-map case's rows: each method on region maps (ClassMix among them), and ClassMix
+    on noise maps."""
+    return ([(m, "regions") for m in methods if m != "classmix"]
+            + [("classmix", "regions"), ("classmix", "noise")])
+
+
 def run_case(device, batch, case, methods, iters, threads, rng, rows, step, total, cold_bytes):
     if case == "seg":
-        return run_seg_case(device, batch, [m for m in methods if m != "classmix"] + ["classmix"],
-                            iters, threads, rng, rows, step, total, cold_bytes)
+        return run_seg_case(device, batch, methods, iters, threads, rng, rows, step, total,
+                            cold_bytes)
     if case == "fused":
         return run_fused_case(device, batch, methods, iters, threads, rng, rows, step, total,
                               cold_bytes)
@@ -566,8 +573,8 @@ def main(argv=None):
         devices = ["cpu"]
     rng = np.random.default_rng(0)
     rows = []
-    # steps: a method in each mode; seg: each method, and ClassMix on region and noise maps
-    steps = sum(len(args.methods) + 2 if case == "seg" else 2 * len(args.methods)
+    # steps: a method in each mode; seg: its rows
+    steps = sum(len(seg_runs(args.methods)) if case == "seg" else 2 * len(args.methods)
                 for case in args.dtypes)
     total = len(devices) * len(args.batch) * steps
     step = [0]
