@@ -11,9 +11,9 @@
 //   old             today's kernel (benchmarks/old_kernel.cuh: tiles staged in shared memory);
 //   new             the op's kernel (kernel.h MixThread), at the op's launch bounds and at
 //                   others (kernel "new_minblocks<N>") to measure the register / occupancy trade;
-//                   where the plain instance runs (box masks, uint8 inputs), "new_general" times
-//                   the general one on the same batch; for the odd-H case, "new_fallback" the
-//                   per-pixel fallback the plan once chose for it.
+//                   where a plain instance runs (uint8 inputs; box masks, or box, Gaussian and
+//                   bit masks), "new_general" times the general one on the same batch; for the
+//                   odd-H case, "new_fallback" the per-pixel fallback the plan once chose for it.
 // The outputs of old and new (and of normalize_only against new with no mixing) are compared bit
 // for bit on the device before anything is timed; a mismatch fails the run.
 //
@@ -61,7 +61,7 @@ constexpr int kC = 3, kK = 1000;
 
 // ---- the new kernel, at the op's launch bounds (mix.cu) and at others ------------------------
 
-template <int MinBlocks, int C, bool kPlain, typename Out, typename In>
+template <int MinBlocks, int C, int kPlain, typename Out, typename In>
 __global__ void __launch_bounds__(msda::kBlockThreads, MinBlocks)
     NewKernel(const KernelArgs<Out, In> args) {
   msda::MixThread<C, kPlain>(args, blockIdx.x, threadIdx.x);
@@ -486,16 +486,16 @@ void RunCase(const Device &dev, const Options &opt, const Case &cs, int n,
         constexpr int MB = decltype(min_blocks)::value;
         auto plan_new = [&](int sms, int per_sm) {
           LaunchGeometry p = msda::PlanLaunch<In>(shape, !fallback, true, sms, per_sm);
-          p.plain = !general &&
-                    msda::PlainLaunch<Out, In>(p, plan.params.data(), false,
-                                               cs.normalize ? norm.data() : nullptr);
+          p.plain = general ? msda::kGeneral
+                            : msda::PlainLaunch<Out, In>(p, plan.params.data(), false,
+                                                         cs.normalize ? norm.data() : nullptr);
           return p;
         };
         LaunchGeometry g = plan_new(1, 1);
         double us = 0;
         msda::WithInstance<Out, In>(g, [&](auto c, auto plain) {
           constexpr int C = decltype(c)::value;
-          constexpr bool kPlain = decltype(plain)::value;
+          constexpr int kPlain = decltype(plain)::value;
           int per_sm = 0;
           CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
               &per_sm, NewKernel<MB, C, kPlain, Out, In>, msda::kBlockThreads, 0));

@@ -1,7 +1,7 @@
 // The op's kernel instances, compiled alone for benchmarks/sass_stats.py (which reads their
 // machine code): the same template (kernel.h MixThread) at the same launch bounds as mix.cu's
-// MixKernel, for every input / output type, vector C (0: the per-pixel fallback) and kind
-// (plain or general), plus "hot" probes: the main case's unit with its launch-uniform settings
+// MixKernel, for every input / output type, vector C (0: the per-pixel fallback) and instance
+// (launch.h PlainKind: general, plain for boxes, plain for masks), plus "hot" probes: the main case's unit with its launch-uniform settings
 // (input HWC, output CHW, normalised, no label maps, no mask rows) fixed at compile time, so
 // that the unit loop of the probe holds only the code that case runs (per-sample branches,
 // such as the mirror, stay: both of their sides are counted).
@@ -10,13 +10,13 @@
 
 namespace probe {
 
-template <int C, bool kPlain, typename Out, typename In>
+template <int C, int kPlain, typename Out, typename In>
 __global__ void __launch_bounds__(msda::kBlockThreads, msda::kMinBlocks)
     OpKernel(const msda::KernelArgs<Out, In> args) {
   msda::MixThread<C, kPlain>(args, blockIdx.x, threadIdx.x);
 }
 
-template <int C, bool kPlain, typename Out, typename In>
+template <int C, int kPlain, typename Out, typename In>
 __global__ void __launch_bounds__(msda::kBlockThreads, msda::kMinBlocks)
     HotKernel(const msda::KernelArgs<Out, In> args) {
   msda::KernelArgs<Out, In> a = args;
@@ -31,13 +31,17 @@ __global__ void __launch_bounds__(msda::kBlockThreads, msda::kMinBlocks)
 
 template <typename Out, typename In>
 void Instantiate() {
-  auto one = [](auto c) {  // the general instance, and the plain one where it exists
+  auto one = [](auto c) {  // the general instance, and the plain ones where they exist
     constexpr int C = decltype(c)::value;
-    (void)&OpKernel<C, false, Out, In>;
-    if constexpr (C == 3) (void)&HotKernel<C, false, Out, In>;
+    (void)&OpKernel<C, msda::kGeneral, Out, In>;
+    if constexpr (C == 3) (void)&HotKernel<C, msda::kGeneral, Out, In>;
     if constexpr (msda::HasPlainInstance<Out, In>(C)) {
-      (void)&OpKernel<C, true, Out, In>;
-      if constexpr (C == 3) (void)&HotKernel<C, true, Out, In>;
+      (void)&OpKernel<C, msda::kPlainBoxes, Out, In>;
+      (void)&OpKernel<C, msda::kPlainMasks, Out, In>;
+      if constexpr (C == 3) {
+        (void)&HotKernel<C, msda::kPlainBoxes, Out, In>;
+        (void)&HotKernel<C, msda::kPlainMasks, Out, In>;
+      }
     }
   };
   one(std::integral_constant<int, 0>{});

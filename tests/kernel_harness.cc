@@ -51,7 +51,7 @@ struct Inputs {
   const void *seg;    // label maps (n x H x W of seg_bytes each), or null (spec 11)
   void *seg_out;
   int seg_bytes;
-  int force_general;  // 1: never the plain instance (kernel.h PlainLaunch)
+  int force_general;  // 1: never a plain instance (launch.h PlainLaunch)
 };
 
 /// What the launch would move, counted per access kind (kernel.h AccessKind: image loads, image
@@ -183,8 +183,9 @@ int Emulate(const Inputs &a) {
   LaunchGeometry g = PlanLaunch<In>(shape, aligned, mask_aligned, a.sms, a.blocks_per_sm,
                                     a.threads);
   g.seg_bytes = a.seg ? a.seg_bytes : 0;
-  g.plain = !a.force_general && PlainLaunch<Out, In>(g, p.data(), a.masks != nullptr,
-                                                     a.mean_std ? norm.data() : nullptr);
+  g.plain = a.force_general ? kGeneral
+                            : PlainLaunch<Out, In>(g, p.data(), a.masks != nullptr,
+                                                   a.mean_std ? norm.data() : nullptr);
   if (a.plan) {
     const int64_t plan[7] = {g.vec_c, g.unit_px, g.groups, g.units, g.blocks, g.mask_vec,
                              g.plain};

@@ -122,9 +122,10 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
             force_general=False):
     """The GPU backend's outputs for given draws: (mixed, targets, masks, params rows).
     `launch`: (SMs, resident blocks per SM, threads per block); `info` (a dict) receives the
-    plan (PLAN_KEYS, and "plain": whether the plain kernel instance ran) and the traffic counts
+    plan (PLAN_KEYS, and "plain": which kernel instance ran, launch.h PlainKind: 0 general, 1
+    plain for boxes, 2 plain for boxes, Gaussian and bit masks) and the traffic counts
     (TRAFFIC_KEYS). `mask_out`: the mask outputs asked for (without them, masks are None);
-    `force_general`: never the plain instance."""
+    `force_general`: never a plain instance."""
     n = images.shape[0]
     sh = images.shape[1:]
     out_layout = out_layout or layout
@@ -205,7 +206,7 @@ def reference(images, layout, method, params, labels, out_dtype, **kw):
 
 def check(so, images, layout, method, params, labels, out_dtype, **kw):
     """The emulated kernel against the reference: with mask outputs (the general instance), then
-    without (the plain instance where PlainLaunch allows it), bit for bit both."""
+    without (a plain instance where PlainLaunch allows it), bit for bit both."""
     out, targets, masks, rows = emulate(so, images, layout, method, params, labels, out_dtype,
                                         **kw)
     if kw.get("seg") is None:
@@ -609,30 +610,32 @@ def test_label_map_tie_takes_own_map(harness, width):
 @pytest.mark.parametrize("in_dt", [np.uint8, np.float16, np.float32])
 @pytest.mark.parametrize("method", list(METHODS))
 def test_plain_instance_is_taken_where_allowed(harness, method, in_dt):
-    """PlainLaunch: the plain instance runs for box masks (Mixup, CutMix, HMix) of integral
-    inputs on the vector path without mask outputs or maps, and equals the reference there at
-    224 x 224 (mirror, normalisation, both output layouts); never otherwise. A 1 / std that
-    overflows (std 1e-39) could make a NaN: the general instance then."""
+    """PlainLaunch: a plain instance runs for integral inputs on the vector path without mask
+    outputs or maps, the box one (1) where every mask is a box (Mixup, CutMix, HMix), the one
+    of masks (2) for GMix and FMix; never for ResizeMix. It equals the reference there at
+    224 x 224 (mirror, normalisation, both output layouts). A 1 / std that overflows (std
+    1e-39) could make a NaN: the general instance then."""
     rng = np.random.default_rng(3)
     n = 5
     images = random_images(rng, n, (224, 224, 3), in_dt)
     params = ref.draw_params(rng, n, 224, 224, alpha=1.0, prob=0.8, mode="elem")
     labels = rng.integers(0, 10, n)
-    box = method in ("mixup", "cutmix", "hmix")
+    kind = {"mixup": 1, "cutmix": 1, "hmix": 1, "gmix": 2, "fmix": 2}.get(method, 0)
+    expected = kind if in_dt == np.uint8 else 0
     for out_layout in ("CHW", "HWC"):
         kw = dict(mean=[100.0, 120.0, 90.0], std=[50.0, 60.0, 55.0], out_layout=out_layout,
                   mirror=rng.integers(0, 2, n))
         info = {}
         out, *_ = emulate(harness, images, "HWC", method, params, labels, np.float16,
                           mask_out=False, info=info, **kw)
-        assert info["plain"] == int(box and in_dt == np.uint8), info
+        assert info["plain"] == expected, info
         exp, _, _ = reference(images, "HWC", method, params, labels, np.float16, **kw)
         np.testing.assert_array_equal(out.view(np.uint16), exp.view(np.uint16))
-    for kw, plain in ((dict(mean=[0.0], std=[1e-39]), 0), ({}, 1)):
+    for kw, plain in ((dict(mean=[0.0], std=[1e-39]), False), ({}, True)):
         info = {}
         emulate(harness, images, "HWC", method, params, labels, np.float32, mask_out=False,
                 info=info, **kw)
-        assert info["plain"] == int(plain and box and in_dt == np.uint8), (kw, info)
+        assert info["plain"] == (expected if plain else 0), (kw, info)
     info = {}  # the per-pixel fallback (W = 17) never
     emulate(harness, images[:, :, :17].copy(), "HWC", method, params, labels, np.float16,
             mask_out=False, info=info)

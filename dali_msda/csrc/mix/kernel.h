@@ -25,7 +25,8 @@
 // MixElement (mask.h), the function of the CPU backend and of the reference, so the outputs are
 // equal bit for bit. Everything else (odd widths, misaligned samples, C > 4) takes the
 // per-pixel fallback: one pixel per unit, scalar accesses, any C. One kernel instance per
-// vector C (1-4) and one for the fallback (WithVectorC), each with its own registers.
+// vector C (1-4) and one for the fallback, and for integral inputs the plain instances (below),
+// each with its own registers (launch.h WithInstance picks one per launch).
 //
 // After its units each thread writes its share of the targets (the n x K rows flattened) and
 // the params rows.
@@ -118,14 +119,16 @@ MSDA_UNROLL
     m[k] = static_cast<unsigned>(k - lo) < width ? 0.0f : outside;
 }
 
-/// The mask of P pixels of row r from column c0 (kind by kind: no per-element dispatch).
+/// The mask of P pixels of row r from column c0 of a sample whose mask is a table: Gaussian
+/// (kMaskGauss: gy[r] * gx[c0 + k], 1 - that when `invert`) or a bit mask (kMaskBits, any other
+/// `kind`), at `offset` in the tables or the bits (SampleParams::mask_offset).
 template <int P, typename Out, typename In>
-DALI_HOST_DEV inline void UnitMask(const SampleParams &p, const KernelArgs<Out, In> &a, int r,
-                                   int c0, float (&m)[P]) {
+DALI_HOST_DEV inline void TableMask(int kind, int64_t offset, int invert,
+                                    const KernelArgs<Out, In> &a, int r, int c0, float (&m)[P]) {
   const LaunchGeometry &g = a.g;
-  if (p.kind == kMaskGauss) {
-    const float gy = Ld(a.tables + p.mask_offset + r, MSDA_SITE, kAuxLoad);
-    const float *gx = a.tables + p.mask_offset + GaussColsOffset(g.H) + c0;
+  if (kind == kMaskGauss) {
+    const float gy = Ld(a.tables + offset + r, MSDA_SITE, kAuxLoad);
+    const float *gx = a.tables + offset + GaussColsOffset(g.H) + c0;
     uint32_t x[P];
     if (reinterpret_cast<uintptr_t>(gx) % 16 == 0) {  // P is a multiple of 4
       LoadWords<P * 4>(gx, x, MSDA_SITE, kAuxLoad);
@@ -137,20 +140,26 @@ MSDA_UNROLL
 MSDA_UNROLL
     for (int k = 0; k < P; k++) {
       const float v = gy * GetElem<float>(x, k);  // the product MaskAt computes
-      m[k] = p.invert ? 1.0f - v : v;
+      m[k] = invert ? 1.0f - v : v;
     }
     return;
   }
-  if (p.kind == kMaskBits) {
-    // P <= 8 bits from bit r * W + c0; with W a multiple of P they lie in one byte
-    const int64_t bit = int64_t(r) * g.W + c0;
-    const unsigned byte = Ld(a.bits + p.mask_offset + (bit >> 3), MSDA_SITE, kAuxLoad);
-    const int shift = static_cast<int>(bit & 7);
+  // P <= 8 bits from bit r * W + c0; with W a multiple of P they lie in one byte
+  const int64_t bit = int64_t(r) * g.W + c0;
+  const unsigned byte = Ld(a.bits + offset + (bit >> 3), MSDA_SITE, kAuxLoad);
+  const int shift = static_cast<int>(bit & 7);
 MSDA_UNROLL
-    for (int k = 0; k < P; k++) m[k] = (byte >> (shift + k)) & 1u ? 1.0f : 0.0f;
-    return;
-  }
-  BoxMask<P>(p.y0, p.y1, p.x0, p.x1, p.outside, r, c0, m);
+  for (int k = 0; k < P; k++) m[k] = (byte >> (shift + k)) & 1u ? 1.0f : 0.0f;
+}
+
+/// The mask of P pixels of row r from column c0 (kind by kind: no per-element dispatch).
+template <int P, typename Out, typename In>
+DALI_HOST_DEV inline void UnitMask(const SampleParams &p, const KernelArgs<Out, In> &a, int r,
+                                   int c0, float (&m)[P]) {
+  if (p.kind == kMaskGauss || p.kind == kMaskBits)
+    TableMask<P>(p.kind, p.mask_offset, p.invert, a, r, c0, m);
+  else
+    BoxMask<P>(p.y0, p.y1, p.x0, p.x1, p.outside, r, c0, m);
 }
 
 /// Input address of (frame f, row r, column c, channel ch) of a sample.
@@ -437,7 +446,7 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
   }
 }
 
-// ---- the plain vector path: box masks only, nothing to canonicalise -------------------------
+// ---- the plain vector path: nothing to canonicalise, nothing resized -----------------------
 //
 // Most batches are Mixup, CutMix or HMix of uint8 images: every mask a box (0 inside, `outside`
 // elsewhere), no label maps, no mask outputs. For them a kernel instance of its own (PlainLaunch
@@ -451,6 +460,9 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
 //   outputs are converted two at a time (one F2FP per pair);
 // - each input element is converted to float once for both outputs of the pair, and the loads
 //   of both blocks are issued before either is used.
+// GMix's Gaussian masks and FMix's bit masks (values in [0, 1]) take the same path in a second
+// plain instance (kPlainMasks), whose masks are made kind by kind as on the general path
+// (TableMask); the box-only instance (kPlainBoxes) keeps none of that code.
 
 /// float32 -> Out for a value that is not a NaN (ConvertOut without its NaN check).
 template <typename Out>
@@ -524,10 +536,29 @@ MSDA_UNROLL
   }
 }
 
-/// One unit of the plain instance: pair `pair` (samples i and j = n - 1 - i; the middle of an
+/// The P mask values of a plain unit's sample: its box (kPlainBoxes: every mask a box), or its
+/// box, Gaussian or bit mask (kPlainMasks), its descriptor's fields read one by one.
+template <int kPlain, int P, typename Out, typename In>
+DALI_HOST_DEV MSDA_INLINE void PlainMask(const SampleDesc<Out, In> *d,
+                                         const KernelArgs<Out, In> &a, int r, int c0,
+                                         float (&m)[P]) {
+  if constexpr (kPlain == kPlainMasks) {
+    const int kind = Ld(&d->p.kind, MSDA_SITE, kAuxLoad);
+    if (kind != kMaskBox) {
+      TableMask<P>(kind, Ld(&d->p.mask_offset, MSDA_SITE, kAuxLoad),
+                   Ld(&d->p.invert, MSDA_SITE, kAuxLoad), a, r, c0, m);
+      return;
+    }
+  }
+  BoxMask<P>(Ld(&d->p.y0, MSDA_SITE, kAuxLoad), Ld(&d->p.y1, MSDA_SITE, kAuxLoad),
+             Ld(&d->p.x0, MSDA_SITE, kAuxLoad), Ld(&d->p.x1, MSDA_SITE, kAuxLoad),
+             Ld(&d->p.outside, MSDA_SITE, kAuxLoad), r, c0, m);
+}
+
+/// One unit of a plain instance: pair `pair` (samples i and j = n - 1 - i; the middle of an
 /// odd batch is i == j, mask 1, written twice with the same values), frame-row (f, r), pixel
 /// group `grp`. Without normalisation mean is 0 and inv_std 1: (v - 0) * 1 is v.
-template <int C, typename Out, typename In>
+template <int C, int kPlain, typename Out, typename In>
 DALI_HOST_DEV MSDA_INLINE void PlainUnit(const KernelArgs<Out, In> &a, const UnitPos &u,
                                          const float (&mean)[C], const float (&inv)[C]) {
   constexpr int P = PixelsPerUnit<In>();
@@ -544,12 +575,8 @@ DALI_HOST_DEV MSDA_INLINE void PlainUnit(const KernelArgs<Out, In> &a, const Uni
   LoadRaw(xi, g, u.f, u.r, c0, flip_i, raw_i, MSDA_SITE);
   LoadRaw(xj, g, u.f, u.r, c0, flip_j, raw_j, MSDA_SITE);
   float mi[P], mj[P];
-  BoxMask<P>(Ld(&di->p.y0, MSDA_SITE, kAuxLoad), Ld(&di->p.y1, MSDA_SITE, kAuxLoad),
-             Ld(&di->p.x0, MSDA_SITE, kAuxLoad), Ld(&di->p.x1, MSDA_SITE, kAuxLoad),
-             Ld(&di->p.outside, MSDA_SITE, kAuxLoad), u.r, c0, mi);
-  BoxMask<P>(Ld(&dj->p.y0, MSDA_SITE, kAuxLoad), Ld(&dj->p.y1, MSDA_SITE, kAuxLoad),
-             Ld(&dj->p.x0, MSDA_SITE, kAuxLoad), Ld(&dj->p.x1, MSDA_SITE, kAuxLoad),
-             Ld(&dj->p.outside, MSDA_SITE, kAuxLoad), u.r, c0, mj);
+  PlainMask<kPlain, P>(di, a, u.r, c0, mi);
+  PlainMask<kPlain, P>(dj, a, u.r, c0, mj);
   Out *oi = Ld(&di->out, MSDA_SITE, kAuxLoad), *oj = Ld(&dj->out, MSDA_SITE, kAuxLoad);
   B bi, bj;
   Arrange(g, flip_i, raw_i, bi);
@@ -601,7 +628,7 @@ DALI_HOST_DEV inline void PixelUnit(const KernelArgs<Out, In> &a, const UnitPos 
 // ---- the thread ------------------------------------------------------------------------------
 
 /// Units [b0, b1) of the block, `thread` first, stepping by the block size.
-template <int C, bool kPlain, typename Out, typename In>
+template <int C, int kPlain, typename Out, typename In>
 DALI_HOST_DEV MSDA_INLINE void RunUnits(const KernelArgs<Out, In> &a, int64_t u0, int64_t u1) {
   const LaunchGeometry &g = a.g;
   float mean[C > 0 ? C : 1], inv[C > 0 ? C : 1];
@@ -616,8 +643,8 @@ MSDA_UNROLL
   int64_t it = 0;
   for (int64_t u = u0; u < u1; u += g.threads, it++) {
     NewIteration(it);
-    if constexpr (kPlain)
-      PlainUnit<C>(a, pos, mean, inv);
+    if constexpr (kPlain != kGeneral)
+      PlainUnit<C, kPlain>(a, pos, mean, inv);
     else if constexpr (C > 0)
       VectorUnit<C>(a, pos, mean, inv);
     else
@@ -662,10 +689,10 @@ DALI_HOST_DEV inline void WriteTargets(const KernelArgs<Out, In> &a, int64_t t, 
 }
 
 /// The work of thread `thread` of block `block` (the kernel's body) for a launch whose vector
-/// path has C channels (LaunchGeometry::vec_c; 0: the per-pixel fallback), plain or not
-/// (LaunchGeometry::plain). One kernel instance per C and kind, so that each gets the registers
-/// it needs, not those of the largest.
-template <int C, bool kPlain, typename Out, typename In>
+/// path has C channels (LaunchGeometry::vec_c; 0: the per-pixel fallback), general or plain
+/// (LaunchGeometry::plain: PlainKind). One kernel instance per C and kind, so that each gets the
+/// registers it needs, not those of the largest.
+template <int C, int kPlain, typename Out, typename In>
 DALI_HOST_DEV inline void MixThread(const KernelArgs<Out, In> &a, int block, int thread) {
   const LaunchGeometry &g = a.g;
   const int64_t b0 = int64_t(block) * g.units_per_block;

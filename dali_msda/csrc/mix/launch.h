@@ -44,6 +44,10 @@ struct UnitPos {
   int r, grp;
 };
 
+/// The kernel instance of a vector launch (LaunchGeometry::plain, PlainLaunch): the general one,
+/// or a plain one, for box masks only or for box, Gaussian and bit masks (kernel.h).
+enum PlainKind : int { kGeneral = 0, kPlainBoxes = 1, kPlainMasks = 2 };
+
 /// A launch: the batch's shape (BatchShape, mask.h) and how the kernel covers it, planned on the
 /// host (PlanLaunch); the same for every sample.
 struct LaunchGeometry : BatchShape {
@@ -55,7 +59,7 @@ struct LaunchGeometry : BatchShape {
   int groups = 1;    // units per frame-row: W / unit_px
   int mask_vec = 0;  // mask rows written with 16-byte stores (aligned)
   int seg_bytes = 0;  // label maps (spec 11): bytes a label (1: uint8, 4: int32), 0: none
-  int plain = 0;      // the plain instance (PlainLaunch): box masks, no maps, no NaN possible
+  int plain = kGeneral;  // PlainKind (PlainLaunch): no maps, no NaN possible, no resize
   int64_t units = 0;            // pairs * frames * H * groups
   int64_t units_per_block = 0;  // contiguous range of one block
   int blocks = 0, threads = 0;
@@ -118,37 +122,45 @@ struct KernelArgs {
   LaunchGeometry g;
 };
 
-/// Whether a planned vector launch may take the plain instance: integral inputs, every mask a
-/// box, no label maps, no mask outputs, and every 1 / std finite (`norm`: mean[C] then
-/// inv_std[C], or null without normalisation), so that no NaN can arise; and a plain instance
-/// for its C (HasPlainInstance: none for 4 channels of float32 output, whose 2 x 32 output
-/// values of a unit spill at the launch bounds, benchmarks/sass_stats.py, where the general
-/// instance's do not).
+/// Which instance a planned vector launch takes (PlainKind): a plain one for integral inputs
+/// without label maps or mask outputs whose every 1 / std is finite (`norm`: mean[C] then
+/// inv_std[C], or null without normalisation), so that no NaN can arise, where a plain instance
+/// exists for its C (HasPlainInstance: none for 4 channels of float32 output, whose 2 x 32
+/// output values of a unit spill at the launch bounds, benchmarks/sass_stats.py, where the
+/// general instance's do not): kPlainBoxes when every mask is a box, kPlainMasks when every mask
+/// is a box, Gaussian or bit mask (no ResizeMix); else the general instance.
 template <typename Out, typename In>
 constexpr bool HasPlainInstance(int C) {
   return std::is_integral_v<In> && C >= 1 && C <= 4 && !(C == 4 && sizeof(Out) == 4);
 }
 
 template <typename Out, typename In>
-bool PlainLaunch(const LaunchGeometry &g, const SampleParams *p, bool mask_outputs,
-                 const float *norm) {
-  if (!HasPlainInstance<Out, In>(g.vec_c) || g.seg_bytes || mask_outputs) return false;
-  for (int i = 0; i < g.n; i++)
-    if (p[i].kind != kMaskBox) return false;
+int PlainLaunch(const LaunchGeometry &g, const SampleParams *p, bool mask_outputs,
+                const float *norm) {
+  if (!HasPlainInstance<Out, In>(g.vec_c) || g.seg_bytes || mask_outputs) return kGeneral;
   for (int c = 0; norm && c < g.C; c++)
-    if (!std::isfinite(norm[g.C + c])) return false;
-  return true;
+    if (!std::isfinite(norm[g.C + c])) return kGeneral;
+  int plain = kPlainBoxes;
+  for (int i = 0; i < g.n; i++) {
+    if (p[i].kind == kMaskGauss || p[i].kind == kMaskBits)
+      plain = kPlainMasks;
+    else if (p[i].kind != kMaskBox)
+      return kGeneral;
+  }
+  return plain;
 }
 
-/// Calls f(std::integral_constant<int, C>{}, std::bool_constant<plain>{}) for C = g.vec_c (0 to
-/// 4) and plain = g.plain: how the launch picks its kernel instance, on the GPU and in the
-/// harness alike. The plain instances exist where HasPlainInstance says.
+/// Calls f(std::integral_constant<int, C>{}, std::integral_constant<int, plain>{}) for C =
+/// g.vec_c (0 to 4) and plain = g.plain (PlainKind): how the launch picks its kernel instance,
+/// on the GPU and in the harness alike. The plain instances exist where HasPlainInstance says.
 template <typename Out, typename In, typename F>
 void WithInstance(const LaunchGeometry &g, const F &f) {
   auto call = [&](auto c) {
-    if constexpr (HasPlainInstance<Out, In>(decltype(c)::value))
-      if (g.plain) return f(c, std::bool_constant<true>{});
-    return f(c, std::bool_constant<false>{});
+    if constexpr (HasPlainInstance<Out, In>(decltype(c)::value)) {
+      if (g.plain == kPlainBoxes) return f(c, std::integral_constant<int, kPlainBoxes>{});
+      if (g.plain == kPlainMasks) return f(c, std::integral_constant<int, kPlainMasks>{});
+    }
+    return f(c, std::integral_constant<int, kGeneral>{});
   };
   switch (g.vec_c) {
     case 1: return call(std::integral_constant<int, 1>{});

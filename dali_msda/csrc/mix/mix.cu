@@ -25,7 +25,7 @@ namespace msda {
 
 namespace {
 
-template <int C, bool kPlain, typename Out, typename In>
+template <int C, int kPlain, typename Out, typename In>
 __global__ void __launch_bounds__(kBlockThreads, kMinBlocks)
     MixKernel(const KernelArgs<Out, In> args) {
   MixThread<C, kPlain>(args, blockIdx.x, threadIdx.x);
@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocks)
 
 /// SMs of the current device and resident MixKernel<C, kPlain, Out, In> blocks per SM (asked
 /// once per device and kernel instance).
-template <int C, bool kPlain, typename Out, typename In>
+template <int C, int kPlain, typename Out, typename In>
 void DeviceSlots(int *sms, int *blocks_per_sm) {
   struct Slots {
     int sms = -1, blocks = 0;
