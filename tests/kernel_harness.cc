@@ -54,8 +54,8 @@ struct Inputs {
   int force_general;  // 1: never a plain instance (launch.h PlainLaunch)
 };
 
-/// What the launch would move, counted per access kind (kernel.h AccessKind: image loads, image
-/// stores, other loads, other stores).
+/// What the launch would move, counted per access kind (access.h AccessKind: image loads, image
+/// stores, other loads, other stores, descriptor fields).
 struct Traffic : msda::AccessRecorder {
   struct Rec {
     int64_t iter;
@@ -72,9 +72,9 @@ struct Traffic : msda::AccessRecorder {
   int64_t iter = 0;
   std::unordered_map<int, int> occ;  // per site: accesses so far in this iteration
   std::vector<Rec> warp;             // the current warp's accesses
-  int64_t warp_sectors[4] = {};      // sum over warp accesses of the distinct sectors touched
-  int64_t requested[4] = {};         // bytes the threads asked for
-  int64_t warp_accesses[4] = {};     // warp-wide access instructions
+  int64_t warp_sectors[5] = {};      // sum over warp accesses of the distinct sectors touched
+  int64_t requested[5] = {};         // bytes the threads asked for
+  int64_t warp_accesses[5] = {};     // warp-wide access instructions
   std::unordered_set<uint64_t> launch_sectors[2];  // distinct image sectors in the whole launch
 
   void Thread() {
@@ -106,7 +106,8 @@ struct Traffic : msda::AccessRecorder {
     warp.clear();
   }
   /// out[0..3] sector bytes per kind, [4..7] requested bytes, [8..11] warp accesses, [12..13]
-  /// distinct image sector bytes over the launch (loads, stores).
+  /// distinct image sector bytes over the launch (loads, stores), [14..15] descriptor loads'
+  /// sector bytes and warp accesses.
   void Write(int64_t *out) const {
     for (int k = 0; k < 4; k++) {
       out[k] = 32 * warp_sectors[k];
@@ -115,6 +116,8 @@ struct Traffic : msda::AccessRecorder {
     }
     out[12] = 32 * int64_t(launch_sectors[0].size());
     out[13] = 32 * int64_t(launch_sectors[1].size());
+    out[14] = 32 * warp_sectors[msda::kDescLoad];
+    out[15] = warp_accesses[msda::kDescLoad];
   }
 };
 

@@ -95,7 +95,8 @@ TRAFFIC_KEYS = ("image_load_sector_bytes", "image_store_sector_bytes", "aux_load
                 "aux_store_sector_bytes", "image_load_bytes", "image_store_bytes",
                 "aux_load_bytes", "aux_store_bytes", "image_load_accesses",
                 "image_store_accesses", "aux_load_accesses", "aux_store_accesses",
-                "image_load_distinct_bytes", "image_store_distinct_bytes")
+                "image_load_distinct_bytes", "image_store_distinct_bytes",
+                "desc_load_sector_bytes", "desc_load_accesses")
 
 
 def fmix_inputs(n, h, w):
@@ -119,13 +120,14 @@ def device_like(a, alignment=256):
 def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout=None,
             mirror=None, mean=None, std=None, launch=H200_LAUNCH, eps=0.0, hmix_ratio=0.5,
             correct_lam=True, info=None, box="even", seg=None, mask_out=True,
-            force_general=False):
+            force_general=False, count_traffic=True):
     """The GPU backend's outputs for given draws: (mixed, targets, masks, params rows).
     `launch`: (SMs, resident blocks per SM, threads per block); `info` (a dict) receives the
     plan (PLAN_KEYS, and "plain": which kernel instance ran, launch.h PlainKind: 0 general, 1
     plain for boxes, 2 plain for boxes, Gaussian and bit masks) and the traffic counts
-    (TRAFFIC_KEYS). `mask_out`: the mask outputs asked for (without them, masks are None);
-    `force_general`: never a plain instance."""
+    (TRAFFIC_KEYS; counted only when `count_traffic`, which takes time). `mask_out`: the mask
+    outputs asked for (without them, masks are None); `force_general`: never a plain
+    instance."""
     n = images.shape[0]
     sh = images.shape[1:]
     out_layout = out_layout or layout
@@ -176,7 +178,8 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                seg=ptr(seg), seg_out=None if seg is None else seg_out.ctypes.data_as(P),
                seg_bytes=0 if seg is None else np.dtype(seg.dtype).itemsize,
                plan=plan.ctypes.data_as(P),
-               traffic=traffic.ctypes.data_as(P) if info is not None else None,
+               traffic=traffic.ctypes.data_as(P) if info is not None and count_traffic
+               else None,
                force_general=int(force_general))
     rc = so.msda_emulate_kernel(TYPES[images.dtype], TYPES[np.dtype(out_dtype)],
                                 ctypes.byref(a))
@@ -205,14 +208,29 @@ def reference(images, layout, method, params, labels, out_dtype, **kw):
 
 
 def check(so, images, layout, method, params, labels, out_dtype, **kw):
-    """The emulated kernel against the reference: with mask outputs (the general instance), then
-    without (a plain instance where PlainLaunch allows it), bit for bit both."""
+    """The emulated kernel against the reference: with mask outputs (and label maps where given)
+    as planned (a plain instance where PlainLaunch allows it) and with the general instance
+    forced, then without mask outputs, bit for bit all."""
+    info = kw.pop("info", None)
+    if info is None and kw.get("seg") is not None:
+        info = {}
     out, targets, masks, rows = emulate(so, images, layout, method, params, labels, out_dtype,
-                                        **kw)
-    if kw.get("seg") is None:
-        kw2 = {k: v for k, v in kw.items() if k != "info"}
+                                        info=info, **kw)
+    general = {}
+    out_g, targets_g, masks_g, rows_g = emulate(so, images, layout, method, params, labels,
+                                                out_dtype, info=general, force_general=True,
+                                                count_traffic=False, **kw)
+    assert general["plain"] == 0
+    np.testing.assert_array_equal(out_g.view(f"u{out_g.itemsize}"),
+                                  out.view(f"u{out.itemsize}"))
+    np.testing.assert_array_equal(targets_g, targets)
+    np.testing.assert_array_equal(masks_g, masks)
+    np.testing.assert_array_equal(rows_g, rows)
+    if kw.get("seg") is not None:
+        np.testing.assert_array_equal(general["seg"], info["seg"])
+    else:
         out2, targets2, _, rows2 = emulate(so, images, layout, method, params, labels,
-                                           out_dtype, mask_out=False, **kw2)
+                                           out_dtype, mask_out=False, **kw)
         np.testing.assert_array_equal(out2.view(f"u{out2.itemsize}"),
                                       out.view(f"u{out.itemsize}"))
         np.testing.assert_array_equal(targets2, targets)
@@ -533,9 +551,10 @@ def traffic(so, case, method, n=8, seed=0):
     params = ref.draw_params(rng, n, 224, 224, alpha=1.0, mode="elem")
     if case.startswith("fused"):
         kw = dict(kw, mirror=np.arange(n) % 2)
-    info = {}
-    check(so, images, layout, method, params, rng.integers(0, 1000, n), out_dt, info=info,
-          **kw)
+    labels = rng.integers(0, 1000, n)
+    check(so, images, layout, method, params, labels, out_dt, **kw)
+    info = {}  # counted as training runs it: no mask outputs
+    emulate(so, images, layout, method, params, labels, out_dt, info=info, mask_out=False, **kw)
     info["input_bytes"] = images.nbytes
     info["output_bytes"] = n * 224 * 224 * 3 * np.dtype(out_dt).itemsize
     return info
@@ -556,6 +575,11 @@ def test_memory_traffic(harness, case, method):
     assert t["image_store_sector_bytes"] == pytest.approx(stores * t["output_bytes"], rel=1e-3)
     # masks and tables: a few loads per unit that hit L1 (GMix: 8 column factors a unit)
     assert t["aux_load_sector_bytes"] < 0.5 * t["input_bytes"] * (20 if method == "gmix" else 1)
+    # the plain instances' descriptor fields: one sector a warp access (the warp's units belong
+    # to one or two pairs: a broadcast), at most 9 fields of each sample a unit
+    assert t["desc_load_sector_bytes"] <= 32 * 1.1 * t["desc_load_accesses"]
+    assert t["desc_load_accesses"] * 32 <= 2 * 9 * t["units"] * 1.1
+    assert (t["desc_load_accesses"] > 0) == (t["plain"] > 0)
 
 
 
@@ -610,10 +634,11 @@ def test_label_map_tie_takes_own_map(harness, width):
 @pytest.mark.parametrize("in_dt", [np.uint8, np.float16, np.float32])
 @pytest.mark.parametrize("method", list(METHODS))
 def test_plain_instance_is_taken_where_allowed(harness, method, in_dt):
-    """PlainLaunch: a plain instance runs for integral inputs on the vector path without mask
-    outputs or maps, the box one (1) where every mask is a box (Mixup, CutMix, HMix), the one
-    of masks (2) for GMix and FMix; never for ResizeMix. It equals the reference there at
-    224 x 224 (mirror, normalisation, both output layouts). A 1 / std that overflows (std
+    """PlainLaunch: a plain instance runs for integral inputs on the vector path, the box one
+    (1) where every mask is a box (Mixup, CutMix, HMix) and there are no mask outputs or label
+    maps, else the one of masks (2): GMix and FMix, and every method but ResizeMix with mask
+    outputs or maps; never for ResizeMix. It equals the reference there at 224 x 224 (mirror,
+    normalisation, both output layouts; masks and maps too). A 1 / std that overflows (std
     1e-39) could make a NaN: the general instance then."""
     rng = np.random.default_rng(3)
     n = 5
@@ -629,8 +654,20 @@ def test_plain_instance_is_taken_where_allowed(harness, method, in_dt):
         out, *_ = emulate(harness, images, "HWC", method, params, labels, np.float16,
                           mask_out=False, info=info, **kw)
         assert info["plain"] == expected, info
-        exp, _, _ = reference(images, "HWC", method, params, labels, np.float16, **kw)
+        exp, _, exp_m = reference(images, "HWC", method, params, labels, np.float16, **kw)
         np.testing.assert_array_equal(out.view(np.uint16), exp.view(np.uint16))
+        # with mask outputs and label maps: the instance of masks (or the general one)
+        seg = (np.arange(n * 224 * 224) % 250).astype(np.uint8).reshape(n, 224, 224)
+        info = {}
+        out, _, masks, _ = emulate(harness, images, "HWC", method, params, labels, np.float16,
+                                   info=info, seg=seg, **kw)
+        assert info["plain"] == (2 if expected else 0), info
+        np.testing.assert_array_equal(out.view(np.uint16), exp.view(np.uint16))
+        np.testing.assert_array_equal(masks, exp_m)
+        base = method.split("-")[0]
+        np.testing.assert_array_equal(info["seg"], ref.mix_seg(
+            seg, exp_m, base, lam=params["lam"], center=np.stack([params["cy"], params["cx"]], 1),
+            apply=params["apply"], mirror=kw["mirror"]))
     for kw, plain in ((dict(mean=[0.0], std=[1e-39]), False), ({}, True)):
         info = {}
         emulate(harness, images, "HWC", method, params, labels, np.float32, mask_out=False,
@@ -640,6 +677,15 @@ def test_plain_instance_is_taken_where_allowed(harness, method, in_dt):
     emulate(harness, images[:, :, :17].copy(), "HWC", method, params, labels, np.float16,
             mask_out=False, info=info)
     assert info["plain"] == 0
+    # 4 channels: mask outputs (and maps) on the general instance (PlainWritesMasksAndMaps)
+    rgba = random_images(rng, n, (16, 16, 4), in_dt)
+    small = ref.draw_params(rng, n, 16, 16, alpha=1.0, prob=0.8, mode="elem")
+    check(harness, rgba, "HWC", method, small, labels, np.float16)
+    for mask_out, plain in ((False, expected), (True, 0)):
+        info = {}
+        emulate(harness, rgba, "HWC", method, small, labels, np.float16, mask_out=mask_out,
+                info=info)
+        assert info["plain"] == plain, (mask_out, info)
 
 
 @pytest.mark.parametrize("out_layout", ["CHW", "HWC"])

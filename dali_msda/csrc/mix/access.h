@@ -16,7 +16,12 @@ namespace msda {
 
 
 
-enum AccessKind : int { kImageLoad = 0, kImageStore = 1, kAuxLoad = 2, kAuxStore = 3 };
+/// What an access reads or writes: image blocks; masks, tables and targets (aux); or a field of
+/// a sample's descriptor (SampleDesc), the same address in every lane of a warp that works on
+/// the same pair (desc: the plain instances read their fields one by one).
+enum AccessKind : int {
+  kImageLoad = 0, kImageStore = 1, kAuxLoad = 2, kAuxStore = 3, kDescLoad = 4
+};
 
 #ifndef __CUDA_ARCH__
 /// Host builds count the vector accesses that are not aligned to their width (a GPU faults).

@@ -460,9 +460,11 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
 //   outputs are converted two at a time (one F2FP per pair);
 // - each input element is converted to float once for both outputs of the pair, and the loads
 //   of both blocks are issued before either is used.
-// GMix's Gaussian masks and FMix's bit masks (values in [0, 1]) take the same path in a second
-// plain instance (kPlainMasks), whose masks are made kind by kind as on the general path
-// (TableMask); the box-only instance (kPlainBoxes) keeps none of that code.
+// GMix's Gaussian masks and FMix's and ClassMix's bit masks (values in [0, 1]) take the same path
+// in a second plain instance (kPlainMasks), whose masks are made kind by kind as on the general
+// path (TableMask), and which also writes the mask rows and the mixed label maps where a launch
+// has them (segmentation batches: uint8 images and their maps); the box-only instance
+// (kPlainBoxes) keeps none of that code.
 
 /// float32 -> Out for a value that is not a NaN (ConvertOut without its NaN check).
 template <typename Out>
@@ -543,16 +545,72 @@ DALI_HOST_DEV MSDA_INLINE void PlainMask(const SampleDesc<Out, In> *d,
                                          const KernelArgs<Out, In> &a, int r, int c0,
                                          float (&m)[P]) {
   if constexpr (kPlain == kPlainMasks) {
-    const int kind = Ld(&d->p.kind, MSDA_SITE, kAuxLoad);
+    const int kind = Ld(&d->p.kind, MSDA_SITE, kDescLoad);
     if (kind != kMaskBox) {
-      TableMask<P>(kind, Ld(&d->p.mask_offset, MSDA_SITE, kAuxLoad),
-                   Ld(&d->p.invert, MSDA_SITE, kAuxLoad), a, r, c0, m);
+      TableMask<P>(kind, Ld(&d->p.mask_offset, MSDA_SITE, kDescLoad),
+                   Ld(&d->p.invert, MSDA_SITE, kDescLoad), a, r, c0, m);
       return;
     }
   }
-  BoxMask<P>(Ld(&d->p.y0, MSDA_SITE, kAuxLoad), Ld(&d->p.y1, MSDA_SITE, kAuxLoad),
-             Ld(&d->p.x0, MSDA_SITE, kAuxLoad), Ld(&d->p.x1, MSDA_SITE, kAuxLoad),
-             Ld(&d->p.outside, MSDA_SITE, kAuxLoad), r, c0, m);
+  BoxMask<P>(Ld(&d->p.y0, MSDA_SITE, kDescLoad), Ld(&d->p.y1, MSDA_SITE, kDescLoad),
+             Ld(&d->p.x0, MSDA_SITE, kDescLoad), Ld(&d->p.x1, MSDA_SITE, kDescLoad),
+             Ld(&d->p.outside, MSDA_SITE, kDescLoad), r, c0, m);
+}
+
+/// One sample's mixed label map (spec 11) at the P pixels of row r from column c0 of a plain unit
+/// (kPlainMasks; bit k of `own_bits`: TakesOwnLabel at pixel c0 + k): SegSource's rule, inlined
+/// (the unit's image registers are free again by then; a call here made the instance spill),
+/// for a mask that is not resized (none is in a plain launch).
+template <typename T, int P, typename Out, typename In>
+DALI_HOST_DEV MSDA_INLINE void PlainMapPixels(const SampleDesc<Out, In> *d,
+                                              const LaunchGeometry &g, int r, int c0,
+                                              unsigned own_bits) {
+  const SampleParams not_resized{};  // kind kMaskBox
+  const T *own = static_cast<const T *>(Ld(&d->seg_own, MSDA_SITE, kDescLoad));
+  const T *partner = static_cast<const T *>(Ld(&d->seg_partner, MSDA_SITE, kDescLoad));
+  T *out = static_cast<T *>(Ld(&d->seg_out, MSDA_SITE, kDescLoad)) + int64_t(r) * g.W + c0;
+  const int flip_own = Ld(&d->flip_own, MSDA_SITE, kDescLoad);
+  const int flip_partner = Ld(&d->flip_partner, MSDA_SITE, kDescLoad);
+  MSDA_UNROLL
+  for (int k = 0; k < P; k++) {
+    bool from_partner;
+    int sr, sc;
+    SegSource(not_resized, g.H, g.W, r, c0 + k, (own_bits >> k) & 1u, flip_own, flip_partner,
+              &from_partner, &sr, &sc);
+    St(out + k, Ld((from_partner ? partner : own) + int64_t(sr) * g.W + sc, MSDA_SITE, kAuxLoad),
+       MSDA_SITE, kAuxStore);
+  }
+}
+
+/// A plain unit's mask rows (frame 0 of the samples whose masks are outputs), written as soon as
+/// the masks are made (kPlainMasks; the middle of an odd batch writes the same values twice).
+template <int P, typename Out, typename In>
+DALI_HOST_DEV MSDA_INLINE void PlainMaskRows(const SampleDesc<Out, In> *di,
+                                             const SampleDesc<Out, In> *dj,
+                                             const LaunchGeometry &g, const UnitPos &u, int c0,
+                                             const float (&mi)[P], const float (&mj)[P]) {
+  if (u.f != 0) return;
+  float *mask_i = Ld(&di->mask, MSDA_SITE, kDescLoad);
+  float *mask_j = Ld(&dj->mask, MSDA_SITE, kDescLoad);
+  if (mask_i) StoreMask<P>(mask_i, g, u.r, c0, mi);
+  if (mask_j) StoreMask<P>(mask_j, g, u.r, c0, mj);
+}
+
+/// A plain unit's part of the mixed label maps (spec 11; images only) from the TakesOwnLabel
+/// bits of each sample's mask (kPlainMasks), written after the images, so that only the bits
+/// are live across the image work (the masks themselves made the instance spill).
+template <int P, typename Out, typename In>
+DALI_HOST_DEV MSDA_INLINE void PlainMaps(const SampleDesc<Out, In> *di,
+                                         const SampleDesc<Out, In> *dj, const LaunchGeometry &g,
+                                         const UnitPos &u, int c0, unsigned own_i,
+                                         unsigned own_j) {
+  if (g.seg_bytes == 1) {
+    PlainMapPixels<uint8_t, P>(di, g, u.r, c0, own_i);
+    PlainMapPixels<uint8_t, P>(dj, g, u.r, c0, own_j);
+  } else if (g.seg_bytes == 4) {
+    PlainMapPixels<int32_t, P>(di, g, u.r, c0, own_i);
+    PlainMapPixels<int32_t, P>(dj, g, u.r, c0, own_j);
+  }
 }
 
 /// One unit of a plain instance: pair `pair` (samples i and j = n - 1 - i; the middle of an
@@ -568,16 +626,23 @@ DALI_HOST_DEV MSDA_INLINE void PlainUnit(const KernelArgs<Out, In> &a, const Uni
   const SampleDesc<Out, In> *di = a.samples + u.pair, *dj = a.samples + (g.n - 1 - u.pair);
   const int c0 = u.grp * P;
   // both blocks in flight before either is used
-  const In *xi = Ld(&di->own, MSDA_SITE, kAuxLoad), *xj = Ld(&dj->own, MSDA_SITE, kAuxLoad);
-  const int flip_i = Ld(&di->flip_own, MSDA_SITE, kAuxLoad);
-  const int flip_j = Ld(&dj->flip_own, MSDA_SITE, kAuxLoad);
+  const In *xi = Ld(&di->own, MSDA_SITE, kDescLoad), *xj = Ld(&dj->own, MSDA_SITE, kDescLoad);
+  const int flip_i = Ld(&di->flip_own, MSDA_SITE, kDescLoad);
+  const int flip_j = Ld(&dj->flip_own, MSDA_SITE, kDescLoad);
   B raw_i, raw_j;
   LoadRaw(xi, g, u.f, u.r, c0, flip_i, raw_i, MSDA_SITE);
   LoadRaw(xj, g, u.f, u.r, c0, flip_j, raw_j, MSDA_SITE);
   float mi[P], mj[P];
   PlainMask<kPlain, P>(di, a, u.r, c0, mi);
   PlainMask<kPlain, P>(dj, a, u.r, c0, mj);
-  Out *oi = Ld(&di->out, MSDA_SITE, kAuxLoad), *oj = Ld(&dj->out, MSDA_SITE, kAuxLoad);
+  unsigned own_i = 0, own_j = 0;
+  constexpr bool kMasksAndMaps = kPlain == kPlainMasks && PlainWritesMasksAndMaps(C);
+  if constexpr (kMasksAndMaps) {
+    PlainMaskRows<P>(di, dj, g, u, c0, mi, mj);
+    own_i = OwnLabelBits(mi);
+    own_j = OwnLabelBits(mj);
+  }
+  Out *oi = Ld(&di->out, MSDA_SITE, kDescLoad), *oj = Ld(&dj->out, MSDA_SITE, kDescLoad);
   B bi, bj;
   Arrange(g, flip_i, raw_i, bi);
   Arrange(g, flip_j, raw_j, bj);
@@ -589,6 +654,7 @@ MSDA_UNROLL
   }
   PlainStore<C, P>(oi, g, u.f, u.r, c0, mi, vi, vj, mean, inv);
   PlainStore<C, P>(oj, g, u.f, u.r, c0, mj, vj, vi, mean, inv);
+  if constexpr (kMasksAndMaps) PlainMaps<P>(di, dj, g, u, c0, own_i, own_j);
 }
 
 

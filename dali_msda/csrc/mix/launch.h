@@ -45,7 +45,8 @@ struct UnitPos {
 };
 
 /// The kernel instance of a vector launch (LaunchGeometry::plain, PlainLaunch): the general one,
-/// or a plain one, for box masks only or for box, Gaussian and bit masks (kernel.h).
+/// or a plain one, for box masks only or for box, Gaussian and bit masks with mask rows and
+/// label maps (kernel.h).
 enum PlainKind : int { kGeneral = 0, kPlainBoxes = 1, kPlainMasks = 2 };
 
 /// A launch: the batch's shape (BatchShape, mask.h) and how the kernel covers it, planned on the
@@ -59,7 +60,7 @@ struct LaunchGeometry : BatchShape {
   int groups = 1;    // units per frame-row: W / unit_px
   int mask_vec = 0;  // mask rows written with 16-byte stores (aligned)
   int seg_bytes = 0;  // label maps (spec 11): bytes a label (1: uint8, 4: int32), 0: none
-  int plain = kGeneral;  // PlainKind (PlainLaunch): no maps, no NaN possible, no resize
+  int plain = kGeneral;  // PlainKind (PlainLaunch): no NaN possible, nothing resized
   int64_t units = 0;            // pairs * frames * H * groups
   int64_t units_per_block = 0;  // contiguous range of one block
   int blocks = 0, threads = 0;
@@ -123,24 +124,32 @@ struct KernelArgs {
 };
 
 /// Which instance a planned vector launch takes (PlainKind): a plain one for integral inputs
-/// without label maps or mask outputs whose every 1 / std is finite (`norm`: mean[C] then
-/// inv_std[C], or null without normalisation), so that no NaN can arise, where a plain instance
-/// exists for its C (HasPlainInstance: none for 4 channels of float32 output, whose 2 x 32
-/// output values of a unit spill at the launch bounds, benchmarks/sass_stats.py, where the
-/// general instance's do not): kPlainBoxes when every mask is a box, kPlainMasks when every mask
-/// is a box, Gaussian or bit mask (no ResizeMix); else the general instance.
+/// whose every 1 / std is finite (`norm`: mean[C] then inv_std[C], or null without
+/// normalisation), so that no NaN can arise, where a plain instance exists for its C
+/// (HasPlainInstance: none for 4 channels of float32 output, whose 2 x 32 output values of a
+/// unit spill at the launch bounds, benchmarks/sass_stats.py, where the general instance's do
+/// not): kPlainBoxes when every mask is a box and there are no label maps or mask outputs,
+/// kPlainMasks when every mask is a box, Gaussian or bit mask (no ResizeMix), with or without
+/// maps and mask outputs (up to 3 channels: PlainWritesMasksAndMaps); else the general
+/// instance.
 template <typename Out, typename In>
 constexpr bool HasPlainInstance(int C) {
   return std::is_integral_v<In> && C >= 1 && C <= 4 && !(C == 4 && sizeof(Out) == 4);
 }
 
+/// Whether the plain instance of masks for C channels also writes mask rows and label maps:
+/// not for 4 (with them its unit spills at the launch bounds, benchmarks/sass_stats.py; such
+/// launches take the general instance).
+constexpr bool PlainWritesMasksAndMaps(int C) { return C <= 3; }
+
 template <typename Out, typename In>
 int PlainLaunch(const LaunchGeometry &g, const SampleParams *p, bool mask_outputs,
                 const float *norm) {
-  if (!HasPlainInstance<Out, In>(g.vec_c) || g.seg_bytes || mask_outputs) return kGeneral;
+  if (!HasPlainInstance<Out, In>(g.vec_c)) return kGeneral;
+  if ((g.seg_bytes || mask_outputs) && !PlainWritesMasksAndMaps(g.vec_c)) return kGeneral;
   for (int c = 0; norm && c < g.C; c++)
     if (!std::isfinite(norm[g.C + c])) return kGeneral;
-  int plain = kPlainBoxes;
+  int plain = g.seg_bytes || mask_outputs ? kPlainMasks : kPlainBoxes;
   for (int i = 0; i < g.n; i++) {
     if (p[i].kind == kMaskGauss || p[i].kind == kMaskBits)
       plain = kPlainMasks;
