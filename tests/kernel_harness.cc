@@ -52,6 +52,7 @@ struct Inputs {
   void *seg_out;
   int seg_bytes;
   int force_general;  // 1: never a plain instance (launch.h PlainLaunch)
+  const int *methods;  // per sample (the op's per-sample `method` lists), or null: `method`
 };
 
 /// What the launch would move, counted per access kind (access.h AccessKind: image loads, image
@@ -140,8 +141,9 @@ int Emulate(const Inputs &a) {
     double w;
     const MaskOptions options{a.hmix_ratio, a.correct_lam != 0, a.resize_linear != 0,
                               a.exact_box != 0};
-    p[i] = PlanSample(static_cast<Method>(a.method), d, i, n, options, H, W,
-                      tables.data() + i * stride, i * stride, i * bits_stride, &w);
+    const Method method = static_cast<Method>(a.methods ? a.methods[i] : a.method);
+    p[i] = PlanSample(method, d, i, n, options, H, W, tables.data() + i * stride, i * stride,
+                      i * bits_stride, &w);
     if (p[i].kind == kMaskBits) {  // the FMix mask, as the op's MakeFMixMasks makes it
       const int64_t size = FMixNoiseSize(H, W);
       std::vector<double> noise(a.fmix_noise + i * size, a.fmix_noise + (i + 1) * size);

@@ -86,7 +86,7 @@ class Inputs(ctypes.Structure):  # tests/kernel_harness.cc: struct Inputs
                 ("fmix_noise", P), ("fmix_round_up", P), ("decay_power", ctypes.c_float),
                 ("resize_linear", ctypes.c_int), ("exact_box", ctypes.c_int), ("plan", P),
                 ("traffic", P), ("seg", P), ("seg_out", P), ("seg_bytes", ctypes.c_int),
-                ("force_general", ctypes.c_int)]
+                ("force_general", ctypes.c_int), ("methods", P)]
 
 
 H200_LAUNCH = (132, 8, 256)  # an H200's SMs x resident blocks x kernel.h kBlockThreads
@@ -122,12 +122,12 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
             correct_lam=True, info=None, box="even", seg=None, mask_out=True,
             force_general=False, count_traffic=True):
     """The GPU backend's outputs for given draws: (mixed, targets, masks, params rows).
-    `launch`: (SMs, resident blocks per SM, threads per block); `info` (a dict) receives the
-    plan (PLAN_KEYS, and "plain": which kernel instance ran, launch.h PlainKind: 0 general, 1
-    plain for boxes, 2 plain for boxes, Gaussian and bit masks) and the traffic counts
-    (TRAFFIC_KEYS; counted only when `count_traffic`, which takes time). `mask_out`: the mask
-    outputs asked for (without them, masks are None); `force_general`: never a plain
-    instance."""
+    `method`: a name, or one per sample (the op's per-sample method lists). `launch`: (SMs,
+    resident blocks per SM, threads per block); `info` (a dict) receives the plan (PLAN_KEYS,
+    and "plain": which kernel instance ran, launch.h PlainKind: 0 general, 1 plain for boxes, 2
+    plain for boxes, Gaussian and bit masks) and the traffic counts (TRAFFIC_KEYS; counted only
+    when `count_traffic`, which takes time). `mask_out`: the mask outputs asked for (without
+    them, masks are None); `force_general`: never a plain instance."""
     n = images.shape[0]
     sh = images.shape[1:]
     out_layout = out_layout or layout
@@ -155,11 +155,13 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
         m, s = (np.broadcast_to(np.asarray(v if v is not None else d, np.float32), (c,))
                 for v, d in ((mean, 0.0), (std, 1.0)))
         mean_std = np.concatenate([m, s])
-    noise, round_up = fmix_inputs(n, h, w) if method == "fmix" else (None, None)
+    per_sample = not isinstance(method, str)  # a method per sample
+    names = list(method) if per_sample else [method]
+    noise, round_up = fmix_inputs(n, h, w) if "fmix" in names else (None, None)
     plan = np.zeros(len(PLAN_KEYS) + 1, np.int64)
     seg_out = None if seg is None else np.full(seg.shape, 77, seg.dtype)
     traffic = np.zeros(len(TRAFFIC_KEYS), np.int64)
-    a = Inputs(method=METHODS[method], n=n, frames=frames, H=h, W=w, C=c,
+    a = Inputs(method=METHODS[names[0]], n=n, frames=frames, H=h, W=w, C=c,
                in_planar=int(layout.index("C") < layout.index("H")),
                out_planar=int(out_layout.index("C") < out_layout.index("H")),
                images=ptr(images), out=out.ctypes.data_as(P),
@@ -173,14 +175,15 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                hmix_ratio=hmix_ratio, correct_lam=int(correct_lam), mean_std=ptr(mean_std),
                sms=launch[0], blocks_per_sm=launch[1], threads=launch[2],
                fmix_noise=ptr(noise, np.float32), fmix_round_up=ptr(round_up, np.uint8),
-               decay_power=3.0, resize_linear=int(method == "resizemix-bilinear"),
+               decay_power=3.0, resize_linear=int("resizemix-bilinear" in names),
                exact_box=int(box == "exact"),
                seg=ptr(seg), seg_out=None if seg is None else seg_out.ctypes.data_as(P),
                seg_bytes=0 if seg is None else np.dtype(seg.dtype).itemsize,
                plan=plan.ctypes.data_as(P),
                traffic=traffic.ctypes.data_as(P) if info is not None and count_traffic
                else None,
-               force_general=int(force_general))
+               force_general=int(force_general),
+               methods=ptr([METHODS[m] for m in names], np.int32) if per_sample else None)
     rc = so.msda_emulate_kernel(TYPES[images.dtype], TYPES[np.dtype(out_dtype)],
                                 ctypes.byref(a))
     assert rc == 0, {-3: "a vector access was misaligned"}.get(rc, rc)
@@ -686,6 +689,47 @@ def test_plain_instance_is_taken_where_allowed(harness, method, in_dt):
         emulate(harness, rgba, "HWC", method, small, labels, np.float16, mask_out=mask_out,
                 info=info)
         assert info["plain"] == plain, (mask_out, info)
+
+
+@pytest.mark.parametrize("methods,plain", [
+    (["cutmix", "gmix", "fmix", "mixup", "hmix", "fmix", "gmix"], 2),
+    (["gmix", "cutmix", "cutmix", "fmix", "mixup", "hmix", "cutmix"], 2),
+    (["hmix", "mixup", "cutmix", "cutmix", "mixup", "hmix", "cutmix"], 1),
+    (["cutmix", "gmix", "resizemix", "fmix", "mixup", "resizemix", "hmix"], 0),
+])
+def test_per_sample_methods_in_one_launch(harness, methods, plain):
+    """A batch of several methods (the op's per-sample method lists): each sample's mask kind is
+    its own, in the plain instances (read per sample, not per launch) as in the general one;
+    each output, target and mask equals the reference of the sample's own method, at 224 x 224
+    (uint8 HWC -> normalised, mirrored float16 CHW); with label maps too."""
+    rng = np.random.default_rng(len(methods[0]) + plain)
+    n = len(methods)
+    images = random_images(rng, n, (224, 224, 3), np.uint8)
+    params = ref.draw_params(rng, n, 224, 224, alpha=1.0, prob=0.9, mode="elem")
+    labels = rng.integers(0, 10, n)
+    kw = dict(mean=[100.0, 120.0, 90.0], std=[50.0, 60.0, 55.0], out_layout="CHW",
+              mirror=rng.integers(0, 2, n))
+    seg = (np.arange(n * 224 * 224) % 250).astype(np.uint8).reshape(n, 224, 224)
+    exp = {m: reference(images, "HWC", m, params, labels, np.float16, **kw) for m in methods}
+    pick = lambda k: np.stack([exp[m][k][i] for i, m in enumerate(methods)])  # noqa: E731
+    runs = [(dict(mask_out=False), plain), (dict(), plain and 2), (dict(seg=seg), plain and 2),
+            (dict(force_general=True), 0)]
+    for extra, instance in runs:
+        info = {}
+        out, targets, masks, _ = emulate(harness, images, "HWC", methods, params, labels,
+                                         np.float16, info=info, count_traffic=False,
+                                         **extra, **kw)
+        assert info["plain"] == instance, (extra, info)
+        np.testing.assert_array_equal(out.view(np.uint16), pick(0).view(np.uint16))
+        np.testing.assert_allclose(targets, pick(1), rtol=0, atol=1e-6)
+        if masks is not None:
+            np.testing.assert_array_equal(masks, pick(2))
+        if "seg" in extra:
+            maps = [ref.mix_seg(seg, exp[m][2], m, lam=params["lam"],
+                                center=np.stack([params["cy"], params["cx"]], 1),
+                                apply=params["apply"], mirror=kw["mirror"]) for m in methods]
+            np.testing.assert_array_equal(info["seg"],
+                                          np.stack([maps[i][i] for i in range(n)]))
 
 
 @pytest.mark.parametrize("out_layout", ["CHW", "HWC"])
