@@ -1,10 +1,11 @@
 // The op's kernel instances, compiled alone for benchmarks/sass_stats.py (which reads their
 // machine code): the same template (kernel.h MixThread) at the same launch bounds as mix.cu's
 // MixKernel, for every input / output type, vector C (0: the per-pixel fallback) and instance
-// (launch.h PlainKind: general, plain for boxes, plain for masks), plus "hot" probes: the main case's unit with its launch-uniform settings
-// (input HWC, output CHW, normalised, no label maps, no mask rows) fixed at compile time, so
-// that the unit loop of the probe holds only the code that case runs (per-sample branches,
-// such as the mirror, stay: both of their sides are counted).
+// (launch.h PlainKind: general, plain for boxes, plain for masks), plus "hot" probes: the main
+// case's unit with its launch-uniform settings (input HWC, output CHW, normalised, no label
+// maps, no mask rows) fixed at compile time, so that the unit loop of the probe holds only the
+// code that case runs (per-sample branches, such as the mirror, stay: both of their sides are
+// counted).
 
 #include "mix/kernel.h"
 

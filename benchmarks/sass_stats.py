@@ -275,7 +275,7 @@ def main():
           f"{r and r['per_element']} instructions per output element (goal <= {GOAL_PER_ELEMENT})")
     if r is None or r["per_element"] is None or r["per_element"] > GOAL_PER_ELEMENT:
         failures.append(f"main case: {r and r['per_element']} instructions per element")
-    for name, what in (("plain_masks", "GMix / FMix masks (plain_masks)"),
+    for name, what in (("plain_masks", "GMix / FMix / ClassMix masks (plain_masks)"),
                        ("general", "any mask (general)")):
         if name in hot:
             print(f"the same case with {what}: {hot[name]['per_element']} per element")

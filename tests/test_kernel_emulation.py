@@ -210,6 +210,13 @@ def reference(images, layout, method, params, labels, out_dtype, **kw):
                    label_smoothing=kw.pop("eps", 0.0), **kw)
 
 
+def reference_maps(seg, masks, method, params, mirror=None):
+    """reference.mix_seg for the draws `params` and the reference's masks of `method`."""
+    return ref.mix_seg(seg, masks, method.split("-")[0], lam=params["lam"],
+                       center=np.stack([params["cy"], params["cx"]], 1), apply=params["apply"],
+                       mirror=mirror)
+
+
 def check(so, images, layout, method, params, labels, out_dtype, **kw):
     """The emulated kernel against the reference: with mask outputs (and label maps where given)
     as planned (a plain instance where PlainLaunch allows it) and with the general instance
@@ -607,11 +614,7 @@ def test_label_maps_match_reference(harness, method, width, seg_dtype):
           seg=seg, **kw)
     _, _, masks = reference(images, "HWC", method, params, rng.integers(0, 5, n), np.float16,
                             **kw)
-    base = method.split("-")[0]
-    expect = ref.mix_seg(seg, masks, base, lam=params["lam"],
-                         center=np.stack([params["cy"], params["cx"]], 1),
-                         apply=params["apply"], mirror=mirror)
-    np.testing.assert_array_equal(info["seg"], expect)
+    np.testing.assert_array_equal(info["seg"], reference_maps(seg, masks, method, params, mirror))
 
 
 @pytest.mark.parametrize("width", [33, 32], ids=["fallback", "vector"])
@@ -650,6 +653,7 @@ def test_plain_instance_is_taken_where_allowed(harness, method, in_dt):
     labels = rng.integers(0, 10, n)
     kind = {"mixup": 1, "cutmix": 1, "hmix": 1, "gmix": 2, "fmix": 2}.get(method, 0)
     expected = kind if in_dt == np.uint8 else 0
+    seg = (np.arange(n * 224 * 224) % 250).astype(np.uint8).reshape(n, 224, 224)
     for out_layout in ("CHW", "HWC"):
         kw = dict(mean=[100.0, 120.0, 90.0], std=[50.0, 60.0, 55.0], out_layout=out_layout,
                   mirror=rng.integers(0, 2, n))
@@ -660,17 +664,14 @@ def test_plain_instance_is_taken_where_allowed(harness, method, in_dt):
         exp, _, exp_m = reference(images, "HWC", method, params, labels, np.float16, **kw)
         np.testing.assert_array_equal(out.view(np.uint16), exp.view(np.uint16))
         # with mask outputs and label maps: the instance of masks (or the general one)
-        seg = (np.arange(n * 224 * 224) % 250).astype(np.uint8).reshape(n, 224, 224)
         info = {}
         out, _, masks, _ = emulate(harness, images, "HWC", method, params, labels, np.float16,
                                    info=info, seg=seg, **kw)
         assert info["plain"] == (2 if expected else 0), info
         np.testing.assert_array_equal(out.view(np.uint16), exp.view(np.uint16))
         np.testing.assert_array_equal(masks, exp_m)
-        base = method.split("-")[0]
-        np.testing.assert_array_equal(info["seg"], ref.mix_seg(
-            seg, exp_m, base, lam=params["lam"], center=np.stack([params["cy"], params["cx"]], 1),
-            apply=params["apply"], mirror=kw["mirror"]))
+        np.testing.assert_array_equal(info["seg"],
+                                      reference_maps(seg, exp_m, method, params, kw["mirror"]))
     for kw, plain in ((dict(mean=[0.0], std=[1e-39]), False), ({}, True)):
         info = {}
         emulate(harness, images, "HWC", method, params, labels, np.float32, mask_out=False,
@@ -710,7 +711,8 @@ def test_per_sample_methods_in_one_launch(harness, methods, plain):
     kw = dict(mean=[100.0, 120.0, 90.0], std=[50.0, 60.0, 55.0], out_layout="CHW",
               mirror=rng.integers(0, 2, n))
     seg = (np.arange(n * 224 * 224) % 250).astype(np.uint8).reshape(n, 224, 224)
-    exp = {m: reference(images, "HWC", m, params, labels, np.float16, **kw) for m in methods}
+    exp = {m: reference(images, "HWC", m, params, labels, np.float16, **kw)
+           for m in set(methods)}
     pick = lambda k: np.stack([exp[m][k][i] for i, m in enumerate(methods)])  # noqa: E731
     runs = [(dict(mask_out=False), plain), (dict(), plain and 2), (dict(seg=seg), plain and 2),
             (dict(force_general=True), 0)]
@@ -725,9 +727,7 @@ def test_per_sample_methods_in_one_launch(harness, methods, plain):
         if masks is not None:
             np.testing.assert_array_equal(masks, pick(2))
         if "seg" in extra:
-            maps = [ref.mix_seg(seg, exp[m][2], m, lam=params["lam"],
-                                center=np.stack([params["cy"], params["cx"]], 1),
-                                apply=params["apply"], mirror=kw["mirror"]) for m in methods]
+            maps = [reference_maps(seg, exp[m][2], m, params, kw["mirror"]) for m in methods]
             np.testing.assert_array_equal(info["seg"],
                                           np.stack([maps[i][i] for i in range(n)]))
 

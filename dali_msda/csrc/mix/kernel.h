@@ -353,22 +353,26 @@ DALI_HOST_DEV inline void StoreMask(float *mask, const LaunchGeometry &g, int r,
   }
 }
 
-/// The mixed label map at `count` pixels of row r from column c0 (spec 11: SegSource, scalar
-/// accesses: a map is a byte or a word a pixel); bit k of `own` says whether pixel c0 + k takes
-/// the own label (TakesOwnLabel). Not inlined on the device, so that the maps' code and
-/// registers stay off the image path of launches without maps (hence values and global pointers
-/// only, as ResizedPartnerAt: a mask array passed by address would live in local memory).
+/// The mixed label map of sample `s` at `count` pixels of row r from column c0 (spec 11:
+/// SegSource's rule for mask parameters `p`, scalar accesses: a map is a byte or a word a
+/// pixel); bit k of `own_bits` says whether pixel c0 + k takes the own label (TakesOwnLabel).
+/// The general path calls it through SegUnit (not inlined on the device, so that the maps' code
+/// and registers stay off the image path of launches without maps: hence values and global
+/// pointers only, as ResizedPartnerAt: a mask array passed by address would live in local
+/// memory); the plain instance of masks inlines it, with a box's `p` (nothing is resized there).
 template <typename T, typename Out, typename In>
-DALI_HOST_DEV inline void SegPixels(const SampleDesc<Out, In> *s, int H, int W, int r, int c0,
-                                    int count, unsigned own_bits) {
+DALI_HOST_DEV MSDA_INLINE void SegPixels(const SampleDesc<Out, In> *s, const SampleParams &p,
+                                         int H, int W, int r, int c0, int count,
+                                         unsigned own_bits) {
   const T *own = static_cast<const T *>(s->seg_own);
   const T *partner = static_cast<const T *>(s->seg_partner);
   T *out = static_cast<T *>(s->seg_out) + int64_t(r) * W + c0;
+  const int flip_own = s->flip_own, flip_partner = s->flip_partner;
   for (int k = 0; k < count; k++) {
     bool from_partner;
     int sr, sc;
-    SegSource(s->p, H, W, r, c0 + k, (own_bits >> k) & 1u, s->flip_own, s->flip_partner,
-              &from_partner, &sr, &sc);
+    SegSource(p, H, W, r, c0 + k, (own_bits >> k) & 1u, flip_own, flip_partner, &from_partner,
+              &sr, &sc);
     St(out + k, Ld((from_partner ? partner : own) + int64_t(sr) * W + sc, MSDA_SITE, kAuxLoad),
        MSDA_SITE, kAuxStore);
   }
@@ -378,9 +382,9 @@ template <typename Out, typename In>
 DALI_HOST_DEV MSDA_NOINLINE void SegUnit(const SampleDesc<Out, In> *s, int seg_bytes, int H,
                                          int W, int r, int c0, int count, unsigned own_bits) {
   if (seg_bytes == 1)
-    SegPixels<uint8_t>(s, H, W, r, c0, count, own_bits);
+    SegPixels<uint8_t>(s, s->p, H, W, r, c0, count, own_bits);
   else if (seg_bytes == 4)
-    SegPixels<int32_t>(s, H, W, r, c0, count, own_bits);
+    SegPixels<int32_t>(s, s->p, H, W, r, c0, count, own_bits);
 }
 
 /// TakesOwnLabel of each of P mask values, as bits (bit k: pixel k).
@@ -557,31 +561,6 @@ DALI_HOST_DEV MSDA_INLINE void PlainMask(const SampleDesc<Out, In> *d,
              Ld(&d->p.outside, MSDA_SITE, kDescLoad), r, c0, m);
 }
 
-/// One sample's mixed label map (spec 11) at the P pixels of row r from column c0 of a plain unit
-/// (kPlainMasks; bit k of `own_bits`: TakesOwnLabel at pixel c0 + k): SegSource's rule, inlined
-/// (the unit's image registers are free again by then; a call here made the instance spill),
-/// for a mask that is not resized (none is in a plain launch).
-template <typename T, int P, typename Out, typename In>
-DALI_HOST_DEV MSDA_INLINE void PlainMapPixels(const SampleDesc<Out, In> *d,
-                                              const LaunchGeometry &g, int r, int c0,
-                                              unsigned own_bits) {
-  const SampleParams not_resized{};  // kind kMaskBox
-  const T *own = static_cast<const T *>(Ld(&d->seg_own, MSDA_SITE, kDescLoad));
-  const T *partner = static_cast<const T *>(Ld(&d->seg_partner, MSDA_SITE, kDescLoad));
-  T *out = static_cast<T *>(Ld(&d->seg_out, MSDA_SITE, kDescLoad)) + int64_t(r) * g.W + c0;
-  const int flip_own = Ld(&d->flip_own, MSDA_SITE, kDescLoad);
-  const int flip_partner = Ld(&d->flip_partner, MSDA_SITE, kDescLoad);
-  MSDA_UNROLL
-  for (int k = 0; k < P; k++) {
-    bool from_partner;
-    int sr, sc;
-    SegSource(not_resized, g.H, g.W, r, c0 + k, (own_bits >> k) & 1u, flip_own, flip_partner,
-              &from_partner, &sr, &sc);
-    St(out + k, Ld((from_partner ? partner : own) + int64_t(sr) * g.W + sc, MSDA_SITE, kAuxLoad),
-       MSDA_SITE, kAuxStore);
-  }
-}
-
 /// A plain unit's mask rows (frame 0 of the samples whose masks are outputs), written as soon as
 /// the masks are made (kPlainMasks; the middle of an odd batch writes the same values twice).
 template <int P, typename Out, typename In>
@@ -598,18 +577,20 @@ DALI_HOST_DEV MSDA_INLINE void PlainMaskRows(const SampleDesc<Out, In> *di,
 
 /// A plain unit's part of the mixed label maps (spec 11; images only) from the TakesOwnLabel
 /// bits of each sample's mask (kPlainMasks), written after the images, so that only the bits
-/// are live across the image work (the masks themselves made the instance spill).
+/// are live across the image work (the masks themselves made the instance spill), inline (a
+/// call here, SegUnit's, made it spill too).
 template <int P, typename Out, typename In>
 DALI_HOST_DEV MSDA_INLINE void PlainMaps(const SampleDesc<Out, In> *di,
                                          const SampleDesc<Out, In> *dj, const LaunchGeometry &g,
                                          const UnitPos &u, int c0, unsigned own_i,
                                          unsigned own_j) {
+  const SampleParams not_resized{};  // kind kMaskBox: SegSource's rule without its ResizeMix box
   if (g.seg_bytes == 1) {
-    PlainMapPixels<uint8_t, P>(di, g, u.r, c0, own_i);
-    PlainMapPixels<uint8_t, P>(dj, g, u.r, c0, own_j);
+    SegPixels<uint8_t>(di, not_resized, g.H, g.W, u.r, c0, P, own_i);
+    SegPixels<uint8_t>(dj, not_resized, g.H, g.W, u.r, c0, P, own_j);
   } else if (g.seg_bytes == 4) {
-    PlainMapPixels<int32_t, P>(di, g, u.r, c0, own_i);
-    PlainMapPixels<int32_t, P>(dj, g, u.r, c0, own_j);
+    SegPixels<int32_t>(di, not_resized, g.H, g.W, u.r, c0, P, own_i);
+    SegPixels<int32_t>(dj, not_resized, g.H, g.W, u.r, c0, P, own_j);
   }
 }
 

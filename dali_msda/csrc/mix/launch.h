@@ -123,15 +123,9 @@ struct KernelArgs {
   LaunchGeometry g;
 };
 
-/// Which instance a planned vector launch takes (PlainKind): a plain one for integral inputs
-/// whose every 1 / std is finite (`norm`: mean[C] then inv_std[C], or null without
-/// normalisation), so that no NaN can arise, where a plain instance exists for its C
-/// (HasPlainInstance: none for 4 channels of float32 output, whose 2 x 32 output values of a
-/// unit spill at the launch bounds, benchmarks/sass_stats.py, where the general instance's do
-/// not): kPlainBoxes when every mask is a box and there are no label maps or mask outputs,
-/// kPlainMasks when every mask is a box, Gaussian or bit mask (no ResizeMix), with or without
-/// maps and mask outputs (up to 3 channels: PlainWritesMasksAndMaps); else the general
-/// instance.
+/// Whether plain instances exist for C channels of In -> Out: for integral inputs (no NaN), and
+/// not for 4 channels of float32 output, whose 2 x 32 output values of a unit spill at the
+/// launch bounds (benchmarks/sass_stats.py), where the general instance's do not.
 template <typename Out, typename In>
 constexpr bool HasPlainInstance(int C) {
   return std::is_integral_v<In> && C >= 1 && C <= 4 && !(C == 4 && sizeof(Out) == 4);
@@ -142,6 +136,13 @@ constexpr bool HasPlainInstance(int C) {
 /// launches take the general instance).
 constexpr bool PlainWritesMasksAndMaps(int C) { return C <= 3; }
 
+/// Which instance a planned vector launch takes (PlainKind): a plain one for integral inputs
+/// whose every 1 / std is finite (`norm`: mean[C] then inv_std[C], or null without
+/// normalisation), so that no NaN can arise, where a plain instance exists for its C
+/// (HasPlainInstance): kPlainBoxes when every mask is a box and there are no label maps or mask
+/// outputs, kPlainMasks when every mask is a box, Gaussian or bit mask (no ResizeMix), with or
+/// without maps and mask outputs (up to 3 channels: PlainWritesMasksAndMaps); else the general
+/// instance.
 template <typename Out, typename In>
 int PlainLaunch(const LaunchGeometry &g, const SampleParams *p, bool mask_outputs,
                 const float *norm) {
