@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <random>
 #include <stdexcept>
 #include <tuple>
@@ -122,6 +123,53 @@ struct Traffic : msda::AccessRecorder {
   }
 };
 
+/// Allocates 256-byte aligned, as DALI's device buffers are, so that the sectors an access
+/// touches do not depend on where the host heap put a buffer.
+template <typename T>
+struct Aligned256 {
+  using value_type = T;
+  Aligned256() = default;
+  template <typename U>
+  Aligned256(const Aligned256<U> &) {}  // NOLINT(runtime/explicit)
+  T *allocate(size_t k) {
+    return static_cast<T *>(::operator new(k * sizeof(T), std::align_val_t(256)));
+  }
+  void deallocate(T *p, size_t) { ::operator delete(p, std::align_val_t(256)); }
+  bool operator==(const Aligned256 &) const { return true; }
+};
+template <typename T>
+using DeviceVector = std::vector<T, Aligned256<T>>;
+
+/// n samples of `bytes` each, copied from `src` (contiguous) each into a stretch of its own of
+/// one allocation, with 256 bytes or more between them that no bounds range holds, each at its
+/// original address's offset modulo 256 (so the launch sees the alignment it would have seen);
+/// their ranges are added to `bounds`. CopyBack writes them to `dst` (contiguous).
+struct Apart {
+  std::vector<uint8_t> mem;
+  std::vector<char *> at;
+  size_t bytes = 0;
+  Apart(const void *src, int n, size_t sample_bytes, msda::AccessBounds &bounds)
+      : at(n, nullptr), bytes(sample_bytes) {
+    if (!src) return;
+    const size_t stride = (bytes + 255) / 256 * 256 + 512;
+    mem.resize(n * stride + 256);
+    char *base = reinterpret_cast<char *>(mem.data());
+    base += -reinterpret_cast<uintptr_t>(base) % 256;
+    for (int i = 0; i < n; i++) {
+      const char *from = static_cast<const char *>(src) + i * bytes;
+      at[i] = base + i * stride + reinterpret_cast<uintptr_t>(from) % 256;
+      std::memcpy(at[i], from, bytes);
+      bounds.Add(at[i], bytes);
+    }
+  }
+  template <typename T>
+  T *Sample(int i) const { return reinterpret_cast<T *>(at[i]); }
+  void CopyBack(void *dst) const {
+    for (size_t i = 0; dst && i < at.size(); i++)
+      std::memcpy(static_cast<char *>(dst) + i * bytes, at[i], bytes);
+  }
+};
+
 template <typename Out, typename In>
 int Emulate(const Inputs &a) {
   using namespace msda;  // NOLINT
@@ -131,9 +179,9 @@ int Emulate(const Inputs &a) {
   std::vector<TargetSpec> t(n);
   const int64_t stride = TableSize(Method::kGMix, H, W);  // a multiple of 4 floats
   const int64_t bits_stride = BitsSize(Method::kFMix, H, W);
-  std::vector<float> tables(n * stride), soft(a.soft_labels ? int64_t(n) * K : 0);
-  std::vector<uint8_t> bits(n * bits_stride);
-  std::vector<float> param_rows(4 * n), norm;
+  DeviceVector<float> tables(n * stride), soft(a.soft_labels ? int64_t(n) * K : 0);
+  DeviceVector<uint8_t> bits(n * bits_stride);
+  DeviceVector<float> param_rows(4 * n), norm;
   for (int i = 0; i < n; i++) {
     Draw d{a.apply[i] != 0, a.lam[i], a.cy[i], a.cx[i],
            a.fmix_round_up ? a.fmix_round_up[i] != 0 : false};
@@ -169,15 +217,23 @@ int Emulate(const Inputs &a) {
     }
   }
 
-  // per-sample pointers, as the views give them to mix.cu
+  // per-sample pointers, as the views give them to mix.cu; each sample's image, output, mask
+  // and maps apart (Apart), so that an access past a sample's end is caught, not served by the
+  // next sample's data
   const int64_t volume = a.frames * H * W * C;
+  AccessBounds bounds;
+  const Apart in_mem(a.images, n, volume * sizeof(In), bounds);
+  const Apart out_mem(a.out, n, volume * sizeof(Out), bounds);
+  const Apart mask_mem(a.masks, n, int64_t(H) * W * sizeof(float), bounds);
+  const Apart seg_mem(a.seg, n, int64_t(H) * W * a.seg_bytes, bounds);
+  const Apart seg_out_mem(a.seg ? a.seg_out : nullptr, n, int64_t(H) * W * a.seg_bytes, bounds);
   std::vector<Out *> outs(n);
   std::vector<const In *> ins(n);
   std::vector<float *> masks(n), targets(n), params(n);
   for (int i = 0; i < n; i++) {
-    outs[i] = static_cast<Out *>(a.out) + i * volume;
-    ins[i] = static_cast<const In *>(a.images) + i * volume;
-    masks[i] = a.masks ? a.masks + int64_t(i) * H * W : nullptr;
+    outs[i] = out_mem.Sample<Out>(i);
+    ins[i] = in_mem.Sample<const In>(i);
+    masks[i] = a.masks ? mask_mem.Sample<float>(i) : nullptr;
     targets[i] = a.targets + int64_t(i) * K;
     params[i] = a.params ? a.params + 4 * i : nullptr;
   }
@@ -199,10 +255,10 @@ int Emulate(const Inputs &a) {
   std::vector<const void *> seg_in(n);
   std::vector<void *> seg_out(n);
   for (int i = 0; i < n && a.seg; i++) {
-    seg_in[i] = static_cast<const char *>(a.seg) + int64_t(i) * H * W * a.seg_bytes;
-    seg_out[i] = static_cast<char *>(a.seg_out) + int64_t(i) * H * W * a.seg_bytes;
+    seg_in[i] = seg_mem.Sample<const char>(i);
+    seg_out[i] = seg_out_mem.Sample<char>(i);
   }
-  std::vector<SampleDesc<Out, In>> descs(n);
+  DeviceVector<SampleDesc<Out, In>> descs(n);
   BuildDescs<Out, In>(n, outs.data(), ins.data(), a.masks ? masks.data() : nullptr,
                       targets.data(), a.params ? params.data() : nullptr, p.data(), t.data(),
                       a.mirror, descs.data(), a.seg ? seg_in.data() : nullptr,
@@ -211,8 +267,20 @@ int Emulate(const Inputs &a) {
                                  .bits = bits.data(), .norm = norm.data(), .soft = soft.data(),
                                  .param_rows = param_rows.data(), .g = g};
 
+  // the rest of what the launch may touch, each buffer whole
+  bounds.Add(a.targets, int64_t(n) * K * sizeof(float));
+  bounds.Add(a.params, 4 * n * sizeof(float));
+  bounds.Add(descs.data(), descs.size() * sizeof(descs[0]));
+  bounds.Add(tables.data(), tables.size() * sizeof(float));
+  bounds.Add(bits.data(), bits.size());
+  bounds.Add(norm.data(), norm.size() * sizeof(float));
+  bounds.Add(soft.data(), soft.size() * sizeof(float));
+  bounds.Add(param_rows.data(), param_rows.size() * sizeof(float));
+  bounds.Seal();
+
   // the launch: g.blocks blocks of g.threads threads, warp by warp
   MisalignedAccesses() = 0;
+  Bounds() = &bounds;
   Traffic traffic;
   Recorder() = a.traffic ? &traffic : nullptr;
   WithInstance<Out, In>(g, [&](auto c, auto plain) {
@@ -225,8 +293,12 @@ int Emulate(const Inputs &a) {
     }
   });
   Recorder() = nullptr;
+  Bounds() = nullptr;
+  out_mem.CopyBack(a.out);
+  mask_mem.CopyBack(a.masks);
+  seg_out_mem.CopyBack(a.seg ? a.seg_out : nullptr);
   if (a.traffic) traffic.Write(a.traffic);
-  return MisalignedAccesses() ? -3 : 0;
+  return MisalignedAccesses() ? -3 : bounds.outside ? -4 : 0;
 }
 
 template <typename Out>
@@ -242,7 +314,9 @@ int DispatchIn(int in_type, const Inputs &a) {
 }  // namespace
 
 /// Types: 0 uint8, 1 float16, 2 float32. Images are n contiguous samples; returns 0 on success,
-/// -1 for an unknown type, -3 when a vector access was misaligned (it would fault on a GPU).
+/// -1 for an unknown type, -3 when a vector access was misaligned (it would fault on a GPU), -4
+/// when an access fell outside the memory of its buffer (for images, outputs, masks and maps:
+/// outside its own sample's).
 extern "C" int msda_emulate_kernel(int in_type, int out_type, const Inputs *a) {
   switch (out_type) {
     case 0: return DispatchIn<uint8_t>(in_type, *a);

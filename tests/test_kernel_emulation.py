@@ -2,7 +2,8 @@
 (dali_msda/csrc/mix/kernel.h, the function the kernel calls) for every block and thread of the
 launch mix.cu plans, with the GPU backend's host-side planning (PlanSample, SoftTarget). Its
 outputs must equal the NumPy reference bit for bit, whatever the launch geometry, no vector
-access may be misaligned, and what it moves (32-byte sectors per warp-wide access) is counted
+access may be misaligned, none may fall outside its sample's memory (the harness keeps each
+sample's image, output, mask and map apart, with gaps between them), and what it moves (32-byte sectors per warp-wide access) is counted
 against the bytes the op must move, so that the GPU path's indexing, coalescing and traffic are
 tested where no GPU is at hand."""
 
@@ -148,8 +149,10 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
     images = device_like(images)
     soft = np.asarray(labels).dtype.kind == "f"
     k = labels.shape[1] if soft else int(np.max(labels)) + 1
-    targets = np.full((n, k), -1.0, dtype=np.float32)
-    rows = np.full((n, 4), -1.0, dtype=np.float32)
+    # 256-byte aligned as DALI's buffers are (so that the aux sector counts do not depend on
+    # where NumPy happened to put them)
+    targets = device_like(np.full((n, k), -1.0, dtype=np.float32))
+    rows = device_like(np.full((n, 4), -1.0, dtype=np.float32))
     mean_std = None
     if mean is not None or std is not None:
         m, s = (np.broadcast_to(np.asarray(v if v is not None else d, np.float32), (c,))
@@ -159,7 +162,8 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
     names = list(method) if per_sample else [method]
     noise, round_up = fmix_inputs(n, h, w) if "fmix" in names else (None, None)
     plan = np.zeros(len(PLAN_KEYS) + 1, np.int64)
-    seg_out = None if seg is None else np.full(seg.shape, 77, seg.dtype)
+    seg = None if seg is None else device_like(np.ascontiguousarray(seg))
+    seg_out = None if seg is None else device_like(np.full(seg.shape, 77, seg.dtype))
     traffic = np.zeros(len(TRAFFIC_KEYS), np.int64)
     a = Inputs(method=METHODS[names[0]], n=n, frames=frames, H=h, W=w, C=c,
                in_planar=int(layout.index("C") < layout.index("H")),
@@ -186,7 +190,8 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                methods=ptr([METHODS[m] for m in names], np.int32) if per_sample else None)
     rc = so.msda_emulate_kernel(TYPES[images.dtype], TYPES[np.dtype(out_dtype)],
                                 ctypes.byref(a))
-    assert rc == 0, {-3: "a vector access was misaligned"}.get(rc, rc)
+    assert rc == 0, {-3: "a vector access was misaligned",
+                     -4: "an access outside its sample's or buffer's memory"}.get(rc, rc)
     if info is not None:
         info.update(zip(PLAN_KEYS + ("plain",), plan.tolist()))
         info.update(zip(TRAFFIC_KEYS, traffic.tolist()))

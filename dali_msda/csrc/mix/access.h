@@ -1,14 +1,18 @@
 // Memory accesses of the kernel's body (kernel.h): on the GPU plain (read-only) loads and stores;
-// in a host build each access is checked for alignment and, when a recorder is installed (the
+// in a host build each access is checked for alignment (and, where the harness installs bounds,
+// for lying inside the memory the launch may touch) and, when a recorder is installed (the
 // harness, tests/kernel_harness.cc), recorded with its call site, so that the harness can count
 // the 32-byte sectors a warp's access touches. Also the unrolling and inlining macros of the body.
 
 #ifndef DALI_MSDA_CSRC_MIX_ACCESS_H_
 #define DALI_MSDA_CSRC_MIX_ACCESS_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "dali/core/host_dev.h"
 
@@ -42,11 +46,37 @@ inline AccessRecorder *&Recorder() {
   static AccessRecorder *r = nullptr;
   return r;
 }
+
+/// The memory a launch may touch, as disjoint ranges (the harness gives each sample's image,
+/// output, mask and map a range of its own, with untouchable gaps between them): a host build
+/// counts the accesses that do not lie wholly inside one range (on a GPU: a read of another
+/// sample's data, or a fault).
+struct AccessBounds {
+  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;  // [begin, end), sorted by Seal
+  int64_t outside = 0;
+  void Add(const void *p, size_t bytes) {
+    if (p && bytes) ranges.emplace_back(reinterpret_cast<uintptr_t>(p),
+                                        reinterpret_cast<uintptr_t>(p) + bytes);
+  }
+  void Seal() { std::sort(ranges.begin(), ranges.end()); }
+  void Check(const void *p, int bytes) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    auto it = std::upper_bound(ranges.begin(), ranges.end(),
+                               std::make_pair(a, ~uintptr_t(0)));
+    if (it == ranges.begin() || a + bytes > std::prev(it)->second) outside++;
+  }
+};
+
+inline AccessBounds *&Bounds() {
+  static AccessBounds *b = nullptr;
+  return b;
+}
 #endif
 
 DALI_HOST_DEV inline void Touch(int site, int kind, const void *p, int bytes) {
 #ifndef __CUDA_ARCH__
   if (reinterpret_cast<uintptr_t>(p) % bytes != 0) MisalignedAccesses()++;
+  if (Bounds()) Bounds()->Check(p, bytes);
   if (Recorder()) Recorder()->Access(site, kind, p, bytes);
 #endif
 }
