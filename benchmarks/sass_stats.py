@@ -6,7 +6,9 @@ and the same for the "hot" probes, the main case's unit (uint8 HWC -> CHW, norma
 masks) with its launch-uniform settings fixed, whose loop is the code that case runs per unit
 (both sides of the per-sample mirror branch counted, so it is an upper bound). A loop inside
 the unit loop (`inner_loops`, none today) would run more than once a unit: the static count
-would then undercount it.
+would then undercount it. Calls from the unit loop (`unit_loop_calls`: the ResizeMix gather, the
+label maps, 64-bit divisions) are listed apart, per callee its size and its call sites, since a
+callee's instructions run only where its branch is taken (inside a ResizeMix box, say).
 
 The unit loop is found in the SASS as the outermost backward branch whose range holds the
 image stores (the widest global stores of the function); its instructions (NOPs aside) are
@@ -148,6 +150,28 @@ def unit_loop(insns):
     return [(a, op) for a, op, _ in insns if best[0] <= a <= best[1] and op != "NOP"], best
 
 
+def loop_calls(insns, span):
+    """The calls made from inside the unit loop: per callee (its instructions from its entry to
+    its first RET, NOPs aside), the number of call sites in the loop, largest callee first."""
+    sites = {}
+    for addr, op, rest in insns:
+        t = re.search(r"0x([0-9a-f]+)", rest) if op.startswith("CALL") else None
+        if t and span[0] <= addr <= span[1]:
+            target = int(t.group(1), 16)
+            sites[target] = sites.get(target, 0) + 1
+    calls = []
+    for target, n in sites.items():
+        size = 0
+        for addr, op, _ in insns:
+            if addr < target or op == "NOP":
+                continue
+            size += 1
+            if op.startswith("RET"):
+                break
+        calls.append({"callee_instructions": size, "sites": n})
+    return sorted(calls, key=lambda c: -c["callee_instructions"])
+
+
 def inner_loops(insns, span):
     """Backward branches inside the unit loop other than its own: loops whose body a unit runs
     more than once (the static count counts them once)."""
@@ -226,6 +250,7 @@ def stats(arch, workdir):
                    local_instructions=sum(op.startswith(("LDL", "STL")) for op in ops),
                    unit_loop_instructions=len(loop) if loop else None,
                    inner_loops=len(inner_loops(insns, span)) if loop else None,
+                   unit_loop_calls=loop_calls(insns, span) if loop else None,
                    elements_per_unit=elems)
         row["per_element"] = (round(len(loop) / elems, 2) if loop and elems else None)
         if loop:
@@ -279,6 +304,11 @@ def main():
                        ("general", "any mask (general)")):
         if name in hot:
             print(f"the same case with {what}: {hot[name]['per_element']} per element")
+    gather = hot.get("general", {}).get("unit_loop_calls")
+    if gather:
+        print(f"its largest call in the unit loop (the ResizeMix gather): "
+              f"{gather[0]['sites']} call sites a unit, {gather[0]['callee_instructions']} "
+              f"instructions in the callee (both interpolations)")
     if args.check and failures:
         print("sass_stats: goals not met:\n  " + "\n  ".join(failures))
         sys.exit(1)

@@ -21,7 +21,7 @@
 // vector stores (16 bytes per plane for float16 CHW). The mask is computed per unit, kind by kind
 // (P values: a box compare, a Gaussian product, P bits of an FMix bit mask); both blocks are
 // always read, since together they are each input byte once. ResizeMix reads its resized partner
-// inside the box by a gather per element (a call, to keep the code small). Every value is
+// inside the box by a gather per pixel (a call, to keep the code small). Every value is
 // MixElement (mask.h), the function of the CPU backend and of the reference, so the outputs are
 // equal bit for bit. Everything else (odd widths, misaligned samples, C > 4) takes the
 // per-pixel fallback: one pixel per unit, scalar accesses, any C. One kernel instance per
@@ -242,27 +242,59 @@ DALI_HOST_DEV inline void LoadSource(const In *x, const LaunchGeometry &g, int64
   Arrange(g, flip, raw, out);
 }
 
-/// The partner's value at output (frame f, row r, column c, channel ch) inside the box of a
-/// resized-partner sample (ResizeMix), read from device memory (a gather): nearest, or bilinear
-/// rounded to the input type (spec 10). Not inlined on the device (one call per element inside
-/// a box keeps the vector path's code small), so it takes values and global pointers only (a
-/// reference to the kernel's parameters would be copied to the stack).
-template <typename Out, typename In>
-DALI_HOST_DEV MSDA_NOINLINE In ResizedPartnerAt(const SampleDesc<Out, In> *s, int H, int W,
-                                                int C, int in_planar, int64_t f, int r, int c,
-                                                int ch) {
+/// kC channels of one pixel, packed in words as a Block's elements (GetElem).
+template <typename In, int kC>
+struct PixelVals {
+  uint32_t w[(kC * int(sizeof(In)) + 3) / 4];
+};
+
+/// Channels [ch0, ch0 + kC) of the resized partner's pixel at output (frame f, row r, column c)
+/// of sample s, inside its box (the caller's channels: it never asks for more than C - ch0):
+/// nearest, or bilinear rounded to the input type (spec 10), read from device memory (a gather).
+/// A call per pixel or per word of channels: its loads are issued together, its source computed
+/// once for its channels. Not inlined on the device (it keeps the vector path's code and
+/// registers small), so it takes values and global pointers only.
+template <int kC, typename Out, typename In>
+DALI_HOST_DEV MSDA_NOINLINE PixelVals<In, kC> ResizedPixel(const SampleDesc<Out, In> *s, int H,
+                                                          int W, int C, int in_planar, int64_t f,
+                                                          int r, int c, int ch0) {
   const In *frame = s->partner + f * (int64_t(H) * W * C);
-  auto at = [&](int sr, int sc) {
+  auto at = [&](int sr, int sc, int ch) {
     return Ld(in_planar ? frame + (int64_t(ch) * H + sr) * W + sc
                         : frame + (int64_t(sr) * W + sc) * C + ch, MSDA_SITE);
   };
   const SampleParams p = s->p;
-  if (p.kind == kMaskResizedLinear)
-    return ConvertOut<In>(ResizedLinear(p, H, W, r, c, s->flip_partner,
-                                        [&](int sr, int sc) { return LoadIn(at(sr, sc)); }));
-  int sr, sc;
-  ResizedSource(p, H, W, r, c, s->flip_partner, &sr, &sc);
-  return at(sr, sc);
+  const int flip = s->flip_partner;
+  In v[kC];
+  if (p.kind == kMaskResizedLinear) {
+    const LinearTaps ty = LinearSource(r, p.y0, p.y1 - p.y0, H);
+    const LinearTaps tx = LinearSource(c, p.x0, p.x1 - p.x0, W);
+    const int c0 = flip ? W - 1 - tx.i0 : tx.i0, c1 = flip ? W - 1 - tx.i1 : tx.i1;
+    // one channel's four taps at a time (all kC channels' taps at once spilled in the callee with
+    // 3-4 channels), each value entering px at its end: px's indices stay static in a rolled loop
+#if defined(__CUDA_ARCH__)
+#pragma unroll 1
+#endif
+    for (int k = 0; k < kC; k++) {
+      const In x = ConvertOut<In>(LinearBlend(ty, tx, c0, c1, [&](int sr, int sc) {
+        return LoadIn(at(sr, sc, ch0 + k));
+      }));
+      MSDA_UNROLL
+      for (int t = 0; t + 1 < kC; t++) v[t] = v[t + 1];
+      v[kC - 1] = x;
+    }
+  } else {
+    int sr, sc;
+    ResizedSource(p, H, W, r, c, flip, &sr, &sc);
+    MSDA_UNROLL
+    for (int k = 0; k < kC; k++) v[k] = at(sr, sc, ch0 + k);
+  }
+  PixelVals<In, kC> px;
+  MSDA_UNROLL
+  for (int k = 0; k < int(sizeof(px.w) / 4); k++) px.w[k] = 0;
+  MSDA_UNROLL
+  for (int k = 0; k < kC; k++) PutElem(px.w, k, v[k]);
+  return px;
 }
 
 /// Replaces element i of type T in words w.
@@ -358,7 +390,7 @@ DALI_HOST_DEV inline void StoreMask(float *mask, const LaunchGeometry &g, int r,
 /// pixel); bit k of `own_bits` says whether pixel c0 + k takes the own label (TakesOwnLabel).
 /// The general path calls it through SegUnit (not inlined on the device, so that the maps' code
 /// and registers stay off the image path of launches without maps: hence values and global
-/// pointers only, as ResizedPartnerAt: a mask array passed by address would live in local
+/// pointers only, as ResizedPixel: a mask array passed by address would live in local
 /// memory); the plain instance of masks inlines it, with a box's `p` (nothing is resized there).
 template <typename T, typename Out, typename In>
 DALI_HOST_DEV MSDA_INLINE void SegPixels(const SampleDesc<Out, In> *s, const SampleParams &p,
@@ -431,15 +463,24 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
     float m[P];
     UnitMask<P>(s.p, a, u.r, c0, m);
     if (IsResized(s.p.kind) && u.r >= s.p.y0 && u.r < s.p.y1) {
-      // inside the box the partner is read resized (a gather per element)
+      // inside the box the partner is read resized (a gather per pixel)
       MSDA_UNROLL
       for (int k = 0; k < P; k++) {
         const int c = c0 + k;
         if (c >= s.p.x0 && c < s.p.x1) {
+          // G channels a call, G dividing C, in one returned word: all of uint8's, two float16s
+          // of 2, else one (more returned values, or a count of them as an argument, made the
+          // callee or its caller spill: sass_stats.py)
+          constexpr int G = sizeof(In) == 1 ? C : sizeof(In) == 2 && C == 2 ? 2 : 1;
+          static_assert(C % G == 0, "whole groups: a call reads no channel past C");
           MSDA_UNROLL
-          for (int ch = 0; ch < C; ch++)
-            SetElem(partner.w, k * C + ch,
-                    ResizedPartnerAt(sp, g.H, g.W, C, g.in_planar, u.f, u.r, c, ch));
+          for (int ch0 = 0; ch0 < C; ch0 += G) {
+            const PixelVals<In, G> px =
+                ResizedPixel<G>(sp, g.H, g.W, C, g.in_planar, u.f, u.r, c, ch0);
+            MSDA_UNROLL
+            for (int t = 0; t < G; t++)
+              SetElem(partner.w, k * C + ch0 + t, GetElem<In>(px.w, t));
+          }
         }
       }
     }
@@ -653,7 +694,8 @@ DALI_HOST_DEV inline void PixelOfSample(const KernelArgs<Out, In> &a, const Samp
     In x{}, y{};
     if (m != 0.0f) x = Ld(InputAt(s.own, g, u.f, u.r, cs, ch), MSDA_SITE);
     if (m != 1.0f)
-      y = gather ? ResizedPartnerAt(&s, g.H, g.W, g.C, g.in_planar, u.f, u.r, c, ch)
+      y = gather ? GetElem<In>(
+                       ResizedPixel<1>(&s, g.H, g.W, g.C, g.in_planar, u.f, u.r, c, ch).w, 0)
                  : Ld(InputAt(s.partner, g, u.f, u.r, co, ch), MSDA_SITE);
     const Out v = g.normalize
         ? MixElement<true, Out, In>(m, x, y, Ld(a.norm + ch, MSDA_SITE, kAuxLoad),

@@ -135,10 +135,16 @@ DALI_HOST_DEV inline float MaskAt(const SampleParams &p, const float *tables, co
 /// sample: the whole partner (H x W) resized to the box (h x w) by nearest neighbour, source
 /// row ((row - y0) H) / h and column ((col - x0) W) / w, in integers; `flip`: the partner is
 /// mirrored before it is resized (source column W - 1 - that).
+/// One axis of it: output index `i` of a box [box0, box0 + len) over a source axis of `size`
+/// reads source ((i - box0) size) / len.
+DALI_HOST_DEV inline int NearestSource(int i, int box0, int len, int size) {
+  return static_cast<int>(int64_t(i - box0) * size / len);
+}
+
 DALI_HOST_DEV inline void ResizedSource(const SampleParams &p, int H, int W, int row, int col,
                                         int flip, int *src_row, int *src_col) {
-  *src_row = static_cast<int>(int64_t(row - p.y0) * H / (p.y1 - p.y0));
-  const int c = static_cast<int>(int64_t(col - p.x0) * W / (p.x1 - p.x0));
+  *src_row = NearestSource(row, p.y0, p.y1 - p.y0, H);
+  const int c = NearestSource(col, p.x0, p.x1 - p.x0, W);
   *src_col = flip ? W - 1 - c : c;
 }
 
@@ -177,15 +183,23 @@ DALI_HOST_DEV inline LinearTaps LinearSource(int i, int box0, int len, int size)
 
 /// ResizeMix, bilinear: the float32 value of the resized partner at (row, col) inside the box;
 /// `at(src_row, src_col)` reads the partner (float32); `flip` mirrors it before resizing.
+/// The bilinear value from its row taps `ty` and column taps `tx`, whose source columns c0 and
+/// c1 are already mirrored where the partner is.
+template <typename At>
+DALI_HOST_DEV inline float LinearBlend(const LinearTaps &ty, const LinearTaps &tx, int c0, int c1,
+                                       const At &at) {
+  const float wy0 = 1.0f - ty.w1, wx0 = 1.0f - tx.w1;
+  return wy0 * (wx0 * at(ty.i0, c0) + tx.w1 * at(ty.i0, c1)) +
+         ty.w1 * (wx0 * at(ty.i1, c0) + tx.w1 * at(ty.i1, c1));
+}
+
 template <typename At>
 DALI_HOST_DEV inline float ResizedLinear(const SampleParams &p, int H, int W, int row, int col,
                                          int flip, const At &at) {
   const LinearTaps ty = LinearSource(row, p.y0, p.y1 - p.y0, H);
   const LinearTaps tx = LinearSource(col, p.x0, p.x1 - p.x0, W);
   const int c0 = flip ? W - 1 - tx.i0 : tx.i0, c1 = flip ? W - 1 - tx.i1 : tx.i1;
-  const float wy0 = 1.0f - ty.w1, wx0 = 1.0f - tx.w1;
-  return wy0 * (wx0 * at(ty.i0, c0) + tx.w1 * at(ty.i0, c1)) +
-         ty.w1 * (wx0 * at(ty.i1, c0) + tx.w1 * at(ty.i1, c1));
+  return LinearBlend(ty, tx, c0, c1, at);
 }
 
 DALI_HOST_DEV inline void SegSource(const SampleParams &p, int H, int W, int row, int col,
