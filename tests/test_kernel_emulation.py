@@ -346,7 +346,7 @@ def test_every_dtype_pair(harness, in_dt, out_dt, fused, width):
 
 @pytest.mark.parametrize("layout", ["HWC", "CHW"])
 @pytest.mark.parametrize("channels", [1, 2, 4, 5])
-@pytest.mark.parametrize("method", ["cutmix", "gmix", "fmix", "resizemix-bilinear"])
+@pytest.mark.parametrize("method", ["cutmix", "gmix", "fmix", "resizemix", "resizemix-bilinear"])
 def test_channel_counts(harness, method, channels, layout):
     """C = 1, 2 and 4 on the vector path (a template instance each), C = 5 on the fallback."""
     rng = np.random.default_rng(channels)
