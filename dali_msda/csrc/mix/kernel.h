@@ -271,7 +271,7 @@ DALI_HOST_DEV MSDA_NOINLINE PixelVals<In, kC> ResizedPixel(const SampleDesc<Out,
     const LinearTaps tx = LinearSource(c, p.x0, p.x1 - p.x0, W);
     const int c0 = flip ? W - 1 - tx.i0 : tx.i0, c1 = flip ? W - 1 - tx.i1 : tx.i1;
     // one channel's four taps at a time (all kC channels' taps at once spilled in the callee with
-    // 3-4 channels), each value entering px at its end: px's indices stay static in a rolled loop
+    // 3-4 channels), each value entering v at its end: v's indices stay static in a rolled loop
 #if defined(__CUDA_ARCH__)
 #pragma unroll 1
 #endif

@@ -131,16 +131,16 @@ DALI_HOST_DEV inline float MaskAt(const SampleParams &p, const float *tables, co
   return inside ? 0.0f : p.outside;
 }
 
-/// ResizeMix (spec 10): the partner pixel shown at (row, col) inside the box of a kMaskResized
-/// sample: the whole partner (H x W) resized to the box (h x w) by nearest neighbour, source
-/// row ((row - y0) H) / h and column ((col - x0) W) / w, in integers; `flip`: the partner is
-/// mirrored before it is resized (source column W - 1 - that).
-/// One axis of it: output index `i` of a box [box0, box0 + len) over a source axis of `size`
-/// reads source ((i - box0) size) / len.
+/// ResizeMix's nearest neighbour along one axis: output index `i` of a box [box0, box0 + len)
+/// over a source axis of `size` reads source ((i - box0) size) / len, in integers.
 DALI_HOST_DEV inline int NearestSource(int i, int box0, int len, int size) {
   return static_cast<int>(int64_t(i - box0) * size / len);
 }
 
+/// ResizeMix (spec 10): the partner pixel shown at (row, col) inside the box of a kMaskResized
+/// sample: the whole partner (H x W) resized to the box (h x w) by nearest neighbour, source
+/// row ((row - y0) H) / h and column ((col - x0) W) / w, in integers; `flip`: the partner is
+/// mirrored before it is resized (source column W - 1 - that).
 DALI_HOST_DEV inline void ResizedSource(const SampleParams &p, int H, int W, int row, int col,
                                         int flip, int *src_row, int *src_col) {
   *src_row = NearestSource(row, p.y0, p.y1 - p.y0, H);
@@ -181,10 +181,9 @@ DALI_HOST_DEV inline LinearTaps LinearSource(int i, int box0, int len, int size)
   return t;
 }
 
-/// ResizeMix, bilinear: the float32 value of the resized partner at (row, col) inside the box;
-/// `at(src_row, src_col)` reads the partner (float32); `flip` mirrors it before resizing.
 /// The bilinear value from its row taps `ty` and column taps `tx`, whose source columns c0 and
-/// c1 are already mirrored where the partner is.
+/// c1 are already mirrored where the partner is; `at(src_row, src_col)` reads the partner
+/// (float32).
 template <typename At>
 DALI_HOST_DEV inline float LinearBlend(const LinearTaps &ty, const LinearTaps &tx, int c0, int c1,
                                        const At &at) {
@@ -193,6 +192,8 @@ DALI_HOST_DEV inline float LinearBlend(const LinearTaps &ty, const LinearTaps &t
          ty.w1 * (wx0 * at(ty.i1, c0) + tx.w1 * at(ty.i1, c1));
 }
 
+/// ResizeMix, bilinear: the float32 value of the resized partner at (row, col) inside the box;
+/// `at(src_row, src_col)` reads the partner (float32); `flip` mirrors it before resizing.
 template <typename At>
 DALI_HOST_DEV inline float ResizedLinear(const SampleParams &p, int H, int W, int row, int col,
                                          int flip, const At &at) {
