@@ -381,6 +381,25 @@ def test_small_batches_and_images(harness, n, shape):
             assert info["vec_c"] == 3
 
 
+@pytest.mark.parametrize("width", [65528, 65544])
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+def test_resizemix_rows_either_side_of_2_16(harness, width, layout):
+    """ResizeMix's nearest gather divides (c - x0) W by the box width in 32 bits while W < 2^16
+    and in 64 bits from there (kernel.h ResizedNearestUnit): both sides, 3 channels, mirrored
+    partners, equal to the reference."""
+    rng = np.random.default_rng(width)
+    n, h = 4, 6
+    shape = (h, width, 3) if layout == "HWC" else (3, h, width)
+    images = random_images(rng, n, shape, np.uint8)
+    params = ref.draw_params(rng, n, h, width, alpha=1.0, mode="elem")
+    # the scales: boxes of 1-6 rows, one the whole image ((c - x0) W reaches 2^32 at 65,544)
+    params["lam"] = np.array([0.35, 1.0, 0.5, 0.2], np.float32)
+    info = {}
+    check(harness, images, layout, "resizemix", params, rng.integers(0, 3, n), np.float16,
+          mirror=np.array([0, 1, 1, 0]), info=info)
+    assert info["vec_c"] == 3
+
+
 @pytest.mark.parametrize("width", [20, 21])
 def test_soft_labels_and_identity_samples(harness, width):
     rng = np.random.default_rng(4)

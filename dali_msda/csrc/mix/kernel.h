@@ -21,7 +21,8 @@
 // vector stores (16 bytes per plane for float16 CHW). The mask is computed per unit, kind by kind
 // (P values: a box compare, a Gaussian product, P bits of an FMix bit mask); both blocks are
 // always read, since together they are each input byte once. ResizeMix reads its resized partner
-// inside the box by a gather per pixel (a call, to keep the code small). Every value is
+// inside the box by gathers (calls, to keep the code small): a call a unit for nearest uint8, a
+// call a pixel (or a channel of float inputs) otherwise. Every value is
 // MixElement (mask.h), the function of the CPU backend and of the reference, so the outputs are
 // equal bit for bit. Everything else (odd widths, misaligned samples, C > 4) takes the
 // per-pixel fallback: one pixel per unit, scalar accesses, any C. One kernel instance per
@@ -297,6 +298,48 @@ DALI_HOST_DEV MSDA_NOINLINE PixelVals<In, kC> ResizedPixel(const SampleDesc<Out,
   return px;
 }
 
+/// The nearest-neighbour resized partner (ResizeMix, spec 10) of a uint8 sample s at output
+/// pixels [c0, c0 + P) of row r (frame f), inside its rows: the pixels inside the box gathered
+/// (ResizedSource's rule), the others 0. One call a unit: all its gathers' loads are issued
+/// together (a call per pixel waited for each in turn). While the image is narrower than 2^16
+/// the column's division is in 32 bits (the same quotient: (c - x0) W < 2^32).
+template <int C, int P, typename Out, typename In>
+DALI_HOST_DEV MSDA_NOINLINE Block<In, C, P> ResizedNearestUnit(const SampleDesc<Out, In> *s,
+                                                               int H, int W, int in_planar,
+                                                               int64_t f, int r, int c0) {
+  static_assert(sizeof(In) == 1, "uint8: a unit's gathers fit the callee's registers");
+  const In *frame = s->partner + f * (int64_t(H) * W * C);
+  const SampleParams p = s->p;
+  const int flip = s->flip_partner, len = p.x1 - p.x0;
+  const int64_t row = in_planar ? int64_t(NearestSource(r, p.y0, p.y1 - p.y0, H)) * W
+                                : int64_t(NearestSource(r, p.y0, p.y1 - p.y0, H)) * W * C;
+  Block<In, C, P> b;
+  MSDA_UNROLL
+  for (int k = 0; k < Block<In, C, P>::kWords; k++) b.w[k] = 0;
+  auto gather = [&](auto narrow) {
+    MSDA_UNROLL
+    for (int k = 0; k < P; k++) {
+      const int c = c0 + k;
+      if (c >= p.x0 && c < p.x1) {
+        int sc = decltype(narrow)::value
+                     ? static_cast<int>(uint32_t(c - p.x0) * uint32_t(W) / uint32_t(len))
+                     : NearestSource(c, p.x0, len, W);
+        sc = flip ? W - 1 - sc : sc;
+        MSDA_UNROLL
+        for (int ch = 0; ch < C; ch++)
+          PutElem(b.w, k * C + ch,
+                  Ld(in_planar ? frame + int64_t(ch) * H * W + row + sc
+                               : frame + row + int64_t(sc) * C + ch, MSDA_SITE));
+      }
+    }
+  };
+  if (W < 65536)
+    gather(std::true_type{});
+  else
+    gather(std::false_type{});
+  return b;
+}
+
 /// Replaces element i of type T in words w.
 template <typename T>
 DALI_HOST_DEV inline void SetElem(uint32_t *w, int i, T v) {
@@ -462,8 +505,21 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
     }
     float m[P];
     UnitMask<P>(s.p, a, u.r, c0, m);
-    if (IsResized(s.p.kind) && u.r >= s.p.y0 && u.r < s.p.y1) {
-      // inside the box the partner is read resized (a gather per pixel)
+    bool unit_gathered = false;
+    if constexpr (sizeof(In) == 1) {
+      if (s.p.kind == kMaskResized && u.r >= s.p.y0 && u.r < s.p.y1) {
+        // inside the box the partner is read resized: nearest, uint8, a call a unit
+        // all of the unit's partner: outside the box the mask is exactly 1, where MixElement
+        // takes the own value and never reads the partner's (0 there)
+        const B rz = ResizedNearestUnit<C, P>(sp, g.H, g.W, g.in_planar, u.f, u.r, c0);
+        MSDA_UNROLL
+        for (int k = 0; k < B::kWords; k++) partner.w[k] = rz.w[k];
+        unit_gathered = true;
+      }
+    }
+    if (!unit_gathered && IsResized(s.p.kind) && u.r >= s.p.y0 && u.r < s.p.y1) {
+      // inside the box the partner is read resized (bilinear, or float inputs: a gather per
+      // pixel)
       MSDA_UNROLL
       for (int k = 0; k < P; k++) {
         const int c = c0 + k;
