@@ -508,9 +508,9 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
     bool unit_gathered = false;
     if constexpr (sizeof(In) == 1) {
       if (s.p.kind == kMaskResized && u.r >= s.p.y0 && u.r < s.p.y1) {
-        // inside the box the partner is read resized: nearest, uint8, a call a unit
-        // all of the unit's partner: outside the box the mask is exactly 1, where MixElement
-        // takes the own value and never reads the partner's (0 there)
+        // the partner read resized (nearest, uint8): a call a unit, its block the whole unit's
+        // partner, since outside the box the mask is exactly 1, where MixElement takes the own
+        // value and never reads the partner's (0 there)
         const B rz = ResizedNearestUnit<C, P>(sp, g.H, g.W, g.in_planar, u.f, u.r, c0);
         MSDA_UNROLL
         for (int k = 0; k < B::kWords; k++) partner.w[k] = rz.w[k];
