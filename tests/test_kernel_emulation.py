@@ -3,9 +3,9 @@
 launch mix.cu plans, with the GPU backend's host-side planning (PlanSample, SoftTarget). Its
 outputs must equal the NumPy reference bit for bit, whatever the launch geometry, no vector
 access may be misaligned, none may fall outside its sample's memory (the harness keeps each
-sample's image, output, mask and map apart, with gaps between them), and what it moves (32-byte sectors per warp-wide access) is counted
-against the bytes the op must move, so that the GPU path's indexing, coalescing and traffic are
-tested where no GPU is at hand."""
+sample's image, output, mask and map apart, with gaps between them), and what it moves (32-byte
+sectors per warp-wide access) is counted against the bytes the op must move, so that the GPU
+path's indexing, coalescing and traffic are tested where no GPU is at hand."""
 
 import ctypes
 import glob

@@ -268,16 +268,14 @@ DALI_HOST_DEV MSDA_NOINLINE PixelVals<In, kC> ResizedPixel(const SampleDesc<Out,
   const int flip = s->flip_partner;
   In v[kC];
   if (p.kind == kMaskResizedLinear) {
-    const LinearTaps ty = LinearSource(r, p.y0, p.y1 - p.y0, H);
-    const LinearTaps tx = LinearSource(c, p.x0, p.x1 - p.x0, W);
-    const int c0 = flip ? W - 1 - tx.i0 : tx.i0, c1 = flip ? W - 1 - tx.i1 : tx.i1;
+    const LinearPixel t = ResizedLinearSource(p, H, W, r, c, flip);
     // one channel's four taps at a time (all kC channels' taps at once spilled in the callee with
     // 3-4 channels), each value entering v at its end: v's indices stay static in a rolled loop
 #if defined(__CUDA_ARCH__)
 #pragma unroll 1
 #endif
     for (int k = 0; k < kC; k++) {
-      const In x = ConvertOut<In>(LinearBlend(ty, tx, c0, c1, [&](int sr, int sc) {
+      const In x = ConvertOut<In>(LinearBlend(t, [&](int sr, int sc) {
         return LoadIn(at(sr, sc, ch0 + k));
       }));
       MSDA_UNROLL
@@ -311,8 +309,7 @@ DALI_HOST_DEV MSDA_NOINLINE Block<In, C, P> ResizedNearestUnit(const SampleDesc<
   const In *frame = s->partner + f * (int64_t(H) * W * C);
   const SampleParams p = s->p;
   const int flip = s->flip_partner, len = p.x1 - p.x0;
-  const int64_t row = in_planar ? int64_t(NearestSource(r, p.y0, p.y1 - p.y0, H)) * W
-                                : int64_t(NearestSource(r, p.y0, p.y1 - p.y0, H)) * W * C;
+  const int64_t row = int64_t(NearestSource(r, p.y0, p.y1 - p.y0, H)) * W * (in_planar ? 1 : C);
   Block<In, C, P> b;
   MSDA_UNROLL
   for (int k = 0; k < Block<In, C, P>::kWords; k++) b.w[k] = 0;
@@ -350,6 +347,46 @@ DALI_HOST_DEV inline void SetElem(uint32_t *w, int i, T v) {
     const int shift = kBits * (i % kPer);
     w[i / kPer] &= ~(((1u << kBits) - 1) << shift);
     PutElem(w, i, v);
+  }
+}
+
+/// The partner block of a ResizeMix sample at a unit of a row inside its box: read resized
+/// (gathers: see ResizedNearestUnit and ResizedPixel).
+template <int C, int P, typename Out, typename In>
+DALI_HOST_DEV MSDA_INLINE void ResizedPartner(const SampleDesc<Out, In> *sp,
+                                              const LaunchGeometry &g, const UnitPos &u, int c0,
+                                              Block<In, C, P> &partner) {
+  const SampleDesc<Out, In> &s = *sp;
+  if constexpr (sizeof(In) == 1) {
+    if (s.p.kind == kMaskResized) {
+      // nearest, uint8: a call a unit, its block the whole unit's partner, since outside the
+      // box the mask is exactly 1, where MixElement takes the own value and never reads the
+      // partner's (0 there)
+      const Block<In, C, P> rz = ResizedNearestUnit<C, P>(sp, g.H, g.W, g.in_planar, u.f, u.r, c0);
+      MSDA_UNROLL
+      for (int k = 0; k < Block<In, C, P>::kWords; k++) partner.w[k] = rz.w[k];
+      return;
+    }
+  }
+  // bilinear, or float inputs: a gather per pixel
+  MSDA_UNROLL
+  for (int k = 0; k < P; k++) {
+    const int c = c0 + k;
+    if (c >= s.p.x0 && c < s.p.x1) {
+      // G channels a call, G dividing C, in one returned word: all of uint8's, two float16s of
+      // 2, else one (more returned values, or a count of them as an argument, made the callee
+      // or its caller spill: sass_stats.py)
+      constexpr int G = sizeof(In) == 1 ? C : sizeof(In) == 2 && C == 2 ? 2 : 1;
+      static_assert(C % G == 0, "whole groups: a call reads no channel past C");
+      MSDA_UNROLL
+      for (int ch0 = 0; ch0 < C; ch0 += G) {
+        const PixelVals<In, G> px =
+            ResizedPixel<G>(sp, g.H, g.W, C, g.in_planar, u.f, u.r, c, ch0);
+        MSDA_UNROLL
+        for (int t = 0; t < G; t++)
+          SetElem(partner.w, k * C + ch0 + t, GetElem<In>(px.w, t));
+      }
+    }
   }
 }
 
@@ -505,41 +542,8 @@ DALI_HOST_DEV MSDA_INLINE void VectorUnit(const KernelArgs<Out, In> &a, const Un
     }
     float m[P];
     UnitMask<P>(s.p, a, u.r, c0, m);
-    bool unit_gathered = false;
-    if constexpr (sizeof(In) == 1) {
-      if (s.p.kind == kMaskResized && u.r >= s.p.y0 && u.r < s.p.y1) {
-        // the partner read resized (nearest, uint8): a call a unit, its block the whole unit's
-        // partner, since outside the box the mask is exactly 1, where MixElement takes the own
-        // value and never reads the partner's (0 there)
-        const B rz = ResizedNearestUnit<C, P>(sp, g.H, g.W, g.in_planar, u.f, u.r, c0);
-        MSDA_UNROLL
-        for (int k = 0; k < B::kWords; k++) partner.w[k] = rz.w[k];
-        unit_gathered = true;
-      }
-    }
-    if (!unit_gathered && IsResized(s.p.kind) && u.r >= s.p.y0 && u.r < s.p.y1) {
-      // inside the box the partner is read resized (bilinear, or float inputs: a gather per
-      // pixel)
-      MSDA_UNROLL
-      for (int k = 0; k < P; k++) {
-        const int c = c0 + k;
-        if (c >= s.p.x0 && c < s.p.x1) {
-          // G channels a call, G dividing C, in one returned word: all of uint8's, two float16s
-          // of 2, else one (more returned values, or a count of them as an argument, made the
-          // callee or its caller spill: sass_stats.py)
-          constexpr int G = sizeof(In) == 1 ? C : sizeof(In) == 2 && C == 2 ? 2 : 1;
-          static_assert(C % G == 0, "whole groups: a call reads no channel past C");
-          MSDA_UNROLL
-          for (int ch0 = 0; ch0 < C; ch0 += G) {
-            const PixelVals<In, G> px =
-                ResizedPixel<G>(sp, g.H, g.W, C, g.in_planar, u.f, u.r, c, ch0);
-            MSDA_UNROLL
-            for (int t = 0; t < G; t++)
-              SetElem(partner.w, k * C + ch0 + t, GetElem<In>(px.w, t));
-          }
-        }
-      }
-    }
+    if (IsResized(s.p.kind) && u.r >= s.p.y0 && u.r < s.p.y1)
+      ResizedPartner<C, P>(sp, g, u, c0, partner);
     StoreUnitAs<C, P>(s, g, u.f, u.r, c0, m, own, partner, mean, inv);
     if (u.f == 0 && s.mask) StoreMask<P>(s.mask, g, u.r, c0, m);
     if (g.seg_bytes)  // images: f == 0

@@ -181,15 +181,31 @@ DALI_HOST_DEV inline LinearTaps LinearSource(int i, int box0, int len, int size)
   return t;
 }
 
-/// The bilinear value from its row taps `ty` and column taps `tx`, whose source columns c0 and
-/// c1 are already mirrored where the partner is; `at(src_row, src_col)` reads the partner
-/// (float32).
+/// Where ResizeMix's bilinear value at output (row, col) inside the box reads: row taps `ty`,
+/// column taps `tx`, and the source columns c0, c1 of tx.i0, tx.i1 (mirrored where `flip`: the
+/// partner is mirrored before it is resized). Computed once for all of a pixel's channels.
+struct LinearPixel {
+  LinearTaps ty, tx;
+  int c0, c1;
+};
+
+DALI_HOST_DEV inline LinearPixel ResizedLinearSource(const SampleParams &p, int H, int W, int row,
+                                                     int col, int flip) {
+  LinearPixel t;
+  t.ty = LinearSource(row, p.y0, p.y1 - p.y0, H);
+  t.tx = LinearSource(col, p.x0, p.x1 - p.x0, W);
+  t.c0 = flip ? W - 1 - t.tx.i0 : t.tx.i0;
+  t.c1 = flip ? W - 1 - t.tx.i1 : t.tx.i1;
+  return t;
+}
+
+/// The bilinear value at the taps `t` (ResizedLinearSource); `at(src_row, src_col)` reads the
+/// partner (float32).
 template <typename At>
-DALI_HOST_DEV inline float LinearBlend(const LinearTaps &ty, const LinearTaps &tx, int c0, int c1,
-                                       const At &at) {
-  const float wy0 = 1.0f - ty.w1, wx0 = 1.0f - tx.w1;
-  return wy0 * (wx0 * at(ty.i0, c0) + tx.w1 * at(ty.i0, c1)) +
-         ty.w1 * (wx0 * at(ty.i1, c0) + tx.w1 * at(ty.i1, c1));
+DALI_HOST_DEV inline float LinearBlend(const LinearPixel &t, const At &at) {
+  const float wy0 = 1.0f - t.ty.w1, wx0 = 1.0f - t.tx.w1;
+  return wy0 * (wx0 * at(t.ty.i0, t.c0) + t.tx.w1 * at(t.ty.i0, t.c1)) +
+         t.ty.w1 * (wx0 * at(t.ty.i1, t.c0) + t.tx.w1 * at(t.ty.i1, t.c1));
 }
 
 /// ResizeMix, bilinear: the float32 value of the resized partner at (row, col) inside the box;
@@ -197,10 +213,7 @@ DALI_HOST_DEV inline float LinearBlend(const LinearTaps &ty, const LinearTaps &t
 template <typename At>
 DALI_HOST_DEV inline float ResizedLinear(const SampleParams &p, int H, int W, int row, int col,
                                          int flip, const At &at) {
-  const LinearTaps ty = LinearSource(row, p.y0, p.y1 - p.y0, H);
-  const LinearTaps tx = LinearSource(col, p.x0, p.x1 - p.x0, W);
-  const int c0 = flip ? W - 1 - tx.i0 : tx.i0, c1 = flip ? W - 1 - tx.i1 : tx.i1;
-  return LinearBlend(ty, tx, c0, c1, at);
+  return LinearBlend(ResizedLinearSource(p, H, W, row, col, flip), at);
 }
 
 DALI_HOST_DEV inline void SegSource(const SampleParams &p, int H, int W, int row, int col,
