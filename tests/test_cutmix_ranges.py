@@ -76,7 +76,8 @@ def test_minmax_boxes_follow_timm(device):
     # none with probability e^-11
     assert (boxes[:, 0] <= H - h).all() and (boxes[:, 2] <= W - w).all()
     assert (boxes[:, 0] == H - h).any() and (boxes[:, 2] == W - w).any()
-    weight = 1.0 - h * w / (H * W)
+    weight = np.array([ref.ranged_cutmix_mask(b, H, W)[1] for b in boxes])  # spec 4b's weight
+    np.testing.assert_allclose(weight, 1.0 - h * w / (H * W), rtol=0, atol=1e-12)
     np.testing.assert_allclose(params[:, 1], weight, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(params[:, 2:4], boxes[:, [0, 2]])  # top-left reported
     own = targets[np.arange(len(targets)), np.tile(np.arange(BATCH), ITERS)]
@@ -112,7 +113,14 @@ def test_area_boxes_follow_unimatch(device):
                 stats.kstest(uniform_positions(rng, boxes[:, 0], H - h + 1), "uniform").pvalue,
                 stats.kstest(uniform_positions(rng, boxes[:, 2], W - w + 1), "uniform").pvalue]
     assert min(p_values) > LEVEL / 4, p_values
-    np.testing.assert_allclose(params[:, 1], 1.0 - h * w / (H * W), rtol=0, atol=1e-6)
+    # the box fits with its far edge on the image's: given a fit, the corner is uniform over
+    # [0, H - h], so about sum 1 / (H - h + 1) boxes touch the bottom edge (the same for the
+    # right); none of them would with a fit test one pixel short ("<" for "<=")
+    for far, side, size in ((boxes[:, 1], h, H), (boxes[:, 3], w, W)):
+        expected = np.sum(1.0 / (size - side + 1))
+        assert expected > 20 and (far == size).any(), expected  # P(none) about e^-expected
+    np.testing.assert_allclose(params[:, 1], [ref.ranged_cutmix_mask(b, H, W)[1] for b in boxes],
+                               rtol=0, atol=1e-6)
     n = len(boxes)
 
     def rejects(area_=area, aspect_=aspect):
@@ -125,6 +133,31 @@ def test_area_boxes_follow_unimatch(device):
 
     assert power(rejects(area_=(0.02, 0.36)), sims=50) >= 0.9  # area_max 10 % off
     assert power(rejects(aspect_=(0.3, 0.9 / 0.3)), sims=50) >= 0.9  # aspect_max 10 % off
+
+
+def test_reference_samplers_follow_the_spec():
+    """reference.minmax_box and area_box themselves (the tests above simulate power with them):
+    every side and corner in the range spec 4b states, both ends of each range reached (20,000
+    boxes: each end expected tens to hundreds of times), UniMatch's boxes inside the image, the
+    image's far edges reached, area and aspect inside their ranges (up to the sides' floor)."""
+    rng = np.random.default_rng(12)
+    n, lo, hi = 20000, 0.2, 0.7
+    b = np.array([ref.minmax_box(rng, H, W, (lo, hi)) for _ in range(n)])
+    h, w = b[:, 1] - b[:, 0], b[:, 3] - b[:, 2]
+    for side in (h, w):  # timm: randint(int(size lo), int(size hi)), the top excluded
+        assert side.min() == int(H * lo) and side.max() == int(H * hi) - 1
+    assert (b[:, 0] >= 0).all() and (b[:, 1] <= H).all() and (b[:, 2] >= 0).all()
+    assert (b[:, 3] <= W).all() and (b[:, 0] == 0).any() and (b[:, 1] == H).any()
+    assert (b[:, 2] == 0).any() and (b[:, 3] == W).any()
+    area, aspect = (0.02, 0.4), (0.3, 1 / 0.3)
+    b = np.array([ref.area_box(rng, H, W, area, aspect) for _ in range(n)])
+    h, w = b[:, 1] - b[:, 0], b[:, 3] - b[:, 2]
+    assert (b[:, 0] >= 0).all() and (b[:, 1] <= H).all() and (b[:, 2] >= 0).all()
+    assert (b[:, 3] <= W).all() and (b[:, 0] == 0).any() and (b[:, 1] == H).any()
+    assert (b[:, 2] == 0).any() and (b[:, 3] == W).any()
+    assert (h * w <= area[1] * H * W).all() and ((h + 1) * (w + 1) >= area[0] * H * W).all()
+    assert (h / (w + 1) <= aspect[1]).all() and ((h + 1) / w >= aspect[0]).all()
+    assert (h * w < 0.05 * H * W).any() and (h * w > 0.35 * H * W).any()
 
 
 @pytest.mark.parametrize("kw", [dict(cutmix_minmax=[0.3, 0.6]), dict(cutmix_area=[0.1, 0.3])])

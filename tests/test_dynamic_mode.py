@@ -357,6 +357,11 @@ def test_mixer_schedule_off_bce_thresh_and_state(tmp_path, device):
     for _ in range(3):
         (xp, tp), (xb, tb) = plain(x, y), binary(x, y)
         assert torch.equal(xp, xb) and torch.equal(tb, (tp > 0.2).float())
+    # a target equal to the threshold is not above it (timm's gt): unmixed and unsmoothed, the
+    # targets are 0 and 1, and a threshold of 0 keeps the zeros
+    tie = Mixer(timm_recipe(label_smoothing=0.0, bce_target_thresh=0.0), seed=5)
+    tie.schedule.off()
+    assert torch.equal(tie(x, y)[1].cpu(), torch.eye(10)[y.cpu()])
 
     a = Mixer(timm_recipe(), seed=21)
     a(x, y)

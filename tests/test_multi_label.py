@@ -116,6 +116,14 @@ def test_bce_target_thresh_binarises_the_mixed_targets(data_root):
         np.testing.assert_array_equal(tb, (t > np.float32(0.2)).astype(np.float32))
         assert tb.dtype == np.float32 and set(np.unique(tb)) <= {0.0, 1.0}
         assert (tb.sum(1) >= 1).all()  # the larger of the two mixed classes is above 0.2
+    # a target equal to the threshold is not above it: with mixing off and no smoothing the
+    # targets are 0 and 1, and a threshold of 0 keeps the zeros
+    tie = imagenet_train(os.path.join(data_root, "train"),
+                         mix=cfg.replace(bce_target_thresh=0.0, label_smoothing=0.0, prob=0.0),
+                         **kw)
+    tie.build()
+    t = np.stack([np.array(v) for v in tie.run()[1]])
+    assert (t.sum(1) == 1).all() and set(np.unique(t)) == {0.0, 1.0}
 
 
 def test_pipelines_refuse_multi_label(data_root):
