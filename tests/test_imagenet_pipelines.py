@@ -46,6 +46,57 @@ def test_val_pipeline_outputs(data_root):
     np.testing.assert_array_equal(ids.ravel(), [0] * 8 + [1] * 8)
 
 
+def test_val_pipeline_geometry(tmp_path):
+    """imagenet_val's resize of the shorter side to `resize` and its centre crop, read off a
+    lossless image whose channels are linear ramps (a linear ramp stays linear through the
+    resize's filter): a 300 x 400 image, resize=150 (scale 1/2: 150 x 200), crop=100 takes
+    output rows and columns 25 and 50 on; so output pixel (i, j) is the source's
+    (2 (25 + i) + 0.5, 2 (50 + j) + 0.5). A crop moved by a pixel or a scale 1 % off moves the
+    ramps by 1.3 levels or more at the edges; the match is within 0.6 of a level."""
+    from PIL import Image
+
+    h, w = 300, 400
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float64)
+    image = np.stack([20 + 0.6 * cols, 30 + 0.7 * rows, np.full((h, w), 128.0)], axis=-1)
+    os.makedirs(tmp_path / "val" / "a")
+    Image.fromarray(np.round(image).astype(np.uint8)).save(tmp_path / "val" / "a" / "x.png")
+    pipe = imagenet_val(str(tmp_path / "val"), batch_size=1, num_threads=1, device="cpu",
+                        resize=150, crop=100, dtype="float32")
+    pipe.build()
+    out = arrays(pipe.run())[0][0]
+    mean, std = np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255
+    got = out * std[:, None, None] + mean[:, None, None]  # back to [0, 255]
+    i = np.arange(100.0)
+    src_r, src_c = 2 * (25 + i) + 0.5, 2 * (50 + i) + 0.5
+    want_red, want_green = 20 + 0.6 * src_c, 30 + 0.7 * src_r
+    inner = slice(2, 98)  # the filter's support stays inside the source here (no edge)
+    np.testing.assert_allclose(got[0][inner, inner], np.broadcast_to(want_red, (100, 100))[
+        inner, inner], atol=0.6)
+    np.testing.assert_allclose(got[1][inner, inner], np.broadcast_to(want_green[:, None],
+                                                                     (100, 100))[inner, inner],
+                               atol=0.6)
+    np.testing.assert_allclose(got[2], 128.0, atol=0.01)
+
+
+def test_ranks_take_their_shard_device_and_seed(monkeypatch, data_root):
+    """torchrun's environment: RANK and WORLD_SIZE give the shard, LOCAL_RANK the device (RANK
+    where it is not set), and each rank's pipeline its own seed (1234 + rank), so that ranks
+    mix differently; an explicit seed is kept."""
+    from dali_msda.pipelines.common import dist_env
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert dist_env() == (1, 2, 1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert dist_env() == (1, 2, 0)
+    train = os.path.join(data_root, "train")
+    kw = dict(batch_size=4, num_threads=1, device="cpu", mix=MixConfig(method="mixup"))
+    assert imagenet_train(train, **kw).seed == 1235
+    assert imagenet_train(train, shard_id=0, num_shards=2, **kw).seed == 1234
+    assert imagenet_train(train, seed=5, **kw).seed == 5
+
+
 def test_two_shards_cover_the_dataset_without_overlap(data_root):
     train_dir = os.path.join(data_root, "train")
 

@@ -170,6 +170,8 @@ def test_training_pipeline_gives_index_targets(data_root, mix):
     for (x, t), (xi, pair, w) in zip(MixIterator(dense), MixIterator(index)):
         torch.testing.assert_close(xi, x, rtol=0, atol=0)
         assert pair.shape == (8, 2) and w.shape == (8,)
+        if not mix:  # unmixed: the own class twice, all its weight
+            assert torch.equal(pair[:, 0], pair[:, 1]) and torch.equal(w, torch.ones(8))
         logits = torch.randn(8, dense.num_classes, dtype=torch.float64)
         want = torch.nn.functional.cross_entropy(logits, t.double())
         got = mixed_cross_entropy(logits, pair[:, 0], pair[:, 1], w,

@@ -68,29 +68,78 @@ def check_aligned(images, maps, min_checked=2000):
     return checked
 
 
+def twin_pipelines(root, device, mix, **kw):
+    """Iterators of segmentation_train with `mix` and of its unmixed twin (mix=None, the same
+    seed and arguments): the twin reads, crops and flips the same files alike (its random ops
+    are the same, made in the same order), so its maps are the mixed pipeline's own maps."""
+    kw = dict(num_classes=FILES * CELLS * CELLS, batch_size=6, num_threads=2, device=device,
+              crop=64, scale=(0.3, 1.0), dtype="float32", seed=3, **kw)
+    return (MixIterator(segmentation_train(root, mix=mix, **kw)),
+            MixIterator(segmentation_train(root, mix=None, **kw)))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("method", [None, "cutmix", "resizemix", "classmix", "fmix"])
 def test_image_and_map_stay_aligned(tmp_path, device, method):
+    """Images and maps aligned in every epoch; with mixing, each sample's targets are (w, 1 - w)
+    with w its own map's share of the mixed map (every file's labels are its own, so a pixel
+    holding its unmixed twin's label is the own sample's), each pixel the own or the partner's
+    label (ResizeMix: the partner resized into the box)."""
     root = grid_tree(str(tmp_path / "grid"))
     mix = None if method is None else MixConfig(method=method, mode="elem")
-    pipe = segmentation_train(root, num_classes=FILES * CELLS * CELLS, batch_size=6,
-                              num_threads=2, device=device, crop=64, scale=(0.3, 1.0),
-                              dtype="float32", mix=mix, seed=3)
-    iterator = MixIterator(pipe)
+    iterator, twin = twin_pipelines(root, device, mix)
     orders = []
     for epoch in range(3):  # later epochs reshuffle: the two readers must stay in step
         seen, batches = set(), 0
-        for images, targets, maps in iterator:
+        for (images, targets, maps), (_, _, own_maps) in zip(iterator, twin):
             check_aligned(images, maps)
-            seen |= set(np.unique(maps.cpu().numpy() // (CELLS * CELLS)).tolist())
+            m, own = maps.cpu().numpy(), own_maps.cpu().numpy()
+            seen |= set(np.unique(m // (CELLS * CELLS)).tolist())
             t = targets.cpu().numpy()
             np.testing.assert_allclose(t.sum(1), 1.0, atol=1e-6)
+            shares = (m == own).mean(axis=(1, 2))
+            np.testing.assert_allclose(t[:, 0], shares, rtol=0, atol=1e-6)
+            if method in ("cutmix", "classmix", "fmix"):
+                assert ((m == own) | (m == own[::-1])).all()  # the partner is B - 1 - i
             if method in ("cutmix", "resizemix", "fmix"):
                 assert (t[:, 0] < 1).any()  # mixing happened
             batches += 1
         assert batches == 2 and seen == set(range(FILES))
         orders.append(iterator.epoch)
     assert orders == [1, 2, 3]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_classmix_pipeline_pastes_half_the_partners_classes_never_ignore(tmp_path, device):
+    """ClassMix in segmentation_train: every map's top-left cell is `ignore_index` (255); each
+    sample shows its partner's pixels exactly where the partner holds one of the selected
+    classes, ceil(n / 2) of the partner's n classes, 255 never among them (the pipeline passes
+    its ignore_index to the op, whose own default counts every label)."""
+    from PIL import Image
+
+    root = grid_tree(str(tmp_path / "grid"))
+    for name in os.listdir(os.path.join(root, "masks")):
+        path = os.path.join(root, "masks", name)
+        labels = np.array(Image.open(path))
+        h, w = labels.shape
+        labels[:h // CELLS, :w // CELLS] = 255
+        Image.fromarray(labels).save(path)
+    iterator, twin = twin_pipelines(root, device, MixConfig(method="classmix", mode="elem"))
+    ignored = 0
+    for _ in range(2):
+        for (_, targets, maps), (_, _, own_maps) in zip(iterator, twin):
+            m, own = maps.cpu().numpy(), own_maps.cpu().numpy()
+            for i in range(len(m)):
+                partner = own[len(m) - 1 - i]
+                present = set(np.unique(partner).tolist()) - {255}
+                pasted = partner != own[i]
+                pasted &= m[i] == partner
+                selected = set(np.unique(partner[pasted]).tolist())
+                assert 255 not in selected and len(selected) == (len(present) + 1) // 2
+                want = np.where(np.isin(partner, list(selected)), partner, own[i])
+                np.testing.assert_array_equal(m[i], want)
+                ignored += (partner == 255).sum()
+    assert ignored > 1000  # the ignored cells were in view
 
 
 @pytest.mark.parametrize("device", DEVICES)
