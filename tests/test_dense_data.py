@@ -184,7 +184,7 @@ def test_other_formats_are_read_when_grey(tmp_path):
         tmp_path / "colour.bmp")
 
 
-# ---- the pipelines on a Pascal VOC-style tree ------------------------------------------------------
+# ---- the pipelines on a Pascal VOC-style tree ---------------------------------------------------
 
 def voc_tree(root, n=6, bad=None):
     """images/*.jpg and masks/*.png as VOC's SegmentationClass ships them (palette PNGs);
@@ -284,7 +284,7 @@ def test_train_seg_stops_on_a_bad_map_naming_it(tmp_path):
         proc.stderr[-3000:]
 
 
-# ---- scan: the same rules, and the conversion ------------------------------------------------------
+# ---- scan: the same rules, and the conversion ---------------------------------------------------
 
 def test_scan_converts_what_it_can(tmp_path):
     """--convert-masks writes index PNGs for RGB masks in VOC's colours (--palette voc), a
@@ -322,7 +322,7 @@ def test_scan_converts_what_it_can(tmp_path):
     assert n == 5
 
 
-# ---- a file no decoder can read, named by the pipeline itself ---------------------------------------
+# ---- a file no decoder can read, named by the pipeline itself -----------------------------------
 
 def encode_jpeg(seed, size=(48, 64)):
     import io
