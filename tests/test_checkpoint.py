@@ -388,6 +388,12 @@ def test_resume_refuses_changed_data(data_root, tmp_path):
     train = root / "train"
     classes = sorted(os.listdir(train))
     files = sorted(os.listdir(train / classes[0]))
+    with open(train / classes[0] / files[2], "ab") as f:  # a file's size alone: refused too
+        f.write(b"\0")
+    with pytest.raises(SystemExit, match=r"0 added, 0 removed, 1 changed of 420 \(files\)"):
+        main(base + ["--resume"])
+    with open(train / classes[0] / files[2], "r+b") as f:
+        f.truncate(os.path.getsize(train / classes[0] / files[2]) - 1)
     (train / classes[0] / files[0]).unlink()                              # removed
     (train / classes[0] / files[1]).unlink()                              # removed
     shutil.copy(train / classes[1] / sorted(os.listdir(train / classes[1]))[0],

@@ -288,10 +288,13 @@ def test_train_seg_stops_on_a_bad_map_naming_it(tmp_path):
 
 def test_scan_converts_what_it_can(tmp_path):
     """--convert-masks writes index PNGs for RGB masks in VOC's colours (--palette voc), a
-    grey-and-alpha mask's grey, and a palette whose two indices share a colour; the pairs list
-    trains; a JPEG mask cannot be converted and stays listed."""
+    grey-and-alpha mask's grey, a palette whose two indices share a colour, and a 16-bit grey
+    mask whose values fit 8 bits (255, the ignore label, included); the pairs list trains; a
+    JPEG mask cannot be converted and stays listed."""
     root = str(tmp_path / "voc")
     voc_tree(root, n=6)
+    Image.fromarray(indices(48, 64, seed=1).astype(np.uint16)).save(
+        os.path.join(root, "masks", "0001.png"))  # 16-bit, values up to 255
     m = indices(48, 64, seed=2)
     rgb_mask(os.path.join(root, "masks", "0002.png"), m)
     Image.merge("LA", [Image.fromarray(indices(48, 64, seed=3)),
@@ -310,8 +313,8 @@ def test_scan_converts_what_it_can(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     bad = [ln for ln in proc.stdout.splitlines() if ln.startswith("BAD")]
     assert len(bad) == 1 and "0005.jpg" in bad[0] and "a JPEG" in bad[0], proc.stdout
-    assert "converted 3 mask(s)" in proc.stdout
-    for k, seed in ((2, 2), (3, 3), (4, 4)):
+    assert "converted 4 mask(s)" in proc.stdout
+    for k, seed in ((1, 1), (2, 2), (3, 3), (4, 4)):
         np.testing.assert_array_equal(np.asarray(Image.open(out / f"{k:04d}.png")),
                                       indices(48, 64, seed=seed))
     val = MixIterator(segmentation_val(file_list=str(out / "pairs.txt"), num_classes=21,

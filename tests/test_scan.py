@@ -333,6 +333,8 @@ def test_scan_of_segmentation_pairs(tmp_path):
     pair("rgb", Image.fromarray(np.zeros((30, 40, 3), np.uint8)))
     pair("palette", Image.fromarray(good).convert("P"))
     pair("label9", Image.fromarray(np.full((30, 40), 9, np.uint8)))
+    pair("label5", Image.fromarray(np.full((30, 40), 5, np.uint8)))  # the first not a class
+    pair("label4", Image.fromarray(np.full((30, 40), 4, np.uint8)))  # the last class: good
     (root / "masks" / "cut.png").write_bytes((root / "masks" / "good.png").read_bytes()[:60])
     Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(root / "images" / "cut.png")
     out = tmp_path / "pairs.txt"
@@ -345,18 +347,21 @@ def test_scan_of_segmentation_pairs(tmp_path):
                      text)
     assert re.search(r"BAD .*label9.png: .*neither classes \(below 5\) nor `--ignore-index` 255: "
                      r"\[9\]", text)
+    assert re.search(r"BAD .*label5.png: .*neither classes \(below 5\) nor `--ignore-index` 255: "
+                     r"\[5\]", text)
     assert re.search(r"BAD .*masks/cut.png: .*does not decode", text)
     # a palette PNG's indices are its labels (as Pillow reads it): good
     assert "palette.png" not in "".join(ln for ln in text.splitlines() if ln.startswith("BAD"))
-    assert "7 pairs: 3 good, 4 bad" in text
+    assert "9 pairs: 4 good, 5 bad" in text
     from dali_msda.pipelines import segmentation_pairs
 
     images, masks = segmentation_pairs(file_list=str(out))
-    assert [os.path.basename(p) for p in images] == ["good.png", "good2.png", "palette.png"]
+    assert [os.path.basename(p) for p in images] == ["good.png", "good2.png", "label4.png",
+                                                        "palette.png"]
     os.remove(root / "masks" / "label9.png")
     proc = run_scan("--segmentation", str(root))
     assert proc.returncode == 1 and "1 image(s) without a mask" in proc.stdout
-    for name in ("small", "rgb", "palette", "cut", "label9"):
+    for name in ("small", "rgb", "palette", "cut", "label9", "label5", "label4"):
         for sub in ("images", "masks"):
             p = root / sub / f"{name}.png"
             if p.exists():

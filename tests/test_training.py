@@ -80,3 +80,38 @@ def test_train_smoke_runs_with_few_steps(data_root, epochs, steps, method, capsy
     assert len(summary["epochs"]) == epochs
     assert all(np.isfinite(e["train_loss"]) for e in summary["epochs"])
     assert f"data: {data_root}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags,mixing", [
+    (["--mixup-off-epoch", "2"], [True, True, False, False]),  # timm's: off from epoch 2 (0-based)
+    (["--mix-off-epochs", "1"], [True, True, True, False]),  # the last epoch unmixed
+    (["--mix-off-epochs", "3"], [True, False, False, False])])
+def test_mixing_switches_off_at_the_epoch_asked(data_root, flags, mixing):
+    """--mixup-off-epoch N (timm's: mixing off from the 0-based epoch N on) and
+    --mix-off-epochs N (the last N epochs unmixed), read off each epoch's summary row."""
+    from dali_msda.pipelines.train import main
+
+    summary = main(["--data", data_root, "--epochs", "4", "--steps", "1", "--batch-size", "4",
+                    "--crop", "32", "--threads", "1", "--device", "cpu", *flags])
+    assert [e["mixing"] for e in summary["epochs"]] == mixing
+
+
+def test_steps_cut_the_training_not_the_readers_epoch(data_root, tmp_path):
+    """--steps N trains on N batches an epoch and drains the rest, so every epoch starts at the
+    reader's epoch start: runs with --steps 1 and --steps 2 (same seed) see the same batch first
+    in epoch 2 (stopping the iteration at N instead would start epoch 2 inside epoch 1)."""
+    import json
+
+    from dali_msda.pipelines.train import main
+
+    first = []
+    for steps in (1, 2):
+        log = tmp_path / f"steps{steps}.log"
+        main(["--data", data_root, "--epochs", "2", "--steps", str(steps), "--batch-size", "16",
+              "--crop", "32", "--threads", "1", "--device", "cpu", "--seed", "3",
+              "--log-batches", str(log)])
+        rows = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [(r["epoch"], r["step"]) for r in rows] == [(e, s) for e in (1, 2)
+                                                           for s in range(1, steps + 1)]
+        first.append({r["epoch"]: r["images"] for r in rows if r["step"] == 1})
+    assert first[0] == first[1] and first[0][1] != first[0][2]
