@@ -213,12 +213,29 @@ def test_ranged_box_refusals(device):
                                                                  r"`cutmix_aspect` \(3, 4\) holds "
                                                                  r"boxes that never fit a 32 x 32 "
                                                                  r"image"),
+        (dict(cutmix_area=[0.5, 1.0]), r"`cutmix_area` up to 1 with `cutmix_aspect` \(0.3, "
+                                       r"3.3333333\) holds boxes that never fit a 32 x 32 image "
+                                       r"\(the largest area fits for aspects in \[1, 1\] only\)"),
         (dict(cutmix_minmax=[0.2, 0.5], center=np.float32([[0.5, 0.5]] * 4)),
          r"`center` places a box cut from lam"),
     ]
     for kw, message in cases:
         expect_error(message, images=img, labels=class_labels(4), method="cutmix", mode="elem",
                      device=device, **kw)
+    # the rules' edges that hold are accepted: one whole side (3 of 32: floor(3.2) < floor(4.2)),
+    # max 1, min == max, and the whole image where its aspect alone is allowed
+    accepted = [(dict(cutmix_minmax=[0.1, 0.13]), (3, 3)), (dict(cutmix_minmax=[0.5, 1.0]), None),
+                (dict(cutmix_area=[0.25, 0.25], cutmix_aspect=[1.0, 1.0]), (16, 16)),
+                (dict(cutmix_area=[1.0, 1.0], cutmix_aspect=[1.0, 1.0]), (32, 32))]
+    for kw, side in accepted:
+        _, targets, masks, params = run_mix(img, class_labels(4), device=device, method="cutmix",
+                                            mode="elem", num_classes=4, seed=1, **kw)
+        boxes = boxes_of(masks)  # each mask exactly one box
+        if side is not None:
+            assert ((boxes[:, 1] - boxes[:, 0] == side[0]) &
+                    (boxes[:, 3] - boxes[:, 2] == side[1])).all(), (kw, boxes)
+        np.testing.assert_allclose(params[:, 1], [ref.ranged_cutmix_mask(b, 32, 32)[1]
+                                                  for b in boxes], rtol=0, atol=1e-6)
 
 
 def test_pipelines_pass_the_ranges(data_root):

@@ -247,6 +247,11 @@ def test_mixer_box_refusals():
     with pytest.raises(ValueError, match=r"`box_labels` must fit in int32 \(the op's type\); got "
                                          r"1099511627783 at index 1 of sample 3\."):
         mixer(x, y, boxes=[torch.zeros(1, 4)] * 3 + [torch.zeros(2, 4)], box_labels=wide)
+    for edge in (2**31, -2**31 - 1):  # the first values outside int32 either side
+        with pytest.raises(ValueError, match=rf"`box_labels` must fit in int32 \(the op's "
+                                             rf"type\); got {edge} at index 0 of sample 0\."):
+            mixer(x, y, boxes=boxes, box_labels=[torch.tensor([edge])] + [
+                torch.tensor([2**31 - 1])] * 3)
     with pytest.raises(ValueError, match=r"`box_labels` must be integers; sample 0 is "
                                          r"torch.float32\."):
         mixer(x, y, boxes=boxes, box_labels=[torch.zeros(1)] * 4)

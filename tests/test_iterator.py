@@ -82,6 +82,29 @@ def test_schedule_switches_mixing_off_for_a_whole_epoch(data_root):
     assert (first[:, 0] == 1).all()
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_a_change_inside_an_epoch_applies_after_the_batches_in_flight(data_root, depth):
+    """set_mix after batch k of an epoch: batches k + 1 .. k + depth were scheduled already
+    (prefetch_queue_depth `depth`) and stay mixed, batch k + depth + 1 is the first unmixed, as
+    MixSchedule's docstring says; a reset() inside the epoch is ignored (DALI's iterator
+    ignores it too) and does not count an epoch."""
+    pipe = imagenet_train(os.path.join(data_root, "train"), batch_size=8, num_threads=1,
+                          device="cpu", crop=32, dtype="float32", output_params=True,
+                          mix=MixConfig(method="mixup"), prefetch_queue_depth=depth)
+    loader = MixIterator(pipe)
+    applied = []
+    for k, (_, _, params) in enumerate(loader, 1):
+        applied.append(bool((params[:, 0] == 1).all()))
+        if k == 2:
+            loader.set_mix(enabled=False)
+            loader.reset()
+            assert loader.epoch == 0
+        if k == 3 + depth:
+            break
+    assert applied == [True] * (2 + depth) + [False]
+    assert loader.epoch == 0
+
+
 def test_iterator_errors_say_each_line_once():
     """An op's error through MixIterator: DALI's "Critical error in pipeline:" and "no longer
     valid" lines, which its iterator doubles, appear once; the op's own message is intact."""
