@@ -119,8 +119,7 @@ def test_area_boxes_follow_unimatch(device):
     for far, side, size in ((boxes[:, 1], h, H), (boxes[:, 3], w, W)):
         expected = np.sum(1.0 / (size - side + 1))
         assert expected > 20 and (far == size).any(), expected  # P(none) about e^-expected
-    np.testing.assert_allclose(params[:, 1], [ref.ranged_cutmix_mask(b, H, W)[1] for b in boxes],
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(params[:, 1], 1.0 - h * w / (H * W), rtol=0, atol=1e-6)
     n = len(boxes)
 
     def rejects(area_=area, aspect_=aspect):
