@@ -14,7 +14,7 @@ and `--convert-masks FOLDER` writes index PNGs of the ones that can be converted
 Train: two readers over the same pair list with the same seed, shards and shuffling (so that
 they stay in step: an image and its map arrive together) -> decode (image "mixed" on GPU, map on
 the CPU: fn.msda.label_map) -> one random resized crop drawn per sample and cut from both with
-fn.slice (relative window: area in `scale`, aspect in `ratio`) -> resize to `crop` (image
+fn.slice (relative window: area in `scale`, width / height in `ratio`) -> resize to `crop` (image
 bilinear, map nearest) -> fn.msda.mix(images, soft, maps) with the flip, normalisation and CHW
 output fused, the maps mixed by the same masks (spec 11; ClassMix with `method="classmix"`).
 The targets are the two mixing weights (own, partner) per sample: the mean of the sample's
@@ -131,6 +131,14 @@ def decode_pair(jpegs, pngs, gpu, num_classes, ignore_index=255):
     return images, fn.msda.pair_check(fn.peek_image_shape(jpegs), maps)
 
 
+def uniform(lo, hi):
+    """A value per sample uniform over [lo, hi), or lo itself where lo == hi (which
+    fn.random.uniform refuses as an empty range; check_crop allows min == max)."""
+    if lo < hi:
+        return fn.random.uniform(range=[lo, hi])
+    return fn.random.uniform(range=[0.0, 1.0]) * 0.0 + lo  # the same random ops either way
+
+
 def resize_pair(images, maps, crop):
     """Both resized to crop x crop: the image bilinearly, the map by nearest neighbour."""
     images = fn.resize(images, size=(crop, crop))
@@ -166,8 +174,8 @@ def segmentation_train(data_dir=None, *, file_list=None, num_classes, batch_size
                                       shuffle_seed, reader_name)
         images, maps = decode_pair(jpegs, pngs, gpu, num_classes, ignore_index)
         # one window per sample, relative, cut from both (same H x W: the same pixels)
-        area = fn.random.uniform(range=list(scale))
-        aspect = dmath.exp(fn.random.uniform(range=[math.log(ratio[0]), math.log(ratio[1])]))
+        area = uniform(*scale)
+        aspect = dmath.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
         w = dmath.min(dmath.sqrt(area * aspect), 1.0)
         h = dmath.min(dmath.sqrt(area / aspect), 1.0)
         x0 = fn.random.uniform(range=[0.0, 1.0]) * (1.0 - w)

@@ -310,3 +310,18 @@ def test_embedded_set_boxes_are_its_objects(tmp_path):
             for k in range(data.SEG_BACKGROUNDS, 8):
                 outside = (labels == k) & ~covered[..., k]
                 assert outside.sum() < data.MIN_OBJECT_PIXELS, (im, k)
+
+
+def test_crop_ratio_is_width_over_height(tmp_path):
+    """`ratio` is the crop's width over its height (relative to the image, as torchvision's
+    RandomResizedCrop on a square image): area 1/4 at ratio 4 takes the whole width and a
+    quarter of the height, so every crop shows all 4 cell columns of its file and at most 2 of
+    its cell rows (the other way round, a crop 4 times taller, would show the opposite)."""
+    root = grid_tree(str(tmp_path / "grid"))
+    pipe = segmentation_train(root, num_classes=FILES * CELLS * CELLS, batch_size=6,
+                              num_threads=2, device="cpu", crop=64, scale=(0.25, 0.25),
+                              ratio=(4.0, 4.0), dtype="float32", mix=None, seed=3)
+    for _, _, maps in MixIterator(pipe):
+        for m in maps.numpy().astype(np.int64) % (CELLS * CELLS):
+            rows, cols = np.unique(m // CELLS), np.unique(m % CELLS)
+            assert len(cols) == CELLS and len(rows) <= 2, (rows, cols)
