@@ -49,14 +49,16 @@ def loader(data_root, mode, checkpoint=None, **kw):
 
 def consume(it, log, saved, epochs=3, save_every=4):
     """Iterate to the end of `epochs`, changing the schedule between epochs 1 and 2 and inside
-    epoch 1 (after batch 10), saving a checkpoint every `save_every` batches of epochs 0-1."""
+    epoch 1 (after batch 8), saving a checkpoint every `save_every` batches of epochs 0-1 (the
+    one after batch 8 right after the change: the two batches in flight then were scheduled
+    with the old alpha, and a resume must recompute them with it)."""
     while it.epoch < epochs:
         if it.epoch == 1 and it._scheduled == 0:
             it.set_mix(method="cutmix" if it.mix_schedule.config.switch_method is None else
                        "hmix")
         for batch in it:
             log.append((it.epoch, digest(batch)))
-            if len(log) == 10:
+            if len(log) == 8:
                 it.set_mix(alpha=0.3)  # inside an epoch: prefetched batches keep alpha=1
             if saved is not None and len(log) % save_every == 0 and it.epoch < 2:
                 saved.append((len(log), it.checkpoint()))

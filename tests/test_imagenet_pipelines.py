@@ -327,3 +327,22 @@ def test_val_classes_take_the_training_indices(data_root, tmp_path):
     with pytest.raises(ValueError, match=r"class folders the training classes do not know: "
                                          r"\['zebra'\]"):
         imagenet_val(str(val), classes=train.classes, **kw)
+
+
+def test_crop_ranges_are_checked(data_root):
+    """The random resized crop's `scale` (area share) and `ratio` (aspect) ranges, refused
+    with the rule and the value by both training pipelines; their edges accepted."""
+    from dali_msda.pipelines import segmentation_train
+
+    train = os.path.join(data_root, "train")
+    bad = [(dict(scale=(0.0, 1.0)), r"`scale` must satisfy 0 < min <= max <= 1; got \(0.0, 1.0\)"),
+           (dict(scale=(0.5, 0.4)), r"`scale` must satisfy 0 < min <= max <= 1; got \(0.5, 0.4\)"),
+           (dict(scale=(0.1, 1.2)), r"`scale` must satisfy 0 < min <= max <= 1; got \(0.1, 1.2\)"),
+           (dict(ratio=(0.0, 1.0)), r"`ratio` must satisfy 0 < min <= max; got \(0.0, 1.0\)"),
+           (dict(ratio=(2.0, 1.0)), r"`ratio` must satisfy 0 < min <= max; got \(2.0, 1.0\)")]
+    for kw, message in bad:
+        with pytest.raises(ValueError, match=message):
+            imagenet_train(train, batch_size=4, device="cpu", **kw)
+        with pytest.raises(ValueError, match=message):
+            segmentation_train(train, num_classes=2, batch_size=4, device="cpu", **kw)
+    imagenet_train(train, batch_size=4, device="cpu", scale=(1.0, 1.0), ratio=(1.0, 1.0))
