@@ -35,6 +35,24 @@ def test_mix_config_validation():
         MixConfig(prob=2)
     with pytest.raises(ValueError, match=r"fixed when the pipeline is built"):
         MixSchedule().set(mode="elem")
+    # each rule at its edge: the first value refused (and the last accepted)
+    edges = [(dict(scale_min=0.0), r"`scale_min` must be in \(0, 1\]; got 0.0"),
+             (dict(scale_max=1.01), r"`scale_max` must be in \(0, 1\]; got 1.01"),
+             (dict(bce_target_thresh=1.0), r"`bce_target_thresh` must be in \[0, 1\) or None; "
+                                           r"got 1.0"),
+             (dict(cutmix_area=(0.1, float("inf"))), r"`cutmix_area` must be \(min, max\) or "
+                                                      r"None; got \(0.1, inf\)"),
+             (dict(cutmix_minmax=(0.2, float("nan"))), r"`cutmix_minmax` must be \(min, max\) "
+                                                        r"or None"),
+             (dict(cutmix_aspect=(0.5,)), r"`cutmix_aspect` must be \(min, max\) or None"),
+             (dict(cutmix_minmax=(0.2, 0.5), cutmix_area=(0.1, 0.3)), r"`cutmix_minmax` and "
+                                                                      r"`cutmix_area` are two "
+                                                                      r"ways to draw")]
+    for kw, message in edges:
+        with pytest.raises(ValueError, match=message):
+            MixConfig(method="cutmix", **kw)
+    MixConfig(method="resizemix", scale_min=1.0, scale_max=1.0, bce_target_thresh=0.0,
+              prob=0.0, label_smoothing=1.0, cutmix_area=(0.1, 1.0), cutmix_aspect=(1.0, 1.0))
 
 
 def test_from_timm_maps_every_branch_combination():

@@ -298,14 +298,19 @@ def test_scan_of_a_file_list_and_exit_statuses(tree, tmp_path):
 
 def test_scan_checks_cls_against_the_class_count(tmp_path):
     jpg = encode(photo(1))
+    # the rest of fn.msda.class_label's refusals (test_cls_labels_are_parsed_strictly): the
+    # scan's rule must be the op's
+    more = [b"1a", b"+3", b"", b"  ", b"1 2", b"\x80", b"\xef\xbc\x91"]
     write_shard(tmp_path / "s.tar", [("k0", {"jpg": jpg, "cls": b"2"}),
                                      ("k1", {"jpg": jpg, "cls": b" 7\n"}),
-                                     ("k2", {"jpg": jpg, "cls": b"-1"})])
+                                     ("k2", {"jpg": jpg, "cls": b"-1"})] +
+                [(f"k{3 + k}", {"jpg": jpg, "cls": text}) for k, text in enumerate(more)])
     proc = run_scan(tmp_path / "s.tar", "--num-classes", 3)
     assert proc.returncode == 1
     assert "s.tar:k1: .cls is not a class index" in proc.stdout and "below 3" in proc.stdout
-    assert "s.tar:k2: .cls is not a class index" in proc.stdout
-    assert "3 samples: 1 good, 2 bad" in proc.stdout
+    for k in range(2, 3 + len(more)):
+        assert f"s.tar:k{k}: .cls is not a class index" in proc.stdout, (k, proc.stdout)
+    assert f"{3 + len(more)} samples: 1 good, {2 + len(more)} bad" in proc.stdout
     proc = run_scan(tmp_path / "s.tar")  # without a class count, 7 is a class index
     assert "s.tar:k1" not in proc.stdout and "s.tar:k2" in proc.stdout
 
