@@ -139,21 +139,20 @@ def test_reference_samplers_follow_the_spec():
     every side and corner in the range spec 4b states, both ends of each range reached (20,000
     boxes: each end expected tens to hundreds of times), UniMatch's boxes inside the image, the
     image's far edges reached, area and aspect inside their ranges (up to the sides' floor)."""
+    def inside_reaching_every_edge(sampler, *args):  # (boxes, heights, widths)
+        b = np.array([sampler(rng, H, W, *args) for _ in range(n)])
+        assert (b[:, 0] >= 0).all() and (b[:, 1] <= H).all() and (b[:, 2] >= 0).all()
+        assert (b[:, 3] <= W).all() and (b[:, 0] == 0).any() and (b[:, 1] == H).any()
+        assert (b[:, 2] == 0).any() and (b[:, 3] == W).any()
+        return b, b[:, 1] - b[:, 0], b[:, 3] - b[:, 2]
+
     rng = np.random.default_rng(12)
     n, lo, hi = 20000, 0.2, 0.7
-    b = np.array([ref.minmax_box(rng, H, W, (lo, hi)) for _ in range(n)])
-    h, w = b[:, 1] - b[:, 0], b[:, 3] - b[:, 2]
+    _, h, w = inside_reaching_every_edge(ref.minmax_box, (lo, hi))
     for side in (h, w):  # timm: randint(int(size lo), int(size hi)), the top excluded
         assert side.min() == int(H * lo) and side.max() == int(H * hi) - 1
-    assert (b[:, 0] >= 0).all() and (b[:, 1] <= H).all() and (b[:, 2] >= 0).all()
-    assert (b[:, 3] <= W).all() and (b[:, 0] == 0).any() and (b[:, 1] == H).any()
-    assert (b[:, 2] == 0).any() and (b[:, 3] == W).any()
     area, aspect = (0.02, 0.4), (0.3, 1 / 0.3)
-    b = np.array([ref.area_box(rng, H, W, area, aspect) for _ in range(n)])
-    h, w = b[:, 1] - b[:, 0], b[:, 3] - b[:, 2]
-    assert (b[:, 0] >= 0).all() and (b[:, 1] <= H).all() and (b[:, 2] >= 0).all()
-    assert (b[:, 3] <= W).all() and (b[:, 0] == 0).any() and (b[:, 1] == H).any()
-    assert (b[:, 2] == 0).any() and (b[:, 3] == W).any()
+    _, h, w = inside_reaching_every_edge(ref.area_box, area, aspect)
     assert (h * w <= area[1] * H * W).all() and ((h + 1) * (w + 1) >= area[0] * H * W).all()
     assert (h / (w + 1) <= aspect[1]).all() and ((h + 1) / w >= aspect[0]).all()
     assert (h * w < 0.05 * H * W).any() and (h * w > 0.35 * H * W).any()

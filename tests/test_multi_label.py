@@ -10,7 +10,7 @@ import pytest
 from dali_msda import reference as ref
 from dali_msda.pipelines import MixConfig
 
-from conftest import random_images, run_mix
+from conftest import arrays, random_images, run_mix
 from test_errors import expect_error
 
 K = 12
@@ -122,7 +122,7 @@ def test_bce_target_thresh_binarises_the_mixed_targets(data_root):
                          mix=cfg.replace(bce_target_thresh=0.0, label_smoothing=0.0, prob=0.0),
                          **kw)
     tie.build()
-    t = np.stack([np.array(v) for v in tie.run()[1]])
+    t = arrays(tie.run())[1]
     assert (t.sum(1) == 1).all() and set(np.unique(t)) == {0.0, 1.0}
 
 

@@ -68,12 +68,16 @@ def check_aligned(images, maps, min_checked=2000):
     return checked
 
 
-def twin_pipelines(root, device, mix, **kw):
+# segmentation_train's arguments for the grid trees
+GRID_TRAIN = dict(num_classes=FILES * CELLS * CELLS, batch_size=6, num_threads=2, crop=64,
+                  scale=(0.3, 1.0), dtype="float32", seed=3)
+
+
+def twin_pipelines(root, device, mix):
     """Iterators of segmentation_train with `mix` and of its unmixed twin (mix=None, the same
     seed and arguments): the twin reads, crops and flips the same files alike (its random ops
     are the same, made in the same order), so its maps are the mixed pipeline's own maps."""
-    kw = dict(num_classes=FILES * CELLS * CELLS, batch_size=6, num_threads=2, device=device,
-              crop=64, scale=(0.3, 1.0), dtype="float32", seed=3, **kw)
+    kw = dict(GRID_TRAIN, device=device)
     return (MixIterator(segmentation_train(root, mix=mix, **kw)),
             MixIterator(segmentation_train(root, mix=None, **kw)))
 
@@ -127,7 +131,7 @@ def test_classmix_pipeline_pastes_half_the_partners_classes_never_ignore(tmp_pat
     iterator, twin = twin_pipelines(root, device, MixConfig(method="classmix", mode="elem"))
     ignored = 0
     for _ in range(2):
-        for (_, targets, maps), (_, _, own_maps) in zip(iterator, twin):
+        for (_, _, maps), (_, _, own_maps) in zip(iterator, twin):
             m, own = maps.cpu().numpy(), own_maps.cpu().numpy()
             for i in range(len(m)):
                 partner = own[len(m) - 1 - i]
@@ -318,9 +322,8 @@ def test_crop_ratio_is_width_over_height(tmp_path):
     quarter of the height, so every crop shows all 4 cell columns of its file and at most 2 of
     its cell rows (the other way round, a crop 4 times taller, would show the opposite)."""
     root = grid_tree(str(tmp_path / "grid"))
-    pipe = segmentation_train(root, num_classes=FILES * CELLS * CELLS, batch_size=6,
-                              num_threads=2, device="cpu", crop=64, scale=(0.25, 0.25),
-                              ratio=(4.0, 4.0), dtype="float32", mix=None, seed=3)
+    pipe = segmentation_train(root, **dict(GRID_TRAIN, scale=(0.25, 0.25)), ratio=(4.0, 4.0),
+                              device="cpu", mix=None)
     for _, _, maps in MixIterator(pipe):
         for m in maps.numpy().astype(np.int64) % (CELLS * CELLS):
             rows, cols = np.unique(m // CELLS), np.unique(m % CELLS)
