@@ -370,8 +370,7 @@ class Mixer:
         if images.dtype == torch.bfloat16:  # DLPack's conversion would fail without a name
             raise ValueError("`images` must be uint8, float16 or float32 (the op's types); got "
                              "bfloat16: mix `images.float()` or `images.half()`.")
-        # the images' own GPU (under torchrun, cuda:<rank>), not the current device
-        device = f"gpu:{images.device.index}" if images.is_cuda else "cpu"
+        device = _op_device(images)
         inputs = [ndd.as_batch(images.contiguous(), layout=self.layout),
                   ndd.as_batch(labels.detach().cpu().contiguous())]
         if maps is not None:
@@ -435,6 +434,12 @@ class Mixer:
         if self.schedule is not None:
             self.schedule.load_state_dict(state["schedule"])
             self.schedule.seed = int(state["switch_seed"])
+
+
+def _op_device(images):
+    """Where the op runs for a batch: the images' own GPU by its index ("gpu:<index>"; under
+    torchrun a rank's cuda:<rank>, whatever the current device is), else the CPU."""
+    return f"gpu:{images.device.index}" if images.is_cuda else "cpu"
 
 
 def _host_boxes(boxes):

@@ -295,6 +295,22 @@ def test_mixer_hands_tensors_over_without_copies(device, monkeypatch):
     assert targets.data_ptr() == seen["outputs"][1].torch().data_ptr()
 
 
+def test_mixer_runs_the_op_on_the_images_own_gpu():
+    """A CUDA batch is mixed on its own GPU, named by index, not on the current device (under
+    torchrun each rank's batch is on cuda:<rank>): a stand-in for a tensor on cuda:3, as this
+    test's machine (CPU, or the lease's one GPU) cannot make one."""
+    from types import SimpleNamespace
+
+    from dali_msda.pytorch import _op_device
+
+    on = lambda kind, index: SimpleNamespace(is_cuda=kind == "cuda",  # noqa: E731
+                                             device=SimpleNamespace(type=kind, index=index))
+    assert _op_device(on("cuda", 3)) == "gpu:3"
+    assert _op_device(on("cuda", 0)) == "gpu:0"
+    assert _op_device(on("cpu", None)) == "cpu"
+    assert _op_device(torch.zeros(1)) == "cpu"
+
+
 # ---- Mixer with a MixConfig: timm's recipes in the loop
 
 
