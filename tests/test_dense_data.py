@@ -371,24 +371,62 @@ def check_images(files):
     return p.run()[0]
 
 
-@pytest.mark.parametrize("kind", ["headers_only", "no_frame", "segment_past_end", "png_no_idat",
-                                  "text"])
+def jpeg_segment(jpeg, marker):
+    """(start, end) of the first segment with `marker` (its 0xff byte to its last byte + 1)."""
+    at = 2
+    while jpeg[at + 1] != marker:
+        at += 2 + int.from_bytes(jpeg[at + 2:at + 4], "big")
+    return at, at + 2 + int.from_bytes(jpeg[at + 2:at + 4], "big")
+
+
+def png_chunk(kind, data):
+    import zlib
+
+    return (len(data).to_bytes(4, "big") + kind + data +
+            zlib.crc32(kind + data).to_bytes(4, "big"))
+
+
+@pytest.mark.parametrize("kind", ["headers_only", "headers_then_eoi", "no_frame",
+                                  "tables_but_no_frame", "scan_without_data", "segment_past_end",
+                                  "segment_one_byte_short", "png_no_idat", "png_header_not_first",
+                                  "png_empty_idat", "png_header_cut", "text"])
 def test_image_check_names_streams_no_decoder_can_read(tmp_path, kind):
+    """Each rule at its edge: a segment or chunk one byte short of its end, a scan header with
+    nothing after it, a JPEG whose headers hold tables (DHT, DQT) but no frame header."""
     jpeg = encode_jpeg(0)
     sos = jpeg.index(b"\xff\xda")
+    sof = jpeg_segment(jpeg, 0xc0)
+    dqt = jpeg_segment(jpeg, 0xdb)
     import io
 
     png = io.BytesIO()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png, "PNG")
     png = png.getvalue()
+    ihdr = png[8:8 + 25]
     data, expect = {
         "headers_only": (headers_only(jpeg), f"is a JPEG with no image data: its {sos} bytes "
                                              "hold headers only, no start-of-scan (SOS) marker"),
+        "headers_then_eoi": (headers_only(jpeg) + b"\xff\xd9", "is a JPEG that ends (EOI) "
+                                                               "before any image data"),
         "no_frame": (b"\xff\xd8" + jpeg[sos:], "is a JPEG with a scan (SOS) but no frame header "
                                                "(SOFn) before it"),
+        "tables_but_no_frame": (jpeg[:sof[0]] + jpeg[sof[1]:],
+                                "is a JPEG with a scan (SOS) but no frame header (SOFn)"),
+        "scan_without_data": (jpeg[:jpeg_segment(jpeg, 0xda)[1]],
+                              "is a JPEG whose first scan holds no data"),
         "segment_past_end": (jpeg[:30], "is a JPEG whose segment at byte 20 (marker 0xdb, 67 "
                                         "bytes) runs past the end of the file (30 bytes)"),
+        "segment_one_byte_short": (jpeg[:dqt[1] - 1],
+                                   f"is a JPEG whose segment at byte {dqt[0]} (marker 0xdb, "
+                                   f"{dqt[1] - dqt[0] - 2} bytes) runs past the end of the "
+                                   f"file ({dqt[1] - 1} bytes)"),
         "png_no_idat": (png[:png.index(b"IDAT") - 4], "is a PNG with no image data (IDAT)"),
+        "png_header_not_first": (png[:8] + png_chunk(b"tEXt", b"a\0b") + png[8:],
+                                 "is a PNG whose first chunk is not its header (IHDR)"),
+        "png_empty_idat": (png[:8] + ihdr + png_chunk(b"IDAT", b"") + png_chunk(b"IEND", b""),
+                           "is a PNG with empty data"),
+        "png_header_cut": (png[:8 + 25 - 1], "is a PNG whose chunk at byte 8 runs past the end "
+                                             "of the file (32 bytes) before its image data"),
         "text": (b"hello, not an image", "is not an image format DALI decodes (JPEG, PNG, JPEG "
                                          "2000, TIFF, BMP, PNM, WebP): it starts with bytes 68 "
                                          "65 6c 6c 6f 2c 20 6e"),
@@ -400,16 +438,53 @@ def test_image_check_names_streams_no_decoder_can_read(tmp_path, kind):
     assert f"msda.image_check: the image {path} {expect}" in str(info.value), str(info.value)
 
 
+def big_endian_tiff(image):
+    """An uncompressed RGB TIFF in big-endian ("MM") byte order, one strip (Pillow writes
+    little-endian ones only)."""
+    import struct
+
+    H, W, _ = image.shape
+    data = image.tobytes()
+    tags = [(256, 3, W), (257, 3, H), (258, 3, None), (259, 3, 1), (262, 3, 2), (273, 4, None),
+            (277, 3, 3), (278, 3, H), (279, 4, len(data))]
+    bits_at = 8 + 2 + 12 * len(tags) + 4
+    strip_at = bits_at + 6
+    out = b"MM\x00*" + struct.pack(">IH", 8, len(tags))
+    for tag, kind, value in tags:
+        count = 3 if tag == 258 else 1
+        value = {258: bits_at, 273: strip_at}.get(tag, value)
+        packed = struct.pack(">HH", value, 0) if kind == 3 and tag != 258 else \
+            struct.pack(">I", value)
+        out += struct.pack(">HHI", tag, kind, count) + packed
+    return out + b"\0\0\0\0" + struct.pack(">HHH", 8, 8, 8) + data
+
+
 def test_image_check_passes_good_streams_unchanged(tmp_path):
-    """JPEG, PNG, BMP and a JPEG cut inside its scan data (decoders make an image of it) pass;
-    the decoded images equal those of the unchecked stream."""
-    files = []
-    for ext in ("jpg", "png", "bmp"):
+    """Every format DALI decodes passes (JPEG; lossless PNG, BMP, TIFF in both byte orders, PPM,
+    PGM, WebP, JPEG 2000 as a .jp2 file and as a bare codestream, each decoding to the image
+    written), and a JPEG cut inside its scan data (decoders make an image of it); the decoded
+    images equal those of the unchecked stream."""
+    image = np.random.default_rng(1).integers(0, 256, (40, 56, 3), np.uint8)
+    files, lossless = [tmp_path / "x.jpg"], {}
+    Image.fromarray(image).save(files[0])
+    for ext, args in [("png", {}), ("bmp", {}), ("tif", {}), ("ppm", {}), ("pgm", {}),
+                      ("webp", {"lossless": True}), ("jp2", {"irreversible": False}),
+                      ("j2k", {"irreversible": False})]:
         files.append(tmp_path / f"x.{ext}")
-        Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 56, 3), np.uint8)).save(
-            files[-1])
-    for images in check_images(files):
-        assert np.array(images).shape == (40, 56, 3)
+        grey = ext == "pgm"
+        Image.fromarray(image[..., 0] if grey else image).save(files[-1], **args)
+        lossless[len(files) - 1] = np.repeat(image[..., :1], 3, 2) if grey else image
+    files.append(tmp_path / "mm.tif")
+    files[-1].write_bytes(big_endian_tiff(image))
+    lossless[len(files) - 1] = image
+    heads = [f.read_bytes()[:4] for f in files]
+    assert {b"II*\x00", b"MM\x00*", b"P6\n5", b"P5\n5", b"RIFF", b"\x00\x00\x00\x0c",
+            b"\xffO\xffQ"} <= set(heads), heads  # the magic numbers the op knows
+    assert heads[2][:2] == b"BM", heads
+    for k, decoded in enumerate(check_images(files)):
+        assert np.array(decoded).shape == (40, 56, 3), files[k]
+        if k in lossless:
+            np.testing.assert_array_equal(np.array(decoded), lossless[k], err_msg=str(files[k]))
     root = image_tree(str(tmp_path / "t"))
     from dali_msda.pipelines import imagenet_val
 

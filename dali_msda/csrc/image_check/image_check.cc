@@ -40,7 +40,7 @@ std::string StreamProblem(const uint8_t *p, int64_t n) {
   if (n >= 3 && p[0] == 0xff && p[1] == 0xd8 && p[2] == 0xff) {
     bool frame = false;
     int64_t at = 2;
-    while (at + 4 <= n) {
+    while (at + 2 <= n) {  // a marker (2 bytes), then its length (2) where it has one
       if (p[at] != 0xff)
         return make_string("is a JPEG whose segments break off at byte ", at,
                            " (no marker where one must be)");
@@ -55,6 +55,7 @@ std::string StreamProblem(const uint8_t *p, int64_t n) {
       }
       if (marker == 0xd9)
         return "is a JPEG that ends (EOI) before any image data: it holds only headers";
+      if (at + 4 > n) break;  // cut inside a length
       const int64_t len = (int64_t(p[at + 2]) << 8) | p[at + 3];
       if (len < 2 || at + 2 + len > n)
         return make_string("is a JPEG whose segment at byte ", at, " (marker 0x", Byte(marker),
