@@ -300,7 +300,7 @@ def test_scan_checks_cls_against_the_class_count(tmp_path):
     jpg = encode(photo(1))
     # the rest of fn.msda.class_label's refusals (test_cls_labels_are_parsed_strictly): the
     # scan's rule must be the op's
-    more = [b"1a", b"+3", b"", b"  ", b"1 2", b"\x80", b"\xef\xbc\x91"]
+    more = [b"1a", b"+3", b"", b"  ", b"1 2", b"\x80", b"\xef\xbc\x91", b"18446744073709551618"]
     write_shard(tmp_path / "s.tar", [("k0", {"jpg": jpg, "cls": b"2"}),
                                      ("k1", {"jpg": jpg, "cls": b" 7\n"}),
                                      ("k2", {"jpg": jpg, "cls": b"-1"})] +
@@ -312,7 +312,7 @@ def test_scan_checks_cls_against_the_class_count(tmp_path):
         assert f"s.tar:k{k}: .cls is not a class index" in proc.stdout, (k, proc.stdout)
     assert f"{3 + len(more)} samples: 1 good, {2 + len(more)} bad" in proc.stdout
     proc = run_scan(tmp_path / "s.tar")  # without a class count, 7 is a class index
-    assert "s.tar:k1" not in proc.stdout and "s.tar:k2" in proc.stdout
+    assert "s.tar:k1:" not in proc.stdout and "s.tar:k2:" in proc.stdout
 
 
 def test_scan_of_segmentation_pairs(tmp_path):

@@ -252,6 +252,38 @@ def test_a_map_of_another_size_stops_the_pipeline_naming_it(tmp_path, device):
             pass
 
 
+@pytest.mark.parametrize("shape_type", ["int64", "int32"])
+def test_pair_check_compares_height_and_width(shape_type):
+    """fn.msda.pair_check itself, with the image shapes in either type fn.peek_image_shape
+    gives (int64 by default, int32 on request): a map one row or one column off its image is
+    refused naming both sizes (W x H); maps of their image's size pass through unchanged."""
+    from nvidia.dali import fn, pipeline_def
+
+    def run(image_hw, map_shape):
+        rng = np.random.default_rng(0)
+        maps = [rng.integers(0, 256, map_shape, dtype=np.uint8) for _ in range(2)]
+        shapes = [np.array([*image_hw, 3], dtype=shape_type)] * 2
+
+        @pipeline_def(batch_size=2, num_threads=1, device_id=None)
+        def pipe():
+            return fn.msda.pair_check(fn.external_source(lambda: shapes),
+                                      fn.external_source(lambda: maps))
+
+        p = pipe()
+        p.build()
+        return maps, [np.array(t) for t in p.run()[0]]
+
+    for map_shape in [(37, 53), (37, 53, 1)]:
+        given, out = run((37, 53), map_shape)
+        for a, b in zip(given, out):
+            np.testing.assert_array_equal(a, b)
+    for map_shape in [(36, 53), (37, 52), (38, 53, 1), (37, 54, 1)]:
+        with pytest.raises(RuntimeError, match=rf"msda.pair_check: the map of sample 0 is "
+                                               rf"{map_shape[1]} x {map_shape[0]} \(W x H\) but "
+                                               r"its image is 53 x 37: a map must have its"):
+            run((37, 53), map_shape)
+
+
 def test_training_example_under_torchrun(tmp_path):
     """Two ranks: each reads its shard, the model is DDP-wrapped and the validation confusion
     is summed over both (every val image counted once)."""
