@@ -108,6 +108,21 @@ def test_label_maps_of_every_png_form_are_pillows_indices(tmp_path, output_type)
     assert set(np.unique(got[1])) == {0, 1, 2, 255}
 
 
+def test_palette_maps_decoded_to_grey_levels(tmp_path):
+    """Decoded to one channel (types.GRAY): a palette of greys (index i shown as 255 - i) still
+    gives its indices; one of colours is refused, saying how to decode it."""
+    m = indices()
+    greys = np.repeat((255 - np.arange(256, dtype=np.uint8))[:, None], 3, axis=1)
+    palette_png(tmp_path / "greys.png", m, greys)
+    palette_png(tmp_path / "voc.png", m, voc_colors())
+    np.testing.assert_array_equal(read_maps([tmp_path / "greys.png"], output_type=types.GRAY)[0],
+                                  m)
+    assert map_error(tmp_path / "voc.png", output_type=types.GRAY).startswith(
+        f"the label map {tmp_path / 'voc.png'} is a palette PNG but pixel (0, 0) decodes to "
+        "(220, 220, 220), no colour of its palette of 256 (decoded to grey levels: decode "
+        "palette maps with output_type=types.ANY_DATA or RGB)")
+
+
 def test_a_palette_that_shows_one_colour_for_two_indices_is_refused(tmp_path):
     """Indices 1 and 3 share (128, 0, 0): where a pixel shows it, its index is unknown; a
     palette whose shared colour no pixel shows is fine."""
@@ -125,6 +140,27 @@ def test_a_palette_that_shows_one_colour_for_two_indices_is_refused(tmp_path):
     colors[7] = colors[6]  # no pixel shows 6 or 7
     palette_png(unused, m, colors)
     np.testing.assert_array_equal(read_maps([unused])[0], m)
+
+
+def test_a_palette_index_beyond_the_palette_is_refused(tmp_path):
+    """Pixel (1, 2) holds index 5 of a 3-colour palette (Pillow reads 5; decoders show black,
+    no colour of the palette): refused naming the pixel, not read as a neighbouring colour's
+    index."""
+    import struct
+    import zlib
+
+    m = np.zeros((4, 6), np.uint8)
+    m[1, 2], m[2, :] = 5, 1
+    rows = b"".join(b"\0" + row.tobytes() for row in m)
+    png = (b"\x89PNG\r\n\x1a\n" +
+           png_chunk(b"IHDR", struct.pack(">IIBBBBB", 6, 4, 8, 3, 0, 0, 0)) +
+           png_chunk(b"PLTE", bytes([10, 20, 30, 40, 50, 60, 70, 80, 90])) +
+           png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b""))
+    path = tmp_path / "beyond.png"
+    path.write_bytes(png)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), m)
+    assert map_error(path).startswith(f"the label map {path} is a palette PNG but pixel (1, 2) "
+                                      "decodes to (0, 0, 0), no colour of its palette of 3")
 
 
 @pytest.mark.parametrize("kind", ["rgb", "rgba", "grey_alpha", "grey16", "jpeg"])
@@ -166,6 +202,10 @@ def test_labels_beyond_the_classes_are_refused(tmp_path):
                                "(255).")
     assert read_maps([path], num_classes=31)[0][7, 9] == 30
     assert "holds label 30 at pixel (7, 9)" in map_error(path, num_classes=30)  # the edge
+    assert read_maps([path], num_classes=256)[0][7, 9] == 30  # every uint8 label a class
+    for classes in (0, 257):
+        assert map_error(path, num_classes=classes) == (
+            f"`num_classes` must be in [1, 256] (uint8 maps); got {classes}.")
     m[m == 255] = 0  # with 30 the ignore label, 255 is none
     # a new file: rewriting one that the pipelines above mapped (DALI's reader mmaps its files,
     # and a pipeline kept alive by the caught error's traceback may still prefetch it) can

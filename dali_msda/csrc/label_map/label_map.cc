@@ -130,7 +130,10 @@ class LabelMap : public StatelessOperator<CPUBackend> {
           if (index == PaletteLookup::kAbsent)
             Fail(enc, i, make_string("is a palette PNG but pixel (", k / W, ", ", k % W,
                                      ") decodes to ", Hex(c), ", no colour of its palette of ",
-                                     info.palette.size(), kConvertMasks, "."));
+                                     info.palette.size(),
+                                     C == 1 ? " (decoded to grey levels: decode palette maps "
+                                              "with output_type=types.ANY_DATA or RGB)" : "",
+                                     kConvertMasks, "."));
         }
         dst[k] = static_cast<uint8_t>(index);
       }
