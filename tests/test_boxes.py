@@ -261,6 +261,8 @@ def test_box_errors(device):
     box_error(r"`boxes` must have l <= r and t <= b \(ltrb\); got \(0.6, 0.1, 0.5, 0.5\) as box "
               r"1 of sample 2", device, boxes=bad,
               box_labels=[GOOD_LABELS[0], GOOD_LABELS[0], np.int32([1, 2]), GOOD_LABELS[0]])
+    upside_down = [GOOD[0], np.float32([[0.1, 0.6, 0.5, 0.5]])] + GOOD[2:]  # t > b
+    box_error(r"got \(0.1, 0.6, 0.5, 0.5\) as box 0 of sample 1", device, boxes=upside_down)
     nan = [np.float32([[0.1, np.nan, 0.5, 0.5]])] + GOOD[1:]
     box_error(r"got nan as t of box 0 of sample 0", device, boxes=nan)
     # a value just past 1 is printed so that it shows why (the shortest float32 form, not "1")
@@ -273,6 +275,9 @@ def test_box_errors(device):
     box_error(r"`box_labels` must have one label per box, shape \(1,\) or \(1, 1\) for the 1 "
               r"boxes of sample 3; got \(2,\)", device,
               box_labels=GOOD_LABELS[:3] + [np.int32([1, 2])])
+    box_error(r"`box_labels` must have one label per box, shape \(1,\) or \(1, 1\) for the 1 "
+              r"boxes of sample 0; got \(1, 2\)", device,
+              box_labels=[np.int32([[1, 2]])] * 4)
     box_error(r"`boxes` must have shape \(N, 4\) \(relative l, t, r, b\) per sample; got "
               r"\(1, 5\) for sample 0", device,
               boxes=[np.float32([[0.1, 0.1, 0.5, 0.5, 1.0]])] + GOOD[1:])

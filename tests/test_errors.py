@@ -65,7 +65,9 @@ def test_label_vectors_of_wrong_length(device):
     (np.nan, r"must be finite and >= 0 \(probabilities\); got nan at index 2 of sample 3"),
     (np.inf, r"must be finite and >= 0 \(probabilities\); got inf at index 2 of sample 3"),
     (-0.5, r"must be finite and >= 0 \(probabilities\); got -0.5 at index 2 of sample 3"),
-    (0.75, r"must sum to 1 \(within 0.001\); sample 3 sums to 1.5")])
+    (0.75, r"must sum to 1 \(within 0.001\); sample 3 sums to 1.5"),
+    (0.2515, r"must sum to 1 \(within 0.001\); sample 3 sums to 1.0015"),  # just past the
+    (0.2485, r"must sum to 1 \(within 0.001\); sample 3 sums to 0.9985")])  # tolerance
 def test_soft_labels_must_be_distributions(device, value, fragment):
     soft = [np.full(4, 0.25, np.float32) for _ in range(4)]
     soft[3][2] = value
