@@ -59,7 +59,8 @@ def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, cen
     """A pipeline feeding the same `images` / `labels` batches every iteration into the op.
 
     `lam` (B floats), `center` (B x 2), `method_id` and `mirror` (B ints) and `fmix_noise`
-    (B x H x (W // 2 + 1) x 2) become per-sample argument inputs when given; `seg` (B label
+    (B x H x (W // 2 + 1) x 2) become per-sample argument inputs when given, as do `alpha`,
+    `prob` and `hmix_ratio` given as arrays (B floats); `seg` (B label
     maps) the op's third input, on the images' device; `boxes` / `box_labels` (B arrays of
     N_i x 4 float32 / N_i int32) per-sample argument inputs; other keyword arguments go to
     fn.msda.mix unchanged (constants).
@@ -89,6 +90,10 @@ def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, cen
                 args[name] = values
             elif values is not None:  # (a source with a parameter gets the iteration index)
                 args[name] = fn.external_source(source=constant_batch(values, dtype), batch=True)
+        for name in ("alpha", "prob", "hmix_ratio"):  # per-sample values given as an array
+            if np.ndim(args.get(name, 0)) > 0:
+                args[name] = fn.external_source(source=constant_batch(args[name], np.float32),
+                                                batch=True)
         for name, values in per_sample.items():  # as given: dtype and shape unchanged
             args[name] = fn.external_source(source=(lambda v: lambda: v)(values), batch=True)
         inputs = [x, y]

@@ -207,6 +207,12 @@ def test_ranged_box_refusals(device):
                                                                  r"box: give one"),
         (dict(cutmix_aspect=[0.5, 2.0]), r"`cutmix_aspect` goes with `cutmix_area`"),
         (dict(cutmix_area=[0.1, 1.5]), r"`cutmix_area` must satisfy 0 < min <= max <= 1"),
+        (dict(cutmix_area=[0.0, 0.4]), r"`cutmix_area` must satisfy 0 < min <= max <= 1; got "
+                                       r"\(0, 0.4\)"),
+        (dict(cutmix_area=[0.1, 0.4], cutmix_aspect=[0.0, 2.0]),
+         r"`cutmix_aspect` \(h / w\) must satisfy 0 < min <= max; got \(0, 2\)"),
+        (dict(cutmix_area=[0.1, 0.4], cutmix_aspect=[2.0, 1.0]),
+         r"`cutmix_aspect` \(h / w\) must satisfy 0 < min <= max; got \(2, 1\)"),
         (dict(cutmix_area=[0.5, 0.9], cutmix_aspect=[3.0, 4.0]), r"`cutmix_area` up to 0.9 with "
                                                                  r"`cutmix_aspect` \(3, 4\) holds "
                                                                  r"boxes that never fit a 32 x 32 "

@@ -206,6 +206,8 @@ def test_bad_fmix_arguments(device):
                  decay_power=0.0, device=device)
     expect_error(r"`decay_power` must be a finite number > 0; got nan", method="fmix",
                  decay_power=float("nan"), device=device)
+    expect_error(r"`decay_power` must be a finite number > 0; got inf", method="fmix",
+                 decay_power=float("inf"), device=device)
     expect_error(r"`fmix_noise` must have shape \(8, 5, 2\) \(H, W // 2 \+ 1, 2\) or \(80,\) "
                  r"for images of H = 8, W = 8; got \(8, 4, 2\) for sample 0", method="fmix",
                  mode="elem", fmix_noise=good[:, :, :4], device=device)

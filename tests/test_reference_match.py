@@ -242,6 +242,31 @@ def test_method_id_per_sample(device):
         np.testing.assert_allclose(targets[i], exp[1][i], atol=1e-6)
 
 
+def test_equal_draws_share_a_mask_only_with_equal_methods_and_ratios(device):
+    """In elem mode samples given the same lam and centre have equal draws; a sample reuses the
+    previous one's mask only where that mask is its own too: not across another method or
+    another HMix ratio (each sample against the reference run with its own)."""
+    batch = 8
+    rng = np.random.default_rng(22)
+    images = random_images(rng, batch, (20, 28, 3), np.uint8)
+    labels = class_labels(batch)
+    explicit = dict(lam=np.full(batch, 0.6, np.float32),
+                    center=np.tile(np.float32([0.4, 0.55]), (batch, 1)))
+    ids = np.array([1, 2, 1, 2, 0, 3, 3, 0], dtype=np.int32)  # cutmix / hmix, mixup / gmix
+    ratios = np.array([0.2, 0.9] * 4, np.float32)
+    for kw, method_of, ratio_of in [
+            (dict(method="mixup", method_id=ids), lambda i: ref.METHODS[ids[i]], lambda i: 0.5),
+            (dict(method="hmix", hmix_ratio=ratios), lambda i: "hmix", lambda i: ratios[i])]:
+        mixed, targets, masks, params = run_mix(images, labels, device=device, mode="elem",
+                                                num_classes=batch, seed=4, **explicit, **kw)
+        for i in range(batch):
+            exp = reference_from_params(images, labels, params, "HWC", batch,
+                                        method=method_of(i), hmix_ratio=float(ratio_of(i)))
+            np.testing.assert_array_equal(masks[i], exp[2][i], err_msg=f"sample {i}")
+            np.testing.assert_array_equal(mixed[i], exp[0][i])
+            np.testing.assert_allclose(targets[i], exp[1][i], atol=1e-6)
+
+
 # ---- fused normalisation, mirror and layout change --------------------------------------------
 IMAGENET_MEAN, IMAGENET_STD = list(pipelines.IMAGENET_MEAN), list(pipelines.IMAGENET_STD)
 OTHER_LAYOUT = {"HWC": "CHW", "CHW": "HWC", "FHWC": "FCHW", "FCHW": "FHWC"}
