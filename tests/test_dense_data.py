@@ -6,8 +6,10 @@ commands that get the user's own run past it."""
 
 import os
 import re
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -48,6 +50,11 @@ def palette_png(path, m, palette, bits=8, transparency=None):
     if transparency is not None:
         kw["transparency"] = transparency
     im.save(path, **kw)
+
+
+def png_chunk(kind, data):
+    """One PNG chunk: length, type, data, CRC."""
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
 
 
 def read_maps(files, num_classes=21, ignore_index=255, output_type=types.RGB):
@@ -146,9 +153,6 @@ def test_a_palette_index_beyond_the_palette_is_refused(tmp_path):
     """Pixel (1, 2) holds index 5 of a 3-colour palette (Pillow reads 5; decoders show black,
     no colour of the palette): refused naming the pixel, not read as a neighbouring colour's
     index."""
-    import struct
-    import zlib
-
     m = np.zeros((4, 6), np.uint8)
     m[1, 2], m[2, :] = 5, 1
     rows = b"".join(b"\0" + row.tobytes() for row in m)
@@ -419,13 +423,6 @@ def jpeg_segment(jpeg, marker):
     return at, at + 2 + int.from_bytes(jpeg[at + 2:at + 4], "big")
 
 
-def png_chunk(kind, data):
-    import zlib
-
-    return (len(data).to_bytes(4, "big") + kind + data +
-            zlib.crc32(kind + data).to_bytes(4, "big"))
-
-
 @pytest.mark.parametrize("kind", ["headers_only", "headers_then_eoi", "no_frame",
                                   "tables_but_no_frame", "scan_without_data", "segment_past_end",
                                   "segment_one_byte_short", "png_no_idat", "png_header_not_first",
@@ -481,8 +478,6 @@ def test_image_check_names_streams_no_decoder_can_read(tmp_path, kind):
 def big_endian_tiff(image):
     """An uncompressed RGB TIFF in big-endian ("MM") byte order, one strip (Pillow writes
     little-endian ones only)."""
-    import struct
-
     H, W, _ = image.shape
     data = image.tobytes()
     tags = [(256, 3, W), (257, 3, H), (258, 3, None), (259, 3, 1), (262, 3, 2), (273, 4, None),
