@@ -82,18 +82,16 @@ def build_mix_pipeline(images, labels, device="cpu", layout="HWC", lam=None, cen
         if device == "gpu":
             x = x.gpu()
         args = dict(kwargs)
+        scalars = [(name, args.pop(name, None), np.float32) for name in
+                   ("alpha", "prob", "hmix_ratio")]  # constants, or arrays: per sample
         for name, values, dtype in (("lam", lam, np.float32), ("center", center, np.float32),
                                     ("method_id", method_id, np.int32),
                                     ("mirror", mirror, np.int32),
-                                    ("fmix_noise", fmix_noise, np.float32)):
+                                    ("fmix_noise", fmix_noise, np.float32), *scalars):
             if values is not None and np.ndim(values) == 0:  # a constant, not an input
                 args[name] = values
             elif values is not None:  # (a source with a parameter gets the iteration index)
                 args[name] = fn.external_source(source=constant_batch(values, dtype), batch=True)
-        for name in ("alpha", "prob", "hmix_ratio"):  # per-sample values given as an array
-            if np.ndim(args.get(name, 0)) > 0:
-                args[name] = fn.external_source(source=constant_batch(args[name], np.float32),
-                                                batch=True)
         for name, values in per_sample.items():  # as given: dtype and shape unchanged
             args[name] = fn.external_source(source=(lambda v: lambda: v)(values), batch=True)
         inputs = [x, y]
