@@ -17,6 +17,7 @@ Environment knobs:
 """
 
 import concurrent.futures
+import hashlib
 import json
 import os
 import re
@@ -47,6 +48,45 @@ def _load_sources_module():
 
 
 sources_digest = _load_sources_module().sources_digest
+
+
+_QUOTED_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*"([^"\n]+)"', re.M)
+_OTHER_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*[^"<\s]', re.M)
+
+
+def include_closure(src):
+    """The files of the source tree that compiling `src` reads: `src` and, transitively, every
+    quoted #include found beside the file that names it (where the compiler looks first). An
+    include found nowhere there is DALI's or CUDA's (an -isystem folder), keyed by their
+    versions instead. Conditional includes count as taken; an include in a block comment too
+    (at worst an object compiles again for nothing)."""
+    seen, todo = set(), [Path(src).resolve()]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _QUOTED_INCLUDE.findall(path.read_bytes()):
+            cand = (path.parent / name.decode()).resolve()
+            if cand.is_file():
+                todo.append(cand)
+    return sorted(seen)
+
+
+def object_sources_digest(src, csrc):
+    """What an object of `src` is keyed by: a digest of the files include_closure finds (paths
+    relative to `csrc`, contents), so that an edit recompiles only the objects that read the
+    edited file. Where a file of the tree includes by macro (`#include NAME`, which this scan
+    cannot follow), every object is keyed by the whole tree instead."""
+    csrc = Path(csrc).resolve()
+    files = sorted(csrc.rglob("*"))
+    if any(_OTHER_INCLUDE.search(f.read_bytes()) for f in files if f.is_file()):
+        return sources_digest(csrc)
+    h = hashlib.sha256()
+    for path in include_closure(src):
+        h.update(os.path.relpath(path, csrc).replace(os.sep, "/").encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def log(msg):
@@ -226,31 +266,41 @@ def build_plugin(out_dir):
             cmds.append(([nvcc, *cu_flags, "-c", str(src), "-o", str(obj)], src, obj))
         else:
             cmds.append(([cxx, *cc_flags, "-c", str(src), "-o", str(obj)], src, obj))
-    # An object is reused when it was built from the same sources (every file under csrc: the
-    # headers too), the same command and compilers, and the same DALI: a second `pip install
-    # ".[extra]"` then links instead of compiling again. pip builds in an environment of its own
-    # each time, so DALI's include folder (installed there) is keyed by DALI's version instead;
-    # nvcc and the CUDA headers by their paths, so another nvcc (the wheel's) compiles again.
-    stamp_base = [sources_digest(CSRC), dali_version, cuda_version, compiler_version(cxx)]
+    # An object is reused when it was built from the same sources (the file and the headers of
+    # the tree it includes: object_sources_digest), the same command and compilers, and the same
+    # DALI: a second `pip install ".[extra]"` then links instead of compiling again, and an edit
+    # compiles only the objects that read the edited file. pip builds in an environment of its
+    # own each time, so DALI's include folder (installed there) is keyed by DALI's version
+    # instead; nvcc and the CUDA headers by their paths, so another nvcc (the wheel's) compiles
+    # again.
+    stamp_base = [dali_version, cuda_version, compiler_version(cxx)]
 
     def normalised(arg):
         return arg.replace(dali_inc, "<dali include>")
 
     todo = []
     for cmd, src, obj in cmds:
-        key = json.dumps(stamp_base + [normalised(a) for a in cmd])
+        key = json.dumps([object_sources_digest(src, CSRC), *stamp_base] +
+                         [normalised(a) for a in cmd])
         stamp = obj.with_suffix(obj.suffix + ".stamp")
         if obj.exists() and stamp.exists() and stamp.read_text() == key:
             log(f"{src.name}: up to date ({obj.relative_to(ROOT)}), not compiled again")
             continue
         stamp.unlink(missing_ok=True)
         todo.append((cmd, src, stamp, key))
+    # each object's stamp is written once it has compiled, so that after a failure (reported
+    # when every compile has ended) the next build compiles only what failed or changed
+    error = None
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
         futures = [ex.submit(run_compile, cmd, src.name) for cmd, src, _, _ in todo]
-        for f in futures:
-            f.result()
-    for _, _, stamp, key in todo:  # written only once every object is built
-        stamp.write_text(key)
+        for f, (_, _, stamp, key) in zip(futures, todo):
+            try:
+                f.result()
+                stamp.write_text(key)
+            except RuntimeError as e:
+                error = error or e
+    if error:
+        raise error
 
     out_dir.mkdir(parents=True, exist_ok=True)
     lib = out_dir / LIB_NAME

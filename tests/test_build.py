@@ -1,4 +1,5 @@
-"""The build's link step (setup.py): the plugin shares DALI's C++ runtime.
+"""The build (setup.py): the plugin shares DALI's C++ runtime, and a rebuild compiles exactly
+the objects that read an edited file.
 
 A GCC installed outside the system may link libstdc++ statically into shared libraries. A plugin
 built so carries a second C++ runtime beside DALI's; on a GPU machine whose CXX was such a
@@ -11,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +91,121 @@ def test_a_normal_toolchain_links_once(static_toolchain, tmp_path, capsys):
     setup.link_shared(CXX, lib, [obj], [])
     assert "libstdc++.so.6" in setup.needed_libraries(lib)
     assert "relinking" not in capsys.readouterr().out
+
+
+# The object cache: an object is compiled again exactly when a file it reads changed.
+
+def csrc_files(module):
+    return [p for p in sorted(module.CSRC.rglob("*")) if p.suffix in (".cc", ".cu")]
+
+
+def test_each_object_reads_the_headers_it_includes_and_no_others():
+    setup = load_setup()
+    closure = {p.relative_to(setup.CSRC).as_posix():
+               {f.relative_to(setup.CSRC.resolve()).as_posix() for f in setup.include_closure(p)}
+               for p in csrc_files(setup)}
+    assert closure["label_map/label_map.cc"] == {"label_map/label_map.cc", "label_map/png_info.h"}
+    assert closure["image_check/image_check.cc"] == {"image_check/image_check.cc",
+                                                     "label_map/png_info.h"}
+    assert closure["mix/fmix.cc"] == {"mix/fmix.cc", "mix/fmix.h",
+                                      "third_party/pocketfft/pocketfft_hdronly.h"}
+    # the kernel's headers are the CUDA object's alone; the op's coordinator is in both
+    for header in ("mix/kernel.h", "mix/launch.h", "mix/access.h"):
+        assert header in closure["mix/mix.cu"] and header not in closure["mix/mix.cc"]
+    for header in ("mix/mix.h", "mix/plan.h", "mix/mask.h", "mix/inputs.h", "mix/boxes.h"):
+        assert header in closure["mix/mix.cu"] and header in closure["mix/mix.cc"]
+    # DALI's headers (and the kernel benchmark's copies of four of them) are not the tree's
+    assert not any(f.startswith("third_party/dali") for c in closure.values() for f in c)
+    # every header of the operators is read by some object: none is missed by the scan
+    headers = {p.relative_to(setup.CSRC).as_posix() for p in setup.CSRC.rglob("*.h")
+               if "third_party" not in p.parts}
+    assert headers <= set().union(*closure.values())
+
+
+@pytest.fixture
+def fake_build(tmp_path, monkeypatch):
+    """setup.build_plugin over a copy of csrc/ with stand-in compilers: returns the module and
+    a function that builds and returns the sources it compiled."""
+    setup = load_setup()
+    root = tmp_path / "checkout"
+    shutil.copytree(setup.CSRC, root / "dali_msda" / "csrc")
+    monkeypatch.setattr(setup, "ROOT", root)
+    monkeypatch.setattr(setup, "CSRC", root / "dali_msda" / "csrc")
+    monkeypatch.setattr(setup, "dali_config", lambda: ("2.4.0", "/dali/include", [], []))
+    monkeypatch.setattr(setup, "find_nvcc", lambda: ("/cuda/bin/nvcc", "test"))
+    monkeypatch.setattr(setup, "nvcc_paths", lambda nvcc: (["/cuda/include"], [], "13.0"))
+    monkeypatch.setattr(setup, "compiler_version", lambda cxx: "13.2.0")
+    monkeypatch.setattr(setup, "link_shared", lambda cxx, lib, objects, libs: None)
+    compiled = []
+
+    def run_compile(cmd, what):
+        compiled.append(Path(cmd[cmd.index("-c") + 1]).relative_to(setup.CSRC).as_posix())
+        Path(cmd[cmd.index("-o") + 1]).write_bytes(b"object")
+        return ""
+
+    monkeypatch.setattr(setup, "run_compile", run_compile)
+
+    def build():
+        compiled.clear()
+        setup.build_plugin(root / "out")
+        return set(compiled)
+
+    return setup, build
+
+
+def test_an_edit_compiles_only_the_objects_that_read_the_edited_file(fake_build):
+    setup, build = fake_build
+    everything = {p.relative_to(setup.CSRC).as_posix() for p in csrc_files(setup)}
+    assert len(everything) == 7 and build() == everything
+    assert build() == set()  # nothing changed: every object reused
+
+    def edit(rel):
+        path = setup.CSRC / rel
+        path.write_bytes(path.read_bytes() + b"\n// edited\n")
+
+    edit("label_map/png_info.h")
+    assert build() == {"label_map/label_map.cc", "image_check/image_check.cc"}
+    edit("mix/kernel.h")
+    assert build() == {"mix/mix.cu"}
+    edit("mix/plan.h")
+    assert build() == {"mix/mix.cc", "mix/mix.cu"}
+    edit("class_label/class_label.cc")
+    assert build() == {"class_label/class_label.cc"}
+    edit("third_party/dali/dali/core/float16.h")  # the benchmark's copy: no object reads it
+    assert build() == set()
+    # a new include of a header is followed, and an edit to that header then reaches the object
+    edit("pair_check/pair_check.cc")
+    path = setup.CSRC / "pair_check" / "pair_check.cc"
+    path.write_text('#include "../mix/methods.h"\n' + path.read_text())
+    assert build() == {"pair_check/pair_check.cc"}
+    edit("mix/methods.h")
+    assert build() == {"pair_check/pair_check.cc", "mix/mix.cc", "mix/mix.cu"}
+
+
+def test_an_include_by_macro_keys_every_object_by_the_whole_tree(fake_build):
+    setup, build = fake_build
+    build()
+    path = setup.CSRC / "pair_check" / "pair_check.cc"
+    path.write_text("#define HEADER \"../mix/methods.h\"\n#include HEADER\n" + path.read_text())
+    assert len(build()) == 7  # the scan cannot follow it: every object depends on every file
+    (setup.CSRC / "mix" / "kernel.h").write_text("// edited\n")
+    assert len(build()) == 7
+
+
+def test_after_a_failed_compile_only_what_failed_compiles_again(fake_build, monkeypatch):
+    setup, build = fake_build
+    build()
+    (setup.CSRC / "mix" / "plan.h").write_text("// edited\n")
+    real = setup.run_compile
+
+    def failing(cmd, what):
+        if what == "mix.cu":
+            raise RuntimeError("compile failed")
+        return real(cmd, what)
+
+    monkeypatch.setattr(setup, "run_compile", failing)
+    with pytest.raises(RuntimeError, match="compile failed"):
+        build()
+    monkeypatch.setattr(setup, "run_compile", real)
+    assert build() == {"mix/mix.cu"}  # mix.cc compiled and was stamped; mix.cu was not
+    assert build() == set()
