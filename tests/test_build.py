@@ -1,5 +1,6 @@
 """The build (setup.py): the plugin shares DALI's C++ runtime, and a rebuild compiles exactly
-the objects that read an edited file.
+the objects that read an edited file; and which plugin a source checkout loads (and when it
+warns or refuses).
 
 A GCC installed outside the system may link libstdc++ statically into shared libraries. A plugin
 built so carries a second C++ runtime beside DALI's; on a GPU machine whose CXX was such a
@@ -12,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -209,3 +211,105 @@ def test_after_a_failed_compile_only_what_failed_compiles_again(fake_build, monk
     monkeypatch.setattr(setup, "run_compile", real)
     assert build() == {"mix/mix.cu"}  # mix.cc compiled and was stamped; mix.cu was not
     assert build() == set()
+
+
+# The plugin a source checkout loads (dali_msda/__init__.py): `python -m dali_msda...` run in
+# the checkout's root after `pip install .` imports the checkout's package, which loads the
+# installed plugin, and must say so when the checkout's sources are not those it was built from.
+
+LOAD = ("import os, sys, warnings\n"
+        "import nvidia.dali\n"
+        "# the test's installed package only: no other dali_msda on the path (the real install)\n"
+        "sys.path[:] = [p for p in sys.path if p in ('', os.environ['PYTHONPATH'])\n"
+        "               or not os.path.isdir(os.path.join(p, 'dali_msda'))]\n"
+        "warnings.simplefilter('always')\n"
+        "import dali_msda\n"
+        "from nvidia.dali import fn\n"
+        "print('loaded', dali_msda.library_path, callable(fn.msda.mix))\n")
+
+
+@pytest.fixture
+def checkout_and_install(tmp_path):
+    """A source checkout without a plugin of its own (the package's Python files and csrc/ and a
+    setup.py) and, on the path after it, an "installed" package: the plugin this test session
+    loads, with a _build_info.py written here (what it was built from). Returns the two folders
+    and a function running LOAD in the checkout's root."""
+    import dali_msda
+
+    checkout, site = tmp_path / "checkout", tmp_path / "site"
+    shutil.copytree(os.path.join(ROOT, "dali_msda"), checkout / "dali_msda", symlinks=True,
+                    ignore=shutil.ignore_patterns("*.so", "_build_info.py", "__pycache__"))
+    shutil.copy(os.path.join(ROOT, "setup.py"), checkout)
+    installed = site / "dali_msda"
+    installed.mkdir(parents=True)
+    (installed / "libdali_msda.so").symlink_to(dali_msda.library_path)
+
+    def build_info(dali_version, digest):
+        (installed / "_build_info.py").write_text(
+            f"DALI_VERSION = {dali_version!r}\nSOURCES_SHA256 = {digest!r}\n")
+
+    def load():
+        env = dict(os.environ, PYTHONPATH=str(site))
+        return subprocess.run([sys.executable, "-c", LOAD], cwd=checkout, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    return checkout, installed, build_info, load
+
+
+def test_a_checkout_loads_the_installed_plugin_built_from_its_sources(checkout_and_install):
+    import nvidia.dali
+
+    from dali_msda._sources import sources_digest
+
+    checkout, installed, build_info, load = checkout_and_install
+    build_info(nvidia.dali.__version__, sources_digest(checkout / "dali_msda" / "csrc"))
+    proc = load()
+    assert proc.returncode == 0, proc.stderr
+    assert f"loaded {installed / 'libdali_msda.so'} True" in proc.stdout
+    assert "RuntimeWarning" not in proc.stderr
+
+
+def test_a_checkout_whose_sources_changed_warns_that_the_plugin_runs_others(
+        checkout_and_install):
+    import nvidia.dali
+
+    from dali_msda._sources import sources_digest
+
+    checkout, installed, build_info, load = checkout_and_install
+    csrc = checkout / "dali_msda" / "csrc"
+    build_info(nvidia.dali.__version__, sources_digest(csrc))
+    header = csrc / "mix" / "mask.h"
+    header.write_text(header.read_text() + "// edited after the build\n")
+    proc = load()
+    assert proc.returncode == 0, proc.stderr
+    assert f"loaded {installed / 'libdali_msda.so'} True" in proc.stdout  # still usable
+    warning = " ".join(proc.stderr.split())
+    assert "RuntimeWarning" in warning
+    assert (f"the plugin {installed / 'libdali_msda.so'} was built from other C++/CUDA sources "
+            f"than those in {checkout}/dali_msda/csrc") in warning
+    assert "python setup.py build_plugin" in warning
+
+
+def test_a_checkout_refuses_a_plugin_of_another_dali(checkout_and_install):
+    import nvidia.dali
+
+    checkout, _, build_info, load = checkout_and_install
+    build_info("1.99.0", None)
+    proc = load()
+    assert proc.returncode != 0
+    message = " ".join(proc.stderr.split())
+    assert (f"built against NVIDIA DALI 1.99.0 but DALI {nvidia.dali.__version__} is installed"
+            in message)
+    assert f"pip install --force-reinstall . in the dali-msda source folder ({checkout})" in (
+        message.replace("`", ""))
+
+
+def test_a_checkout_without_any_plugin_says_how_to_build_one(checkout_and_install):
+    checkout, installed, _, load = checkout_and_install
+    (installed / "libdali_msda.so").unlink()  # the installed package lacks it: nothing to load
+    proc = load()
+    assert proc.returncode != 0
+    message = " ".join(proc.stderr.split())
+    assert (f"the operator plugin is not built: neither this source checkout ({checkout}) nor an "
+            "installed dali-msda holds libdali_msda.so") in message
+    assert "python setup.py build_plugin" in message
