@@ -79,8 +79,9 @@ def schedule_of(mix, batch_size, seed):
 # ---- data sources, as the readers see them
 
 def folder_classes(data_dir):
-    """Sorted class folders of an ImageFolder tree that hold at least one image; clear errors
-    for a missing or empty tree."""
+    """Sorted class folders of an ImageFolder tree, those without images included (the reader
+    counts them: a class's label is its folder's index among all of them); clear errors for a
+    missing tree, one without folders, or one without any image."""
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"`data_dir` {data_dir!r} does not exist or is not a folder.")
     classes = sorted(d.name for d in os.scandir(data_dir) if d.is_dir())

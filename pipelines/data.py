@@ -16,6 +16,8 @@ import tarfile
 
 import numpy as np
 
+from .common import tree_items
+
 PHOTOS = [  # skimage/data file -> class name
     ("astronaut.png", "astronaut"), ("chelsea.png", "cat"), ("coffee.png", "coffee"),
     ("rocket.jpg", "rocket"), ("motorcycle_left.png", "motorcycle"),
@@ -138,19 +140,24 @@ def embedded_dataset(root=None, seed=0, sides=DEFAULT_SIDES, log=None):
 
 
 def write_webdataset(image_root, out_dir, shard_size=100):
-    """Pack an ImageFolder tree into WebDataset tar shards (key.jpg + key.cls, the class index
-    of the sorted class folders). Returns the list of shard paths."""
-    classes = sorted(d.name for d in os.scandir(image_root) if d.is_dir())
-    items = [(os.path.join(image_root, c, f), i) for i, c in enumerate(classes)
-             for f in sorted(os.listdir(os.path.join(image_root, c)))]
+    """Pack an ImageFolder tree into WebDataset tar shards: the files that
+    fn.readers.file(file_root=image_root) reads, in its order and with its labels (the index of
+    the class folder among all sorted folders), each as key.jpg (the file's bytes as they are:
+    decoders read the format from them) + key.cls (the label as text); files the reader skips
+    (other extensions, nested folders) are left out, as it leaves them. Returns the list of
+    shard paths."""
+    if shard_size < 1:
+        raise ValueError(f"`shard_size` must be at least 1; got {shard_size}.")
+    items = tree_items(image_root)[0]
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for start in range(0, len(items), shard_size):
         path = os.path.join(out_dir, f"shard-{start // shard_size:05d}.tar")
         with tarfile.open(path, "w") as tar:
             for k, (img_path, label) in enumerate(items[start:start + shard_size], start):
-                for ext, data in (("jpg", open(img_path, "rb").read()),
-                                  ("cls", str(label).encode())):
+                with open(img_path, "rb") as f:
+                    image = f.read()
+                for ext, data in (("jpg", image), ("cls", str(label).encode())):
                     info = tarfile.TarInfo(f"{k:08d}.{ext}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))

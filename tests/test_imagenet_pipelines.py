@@ -147,6 +147,55 @@ def test_webdataset_reader(data_root, tmp_path):
     np.testing.assert_allclose(targets.sum(1), 1.0, atol=1e-6)
 
 
+def test_webdataset_shards_hold_what_the_folder_reader_reads(tmp_path):
+    """write_webdataset packs what fn.readers.file(file_root=tree) reads, in its order, with its
+    labels: files of the reader's extensions in any case (.JPEG, .png), not other files (.txt,
+    .DS_Store) nor nested folders (the writer crashed on one, and packed the others as images),
+    and labels counting class folders without images (the reader counts them)."""
+    from nvidia.dali import fn, pipeline_def
+
+    from PIL import Image
+
+    tree = tmp_path / "tree"
+    files = {"a/x1.jpg": 10, "a/x0.jpeg": 20, "a/sub/nested.jpg": 30, "b/z.JPEG": 40,
+             "b/w.png": 50, "e/q.jpg": 60}
+    for rel, value in files.items():
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (value, 0, 0)).save(tree / rel, format="PNG" if rel.endswith(
+            "png") else "JPEG")
+    (tree / "a" / "notes.txt").write_text("not an image")
+    (tree / "a" / ".DS_Store").write_bytes(b"\0\1")
+    (tree / "c").mkdir()
+    (tree / "c" / "readme.txt").write_text("no images here")
+    (tree / "d").mkdir()
+    shards = write_webdataset(str(tree), str(tmp_path / "wds"), shard_size=2)
+    assert len(shards) == 3  # 5 samples, 2 a shard
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def folder():
+        return tuple(fn.readers.file(file_root=str(tree), name="R"))
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def packed():
+        return tuple(fn.readers.webdataset(paths=shards, ext=["jpg", "cls"], name="R"))
+
+    def samples(pipe):
+        pipe.build()
+        out = []
+        for _ in range(pipe.epoch_size("R")):
+            data, label = pipe.run()
+            label = np.array(label[0])
+            out.append((np.array(data[0]).tobytes(),
+                        int(label.tobytes()) if label.dtype == np.uint8 else int(label[0])))
+        return out
+
+    expected = samples(folder())
+    assert [label for _, label in expected] == [0, 0, 1, 1, 4]
+    assert samples(packed()) == expected
+    with pytest.raises(ValueError, match="`shard_size` must be at least 1; got 0"):
+        write_webdataset(str(tree), str(tmp_path / "none"), shard_size=0)
+
+
 def cls_shard(path, texts):
     """A WebDataset shard of 8 x 8 JPEGs whose `.cls` payloads are `texts` (bytes)."""
     import io
