@@ -111,11 +111,21 @@ def folder_files(data_dir, classes):
     files, labels = [], []
     for c in present:
         folder = os.path.join(data_dir, c)
-        for name in sorted(os.listdir(folder)):
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                files.append(os.path.join(folder, name))
-                labels.append(index[c])
+        for name in reader_files(folder)[0]:
+            files.append(os.path.join(folder, name))
+            labels.append(index[c])
     return files, labels
+
+
+def reader_files(folder):
+    """(read, skipped): the sorted names of the files in `folder` that fn.readers.file reads
+    from a class folder (its extensions in any case, files or links to files), and the other
+    entries' names (other files, nested folders), which it skips."""
+    names = sorted(os.listdir(folder))
+    read = [n for n in names if n.lower().endswith(READER_EXTENSIONS)
+            and os.path.isfile(os.path.join(folder, n))]
+    chosen = set(read)
+    return read, [n for n in names if n not in chosen]
 
 
 CLASS_INDEX_RULE = "ASCII digits in [0, {n}) (the number of classes)"
@@ -177,10 +187,8 @@ def tree_items(root):
     items, skipped, empty = [], [], []
     for label, c in enumerate(classes):
         folder = os.path.join(root, c)
-        names = sorted(os.listdir(folder))
-        read = [n for n in names if n.lower().endswith(READER_EXTENSIONS)
-                and os.path.isfile(os.path.join(folder, n))]
-        skipped += [os.path.join(folder, n) for n in names if n not in read]
+        read, other = reader_files(folder)
+        skipped += [os.path.join(folder, n) for n in other]
         if not [n for n in read if n.lower().endswith(IMAGE_EXTENSIONS)]:
             empty.append(c)
         items += [(os.path.join(folder, n), label) for n in read]

@@ -151,9 +151,11 @@ def test_webdataset_shards_hold_what_the_folder_reader_reads(tmp_path):
     """write_webdataset packs what fn.readers.file(file_root=tree) reads, in its order, with its
     labels: files of the reader's extensions in any case (.JPEG, .png), not other files (.txt,
     .DS_Store) nor nested folders (the writer crashed on one, and packed the others as images),
-    and labels counting class folders without images (the reader counts them)."""
+    and labels counting class folders without images (the reader counts them); the pipelines'
+    own listing of a tree with given classes (folder_files) reads the same."""
     from nvidia.dali import fn, pipeline_def
 
+    from dali_msda.pipelines.common import folder_files
     from PIL import Image
 
     tree = tmp_path / "tree"
@@ -165,6 +167,7 @@ def test_webdataset_shards_hold_what_the_folder_reader_reads(tmp_path):
             "png") else "JPEG")
     (tree / "a" / "notes.txt").write_text("not an image")
     (tree / "a" / ".DS_Store").write_bytes(b"\0\1")
+    (tree / "a" / "album.jpg").mkdir()  # a folder named like an image: the reader skips it
     (tree / "c").mkdir()
     (tree / "c" / "readme.txt").write_text("no images here")
     (tree / "d").mkdir()
@@ -189,9 +192,15 @@ def test_webdataset_shards_hold_what_the_folder_reader_reads(tmp_path):
                         int(label.tobytes()) if label.dtype == np.uint8 else int(label[0])))
         return out
 
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def listed(classes):  # the files imagenet_train / _val list when given the classes
+        files, labels = folder_files(str(tree), classes)
+        return tuple(fn.readers.file(files=files, labels=labels, name="R"))
+
     expected = samples(folder())
     assert [label for _, label in expected] == [0, 0, 1, 1, 4]
     assert samples(packed()) == expected
+    assert samples(listed(["a", "b", "c", "d", "e"])) == expected
     with pytest.raises(ValueError, match="`shard_size` must be at least 1; got 0"):
         write_webdataset(str(tree), str(tmp_path / "none"), shard_size=0)
 
