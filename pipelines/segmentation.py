@@ -72,13 +72,7 @@ def segmentation_pairs(data_dir=None, file_list=None):
         if not os.path.isdir(d):
             raise FileNotFoundError(f"`data_dir` {data_dir!r} must hold images/ and masks/; "
                                     f"{d} is missing.")
-    stems = {}
-    for name in sorted(os.listdir(image_dir)):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in IMAGE_EXTENSIONS:
-            stems[stem] = os.path.join(image_dir, name)
-    masks = {os.path.splitext(n)[0]: os.path.join(mask_dir, n) for n in os.listdir(mask_dir)
-             if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS}
+    stems, masks = _by_stem(image_dir, "images"), _by_stem(mask_dir, "masks")
     missing = sorted(set(stems) - set(masks))
     stray = sorted(set(masks) - set(stems))
     if missing or stray:
@@ -95,6 +89,24 @@ def segmentation_pairs(data_dir=None, file_list=None):
         raise DataError(f"{image_dir}: no images.")
     order = sorted(stems)
     return [stems[s] for s in order], [masks[s] for s in order]
+
+
+def _by_stem(folder, what):
+    """Name stem -> path of each image file in `folder` (nested folders left out). Pairs are
+    matched by stem, so two files of one stem (a.jpg and a.png) are refused, naming both: one
+    of them would be left out silently."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        stem, ext = os.path.splitext(name)
+        path = os.path.join(folder, name)
+        if ext.lower() not in IMAGE_EXTENSIONS or not os.path.isfile(path):
+            continue
+        if stem in out:
+            raise DataError(f"{folder}: {os.path.basename(out[stem])} and {name} have one name "
+                            f"({stem!r}); {what} are paired by name, so one of them would be "
+                            "left out: rename or remove one.")
+        out[stem] = path
+    return out
 
 
 def pair_readers(images, masks, shard_id=0, num_shards=1, shuffle=False, shuffle_seed=0,

@@ -3,6 +3,8 @@ resize, the flip and the mix (maps and images that encode their pixels' cell and
 are found or refused with clear errors; the training example learns and reports its scores."""
 
 import os
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -184,6 +186,20 @@ def test_pair_lists_and_errors(tmp_path):
     open(os.path.join(root, "masks", "stray.png"), "wb").close()
     with pytest.raises(DataError, match=r"1 mask\(s\) without an image .*stray.png"):
         segmentation_pairs(root)
+    os.remove(os.path.join(root, "masks", "stray.png"))
+    assert len(segmentation_pairs(root)[0]) == FILES - 1
+    # a folder named like an image is not one; two files of one name would lose one of them
+    os.mkdir(os.path.join(root, "masks", "folder.png"))
+    assert len(segmentation_pairs(root)[0]) == FILES - 1
+    for sub, name in (("images", os.path.basename(images[5])), ("masks", "with space 6.png")):
+        twin = os.path.join(root, sub, name.rsplit(".", 1)[0] + ".JPEG")
+        shutil.copy(os.path.join(root, sub, name), twin)
+        first, second = sorted([name, os.path.basename(twin)])
+        with pytest.raises(DataError, match=re.escape(
+                f"{os.path.join(root, sub)}: {first} and {second} have one name "
+                f"({name.rsplit('.', 1)[0]!r}); {sub} are paired by name")):
+            segmentation_pairs(root)
+        os.remove(twin)
     with pytest.raises(ValueError, match=r"`num_classes` must be an int in \[1, 256\]"):
         segmentation_train(root, num_classes=300)
 
