@@ -313,3 +313,26 @@ def test_a_checkout_without_any_plugin_says_how_to_build_one(checkout_and_instal
     assert (f"the operator plugin is not built: neither this source checkout ({checkout}) nor an "
             "installed dali-msda holds libdali_msda.so") in message
     assert "python setup.py build_plugin" in message
+
+
+def test_the_package_asks_for_the_pythons_its_dali_runs_on():
+    """pyproject's requires-python is that of the DALI it pins (the README says it too): DALI
+    2.4.0 runs on Python 3.10 to 3.15, and the package claimed 3.9 and up, where pip can only
+    fail (on DALI's missing wheel)."""
+    import importlib.metadata
+    import re
+
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:  # (tomllib: Python 3.11 and up)
+        text = f.read()
+    project = text[text.index("[project]"):]
+    project = project[:project.index("\n[", 1)]
+    name, version = re.search(r'"(nvidia-dali-[\w-]+)==([\w.]+)"', project).groups()
+    assert importlib.metadata.version(name) == version  # the DALI these tests run with
+    requires = re.search(r'^requires-python = "([^"]+)"', project, re.M).group(1)
+    ours = set(requires.replace(" ", "").split(","))
+    assert ours == set(importlib.metadata.metadata(name)["Requires-Python"].replace(" ", "")
+                       .split(","))
+    low = re.search(r">=3\.(\d+)", requires).group(1)
+    high = int(re.search(r"<3\.(\d+)", requires).group(1)) - 1
+    with open(os.path.join(ROOT, "README.md")) as f:
+        assert f"Python 3.{low} to 3.{high}," in f.read()
