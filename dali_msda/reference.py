@@ -304,6 +304,9 @@ def fmix_weights(height, width, decay_power=3.0):
 def fmix_low_freq(noise, height, width, decay_power=3.0, official=False):
     """The low-frequency image of FMix (float64 H x W) from `noise` (H x (W // 2 + 1) x 2, the
     real and imaginary parts, i.i.d. N(0, 1)): the inverse real FFT of weights * (re + i im).
+    The operator's image equals NumPy 2's bit for bit (spec 9); NumPy 1's FFT (an older
+    pocketfft) rounds the last bits of most values differently, so with NumPy 1 a mask can
+    differ from the operator's where two values are that close (no test's mask did).
 
     `official=True` reproduces ecs-vlc/FMix's make_low_freq_image, which builds the complex
     spectrum as `spectrum[:, 0] + 1j * spectrum[:, 1]` on an array of shape (1, H, W', 2): it
