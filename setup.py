@@ -17,7 +17,6 @@ Environment knobs:
 """
 
 import concurrent.futures
-import hashlib
 import json
 import os
 import re
@@ -47,46 +46,25 @@ def _load_sources_module():
     return module
 
 
-sources_digest = _load_sources_module().sources_digest
-
-
-_QUOTED_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*"([^"\n]+)"', re.M)
-_OTHER_INCLUDE = re.compile(rb'^[ \t]*#[ \t]*include[ \t]*[^"<\s]', re.M)
+_sources = _load_sources_module()
+sources_digest = _sources.sources_digest
 
 
 def include_closure(src):
-    """The files of the source tree that compiling `src` reads: `src` and, transitively, every
-    quoted #include found beside the file that names it (where the compiler looks first). An
-    include found nowhere there is DALI's or CUDA's (an -isystem folder), keyed by their
-    versions instead. Conditional includes count as taken; an include in a block comment too
-    (at worst an object compiles again for nothing)."""
-    seen, todo = set(), [Path(src).resolve()]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for name in _QUOTED_INCLUDE.findall(path.read_bytes()):
-            cand = (path.parent / name.decode()).resolve()
-            if cand.is_file():
-                todo.append(cand)
-    return sorted(seen)
+    """The files of the source tree that compiling `src` reads (dali_msda/_sources.py)."""
+    return [Path(p) for p in _sources.include_closure(src)]
 
 
-def object_sources_digest(src, csrc):
+def object_sources_digest(src, csrc, by_macro=None):
     """What an object of `src` is keyed by: a digest of the files include_closure finds (paths
     relative to `csrc`, contents), so that an edit recompiles only the objects that read the
-    edited file. Where a file of the tree includes by macro (`#include NAME`, which this scan
-    cannot follow), every object is keyed by the whole tree instead."""
-    csrc = Path(csrc).resolve()
-    files = sorted(csrc.rglob("*"))
-    if any(_OTHER_INCLUDE.search(f.read_bytes()) for f in files if f.is_file()):
+    edited file. Where a file of the tree includes by macro (`#include NAME`, which the scan
+    cannot follow; `by_macro`, found once a build), every object is keyed by the whole tree."""
+    if by_macro is None:
+        by_macro = _sources.includes_by_macro(csrc)
+    if by_macro:
         return sources_digest(csrc)
-    h = hashlib.sha256()
-    for path in include_closure(src):
-        h.update(os.path.relpath(path, csrc).replace(os.sep, "/").encode() + b"\0")
-        h.update(path.read_bytes() + b"\0")
-    return h.hexdigest()
+    return _sources.files_digest(_sources.include_closure(src), csrc)
 
 
 def log(msg):
@@ -278,9 +256,10 @@ def build_plugin(out_dir):
     def normalised(arg):
         return arg.replace(dali_inc, "<dali include>")
 
+    by_macro = _sources.includes_by_macro(CSRC)
     todo = []
     for cmd, src, obj in cmds:
-        key = json.dumps([object_sources_digest(src, CSRC), *stamp_base] +
+        key = json.dumps([object_sources_digest(src, CSRC, by_macro), *stamp_base] +
                          [normalised(a) for a in cmd])
         stamp = obj.with_suffix(obj.suffix + ".stamp")
         if obj.exists() and stamp.exists() and stamp.read_text() == key:

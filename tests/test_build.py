@@ -290,6 +290,47 @@ def test_a_checkout_whose_sources_changed_warns_that_the_plugin_runs_others(
     assert "python setup.py build_plugin" in warning
 
 
+def test_a_checkout_edited_where_no_object_reads_loads_without_a_warning(checkout_and_install):
+    """The fingerprint covers what the build reads: the kernel benchmark's copies of DALI
+    headers and the READMEs under csrc/ are not compiled, so an edit there does not warn, while
+    a new translation unit (compiled into the plugin) does."""
+    import nvidia.dali
+
+    from dali_msda._sources import sources_digest
+
+    checkout, installed, build_info, load = checkout_and_install
+    csrc = checkout / "dali_msda" / "csrc"
+    build_info(nvidia.dali.__version__, sources_digest(csrc))
+    for rel in ("third_party/dali/dali/core/float16.h", "third_party/pocketfft/README.md"):
+        (csrc / rel).write_text((csrc / rel).read_text() + "// edited after the build\n")
+    proc = load()
+    assert proc.returncode == 0, proc.stderr
+    assert "RuntimeWarning" not in proc.stderr
+    (csrc / "extra.cc").write_text("// a new source: part of the plugin\n")
+    proc = load()
+    assert proc.returncode == 0, proc.stderr
+    assert "RuntimeWarning" in proc.stderr and "was built from other" in proc.stderr
+
+
+def test_the_fingerprint_reads_what_the_objects_read():
+    """sources_digest covers the union of the objects' include closures (the object cache's
+    keys): every translation unit and header the operators include, not the benchmark's copies
+    of DALI's headers; with an include by macro, the whole tree."""
+    from dali_msda import _sources
+
+    setup = load_setup()
+    csrc = str(setup.CSRC)
+    inputs = {os.path.relpath(p, os.path.realpath(csrc)) for p in _sources.build_inputs(csrc)}
+    closures = set().union(*({os.path.relpath(f, os.path.realpath(csrc))
+                              for f in setup.include_closure(p)} for p in csrc_files(setup)))
+    assert inputs == closures
+    assert {p.relative_to(setup.CSRC).as_posix() for p in csrc_files(setup)} <= inputs
+    assert "third_party/pocketfft/pocketfft_hdronly.h" in inputs
+    assert not any(f.startswith("third_party/dali") or f.endswith(".md") for f in inputs)
+    everything = _sources.build_inputs(csrc, by_macro=True)
+    assert len(everything) == sum(1 for p in setup.CSRC.rglob("*") if p.is_file())
+
+
 def test_a_checkout_refuses_a_plugin_of_another_dali(checkout_and_install):
     import nvidia.dali
 
