@@ -36,6 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 from dali_msda import reference as ref  # noqa: E402
+from dali_msda._cli import HelpFormatter  # noqa: E402
 from dali_msda.pytorch import Mixer  # noqa: E402
 
 import baselines  # noqa: E402
@@ -184,14 +185,17 @@ def measure(method, mode, batch, device, iters, seed=0):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="where the batch lives and both mix")
     ap.add_argument("--batch", type=int, default=128, help="even (timm's elem mode needs it)")
     ap.add_argument("--methods", nargs="+", default=["mixup", "cutmix"],
-                    choices=["mixup", "cutmix"])
+                    choices=["mixup", "cutmix"], help="the methods both offer")
     ap.add_argument("--modes", nargs="+", default=["batch", "elem"],
-                    choices=["batch", "elem", "pair"])
-    ap.add_argument("--iters", type=int, default=10)
+                    choices=["batch", "elem", "pair"],
+                    help="one draw a batch, a sample, or a pair")
+    ap.add_argument("--iters", type=int, default=10, help="timed calls of each, the best kept")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--out", default=None, help="JSON file for the rows")
     args = ap.parse_args(argv)

@@ -44,6 +44,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import dali_msda  # noqa: E402
 from dali_msda import reference as ref  # noqa: E402
+from dali_msda._cli import HelpFormatter  # noqa: E402
 from dali_msda.pipelines import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402
 
@@ -535,21 +536,25 @@ def summarise(rows):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     ap.add_argument("--full", action="store_true",
                     help="the whole matrix (defaults: batch 64 256, every dtype case and "
                          "method, 10 iterations) instead of the quick run (batch 64, u8f32 and "
                          "fused, Mixup and CutMix, 5 iterations)")
-    ap.add_argument("--device", choices=["cpu", "gpu", "all"], default="all")
-    ap.add_argument("--batch", type=int, nargs="+", default=None)
+    ap.add_argument("--device", choices=["cpu", "gpu", "all"], default="all",
+                    help="all: the CPU, and the GPU when DALI sees one")
+    ap.add_argument("--batch", type=int, nargs="+", default=None,
+                    help="batch sizes of 224 x 224 x 3 images (default: 64; --full 64 256)")
     ap.add_argument("--dtypes", nargs="+", default=None,
                     choices=list(CASES) + ["fused", "seg"],
                     help="u8f32: uint8 in, float32 out; f16, f32: float16 / float32 in and out; "
                          "fused: uint8 HWC in, float16 CHW out, flipped and normalised, against "
                          "crop_mirror_normalize; seg: the op with and without a uint8 label map "
                          "(and ClassMix)")
-    ap.add_argument("--methods", nargs="+", default=None)
-    ap.add_argument("--iters", type=int, default=None)
+    ap.add_argument("--methods", nargs="+", default=None,
+                    help="methods to time (default: mixup cutmix; --full every method)")
+    ap.add_argument("--iters", type=int, default=None,
+                    help="timed runs of each, the best kept (default: 5; --full 10)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="DALI CPU threads and torch threads")
     ap.add_argument("--cold-mib", type=int, default=128,

@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # installed package's when the checkout has none)
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
+from dali_msda._cli import HelpFormatter  # noqa: E402
 from dali_msda.pipelines import MixConfig, embedded_dataset, imagenet_train  # noqa: E402
 from dali_msda.pipelines.data import IMAGENET_SIDES  # noqa: E402
 from dali_msda.pipelines.common import resolve_device  # noqa: E402
@@ -70,20 +71,25 @@ def check_outputs(pipe, variant, num_classes, crop, dtype):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
     ap.add_argument("--data", default=None, help="ImageFolder root (default: embedded train/)")
     ap.add_argument("--imagenet-sized", action="store_true",
                     help="use the embedded dataset made at ImageNet's photo size (400-500 px) "
                          "instead of its small default (160-288 px)")
-    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--crop", type=int, default=224)
-    ap.add_argument("--dtype", choices=["float16", "float32"], default="float16")
-    ap.add_argument("--mode", choices=["batch", "elem"], default="batch")
-    ap.add_argument("--methods", nargs="+", default=["mixup", "cutmix", "hmix", "gmix"])
+    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                    help="auto: the GPU when DALI sees one")
+    ap.add_argument("--batch-size", type=int, default=64, help="images a batch")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="DALI CPU threads")
+    ap.add_argument("--crop", type=int, default=224, help="training crop side, px")
+    ap.add_argument("--dtype", choices=["float16", "float32"], default="float16",
+                    help="the batch's image type")
+    ap.add_argument("--mode", choices=["batch", "elem"], default="batch",
+                    help="one draw a batch, or one a sample")
+    ap.add_argument("--methods", nargs="+", default=["mixup", "cutmix", "hmix", "gmix"],
+                    help="one pipeline (CMN+mix and fused) each")
     ap.add_argument("--batches", type=int, default=10, help="batches per round and variant")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="rounds of every variant in turn; the median is reported")
     add_output_args(ap, "throughput")
     args = ap.parse_args(argv)
     args.json = output_path(args, "throughput_imagenet_sized" if args.imagenet_sized

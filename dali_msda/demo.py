@@ -23,6 +23,7 @@ import numpy as np
 
 import dali_msda
 from dali_msda import has_gpu, to_numpy
+from dali_msda._cli import HelpFormatter
 from dali_msda.pipelines.data import PHOTOS as DATASET_PHOTOS, photo_path
 from nvidia.dali import fn, pipeline_def, types
 
@@ -173,16 +174,19 @@ def render_grid(results, names, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m dali_msda.demo",
-                                 description=__doc__.splitlines()[0])
+                                 description=__doc__.splitlines()[0],
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--out", default="out/demo.png", help="PNG grid to write")
     ap.add_argument("--seg-out", default=None,
                     help="the label-map grid (default: demo_seg.png beside --out; '' to skip)")
-    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                    help="auto: the GPU when DALI sees one")
     ap.add_argument("--mode", choices=list(dali_msda.MODES), default="elem",
                     help="elem: every sample draws its own lam and centre (default here, so "
-                         "that one grid shows many masks); batch: one draw for the batch")
-    ap.add_argument("--alpha", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=2022)
+                         "that one grid shows many masks); batch: one draw for the batch; "
+                         "pair: one draw for each pair of samples")
+    ap.add_argument("--alpha", type=float, default=1.0, help="Beta(alpha, alpha) of lam")
+    ap.add_argument("--seed", type=int, default=2022, help="the pipeline's seed")
     args = ap.parse_args(argv)
     device = ("gpu" if has_gpu() else "cpu") if args.device == "auto" else args.device
     names = [n for _, n in PHOTOS]

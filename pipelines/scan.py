@@ -61,6 +61,7 @@ import time
 import numpy as np
 
 from dali_msda import child_env, dali_error_reason
+from dali_msda._cli import HelpFormatter
 
 from .common import class_index, read_file_list, resolve_device, tree_items
 
@@ -644,7 +645,7 @@ def main(argv=None):
     if argv[:1] == ["--worker"]:  # a decoding process of Decoder (internal)
         return worker_main(argv[1], int(argv[2]), int(argv[3]))
     ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.scan", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("paths", nargs="+",
                     help="an ImageFolder tree, a 'path label' file list, or WebDataset .tar "
                          "shards")
@@ -654,12 +655,14 @@ def main(argv=None):
                     help="labels must be below this (file lists, shards; a tree numbers its "
                          "folders itself)")
     ap.add_argument("--json", default=None, help="write the full report here")
-    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                    help="where DALI decodes (auto: the GPU when DALI sees one)")
     ap.add_argument("--workers", type=int, default=None,
                     help="decoding processes (default: one per core on the CPU, 1 on a GPU)")
     ap.add_argument("--threads", type=int, default=None,
                     help="DALI threads per worker (default: 1 on the CPU, all cores on a GPU)")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=32,
+                    help="files a worker decodes at once (a failing batch is split)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--segmentation", action="store_true",
                     help="the path is segmentation data: images/ + masks/, or a pair list")

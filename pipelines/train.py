@@ -37,6 +37,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dali_msda import methods
+from dali_msda._cli import HelpFormatter
 from dali_msda.pipelines import MixConfig, MixSchedule, embedded_dataset, imagenet_train
 from dali_msda.pipelines import imagenet_val
 from dali_msda.pipelines.common import (folder_classes, read_file_list, resolve_device,
@@ -422,22 +423,9 @@ def _or(value, default):
     return default if value is None else value
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """The module's docstring as written, and every option's default in --help (options whose
-    default is None state theirs in their help, as it depends on the other flags)."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        default = action.default
-        if default is not None and default is not False and default is not argparse.SUPPRESS \
-                and "(default" not in text and action.option_strings:
-            text += " (default: %(default)s)"
-        return text
-
-
 def build_parser():
     ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.train", description=__doc__,
-                                 formatter_class=_HelpFormatter)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--data", default=None, help="root with train/ and val/ (default: embedded)")
     ap.add_argument("--file-list", default=None,
                     help="train on this 'path label' list (e.g. from dali_msda.pipelines.scan) "

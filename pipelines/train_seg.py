@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dali_msda import methods
+from dali_msda._cli import HelpFormatter
 from dali_msda.pipelines import (MixConfig, segmentation_dataset, segmentation_train,
                                  segmentation_val)
 from dali_msda.pipelines.common import dist_env, resolve_device
@@ -75,35 +76,32 @@ def scores(conf):
     return acc, float(iou[present].mean()) if present.any() else 0.0, iou.tolist()
 
 
-class _ShownDefaults(argparse.ArgumentDefaultsHelpFormatter):
-    """Defaults shown after the help, except None (an option's help says what its absence
-    means)."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m dali_msda.pipelines.train_seg",
                                  description=__doc__.split("\n\n")[0],
-                                 formatter_class=_ShownDefaults)
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--data", default=None,
                     help="root with train/ and val/ (images/, masks/); none: the embedded set")
     ap.add_argument("--num-classes", type=int, default=None,
                     help="classes of the maps (required with --data; the embedded set has 8)")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=3, help="epochs to train")
     ap.add_argument("--batch-size", type=int, default=16, help="per process")
     ap.add_argument("--crop", type=int, default=128, help="training and validation side, px")
-    ap.add_argument("--lr", type=float, default=0.05)
-    ap.add_argument("--width", type=int, default=16)
-    ap.add_argument("--method", default="cutmix",
-                    choices=["none", *methods.ALL])
-    ap.add_argument("--alpha", type=float, default=1.0)
-    ap.add_argument("--prob", type=float, default=1.0)
-    ap.add_argument("--mode", choices=list(methods.MODES), default="elem")
-    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    ap.add_argument("--lr", type=float, default=0.05, help="peak learning rate (one-cycle)")
+    ap.add_argument("--width", type=int, default=16,
+                    help="channels of the first stage (4x in the last)")
+    ap.add_argument("--method", default="cutmix", choices=["none", *methods.ALL],
+                    help="mixing method (none: no mixing)")
+    ap.add_argument("--alpha", type=float, default=1.0,
+                    help="the weight's Beta(alpha, alpha) (not used by resizemix, classmix)")
+    ap.add_argument("--prob", type=float, default=1.0,
+                    help="chance that a batch, sample or pair is mixed")
+    ap.add_argument("--mode", choices=list(methods.MODES), default="elem",
+                    help="one draw a batch, a sample, or a pair of samples")
+    ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                    help="auto: the GPU when DALI sees one")
     ap.add_argument("--threads", type=int, default=4, help="DALI CPU threads")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="model and augmentation seed")
     ap.add_argument("--json", default=None, help="write a summary here (rank 0)")
     args = ap.parse_args(argv)
 
