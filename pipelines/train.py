@@ -196,6 +196,21 @@ def progress_of(state):
     return int(state["epoch"]), int(state["step"])
 
 
+def bytes_tensor(data):
+    """`data` (bytes) as a uint8 tensor, as checkpoints keep the pipelines' states: what
+    torch.load(weights_only=True) reads in every torch this package runs with (torch 2.1
+    refuses bytes there: "Unsupported class _codecs.encode")."""
+    if not data:
+        return torch.empty(0, dtype=torch.uint8)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def tensor_bytes(value):
+    """bytes_tensor's inverse; bytes (a checkpoint written before states were tensors) as
+    they are."""
+    return value if isinstance(value, (bytes, str)) else value.numpy().tobytes()
+
+
 def save_checkpoint(state, directory, name=CHECKPOINT_NAME):
     """torch.save `state` to directory/`name` atomically: a temporary file, fsync, then
     os.replace (a kill or an error during the write leaves the previous checkpoint). A
@@ -665,7 +680,8 @@ def build_pipelines(args, root, source, ckpt, device, rank, schedule):
                                 num_threads=args.threads, device=device, crop=args.crop,
                                 dtype=dtype, mix=schedule, seed=args.seed * 1000 + rank,
                                 checkpointing=bool(args.checkpoint_dir),
-                                checkpoint=ckpt["ranks"][rank]["pipeline"] if ckpt else None)
+                                checkpoint=(tensor_bytes(ckpt["ranks"][rank]["pipeline"])
+                                            if ckpt else None))
     val_source = (dict(file_list=args.val_file_list) if args.val_file_list else
                   dict(data_dir=os.path.join(root, "val")))
     val_pipe = imagenet_val(**val_source, batch_size=args.batch_size,
@@ -721,7 +737,8 @@ class Training:
 
     def checkpoint(self, epoch, step, run_config, data):
         """Every rank's state gathered; rank 0 writes the checkpoint."""
-        mine = {"pipeline": self.train.checkpoint(), "torch_rng": torch.get_rng_state(),
+        mine = {"pipeline": bytes_tensor(self.train.checkpoint()),
+                "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state() if self.device == "gpu" else None,
                 "seen": self.seen, "loss_sum": self.loss_sum}
         ranks = gather(mine, self.world)

@@ -146,6 +146,15 @@ def compare(full, resumed, summary_full, summary_resumed, losses=True):
         assert drop(summary_resumed["epochs"]) == drop(summary_full["epochs"])
 
 
+def plain_types(obj):
+    """The types of the leaves of a checkpoint's dicts, lists and tuples."""
+    if isinstance(obj, dict):
+        return set().union(set(), *(plain_types(k) | plain_types(v) for k, v in obj.items()))
+    if isinstance(obj, (list, tuple)):
+        return set().union(set(), *(plain_types(v) for v in obj))
+    return {type(obj).__name__}
+
+
 @pytest.mark.parametrize("mode,kill_at,device", [
     ("batch", 8, "cpu"), ("elem", 26 + 5, "cpu"),
     pytest.param("elem", 26 + 5, "gpu", marks=pytest.mark.skipif(not HAS_GPU, reason="no GPU"))])
@@ -171,6 +180,9 @@ def test_train_killed_and_resumed_matches_an_uninterrupted_run(data_root, tmp_pa
     from dali_msda.pipelines.train import load_checkpoint
 
     saved = load_checkpoint(ck)
+    # plain data that torch.load(weights_only=True) of every torch the package takes reads
+    # (torch 2.1 refuses bytes: the pipelines' states are uint8 tensors)
+    assert plain_types(saved) <= {"Tensor", "str", "int", "float", "bool", "NoneType"}
     saved_at = saved["epoch"] * 26 + saved["step"]  # global steps trained, epoch 0-based
     assert saved["step"] % 3 == 0 and 0 < saved_at <= killed_at, (saved_at, killed_at)
     # the resumed run appends to the killed run's log: what that one logged past its
@@ -439,3 +451,14 @@ def test_checkpoints_hold_a_digest_of_the_data(data_root, tmp_path):
                                          r"full fingerprint data_fingerprint\.pt, which says "
                                          r"which, is not beside it\)"):
         main(base + ["--resume"])
+
+
+def test_pipeline_states_round_trip_as_tensors():
+    """Checkpoints keep the pipelines' states (bytes) as uint8 tensors; a checkpoint of an
+    earlier version holds bytes, which resume as they are."""
+    from dali_msda.pipelines.train import bytes_tensor, tensor_bytes
+
+    for data in (b"", b"\x00", bytes(range(256)) * 3):
+        t = bytes_tensor(data)
+        assert t.dtype == torch.uint8 and t.shape == (len(data),)
+        assert tensor_bytes(t) == data and tensor_bytes(data) == data
