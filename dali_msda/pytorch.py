@@ -33,6 +33,10 @@ Checkpoint and resume (a pipeline built with ``checkpointing=True``)::
     pipe = imagenet_train(root, ..., checkpoint=state)   # same arguments otherwise
     loader = MixIterator(pipe)       # continues with the batch after that one
 
+(torch 2.1's ``torch.load(weights_only=True)`` refuses bytes; there keep the state as a uint8
+tensor, ``torch.frombuffer(bytearray(state), dtype=torch.uint8)``, and give back
+``t.numpy().tobytes()``, as the training example's checkpoints do.)
+
 The state holds DALI's checkpoint of the pipeline (reader position and shuffling, the state of
 every random operator, fn.msda.mix's included), the iterator's position in the epoch and the
 mixing schedule, including the configuration of the batches that were prefetched but not yet
