@@ -34,7 +34,11 @@ def assert_images_match(actual, expected):
     """Bit for bit for every output dtype: the op blends in float32 in the reference's order
     and rounds to float16 / uint8 to nearest even, as NumPy does."""
     assert actual.dtype == expected.dtype
-    np.testing.assert_array_equal(actual, expected)
+    if actual.dtype.kind == "f":  # bits: a NaN's sign and payload too (spec 7's canonical NaN)
+        bits = np.dtype(f"u{actual.dtype.itemsize}")
+        np.testing.assert_array_equal(actual.view(bits), expected.view(bits))
+    else:
+        np.testing.assert_array_equal(actual, expected)
 
 
 def check_against_reference(device, method, mode, dtype, layout, batch, seed=7, out_dtype=None,
@@ -325,6 +329,30 @@ def test_fused_small_and_sequences(device, method, layout):
                     flip=not seq, transpose=True, batch=3, label_smoothing=0.1)
 
 
+@pytest.mark.parametrize("out_dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("method", ["mixup", "cutmix", "gmix"])
+def test_fused_std_whose_reciprocal_overflows(device, method, out_dtype):
+    """std 1e-39: 1 / std is infinite, and a pixel equal to the mean becomes 0 x inf, a NaN,
+    written as the canonical NaN (spec 7); the others +-inf. uint8 images at 224 x 224 (the
+    vector paths), a corner of zeros so that mixed pixels equal the mean 0 too."""
+    rng = np.random.default_rng(5)
+    images = random_images(rng, 5, (224, 224, 3), np.uint8)
+    images[:, :40, :40] = 0
+    labels = class_labels(5)
+    kw = dict(mean=[0.0], std=[1e-39])
+    mirror = np.array([0, 1, 0, 1, 1], np.int32)
+    from conftest import NP_TO_DALI
+    mixed, _, _, params = run_mix(images, labels, device=device, method=method, mode="elem",
+                                  num_classes=5, mirror=mirror, dtype=NP_TO_DALI[out_dtype],
+                                  output_layout="CHW", seed=4, **kw)
+    with np.errstate(invalid="ignore", over="ignore"):  # 0 x inf, by design
+        exp, _, _ = reference_from_params(images, labels, params, "HWC", 5, method=method,
+                                          dtype=out_dtype, mirror=mirror, output_layout="CHW",
+                                          **kw)
+    assert np.isnan(exp).any() and np.isinf(exp).any()
+    assert_images_match(mixed, exp)
+
+
 def test_fused_one_by_one_images_and_batch_one(device):
     for batch in (1, 2):
         check_fused(device, "cutmix", "elem", np.float32, np.float16, "HWC", (1, 1, 3),
@@ -347,7 +375,7 @@ def test_mirror_as_constant(device):
     assert not np.array_equal(a[0], unflipped[0])  # and mirroring changes the output
 
 
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("fused", [None, "HWC", "CHW"])
 @pytest.mark.parametrize("in_dtype,out_dtype", [(np.float16, np.float16),
                                                 (np.float32, np.float32),
                                                 (np.float16, np.float32),
@@ -357,13 +385,16 @@ def test_mirror_as_constant(device):
 def test_non_finite_inputs(device, method, in_dtype, out_dtype, fused):
     """NaN, inf and -0.0 inputs give the reference's bits on both backends: where the mask is 1
     or 0 the other image is not read; same-type copies keep NaN payloads; conversions give the
-    canonical NaN."""
+    canonical NaN. Fused: normalised, to HWC or to CHW (whose rows take the CPU's vector loops
+    of float16 output)."""
     rng = np.random.default_rng(13)
     batch = 4
     images = special_values(rng, (batch, 40, 56, 3), in_dtype)
     labels = class_labels(batch)
     from conftest import NP_TO_DALI
     kw = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD) if fused else {}
+    if fused == "CHW":
+        kw["output_layout"] = "CHW"
     mixed, targets, masks, params = run_mix(images, labels, device=device, method=method,
                                             mode="elem", num_classes=batch, alpha=0.4,
                                             dtype=NP_TO_DALI[out_dtype], **kw)

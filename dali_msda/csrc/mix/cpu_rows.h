@@ -13,6 +13,7 @@
 #define DALI_MSDA_CSRC_MIX_CPU_ROWS_H_
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #if defined(__x86_64__)
@@ -143,13 +144,16 @@ MSDA_V3 inline __m128i Narrow(__m256 mask) {
 struct Mixed8 {
   __m256 v, is1, is0;
 };
+/// Blend on 8 lanes: m a + (1 - m) b, in MixValue's order of operations.
+MSDA_V3 inline __m256 Blend8(__m256 m, __m256 a, __m256 b) {
+  const __m256 om = _mm256_sub_ps(_mm256_set1_ps(1.0f), m);
+  return _mm256_add_ps(_mm256_mul_ps(m, a), _mm256_mul_ps(om, b));
+}
 MSDA_V3 inline Mixed8 MixValue8(__m256 m, __m256 a, __m256 b) {
-  const __m256 one = _mm256_set1_ps(1.0f);
   Mixed8 r;
-  r.is1 = _mm256_cmp_ps(m, one, _CMP_EQ_OQ);
+  r.is1 = _mm256_cmp_ps(m, _mm256_set1_ps(1.0f), _CMP_EQ_OQ);
   r.is0 = _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_EQ_OQ);
-  r.v = _mm256_add_ps(_mm256_mul_ps(m, a), _mm256_mul_ps(_mm256_sub_ps(one, m), b));
-  r.v = _mm256_blendv_ps(_mm256_blendv_ps(r.v, b, r.is0), a, r.is1);
+  r.v = _mm256_blendv_ps(_mm256_blendv_ps(Blend8(m, a, b), b, r.is0), a, r.is1);
   return r;
 }
 
@@ -599,6 +603,19 @@ MSDA_V3 void MixChannelRowHalf(float16 *out, const float *m, const In *a, const 
                                float mean, float inv_std) {
   const __m256 vmean = _mm256_set1_ps(mean), vinv = _mm256_set1_ps(inv_std);
   int c = 0;
+  if constexpr (std::is_integral_v<In>) {
+    // The GPU's plain rule (kernel.h): integral inputs are finite and never -0, so the blend
+    // alone equals MixValue at every m in [0, 1], and while inv_std is finite no NaN arises to
+    // be canonicalised. Same bits, 6 fewer operations a vector.
+    if (std::isfinite(inv_std)) {
+      for (; c + 8 <= W; c += 8) {
+        __m256 v = Blend8(_mm256_loadu_ps(m + c), Load8(a + c), Load8(b + c));
+        if constexpr (kNorm) v = _mm256_mul_ps(_mm256_sub_ps(v, vmean), vinv);
+        _mm_storeu_si128((__m128i *)(out + c),
+                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      }
+    }
+  }
   for (; c + 8 <= W; c += 8) {
     Mixed8 x = MixValue8(_mm256_loadu_ps(m + c), Load8(a + c), Load8(b + c));
     if constexpr (kNorm) x.v = _mm256_mul_ps(_mm256_sub_ps(x.v, vmean), vinv);
