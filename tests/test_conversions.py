@@ -85,9 +85,11 @@ def test_portable_path_without_f16c():
         return  # this is the second run
     env = dict(os.environ, DALI_MSDA_NO_F16C="1")
     here = os.path.dirname(__file__)
-    # this file's conversions, and the float16 mixing loops (GMix spans, the fused path)
+    # this file's conversions, the float16 mixing loops (GMix spans, the fused path) and the
+    # fused uint8 -> float32 rows (the plain rule's vector loop otherwise)
     for args in (["-k", "cpu", __file__],
-                 ["-k", "cpu and (fused_matches or non_finite or realistic_sizes) and float16",
+                 ["-k", "cpu and ((fused_matches or non_finite or realistic_sizes) and float16 "
+                        "or fused_matches and uint8-float32 or overflows)",
                   os.path.join(here, "test_reference_match.py")]):
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                *args], capture_output=True, text=True, env=env, cwd=here)

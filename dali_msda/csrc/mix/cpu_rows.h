@@ -213,15 +213,17 @@ MSDA_V3 void GaussBlendSpan(Out *out, const In *own, const In *partner, float gy
 }
 }  // namespace v3
 
-/// Use the AVX2 + F16C loops when float16 is involved and the CPU has them (the environment
-/// variable DALI_MSDA_NO_F16C=1 turns them off, for tests of the portable path).
+/// Whether the AVX2 + F16C loops (MSDA_V3) may run: the CPU has them and the environment
+/// variable DALI_MSDA_NO_F16C=1 does not turn them off (for tests of the portable path).
+inline bool UseV3() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
+                         !std::getenv("DALI_MSDA_NO_F16C");
+  return ok;
+}
+/// Use the AVX2 + F16C loops when float16 is involved and the CPU has them.
 template <typename Out, typename In>
 bool UseHalfV3() {
-  if constexpr (std::is_same_v<Out, float16> || std::is_same_v<In, float16>) {
-    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-                           !std::getenv("DALI_MSDA_NO_F16C");
-    return ok;
-  }
+  if constexpr (std::is_same_v<Out, float16> || std::is_same_v<In, float16>) return UseV3();
   return false;
 }
 #endif
@@ -594,27 +596,41 @@ void MixSeg(T *out, const T *own, const T *partner, const SampleParams &p, const
 
 #if MSDA_X86_DISPATCH
 namespace v3 {
+/// The plain rule of the GPU (kernel.h) on 8 lanes: integral inputs are finite and never -0, so
+/// the blend alone equals MixValue at every m in [0, 1], and while inv_std is finite no NaN
+/// arises to be canonicalised: the same bits as MixElement with 6 fewer operations a vector.
+/// Writes the columns [0, 8 * floor(W / 8)) of a contiguous float16 or float32 row; returns
+/// how many. The caller checks that inv_std is finite.
+template <bool kNorm, typename Out, typename In>
+MSDA_V3 int MixPlainRow8(Out *out, const float *m, const In *a, const In *b, int W, float mean,
+                         float inv_std) {
+  static_assert(std::is_integral_v<In>, "the plain rule holds for integral inputs");
+  const __m256 vmean = _mm256_set1_ps(mean), vinv = _mm256_set1_ps(inv_std);
+  int c = 0;
+  for (; c + 8 <= W; c += 8) {
+    __m256 v = Blend8(_mm256_loadu_ps(m + c), Load8(a + c), Load8(b + c));
+    if constexpr (kNorm) v = _mm256_mul_ps(_mm256_sub_ps(v, vmean), vinv);
+    if constexpr (std::is_same_v<Out, float16>)
+      _mm_storeu_si128((__m128i *)(out + c),
+                       _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    else
+      _mm256_storeu_ps(out + c, v);
+  }
+  return c;
+}
+
 /// MixChannelRow for contiguous float16 output on CPUs with AVX2 + F16C: the hardware converts
 /// 8 lanes at once where the portable bit arithmetic needs dozens of operations. The same IEEE
 /// operations as MixElement, lane by lane (select, blend, normalise, canonical NaN, round to
-/// nearest even); same-type copies keep their bits as MixElement's do.
+/// nearest even); same-type copies keep their bits as MixElement's do. Integral inputs take the
+/// plain rule (MixPlainRow8) where it holds.
 template <bool kNorm, typename In>
 MSDA_V3 void MixChannelRowHalf(float16 *out, const float *m, const In *a, const In *b, int W,
                                float mean, float inv_std) {
   const __m256 vmean = _mm256_set1_ps(mean), vinv = _mm256_set1_ps(inv_std);
   int c = 0;
   if constexpr (std::is_integral_v<In>) {
-    // The GPU's plain rule (kernel.h): integral inputs are finite and never -0, so the blend
-    // alone equals MixValue at every m in [0, 1], and while inv_std is finite no NaN arises to
-    // be canonicalised. Same bits, 6 fewer operations a vector.
-    if (std::isfinite(inv_std)) {
-      for (; c + 8 <= W; c += 8) {
-        __m256 v = Blend8(_mm256_loadu_ps(m + c), Load8(a + c), Load8(b + c));
-        if constexpr (kNorm) v = _mm256_mul_ps(_mm256_sub_ps(v, vmean), vinv);
-        _mm_storeu_si128((__m128i *)(out + c),
-                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-      }
-    }
+    if (std::isfinite(inv_std)) c = MixPlainRow8<kNorm>(out, m, a, b, W, mean, inv_std);
   }
   for (; c + 8 <= W; c += 8) {
     Mixed8 x = MixValue8(_mm256_loadu_ps(m + c), Load8(a + c), Load8(b + c));
@@ -638,6 +654,15 @@ MSDA_CPU_CLONES void MixChannelRow(Out *__restrict out, int64_t stride, const fl
   if constexpr (std::is_same_v<Out, float16>) {
     if (stride == 1 && UseHalfV3<Out, In>())
       return v3::MixChannelRowHalf<kNorm, In>(out, m, a, b, W, mean, inv_std);
+  }
+  // float32 rows of integral inputs (the CPU training pipeline's): the plain rule, 8 lanes
+  if constexpr (std::is_same_v<Out, float> && std::is_integral_v<In>) {
+    if (stride == 1 && std::isfinite(inv_std) && UseV3()) {
+      const int c = v3::MixPlainRow8<kNorm>(out, m, a, b, W, mean, inv_std);
+      for (int k = c; k < W; k++)
+        out[k] = MixElement<kNorm, Out, In>(m[k], a[k], b[k], mean, inv_std);
+      return;
+    }
   }
 #endif
   if (stride == 1) {
