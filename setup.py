@@ -63,7 +63,7 @@ def object_sources_digest(src, csrc, by_macro=None):
     if by_macro is None:
         by_macro = _sources.includes_by_macro(csrc)
     if by_macro:
-        return sources_digest(csrc)
+        return sources_digest(csrc, by_macro)
     return _sources.files_digest(_sources.include_closure(src), csrc)
 
 
@@ -229,7 +229,9 @@ def build_plugin(out_dir):
     cu_flags = [*common, "-Xcompiler", "-fPIC", "-fmad=false", "-diag-suppress", "20012",
                 "-ccbin", cxx, *gencode]
 
-    sources = sorted(CSRC.rglob("*.cc")) + sorted(CSRC.rglob("*.cu"))
+    # the translation units as the fingerprint counts them (_sources.py), the .cc files first
+    sources = sorted((Path(p) for p in _sources.compiled_sources(CSRC)),
+                     key=lambda p: (p.suffix != ".cc", p))
     log(f"DALI {dali_version} ({dali_inc})")
     log(f"nvcc {nvcc} (CUDA {cuda_version}, from {nvcc_from}); CUDA include {cuda_incs}, "
         f"lib {cuda_libs}")
@@ -239,7 +241,7 @@ def build_plugin(out_dir):
     jobs = int(os.environ.get("DALI_MSDA_JOBS", os.cpu_count() or 1))
     cmds = []
     for src in sources:
-        obj = obj_dir / (src.relative_to(CSRC).as_posix().replace("/", "_") + ".o")
+        obj = obj_dir / (src.relative_to(CSRC.resolve()).as_posix().replace("/", "_") + ".o")
         if src.suffix == ".cu":
             cmds.append(([nvcc, *cu_flags, "-c", str(src), "-o", str(obj)], src, obj))
         else:
@@ -292,7 +294,7 @@ def build_plugin(out_dir):
         f"CUDA_VERSION = {cuda_version!r}\n"
         f"CUDA_ARCHS = {archs!r}\n"
         f"NVCC = {nvcc!r}\n"
-        f"SOURCES_SHA256 = {sources_digest(CSRC)!r}\n"
+        f"SOURCES_SHA256 = {sources_digest(CSRC, by_macro)!r}\n"
     )
     log(f"built {lib}")
     return lib

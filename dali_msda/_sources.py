@@ -79,10 +79,10 @@ def build_inputs(csrc, by_macro=None):
     return sorted(set().union(*(include_closure(s) for s in compiled_sources(csrc))))
 
 
-def sources_digest(csrc):
+def sources_digest(csrc, by_macro=None):
     """SHA-256 over the relative paths and contents of the files the plugin's build reads from
     `csrc` (build_inputs), or None when the folder does not exist (an installed package
-    carries no sources)."""
+    carries no sources). `by_macro`: includes_by_macro(csrc), where the caller has it."""
     if not os.path.isdir(csrc):
         return None
-    return files_digest(build_inputs(csrc), csrc)
+    return files_digest(build_inputs(csrc, by_macro), csrc)

@@ -650,23 +650,21 @@ template <bool kNorm, typename Out, typename In>
 MSDA_CPU_CLONES void MixChannelRow(Out *__restrict out, int64_t stride, const float *__restrict m,
                                    const In *__restrict a, const In *__restrict b, int W,
                                    float mean, float inv_std) {
+  int c0 = 0;  // the columns before c0 are written already
 #if MSDA_X86_DISPATCH
   if constexpr (std::is_same_v<Out, float16>) {
     if (stride == 1 && UseHalfV3<Out, In>())
       return v3::MixChannelRowHalf<kNorm, In>(out, m, a, b, W, mean, inv_std);
   }
-  // float32 rows of integral inputs (the CPU training pipeline's): the plain rule, 8 lanes
+  // float32 rows of integral inputs (the CPU training pipeline's): the plain rule, 8 lanes; the
+  // loop below writes the last W % 8 columns
   if constexpr (std::is_same_v<Out, float> && std::is_integral_v<In>) {
-    if (stride == 1 && std::isfinite(inv_std) && UseV3()) {
-      const int c = v3::MixPlainRow8<kNorm>(out, m, a, b, W, mean, inv_std);
-      for (int k = c; k < W; k++)
-        out[k] = MixElement<kNorm, Out, In>(m[k], a[k], b[k], mean, inv_std);
-      return;
-    }
+    if (stride == 1 && std::isfinite(inv_std) && UseV3())
+      c0 = v3::MixPlainRow8<kNorm>(out, m, a, b, W, mean, inv_std);
   }
 #endif
   if (stride == 1) {
-    for (int c = 0; c < W; c++)
+    for (int c = c0; c < W; c++)
       out[c] = MixElement<kNorm, Out, In>(m[c], a[c], b[c], mean, inv_std);
   } else {
     for (int c = 0; c < W; c++)
