@@ -292,7 +292,8 @@ class Mixer:
     are given, then the boxes, their labels and weights when `boxes` are given (lists of one
     tensor a sample: [N'_i, 4], [N'_i], [N'_i]), then the mask and params outputs where asked
     for. The tensors are passed to DALI and back without copies (DLPack); the labels and boxes
-    are read on the host (the op draws there).
+    are read on the host (the op draws there). A call that is refused (a label out of range,
+    an empty batch, ...) leaves the generator and the schedule as they were.
 
     `boxes` (detection, docs/methods.md 13): one float32 [N_i, 4] tensor a sample (relative
     ltrb, as ``fn.readers.coco(ltrb=True, ratio=True)`` gives them) and `box_labels`, one int
@@ -356,6 +357,19 @@ class Mixer:
         return schedule
 
     def __call__(self, images, labels, maps=None, boxes=None, box_labels=None):
+        # a refused call (bad labels, say) leaves the generator and the schedule as they were:
+        # the next call draws what it would have drawn without it
+        rng_state = self.rng.get_state()
+        schedule = None if self.schedule is None else self.schedule.state_dict()
+        try:
+            return self._mix(images, labels, maps, boxes, box_labels)
+        except BaseException:
+            self.rng.set_state(rng_state)
+            if schedule is not None:
+                self.schedule.load_state_dict(schedule)
+            raise
+
+    def _mix(self, images, labels, maps, boxes, box_labels):
         ndd = self._ndd
         given = {"images": images, "labels": labels, **({} if maps is None else {"maps": maps})}
         for name, value in given.items():
@@ -365,6 +379,9 @@ class Mixer:
         if images.dim() != 4:
             raise ValueError(f"`images` must be a batch [B, C, H, W] (layout {self.layout!r}: "
                              f"[B, {', '.join(self.layout)}]); got shape {tuple(images.shape)}.")
+        if images.shape[0] == 0:
+            raise ValueError("`images` is an empty batch (0 samples): a batch to mix has at "
+                             "least one sample.")
         if labels.shape[0] != images.shape[0]:
             raise ValueError(f"`labels` must have one entry per image: got {labels.shape[0]} "
                              f"for {images.shape[0]} images.")

@@ -201,6 +201,49 @@ def test_mixer_refuses_what_is_not_a_batch():
         mixer(torch.zeros(3, 3, 8, 8, dtype=torch.float64), torch.zeros(3, dtype=torch.int64))
 
 
+def test_an_empty_batch_is_refused(device):
+    """A batch of 0 samples is refused with the rule named, by ndd.msda.mix (whose random state
+    DALI reads from the batch's first sample: an assertion that ended the process before) and
+    by Mixer, with a config too (whose schedule would draw for it)."""
+    from dali_msda.pytorch import Mixer
+
+    empty = np.zeros((0, 8, 8, 3), np.uint8)
+    with pytest.raises(RuntimeError, match=r"`images` is an empty batch \(0 samples\)"):
+        mix(empty, np.zeros((0, 1), np.int32), ndd.random.RNG(seed=0), device=device,
+            method="mixup", num_classes=4)
+    x, y = nchw_batch(device, batch=0)
+    for mixer in (Mixer(method="mixup", num_classes=10, seed=0), Mixer(timm_recipe(), seed=0)):
+        with pytest.raises(ValueError, match=r"`images` is an empty batch \(0 samples\): a "
+                           "batch to mix has at least one sample"):
+            mixer(x, y)
+
+
+@pytest.mark.parametrize("with_config", [False, True])
+def test_a_refused_call_leaves_the_draws_as_they_were(device, with_config):
+    """A call the op refuses (a label out of range) leaves the mixer's generator and schedule
+    as they were: the calls after it draw what they would have drawn without it, call for call
+    (timm's recipe switched per sample: the schedule's draw index counts too)."""
+    from dali_msda.pytorch import Mixer
+
+    def make():
+        if with_config:
+            return Mixer(timm_recipe(), seed=4)
+        return Mixer(method="cutmix", num_classes=10, mode="elem", seed=4)
+
+    x, y = nchw_batch(device)
+    bad = y.clone()
+    bad[3] = 10
+    plain, refused = make(), make()
+    for k in range(3):
+        if k == 1:
+            with pytest.raises(RuntimeError, match=r"`labels` must be class indices in \[0, 10\)"
+                               r" \(`num_classes`\); got 10 for sample 3"):
+                refused(x, bad)
+        for a, b in zip(plain(x, y), refused(x, y)):
+            assert torch.equal(a, b)
+    assert plain.state_dict() == refused.state_dict()
+
+
 @pytest.mark.parametrize("method,targets", [("mixup", "dense"), ("cutmix", "index"),
                                             ("resizemix", "dense")])
 def test_mixer_mixes_boxes_as_the_reference(device, method, targets):

@@ -82,6 +82,10 @@ def test_labels_of_wrong_type_or_shape(device):
                  r"type float64", labels=LBL.astype(np.float64), device=device)
     expect_error(r"must hold one value per sample; sample 0 has shape \(2,\)",
                  labels=np.zeros((4, 2), np.int32), device=device)
+    # class ids given as floats: scalars of the soft labels' type, the integer form named
+    expect_error(r"Soft `labels` must be vectors \(1-D, float32\); got 0-D labels \(class "
+                 r"indices are integers: int32 or int64, say\)",
+                 labels=[np.float32(k) for k in range(4)], device=device)
 
 
 @pytest.mark.parametrize("alpha", [0.0, -1.0])

@@ -256,7 +256,9 @@ inline void Labels::Read(const Workspace &ws, int n, int num_classes, bool index
                          "it needs class-index `labels` (integers), not soft-label vectors.");
     MSDA_ENFORCE(lshape.sample_dim() == 1,
                  make_string("Soft `labels` must be vectors (1-D, float32); got ",
-                             lshape.sample_dim(), "-D labels."));
+                             lshape.sample_dim(), "-D labels",
+                             lshape.sample_dim() == 0
+                                 ? " (class indices are integers: int32 or int64, say)." : "."));
     K = n > 0 ? lshape[0][0] : (num_classes > 0 ? num_classes : 0);
     if (num_classes > 0) {
       MSDA_ENFORCE(n == 0 || K == num_classes,

@@ -39,6 +39,17 @@ class Mix : public rng::OperatorWithRng<Operator<Backend>> {
  public:
   explicit Mix(const OpSpec &spec) : Base(spec), args_(spec), sample_args_(spec) {}
 
+  /// DALI's OperatorWithRng reads dynamic mode's random state from the batch's first sample
+  /// before SetupImpl (an assertion, or a read past the end, with an empty batch): an empty
+  /// batch is refused here first.
+  bool Setup(std::vector<OutputDesc> &output_desc, const Workspace &ws,
+             bool validate_metadata) override {
+    MSDA_ENFORCE(ws.GetInputShape(0).num_samples() > 0,
+                 "`images` is an empty batch (0 samples): a batch to mix has at least one "
+                 "sample.");
+    return Base::Setup(output_desc, ws, validate_metadata);
+  }
+
  protected:
   bool SetupImpl(std::vector<OutputDesc> &output_desc, const Workspace &ws) override;
   void RunImpl(Workspace &ws) override;
