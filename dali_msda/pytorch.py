@@ -295,6 +295,10 @@ class Mixer:
     are read on the host (the op draws there). A call that is refused (a label out of range,
     an empty batch, ...) leaves the generator and the schedule as they were.
 
+    `maps` (segmentation): label maps [B, H, W], [B, 1, H, W] or [B, H, W, 1] of uint8, int32
+    or int64 class ids (int64 values must fit in int32, the op's type); the mixed maps come back
+    in the shape and type given.
+
     `boxes` (detection, docs/methods.md 13): one float32 [N_i, 4] tensor a sample (relative
     ltrb, as ``fn.readers.coco(ltrb=True, ratio=True)`` gives them) and `box_labels`, one int
     [N_i] tensor a sample; Mixup, CutMix and ResizeMix mix them with the image's own draw.
@@ -395,7 +399,8 @@ class Mixer:
         inputs = [ndd.as_batch(images.contiguous(), layout=self.layout),
                   ndd.as_batch(labels.detach().cpu().contiguous())]
         if maps is not None:
-            inputs.append(ndd.as_batch(maps.contiguous(), layout="HW"))
+            maps, maps_back = _op_maps(maps, images.shape[0])
+            inputs.append(ndd.as_batch(maps, layout="HW"))
         args = dict(self.op_args, **self._box_args(boxes, box_labels, images.shape[0]))
         index = args.get("targets") == "index"
         cfg = self._scheduled_args(images.shape[0], index, args)
@@ -405,6 +410,8 @@ class Mixer:
         ragged = range(first_box, first_box + 3) if boxes is not None else ()
         outs = [[t.torch() for t in o.tensors] if k in ragged else o.torch()
                 for k, o in enumerate(outs)]
+        if maps is not None:
+            outs[first_box - 1] = maps_back(outs[first_box - 1])
         if cfg is not None and cfg.bce_target_thresh is not None and not index:
             outs[1] = (outs[1] > cfg.bce_target_thresh).to(outs[1].dtype)  # timm's BCE
         return tuple(outs)
@@ -461,6 +468,32 @@ def _op_device(images):
     """Where the op runs for a batch: the images' own GPU by its index ("gpu:<index>"; under
     torchrun a rank's cuda:<rank>, whatever the current device is), else the CPU."""
     return f"gpu:{images.device.index}" if images.is_cuda else "cpu"
+
+
+def _op_maps(maps, n):
+    """`maps` as the op takes them ([B, H, W], uint8 or int32) and a function that gives the
+    mixed maps back in the given shape and type: [B, H, W], [B, 1, H, W] or [B, H, W, 1];
+    int64 (torch's class ids, what cross-entropy takes) through int32, its values checked to
+    fit (mixing only moves values)."""
+    shape, dtype = tuple(maps.shape), maps.dtype
+    if maps.dim() not in (3, 4) or (maps.dim() == 4 and 1 not in (shape[1], shape[3])):
+        raise ValueError(f"`maps` must be label maps [B, H, W] (or [B, 1, H, W], [B, H, W, 1]); "
+                         f"got shape {shape}.")
+    if shape[0] != n:
+        raise ValueError(f"`maps` must hold one map per image: got {shape[0]} for {n} images.")
+    if dtype not in (torch.uint8, torch.int32, torch.int64):
+        raise ValueError(f"`maps` must be uint8, int32 or int64 class ids; got {dtype}.")
+    h, w = shape[1:3] if maps.dim() == 3 or shape[1] != 1 else shape[2:4]
+    maps = maps.detach().reshape(n, h, w).contiguous()
+    if dtype == torch.int64 and maps.numel():
+        low, high = (int(v) for v in torch.aminmax(maps))
+        if low < -2**31 or high >= 2**31:
+            bad = low if low < -2**31 else high
+            raise ValueError(f"`maps` of int64 must hold values that fit in int32 (the op's "
+                             f"type); got {bad}.")
+    if dtype == torch.int64:
+        maps = maps.to(torch.int32)
+    return maps, lambda out: out.reshape(shape).to(dtype)
 
 
 def _host_boxes(boxes):

@@ -201,6 +201,65 @@ def test_mixer_refuses_what_is_not_a_batch():
         mixer(torch.zeros(3, 3, 8, 8, dtype=torch.float64), torch.zeros(3, dtype=torch.int64))
 
 
+@pytest.mark.parametrize("form", ["BHW uint8", "BHW int32", "BHW int64", "B1HW int64",
+                                  "BHW1 uint8"])
+def test_mixer_mixes_label_maps_in_the_form_given(device, form):
+    """Label maps as torch code holds them: [B, H, W], [B, 1, H, W] or [B, H, W, 1], uint8,
+    int32 or int64 (cross-entropy's class ids, through the op's int32: values past uint8 kept).
+    The mixed maps come back in the shape and type given, the reference's mix of the draw."""
+    from dali_msda.pytorch import Mixer
+
+    x, y = nchw_batch(device)
+    layout, kind = form.split()
+    dtype = {"uint8": torch.uint8, "int32": torch.int32, "int64": torch.int64}[kind]
+    shape = {"BHW": (6, 224, 224), "B1HW": (6, 1, 224, 224), "BHW1": (6, 224, 224, 1)}[layout]
+    maps = np.random.default_rng(1).integers(0, 6, (6, 224, 224)).astype(np.int64)
+    if dtype != torch.uint8:
+        maps[:, ::7] += 70_000  # beyond uint8 and int16
+    given = torch.from_numpy(maps).to(dtype).reshape(shape).to(x.device)
+    mixer = Mixer(method="cutmix", num_classes=10, mode="elem", seed=3, output_params=True)
+    _, _, mixed_maps, params = mixer(x, y, given)
+    assert mixed_maps.shape == shape and mixed_maps.dtype == dtype
+    assert mixed_maps.device == x.device
+    params = params.cpu().numpy()
+    draw = dict(lam=params[:, 1], center=params[:, 2:4].astype(np.int64),
+                apply=params[:, 0] == 1.0)
+    _, _, masks = ref.mix(x.cpu().numpy(), y.cpu().numpy()[:, None], "cutmix", layout="CHW",
+                          num_classes=10, **draw)
+    expect = ref.mix_seg(maps, masks, "cutmix", **draw)
+    assert 0 < np.mean(expect != maps) < 1  # mixed, not copied
+    np.testing.assert_array_equal(mixed_maps.cpu().numpy().reshape(6, 224, 224), expect)
+
+
+def test_mixer_label_map_refusals():
+    from dali_msda.pytorch import Mixer
+
+    mixer = Mixer(method="cutmix", num_classes=10, seed=0)
+    x, y = torch.zeros(3, 3, 8, 8), torch.zeros(3, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"`maps` must be uint8, int32 or int64 class ids; got "
+                       r"torch.float32"):
+        mixer(x, y, torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match=r"`maps` must be label maps \[B, H, W\] \(or "
+                       r"\[B, 1, H, W\], \[B, H, W, 1\]\); got shape \(3, 2, 8, 8\)"):
+        mixer(x, y, torch.zeros(3, 2, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"`maps` must be label maps .* got shape \(3, 8\)"):
+        mixer(x, y, torch.zeros(3, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="`maps` must hold one map per image: got 2 for 3"):
+        mixer(x, y, torch.zeros(2, 8, 8, dtype=torch.uint8))
+    for bad in (2**31, -2**31 - 1):
+        maps = torch.zeros(3, 8, 8, dtype=torch.int64)
+        maps[1, 2, 3] = bad
+        with pytest.raises(ValueError, match=rf"`maps` of int64 must hold values that fit in "
+                           rf"int32 \(the op's type\); got {bad}"):
+            mixer(x, y, maps)
+    maps = torch.zeros(3, 8, 8, dtype=torch.int64)
+    maps[0, 0, 0], maps[2, 7, 7] = 2**31 - 1, -2**31  # the ends of int32 pass, kept
+    out64 = Mixer(method="cutmix", num_classes=10, seed=0)(x, y, maps)[2]
+    out32 = Mixer(method="cutmix", num_classes=10, seed=0)(x, y, maps.int())[2]
+    assert out64.dtype == torch.int64 and torch.equal(out64, out32.long())
+    assert {2**31 - 1, -2**31} <= set(out64.unique().tolist())
+
+
 def test_an_empty_batch_is_refused(device):
     """A batch of 0 samples is refused with the rule named, by ndd.msda.mix (whose random state
     DALI reads from the batch's first sample: an assertion that ended the process before) and
