@@ -283,8 +283,8 @@ class Mixer:
         torch.save({"model": model.state_dict(), "mixer": mixer.state_dict()}, path)
 
     Keyword arguments are fn.msda.mix's (``method``, ``alpha``, ``mode``, ``prob``,
-    ``label_smoothing``, ``targets="index"``, ``mean`` / ``std``, ``mirror``, ``dtype``,
-    ``output_layout``, ...; ``num_classes`` with class-index labels). `layout`: the images'
+    ``label_smoothing``, ``targets="index"``, ``mean`` / ``std``, ``mirror``, ``dtype`` (a
+    torch dtype or DALI's), ``output_layout``, ...; ``num_classes`` with class-index labels). `layout`: the images'
     layout, "CHW" for [B, C, H, W] (torch's) or "HWC" for [B, H, W, C] (decoded uint8, say).
     `seed`: the generator's (None: a random one). A call returns the op's outputs as torch
     tensors on the images' device: (mixed, targets), or (mixed, labels, weights) with
@@ -323,6 +323,13 @@ class Mixer:
         self._ndd = ndd
         self.layout = layout
         self.op_args = dict(op_args)
+        if isinstance(op_args.get("dtype"), torch.dtype):  # torch's names for the op's types
+            types = {torch.uint8: ndd.uint8, torch.float16: ndd.float16,
+                     torch.float32: ndd.float32}
+            if op_args["dtype"] not in types:
+                raise ValueError(f"`dtype` must be torch.uint8, torch.float16 or torch.float32 "
+                                 f"(the op's output types); got {op_args['dtype']}.")
+            self.op_args["dtype"] = types[op_args["dtype"]]
         self.rng = ndd.random.RNG(seed=seed)
         self.schedule = None if config is None else self._schedule_of(config, seed)
 

@@ -260,6 +260,27 @@ def test_mixer_label_map_refusals():
     assert {2**31 - 1, -2**31} <= set(out64.unique().tolist())
 
 
+def test_mixer_takes_torch_dtypes_for_the_output_type(device):
+    """`dtype=torch.float16` (what torch code writes) is the op's float16, as DALI's and ndd's
+    names are: the same bytes, fused normalisation included; a type the op has not is
+    refused naming the argument (it failed in int() before)."""
+    from dali_msda.pytorch import Mixer
+
+    x, y = nchw_batch(device)
+    x = (x * 40 + 128).clamp(0, 255).to(torch.uint8)
+    fused = dict(method="mixup", num_classes=10, seed=1, mean=[120.0, 110.0, 100.0],
+                 std=[60.0, 50.0, 40.0])
+    outs = [Mixer(dtype=d, **fused)(x, y)[0] for d in (torch.float16, ndd.float16,
+                                                       types.FLOAT16)]
+    assert outs[0].dtype == torch.float16 and outs[0].device == x.device
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    assert Mixer(dtype=torch.uint8, method="mixup", num_classes=10, seed=1)(
+        x.float(), y)[0].dtype == torch.uint8
+    with pytest.raises(ValueError, match=r"`dtype` must be torch.uint8, torch.float16 or "
+                       r"torch.float32 \(the op's output types\); got torch.bfloat16"):
+        Mixer(method="mixup", num_classes=10, dtype=torch.bfloat16)
+
+
 def test_an_empty_batch_is_refused(device):
     """A batch of 0 samples is refused with the rule named, by ndd.msda.mix (whose random state
     DALI reads from the batch's first sample: an assertion that ended the process before) and
