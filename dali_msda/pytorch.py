@@ -584,18 +584,30 @@ def mixed_cross_entropy(logits, own, partner, weight, label_smoothing=0.0, reduc
     class's weight (or a scalar); `reduction`: "mean" (default), "sum" or "none". Half-precision
     logits are computed in float32 (as a float16 model's loss should be), others as they come.
     """
+    # the arguments' forms (no values read: on a GPU that would wait for the batch)
+    if logits.dim() != 2:
+        raise ValueError(f"`logits` must be [B, K]; got shape {tuple(logits.shape)}.")
+    n = logits.shape[0]
+    for name, ids in (("own", own), ("partner", partner)):
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise ValueError(f"`{name}` must be integer class indices; got {ids.dtype}.")
+        if ids.numel() != n:
+            raise ValueError(f"`{name}` must hold one class index per row of `logits` ({n}); "
+                             f"got {ids.numel()}.")
+    weight = torch.as_tensor(weight, device=logits.device).reshape(-1)
+    if weight.numel() not in (1, n):
+        raise ValueError(f"`weight` must hold one weight per row of `logits` ({n}) or be one "
+                         f"number; got {weight.numel()}.")
+    if not 0.0 <= float(label_smoothing) <= 1.0:  # also refuses NaN
+        raise ValueError(f"`label_smoothing` must be in [0, 1]; got {label_smoothing}.")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"`reduction` must be 'mean', 'sum' or 'none'; got {reduction!r}.")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    n = logits.shape[0]
     own, partner = own.reshape(-1, 1).long(), partner.reshape(-1, 1).long()
-    weight = torch.as_tensor(weight, dtype=logits.dtype, device=logits.device).reshape(-1)
-    weight = weight.expand(n) if weight.numel() == 1 else weight
+    weight = weight.to(logits.dtype).expand(n) if weight.numel() == 1 else weight.to(logits.dtype)
     loss = _MixedCrossEntropy.apply(logits, own, partner, weight.detach(),
                                     float(label_smoothing))
     if reduction == "mean":
         return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"`reduction` must be 'mean', 'sum' or 'none'; got {reduction!r}.")
+    return loss.sum() if reduction == "sum" else loss

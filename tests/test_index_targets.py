@@ -151,9 +151,28 @@ def test_index_targets_refusals(device):
     expect_error(r'`targets` must be "dense" or "index"; got "onehot"\.', images,
                  class_labels(4), device=device, method="mixup", num_classes=4,
                  targets="onehot")
+    logits, ids, w = torch.zeros(2, 3), torch.zeros(2, dtype=torch.int64), torch.ones(2)
     with pytest.raises(ValueError, match="`reduction` must be"):
-        mixed_cross_entropy(torch.zeros(2, 3), torch.zeros(2), torch.zeros(2), torch.ones(2),
-                            reduction="avg")
+        mixed_cross_entropy(logits, ids, ids, w, reduction="avg")
+    # the loss's arguments (torch's cross_entropy refuses these too, or some of them)
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=rf"`label_smoothing` must be in \[0, 1\]; got "
+                                             rf"{bad}"):
+            mixed_cross_entropy(logits, ids, ids, w, label_smoothing=bad)
+    with pytest.raises(ValueError, match=r"`partner` must be integer class indices; got "
+                       r"torch.float32"):  # not truncated to an index
+        mixed_cross_entropy(logits, ids, ids.float() + 0.5, w)
+    with pytest.raises(ValueError, match=r"`own` must hold one class index per row of `logits` "
+                       r"\(2\); got 3"):
+        mixed_cross_entropy(logits, torch.zeros(3, dtype=torch.int64), ids, w)
+    with pytest.raises(ValueError, match=r"`weight` must hold one weight per row of `logits` "
+                       r"\(2\) or be one number; got 3"):
+        mixed_cross_entropy(logits, ids, ids, torch.ones(3))
+    with pytest.raises(ValueError, match=r"`logits` must be \[B, K\]; got shape \(3,\)"):
+        mixed_cross_entropy(logits[0], ids[:1], ids[:1], w[:1])
+    # a scalar weight and [B, 1] forms are taken
+    assert torch.allclose(mixed_cross_entropy(logits, ids[:, None], ids, 0.25),
+                          mixed_cross_entropy(logits, ids, ids, torch.full((2, 1), 0.25)))
 
 
 @pytest.mark.parametrize("mix", [MixConfig(method="cutmix", label_smoothing=0.1), None])
