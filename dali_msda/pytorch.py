@@ -284,10 +284,10 @@ class Mixer:
 
     Keyword arguments are fn.msda.mix's (``method``, ``alpha``, ``mode``, ``prob``,
     ``label_smoothing``, ``targets="index"``, ``mean`` / ``std``, ``mirror``, ``dtype`` (a
-    torch dtype or DALI's), ``output_layout``, ...; ``num_classes`` with class-index labels). `layout`: the images'
-    layout, "CHW" for [B, C, H, W] (torch's) or "HWC" for [B, H, W, C] (decoded uint8, say).
-    `seed`: the generator's (None: a random one). A call returns the op's outputs as torch
-    tensors on the images' device: (mixed, targets), or (mixed, labels, weights) with
+    torch dtype or DALI's), ``output_layout``, ...; ``num_classes`` with class-index labels).
+    `layout`: the images' layout, "CHW" for [B, C, H, W] (torch's) or "HWC" for [B, H, W, C]
+    (decoded uint8, say). `seed`: the generator's (None: a random one). A call returns the op's
+    outputs as torch tensors on the images' device: (mixed, targets), or (mixed, labels, weights) with
     ``targets="index"`` (then ``mixed_cross_entropy``), then the mixed label maps when `maps`
     are given, then the boxes, their labels and weights when `boxes` are given (lists of one
     tensor a sample: [N'_i, 4], [N'_i], [N'_i]), then the mask and params outputs where asked
@@ -605,7 +605,8 @@ def mixed_cross_entropy(logits, own, partner, weight, label_smoothing=0.0, reduc
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     own, partner = own.reshape(-1, 1).long(), partner.reshape(-1, 1).long()
-    weight = weight.to(logits.dtype).expand(n) if weight.numel() == 1 else weight.to(logits.dtype)
+    weight = weight.to(logits.dtype)
+    weight = weight.expand(n) if weight.numel() == 1 else weight
     loss = _MixedCrossEntropy.apply(logits, own, partner, weight.detach(),
                                     float(label_smoothing))
     if reduction == "mean":
