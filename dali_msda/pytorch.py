@@ -287,9 +287,9 @@ class Mixer:
     torch dtype or DALI's), ``output_layout``, ...; ``num_classes`` with class-index labels).
     `layout`: the images' layout, "CHW" for [B, C, H, W] (torch's) or "HWC" for [B, H, W, C]
     (decoded uint8, say). `seed`: the generator's (None: a random one). A call returns the op's
-    outputs as torch tensors on the images' device: (mixed, targets), or (mixed, labels, weights) with
-    ``targets="index"`` (then ``mixed_cross_entropy``), then the mixed label maps when `maps`
-    are given, then the boxes, their labels and weights when `boxes` are given (lists of one
+    outputs as torch tensors on the images' device: (mixed, targets), or (mixed, labels,
+    weights) with ``targets="index"`` (then ``mixed_cross_entropy``), then the mixed label maps
+    when `maps` are given, then the boxes, their labels and weights when `boxes` are given (lists of one
     tensor a sample: [N'_i, 4], [N'_i], [N'_i]), then the mask and params outputs where asked
     for. The tensors are passed to DALI and back without copies (DLPack); the labels and boxes
     are read on the host (the op draws there). A call that is refused (a label out of range,
