@@ -283,17 +283,17 @@ class Mixer:
         torch.save({"model": model.state_dict(), "mixer": mixer.state_dict()}, path)
 
     Keyword arguments are fn.msda.mix's (``method``, ``alpha``, ``mode``, ``prob``,
-    ``label_smoothing``, ``targets="index"``, ``mean`` / ``std``, ``mirror``, ``dtype`` (a
-    torch dtype or DALI's), ``output_layout``, ...; ``num_classes`` with class-index labels).
+    ``label_smoothing``, ``targets="index"``, ``mean`` / ``std``, ``mirror``, ``dtype`` (a torch
+    dtype or DALI's), ``output_layout``, ...; ``num_classes`` with class-index labels).
     `layout`: the images' layout, "CHW" for [B, C, H, W] (torch's) or "HWC" for [B, H, W, C]
     (decoded uint8, say). `seed`: the generator's (None: a random one). A call returns the op's
     outputs as torch tensors on the images' device: (mixed, targets), or (mixed, labels,
     weights) with ``targets="index"`` (then ``mixed_cross_entropy``), then the mixed label maps
-    when `maps` are given, then the boxes, their labels and weights when `boxes` are given (lists of one
-    tensor a sample: [N'_i, 4], [N'_i], [N'_i]), then the mask and params outputs where asked
-    for. The tensors are passed to DALI and back without copies (DLPack); the labels and boxes
-    are read on the host (the op draws there). A call that is refused (a label out of range,
-    an empty batch, ...) leaves the generator and the schedule as they were.
+    when `maps` are given, then the boxes, their labels and weights when `boxes` are given
+    (lists of one tensor a sample: [N'_i, 4], [N'_i], [N'_i]), then the mask and params outputs
+    where asked for. The tensors are passed to DALI and back without copies (DLPack); the labels
+    and boxes are read on the host (the op draws there). A call that is refused (a label out of
+    range, an empty batch, ...) leaves the generator and the schedule as they were.
 
     `maps` (segmentation): label maps [B, H, W], [B, 1, H, W] or [B, H, W, 1] of uint8, int32
     or int64 class ids (int64 values must fit in int32, the op's type); the mixed maps come back
