@@ -296,8 +296,8 @@ class Mixer:
     range, an empty batch, ...) leaves the generator and the schedule as they were.
 
     `maps` (segmentation): label maps [B, H, W], [B, 1, H, W] or [B, H, W, 1] of uint8, int32
-    or int64 class ids (int64 values must fit in int32, the op's type); the mixed maps come back
-    in the shape and type given.
+    or int64 class ids (int64: copied to the op's int32 and back, its values checked to fit);
+    the mixed maps come back in the shape and type given.
 
     `boxes` (detection, docs/methods.md 13): one float32 [N_i, 4] tensor a sample (relative
     ltrb, as ``fn.readers.coco(ltrb=True, ratio=True)`` gives them) and `box_labels`, one int
