@@ -295,6 +295,10 @@ class Mixer:
     and boxes are read on the host (the op draws there). A call that is refused (a label out of
     range, an empty batch, ...) leaves the generator and the schedule as they were.
 
+    A channels_last [B, C, H, W] batch (``x.contiguous(memory_format=torch.channels_last)``) is
+    mixed as the HWC memory it is, without a copy, and comes back channels_last (unless
+    ``output_layout`` asks for another).
+
     `maps` (segmentation): label maps [B, H, W], [B, 1, H, W] or [B, H, W, 1] of uint8, int32
     or int64 class ids (int64: copied to the op's int32 and back, its values checked to fit);
     the mixed maps come back in the shape and type given.
@@ -403,12 +407,19 @@ class Mixer:
             raise ValueError("`images` must be uint8, float16 or float32 (the op's types); got "
                              "bfloat16: mix `images.float()` or `images.half()`.")
         device = _op_device(images)
-        inputs = [ndd.as_batch(images.contiguous(), layout=self.layout),
+        layout, args = self.layout, dict(self.op_args)
+        # a channels_last [B, C, H, W] batch is HWC in memory: mixed as such, without a copy,
+        # and handed back as a channels_last view unless an output layout is asked for
+        channels_last = (layout == "CHW" and not images.is_contiguous() and
+                         images.is_contiguous(memory_format=torch.channels_last))
+        if channels_last:
+            images, layout = images.permute(0, 2, 3, 1), "HWC"
+        inputs = [ndd.as_batch(images.contiguous(), layout=layout),
                   ndd.as_batch(labels.detach().cpu().contiguous())]
         if maps is not None:
             maps, maps_back = _op_maps(maps, images.shape[0])
             inputs.append(ndd.as_batch(maps, layout="HW"))
-        args = dict(self.op_args, **self._box_args(boxes, box_labels, images.shape[0]))
+        args.update(self._box_args(boxes, box_labels, images.shape[0]))
         index = args.get("targets") == "index"
         cfg = self._scheduled_args(images.shape[0], index, args)
         outs = ndd.msda.mix(*inputs, rng=self.rng, device=device, **args)
@@ -419,6 +430,8 @@ class Mixer:
                 for k, o in enumerate(outs)]
         if maps is not None:
             outs[first_box - 1] = maps_back(outs[first_box - 1])
+        if channels_last and "output_layout" not in args:
+            outs[0] = outs[0].permute(0, 3, 1, 2)  # [B, C, H, W], channels_last memory
         if cfg is not None and cfg.bce_target_thresh is not None and not index:
             outs[1] = (outs[1] > cfg.bce_target_thresh).to(outs[1].dtype)  # timm's BCE
         return tuple(outs)

@@ -418,6 +418,44 @@ def test_mixer_hands_tensors_over_without_copies(device, monkeypatch):
     assert targets.data_ptr() == seen["outputs"][1].torch().data_ptr()
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_mixer_mixes_a_channels_last_batch_in_place_of_memory(device, monkeypatch, fused):
+    """A channels_last [B, C, H, W] batch (NHWC memory, as channels_last training holds it)
+    reaches the op as HWC without a copy and comes back channels_last, with the values of the
+    same batch given contiguous (fused normalisation and flips too: the channel axis moves);
+    an output layout asked for is given as asked."""
+    from dali_msda.pytorch import Mixer
+
+    x, y = nchw_batch(device)
+    if fused:
+        x = (x * 40 + 128).clamp(0, 255).to(torch.uint8)
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    assert not x_last.is_contiguous()
+    kw = dict(method="cutmix", num_classes=10, mode="elem", seed=7)
+    if fused:
+        kw.update(mean=[120.0, 110.0, 100.0], std=[60.0, 50.0, 40.0], dtype=torch.float16,
+                  mirror=1)
+    want, want_t = Mixer(**kw)(x, y)
+    seen = {}
+    mix_op = ndd.msda.mix
+
+    def spy(*inputs, **args):
+        seen["images"] = inputs[0]
+        return mix_op(*inputs, **args)
+
+    monkeypatch.setattr(ndd.msda, "mix", spy)
+    got, got_t = Mixer(**kw)(x_last, y)
+    assert seen["images"].layout == "HWC"
+    assert seen["images"].torch().data_ptr() == x_last.data_ptr()  # no copy
+    assert got.shape == want.shape and got.dtype == want.dtype and got.device == x.device
+    assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+    assert torch.equal(got, want) and torch.equal(got_t, want_t)
+    chw, _ = Mixer(output_layout="CHW", **kw)(x_last, y)  # asked for: contiguous CHW
+    assert chw.is_contiguous() and torch.equal(chw, want)
+    hwc, _ = Mixer(output_layout="HWC", **kw)(x_last, y)
+    assert torch.equal(hwc, want.permute(0, 2, 3, 1))
+
+
 def test_mixer_runs_the_op_on_the_images_own_gpu():
     """A CUDA batch is mixed on its own GPU, named by index, not on the current device (under
     torchrun each rank's batch is on cuda:<rank>): a stand-in for a tensor on cuda:3, as this
