@@ -3,6 +3,7 @@ in DALI's dynamic mode) against timm's `Mixup` (`mixup_fn(x, y)`), on the same b
 
     python benchmarks/loop_cost.py                    # CPU, batch 128, Mixup and CutMix
     python benchmarks/loop_cost.py --device cuda --batch 256    # a GPU (CUDA events)
+    python benchmarks/loop_cost.py --channels-last    # for a channels_last model (see below)
 
 The batch is what a loop holds after its loader: normalised float32 [B, 3, 224, 224] images and
 int64 class ids (K = 1,000), on the device. Both produce the mixed batch and label-smoothed
@@ -14,6 +15,11 @@ results name which). Before timing, each is checked on the batch: ours against
 dali_msda.reference from its reported draw, timm's by its own targets (each sample's lam read
 from its target row: Mixup's output is lam x_i + (1 - lam) x_j, CutMix's takes a 1 - lam share of
 its pixels from x_j and the rest from x_i).
+
+`--channels-last`: the mixed batch is wanted in channels_last memory, for a channels_last model
+(timm's train.py --channels-last): timm's call is followed by the conversion timm's train.py
+makes after it (`x.contiguous(memory_format=torch.channels_last)`), ours is one call
+(`Mixer(memory_format=torch.channels_last)`: the conversion fused into the mix).
 
 Timing: calls of the two alternate (A B A B ...), each timed alone, the best of --iters; on a
 GPU from a CUDA event recorded before the call to one recorded after the device is
@@ -121,10 +127,12 @@ def check_timm(method, out, targets, x0, y):
         raise AssertionError("timm's CutMix box share differs from its targets' 1 - lam")
 
 
-def check_ours(method, mode, x, y, device):
+def check_ours(method, mode, x, y, device, memory_format=None):
     mixer = Mixer(method=method, mode=mode, num_classes=K, label_smoothing=SMOOTHING, seed=1,
-                  output_params=True)
+                  output_params=True, memory_format=memory_format)
     out, targets, params = mixer(x, y)
+    if memory_format is not None and not out.is_contiguous(memory_format=memory_format):
+        raise AssertionError(f"Mixer ({method}, {mode}) output is not in {memory_format}")
     params = params.cpu().numpy()
     want, want_t, _ = ref.mix(x.cpu().numpy(), y.cpu().numpy()[:, None], method,
                               lam=params[:, 1], center=params[:, 2:4].astype(np.int64),
@@ -159,7 +167,7 @@ def timer(device):
     return seconds
 
 
-def measure(method, mode, batch, device, iters, seed=0):
+def measure(method, mode, batch, device, iters, seed=0, channels_last=False):
     g = torch.Generator().manual_seed(seed)
     x0 = torch.randn(batch, 3, 224, 224, generator=g).to(device)
     y = (torch.randperm(K, generator=g)[:batch]).to(device)  # distinct: lam readable
@@ -167,10 +175,17 @@ def measure(method, mode, batch, device, iters, seed=0):
     np.random.seed(seed)
     out, targets = timm_fn(x0.clone(), y)
     check_timm(method, out, targets, x0, y)
-    check_ours(method, mode, x0, y, device)
-    mixer = Mixer(method=method, mode=mode, num_classes=K, label_smoothing=SMOOTHING, seed=0)
+    memory_format = torch.channels_last if channels_last else None
+    check_ours(method, mode, x0, y, device, memory_format)
+    mixer = Mixer(method=method, mode=mode, num_classes=K, label_smoothing=SMOOTHING, seed=0,
+                  memory_format=memory_format)
     x_timm = x0.clone()
-    fns = {"ours": lambda: mixer(x0, y), "timm": lambda: timm_fn(x_timm, y)}
+
+    def timm_call():
+        x, t = timm_fn(x_timm, y)
+        return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), t
+
+    fns = {"ours": lambda: mixer(x0, y), "timm": timm_call}
     seconds = timer(device)
     for f in fns.values():  # warm-up
         f()
@@ -181,7 +196,8 @@ def measure(method, mode, batch, device, iters, seed=0):
             best[k] = min(best[k], seconds(f))
     return {"method": method, "mode": mode, "batch": batch, "device": device,
             "ours_ms": best["ours"] * 1e3, "timm_ms": best["timm"] * 1e3,
-            "timm_over_ours": best["timm"] / best["ours"], "timm": timm_name}
+            "timm_over_ours": best["timm"] / best["ours"], "timm": timm_name,
+            "channels_last": channels_last}
 
 
 def main(argv=None):
@@ -198,6 +214,9 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=10, help="timed calls of each, the best kept")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--out", default=None, help="JSON file for the rows")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="the mixed batch wanted channels_last: timm's call then timm's "
+                         "conversion, against Mixer(memory_format=torch.channels_last)")
     args = ap.parse_args(argv)
     if args.batch % 2:
         ap.error(f"--batch must be even (timm's elem and pair modes require it); got "
@@ -206,12 +225,14 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("loop_cost: --device cuda, but torch sees no GPU")
-    rows = [measure(m, mode, args.batch, args.device, args.iters)
+    rows = [measure(m, mode, args.batch, args.device, args.iters,
+                    channels_last=args.channels_last)
             for m in args.methods for mode in args.modes]
     where = torch.cuda.get_device_name() if args.device == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
     print(f"Mixing in the loop: Mixer(x, y) vs timm's mixup_fn(x, y), float32 "
-          f"[{args.batch}, 3, 224, 224], K = {K}, {where}; best of {args.iters} calls "
+          f"[{args.batch}, 3, 224, 224], K = {K}, {where}"
+          f"{', output channels_last' if args.channels_last else ''}; best of {args.iters} calls "
           f"(ms per call, lower is better; timm / ours: how many times ours timm takes)\n")
     print("| method | mode | ours ms | timm ms | timm / ours | timm |")
     print("|---|---|---|---|---|---|")

@@ -297,7 +297,10 @@ class Mixer:
 
     A channels_last [B, C, H, W] batch (``x.contiguous(memory_format=torch.channels_last)``) is
     mixed as the HWC memory it is, without a copy, and comes back channels_last (unless
-    ``output_layout`` asks for another).
+    ``output_layout`` asks for another). `memory_format`: the output's, whatever the input's:
+    ``torch.channels_last`` (for a channels_last model: the conversion done by the mix, where
+    timm's train.py converts the mixed batch after ``mixup_fn``) or ``torch.contiguous_format``;
+    None (default): the input's.
 
     `maps` (segmentation): label maps [B, H, W], [B, 1, H, W] or [B, H, W, 1] of uint8, int32
     or int64 class ids (int64: copied to the op's int32 and back, its values checked to fit);
@@ -318,14 +321,22 @@ class Mixer:
     ``imagenet_train(targets="index")``).
     """
 
-    def __init__(self, config=None, *, seed=None, layout="CHW", **op_args):
+    def __init__(self, config=None, *, seed=None, layout="CHW", memory_format=None,
+                 **op_args):
         import dali_msda  # noqa: F401  (the plugin, before ndd builds its operator list)
         import nvidia.dali.experimental.dynamic as ndd
 
         if layout not in ("CHW", "HWC"):
             raise ValueError(f"`layout` must be 'CHW' or 'HWC'; got {layout!r}.")
+        if memory_format not in (None, torch.channels_last, torch.contiguous_format):
+            raise ValueError("`memory_format` must be torch.channels_last, "
+                             f"torch.contiguous_format or None; got {memory_format}.")
+        if memory_format is not None and (layout != "CHW" or "output_layout" in op_args):
+            raise ValueError("`memory_format` is the memory of a [B, C, H, W] output: it "
+                             "takes layout='CHW' and no `output_layout`.")
         self._ndd = ndd
         self.layout = layout
+        self.memory_format = memory_format
         self.op_args = dict(op_args)
         if isinstance(op_args.get("dtype"), torch.dtype):  # torch's names for the op's types
             types = {torch.uint8: ndd.uint8, torch.float16: ndd.float16,
@@ -414,6 +425,9 @@ class Mixer:
                          images.is_contiguous(memory_format=torch.channels_last))
         if channels_last:
             images, layout = images.permute(0, 2, 3, 1), "HWC"
+        if self.memory_format is not None:  # the transposition fused into the mix
+            channels_last = self.memory_format == torch.channels_last
+            args["output_layout"] = "HWC" if channels_last else "CHW"
         inputs = [ndd.as_batch(images.contiguous(), layout=layout),
                   ndd.as_batch(labels.detach().cpu().contiguous())]
         if maps is not None:
@@ -430,7 +444,7 @@ class Mixer:
                 for k, o in enumerate(outs)]
         if maps is not None:
             outs[first_box - 1] = maps_back(outs[first_box - 1])
-        if channels_last and "output_layout" not in args:
+        if channels_last and "output_layout" not in self.op_args:
             outs[0] = outs[0].permute(0, 3, 1, 2)  # [B, C, H, W], channels_last memory
         if cfg is not None and cfg.bce_target_thresh is not None and not index:
             outs[1] = (outs[1] > cfg.bce_target_thresh).to(outs[1].dtype)  # timm's BCE

@@ -72,6 +72,8 @@ def test_loop_cost_checks_both_sides_and_reports(tmp_path, monkeypatch):
     assert os.path.getsize(tmp_path / "loop.json") > 0
     pair = lc.main(["--batch", "8", "--iters", "1", "--modes", "pair"])  # timm's pair mode
     assert [(r["method"], r["mode"]) for r in pair] == [("mixup", "pair"), ("cutmix", "pair")]
+    last = lc.main(["--batch", "8", "--iters", "1", "--modes", "batch", "--channels-last"])
+    assert all(r["channels_last"] and r["ours_ms"] > 0 for r in last)  # checked, then timed
 
     x0 = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     y = torch.randperm(1000, generator=torch.Generator().manual_seed(0))[:8]

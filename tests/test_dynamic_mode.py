@@ -456,6 +456,37 @@ def test_mixer_mixes_a_channels_last_batch_in_place_of_memory(device, monkeypatc
     assert torch.equal(hwc, want.permute(0, 2, 3, 1))
 
 
+@pytest.mark.parametrize("given", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_mixer_memory_format_sets_the_output_memory(device, given, memory_format):
+    """`memory_format`: the output's memory whatever the input's, the conversion fused into the
+    mix (what timm's train.py does after mixup_fn for a channels_last model): the values of the
+    contiguous batch's mix, in that memory; refused where it has no meaning."""
+    from dali_msda.pytorch import Mixer
+
+    x, y = nchw_batch(device)
+    kw = dict(method="mixup", num_classes=10, mode="elem", seed=2)
+    want, want_t = Mixer(**kw)(x, y)
+    given_x = x.contiguous(memory_format=torch.channels_last) if given == "channels_last" else x
+    got, got_t = Mixer(memory_format=memory_format, **kw)(given_x, y)
+    assert got.shape == want.shape and got.device == x.device
+    assert got.is_contiguous(memory_format=memory_format) and (
+        memory_format == torch.contiguous_format or not got.is_contiguous())
+    assert torch.equal(got, want) and torch.equal(got_t, want_t)
+
+
+def test_mixer_memory_format_refusals():
+    from dali_msda.pytorch import Mixer
+
+    with pytest.raises(ValueError, match=r"`memory_format` must be torch.channels_last, "
+                       r"torch.contiguous_format or None; got torch.preserve_format"):
+        Mixer(method="mixup", num_classes=10, memory_format=torch.preserve_format)
+    for bad in (dict(layout="HWC"), dict(output_layout="HWC")):
+        with pytest.raises(ValueError, match=r"`memory_format` is the memory of a \[B, C, H, W\] "
+                           r"output: it takes layout='CHW' and no `output_layout`"):
+            Mixer(method="mixup", num_classes=10, memory_format=torch.channels_last, **bad)
+
+
 def test_mixer_runs_the_op_on_the_images_own_gpu():
     """A CUDA batch is mixed on its own GPU, named by index, not on the current device (under
     torchrun each rank's batch is on cuda:<rank>): a stand-in for a tensor on cuda:3, as this
