@@ -379,17 +379,19 @@ void MixRows(Out *out, const In *own, const In *partner, const SampleParams &p,
 
 // ---- the fused path: normalisation, mirror and / or a layout change (HWC <-> CHW)
 
-/// Per-thread row buffers of the fused path: the mask row, and the two sources' rows with the
-/// channels separated (C rows of W).
+/// Per-thread row buffers of the fused path: the mask row, the two sources' rows with the
+/// channels separated (C rows of W), and the output's channel rows where the output is
+/// interleaved (HWC).
 struct RowBuffers {
   std::vector<float> mask;
-  std::vector<char> a, b;
-  template <typename In>
+  std::vector<char> a, b, out;
+  template <typename Out, typename In>
   void Reserve(int W, int C) {
-    const size_t n = size_t(W) * C * sizeof(In);
+    const size_t n = size_t(W) * C * sizeof(In), n_out = size_t(W) * C * sizeof(Out);
     if (mask.size() < size_t(W)) mask.assign(W, 0.0f);
     if (a.size() < n) a.assign(n, 0);
     if (b.size() < n) b.assign(n, 0);
+    if (out.size() < n_out) out.assign(n_out, 0);
   }
 };
 
@@ -446,6 +448,18 @@ MSDA_CPU_CLONES void Deinterleave3Reversed(In *__restrict c0, In *__restrict c1,
     e0[-k] = px[3 * k];
     e1[-k] = px[3 * k + 1];
     e2[-k] = px[3 * k + 2];
+  }
+}
+
+/// n pixels of three channel rows c0, c1, c2, interleaved at px (Deinterleave3's inverse): the
+/// bytes are moved, not changed.
+template <typename T>
+MSDA_CPU_CLONES void Interleave3(T *__restrict px, const T *__restrict c0, const T *__restrict c1,
+                                 const T *__restrict c2, int n) {
+  for (int k = 0; k < n; k++) {
+    px[3 * k] = c0[k];
+    px[3 * k + 1] = c1[k];
+    px[3 * k + 2] = c2[k];
   }
 }
 
@@ -644,43 +658,41 @@ MSDA_V3 void MixChannelRowHalf(float16 *out, const float *m, const In *a, const 
 }  // namespace v3
 #endif
 
-/// One channel row of output: MixElement over the columns, written contiguously (CHW output)
-/// or every C elements (HWC output).
+/// One channel row of output: MixElement over the columns, written contiguously.
 template <bool kNorm, typename Out, typename In>
-MSDA_CPU_CLONES void MixChannelRow(Out *__restrict out, int64_t stride, const float *__restrict m,
+MSDA_CPU_CLONES void MixChannelRow(Out *__restrict out, const float *__restrict m,
                                    const In *__restrict a, const In *__restrict b, int W,
                                    float mean, float inv_std) {
   int c0 = 0;  // the columns before c0 are written already
 #if MSDA_X86_DISPATCH
   if constexpr (std::is_same_v<Out, float16>) {
-    if (stride == 1 && UseHalfV3<Out, In>())
+    if (UseHalfV3<Out, In>())
       return v3::MixChannelRowHalf<kNorm, In>(out, m, a, b, W, mean, inv_std);
   }
   // float32 rows of integral inputs (the CPU training pipeline's): the plain rule, 8 lanes; the
   // loop below writes the last W % 8 columns
   if constexpr (std::is_same_v<Out, float> && std::is_integral_v<In>) {
-    if (stride == 1 && std::isfinite(inv_std) && UseV3())
+    if (std::isfinite(inv_std) && UseV3())
       c0 = v3::MixPlainRow8<kNorm>(out, m, a, b, W, mean, inv_std);
   }
 #endif
-  if (stride == 1) {
-    for (int c = c0; c < W; c++)
-      out[c] = MixElement<kNorm, Out, In>(m[c], a[c], b[c], mean, inv_std);
-  } else {
-    for (int c = 0; c < W; c++)
-      out[c * stride] = MixElement<kNorm, Out, In>(m[c], a[c], b[c], mean, inv_std);
-  }
+  for (int c = c0; c < W; c++)
+    out[c] = MixElement<kNorm, Out, In>(m[c], a[c], b[c], mean, inv_std);
 }
 
-/// Frame-rows [q0, q1) of one sample on the fused path.
+/// Frame-rows [q0, q1) of one sample on the fused path. Each channel row is mixed contiguously
+/// (the vector loops above): into the output's plane (CHW), or into a row buffer that is then
+/// interleaved into the output's pixels (HWC).
 template <typename Out, typename In>
 void MixRowsFused(Out *out, const In *own, const In *partner, int flip_own, int flip_partner,
                   const SampleParams &p, const float *tables, const uint8_t *bits,
                   const BatchShape &g,
                   const float *norm, int64_t q0, int64_t q1, RowBuffers &buf) {
-  buf.Reserve<In>(g.W, g.C);
+  buf.Reserve<Out, In>(g.W, g.C);
   float *m = buf.mask.data();
   In *a = reinterpret_cast<In *>(buf.a.data()), *b = reinterpret_cast<In *>(buf.b.data());
+  const bool interleave = !g.out_planar && g.C > 1;
+  Out *rows = reinterpret_cast<Out *>(buf.out.data());
   for (int64_t q = q0; q < q1; q++) {
     const int64_t f = q / g.H;
     const int r = static_cast<int>(q - f * g.H);
@@ -691,15 +703,22 @@ void MixRowsFused(Out *out, const In *own, const In *partner, int flip_own, int 
     GatherRow(b, partner, g, f, r, flip_partner, need.partner_a0, need.partner_a1);
     if (IsResized(p.kind) && r >= p.y0 && r < p.y1)
       GatherResizedRow(b, partner, g, p, f, r, flip_partner);
+    Out *px = out + f * g.FrameElems() + int64_t(r) * g.W * g.C;  // the row's pixels (HWC)
     for (int ch = 0; ch < g.C; ch++) {
-      Out *o = g.out_planar ? out + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W
-                            : out + f * g.FrameElems() + int64_t(r) * g.W * g.C + ch;
-      const int64_t stride = g.out_planar ? 1 : g.C;
+      Out *o = interleave  ? rows + int64_t(ch) * g.W
+               : g.out_planar ? out + f * g.FrameElems() + (int64_t(ch) * g.H + r) * g.W
+                              : px;  // one channel: HWC is the plane
       const In *ac = a + int64_t(ch) * g.W, *bc = b + int64_t(ch) * g.W;
       if (norm)
-        MixChannelRow<true, Out, In>(o, stride, m, ac, bc, g.W, norm[ch], norm[g.C + ch]);
+        MixChannelRow<true, Out, In>(o, m, ac, bc, g.W, norm[ch], norm[g.C + ch]);
       else
-        MixChannelRow<false, Out, In>(o, stride, m, ac, bc, g.W, 0.0f, 1.0f);
+        MixChannelRow<false, Out, In>(o, m, ac, bc, g.W, 0.0f, 1.0f);
+    }
+    if (interleave && g.C == 3) {
+      Interleave3(px, rows, rows + g.W, rows + 2 * g.W, g.W);
+    } else if (interleave) {
+      for (int c = 0; c < g.W; c++)
+        for (int ch = 0; ch < g.C; ch++) px[int64_t(c) * g.C + ch] = rows[int64_t(ch) * g.W + c];
     }
   }
 }
