@@ -633,19 +633,15 @@ MSDA_V3 int MixPlainRow8(Out *out, const float *m, const In *a, const In *b, int
   return c;
 }
 
-/// MixChannelRow for contiguous float16 output on CPUs with AVX2 + F16C: the hardware converts
-/// 8 lanes at once where the portable bit arithmetic needs dozens of operations. The same IEEE
-/// operations as MixElement, lane by lane (select, blend, normalise, canonical NaN, round to
-/// nearest even); same-type copies keep their bits as MixElement's do. Integral inputs take the
-/// plain rule (MixPlainRow8) where it holds.
+/// MixChannelRow for contiguous float16 output on CPUs with AVX2 + F16C, from column c0 on: the
+/// hardware converts 8 lanes at once where the portable bit arithmetic needs dozens of
+/// operations. The same IEEE operations as MixElement, lane by lane (select, blend, normalise,
+/// canonical NaN, round to nearest even); same-type copies keep their bits as MixElement's do.
 template <bool kNorm, typename In>
-MSDA_V3 void MixChannelRowHalf(float16 *out, const float *m, const In *a, const In *b, int W,
-                               float mean, float inv_std) {
+MSDA_V3 void MixChannelRowHalf(float16 *out, const float *m, const In *a, const In *b, int c0,
+                               int W, float mean, float inv_std) {
   const __m256 vmean = _mm256_set1_ps(mean), vinv = _mm256_set1_ps(inv_std);
-  int c = 0;
-  if constexpr (std::is_integral_v<In>) {
-    if (std::isfinite(inv_std)) c = MixPlainRow8<kNorm>(out, m, a, b, W, mean, inv_std);
-  }
+  int c = c0;
   for (; c + 8 <= W; c += 8) {
     Mixed8 x = MixValue8(_mm256_loadu_ps(m + c), Load8(a + c), Load8(b + c));
     if constexpr (kNorm) x.v = _mm256_mul_ps(_mm256_sub_ps(x.v, vmean), vinv);
@@ -665,15 +661,16 @@ MSDA_CPU_CLONES void MixChannelRow(Out *__restrict out, const float *__restrict 
                                    float mean, float inv_std) {
   int c0 = 0;  // the columns before c0 are written already
 #if MSDA_X86_DISPATCH
-  if constexpr (std::is_same_v<Out, float16>) {
-    if (UseHalfV3<Out, In>())
-      return v3::MixChannelRowHalf<kNorm, In>(out, m, a, b, W, mean, inv_std);
-  }
-  // float32 rows of integral inputs (the CPU training pipeline's): the plain rule, 8 lanes; the
-  // loop below writes the last W % 8 columns
-  if constexpr (std::is_same_v<Out, float> && std::is_integral_v<In>) {
+  // float16 / float32 rows of integral inputs (the training pipelines'): the plain rule, 8
+  // lanes, where 1 / std is finite; the loops below write the last W % 8 columns
+  if constexpr (std::is_integral_v<In> &&
+                (std::is_same_v<Out, float16> || std::is_same_v<Out, float>)) {
     if (std::isfinite(inv_std) && UseV3())
       c0 = v3::MixPlainRow8<kNorm>(out, m, a, b, W, mean, inv_std);
+  }
+  if constexpr (std::is_same_v<Out, float16>) {
+    if (UseHalfV3<Out, In>())
+      return v3::MixChannelRowHalf<kNorm, In>(out, m, a, b, c0, W, mean, inv_std);
   }
 #endif
   for (int c = c0; c < W; c++)
