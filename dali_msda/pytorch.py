@@ -421,13 +421,15 @@ class Mixer:
         layout, args = self.layout, dict(self.op_args)
         # a channels_last [B, C, H, W] batch is HWC in memory: mixed as such, without a copy,
         # and handed back as a channels_last view unless an output layout is asked for
-        channels_last = (layout == "CHW" and not images.is_contiguous() and
-                         images.is_contiguous(memory_format=torch.channels_last))
-        if channels_last:
+        given_last = (layout == "CHW" and not images.is_contiguous() and
+                      images.is_contiguous(memory_format=torch.channels_last))
+        if given_last:
             images, layout = images.permute(0, 2, 3, 1), "HWC"
         if self.memory_format is not None:  # the transposition fused into the mix
-            channels_last = self.memory_format == torch.channels_last
-            args["output_layout"] = "HWC" if channels_last else "CHW"
+            out_last = self.memory_format == torch.channels_last
+            args["output_layout"] = "HWC" if out_last else "CHW"
+        else:
+            out_last = given_last and "output_layout" not in args  # the op keeps HWC
         inputs = [ndd.as_batch(images.contiguous(), layout=layout),
                   ndd.as_batch(labels.detach().cpu().contiguous())]
         if maps is not None:
@@ -444,7 +446,7 @@ class Mixer:
                 for k, o in enumerate(outs)]
         if maps is not None:
             outs[first_box - 1] = maps_back(outs[first_box - 1])
-        if channels_last and "output_layout" not in self.op_args:
+        if out_last:
             outs[0] = outs[0].permute(0, 3, 1, 2)  # [B, C, H, W], channels_last memory
         if cfg is not None and cfg.bce_target_thresh is not None and not index:
             outs[1] = (outs[1] > cfg.bce_target_thresh).to(outs[1].dtype)  # timm's BCE
