@@ -54,6 +54,7 @@ struct Inputs {
   int seg_bytes;
   int force_general;  // 1: never a plain instance (launch.h PlainLaunch)
   const int *methods;  // per sample (the op's per-sample `method` lists), or null: `method`
+  int tables_shift;    // the GMix tables start this many floats (0-3) past 16-byte alignment
 };
 
 /// What the launch would move, counted per access kind (access.h AccessKind: image loads, image
@@ -179,7 +180,11 @@ int Emulate(const Inputs &a) {
   std::vector<TargetSpec> t(n);
   const int64_t stride = TableSize(Method::kGMix, H, W);  // a multiple of 4 floats
   const int64_t bits_stride = BitsSize(Method::kFMix, H, W);
-  DeviceVector<float> tables(n * stride), soft(a.soft_labels ? int64_t(n) * K : 0);
+  // mix.cu uploads the tables behind the sample descriptors in one buffer (DALI's
+  // ToContiguousGPU aligns each part to its element type only): 4-byte aligned, and 16-byte
+  // aligned or not depending on the batch size, hence tables_shift
+  DeviceVector<float> table_mem(n * stride + 4), soft(a.soft_labels ? int64_t(n) * K : 0);
+  float *const tables = table_mem.data() + a.tables_shift;
   DeviceVector<uint8_t> bits(n * bits_stride);
   DeviceVector<float> param_rows(4 * n), norm;
   for (int i = 0; i < n; i++) {
@@ -190,7 +195,7 @@ int Emulate(const Inputs &a) {
     const MaskOptions options{a.hmix_ratio, a.correct_lam != 0, a.resize_linear != 0,
                               a.exact_box != 0};
     const Method method = static_cast<Method>(a.methods ? a.methods[i] : a.method);
-    p[i] = PlanSample(method, d, i, n, options, H, W, tables.data() + i * stride, i * stride,
+    p[i] = PlanSample(method, d, i, n, options, H, W, tables + i * stride, i * stride,
                       i * bits_stride, &w);
     if (p[i].kind == kMaskBits) {  // the FMix mask, as the op's MakeFMixMasks makes it
       const int64_t size = FMixNoiseSize(H, W);
@@ -263,7 +268,7 @@ int Emulate(const Inputs &a) {
                       targets.data(), a.params ? params.data() : nullptr, p.data(), t.data(),
                       a.mirror, descs.data(), a.seg ? seg_in.data() : nullptr,
                       a.seg ? seg_out.data() : nullptr);
-  const KernelArgs<Out, In> args{.samples = descs.data(), .tables = tables.data(),
+  const KernelArgs<Out, In> args{.samples = descs.data(), .tables = tables,
                                  .bits = bits.data(), .norm = norm.data(), .soft = soft.data(),
                                  .param_rows = param_rows.data(), .g = g};
 
@@ -271,7 +276,7 @@ int Emulate(const Inputs &a) {
   bounds.Add(a.targets, int64_t(n) * K * sizeof(float));
   bounds.Add(a.params, 4 * n * sizeof(float));
   bounds.Add(descs.data(), descs.size() * sizeof(descs[0]));
-  bounds.Add(tables.data(), tables.size() * sizeof(float));
+  bounds.Add(tables, n * stride * sizeof(float));
   bounds.Add(bits.data(), bits.size());
   bounds.Add(norm.data(), norm.size() * sizeof(float));
   bounds.Add(soft.data(), soft.size() * sizeof(float));

@@ -87,7 +87,8 @@ class Inputs(ctypes.Structure):  # tests/kernel_harness.cc: struct Inputs
                 ("fmix_noise", P), ("fmix_round_up", P), ("decay_power", ctypes.c_float),
                 ("resize_linear", ctypes.c_int), ("exact_box", ctypes.c_int), ("plan", P),
                 ("traffic", P), ("seg", P), ("seg_out", P), ("seg_bytes", ctypes.c_int),
-                ("force_general", ctypes.c_int), ("methods", P)]
+                ("force_general", ctypes.c_int), ("methods", P),
+                ("tables_shift", ctypes.c_int)]
 
 
 H200_LAUNCH = (132, 8, 256)  # an H200's SMs x resident blocks x kernel.h kBlockThreads
@@ -108,11 +109,12 @@ def fmix_inputs(n, h, w):
             np.arange(n) % 2 == 1)
 
 
-def device_like(a, alignment=256):
+def device_like(a, alignment=256, offset=0):
     """A copy of `a` whose data starts 256-byte aligned, as DALI's device buffers do (NumPy's
-    are 16-byte aligned: a sector count would see every warp's first sector half used)."""
-    raw = np.empty(a.nbytes + alignment, np.uint8)
-    start = -raw.ctypes.data % alignment
+    are 16-byte aligned: a sector count would see every warp's first sector half used), or
+    `offset` bytes past such an address (a tensor viewed from inside another, say)."""
+    raw = np.empty(a.nbytes + alignment + offset, np.uint8)
+    start = -raw.ctypes.data % alignment + offset
     out = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
     out[...] = a
     return out
@@ -121,14 +123,16 @@ def device_like(a, alignment=256):
 def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout=None,
             mirror=None, mean=None, std=None, launch=H200_LAUNCH, eps=0.0, hmix_ratio=0.5,
             correct_lam=True, info=None, box="even", seg=None, mask_out=True,
-            force_general=False, count_traffic=True):
+            force_general=False, count_traffic=True, offsets=(0, 0), tables_shift=0):
     """The GPU backend's outputs for given draws: (mixed, targets, masks, params rows).
     `method`: a name, or one per sample (the op's per-sample method lists). `launch`: (SMs,
     resident blocks per SM, threads per block); `info` (a dict) receives the plan (PLAN_KEYS,
     and "plain": which kernel instance ran, launch.h PlainKind: 0 general, 1 plain for boxes, 2
     plain for boxes, Gaussian and bit masks) and the traffic counts (TRAFFIC_KEYS; counted only
     when `count_traffic`, which takes time). `mask_out`: the mask outputs asked for (without
-    them, masks are None); `force_general`: never a plain instance."""
+    them, masks are None); `force_general`: never a plain instance. `offsets`: where the
+    images and the outputs start, in bytes past a 256-byte aligned address; `tables_shift`:
+    the GMix tables', in floats (0-3) past a 16-byte aligned one."""
     n = images.shape[0]
     sh = images.shape[1:]
     out_layout = out_layout or layout
@@ -144,9 +148,9 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
         keep.append(a)
         return a.ctypes.data_as(P)
 
-    out = device_like(np.zeros(out_shape, dtype=out_dtype))
+    out = device_like(np.zeros(out_shape, dtype=out_dtype), offset=offsets[1])
     masks = device_like(np.full((n, h, w), -1.0, dtype=np.float32))
-    images = device_like(images)
+    images = device_like(images, offset=offsets[0])
     soft = np.asarray(labels).dtype.kind == "f"
     k = labels.shape[1] if soft else int(np.max(labels)) + 1
     # 256-byte aligned as DALI's buffers are (so that the aux sector counts do not depend on
@@ -187,7 +191,8 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
                traffic=traffic.ctypes.data_as(P) if info is not None and count_traffic
                else None,
                force_general=int(force_general),
-               methods=ptr([METHODS[m] for m in names], np.int32) if per_sample else None)
+               methods=ptr([METHODS[m] for m in names], np.int32) if per_sample else None,
+               tables_shift=tables_shift)
     rc = so.msda_emulate_kernel(TYPES[images.dtype], TYPES[np.dtype(out_dtype)],
                                 ctypes.byref(a))
     assert rc == 0, {-3: "a vector access was misaligned",
@@ -200,7 +205,8 @@ def emulate(so, images, layout, method, params, labels, out_dtype, *, out_layout
 
 
 def reference(images, layout, method, params, labels, out_dtype, **kw):
-    kw = {k: v for k, v in kw.items() if k not in ("launch", "info", "seg")}
+    kw = {k: v for k, v in kw.items() if k not in ("launch", "info", "seg", "offsets",
+                                                 "tables_shift")}
     if "out_layout" in kw:
         kw["output_layout"] = kw.pop("out_layout")
     if method == "fmix":
@@ -773,3 +779,66 @@ def test_odd_height_batches_take_the_vector_path(harness, out_layout):
         check(harness, images, "HWC", method, params, rng.integers(0, 3, n), np.float16,
               info=info, **kw)
         assert info["vec_c"] == 3 and info["unit_px"] == 8, method
+
+
+# (input type and layout, output type and layout, bytes past 16-byte alignment of the images
+# and of the outputs, whether the vector path may serve them): its accesses are a unit's run of
+# P pixels, 24 bytes of uint8 HWC (8-byte loads), 8 of a uint8 plane, 48 of float16 HWC, 16 of
+# a float32 plane or a float16 output plane (16-byte accesses)
+OFFSET_CASES = [
+    (np.uint8, "HWC", np.float16, "CHW", 0, 0, True),
+    (np.uint8, "HWC", np.float16, "CHW", 8, 0, True),
+    (np.uint8, "HWC", np.float16, "CHW", 4, 0, False),
+    (np.uint8, "HWC", np.float16, "CHW", 12, 0, False),
+    (np.uint8, "HWC", np.float16, "CHW", 1, 0, False),
+    (np.uint8, "HWC", np.float16, "CHW", 2, 0, False),
+    (np.uint8, "HWC", np.float16, "CHW", 0, 8, False),
+    (np.uint8, "HWC", np.float16, "CHW", 0, 4, False),
+    (np.uint8, "HWC", np.uint8, "HWC", 8, 8, True),
+    (np.uint8, "HWC", np.uint8, "HWC", 8, 4, False),
+    (np.uint8, "CHW", np.float32, "CHW", 8, 0, True),
+    (np.uint8, "CHW", np.float32, "CHW", 4, 0, False),
+    (np.float16, "HWC", np.float16, "HWC", 8, 0, False),
+    (np.float16, "HWC", np.float16, "HWC", 0, 2, False),
+    (np.float32, "CHW", np.float32, "CHW", 4, 0, False),
+    (np.float32, "CHW", np.float32, "CHW", 0, 8, False),
+]
+
+
+@pytest.mark.parametrize("in_dt,layout,out_dt,out_layout,in_off,out_off,vector", OFFSET_CASES)
+def test_samples_off_alignment_take_the_vector_path_only_where_it_may(
+        harness, in_dt, layout, out_dt, out_layout, in_off, out_off, vector):
+    """A batch whose samples start off 16-byte alignment (a tensor viewed from inside a larger
+    buffer, as DLPack hands over a torch slice): the vector path where every access of its runs
+    is aligned (launch.h VectorAlignment), else the per-pixel fallback; never a misaligned
+    access (it would fault on a GPU), equal to the reference either way."""
+    rng = np.random.default_rng(in_off * 16 + out_off)
+    n, h, w = 4, 5, 16  # 5 x 16 pixels: every sample's size a multiple of 16 bytes
+    shape = (h, w, 3) if layout == "HWC" else (3, h, w)
+    images = random_images(rng, n, shape, in_dt)
+    params = ref.draw_params(rng, n, h, w, alpha=1.0, mode="elem")
+    for method in ("cutmix", "gmix", "resizemix"):
+        info = {}
+        check(harness, images, layout, method, params, rng.integers(0, 3, n), out_dt,
+              out_layout=out_layout, mirror=rng.integers(0, 2, n), offsets=(in_off, out_off),
+              info=info)
+        assert info["vec_c"] == (3 if vector else 0), (method, info["vec_c"])
+
+
+@pytest.mark.parametrize("shift", [1, 2, 3])
+@pytest.mark.parametrize("in_dt,layout", [(np.uint8, "HWC"), (np.float32, "CHW")])
+def test_gaussian_tables_off_16_byte_alignment(harness, shift, in_dt, layout):
+    """The op's upload puts GMix's tables behind the sample descriptors (DALI's ToContiguousGPU
+    aligns them to 4 bytes only), so a unit's P column factors are not always 16-byte aligned:
+    then they are read a float at a time (kernel.h TableMask). GMix with the tables 1-3 floats
+    off alignment, in the general instance and (uint8) the plain one of masks: equal to the
+    reference, no access misaligned."""
+    rng = np.random.default_rng(shift)
+    n, h, w = 5, 9, 24
+    shape = (h, w, 3) if layout == "HWC" else (3, h, w)
+    images = random_images(rng, n, shape, in_dt)
+    params = ref.draw_params(rng, n, h, w, alpha=1.0, mode="elem")
+    info = {}
+    check(harness, images, layout, "gmix", params, rng.integers(0, 3, n), np.float32,
+          mirror=rng.integers(0, 2, n), tables_shift=shift, info=info)
+    assert info["vec_c"] == 3 and info["plain"] == (2 if in_dt == np.uint8 else 0)
