@@ -99,11 +99,12 @@ def test_mixed_cross_entropy_equals_dense_cross_entropy(k, eps):
         label_smoothing=eps, reduction="sum").item()) < 1e-9
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 def test_mixed_cross_entropy_gradient_with_any_upstream_gradient(dtype):
     """reduction="none" under a per-sample upstream gradient (a weighted loss, as a sampler's
     importance weights give one): value and gradient those of the dense cross-entropy, in the
-    dtypes logits come in (float16 computed in float32, its gradient returned in float16)."""
+    dtypes logits come in (float16 and bfloat16 computed in float32, their gradient returned in
+    their type)."""
     rng = np.random.default_rng(5)
     batch, k, eps = 37, 1000, 0.1
     own, partner = rng.integers(0, k, batch), rng.integers(0, k, batch)
@@ -119,8 +120,12 @@ def test_mixed_cross_entropy_gradient_with_any_upstream_gradient(dtype):
                               torch.from_numpy(weight), label_smoothing=eps, reduction="none")
     (g_got,) = torch.autograd.grad((got.double() * upstream).sum(), logits)
     assert g_got.dtype == dtype
-    tol = {torch.float64: 1e-9, torch.float32: 1e-5, torch.float16: 1e-3}[dtype]
-    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol * 10)
+    # half-precision logits: the loss computed (and returned) in float32, as precise as float32's
+    half = dtype in (torch.float16, torch.bfloat16)
+    assert got.dtype == (torch.float32 if half else dtype)
+    tol = {torch.float64: 1e-9, torch.float32: 1e-5}.get(dtype, 1e-3)
+    value_tol = min(tol, 1e-5)
+    torch.testing.assert_close(got.double(), want, rtol=value_tol, atol=value_tol * 10)
     torch.testing.assert_close(g_got.double(), g_want.double(), rtol=0, atol=tol)
 
 
