@@ -3,6 +3,7 @@
 Tests take the device as a parameter (`device` fixture): GPU cases skip where DALI sees no GPU.
 """
 
+import glob
 import os
 import random
 
@@ -156,3 +157,48 @@ def data_root(tmp_path_factory):
 def arrays(outputs):
     """A pipeline's outputs as NumPy batches (one array of stacked samples per output)."""
     return [np.stack([np.array(o[i]) for i in range(len(o))]) for o in outputs]
+
+
+# ---- C++ test libraries: the plugin's host/device code compiled for the host, loaded by ctypes
+
+def cuda_includes():
+    """Include flags for the CUDA headers DALI's float16.h pulls in (cuda_fp16.h, crt/, and
+    CCCL's nv/target): the nvidia-cuda-runtime, -crt and -cccl wheels, else a toolkit."""
+    candidates = []
+    try:
+        import nvidia.cu13 as cu13
+        candidates += [os.path.join(p, "include") for p in cu13.__path__]
+    except ImportError:
+        pass
+    for env in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(env):
+            candidates.append(os.path.join(os.environ[env], "include"))
+    candidates += glob.glob("/usr/local/cuda*/include")
+    for c in candidates:
+        if all(os.path.exists(os.path.join(c, f)) for f in ("cuda_fp16.h", "crt/host_config.h")):
+            flags = ["-isystem", c]
+            if os.path.isdir(os.path.join(c, "cccl")):  # CUDA 13 keeps CCCL there
+                flags += ["-isystem", os.path.join(c, "cccl")]
+            return flags
+    raise RuntimeError("no CUDA headers found: pip install nvidia-cuda-runtime nvidia-cuda-crt "
+                       "nvidia-cuda-cccl")
+
+
+def build_test_library(folder, name, sources):
+    """Compiles `sources` (with dali_msda/csrc on the include path, DALI's and the CUDA headers
+    beside it, the plugin's floating-point flags) into folder/<name>.so and loads it."""
+    import ctypes
+    import subprocess
+
+    import nvidia.dali.sysconfig as sc
+
+    os.makedirs(folder, exist_ok=True)
+    lib = os.path.join(folder, name + ".so")
+    csrc = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "dali_msda", "csrc")
+    cmd = [os.environ.get("CXX", "g++"), "-std=c++20", "-O1", "-shared", "-fPIC",
+           "-ffp-contract=off", "-fno-trapping-math", "-isystem", sc.get_include_dir(),
+           *cuda_includes(), "-I", csrc, *sources, "-o", lib]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{name} build failed: {' '.join(cmd)}\n{proc.stderr[-4000:]}"
+    return ctypes.CDLL(lib)

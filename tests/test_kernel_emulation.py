@@ -8,14 +8,12 @@ sectors per warp-wide access) is counted against the bytes the op must move, so 
 path's indexing, coalescing and traffic are tested where no GPU is at hand."""
 
 import ctypes
-import glob
 import os
-import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import special_values
+from conftest import build_test_library, special_values
 from dali_msda import methods, reference as ref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,42 +23,10 @@ METHODS = {**{m: methods.METHOD_IDS[m] for m in methods.METHODS},
            "resizemix-bilinear": methods.METHOD_IDS["resizemix"]}
 
 
-def cuda_includes():
-    """Include flags for the CUDA headers DALI's float16.h pulls in (cuda_fp16.h, crt/, and
-    CCCL's nv/target): the nvidia-cuda-runtime, -crt and -cccl wheels, else a toolkit."""
-    candidates = []
-    try:
-        import nvidia.cu13 as cu13
-        candidates += [os.path.join(p, "include") for p in cu13.__path__]
-    except ImportError:
-        pass
-    for env in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(env):
-            candidates.append(os.path.join(os.environ[env], "include"))
-    candidates += glob.glob("/usr/local/cuda*/include")
-    for c in candidates:
-        if all(os.path.exists(os.path.join(c, f)) for f in ("cuda_fp16.h", "crt/host_config.h")):
-            flags = ["-isystem", c]
-            if os.path.isdir(os.path.join(c, "cccl")):  # CUDA 13 keeps CCCL there
-                flags += ["-isystem", os.path.join(c, "cccl")]
-            return flags
-    raise RuntimeError("no CUDA headers found: pip install nvidia-cuda-runtime nvidia-cuda-crt "
-                       "nvidia-cuda-cccl")
-
-
 def build_harness(folder):
     """Compiles tests/kernel_harness.cc (with fmix.cc) into folder/harness.so and loads it."""
-    import nvidia.dali.sysconfig as sc
-
-    os.makedirs(folder, exist_ok=True)
-    lib = os.path.join(folder, "harness.so")
-    cmd = [os.environ.get("CXX", "g++"), "-std=c++20", "-O1", "-shared", "-fPIC",
-           "-ffp-contract=off", "-fno-trapping-math", "-isystem", sc.get_include_dir(),
-           *cuda_includes(), "-I", CSRC, os.path.join(HERE, "kernel_harness.cc"),
-           os.path.join(CSRC, "mix", "fmix.cc"), "-o", lib]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, f"harness build failed: {' '.join(cmd)}\n{proc.stderr[-4000:]}"
-    so = ctypes.CDLL(lib)
+    so = build_test_library(folder, "harness", [os.path.join(HERE, "kernel_harness.cc"),
+                                                os.path.join(CSRC, "mix", "fmix.cc")])
     so.msda_emulate_kernel.restype = ctypes.c_int
     return so
 
