@@ -1,6 +1,7 @@
 """The CPU backend's row loops called directly (tests/rows_harness.cc): a row is split into
-spans (runs of equal bits of an FMix / ClassMix bit mask, a box's inside and outside), and the
-spans must cover the row exactly. The operator's tests compare whole outputs, where a span one
+spans (runs of equal bits of an FMix / ClassMix bit mask, a box's inside and outside), or on
+the fused path into channel rows mixed 8 lanes at a time with a scalar tail, and the spans must
+cover the row exactly. The operator's tests compare whole outputs, where a span one
 pixel too long is hidden whenever the next row, written after it, overwrites the extra pixel;
 here each call's rows are checked against the mask's definition and the output's bytes before
 and after those rows must be untouched."""
@@ -29,6 +30,9 @@ def rows(tmp_path_factory):
     so.msda_mix_rows.argtypes = [ctypes.c_int, P, P, P, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                                  ctypes.c_int, ctypes.c_int, P, ctypes.c_float, P,
                                  ctypes.c_int64, ctypes.c_int64]
+    so.msda_mix_rows_fused.restype = ctypes.c_int
+    so.msda_mix_rows_fused.argtypes = [ctypes.c_int, P, P, P, *[ctypes.c_int] * 8,
+                                       P, ctypes.c_float, P, P, ctypes.c_int64, ctypes.c_int64]
     return so
 
 
@@ -176,3 +180,78 @@ def test_box_rows_cover_exactly_their_rows(rows, h, w, outside, out_dtype):
                     got.reshape(total, -1)[q0:q1] = out.reshape(total, -1)[q0:q1]
                 np.testing.assert_array_equal(got.view(f"u{got.itemsize}"),
                                               want.view(f"u{want.itemsize}"), err_msg=str(box))
+
+
+def fused_expected(own, partner, m, in_planar, out_planar, flips, norm, out_dtype):
+    """MixValue (spec 1) of the mirrored sources (spec 7's order: mirror, mix, normalise,
+    convert) in the output's layout."""
+    a, b = ((x.transpose(1, 2, 0) if in_planar else x) for x in (own, partner))  # HWC
+    a, b = (x[:, ::-1] if f else x for x, f in zip((a, b), flips))
+    v = expected(a, b, m, False, np.float32)
+    if norm is not None:
+        c = v.shape[2]
+        v = (v - norm[:c]) * norm[c:]
+    if out_dtype == np.uint8:
+        v = np.clip(np.rint(v), 0, 255).astype(np.uint8)
+    else:
+        v = v.astype(out_dtype)
+    return np.ascontiguousarray(v.transpose(2, 0, 1) if out_planar else v)
+
+
+@pytest.mark.parametrize("out_dtype", [np.uint8, np.float16, np.float32])
+@pytest.mark.parametrize("channels,in_planar,out_planar", [
+    (3, False, True), (3, False, False), (3, True, False), (3, True, True), (1, False, True),
+    (4, False, True), (4, True, False), (2, False, False)])
+def test_fused_rows_cover_exactly_their_rows(rows, channels, in_planar, out_planar, out_dtype):
+    """The fused path (MixRowsFused: mirror, normalisation, layout change; its row buffers kept
+    from call to call, as a task's are): every element as spec 7 computes it, for widths on
+    either side of the 8-lane loops' multiples, and nothing written outside the output rows of
+    the call (in every channel plane of a CHW output)."""
+    rng = np.random.default_rng(channels * 100 + 10 * in_planar + out_planar +
+                                np.dtype(out_dtype).itemsize)
+    itemsize = np.dtype(out_dtype).itemsize
+    mean = rng.uniform(60, 160, channels).astype(np.float32)
+    inv_std = (1 / rng.uniform(20, 80, channels)).astype(np.float32)
+    for h, w in [(1, 1), (3, 7), (2, 8), (4, 9), (9, 15), (5, 17), (3, 40), (2, 221)]:
+        shape = (channels, h, w) if in_planar else (h, w, channels)
+        out_shape = (channels, h, w) if out_planar else (h, w, channels)
+        own = rng.integers(0, 256, shape, dtype=np.uint8)
+        partner = rng.integers(0, 256, shape, dtype=np.uint8)
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        box = (y0, rng.integers(y0, h + 1), x0, rng.integers(x0, w + 1))
+        bits_mask = run_rows(h, w, rng)
+        for kind, outside in ((KIND_BITS, 1.0), (KIND_BOX, 1.0), (KIND_BOX, 0.37)):
+            if kind == KIND_BITS:
+                m, bits = bits_mask.astype(np.float32), pack(bits_mask)
+            else:
+                m, bits = np.full((h, w), outside, np.float32), None
+                m[box[0]:box[1], box[2]:box[3]] = 0.0
+            for norm in (None, np.concatenate([mean, inv_std])):
+                flips = tuple(int(f) for f in rng.integers(0, 2, 2))
+                want = fused_expected(own, partner, m, in_planar, out_planar, flips, norm,
+                                      out_dtype)
+                for split in row_splits(rng, h) if h > 1 else [[(0, 1)]]:
+                    got = np.zeros_like(want)
+                    for q0, q1 in split:
+                        raw = np.full(want.size * itemsize + 2 * GUARD, 0xA5, np.uint8)
+                        out = raw[GUARD:GUARD + want.size * itemsize].view(out_dtype)
+                        rc = rows.msda_mix_rows_fused(
+                            {1: 0, 2: 1, 4: 2}[itemsize], out.ctypes.data_as(P),
+                            own.ctypes.data_as(P), partner.ctypes.data_as(P), h, w, channels,
+                            int(in_planar), int(out_planar), *flips, kind,
+                            np.asarray(box, np.int32).ctypes.data_as(P), outside,
+                            None if bits is None else bits.ctypes.data_as(P),
+                            None if norm is None else norm.ctypes.data_as(P), q0, q1)
+                        assert rc == 0
+                        written = np.zeros(out_shape, bool)
+                        (written[:, q0:q1] if out_planar else written[q0:q1])[...] = True
+                        out_bytes = raw[GUARD:GUARD + want.size * itemsize].reshape(
+                            *out_shape, itemsize)
+                        assert np.all(out_bytes[~written] == 0xA5) and np.all(
+                            raw[:GUARD] == 0xA5) and np.all(raw[-GUARD:] == 0xA5), \
+                            f"{(h, w)} rows [{q0}, {q1}) wrote outside themselves"
+                        got[written] = out.reshape(out_shape)[written]
+                    np.testing.assert_array_equal(
+                        got.view(f"u{itemsize}"), want.view(f"u{itemsize}"),
+                        err_msg=f"{(h, w)} kind {kind} outside {outside} flips {flips} "
+                                f"norm {norm is not None}")
