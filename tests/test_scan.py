@@ -386,3 +386,23 @@ def test_a_label_no_int32_holds_is_bad_without_num_classes(tree, tmp_path):
     assert [(w.rsplit(":", 1)[1], r) for w, r in report["bad"]] == [
         ("2", "the label is not a class index (ASCII digits, below 2^31, what an int32 label "
               f"holds (no --num-classes)): {line!r}")]
+
+
+def test_a_class_of_files_the_reader_reads_but_no_image_is_empty(tmp_path):
+    """What the reader reads from a class folder (images, and the audio files it also takes)
+    and what makes a class empty: no image, whatever else it holds (an audio file the reader
+    reads, a text file it skips, nothing at all); the empty classes keep their index."""
+    from dali_msda.pipelines.common import tree_items
+
+    for name, files in {"a": ["x.JPEG", "notes.txt"], "b": ["clip.wav"], "c": [],
+                        "d": ["readme.txt"], "e": ["y.png", "z.wav"]}.items():
+        os.makedirs(tmp_path / name)
+        for f in files:
+            (tmp_path / name / f).write_bytes(b"data")
+    items, skipped, empty, classes = tree_items(str(tmp_path))
+    assert classes == ["a", "b", "c", "d", "e"]
+    assert empty == ["b", "c", "d"]
+    assert sorted((os.path.relpath(p, tmp_path), label) for p, label in items) == [
+        ("a/x.JPEG", 0), ("b/clip.wav", 1), ("e/y.png", 4), ("e/z.wav", 4)]
+    assert sorted(os.path.relpath(p, tmp_path) for p in skipped) == ["a/notes.txt",
+                                                                     "d/readme.txt"]
