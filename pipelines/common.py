@@ -76,6 +76,7 @@ def schedule_of(mix, batch_size, seed):
         schedule.seed = seed
     return schedule
 
+
 # ---- data sources, as the readers see them
 
 def folder_classes(data_dir):
@@ -177,7 +178,6 @@ def file_list_entries(file_list, num_classes):
     if not entries:
         raise DataError(f"`file_list` {file_list!r} lists no files.")
     return entries
-
 
 
 def tree_items(root):

@@ -37,6 +37,7 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"fuzz seed: DALI_MSDA_FUZZ_SEED={FUZZ_SEED} (set it to repeat "
                                 "this run's property-based tests)")
 
+
 DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(not HAS_GPU, reason="no GPU"))]
 
 NP_TO_DALI = {np.float32: types.FLOAT, np.float16: types.FLOAT16, np.uint8: types.UINT8}

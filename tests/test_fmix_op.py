@@ -124,7 +124,6 @@ def test_drawn_masks_batch_and_elem(device):
         assert len(distinct) == (1 if mode == "batch" else batch), mode
 
 
-
 def test_elem_mode_masks_differ_for_equal_explicit_draws(device):
     """In elem mode every sample draws its own noise: samples given the same lam and centre
     still get masks of their own (a mask is shared only where the noise is too: batch mode)."""
@@ -136,6 +135,7 @@ def test_elem_mode_masks_differ_for_equal_explicit_draws(device):
                                   center=np.full((batch, 2), 0.5, np.float32))
     assert (params[:, 1] == np.float32(0.4)).all()
     assert len({masks[i].tobytes() for i in range(batch)}) == batch
+
 
 def test_mask_table_is_the_same_on_the_span_and_fused_paths():
     """The CPU's two mixing paths (spans; fused gather) apply the same FMix table."""

@@ -588,8 +588,8 @@ def test_memory_traffic(harness, case, method):
     assert (t["desc_load_accesses"] > 0) == (t["plain"] > 0)
 
 
-
 # ---- label maps (spec 11) ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seg_dtype", [np.uint8, np.int32])
 @pytest.mark.parametrize("width", [33, 32], ids=["fallback", "vector"])
