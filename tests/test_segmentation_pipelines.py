@@ -70,6 +70,19 @@ def check_aligned(images, maps, min_checked=2000):
     return checked
 
 
+def check_cells(maps):
+    """The labels of a resized (nearest) and maybe mirrored grid map: neighbours in a row are
+    the same cell or the cells beside each other (labels 1 apart, within one grid row), in a
+    column the same cell or the cells above each other (4 apart). A label between two cells'
+    (an interpolated map) breaks it where the image-colour check looks away: at the cells'
+    edges."""
+    m = maps.cpu().numpy().astype(np.int64)
+    across, down = np.abs(np.diff(m, axis=2)), np.abs(np.diff(m, axis=1))
+    same_row = (m[:, :, 1:] // CELLS) == (m[:, :, :-1] // CELLS)
+    assert np.all((across == 0) | ((across == 1) & same_row)), "a row jumps between cells"
+    assert np.all((down == 0) | (down == CELLS)), "a column jumps between cells"
+
+
 # segmentation_train's arguments for the grid trees
 GRID_TRAIN = dict(num_classes=FILES * CELLS * CELLS, batch_size=6, num_threads=2, crop=64,
                   scale=(0.3, 1.0), dtype="float32", seed=3)
@@ -87,10 +100,11 @@ def twin_pipelines(root, device, mix):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("method", [None, "cutmix", "resizemix", "classmix", "fmix"])
 def test_image_and_map_stay_aligned(tmp_path, device, method):
-    """Images and maps aligned in every epoch; with mixing, each sample's targets are (w, 1 - w)
-    with w its own map's share of the mixed map (every file's labels are its own, so a pixel
-    holding its unmixed twin's label is the own sample's), each pixel the own or the partner's
-    label (ResizeMix: the partner resized into the box)."""
+    """Images and maps aligned in every epoch, the maps resized as label maps (nearest); with
+    mixing, each sample's targets are (w, 1 - w) with w its own map's share of the mixed map
+    (every file's labels are its own, so a pixel holding its unmixed twin's label is the own
+    sample's), each pixel the own or the partner's label (ResizeMix: the partner resized into
+    the box)."""
     root = grid_tree(str(tmp_path / "grid"))
     mix = None if method is None else MixConfig(method=method, mode="elem")
     iterator, twin = twin_pipelines(root, device, mix)
@@ -99,6 +113,7 @@ def test_image_and_map_stay_aligned(tmp_path, device, method):
         seen, batches = set(), 0
         for (images, targets, maps), (_, _, own_maps) in zip(iterator, twin):
             check_aligned(images, maps)
+            check_cells(own_maps)
             m, own = maps.cpu().numpy(), own_maps.cpu().numpy()
             seen |= set(np.unique(m // (CELLS * CELLS)).tolist())
             t = targets.cpu().numpy()
