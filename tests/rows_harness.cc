@@ -1,5 +1,5 @@
 // The CPU backend's row loops (dali_msda/csrc/mix/cpu_rows.h: MixRows, MixRowsFused and
-// BitRunEnd) called directly on one sample's buffers, for tests/test_cpu_rows.py: the spans a
+// BitRunEnd) called directly on one sample's buffers, for tests/test_row_loops.py: the spans a
 // row is split into must cover it exactly, so that no element is written twice with different
 // values, left unwritten or written outside the row (which the operator's tests cannot see where
 // a later row overwrites it).
