@@ -8,7 +8,7 @@ copy's code. A mutant is caught when a test fails; it survives when every test p
 the suite: write the test that catches it); a build failure, a collection error or an edit that
 no longer applies is reported as such, never as caught.
 
-    python tests/mutants.py                 # every mutant (about an hour on 2 cores)
+    python tests/mutants.py                 # every mutant (1-2 hours on 2 cores)
     python tests/mutants.py --only bitrun   # some of them, by name
     python tests/mutants.py --list
 
