@@ -105,6 +105,24 @@ def test_a_change_inside_an_epoch_applies_after_the_batches_in_flight(data_root,
     assert loader.epoch == 0
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+def test_a_reset_with_the_last_batches_in_flight_is_ignored(data_root, depth):
+    """reset() when every iteration of the epoch is scheduled but the last batches are still in
+    flight (a loop left just before its end): ignored like any reset inside an epoch, so the
+    rest of the epoch still arrives, the epoch is counted once, and the next is whole."""
+    pipe = imagenet_train(os.path.join(data_root, "train"), batch_size=32, num_threads=2,
+                          device="cpu", crop=32, dtype="float32", mix=MixConfig(),
+                          prefetch_queue_depth=depth)
+    loader = MixIterator(pipe)
+    n = len(loader)
+    for _ in range(n - 1):
+        next(loader)
+    loader.reset()
+    assert loader.epoch == 0
+    assert len(list(loader)) == 1 and loader.epoch == 1
+    assert len(list(loader)) == n and loader.epoch == 2
+
+
 def test_iterator_errors_say_each_line_once():
     """An op's error through MixIterator: DALI's "Critical error in pipeline:" and "no longer
     valid" lines, which its iterator doubles, appear once; the op's own message is intact."""
