@@ -10,9 +10,9 @@
 
 namespace {
 
-template <typename Out>
-void Rows(Out *out, const uint8_t *own, const uint8_t *partner, int H, int W, int C, int planar,
-          int kind, const int *box, float outside, const uint8_t *bits, int64_t q0, int64_t q1) {
+/// A sample's mask parameters: a bit mask at offset 0 of the bits (kMaskBits) or a box (kMaskBox:
+/// box = y0, y1, x0, x1, and `outside`).
+msda::SampleParams Params(int kind, const int *box, float outside) {
   msda::SampleParams p{};
   p.kind = kind;
   p.y0 = box[0];
@@ -21,8 +21,15 @@ void Rows(Out *out, const uint8_t *own, const uint8_t *partner, int H, int W, in
   p.x1 = box[3];
   p.outside = outside;
   p.mask_offset = 0;
+  return p;
+}
+
+template <typename Out>
+void Rows(Out *out, const uint8_t *own, const uint8_t *partner, int H, int W, int C, int planar,
+          int kind, const int *box, float outside, const uint8_t *bits, int64_t q0, int64_t q1) {
   const msda::BatchShape g = msda::MakeBatchShape(1, 1, H, W, C, planar, planar, false, 1);
-  msda::cpu::MixRows<Out, uint8_t>(out, own, partner, p, nullptr, bits, g, q0, q1);
+  msda::cpu::MixRows<Out, uint8_t>(out, own, partner, Params(kind, box, outside), nullptr, bits,
+                                   g, q0, q1);
 }
 
 template <typename Out>
@@ -30,20 +37,14 @@ void FusedRows(Out *out, const uint8_t *own, const uint8_t *partner, int H, int 
                int in_planar, int out_planar, int flip_own, int flip_partner, int kind,
                const int *box, float outside, const uint8_t *bits, const float *norm, int64_t q0,
                int64_t q1) {
-  msda::SampleParams p{};
-  p.kind = kind;
-  p.y0 = box[0];
-  p.y1 = box[1];
-  p.x0 = box[2];
-  p.x1 = box[3];
-  p.outside = outside;
   const msda::BatchShape g =
       msda::MakeBatchShape(1, 1, H, W, C, in_planar, out_planar, norm != nullptr, 1);
   // one thread's buffers for every call, as the operator's tasks reuse theirs (what a row does
   // not gather is what an earlier row or sample left there)
   static msda::cpu::RowBuffers buf;
-  msda::cpu::MixRowsFused<Out, uint8_t>(out, own, partner, flip_own, flip_partner, p, nullptr,
-                                        bits, g, norm, q0, q1, buf);
+  msda::cpu::MixRowsFused<Out, uint8_t>(out, own, partner, flip_own, flip_partner,
+                                        Params(kind, box, outside), nullptr, bits, g, norm, q0,
+                                        q1, buf);
 }
 
 }  // namespace
