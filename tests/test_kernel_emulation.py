@@ -775,9 +775,9 @@ OFFSET_CASES = [
 def test_samples_off_alignment_take_the_vector_path_only_where_it_may(
         harness, in_dt, layout, out_dt, out_layout, in_off, out_off, vector):
     """A batch whose samples start off 16-byte alignment (a tensor viewed from inside a larger
-    buffer, as DLPack hands over a torch slice): the vector path where every access of its runs
-    is aligned (launch.h VectorAlignment), else the per-pixel fallback; never a misaligned
-    access (it would fault on a GPU), equal to the reference either way."""
+    buffer, as DLPack hands over a slice of a framework's tensor): the vector path where every
+    access of its runs is aligned (launch.h VectorAlignment), else the per-pixel fallback; never
+    a misaligned access (it would fault on a GPU), equal to the reference either way."""
     rng = np.random.default_rng(in_off * 16 + out_off)
     n, h, w = 4, 5, 16  # 5 x 16 pixels: every sample's size a multiple of 16 bytes
     shape = (h, w, 3) if layout == "HWC" else (3, h, w)
