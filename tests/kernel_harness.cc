@@ -181,8 +181,8 @@ int Emulate(const Inputs &a) {
   const int64_t stride = TableSize(Method::kGMix, H, W);  // a multiple of 4 floats
   const int64_t bits_stride = BitsSize(Method::kFMix, H, W);
   // mix.cu uploads the tables behind the sample descriptors in one buffer (DALI's
-  // ToContiguousGPU aligns each part to its element type only): 4-byte aligned, and 16-byte
-  // aligned or not depending on the batch size, hence tables_shift
+  // ToContiguousGPU aligns each part to its element type only): only 4-byte alignment is
+  // promised (16 in practice, the descriptors being 144 bytes each), hence tables_shift
   DeviceVector<float> table_mem(n * stride + 4), soft(a.soft_labels ? int64_t(n) * K : 0);
   float *const tables = table_mem.data() + a.tables_shift;
   DeviceVector<uint8_t> bits(n * bits_stride);

@@ -795,10 +795,10 @@ def test_samples_off_alignment_take_the_vector_path_only_where_it_may(
 @pytest.mark.parametrize("in_dt,layout", [(np.uint8, "HWC"), (np.float32, "CHW")])
 def test_gaussian_tables_off_16_byte_alignment(harness, shift, in_dt, layout):
     """The op's upload puts GMix's tables behind the sample descriptors (DALI's ToContiguousGPU
-    aligns them to 4 bytes only), so a unit's P column factors are not always 16-byte aligned:
-    then they are read a float at a time (kernel.h TableMask). GMix with the tables 1-3 floats
-    off alignment, in the general instance and (uint8) the plain one of masks: equal to the
-    reference, no access misaligned."""
+    promises them 4-byte alignment only), so a unit's P column factors need not be 16-byte
+    aligned: then they are read a float at a time (kernel.h TableMask). GMix with the tables
+    1-3 floats off alignment, in the general instance and (uint8) the plain one of masks: equal
+    to the reference, no access misaligned."""
     rng = np.random.default_rng(shift)
     n, h, w = 5, 9, 24
     shape = (h, w, 3) if layout == "HWC" else (3, h, w)
