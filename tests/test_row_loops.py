@@ -85,22 +85,46 @@ def test_bit_run_end_is_the_end_of_the_run(rows, w):
             assert got == want, (r, c0, row.tolist())
 
 
+OUT_TYPES = {np.dtype(np.uint8): 0, np.dtype(np.float16): 1, np.dtype(np.float32): 2}
+
+
+def guarded(shape, dtype):
+    """(raw, out): an output array of `shape` inside GUARD bytes either side, all 0xA5."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.full(size + 2 * GUARD, 0xA5, np.uint8)
+    return raw, raw[GUARD:GUARD + size].view(dtype).reshape(shape)
+
+
+def kept_outside(raw, written):
+    """Whether the guard bytes and every element of the output not in `written` (a bool array
+    of the output's shape) kept their 0xA5 bytes."""
+    inside = raw[GUARD:len(raw) - GUARD].reshape(*written.shape, -1)
+    return bool(np.all(raw[:GUARD] == 0xA5) and np.all(raw[len(raw) - GUARD:] == 0xA5) and
+                np.all(inside[~written] == 0xA5))
+
+
 def call_rows(rows, out_dtype, own, partner, planar, kind, box, outside, bits, q0, q1):
     """msda_mix_rows over rows [q0, q1), its output inside guard bytes; returns the output
     (as the sample's shape) and whether the guards and the rows outside [q0, q1) kept their
     bytes."""
     c, h, w = own.shape if planar else np.roll(own.shape, 1)  # (H, W, C) -> (C, H, W)
-    itemsize = np.dtype(out_dtype).itemsize
-    raw = np.full(own.size * itemsize + 2 * GUARD, 0xA5, np.uint8)
-    out = raw[GUARD:GUARD + own.size * itemsize].view(out_dtype)
-    rc = rows.msda_mix_rows(0 if out_dtype == np.uint8 else 2, out.ctypes.data_as(P),
+    raw, out = guarded(own.shape, out_dtype)
+    rc = rows.msda_mix_rows(OUT_TYPES[np.dtype(out_dtype)], out.ctypes.data_as(P),
                             own.ctypes.data_as(P), partner.ctypes.data_as(P), h, w, c,
                             int(planar), kind, np.asarray(box, np.int32).ctypes.data_as(P),
                             outside, None if bits is None else bits.ctypes.data_as(P), q0, q1)
     assert rc == 0
-    row_bytes = (w if planar else w * c) * itemsize  # a row: one channel's (CHW) or all (HWC)
-    untouched = np.concatenate([raw[:GUARD + q0 * row_bytes], raw[GUARD + q1 * row_bytes:]])
-    return out.reshape(own.shape), bool(np.all(untouched == 0xA5))
+    written = np.zeros(own.shape, bool)  # rows: one channel's (CHW) or all channels' (HWC)
+    written.reshape(c * h if planar else h, -1)[q0:q1] = True
+    return out, kept_outside(raw, written)
+
+
+def convert(v, out_dtype):
+    """float32 values to the output type as ConvertOut does it (no NaN here): uint8 saturated
+    and rounded half to even, float16 rounded to nearest even."""
+    if out_dtype == np.uint8:
+        return np.clip(np.rint(v), 0, 255).astype(np.uint8)
+    return v.astype(out_dtype)
 
 
 def expected(own, partner, m, planar, out_dtype):
@@ -108,13 +132,13 @@ def expected(own, partner, m, planar, out_dtype):
     mm = m[None] if planar else m[:, :, None]
     a, b = own.astype(np.float32), partner.astype(np.float32)
     v = np.where(mm == 1, a, np.where(mm == 0, b, mm * a + (np.float32(1) - mm) * b))
-    if out_dtype == np.uint8:
-        return np.clip(np.rint(v), 0, 255).astype(np.uint8)
-    return v.astype(np.float32)
+    return convert(v, out_dtype)
 
 
 def row_splits(rng, rows_total):
     """The whole sample in one call, and in 2-3 calls of consecutive rows (as tasks split it)."""
+    if rows_total == 1:
+        return [[(0, 1)]]
     cuts = np.sort(rng.choice(np.arange(1, rows_total), min(2, rows_total - 1), replace=False))
     return [[(0, rows_total)], list(zip([0, *cuts], [*cuts, rows_total]))]
 
@@ -191,11 +215,28 @@ def fused_expected(own, partner, m, in_planar, out_planar, flips, norm, out_dtyp
     if norm is not None:
         c = v.shape[2]
         v = (v - norm[:c]) * norm[c:]
-    if out_dtype == np.uint8:
-        v = np.clip(np.rint(v), 0, 255).astype(np.uint8)
-    else:
-        v = v.astype(out_dtype)
+    v = convert(v, out_dtype)
     return np.ascontiguousarray(v.transpose(2, 0, 1) if out_planar else v)
+
+
+def call_fused(rows, out_dtype, own, partner, in_planar, out_planar, flips, kind, box, outside,
+               bits, norm, q0, q1):
+    """msda_mix_rows_fused over frame-rows [q0, q1), its output inside guard bytes; returns the
+    output, which of its elements the call should write (rows q0..q1 of every plane of a CHW
+    output), and whether the guards and the other elements kept their bytes."""
+    c, h, w = own.shape if in_planar else np.roll(own.shape, 1)  # (H, W, C) -> (C, H, W)
+    out_shape = (c, h, w) if out_planar else (h, w, c)
+    raw, out = guarded(out_shape, out_dtype)
+    rc = rows.msda_mix_rows_fused(
+        OUT_TYPES[np.dtype(out_dtype)], out.ctypes.data_as(P), own.ctypes.data_as(P),
+        partner.ctypes.data_as(P), h, w, c, int(in_planar), int(out_planar), *flips, kind,
+        np.asarray(box, np.int32).ctypes.data_as(P), outside,
+        None if bits is None else bits.ctypes.data_as(P),
+        None if norm is None else norm.ctypes.data_as(P), q0, q1)
+    assert rc == 0
+    written = np.zeros(out_shape, bool)
+    (written[:, q0:q1] if out_planar else written[q0:q1])[...] = True
+    return out, written, kept_outside(raw, written)
 
 
 @pytest.mark.parametrize("out_dtype", [np.uint8, np.float16, np.float32])
@@ -207,14 +248,12 @@ def test_fused_rows_cover_exactly_their_rows(rows, channels, in_planar, out_plan
     from call to call, as a task's are): every element as spec 7 computes it, for widths on
     either side of the 8-lane loops' multiples, and nothing written outside the output rows of
     the call (in every channel plane of a CHW output)."""
-    rng = np.random.default_rng(channels * 100 + 10 * in_planar + out_planar +
-                                np.dtype(out_dtype).itemsize)
     itemsize = np.dtype(out_dtype).itemsize
+    rng = np.random.default_rng(channels * 100 + 10 * in_planar + out_planar + itemsize)
     mean = rng.uniform(60, 160, channels).astype(np.float32)
     inv_std = (1 / rng.uniform(20, 80, channels)).astype(np.float32)
     for h, w in [(1, 1), (3, 7), (2, 8), (4, 9), (9, 15), (5, 17), (3, 40), (2, 221)]:
         shape = (channels, h, w) if in_planar else (h, w, channels)
-        out_shape = (channels, h, w) if out_planar else (h, w, channels)
         own = rng.integers(0, 256, shape, dtype=np.uint8)
         partner = rng.integers(0, 256, shape, dtype=np.uint8)
         y0, x0 = rng.integers(0, h), rng.integers(0, w)
@@ -230,27 +269,14 @@ def test_fused_rows_cover_exactly_their_rows(rows, channels, in_planar, out_plan
                 flips = tuple(int(f) for f in rng.integers(0, 2, 2))
                 want = fused_expected(own, partner, m, in_planar, out_planar, flips, norm,
                                       out_dtype)
-                for split in row_splits(rng, h) if h > 1 else [[(0, 1)]]:
+                for split in row_splits(rng, h):
                     got = np.zeros_like(want)
                     for q0, q1 in split:
-                        raw = np.full(want.size * itemsize + 2 * GUARD, 0xA5, np.uint8)
-                        out = raw[GUARD:GUARD + want.size * itemsize].view(out_dtype)
-                        rc = rows.msda_mix_rows_fused(
-                            {1: 0, 2: 1, 4: 2}[itemsize], out.ctypes.data_as(P),
-                            own.ctypes.data_as(P), partner.ctypes.data_as(P), h, w, channels,
-                            int(in_planar), int(out_planar), *flips, kind,
-                            np.asarray(box, np.int32).ctypes.data_as(P), outside,
-                            None if bits is None else bits.ctypes.data_as(P),
-                            None if norm is None else norm.ctypes.data_as(P), q0, q1)
-                        assert rc == 0
-                        written = np.zeros(out_shape, bool)
-                        (written[:, q0:q1] if out_planar else written[q0:q1])[...] = True
-                        out_bytes = raw[GUARD:GUARD + want.size * itemsize].reshape(
-                            *out_shape, itemsize)
-                        assert np.all(out_bytes[~written] == 0xA5) and np.all(
-                            raw[:GUARD] == 0xA5) and np.all(raw[-GUARD:] == 0xA5), \
-                            f"{(h, w)} rows [{q0}, {q1}) wrote outside themselves"
-                        got[written] = out.reshape(out_shape)[written]
+                        out, written, clean = call_fused(
+                            rows, out_dtype, own, partner, in_planar, out_planar, flips, kind,
+                            box, outside, bits, norm, q0, q1)
+                        assert clean, f"{(h, w)} rows [{q0}, {q1}) wrote outside themselves"
+                        got[written] = out[written]
                     np.testing.assert_array_equal(
                         got.view(f"u{itemsize}"), want.view(f"u{itemsize}"),
                         err_msg=f"{(h, w)} kind {kind} outside {outside} flips {flips} "
