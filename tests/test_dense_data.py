@@ -534,6 +534,26 @@ def test_image_check_passes_good_streams_unchanged(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_image_check_passes_fill_bytes_before_markers(tmp_path):
+    """0xff fill bytes may precede any marker (JPEG, ITU T.81 B.1.1.2; some encoders pad with
+    them): a JPEG with three before each DQT, its SOF0 and SOS passes and decodes as without them."""
+    jpeg = encode_jpeg(3)
+    padded, at, pads = bytearray(jpeg[:2]), 2, 0
+    while jpeg[at + 1] != 0xda:
+        end = at + 2 + int.from_bytes(jpeg[at + 2:at + 4], "big")
+        pad = jpeg[at + 1] in (0xdb, 0xc0)  # Pillow writes two DQT segments
+        padded += b"\xff" * 3 * pad + jpeg[at:end]
+        at, pads = end, pads + pad
+    padded += b"\xff" * 3 + jpeg[at:]
+    assert pads == 3 and len(padded) == len(jpeg) + 3 * (pads + 1)
+    files = [tmp_path / "padded.jpg", tmp_path / "plain.jpg"]
+    files[0].write_bytes(bytes(padded))
+    files[1].write_bytes(jpeg)
+    padded_image, plain_image = (np.array(x) for x in check_images(files))
+    np.testing.assert_array_equal(padded_image, plain_image)
+    np.testing.assert_array_equal(padded_image, np.asarray(Image.open(files[0])))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_training_names_a_headers_only_jpeg(tmp_path, device):
     """The file that once stopped training with "nvImageCodec failure: '#4'" and no name."""
