@@ -104,6 +104,26 @@ def test_scan_names_every_bad_file_and_writes_a_list_of_the_good(tree, tmp_path)
         pipe.run()
 
 
+def test_sniff_notes_a_cut_jpeg_whatever_byte_it_ends_on():
+    """A JPEG is whole when it ends with the end-of-image marker ff d9: cut anywhere in its
+    scan, it is noted (and judged alone), also where the cut leaves a d9 byte last or an ff;
+    the components of its frame header are read (grey, CMYK)."""
+    jpeg = encode(photo(5))
+    assert scan_mod.sniff(jpeg) == ("jpeg", "")
+    scan = jpeg.index(b"\xff\xda")
+    d9 = [k for k in range(scan + 20, len(jpeg) - 2) if jpeg[k] == 0xd9 and jpeg[k - 1] != 0xff]
+    ff = [k for k in range(scan + 20, len(jpeg) - 2) if jpeg[k] == 0xff]
+    assert d9 and ff, "no such byte in this JPEG's scan: choose another photo seed"
+    for end in (len(jpeg) - 1, d9[0] + 1, ff[0] + 1, scan + 100):
+        fmt, note = scan_mod.sniff(jpeg[:end])
+        assert fmt == "jpeg" and note == "no end-of-image marker (truncated?)", (end, note)
+        assert scan_mod.suspicious(fmt, note)
+    assert scan_mod.sniff(encode(photo(5).convert("L"))) == ("jpeg", "grayscale JPEG")
+    assert scan_mod.sniff(encode(photo(5).convert("CMYK"))) == ("jpeg", "CMYK JPEG")
+    assert scan_mod.sniff(jpeg[:scan])[1] == "no end-of-image marker (truncated?)"
+    assert scan_mod.sniff(b"\xff\xd8" + jpeg[scan:]) == ("jpeg", "no frame header")
+
+
 def test_bisection_finds_one_bad_file_in_a_batch():
     good = [np.frombuffer(encode(photo(i)), np.uint8) for i in range(63)]
     blobs = good[:13] + [np.frombuffer(b"\xff\xd8\xff\xe0 garbage", np.uint8)] + good[13:]
