@@ -5,14 +5,16 @@ Each mutant of tests/mutants.json is one small edit of the code (`old` replaced 
 in a copy of the working tree, with the plugin rebuilt in the copy where `build` says so (C++
 mutants whose tests run the operator), then `pytest -x` over the mutant's `tests` with the
 copy's code. A mutant is caught when a test fails; it survives when every test passes (a gap in
-the suite: write the test that catches it); a build failure, a collection error or an edit that
-no longer applies is reported as such, never as caught.
+the suite: write the test that catches it); tests still running after --timeout seconds are
+killed and the mutant reported hung (an infinite loop planted: the suite would fail at CI's time
+limit); a build failure, a collection error or an edit that no longer applies is reported as
+such, never as caught.
 
-    python tests/mutants.py                 # every mutant (1-2 hours on 2 cores)
+    python tests/mutants.py                 # every mutant (about 2 hours on 2 cores)
     python tests/mutants.py --only bitrun   # some of them, by name
     python tests/mutants.py --list
 
-The exit status is 0 only when every mutant ran and was caught. tests/test_mutants.py checks
+The exit status is 0 only when every mutant ran and was caught (or hung). tests/test_mutants.py checks
 on every run of the suite that each edit still applies to the code (the list does not rot).
 """
 
@@ -21,6 +23,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,8 +53,9 @@ def tree_files(root):
         os.path.join(root, f))})
 
 
-def run_one(mutant, python, archs):
-    """(status, seconds, detail): status is caught, survived, stale, build-failed or error."""
+def run_one(mutant, python, archs, timeout):
+    """(status, seconds, detail): status is caught, hung (the tests ran past `timeout`: a
+    planted infinite loop, say), survived, stale, build-failed or error."""
     start = time.time()
     with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant['name']}-") as work:
         for f in tree_files(ROOT):
@@ -74,9 +78,17 @@ def run_one(mutant, python, archs):
                                   capture_output=True, text=True)
             if proc.returncode:
                 return "build-failed", time.time() - start, proc.stderr[-300:]
-        proc = subprocess.run([python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                               *shlex.split(mutant["tests"])], cwd=work, env=env,
-                              capture_output=True, text=True)
+        proc = subprocess.Popen([python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                 *shlex.split(mutant["tests"])], cwd=work, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # its own group: workers die with it
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return "hung", time.time() - start, f"the tests still ran after {timeout:.0f} s"
+        proc.stdout, proc.stderr = stdout, stderr
         failed = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAILED ")]
         if proc.returncode == 0:
             return "survived", time.time() - start, "every selected test passed"
@@ -94,6 +106,9 @@ def main():
     ap.add_argument("--archs", default="75",
                     help="DALI_MSDA_CUDA_ARCHS of the copies' plugin builds (default: 75, the "
                          "quickest; no GPU runs them)")
+    ap.add_argument("--timeout", type=float, default=1200,
+                    help="seconds a mutant's tests may run before it counts as hung (default "
+                         "1200; the slowest selection takes about 5 minutes unmutated)")
     args = ap.parse_args()
     mutants = load()
     if args.list:
@@ -107,11 +122,11 @@ def main():
         mutants = [m for m in mutants if m["name"] in args.only]
     counts = {}
     for m in mutants:
-        status, seconds, detail = run_one(m, sys.executable, args.archs)
+        status, seconds, detail = run_one(m, sys.executable, args.archs, args.timeout)
         counts[status] = counts.get(status, 0) + 1
         print(f"{m['name']:16} {status:12} {seconds:5.0f} s  {detail}", flush=True)
     print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    return 0 if counts.get("caught", 0) == len(mutants) else 1
+    return 0 if counts.get("caught", 0) + counts.get("hung", 0) == len(mutants) else 1
 
 
 if __name__ == "__main__":
