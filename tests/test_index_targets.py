@@ -29,6 +29,7 @@ def both_forms(device, method, batch, eps, **kw):
     rng = np.random.default_rng(batch)
     images = random_images(rng, batch, (224, 224, 3), np.uint8)
     labels = rng.integers(0, K, (batch, 1)).astype(np.int32)
+    labels[1] = labels[batch - 2]  # a pair of one class (real batches have them; K is small)
     if method == "classmix":
         kw["seg"] = rng.integers(0, 5, (batch, 224, 224)).astype(np.uint8)
     common = dict(device=device, method=method, num_classes=K, seed=7, output_mask=True,
@@ -41,11 +42,13 @@ def both_forms(device, method, batch, eps, **kw):
 @pytest.mark.parametrize("mode", ["batch", "elem"])
 @pytest.mark.parametrize("method", methods.ALL)
 def test_index_targets_are_the_dense_targets_in_other_form(device, method, mode):
-    """Odd batch (its middle sample unmixed), smoothing 0.1: the images, masks and params are
-    the same bytes; labels are (own, partner = B - 1 - i); the weight is the mask mean; the
-    dense row is w * smooth(own) + (1 - w) * smooth(partner), and the losses agree."""
+    """Odd batch (its middle sample unmixed), smoothing 0.1, a pair of one class and pairs of
+    two: the images, masks and params are the same bytes; labels are (own, partner = B - 1 - i);
+    the weight is the mask mean; the dense row is w * smooth(own) + (1 - w) * smooth(partner)
+    (a pair of one class: its whole weight on that class), and the losses agree."""
     eps, batch = 0.1, 7
     y, dense, index = both_forms(device, method, batch, eps, mode=mode)
+    assert y[1] == y[batch - 2] and y[0] != y[batch - 1] and y[2] != y[batch - 3]
     mixed, targets, *rest = dense
     mixed_i, pair, weight, *rest_i = index
     np.testing.assert_array_equal(mixed_i, mixed)
