@@ -14,8 +14,9 @@ such, never as caught.
     python tests/mutants.py --only bitrun   # some of them, by name
     python tests/mutants.py --list
 
-The exit status is 0 only when every mutant ran and was caught (or hung). tests/test_mutants.py checks
-on every run of the suite that each edit still applies to the code (the list does not rot).
+The exit status is 0 only when every mutant ran and was caught (or hung). tests/test_mutants.py
+checks on every run of the suite that each edit still applies to the code (the list does not
+rot).
 """
 
 import argparse

@@ -536,7 +536,8 @@ def test_image_check_passes_good_streams_unchanged(tmp_path):
 
 def test_image_check_passes_fill_bytes_before_markers(tmp_path):
     """0xff fill bytes may precede any marker (JPEG, ITU T.81 B.1.1.2; some encoders pad with
-    them): a JPEG with three before each DQT, its SOF0 and SOS passes and decodes as without them."""
+    them): a JPEG with three before each DQT, its SOF0 and SOS passes and decodes as without
+    them."""
     jpeg = encode_jpeg(3)
     padded, at, pads = bytearray(jpeg[:2]), 2, 0
     while jpeg[at + 1] != 0xda:
