@@ -89,15 +89,14 @@ def run_one(mutant, python, archs, timeout):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             return "hung", time.time() - start, f"the tests still ran after {timeout:.0f} s"
-        proc.stdout, proc.stderr = stdout, stderr
-        failed = [ln for ln in proc.stdout.splitlines() if ln.startswith("FAILED ")]
+        failed = [ln for ln in stdout.splitlines() if ln.startswith("FAILED ")]
         if proc.returncode == 0:
             return "survived", time.time() - start, "every selected test passed"
         if proc.returncode == 1 and failed:
             return "caught", time.time() - start, failed[0][len("FAILED "):][:110]
         if proc.returncode < 0 or proc.returncode > 128:  # a test crashed the process
             return "caught", time.time() - start, f"a test crashed (status {proc.returncode})"
-        return "error", time.time() - start, (proc.stdout + proc.stderr)[-300:]
+        return "error", time.time() - start, (stdout + stderr)[-300:]
 
 
 def main():
