@@ -114,3 +114,19 @@ def test_classmix_statistics(stats):
     cov = m["covariance"]["value"]
     assert cov[0] == pytest.approx(m["mask_mean"] - m["mask_mean"] ** 2, abs=0.02)  # binary
     assert cov[0] > cov[10] > 0  # nearby pixels agree more than distant ones
+
+
+def test_classmix_masks_follow_the_maps_batch_after_batch():
+    """sample_masks feeds the label maps in turn, batch after batch (map (it * batch + k) % M to
+    sample k of batch it), so that every map counts: each map here has two classes split at its
+    own column, and ClassMix pastes one of the partner's two, so each mask shows which map its
+    partner had."""
+    size, batch, n_maps = 16, 4, 6
+    maps = np.zeros((n_maps, size, size), np.uint8)
+    for m in range(n_maps):
+        maps[m, :, 2 + m:] = 1
+    masks, _ = analysis.sample_masks("classmix", size, 12, batch=batch, maps=maps)
+    for n, mask in enumerate(masks):
+        it, k = divmod(n, batch)
+        partner = maps[(it * batch + batch - 1 - k) % n_maps]
+        assert any(np.array_equal(mask == 0, partner == c) for c in (0, 1)), (n, mask[0])

@@ -50,9 +50,10 @@ def run_boxes(device, method, boxes, labels=None, batch=None, h=128, w=128, **kw
     return out_boxes, out_labels, out_weights, masks, params
 
 
-def check_against_reference(device, method, mode, h, w, seed, mirror=None, **kw):
+def check_against_reference(device, method, mode, h, w, seed, mirror=None,
+                            counts=(5, 0, 7, 3, 1, 6, 0), **kw):
+    """`counts`: boxes a sample (the default is odd: the middle sample is its own partner)."""
     rng = np.random.default_rng(seed)
-    counts = [5, 0, 7, 3, 1, 6, 0]  # odd: the middle sample is its own partner
     boxes = random_boxes(rng, counts)
     labels = box_labels_for(boxes)
     out_boxes, out_labels, out_weights, masks, params = run_boxes(
@@ -80,6 +81,15 @@ def test_boxes_match_reference(device, method, mode):
     check_against_reference(device, method, mode, 37, 52, 5, mirror=mirror,
                             mean=[1.0, 2.0, 3.0], std=[2.0, 2.0, 2.0], output_layout="CHW")
     check_against_reference(device, method, mode, 52, 37, 6, min_visible=0.5, box="exact")
+
+
+@pytest.mark.parametrize("method", BOX_METHODS)
+def test_outputs_whose_first_samples_have_no_boxes(device, method):
+    """Samples 0 and 1 and their partners have no boxes, so the outputs' first boxes belong to
+    sample 2: each sample's boxes still land in its own output."""
+    out_boxes, _ = check_against_reference(device, method, "elem", 64, 48, 7,
+                                           counts=(0, 0, 4, 3, 0, 0))
+    assert [len(b) for b in out_boxes][:2] == [0, 0] and len(out_boxes[2]) > 0
 
 
 def test_boxes_are_clipped_and_dropped_somewhere(device):

@@ -224,3 +224,83 @@ def test_values_are_printed_so_that_they_show_why(device):
                  lam=np.float32([0.5, 0.5, np.float32(1.0000001), 0.5]), mode="elem")
     expect_error(r"`std` must be finite and > 0; got -1e-39 for channel 1", device=device,
                  std=[1.0, -1e-39, 1.0])
+
+
+# ---- the ends of every range: those its rule allows run, the nearest float32 past them fails
+
+UP, DOWN = np.nextafter(np.float32(1), np.float32(2)), np.float32(-1e-7)  # 1.0000001, -1e-07
+
+
+P = pytest.param
+
+
+@pytest.mark.parametrize("kw", [
+    P(dict(lam=np.float32([0, 1, 0, 1]), mode="elem"), id="lam-0-1"),
+    P(dict(center=np.float32([[0, 0], [0, 0.99999994], [0.99999994, 0], [0.5, 0.5]]),
+           method="cutmix", mode="elem"), id="center-0-below-1"),
+    P(dict(prob=0.0), id="prob-0"), P(dict(prob=1.0), id="prob-1"),
+    P(dict(method="hmix", hmix_ratio=0.0), id="hmix_ratio-0"),
+    P(dict(method="hmix", hmix_ratio=1.0), id="hmix_ratio-1"),
+    P(dict(label_smoothing=0.0), id="label_smoothing-0"),
+    P(dict(label_smoothing=1.0), id="label_smoothing-1"),
+    P(dict(min_visible=0.0), id="min_visible-0"), P(dict(min_visible=1.0), id="min_visible-1"),
+    P(dict(method="resizemix", scale_min=1.0, scale_max=1.0), id="scale-1-1"),
+    P(dict(method="resizemix", scale_min=0.25, scale_max=0.25), id="scale-min-is-max"),
+    P(dict(mirror=np.int32([0, 1, 1, 0])), id="mirror-0-1"),
+    P(dict(method="", method_id=np.int32([0, 5, 0, 5]), mode="elem"), id="method_id-0-5")])
+def test_range_ends_are_accepted(device, kw):
+    kw = {"method": "mixup", "num_classes": 4, **kw}
+    images, targets = run_mix(IMG, LBL, device=device, **kw)[:2]
+    assert images.shape == IMG.shape and targets.shape == (4, 4)
+
+
+@pytest.mark.parametrize("kw,message", [
+    P(dict(lam=np.float32([0.5, DOWN, 0.5, 0.5]), mode="elem"),
+      r"`lam` must be in \[0, 1\]; got -1e-07 for sample 1", id="lam-below-0"),
+    P(dict(lam=np.float32([0.5, 0.5, 0.5, UP]), mode="elem"),
+      r"`lam` must be in \[0, 1\]; got 1\.0000001 for sample 3", id="lam-above-1"),
+    P(dict(prob=UP), r"`prob` must be in \[0, 1\]; got 1\.0000001 for sample 0",
+      id="prob-above-1"),
+    P(dict(prob=DOWN), r"`prob` must be in \[0, 1\]; got -1e-07 for sample 0",
+      id="prob-below-0"),
+    P(dict(label_smoothing=UP), r"`label_smoothing` must be in \[0, 1\]; got 1\.0000001",
+      id="label_smoothing-above-1"),
+    P(dict(min_visible=UP), r"`min_visible` must be in \[0, 1\]; got 1\.0000001",
+      id="min_visible-above-1"),
+    P(dict(min_visible=DOWN), r"`min_visible` must be in \[0, 1\]; got -1e-07",
+      id="min_visible-below-0"),
+    P(dict(method="resizemix", scale_max=UP), r"`scale_max` must be in \(0, 1\]; got 1\.0000001",
+      id="scale_max-above-1"),
+    P(dict(method="resizemix", scale_min=np.float32(0.50000006), scale_max=0.5),
+      r"`scale_min` must be <= `scale_max`; got 0\.50000006 > 0\.5", id="scale_min-above-max"),
+    P(dict(mirror=np.int32([0, 1, 0, -1])), r"`mirror` must be 0 or 1; got -1 for sample 3",
+      id="mirror-negative"),
+    P(dict(method="", method_id=np.int32([0, -1, 0, 0]), mode="elem"),
+      r"`method_id` must be 0 \(mixup\), .* or 6 \(classmix\); got -1 for sample 1",
+      id="method_id-negative"),
+    P(dict(method="cutmix", cutmix_minmax=[0.4, 0.4]),
+      r"`cutmix_minmax` must satisfy 0 < min < max <= 1; got \(0\.4, 0\.4\)",
+      id="cutmix_minmax-min-is-max")])
+def test_just_past_the_ends_is_refused(device, kw, message):
+    expect_error(message, device=device, **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16,
+                                   np.int32, np.int64])
+def test_class_indices_of_every_integer_type(device, dtype):
+    """Class ids of any integer type give the int32 ids' targets; ids outside [0, K) are refused
+    with their value as the user wrote it (an int8 -1 as -1, not a character; a uint64 beyond
+    2^63 as itself, not wrapped below 0)."""
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), np.uint8)
+    labels = np.array([[3], [0], [2], [1]])
+    want = run_mix(images, labels.astype(np.int32), device=device, method="cutmix",
+                   num_classes=4, mode="elem", seed=5)
+    got = run_mix(images, labels.astype(dtype), device=device, method="cutmix", num_classes=4,
+                  mode="elem", seed=5)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+    bad = np.iinfo(dtype).max if np.iinfo(dtype).min == 0 else -1
+    labels = labels.astype(dtype)
+    labels[2, 0] = bad
+    expect_error(rf"`labels` must be class indices in \[0, 4\) \(`num_classes`\); got {bad} for "
+                 r"sample 2", images=images, labels=labels, device=device)

@@ -1,6 +1,6 @@
 """tests/mutants.json, the planted bugs the suite must catch (tests/mutants.py runs them): each
 edit still applies to the code, exactly once, and names tests that exist, so that the list
-follows the code instead of rotting (running the mutants themselves takes about 2 hours)."""
+follows the code instead of rotting (running the mutants themselves takes about 2.5 hours)."""
 
 import os
 import shlex
