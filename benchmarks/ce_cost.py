@@ -20,7 +20,8 @@ import time
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [os.path.join(ROOT, "benchmarks"), ROOT]
+from common import machine_info  # noqa: E402
 from dali_msda._cli import HelpFormatter  # noqa: E402
 from dali_msda.pytorch import mixed_cross_entropy  # noqa: E402
 
@@ -104,9 +105,9 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    machine = {"platform": platform.platform(), "processor": platform.processor(),
-               "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
+    machine = dict(machine_info("gpu" if args.device == "cuda" else "cpu"),
+                   platform=platform.platform(), threads=torch.get_num_threads(),
+                   gpu=torch.cuda.get_device_name() if args.device == "cuda" else None)
     rows = [measure(args.batch, k, args.device, args.steps, args.rounds) for k in args.classes]
     print(f"cross-entropy forward + backward, batch {args.batch}, {args.device}"
           f" ({machine['gpu'] or str(machine['threads']) + ' threads'}), best of "

@@ -41,6 +41,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
+from common import machine_info  # noqa: E402
 from dali_msda import reference as ref  # noqa: E402
 from dali_msda._cli import HelpFormatter  # noqa: E402
 from dali_msda.pytorch import Mixer  # noqa: E402
@@ -240,7 +241,7 @@ def main(argv=None):
         print(f"| {r['method']} | {r['mode']} | {r['ours_ms']:.2f} | {r['timm_ms']:.2f} | "
               f"{r['timm_over_ours']:.2f} | {r['timm']} |")
     if args.out:
-        machine = {"device": where, "torch": torch.__version__}
+        machine = dict(machine_info("gpu" if args.device == "cuda" else "cpu"), where=where)
         with open(args.out, "w") as f:
             json.dump({"machine": machine, "rows": rows}, f, indent=2)
         print(f"wrote {args.out}")
