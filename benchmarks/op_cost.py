@@ -28,6 +28,7 @@ over --cold-mib MiB of copies, so nobody is timed on data its previous call left
 
 import argparse
 import gc
+import glob
 import json
 import math
 import os
@@ -78,6 +79,29 @@ class Rotating:
         item = self.items[self.k]
         self.k = (self.k + 1) % len(self.items)
         return item
+
+
+def last_level_cache_mib():
+    """The largest CPU cache Linux reports (sysfs), in MiB; 0 where it reports none."""
+    sizes = []
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        unit = {"K": 1 / 1024, "M": 1, "G": 1024}.get(text[-1:], 1 / 2 ** 20)
+        try:
+            sizes.append(float(text.rstrip("KMG")) * unit)
+        except ValueError:
+            continue
+    return max(sizes, default=0)
+
+
+def default_cold_mib():
+    """Twice the largest cache, and at least 128 MiB: enough copies that no call is timed on
+    data that a previous call left in any cache."""
+    return max(128, math.ceil(2 * last_level_cache_mib()))
 
 
 def cold_copies(nbytes, cold_bytes):
@@ -557,9 +581,10 @@ def main(argv=None):
                     help="timed runs of each, the best kept (default: 5; --full 10)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(),
                     help="DALI CPU threads and torch threads")
-    ap.add_argument("--cold-mib", type=int, default=128,
-                    help="rotate inputs (and copy buffers) over at least this many MiB, more "
-                         "than the CPU caches, so that nothing is timed on cached data; 0: off")
+    ap.add_argument("--cold-mib", type=int, default=None,
+                    help="rotate inputs (and copy buffers) over at least this many MiB, so that "
+                         "nothing is timed on cached data (default: twice the largest CPU cache, "
+                         "at least 128); 0: off")
     add_output_args(ap, "op_cost")
     args = ap.parse_args(argv)
     full = dict(batch=[64, 256], dtypes=list(CASES) + ["fused", "seg"],
@@ -569,6 +594,8 @@ def main(argv=None):
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.json = output_path(args, "op_cost")
+    if args.cold_mib is None:
+        args.cold_mib = default_cold_mib()
     torch.set_num_threads(args.threads)
     has_gpu = torch.cuda.is_available()
     devices = ["cpu", "gpu"] if args.device == "all" else [args.device]
