@@ -263,27 +263,52 @@ void GaussBlendSpan(Out *out, const In *own, const In *partner, float gy, const 
   GaussBlendSpanAuto<kInvert, Out, In>(out, own, partner, gy, gx, n);
 }
 
+/// ResizeMix: where each box column of a sample reads the partner, the same on every row, so
+/// found once per call (MixRows, MixRowsFused) rather than per pixel and channel: nearest, the
+/// source column (ResizedSource's) into `cols`; bilinear, the column taps and source columns
+/// (ResizedLinearSource's) into `taps`; both mirrored with `flip`.
+inline void ResizedColumns(const SampleParams &p, const BatchShape &g, int flip,
+                           std::vector<int> &cols, std::vector<LinearPixel> &taps) {
+  const int n = std::max(0, p.x1 - p.x0);
+  if (p.kind == kMaskResizedLinear) {
+    taps.resize(n);
+    for (int k = 0; k < n; k++) taps[k] = ResizedLinearSource(p, g.H, g.W, p.y0, p.x0 + k, flip);
+    return;
+  }
+  cols.resize(n);
+  for (int k = 0; k < n; k++) {
+    int sr;
+    ResizedSource(p, g.H, g.W, p.y0, p.x0 + k, flip, &sr, &cols[k]);
+  }
+}
+
 /// ResizeMix: columns [x0, x1) of row r (at `o`, a row of the output) from the partner resized to
 /// the box (spec 10); `frame_rows` is the partner's row q - r (the first row of its frame or
-/// channel plane). The values are taken, not blended (M = 0), as MixElement takes them.
+/// channel plane); `cols` / `taps`: the box columns' sources (ResizedColumns, unmirrored). The
+/// values are taken, not blended (M = 0), as MixElement takes them.
 template <typename Out, typename In>
-void ResizedSpan(Out *o, const In *frame_rows, const SampleParams &p, const BatchShape &g, int r) {
+void ResizedSpan(Out *o, const In *frame_rows, const SampleParams &p, const BatchShape &g, int r,
+                 const int *cols, const LinearPixel *taps) {
   const int64_t len = g.RowLen();
-  const int inner = g.RowChannels();
-  for (int c = p.x0; c < p.x1; c++) {
-    Out *dst = o + int64_t(c) * inner;
-    if (p.kind == kMaskResizedLinear) {  // bilinear, rounded to the input type (spec 10)
+  const int inner = g.RowChannels(), n = p.x1 - p.x0;
+  Out *dst = o + int64_t(p.x0) * inner;
+  if (p.kind == kMaskResizedLinear) {  // bilinear, rounded to the input type (spec 10)
+    const LinearTaps ty = LinearSource(r, p.y0, p.y1 - p.y0, g.H);
+    for (int c = 0; c < n; c++, dst += inner) {
+      LinearPixel t = taps[c];
+      t.ty = ty;
       for (int k = 0; k < inner; k++) {
-        const In v = ConvertOut<In>(ResizedLinear(p, g.H, g.W, r, c, 0, [&](int sr, int sc) {
+        const In v = ConvertOut<In>(LinearBlend(t, [&](int sr, int sc) {
           return LoadIn(frame_rows[sr * len + int64_t(sc) * inner + k]);
         }));
         dst[k] = MixElement<false, Out, In>(0.0f, v, v, 0.0f, 1.0f);
       }
-      continue;
     }
-    int sr, sc;
-    ResizedSource(p, g.H, g.W, r, c, 0, &sr, &sc);
-    const In *src = frame_rows + sr * len + int64_t(sc) * inner;
+    return;
+  }
+  const In *row = frame_rows + NearestSource(r, p.y0, p.y1 - p.y0, g.H) * len;
+  for (int c = 0; c < n; c++, dst += inner) {
+    const In *src = row + int64_t(cols[c]) * inner;
     for (int k = 0; k < inner; k++)
       dst[k] = MixElement<false, Out, In>(0.0f, src[k], src[k], 0.0f, 1.0f);
   }
@@ -323,6 +348,9 @@ void MixRows(Out *out, const In *own, const In *partner, const SampleParams &p,
   // GMix: the column factors repeated over the channels, so that the row loop vectorises
   std::vector<float> gx(p.kind == kMaskGauss ? len : 0);
   std::vector<uint8_t> take;  // bit masks of short runs: 1 where the own value is taken
+  std::vector<int> cols;          // ResizeMix: the box columns' sources (ResizedColumns)
+  std::vector<LinearPixel> taps;
+  if (IsResized(p.kind)) ResizedColumns(p, g, 0, cols, taps);
   for (int64_t k = 0; k < static_cast<int64_t>(gx.size()); k++)
     gx[k] = tables[p.mask_offset + GaussColsOffset(g.H) + k / inner];
   auto misses_box = [&](int64_t q) {
@@ -368,7 +396,7 @@ void MixRows(Out *out, const In *own, const In *partner, const SampleParams &p,
       const int64_t k0 = int64_t(p.x0) * inner, k1 = int64_t(p.x1) * inner;
       BlendSpan(o, a, b, k0, p.outside);
       if (IsResized(p.kind))  // inside the box: the partner resized
-        ResizedSpan(o, partner + (q - r) * len, p, g, r);
+        ResizedSpan(o, partner + (q - r) * len, p, g, r, cols.data(), taps.data());
       else
         ConvertSpan(o + k0, b + k0, k1 - k0);  // inside the box: the partner, exactly
       BlendSpan(o + k1, a + k1, b + k1, len - k1, p.outside);
@@ -385,6 +413,8 @@ void MixRows(Out *out, const In *own, const In *partner, const SampleParams &p,
 struct RowBuffers {
   std::vector<float> mask;
   std::vector<char> a, b, out;
+  std::vector<int> resized_cols;          // ResizeMix, nearest: ResizedColumns
+  std::vector<LinearPixel> resized_taps;  // ResizeMix, bilinear: ResizedColumns
   template <typename Out, typename In>
   void Reserve(int W, int C) {
     const size_t n = size_t(W) * C * sizeof(In), n_out = size_t(W) * C * sizeof(Out);
@@ -497,28 +527,57 @@ void GatherRow(In *__restrict dst, const In *__restrict x, const BatchShape &g, 
   }
 }
 
-/// ResizeMix: the box columns of frame-row (f, r) of the partner resized to the box (read with
-/// mirror `flip`), into C channel rows of W elements at dst, as GatherRow lays them out.
+/// ResizeMix: the box columns of frame-row (f, r) of the partner resized to the box, into C
+/// channel rows of W elements at dst, as GatherRow lays them out; `cols` / `taps`: the box
+/// columns' sources (ResizedColumns, read with the partner's mirror). The same values as
+/// ResizedSource / ResizedLinear per pixel: the row's source (or taps) found once, the columns'
+/// from the tables.
 template <typename In>
 void GatherResizedRow(In *__restrict dst, const In *__restrict x, const BatchShape &g,
-                      const SampleParams &p, int64_t f, int r, int flip) {
+                      const SampleParams &p, int64_t f, int r, const int *__restrict cols,
+                      const LinearPixel *__restrict taps) {
   const In *frame = x + f * g.FrameElems();
-  for (int c = p.x0; c < p.x1; c++) {
-    for (int ch = 0; ch < g.C; ch++) {
-      auto at = [&](int sr, int sc) -> const In & {
-        return g.in_planar ? frame[(int64_t(ch) * g.H + sr) * g.W + sc]
-                           : frame[(int64_t(sr) * g.W + sc) * g.C + ch];
+  const int W = g.W, C = g.C, n = p.x1 - p.x0;
+  if (n <= 0 || r < p.y0 || r >= p.y1) return;
+  if (p.kind == kMaskResizedLinear) {  // bilinear, rounded to the input type (spec 10)
+    const LinearTaps ty = LinearSource(r, p.y0, p.y1 - p.y0, g.H);
+    for (int ch = 0; ch < C; ch++) {
+      auto at = [&](int sr, int sc) {
+        return LoadIn(g.in_planar ? frame[(int64_t(ch) * g.H + sr) * W + sc]
+                                  : frame[(int64_t(sr) * W + sc) * C + ch]);
       };
-      In &d = dst[int64_t(ch) * g.W + c];
-      if (p.kind == kMaskResizedLinear) {  // bilinear, rounded to the input type (spec 10)
-        d = ConvertOut<In>(ResizedLinear(p, g.H, g.W, r, c, flip,
-                                         [&](int sr, int sc) { return LoadIn(at(sr, sc)); }));
-      } else {
-        int sr, sc;
-        ResizedSource(p, g.H, g.W, r, c, flip, &sr, &sc);
-        d = at(sr, sc);
+      In *d = dst + int64_t(ch) * W + p.x0;
+      for (int k = 0; k < n; k++) {
+        LinearPixel t = taps[k];
+        t.ty = ty;
+        d[k] = ConvertOut<In>(LinearBlend(t, at));
       }
     }
+    return;
+  }
+  const int sr = NearestSource(r, p.y0, p.y1 - p.y0, g.H);
+  if (g.in_planar) {
+    for (int ch = 0; ch < C; ch++) {
+      const In *row = frame + (int64_t(ch) * g.H + sr) * W;
+      In *d = dst + int64_t(ch) * W + p.x0;
+      for (int k = 0; k < n; k++) d[k] = row[cols[k]];
+    }
+    return;
+  }
+  const In *row = frame + int64_t(sr) * W * C;
+  if (C == 3) {
+    In *d0 = dst + p.x0, *d1 = dst + W + p.x0, *d2 = dst + 2 * W + p.x0;
+    for (int k = 0; k < n; k++) {
+      const In *px = row + int64_t(cols[k]) * 3;
+      d0[k] = px[0];
+      d1[k] = px[1];
+      d2[k] = px[2];
+    }
+    return;
+  }
+  for (int k = 0; k < n; k++) {
+    const In *px = row + int64_t(cols[k]) * C;
+    for (int ch = 0; ch < C; ch++) dst[int64_t(ch) * W + p.x0 + k] = px[ch];
   }
 }
 
@@ -690,6 +749,8 @@ void MixRowsFused(Out *out, const In *own, const In *partner, int flip_own, int 
   In *a = reinterpret_cast<In *>(buf.a.data()), *b = reinterpret_cast<In *>(buf.b.data());
   const bool interleave = !g.out_planar && g.C > 1;
   Out *rows = reinterpret_cast<Out *>(buf.out.data());
+  if (IsResized(p.kind))
+    ResizedColumns(p, g, flip_partner, buf.resized_cols, buf.resized_taps);
   for (int64_t q = q0; q < q1; q++) {
     const int64_t f = q / g.H;
     const int r = static_cast<int>(q - f * g.H);
@@ -698,8 +759,9 @@ void MixRowsFused(Out *out, const In *own, const In *partner, int flip_own, int 
     GatherRow(a, own, g, f, r, flip_own, need.own_a0, need.own_a1);
     GatherRow(a, own, g, f, r, flip_own, need.own_b0, need.own_b1);
     GatherRow(b, partner, g, f, r, flip_partner, need.partner_a0, need.partner_a1);
-    if (IsResized(p.kind) && r >= p.y0 && r < p.y1)
-      GatherResizedRow(b, partner, g, p, f, r, flip_partner);
+    if (IsResized(p.kind))
+      GatherResizedRow(b, partner, g, p, f, r, buf.resized_cols.data(),
+                       buf.resized_taps.data());
     Out *px = out + f * g.FrameElems() + int64_t(r) * g.W * g.C;  // the row's pixels (HWC)
     for (int ch = 0; ch < g.C; ch++) {
       Out *o = interleave  ? rows + int64_t(ch) * g.W
