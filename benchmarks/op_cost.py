@@ -98,10 +98,15 @@ def last_level_cache_mib():
     return max(sizes, default=0)
 
 
-def default_cold_mib():
-    """Twice the largest cache, and at least 128 MiB: enough copies that no call is timed on
-    data that a previous call left in any cache."""
-    return max(128, math.ceil(2 * last_level_cache_mib()))
+def default_cold_mib(device):
+    """Twice the largest cache the data pass through (the CPU's; on the GPU, where the inputs
+    live in device memory, its L2), and at least 128 MiB: enough copies that no call is timed
+    on data that a previous call left in cache."""
+    if device == "gpu":
+        cache = torch.cuda.get_device_properties(0).L2_cache_size / 2 ** 20
+    else:
+        cache = last_level_cache_mib()
+    return max(128, math.ceil(2 * cache))
 
 
 def cold_copies(nbytes, cold_bytes):
@@ -583,8 +588,8 @@ def main(argv=None):
                     help="DALI CPU threads and torch threads")
     ap.add_argument("--cold-mib", type=int, default=None,
                     help="rotate inputs (and copy buffers) over at least this many MiB, so that "
-                         "nothing is timed on cached data (default: twice the largest CPU cache, "
-                         "at least 128); 0: off")
+                         "nothing is timed on cached data (default: twice the largest cache: "
+                         "the CPU's, or the GPU's L2; at least 128); 0: off")
     add_output_args(ap, "op_cost")
     args = ap.parse_args(argv)
     full = dict(batch=[64, 256], dtypes=list(CASES) + ["fused", "seg"],
@@ -594,8 +599,6 @@ def main(argv=None):
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.json = output_path(args, "op_cost")
-    if args.cold_mib is None:
-        args.cold_mib = default_cold_mib()
     torch.set_num_threads(args.threads)
     has_gpu = torch.cuda.is_available()
     devices = ["cpu", "gpu"] if args.device == "all" else [args.device]
@@ -603,6 +606,8 @@ def main(argv=None):
         if args.device == "gpu":
             sys.exit("--device gpu: no CUDA device visible to torch")
         devices = ["cpu"]
+    cold_mib = {d: default_cold_mib(d) if args.cold_mib is None else args.cold_mib
+                for d in devices}
     rng = np.random.default_rng(0)
     rows = []
     # steps: a method in each mode; seg: its rows
@@ -614,10 +619,10 @@ def main(argv=None):
         for batch in args.batch:
             for case in args.dtypes:
                 run_case(device, batch, case, args.methods, args.iters, args.threads, rng,
-                         rows, step, total, args.cold_mib << 20)
+                         rows, step, total, cold_mib[device] << 20)
     sys.stderr.write("\n")  # the progress line ends before the tables
     result = {"machine": {d: machine_info(d) for d in devices}, "threads": args.threads,
-              "cold_mib": args.cold_mib,
+              "cold_mib": cold_mib,
               "image": [H, W, C], "rows": rows}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
