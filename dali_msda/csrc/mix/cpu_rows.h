@@ -263,23 +263,27 @@ void GaussBlendSpan(Out *out, const In *own, const In *partner, float gy, const 
   GaussBlendSpanAuto<kInvert, Out, In>(out, own, partner, gy, gx, n);
 }
 
+/// ResizeMix, nearest: the partner's source column (ResizedSource's, mirrored with `flip`) of
+/// each box column into `cols`, the same on every row (the images' and the label maps' tables).
+inline void NearestColumns(const SampleParams &p, int H, int W, int flip,
+                           std::vector<int> &cols) {
+  cols.resize(std::max(0, p.x1 - p.x0));
+  for (size_t k = 0; k < cols.size(); k++) {
+    int sr;
+    ResizedSource(p, H, W, p.y0, p.x0 + int(k), flip, &sr, &cols[k]);
+  }
+}
+
 /// ResizeMix: where each box column of a sample reads the partner, the same on every row, so
 /// found once per call (MixRows, MixRowsFused) rather than per pixel and channel: nearest, the
-/// source column (ResizedSource's) into `cols`; bilinear, the column taps and source columns
+/// source column into `cols` (NearestColumns); bilinear, the column taps and source columns
 /// (ResizedLinearSource's) into `taps`; both mirrored with `flip`.
 inline void ResizedColumns(const SampleParams &p, const BatchShape &g, int flip,
                            std::vector<int> &cols, std::vector<LinearPixel> &taps) {
-  const int n = std::max(0, p.x1 - p.x0);
-  if (p.kind == kMaskResizedLinear) {
-    taps.resize(n);
-    for (int k = 0; k < n; k++) taps[k] = ResizedLinearSource(p, g.H, g.W, p.y0, p.x0 + k, flip);
-    return;
-  }
-  cols.resize(n);
-  for (int k = 0; k < n; k++) {
-    int sr;
-    ResizedSource(p, g.H, g.W, p.y0, p.x0 + k, flip, &sr, &cols[k]);
-  }
+  if (p.kind != kMaskResizedLinear) return NearestColumns(p, g.H, g.W, flip, cols);
+  taps.resize(std::max(0, p.x1 - p.x0));
+  for (size_t k = 0; k < taps.size(); k++)
+    taps[k] = ResizedLinearSource(p, g.H, g.W, p.y0, p.x0 + int(k), flip);
 }
 
 /// ResizeMix: columns [x0, x1) of row r (at `o`, a row of the output) from the partner resized to
@@ -626,6 +630,7 @@ void MixSeg(T *out, const T *own, const T *partner, const SampleParams &p, const
   mrow.resize(W);
   const float *m = mrow.data();
   std::vector<int> cols;  // ResizeMix: the partner's source column of each box column
+  if (IsResized(p.kind)) NearestColumns(p, H, W, flip_partner, cols);
   for (int r = 0; r < H; r++) {
     T *o = out + int64_t(r) * W;
     const T *a = own + int64_t(r) * W, *b = partner + int64_t(r) * W;
@@ -640,17 +645,8 @@ void MixSeg(T *out, const T *own, const T *partner, const SampleParams &p, const
     }
     if (IsResized(p.kind) && r >= p.y0 && r < p.y1) {
       // a row through the ResizeMix box: M = 1 (own) outside it, 0 (the resized partner,
-      // nearest) inside; the source columns (ResizedSource's) are the same on every row
-      if (cols.empty()) {
-        cols.resize(p.x1 - p.x0);
-        for (int c = p.x0; c < p.x1; c++) {
-          int sr;
-          ResizedSource(p, H, W, r, c, flip_partner, &sr, &cols[c - p.x0]);
-        }
-      }
-      int sr, sc;
-      ResizedSource(p, H, W, r, p.x0, flip_partner, &sr, &sc);
-      const T *prow = partner + int64_t(sr) * W;
+      // nearest) inside, through the box columns' table
+      const T *prow = partner + int64_t(NearestSource(r, p.y0, p.y1 - p.y0, H)) * W;
       for (int c = 0; c < p.x0; c++) o[c] = a[flip_own ? W - 1 - c : c];
       for (int c = p.x0; c < p.x1; c++) o[c] = prow[cols[c - p.x0]];
       for (int c = p.x1; c < W; c++) o[c] = a[flip_own ? W - 1 - c : c];
