@@ -106,11 +106,10 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = dict(machine_info("gpu" if args.device == "cuda" else "cpu"),
-                   platform=platform.platform(), threads=torch.get_num_threads(),
-                   gpu=torch.cuda.get_device_name() if args.device == "cuda" else None)
+                   platform=platform.platform())  # torch_threads, and gpu on a GPU
     rows = [measure(args.batch, k, args.device, args.steps, args.rounds) for k in args.classes]
     print(f"cross-entropy forward + backward, batch {args.batch}, {args.device}"
-          f" ({machine['gpu'] or str(machine['threads']) + ' threads'}), best of "
+          f" ({machine.get('gpu') or str(machine['torch_threads']) + ' threads'}), best of "
           f"{args.rounds} x {args.steps} steps")
     print(f"{'K':>7} {'dense ms':>9} {'index ms':>9} {'index/dense':>11} {'dense targets':>14}")
     for r in rows:
