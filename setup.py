@@ -12,6 +12,9 @@ Environment knobs:
                         last one is embedded too, for newer GPUs.
   CXX                   host C++ compiler (default g++).
   DALI_MSDA_JOBS        parallel compile jobs (default: CPU count).
+  DALI_MSDA_SANITIZE    1: the host C++ (.cc) compiled and linked with AddressSanitizer and
+                        UndefinedBehaviorSanitizer, for tests/sanitize.sh (such a plugin loads
+                        only in a process started with the sanitizer runtime preloaded).
 
 `python setup.py build_plugin` builds dali_msda/libdali_msda.so in place (for development).
 """
@@ -222,8 +225,11 @@ def build_plugin(out_dir):
     common = ["-std=c++20", "-O3", "-isystem", dali_inc, *dali_defs]
     # no FP contraction: the same rounding as the reference and the GPU; -fno-trapping-math lets
     # the vectoriser turn the clamps of uint8 conversion into selects (values are unchanged)
+    sanitize = os.environ.get("DALI_MSDA_SANITIZE", "") not in ("", "0")
+    san_flags = (["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+                 if sanitize else [])
     cc_flags = [*common, "-fPIC", "-ffp-contract=off", "-fno-trapping-math", "-Wall",
-                *[x for inc in cuda_incs for x in ("-isystem", inc)]]
+                *[x for inc in cuda_incs for x in ("-isystem", inc)], *san_flags]
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
     gencode.append(f"-gencode=arch=compute_{archs[-1]},code=compute_{archs[-1]}")
     cu_flags = [*common, "-Xcompiler", "-fPIC", "-fmad=false", "-diag-suppress", "20012",
@@ -236,12 +242,16 @@ def build_plugin(out_dir):
     log(f"nvcc {nvcc} (CUDA {cuda_version}, from {nvcc_from}); CUDA include {cuda_incs}, "
         f"lib {cuda_libs}")
     log(f"host compiler {cxx}; GPU archs sm_{', sm_'.join(archs)} + PTX compute_{archs[-1]}")
+    if sanitize:
+        log("DALI_MSDA_SANITIZE: the .cc files with " + " ".join(san_flags))
     log(f"sources: {', '.join(str(s.relative_to(ROOT)) for s in sources)}")
 
     jobs = int(os.environ.get("DALI_MSDA_JOBS", os.cpu_count() or 1))
     cmds = []
     for src in sources:
-        obj = obj_dir / (src.relative_to(CSRC.resolve()).as_posix().replace("/", "_") + ".o")
+        # (a sanitizer build's host objects beside the others, not over them)
+        suffix = ".san.o" if sanitize and src.suffix == ".cc" else ".o"
+        obj = obj_dir / (src.relative_to(CSRC.resolve()).as_posix().replace("/", "_") + suffix)
         if src.suffix == ".cu":
             cmds.append(([nvcc, *cu_flags, "-c", str(src), "-o", str(obj)], src, obj))
         else:
@@ -286,7 +296,7 @@ def build_plugin(out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     lib = out_dir / LIB_NAME
     link_shared(cxx, lib, [str(o) for _, _, o in cmds],
-                [*dali_lflags, "-ldali_core", *[f"-L{p}" for p in cuda_libs],
+                [*san_flags, *dali_lflags, "-ldali_core", *[f"-L{p}" for p in cuda_libs],
                  "-l:libcudart_static.a", "-lrt", "-ldl", "-lpthread", "-Wl,--no-undefined"])
     (out_dir / "_build_info.py").write_text(
         "# Written by setup.py at build time: what this plugin was built against.\n"
@@ -295,6 +305,7 @@ def build_plugin(out_dir):
         f"CUDA_ARCHS = {archs!r}\n"
         f"NVCC = {nvcc!r}\n"
         f"SOURCES_SHA256 = {sources_digest(CSRC, by_macro)!r}\n"
+        f"SANITIZE = {sanitize!r}\n"
     )
     log(f"built {lib}")
     return lib

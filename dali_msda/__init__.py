@@ -90,6 +90,12 @@ def _check_build(folder=None):
             f"dali_msda was built against NVIDIA DALI {info.DALI_VERSION} but DALI "
             f"{dali.__version__} is installed; DALI plugins must be rebuilt for each DALI "
             f"release. Rebuild it against the installed DALI with {rebuild}.")
+    if getattr(info, "SANITIZE", False) and not _sanitizer_runtime_loaded():
+        raise ImportError(
+            f"dali_msda: the plugin {_os.path.join(folder, _LIB)} was built with "
+            "DALI_MSDA_SANITIZE=1 (AddressSanitizer): it loads only in a process started with "
+            "the sanitizer's runtime preloaded, as tests/sanitize.sh starts its tests. For "
+            f"normal use rebuild it without DALI_MSDA_SANITIZE: {rebuild}.")
     if _CHECKOUT and getattr(info, "SOURCES_SHA256", None):
         from ._sources import sources_digest
 
@@ -102,6 +108,15 @@ def _check_build(folder=None):
                 f"sources it was built from. Rebuild with {rebuild}, or in place with "
                 "`python setup.py build_plugin`.", RuntimeWarning, stacklevel=3)
     return info
+
+
+def _sanitizer_runtime_loaded():
+    """Whether AddressSanitizer's runtime is mapped into this process (LD_PRELOAD)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
 
 
 def load_plugin():
