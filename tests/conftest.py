@@ -185,9 +185,10 @@ def cuda_includes():
                        "nvidia-cuda-cccl")
 
 
-def build_test_library(folder, name, sources):
+def build_test_library(folder, name, sources, link_dali_core=False):
     """Compiles `sources` (with dali_msda/csrc on the include path, DALI's and the CUDA headers
-    beside it, the plugin's floating-point flags) into folder/<name>.so and loads it."""
+    beside it, the plugin's floating-point flags) into folder/<name>.so and loads it; linked to
+    DALI's libdali_core where `link_dali_core` (to call DALI's own code, not only its headers)."""
     import ctypes
     import subprocess
 
@@ -200,6 +201,8 @@ def build_test_library(folder, name, sources):
     cmd = [os.environ.get("CXX", "g++"), "-std=c++20", "-O1", "-shared", "-fPIC",
            "-ffp-contract=off", "-fno-trapping-math", "-isystem", sc.get_include_dir(),
            *cuda_includes(), "-I", csrc, *sources, "-o", lib]
+    if link_dali_core:
+        cmd += [f"-L{sc.get_lib_dir()}", "-ldali_core", f"-Wl,-rpath,{sc.get_lib_dir()}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"{name} build failed: {' '.join(cmd)}\n{proc.stderr[-4000:]}"
     return ctypes.CDLL(lib)

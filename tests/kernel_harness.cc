@@ -19,6 +19,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "dali/core/random/philox.h"
+#include "mix/host_masks.h"
 #include "mix/kernel.h"
 #include "mix/params.h"
 
@@ -391,4 +393,26 @@ extern "C" int msda_parallel_jobs(int64_t jobs, int threads, int64_t fail, int64
 extern "C" void msda_standard_normals(uint32_t seed, int64_t count, double *out) {
   std::mt19937 rng(seed);
   msda::StandardNormals(rng, count, out);
+}
+
+/// One FMix mask made as the op makes it (host_masks.h MakeFMixMasks: a job whose stream is a
+/// dali::Philox4x32_10 in state (key, counter hi:lo, phase)) into `op`, and from normals drawn
+/// with a copy of that generator here into `dali` (MaskBit's H x W bits each).
+extern "C" void msda_fmix_job_mask(uint64_t key, uint64_t hi, uint64_t lo, int phase, int H,
+                                   int W, int64_t ones, uint8_t *op, uint8_t *dali) {
+  dali::Philox4x32_10 rng;
+  rng.init(key, hi, lo, phase);
+  msda::BatchPlan plan;
+  const int64_t bytes = (int64_t(H) * W + 7) / 8;
+  plan.bits.assign(bytes, 0);
+  plan.fmix_jobs.push_back({0, 0, rng, ones, 0});
+  msda::MakeFMixMasks(
+      plan, H, W, 3.0, [](int) -> const float * { return nullptr; },
+      [](size_t jobs, int64_t, const auto &make) {
+        for (size_t k = 0; k < jobs; k++) make(k);
+      });
+  std::copy(plan.bits.begin(), plan.bits.end(), op);
+  std::vector<double> noise(msda::FMixNoiseSize(H, W));
+  msda::StandardNormals(rng, int64_t(noise.size()), noise.data());
+  msda::FMixMask(noise.data(), H, W, 3.0, ones, dali);
 }

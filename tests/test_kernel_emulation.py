@@ -24,9 +24,11 @@ METHODS = {**{m: methods.METHOD_IDS[m] for m in methods.METHODS},
 
 
 def build_harness(folder):
-    """Compiles tests/kernel_harness.cc (with fmix.cc) into folder/harness.so and loads it."""
+    """Compiles tests/kernel_harness.cc (with fmix.cc) into folder/harness.so and loads it
+    (linked to DALI's libdali_core: its Philox generator)."""
     so = build_test_library(folder, "harness", [os.path.join(HERE, "kernel_harness.cc"),
-                                                os.path.join(CSRC, "mix", "fmix.cc")])
+                                                os.path.join(CSRC, "mix", "fmix.cc")],
+                            link_dali_core=True)
     so.msda_emulate_kernel.restype = ctypes.c_int
     return so
 
@@ -515,6 +517,30 @@ def test_fmix_normals_are_the_polar_methods_one_pair_at_a_time(harness, count):
     harness.msda_standard_normals.restype = None
     harness.msda_standard_normals(ctypes.c_uint32(11), I64(count), out.ctypes.data_as(P))
     np.testing.assert_array_equal(out, polar_normals(11, count))
+
+
+PHILOX_STATES = [  # (key, counter hi, counter lo, phase)
+    (0x0123456789ABCDEF, 7, 42, 1), (2**64 - 1, 2**64 - 1, 2**64 - 3, 2),
+    (99, 5, 2**64 - 40, 3),  # the low counter wraps into the high one within the words drawn
+]
+
+
+@pytest.mark.parametrize("state", PHILOX_STATES)
+def test_the_ops_fmix_mask_is_that_of_dalis_stream(harness, state):
+    """A mask made as the op makes it (MakeFMixMasks, from a job's generator) is the mask of
+    normals drawn from DALI's generator in that state, from its next word on (key, both
+    counter halves and phase as they are), 224 x 224 and an odd size: the noise of a seed's
+    masks is that stream's, not another that passes the statistical tests as well."""
+    key, hi, lo, phase = state
+    harness.msda_fmix_job_mask.restype = None
+    for h, w in ((224, 224), (37, 53)):
+        size = (h * w + 7) // 8
+        op, dali = np.zeros(size, np.uint8), np.ones(size, np.uint8)
+        harness.msda_fmix_job_mask(ctypes.c_uint64(key), ctypes.c_uint64(hi),
+                                   ctypes.c_uint64(lo), phase, h, w, I64(h * w * 2 // 5),
+                                   op.ctypes.data_as(P), dali.ctypes.data_as(P))
+        np.testing.assert_array_equal(op, dali)
+        assert np.unpackbits(op, bitorder="little")[:h * w].sum() == h * w * 2 // 5
 
 
 @pytest.mark.parametrize("jobs,threads", [(0, 4), (1, 4), (7, 3), (256, 16), (5, 1), (3, 0)])
