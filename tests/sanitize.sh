@@ -28,7 +28,9 @@ done
 
 # the checkout's files as they are now (tracked and new, not ignored ones: no build, no venv)
 git ls-files -z --cached --others --exclude-standard \
-  | while IFS= read -r -d '' f; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi; done \
+  | while IFS= read -r -d '' f; do
+      if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi
+    done \
   | xargs -0 cp -P --parents -t "$work"
 echo "== sanitize: building the plugin with DALI_MSDA_SANITIZE=1 in $work"
 if ! (cd "$work" && DALI_MSDA_SANITIZE=1 DALI_MSDA_CUDA_ARCHS="${DALI_MSDA_CUDA_ARCHS:-75}" \
@@ -39,29 +41,32 @@ if ! (cd "$work" && DALI_MSDA_SANITIZE=1 DALI_MSDA_CUDA_ARCHS="${DALI_MSDA_CUDA_
 fi
 grep -E "dali-msda build\] (DALI_MSDA_SANITIZE|built)" "$work/build.log" || true
 
-# Left out: the files that build plugins of their own (test_build, test_mutants) or harness
-# libraries (test_row_loops, test_kernel_emulation: checked bit for bit instead), the scan's
-# test that crashes a worker on purpose with SIGSEGV (the sanitizer reports that signal as an
-# error) and the checkpoint tests that kill trainers (minutes under the sanitizers, no op code
-# that the other files do not run).
+# The harness libraries the tests compile (test_row_loops: the CPU row loops called directly)
+# are instrumented too (DALI_MSDA_SANITIZE, conftest.build_test_library). Left out: the files
+# that build plugins of their own (test_build, test_mutants), the kernel's emulation (its
+# harness checks every access against the buffers' bounds itself, and takes 10+ minutes under
+# the sanitizers), the scan's test that crashes a worker on purpose with SIGSEGV (the sanitizer
+# reports that signal as an error) and the checkpoint tests that kill trainers (minutes under
+# the sanitizers, no op code that the other files do not run).
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
   tests=(tests --ignore=tests/test_build.py --ignore=tests/test_mutants.py
-         --ignore=tests/test_row_loops.py --ignore=tests/test_kernel_emulation.py
-         --ignore=tests/test_checkpoint.py
+         --ignore=tests/test_kernel_emulation.py --ignore=tests/test_checkpoint.py
          --deselect tests/test_scan.py::test_a_worker_crash_costs_the_worker_not_the_scan)
 fi
 
 # DALI finds nvImageCodec through the loader's search path of its own library, which a
 # preloaded ASan hides: name the wheel's folder
-codec=$("$python" -c "import nvidia.nvimgcodec as m; print(list(m.__path__)[0])" 2>/dev/null || true)
+codec=$("$python" -c "import nvidia.nvimgcodec as m; print(list(m.__path__)[0])" 2>/dev/null \
+        || true)
 # DALI's headers bind a reference to element 0 of an empty shape vector (TensorListShape<0>,
 # never read): not ours, suppressed by file
 printf 'null:dali/core/tensor_shape.h\n' > "$work/ubsan.supp"
 status=0
 (
   cd "$work"
-  export LD_PRELOAD="$asan $stdcxx" LD_LIBRARY_PATH="$codec${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export DALI_MSDA_SANITIZE=1 LD_PRELOAD="$asan $stdcxx"
+  export LD_LIBRARY_PATH="$codec${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:log_path=$work/report"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=0:log_path=$work/report"
   UBSAN_OPTIONS+=":suppressions=$work/ubsan.supp"
