@@ -223,11 +223,10 @@ def build_plugin(out_dir):
     cxx = os.environ.get("CXX", "g++")
     dali_defs = [f for f in dali_cflags if not f.startswith("-I")]
     common = ["-std=c++20", "-O3", "-isystem", dali_inc, *dali_defs]
+    san_flags = _sources.sanitize_flags()  # DALI_MSDA_SANITIZE
+    sanitize = bool(san_flags)
     # no FP contraction: the same rounding as the reference and the GPU; -fno-trapping-math lets
     # the vectoriser turn the clamps of uint8 conversion into selects (values are unchanged)
-    sanitize = os.environ.get("DALI_MSDA_SANITIZE", "") not in ("", "0")
-    san_flags = (["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
-                 if sanitize else [])
     cc_flags = [*common, "-fPIC", "-ffp-contract=off", "-fno-trapping-math", "-Wall",
                 *[x for inc in cuda_incs for x in ("-isystem", inc)], *san_flags]
     gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]

@@ -86,3 +86,13 @@ def sources_digest(csrc, by_macro=None):
     if not os.path.isdir(csrc):
         return None
     return files_digest(build_inputs(csrc, by_macro), csrc)
+
+
+def sanitize_flags():
+    """The host compiler's flags of a sanitizer build (tests/sanitize.sh): AddressSanitizer and
+    UndefinedBehaviorSanitizer where DALI_MSDA_SANITIZE is set and not 0, else none. One list
+    for the plugin's .cc files (setup.py) and the test harness libraries (tests/conftest.py),
+    so that both are instrumented alike."""
+    if os.environ.get("DALI_MSDA_SANITIZE", "") in ("", "0"):
+        return []
+    return ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]

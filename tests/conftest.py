@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dali_msda import has_gpu, to_numpy  # noqa: F401  (loads the plugin)
+from dali_msda._sources import sanitize_flags
 from nvidia.dali import fn, pipeline_def, types
 
 HAS_GPU = has_gpu()
@@ -203,8 +204,7 @@ def build_test_library(folder, name, sources, link_dali_core=False):
            *cuda_includes(), "-I", csrc, *sources, "-o", lib]
     if link_dali_core:
         cmd += [f"-L{sc.get_lib_dir()}", "-ldali_core", f"-Wl,-rpath,{sc.get_lib_dir()}"]
-    if os.environ.get("DALI_MSDA_SANITIZE", "") not in ("", "0"):  # tests/sanitize.sh
-        cmd += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+    cmd += sanitize_flags()  # under tests/sanitize.sh, instrumented as the plugin is
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, f"{name} build failed: {' '.join(cmd)}\n{proc.stderr[-4000:]}"
     return ctypes.CDLL(lib)
