@@ -301,6 +301,17 @@ def fmix_weights(height, width, decay_power=3.0):
     return 1.0 / np.maximum(freq, 1.0 / max(height, width)) ** decay_power
 
 
+FMIX_DRAWN_NOISE_MAX = 9.3455  # the operator's drawn noise never exceeds sqrt(126 ln 2) (spec 9)
+
+
+def fmix_image_bounded(height, width, decay_power, noise_max):
+    """Whether FMix's transforms stay finite in float64 for H x W masks and noise of magnitude at
+    most `noise_max` (spec 9): 4 x bins x noise_max x max(H, W) ** decay_power is finite."""
+    with np.errstate(all="ignore"):
+        top = 1.0 / np.power(1.0 / np.float64(max(height, width)), np.float64(decay_power))
+        return bool(np.isfinite(top * (4.0 * (height * (width // 2 + 1)) * noise_max)))
+
+
 def fmix_low_freq(noise, height, width, decay_power=3.0, official=False):
     """The low-frequency image of FMix (float64 H x W) from `noise` (H x (W // 2 + 1) x 2, the
     real and imaginary parts, i.i.d. N(0, 1)): the inverse real FFT of weights * (re + i im).
@@ -317,6 +328,9 @@ def fmix_low_freq(noise, height, width, decay_power=3.0, official=False):
     wf = width // 2 + 1
     if noise.shape != (height, wf, 2):
         raise ValueError(f"noise must have shape {(height, wf, 2)}; got {noise.shape}")
+    if not fmix_image_bounded(height, width, decay_power, np.abs(noise).max(initial=0.0)):
+        raise ValueError(f"decay_power {decay_power} is too large for FMix masks of {height} x "
+                         f"{width}: the weights times the noise overflow float64 (spec 9)")
     param = fmix_weights(height, width, decay_power)[..., None] * noise
     if official:
         if width % 2:  # the official grid has W // 2 + 2 columns for odd W; the extra one is

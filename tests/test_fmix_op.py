@@ -242,6 +242,49 @@ def test_bad_fmix_arguments(device):
                  fmix_noise=good, device=device)
 
 
+def decay_limit(h, w, noise_max):
+    """The largest decay_power the spec's bound allows (spec 9), by bisection on reference.py."""
+    lo, hi = 0.0, 2048.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ref.fmix_image_bounded(h, w, mid, noise_max) else (lo, mid)
+    return lo
+
+
+def test_decay_power_up_to_the_float64_limit(device):
+    """Spec 9: just inside the limit the masks are the reference's bit for bit (at 31 x 45 and
+    d = 183.5 the weights of the two lowest frequencies along the width outweigh the others by
+    e^68, so the image is constant down each column to the last bit: ties, taken in row-major
+    order); just past it a batch with an FMix sample is refused, naming the size, the noise's
+    bound and the limit, for the drawn noise and for a given one (whose bound is its largest
+    value); a batch without one is not."""
+    h, w, batch = 31, 45, 4
+    limit = decay_limit(h, w, ref.FMIX_DRAWN_NOISE_MAX)
+    assert 183.5 < limit < 184.0, limit
+    masks = check(device, "elem", np.uint8, "HWC", (h, w, 3), seed=5, decay_power=183.5)
+    assert any(len(np.unique(m, axis=0)) > 1 for m in masks)  # a tie split inside a column
+    images = np.zeros((batch, h, w, 3), np.uint8)
+    kw = dict(method="fmix", mode="elem", num_classes=batch, device=device)
+    _, _, drawn, params = run_mix(images, class_labels(batch), decay_power=183.5, **kw)
+    round_up_from(drawn, params[:, 1])
+    with pytest.raises(RuntimeError, match=r"`decay_power` 184\.5 is too large for FMix masks of "
+                       r"H = 31, W = 45: the spectrum's weights, up to max\(H, W\) \*\* "
+                       r"decay_power, times the noise \(magnitudes up to 9\.3455\) overflow "
+                       r"float64; at this size `decay_power` must be at most ") as e:
+        run_mix(images, class_labels(batch), decay_power=184.5, **kw)
+    stated = float(str(e.value).split("must be at most ")[1].split(".\n")[0].rstrip("."))
+    assert stated == pytest.approx(limit, rel=1e-5)
+    loud = noise_for(np.random.default_rng(2), batch, h, w) * np.float32(1e37)
+    loud_max = float(np.abs(loud).max())
+    assert decay_limit(h, w, loud_max) < 165.0 < limit
+    expect_error(r"`decay_power` 165 is too large for FMix masks of H = 31, W = 45: .* "
+                 r"\(magnitudes up to \d\.\d+e\+37\) overflow", images=images,
+                 labels=class_labels(batch), decay_power=165.0, fmix_noise=loud, **kw)
+    run_mix(images, class_labels(batch), decay_power=165.0, **kw)  # drawn noise: within
+    kw["method"] = "mixup"
+    run_mix(images, class_labels(batch), decay_power=1000.0, **kw)
+
+
 def test_flat_noise_is_accepted(device):
     rng = np.random.default_rng(1)
     images = random_images(rng, 4, (8, 8, 3), np.uint8)

@@ -31,6 +31,31 @@ def test_weights_decay_as_one_over_f_to_the_power():
     assert wts[8, 8] == pytest.approx((64 / (8 * math.sqrt(2))) ** 3)
 
 
+def test_the_drawn_noise_bound_and_the_decay_power_limit():
+    """Spec 9: the polar method's largest output on 32-bit coordinates, sqrt(-2 ln s) at the
+    smallest s = 2 (2^-32)^2, is below the bound the spec uses; a decay_power at the bound's limit
+    keeps every value of the transforms finite, one past it is refused (not computed from
+    infinities: the weights overflow there, the official code's masks are then NaNs)."""
+    assert math.sqrt(-2.0 * math.log(2.0 * 2.0 ** -64)) < ref.FMIX_DRAWN_NOISE_MAX < 9.346
+    h, w = 31, 45
+    noise = np.full((h, w // 2 + 1, 2), ref.FMIX_DRAWN_NOISE_MAX)
+    lo, hi = 0.0, 2048.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ref.fmix_image_bounded(h, w, mid, ref.FMIX_DRAWN_NOISE_MAX) \
+            else (lo, mid)
+    # (the bound: 4 bins noise_max max(H, W) ** d = DBL_MAX)
+    assert lo == pytest.approx((math.log(np.finfo(np.float64).max) - math.log(
+        4 * h * (w // 2 + 1) * ref.FMIX_DRAWN_NOISE_MAX)) / math.log(w), rel=1e-9)
+    assert np.isfinite(ref.fmix_low_freq(noise, h, w, lo)).all()
+    assert np.isfinite(ref.fmix_low_freq(-noise, h, w, lo)).all()
+    with pytest.raises(ValueError, match="decay_power 184.0 is too large for FMix masks of 31 x "
+                       "45"):
+        ref.fmix_low_freq(noise, h, w, 184.0)
+    with np.errstate(all="ignore"):  # what computing it anyway gives
+        assert not np.isfinite(ref.fmix_weights(h, w, 200.0)).all()
+
+
 def test_the_official_spectrum_never_varies_more_than_one_cycle_across_the_width():
     rng = np.random.default_rng(5)
     for h, w in ((32, 32), (40, 25), (224, 224)):

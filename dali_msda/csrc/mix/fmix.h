@@ -27,6 +27,36 @@ inline int64_t FMixOnes(float lam, bool round_up, int H, int W) {
   return static_cast<int64_t>(round_up ? std::ceil(x) : std::floor(x));
 }
 
+/// The largest magnitude of the noise the operator draws (StandardNormals, params.h: Marsaglia's
+/// polar method on coordinates (int32 + 1/2) / 2^31, so |u f| <= sqrt(-2 ln s) with s >= 2^-63,
+/// sqrt(126 ln 2) = 9.3454...).
+constexpr double kFMixDrawnNoiseMax = 9.3455;
+
+/// Whether every value FMix's transforms compute for an H x W mask stays finite in float64 for
+/// noise of magnitude at most `noise_max` (spec 9): each is bounded by the sum of the weighted
+/// noise's magnitudes, at most 4 x bins x noise_max x the largest weight, max(H, W) **
+/// decay_power (the weight at frequency 0, computed as FMixMask computes it). A larger
+/// decay_power would overflow to infinities and NaNs, which no selection of the largest pixels
+/// can rank: the operator refuses it rather than make such masks.
+inline bool FMixImageBounded(int H, int W, double decay_power, double noise_max) {
+  const double bins = double(H) * (W / 2 + 1);
+  const double top = 1.0 / std::pow(1.0 / std::max(H, W), decay_power);
+  return std::isfinite(top * (4.0 * bins * noise_max));
+}
+
+/// The largest decay_power that FMixImageBounded accepts for H x W masks (to within 1e-6
+/// relative; for messages), or infinity for 1 x 1 masks, whose only weight is 1.
+inline double FMixMaxDecayPower(int H, int W, double noise_max) {
+  if (std::max(H, W) <= 1) return HUGE_VAL;
+  double lo = 0.0, hi = 1.0;
+  while (FMixImageBounded(H, W, hi, noise_max)) hi *= 2.0;
+  while (hi - lo > 1e-6 * hi) {
+    const double mid = 0.5 * (lo + hi);
+    (FMixImageBounded(H, W, mid, noise_max) ? lo : hi) = mid;
+  }
+  return lo;
+}
+
 /// Writes the FMix mask for the given noise as H x W bits, row-major (MaskBit: (H W + 7) / 8
 /// bytes): the `ones` pixels with the largest values of the low-frequency image
 /// irfft2(a * (re + i im)), a(f) = 1 / max(f, 1 / max(H, W)) ** decay_power, set to 1 and the

@@ -141,10 +141,13 @@ inline void ImageBatch::Read(const Workspace &ws, const MixArgs &args) {
 // ---- FMix noise given as an argument input
 
 /// Checks `fmix_noise` where given: H x (W / 2 + 1) x 2 finite float32 values per sample, one
-/// noise for the batch in batch mode. Returns whether it is given.
+/// noise for the batch in batch mode. Returns whether it is given; `noise_max`: the largest
+/// magnitude of the noise FMix will use (of the given noise, else of the drawn noise).
 inline bool CheckFMixNoise(const OpSpec &spec, const Workspace &ws, int n, int H, int W,
-                           Mode mode) {
+                           Mode mode, double *noise_max) {
+  *noise_max = kFMixDrawnNoiseMax;
   if (!spec.HasTensorArgument("fmix_noise")) return false;
+  *noise_max = 0.0;
   const auto &noise = ws.ArgumentInput("fmix_noise");
   const int64_t size = FMixNoiseSize(H, W);
   const std::string want = make_string("(", H, ", ", W / 2 + 1, ", 2)");
@@ -170,9 +173,27 @@ inline bool CheckFMixNoise(const OpSpec &spec, const Workspace &ws, int n, int H
       MSDA_ENFORCE(v[k] == v0[k],
                    detail::ModeMismatch(mode, "fmix_noise", src, v0[k], v[k], i) +
                        make_string(" (first difference at index ", k, ")"));
+      *noise_max = std::max(*noise_max, std::fabs(double(v[k])));
     }
   }
   return true;
+}
+
+/// Refuses a `decay_power` whose FMix masks of H x W could not be computed in float64 (their
+/// transforms would overflow: FMixImageBounded) where a sample of the batch uses FMix, before
+/// anything is drawn.
+inline void CheckFMixDecay(const std::vector<Method> &methods, int H, int W, double decay_power,
+                           double noise_max) {
+  if (int64_t(H) * W == 0 ||
+      std::find(methods.begin(), methods.end(), Method::kFMix) == methods.end())
+    return;
+  MSDA_ENFORCE(FMixImageBounded(H, W, decay_power, noise_max),
+               make_string("`decay_power` ", detail::Num(float(decay_power)), " is too large for "
+                           "FMix masks of H = ", H, ", W = ", W, ": the spectrum's weights, up "
+                           "to max(H, W) ** decay_power, times the noise (magnitudes up to ",
+                           detail::Num(float(noise_max)), ") overflow float64; at this size "
+                           "`decay_power` must be at most ",
+                           detail::Num(float(FMixMaxDecayPower(H, W, noise_max))), "."));
 }
 
 // ---- labels and targets

@@ -95,7 +95,9 @@ bool Mix<Backend>::SetupImpl(std::vector<OutputDesc> &output_desc, const Workspa
   sample_args_.Acquire(spec_, ws, n, args_);
   BatchShape &shape = images_.shape;
   CheckBoxRanges(args_.cutmix_ranges, sample_args_.center.HasExplicitValue(), shape.H, shape.W);
-  explicit_noise_ = CheckFMixNoise(spec_, ws, n, shape.H, shape.W, args_.mode);
+  double noise_max = 0.0;
+  explicit_noise_ = CheckFMixNoise(spec_, ws, n, shape.H, shape.W, args_.mode, &noise_max);
+  CheckFMixDecay(sample_args_.methods, shape.H, shape.W, args_.decay_power, noise_max);
   labels_.Read(ws, n, args_.num_classes, args_.index_targets, args_.multi_label);
   shape.K = args_.index_targets ? 0 : labels_.K;  // index targets: no rows for the kernel
   CheckMapsGiven(sample_args_.methods, args_.has_maps);
