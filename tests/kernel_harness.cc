@@ -23,6 +23,7 @@
 #include "mix/host_masks.h"
 #include "mix/kernel.h"
 #include "mix/params.h"
+#include "mix/philox_words.h"
 
 namespace {
 
@@ -393,6 +394,17 @@ extern "C" int msda_parallel_jobs(int64_t jobs, int threads, int64_t fail, int64
 extern "C" void msda_standard_normals(uint32_t seed, int64_t count, double *out) {
   std::mt19937 rng(seed);
   msda::StandardNormals(rng, count, out);
+}
+
+/// `count` words of msda::PhiloxWords (FMix's noise words) into `ours` and of the
+/// dali::Philox4x32_10 it is made from, in state (key, counter hi:lo, phase), into `dali`.
+extern "C" void msda_philox_words(uint64_t key, uint64_t hi, uint64_t lo, int phase,
+                                  int64_t count, uint32_t *ours, uint32_t *dali) {
+  dali::Philox4x32_10 rng;
+  rng.init(key, hi, lo, phase);
+  msda::PhiloxWords words(rng);
+  for (int64_t k = 0; k < count; k++) ours[k] = words();
+  for (int64_t k = 0; k < count; k++) dali[k] = rng();
 }
 
 /// One FMix mask made as the op makes it (host_masks.h MakeFMixMasks: a job whose stream is a

@@ -24,10 +24,11 @@ METHODS = {**{m: methods.METHOD_IDS[m] for m in methods.METHODS},
 
 
 def build_harness(folder):
-    """Compiles tests/kernel_harness.cc (with fmix.cc) into folder/harness.so and loads it
-    (linked to DALI's libdali_core: its Philox generator)."""
+    """Compiles tests/kernel_harness.cc (with fmix.cc and fmix_noise.cc) into
+    folder/harness.so and loads it (linked to DALI's libdali_core: its Philox generator)."""
     so = build_test_library(folder, "harness", [os.path.join(HERE, "kernel_harness.cc"),
-                                                os.path.join(CSRC, "mix", "fmix.cc")],
+                                                os.path.join(CSRC, "mix", "fmix.cc"),
+                                                os.path.join(CSRC, "mix", "fmix_noise.cc")],
                             link_dali_core=True)
     so.msda_emulate_kernel.restype = ctypes.c_int
     return so
@@ -523,6 +524,23 @@ PHILOX_STATES = [  # (key, counter hi, counter lo, phase)
     (0x0123456789ABCDEF, 7, 42, 1), (2**64 - 1, 2**64 - 1, 2**64 - 3, 2),
     (99, 5, 2**64 - 40, 3),  # the low counter wraps into the high one within the words drawn
 ]
+
+
+@pytest.mark.parametrize("state", PHILOX_STATES + [
+    (5, 0, 0, 0), (1, 2, 2**64 - 32, 1),  # the first fill of 32 blocks ends at the wrap
+    (2**63, 2**64 - 1, 2**64 - 1, 3)])     # the whole 128-bit counter wraps to 0
+def test_fmix_noise_words_are_those_of_dalis_philox(harness, state):
+    """PhiloxWords (FMix's noise words, computed 32 blocks at a time) returns the words of DALI's
+    Philox4x32_10 in the same state, from its next word on: every phase, the low counter
+    wrapping into the high one inside a fill and at a fill's end, the 128-bit counter wrapping
+    to 0, across several fills (3,000 words)."""
+    key, hi, lo, phase = state
+    ours, dali = np.zeros(3000, np.uint32), np.ones(3000, np.uint32)
+    harness.msda_philox_words.restype = None
+    harness.msda_philox_words(ctypes.c_uint64(key), ctypes.c_uint64(hi), ctypes.c_uint64(lo),
+                              phase, I64(3000), ours.ctypes.data_as(P), dali.ctypes.data_as(P))
+    np.testing.assert_array_equal(ours, dali)
+    assert len(np.unique(ours)) > 2900
 
 
 @pytest.mark.parametrize("state", PHILOX_STATES)

@@ -24,6 +24,7 @@
 
 #include "dali/core/float16.h"
 
+#include "cpu_clones.h"
 #include "mask.h"
 
 namespace msda {
@@ -34,16 +35,8 @@ using ::dali::float16;
 constexpr int64_t kTaskElems = 1 << 16;
 
 // ---- span loops, portable: auto-vectorised, compiled twice (AVX2 and the x86-64 baseline, SSE2)
-// with the loader picking one for the CPU it runs on. Each is a function of its own with
-// restrict pointers, which the vectoriser handles reliably. The same IEEE operations either way
-// (no FMA: contraction is off), so the output bits do not depend on the CPU.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MSDA_X86_DISPATCH 1
-#define MSDA_CPU_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define MSDA_X86_DISPATCH 0
-#define MSDA_CPU_CLONES
-#endif
+// with the loader picking one for the CPU it runs on (cpu_clones.h). Each is a function of its
+// own with restrict pointers, which the vectoriser handles reliably.
 
 template <typename Out, typename In>
 MSDA_CPU_CLONES void ConvertSpanAuto(Out *__restrict out, const In *__restrict in, int64_t n) {

@@ -40,6 +40,23 @@ struct Scratch {
   std::vector<std::complex<double>> spectrum, columns;
 };
 
+/// bits[k / 8] bit k % 8 = take(v[k]) for the n values, eight a byte (a last byte's other bits
+/// 0): every byte of the mask written.
+template <typename Take>
+void PackBits(const double *v, int64_t n, uint8_t *bits, const Take &take) {
+  const int64_t full = n / 8;
+  for (int64_t b = 0; b < full; b++) {
+    unsigned byte = 0;
+    for (int i = 0; i < 8; i++) byte |= unsigned(take(v[8 * b + i])) << i;
+    bits[b] = uint8_t(byte);
+  }
+  if (n % 8) {
+    unsigned byte = 0;
+    for (int64_t k = 8 * full; k < n; k++) byte |= unsigned(take(v[k])) << (k % 8);
+    bits[full] = uint8_t(byte);
+  }
+}
+
 }  // namespace
 
 void FMixMask(const double *noise, int H, int W, double decay_power, int64_t ones,
@@ -70,8 +87,10 @@ void FMixMask(const double *noise, int H, int W, double decay_power, int64_t one
   pocketfft::c2r(pocketfft::shape_t{size_t(H), size_t(W)}, in_stride, out_stride, 1, false,
                  s.columns.data(), s.image.data(), 1.0 / W, 1);
   ones = std::clamp<int64_t>(ones, 0, n);
-  std::fill(bits, bits + (n + 7) / 8, uint8_t(0));
-  if (ones == 0) return;
+  if (ones == 0) {
+    std::fill(bits, bits + (n + 7) / 8, uint8_t(0));
+    return;
+  }
   // the `ones` largest values, the lower index first on ties: every value above the ones-th
   // largest, then as many equal to it as are left, in index order
   s.values.assign(s.image.begin(), s.image.end());
@@ -80,9 +99,15 @@ void FMixMask(const double *noise, int H, int W, double decay_power, int64_t one
   const double cut = s.values[ones - 1];
   int64_t ties = ones - std::count_if(s.values.begin(), s.values.begin() + (ones - 1),
                                       [cut](double v) { return v > cut; });
-  for (int64_t k = 0; k < n; k++) {
-    const double v = s.image[k];
-    if (v > cut || (v == cut && ties-- > 0)) bits[k >> 3] |= uint8_t(1u << (k & 7));
+  // (through a local pointer: `bits` may alias the thread-local scratch, whose address the
+  // loops would otherwise look up again, a call in a shared library, after every store)
+  const double *image = s.image.data();
+  PackBits(image, n, bits, [cut](double v) { return v > cut; });
+  for (int64_t k = 0; k < n && ties > 0; k++) {
+    if (image[k] == cut) {
+      bits[k >> 3] |= uint8_t(1u << (k & 7));
+      ties--;
+    }
   }
 }
 

@@ -20,6 +20,11 @@
 
 namespace msda {
 
+/// `count` values of FMix noise drawn from `rng`'s stream, from its next word on (the generator
+/// does not move): StandardNormals (params.h) on its words, computed many blocks at a time
+/// (fmix_noise.cc, philox_words.h).
+void FMixNoise(const Philox4x32_10 &rng, int64_t count, double *out);
+
 /// The FMix masks of the plan. `noise(i)` is sample i's given noise (FMixNoiseSize floats), or
 /// null where the noise is drawn from the job's stream.
 template <typename NoiseOf, typename Run>
@@ -34,8 +39,7 @@ void MakeFMixMasks(BatchPlan &plan, int H, int W, double decay_power, const Nois
     if (const float *v = noise(job.sample)) {
       std::copy(v, v + size, values.begin());
     } else {
-      Philox4x32_10 rng = job.rng;
-      StandardNormals(rng, size, values.data());
+      FMixNoise(job.rng, size, values.data());
     }
     FMixMask(values.data(), H, W, decay_power, job.ones, plan.bits.data() + job.mask_offset);
   };
