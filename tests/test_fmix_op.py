@@ -274,6 +274,9 @@ def test_decay_power_up_to_the_float64_limit(device):
         run_mix(images, class_labels(batch), decay_power=184.5, **kw)
     stated = float(str(e.value).split("must be at most ")[1].split(".\n")[0].rstrip("."))
     assert stated == pytest.approx(limit, rel=1e-5)
+    # the stated limit, as the float32 argument it is, is accepted: rounded down, not to nearest
+    assert np.float32(stated) <= limit
+    run_mix(images, class_labels(batch), decay_power=stated, **kw)
     loud = noise_for(np.random.default_rng(2), batch, h, w) * np.float32(1e37)
     loud_max = float(np.abs(loud).max())
     assert decay_limit(h, w, loud_max) < 165.0 < limit

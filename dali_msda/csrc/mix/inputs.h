@@ -187,13 +187,16 @@ inline void CheckFMixDecay(const std::vector<Method> &methods, int H, int W, dou
   if (int64_t(H) * W == 0 ||
       std::find(methods.begin(), methods.end(), Method::kFMix) == methods.end())
     return;
-  MSDA_ENFORCE(FMixImageBounded(H, W, decay_power, noise_max),
-               make_string("`decay_power` ", detail::Num(float(decay_power)), " is too large for "
-                           "FMix masks of H = ", H, ", W = ", W, ": the spectrum's weights, up "
-                           "to max(H, W) ** decay_power, times the noise (magnitudes up to ",
-                           detail::Num(float(noise_max)), ") overflow float64; at this size "
-                           "`decay_power` must be at most ",
-                           detail::Num(float(FMixMaxDecayPower(H, W, noise_max))), "."));
+  if (FMixImageBounded(H, W, decay_power, noise_max)) return;
+  // the limit as the float32 argument it would be given, rounded down: that value is accepted
+  const double limit = FMixMaxDecayPower(H, W, noise_max);
+  float shown = float(limit);
+  if (double(shown) > limit) shown = std::nextafter(shown, 0.0f);
+  DALI_FAIL(make_string("`decay_power` ", detail::Num(float(decay_power)), " is too large for "
+                        "FMix masks of H = ", H, ", W = ", W, ": the spectrum's weights, up to "
+                        "max(H, W) ** decay_power, times the noise (magnitudes up to ",
+                        detail::Num(float(noise_max)), ") overflow float64; at this size "
+                        "`decay_power` must be at most ", detail::Num(shown), "."));
 }
 
 // ---- labels and targets
