@@ -312,6 +312,23 @@ def fmix_image_bounded(height, width, decay_power, noise_max):
         return bool(np.isfinite(top * (4.0 * (height * (width // 2 + 1)) * noise_max)))
 
 
+def fmix_max_decay_power(height, width, noise_max):
+    """The largest decay_power that `fmix_image_bounded` accepts for H x W masks and noise of
+    magnitude at most `noise_max`, to the last bit (bisection until no float64 lies between the
+    bracket's ends); infinity for 1 x 1 masks, whose only weight is 1. The operator's message
+    states this limit to within 1e-6 relative (spec 9)."""
+    if max(height, width) <= 1:
+        return math.inf
+    lo, hi = 0.0, 1.0
+    while fmix_image_bounded(height, width, hi, noise_max):
+        hi *= 2.0
+    while True:
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            return lo
+        lo, hi = (mid, hi) if fmix_image_bounded(height, width, mid, noise_max) else (lo, mid)
+
+
 def fmix_low_freq(noise, height, width, decay_power=3.0, official=False):
     """The low-frequency image of FMix (float64 H x W) from `noise` (H x (W // 2 + 1) x 2, the
     real and imaginary parts, i.i.d. N(0, 1)): the inverse real FFT of weights * (re + i im).

@@ -45,8 +45,8 @@ grep -E "dali-msda build\] (DALI_MSDA_SANITIZE|built)" "$work/build.log" || true
 # are instrumented too (DALI_MSDA_SANITIZE, conftest.build_test_library). Left out: the files
 # that build plugins of their own (test_build, test_mutants), the kernel's emulation (its
 # harness checks every access against the buffers' bounds itself, and takes about 9 minutes
-# under the sanitizers) and the checkpoint tests that kill trainers (minutes under the sanitizers, no
-# op code that the other files do not run).
+# under the sanitizers) and the checkpoint tests that kill trainers (minutes under the
+# sanitizers, no op code that the other files do not run).
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
   tests=(tests --ignore=tests/test_build.py --ignore=tests/test_mutants.py

@@ -242,15 +242,6 @@ def test_bad_fmix_arguments(device):
                  fmix_noise=good, device=device)
 
 
-def decay_limit(h, w, noise_max):
-    """The largest decay_power the spec's bound allows (spec 9), by bisection on reference.py."""
-    lo, hi = 0.0, 2048.0
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if ref.fmix_image_bounded(h, w, mid, noise_max) else (lo, mid)
-    return lo
-
-
 def test_decay_power_up_to_the_float64_limit(device):
     """Spec 9: just inside the limit the masks are the reference's bit for bit (at 31 x 45 and
     d = 183.5 the weights of the two lowest frequencies along the width outweigh the others by
@@ -259,7 +250,7 @@ def test_decay_power_up_to_the_float64_limit(device):
     bound and the limit, for the drawn noise and for a given one (whose bound is its largest
     value); a batch without one is not."""
     h, w, batch = 31, 45, 4
-    limit = decay_limit(h, w, ref.FMIX_DRAWN_NOISE_MAX)
+    limit = ref.fmix_max_decay_power(h, w, ref.FMIX_DRAWN_NOISE_MAX)
     assert 183.5 < limit < 184.0, limit
     masks = check(device, "elem", np.uint8, "HWC", (h, w, 3), seed=5, decay_power=183.5)
     assert any(len(np.unique(m, axis=0)) > 1 for m in masks)  # a tie split inside a column
@@ -279,7 +270,7 @@ def test_decay_power_up_to_the_float64_limit(device):
     run_mix(images, class_labels(batch), decay_power=stated, **kw)
     loud = noise_for(np.random.default_rng(2), batch, h, w) * np.float32(1e37)
     loud_max = float(np.abs(loud).max())
-    assert decay_limit(h, w, loud_max) < 165.0 < limit
+    assert ref.fmix_max_decay_power(h, w, loud_max) < 165.0 < limit
     expect_error(r"`decay_power` 165 is too large for FMix masks of H = 31, W = 45: .* "
                  r"\(magnitudes up to \d\.\d+e\+37\) overflow", images=images,
                  labels=class_labels(batch), decay_power=165.0, fmix_noise=loud, **kw)

@@ -39,11 +39,11 @@ def test_the_drawn_noise_bound_and_the_decay_power_limit():
     assert math.sqrt(-2.0 * math.log(2.0 * 2.0 ** -64)) < ref.FMIX_DRAWN_NOISE_MAX < 9.346
     h, w = 31, 45
     noise = np.full((h, w // 2 + 1, 2), ref.FMIX_DRAWN_NOISE_MAX)
-    lo, hi = 0.0, 2048.0
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if ref.fmix_image_bounded(h, w, mid, ref.FMIX_DRAWN_NOISE_MAX) \
-            else (lo, mid)
+    lo = ref.fmix_max_decay_power(h, w, ref.FMIX_DRAWN_NOISE_MAX)
+    # the largest accepted, to the last bit: the next float64 up is refused
+    assert ref.fmix_image_bounded(h, w, lo, ref.FMIX_DRAWN_NOISE_MAX)
+    assert not ref.fmix_image_bounded(h, w, np.nextafter(lo, np.inf), ref.FMIX_DRAWN_NOISE_MAX)
+    assert ref.fmix_max_decay_power(1, 1, 1e300) == math.inf
     # (the bound: 4 bins noise_max max(H, W) ** d = DBL_MAX)
     assert lo == pytest.approx((math.log(np.finfo(np.float64).max) - math.log(
         4 * h * (w // 2 + 1) * ref.FMIX_DRAWN_NOISE_MAX)) / math.log(w), rel=1e-9)
