@@ -25,6 +25,19 @@ BUILD_FIXED = ("mode", "label_smoothing", "correct_lam", "num_classes", "decay_p
                "cutmix_minmax", "cutmix_area", "cutmix_aspect", "multi_label")
 
 
+NUMBER_FIELDS = ("alpha", "hmix_ratio", "prob", "label_smoothing", "switch_alpha", "switch_prob",
+                 "decay_power", "scale_min", "scale_max")
+
+
+def _finite_pair(value):
+    """Whether `value` is two finite real numbers."""
+    try:
+        pair = [float(v) for v in value]
+    except (TypeError, ValueError):  # not a sequence, or not of numbers
+        return False
+    return len(pair) == 2 and all(np.isfinite(pair))
+
+
 @dataclasses.dataclass(frozen=True)
 class MixConfig:
     """A mixing recipe. `method` with lam ~ Beta(`alpha`, `alpha`); with `switch_method` set,
@@ -68,6 +81,11 @@ class MixConfig:
     multi_label: bool = False
 
     def __post_init__(self):
+        for name in NUMBER_FIELDS:  # a str, None or bool would fail below without a name
+            value = getattr(self, name)
+            number = isinstance(value, (int, float, np.number))
+            if isinstance(value, (bool, np.bool_)) or not number:
+                raise ValueError(f"MixConfig: `{name}` must be a number; got {value!r}.")
         for name in ("method", "switch_method"):
             value = getattr(self, name)
             if value not in METHOD_IDS and (name == "method" or value is not None):
@@ -102,18 +120,33 @@ class MixConfig:
                              f"{self.scale_min} > {self.scale_max}.")
         for name in ("cutmix_minmax", "cutmix_area", "cutmix_aspect"):
             value = getattr(self, name)
-            if value is not None and not (len(value) == 2 and
-                                          all(np.isfinite(float(v)) for v in value)):
+            if value is not None and not _finite_pair(value):
                 raise ValueError(f"MixConfig: `{name}` must be (min, max) or None; got "
                                  f"{value!r}.")
         if self.cutmix_minmax is not None and self.cutmix_area is not None:
             raise ValueError("MixConfig: `cutmix_minmax` and `cutmix_area` are two ways to draw "
                              "CutMix's box: give one.")
-        if self.bce_target_thresh is not None and not 0.0 <= self.bce_target_thresh < 1.0:
+        if self.cutmix_aspect is not None and self.cutmix_area is None:
+            raise ValueError("MixConfig: `cutmix_aspect` goes with `cutmix_area` (UniMatch's "
+                             "box, docs/methods.md 4b).")
+        # fn.msda.mix's rules for the ranges (4b), here so that a recipe is refused when made,
+        # not when its pipeline first runs
+        for name, rule, ok in (
+                ("cutmix_minmax", "0 < min < max <= 1", lambda lo, hi: 0 < lo < hi <= 1),
+                ("cutmix_area", "0 < min <= max <= 1", lambda lo, hi: 0 < lo <= hi <= 1),
+                ("cutmix_aspect", "0 < min <= max (h / w)", lambda lo, hi: 0 < lo <= hi)):
+            value = getattr(self, name)
+            if value is not None and not ok(*(float(v) for v in value)):
+                raise ValueError(f"MixConfig: `{name}` must satisfy {rule}; got "
+                                 f"{tuple(float(v) for v in value)}.")
+        if self.bce_target_thresh is not None and (
+                isinstance(self.bce_target_thresh, (bool, np.bool_, str)) or
+                not 0.0 <= self.bce_target_thresh < 1.0):
             raise ValueError(f"MixConfig: `bce_target_thresh` must be in [0, 1) or None; got "
                              f"{self.bce_target_thresh}.")
-        if self.num_classes is not None and not (isinstance(self.num_classes, (int, np.integer))
-                                                 and self.num_classes > 0):
+        if self.num_classes is not None and (
+                isinstance(self.num_classes, (bool, np.bool_)) or
+                not (isinstance(self.num_classes, (int, np.integer)) and self.num_classes > 0)):
             raise ValueError(f"MixConfig: `num_classes` must be a positive int or None; got "
                              f"{self.num_classes!r}.")
 
@@ -142,7 +175,7 @@ class MixConfig:
         since timm 1.0.29; give "even" for timm up to 1.0.28) and "even" for the HMix / GMix
         fork's modes (its rand_bbox)."""
         if cutmix_minmax is not None:  # timm: "force cutmix alpha == 1.0 when minmax active"
-            if len(cutmix_minmax) != 2:
+            if not _finite_pair(cutmix_minmax):
                 raise ValueError("MixConfig.from_timm: `cutmix_minmax` must be (min, max); got "
                                  f"{cutmix_minmax!r}.")
             cutmix_alpha = 1.0
@@ -150,7 +183,8 @@ class MixConfig:
             raise ValueError(f"MixConfig.from_timm: `cutmix_mode` must be one of "
                              f"{tuple(CUTMIX_MODES)}; got {cutmix_mode!r}.")
         for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
-            if not (value >= 0 and np.isfinite(value)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(
+                    value, (int, float, np.number)) or not (value >= 0 and np.isfinite(value)):
                 raise ValueError(f"MixConfig.from_timm: `{name}` must be a finite number >= 0 "
                                  f"(0 turns that branch off); got {value}.")
         if not (mixup_alpha > 0 or cutmix_alpha > 0):

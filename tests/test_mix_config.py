@@ -47,12 +47,45 @@ def test_mix_config_validation():
              (dict(cutmix_aspect=(0.5,)), r"`cutmix_aspect` must be \(min, max\) or None"),
              (dict(cutmix_minmax=(0.2, 0.5), cutmix_area=(0.1, 0.3)), r"`cutmix_minmax` and "
                                                                       r"`cutmix_area` are two "
-                                                                      r"ways to draw")]
+                                                                      r"ways to draw"),
+             # the op's range rules (spec 4b), refused when the recipe is made
+             (dict(cutmix_minmax=(0.5, 0.5)), r"`cutmix_minmax` must satisfy 0 < min < max <= "
+                                              r"1; got \(0.5, 0.5\)"),
+             (dict(cutmix_minmax=(0.0, 0.5)), r"`cutmix_minmax` must satisfy 0 < min < max"),
+             (dict(cutmix_minmax=(0.2, 1.001)), r"`cutmix_minmax` must satisfy 0 < min < max"),
+             (dict(cutmix_area=(0.0, 0.4)), r"`cutmix_area` must satisfy 0 < min <= max <= 1; "
+                                            r"got \(0.0, 0.4\)"),
+             (dict(cutmix_area=(0.4, 0.39)), r"`cutmix_area` must satisfy 0 < min <= max"),
+             (dict(cutmix_area=(0.4, 1.01)), r"`cutmix_area` must satisfy 0 < min <= max <= 1"),
+             (dict(cutmix_area=(0.1, 0.4), cutmix_aspect=(0.0, 2.0)),
+              r"`cutmix_aspect` must satisfy 0 < min <= max \(h / w\); got \(0.0, 2.0\)"),
+             (dict(cutmix_area=(0.1, 0.4), cutmix_aspect=(2.0, 1.99)),
+              r"`cutmix_aspect` must satisfy 0 < min <= max"),
+             (dict(cutmix_aspect=(0.5, 2.0)), r"`cutmix_aspect` goes with `cutmix_area`"),
+             (dict(cutmix_minmax=0.5), r"`cutmix_minmax` must be \(min, max\) or None; got "
+                                       r"0.5"),
+             # types: named, not a comparison's TypeError
+             (dict(alpha="1"), r"`alpha` must be a number; got '1'"),
+             (dict(label_smoothing=None), r"`label_smoothing` must be a number; got None"),
+             (dict(prob=True), r"`prob` must be a number; got True"),
+             (dict(num_classes=True), r"`num_classes` must be a positive int or None; got True"),
+             (dict(bce_target_thresh="0.5"), r"`bce_target_thresh` must be in \[0, 1\) or "
+                                             r"None; got 0.5")]
     for kw, message in edges:
         with pytest.raises(ValueError, match=message):
             MixConfig(method="cutmix", **kw)
     MixConfig(method="resizemix", scale_min=1.0, scale_max=1.0, bce_target_thresh=0.0,
               prob=0.0, label_smoothing=1.0, cutmix_area=(0.1, 1.0), cutmix_aspect=(1.0, 1.0))
+    MixConfig(method="cutmix", cutmix_minmax=(1e-6, 1.0), alpha=np.float32(0.5), prob=1,
+              num_classes=np.int64(3))
+    MixConfig(method="cutmix", cutmix_area=(0.3, 0.3), cutmix_aspect=(1e-3, 1e-3))
+    for kw, message in ((dict(cutmix_minmax=0.5), r"`cutmix_minmax` must be \(min, max\)"),
+                        (dict(mixup_alpha=None), r"`mixup_alpha` must be a finite number >= 0"),
+                        (dict(cutmix_alpha="1"), r"`cutmix_alpha` must be a finite number >= 0"),
+                        (dict(cutmix_minmax=(0.6, 0.4)), r"`cutmix_minmax` must satisfy 0 < "
+                                                         r"min < max <= 1; got \(0.6, 0.4\)")):
+        with pytest.raises(ValueError, match=message):
+            MixConfig.from_timm(**kw)
 
 
 def test_from_timm_maps_every_branch_combination():
