@@ -22,7 +22,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "benchmarks"), ROOT]
 from common import machine_info  # noqa: E402
-from dali_msda._cli import HelpFormatter  # noqa: E402
+from dali_msda._cli import HelpFormatter, int_at_least  # noqa: E402
 from dali_msda.pytorch import mixed_cross_entropy  # noqa: E402
 
 
@@ -92,14 +92,16 @@ def measure(batch, k, device, steps, rounds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=HelpFormatter)
-    ap.add_argument("--batch", type=int, default=256, help="samples a step")
-    ap.add_argument("--classes", type=int, nargs="+", default=[1000, 21843],
+    ap.add_argument("--batch", type=int_at_least(1), default=256, help="samples a step")
+    ap.add_argument("--classes", type=int_at_least(1), nargs="+", default=[1000, 21843],
                     help="K, the number of classes (one row each)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the loss runs")
-    ap.add_argument("--steps", type=int, default=10, help="forward + backward steps a round")
-    ap.add_argument("--rounds", type=int, default=5,
+    ap.add_argument("--steps", type=int_at_least(1), default=10,
+                    help="forward + backward steps a round")
+    ap.add_argument("--rounds", type=int_at_least(1), default=5,
                     help="rounds of each form in turn; the best is kept")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: "
+    ap.add_argument("--threads", type=int_at_least(1), default=None,
+                    help="torch CPU threads (default: "
                     "torch's)")
     ap.add_argument("--out", default=None, help="JSON file for the rows")
     args = ap.parse_args()

@@ -53,15 +53,16 @@ def best_of(rounds, variants):
 
 
 def main(argv=None):
-    from dali_msda._cli import HelpFormatter
+    from dali_msda._cli import HelpFormatter, int_at_least
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=HelpFormatter)
-    ap.add_argument("--rounds", type=int, default=5,
+    ap.add_argument("--rounds", type=int_at_least(1), default=5,
                     help="rounds of every variant in turn; the best is kept")
-    ap.add_argument("--batches", type=int, default=20, help="batches a round")
-    ap.add_argument("--batch-size", type=int, default=32, help="images a batch")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="DALI CPU threads")
+    ap.add_argument("--batches", type=int_at_least(1), default=20, help="batches a round")
+    ap.add_argument("--batch-size", type=int_at_least(1), default=32, help="images a batch")
+    ap.add_argument("--threads", type=int_at_least(1), default=os.cpu_count() or 2,
+                    help="DALI CPU threads")
     ap.add_argument("--imagenet-sized", action="store_true",
                     help="the embedded set made at ImageNet's photo size (400-500 px)")
     add_output_args(ap, "data_checks")

@@ -43,7 +43,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 from common import machine_info  # noqa: E402
 from dali_msda import reference as ref  # noqa: E402
-from dali_msda._cli import HelpFormatter  # noqa: E402
+from dali_msda._cli import HelpFormatter, int_at_least  # noqa: E402
 from dali_msda.pytorch import Mixer  # noqa: E402
 
 import baselines  # noqa: E402
@@ -206,14 +206,16 @@ def main(argv=None):
                                  formatter_class=HelpFormatter)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                     help="where the batch lives and both mix")
-    ap.add_argument("--batch", type=int, default=128, help="even (timm's elem mode needs it)")
+    ap.add_argument("--batch", type=int_at_least(1), default=128,
+                    help="even (timm's elem mode needs it)")
     ap.add_argument("--methods", nargs="+", default=["mixup", "cutmix"],
                     choices=["mixup", "cutmix"], help="the methods both offer")
     ap.add_argument("--modes", nargs="+", default=["batch", "elem"],
                     choices=["batch", "elem", "pair"],
                     help="one draw a batch, a sample, or a pair")
-    ap.add_argument("--iters", type=int, default=10, help="timed calls of each, the best kept")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--iters", type=int_at_least(1), default=10,
+                    help="timed calls of each, the best kept")
+    ap.add_argument("--threads", type=int_at_least(1), default=None, help="torch CPU threads")
     ap.add_argument("--out", default=None, help="JSON file for the rows")
     ap.add_argument("--channels-last", action="store_true",
                     help="the mixed batch wanted channels_last: timm's call then timm's "

@@ -45,7 +45,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import dali_msda  # noqa: E402
 from dali_msda import reference as ref  # noqa: E402
-from dali_msda._cli import HelpFormatter  # noqa: E402
+from dali_msda._cli import HelpFormatter, int_at_least  # noqa: E402
 from dali_msda.pipelines import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from nvidia.dali import fn, pipeline_def, types  # noqa: E402
 
@@ -572,7 +572,7 @@ def main(argv=None):
                          "fused, Mixup and CutMix, 5 iterations)")
     ap.add_argument("--device", choices=["cpu", "gpu", "all"], default="all",
                     help="all: the CPU, and the GPU when DALI sees one")
-    ap.add_argument("--batch", type=int, nargs="+", default=None,
+    ap.add_argument("--batch", type=int_at_least(1), nargs="+", default=None,
                     help="batch sizes of 224 x 224 x 3 images (default: 64; --full 64 256)")
     ap.add_argument("--dtypes", nargs="+", default=None,
                     choices=list(CASES) + ["fused", "seg"],
@@ -582,11 +582,11 @@ def main(argv=None):
                          "(and ClassMix)")
     ap.add_argument("--methods", nargs="+", default=None,
                     help="methods to time (default: mixup cutmix; --full every method)")
-    ap.add_argument("--iters", type=int, default=None,
+    ap.add_argument("--iters", type=int_at_least(1), default=None,
                     help="timed runs of each, the best kept (default: 5; --full 10)")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+    ap.add_argument("--threads", type=int_at_least(1), default=os.cpu_count(),
                     help="DALI CPU threads and torch threads")
-    ap.add_argument("--cold-mib", type=int, default=None,
+    ap.add_argument("--cold-mib", type=int_at_least(0), default=None,
                     help="rotate inputs (and copy buffers) over at least this many MiB, so that "
                          "nothing is timed on cached data (default: twice the largest cache: "
                          "the CPU's, or the GPU's L2; at least 128); 0: off")

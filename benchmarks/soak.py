@@ -88,27 +88,28 @@ def soak(device, args):
 
 
 def main(argv=None):
-    from dali_msda._cli import HelpFormatter
+    from dali_msda._cli import HelpFormatter, int_at_least
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=HelpFormatter)
     ap.add_argument("--data", default=None, help="ImageFolder tree (default: embedded train/)")
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                     help="auto: the CPU pipeline, and the GPU one where DALI sees a GPU")
-    ap.add_argument("--iterations", type=int, default=10000, help="batches to run")
-    ap.add_argument("--warmup", type=int, default=1000, help="iterations before the bar applies")
-    ap.add_argument("--every", type=int, default=100, help="sample memory every N iterations")
-    ap.add_argument("--batch-size", type=int, default=16, help="images a batch")
-    ap.add_argument("--crop", type=int, default=224, help="training crop side, px")
+    ap.add_argument("--iterations", type=int_at_least(1), default=10000, help="batches to run")
+    ap.add_argument("--warmup", type=int_at_least(0), default=1000,
+                    help="iterations before the bar applies")
+    ap.add_argument("--every", type=int_at_least(1), default=100,
+                    help="sample memory every N iterations")
+    ap.add_argument("--batch-size", type=int_at_least(1), default=16, help="images a batch")
+    ap.add_argument("--crop", type=int_at_least(1), default=224, help="training crop side, px")
     ap.add_argument("--dtype", choices=["float16", "float32"], default="float16",
                     help="the batch's image type")
     ap.add_argument("--mode", choices=["batch", "elem"], default="elem",
                     help="one draw a batch, or one a sample")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="DALI CPU threads")
+    ap.add_argument("--threads", type=int_at_least(1), default=os.cpu_count(),
+                    help="DALI CPU threads")
     add_output_args(ap, "soak")
     args = ap.parse_args(argv)
-    if args.iterations < 1 or args.every < 1 or args.warmup < 0:
-        ap.error("--iterations and --every must be >= 1, --warmup >= 0")
     from dali_msda import has_gpu
 
     devices = (["cpu"] + (["gpu"] if has_gpu() else [])) if args.device == "auto" else \

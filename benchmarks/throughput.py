@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # installed package's when the checkout has none)
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
-from dali_msda._cli import HelpFormatter  # noqa: E402
+from dali_msda._cli import HelpFormatter, int_at_least  # noqa: E402
 from dali_msda.pipelines import MixConfig, embedded_dataset, imagenet_train  # noqa: E402
 from dali_msda.pipelines.data import IMAGENET_SIDES  # noqa: E402
 from dali_msda.pipelines.common import resolve_device  # noqa: E402
@@ -78,17 +78,19 @@ def main(argv=None):
                          "instead of its small default (160-288 px)")
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                     help="auto: the GPU when DALI sees one")
-    ap.add_argument("--batch-size", type=int, default=64, help="images a batch")
-    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="DALI CPU threads")
-    ap.add_argument("--crop", type=int, default=224, help="training crop side, px")
+    ap.add_argument("--batch-size", type=int_at_least(1), default=64, help="images a batch")
+    ap.add_argument("--threads", type=int_at_least(1), default=os.cpu_count(),
+                    help="DALI CPU threads")
+    ap.add_argument("--crop", type=int_at_least(1), default=224, help="training crop side, px")
     ap.add_argument("--dtype", choices=["float16", "float32"], default="float16",
                     help="the batch's image type")
     ap.add_argument("--mode", choices=["batch", "elem"], default="batch",
                     help="one draw a batch, or one a sample")
     ap.add_argument("--methods", nargs="+", default=["mixup", "cutmix", "hmix", "gmix"],
                     help="one pipeline (CMN+mix and fused) each")
-    ap.add_argument("--batches", type=int, default=10, help="batches per round and variant")
-    ap.add_argument("--rounds", type=int, default=5,
+    ap.add_argument("--batches", type=int_at_least(1), default=10,
+                    help="batches per round and variant")
+    ap.add_argument("--rounds", type=int_at_least(1), default=5,
                     help="rounds of every variant in turn; the median is reported")
     add_output_args(ap, "throughput")
     args = ap.parse_args(argv)

@@ -2,6 +2,7 @@
 analysis and the benchmarks)."""
 
 import argparse
+import math
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -15,3 +16,50 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
                 and "(default" not in text and action.option_strings:
             text += " (default: %(default)s)"
         return text
+
+
+def int_at_least(low, high=None):
+    """An argparse `type`: an integer >= `low` (and <= `high` if given), else the usage error
+    "argument --NAME: must be an integer >= LOW; got 'VALUE'" (the argument, the rule and the
+    value)."""
+    rule = f">= {low}" if high is None else f"in [{low}, {high}]"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be an integer {rule}; got {text!r}")
+        return value
+    parse.__name__ = f"integer {rule}"
+    return parse
+
+
+# a --seed: DALI takes a negative seed for "draw one at random" (not reproducible), and the
+# training examples derive each rank's seed as seed * 1000 + ... in int64
+SEED = int_at_least(0, 2 ** 31 - 1)
+
+
+def positive_float(text):
+    """An argparse `type`: a finite number > 0 (a learning rate, say), else a usage error naming
+    the argument, the rule and the value."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text!r}")
+    return value
+
+
+def unit_float(text):
+    """An argparse `type`: a number in [0, 1] (a probability, a ratio), else a usage error naming
+    the argument, the rule and the value."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1]; got {text!r}")
+    return value

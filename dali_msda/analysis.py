@@ -34,7 +34,7 @@ import textwrap
 import numpy as np
 
 from dali_msda import methods as _methods, to_numpy
-from dali_msda._cli import HelpFormatter
+from dali_msda._cli import SEED, HelpFormatter, int_at_least, positive_float, unit_float
 from nvidia.dali import fn, pipeline_def
 
 METHODS = list(_methods.ALL)
@@ -249,15 +249,15 @@ def plot(results, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m dali_msda.analysis", description=__doc__,
                                  formatter_class=HelpFormatter)
-    ap.add_argument("--size", type=int, default=64, help="mask side, px")
-    ap.add_argument("--samples", type=int, default=4000, help="masks per method")
-    ap.add_argument("--alpha", type=float, default=1.0,
+    ap.add_argument("--size", type=int_at_least(2), default=64, help="mask side, px")
+    ap.add_argument("--samples", type=int_at_least(2), default=4000, help="masks per method")
+    ap.add_argument("--alpha", type=positive_float, default=1.0,
                     help="Beta(alpha, alpha) of each mask's weight")
-    ap.add_argument("--hmix-ratios", type=float, nargs="+", default=[0.25, 0.5, 0.75],
+    ap.add_argument("--hmix-ratios", type=unit_float, nargs="+", default=[0.25, 0.5, 0.75],
                     help="HMix's hmix_ratio values, one set of masks each")
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
                     help="where the operator draws the masks")
-    ap.add_argument("--seed", type=int, default=0, help="the operator's seed")
+    ap.add_argument("--seed", type=SEED, default=0, help="the operator's seed")
     ap.add_argument("--out-dir", default="out/analysis",
                     help="where analysis.json and analysis.png go")
     ap.add_argument("--no-fmix", action="store_true",
@@ -265,8 +265,6 @@ def main(argv=None):
     ap.add_argument("--no-classmix", action="store_true",
                     help="leave out ClassMix (its maps: the embedded segmentation set)")
     args = ap.parse_args(argv)
-    if args.size < 2 or args.samples < 2:
-        ap.error("--size and --samples must be >= 2")
     results = analyse(args.size, args.samples, args.alpha, tuple(args.hmix_ratios), args.seed,
                       args.device, fmix=not args.no_fmix, classmix=not args.no_classmix)
     os.makedirs(args.out_dir, exist_ok=True)

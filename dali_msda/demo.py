@@ -23,7 +23,7 @@ import numpy as np
 
 import dali_msda
 from dali_msda import has_gpu, to_numpy
-from dali_msda._cli import HelpFormatter
+from dali_msda._cli import SEED, HelpFormatter, positive_float
 from dali_msda.pipelines.data import PHOTOS as DATASET_PHOTOS, photo_path
 from nvidia.dali import fn, pipeline_def, types
 
@@ -185,8 +185,8 @@ def main(argv=None):
                     help="elem: every sample draws its own lam and centre (default here, so "
                          "that one grid shows many masks); batch: one draw for the batch; "
                          "pair: one draw for each pair of samples")
-    ap.add_argument("--alpha", type=float, default=1.0, help="Beta(alpha, alpha) of lam")
-    ap.add_argument("--seed", type=int, default=2022, help="the pipeline's seed")
+    ap.add_argument("--alpha", type=positive_float, default=1.0, help="Beta(alpha, alpha) of lam")
+    ap.add_argument("--seed", type=SEED, default=2022, help="the pipeline's seed")
     args = ap.parse_args(argv)
     device = ("gpu" if has_gpu() else "cpu") if args.device == "auto" else args.device
     names = [n for _, n in PHOTOS]

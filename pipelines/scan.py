@@ -667,7 +667,7 @@ def main(argv=None):
     ap.add_argument("--segmentation", action="store_true",
                     help="the path is segmentation data: images/ + masks/, or a pair list")
     ap.add_argument("--ignore-index", type=int, default=255,
-                    help="--segmentation: the mask label that is not a class")
+                    help="--segmentation: the mask label that is not a class (-1: none)")
     ap.add_argument("--convert-masks", default=None, metavar="FOLDER",
                     help="--segmentation: write the masks that can be converted (palette PNGs "
                          "whose colours repeat, 16-bit PNGs of values below 256, grey-and-alpha "
@@ -690,6 +690,12 @@ def main(argv=None):
     if any(v is not None and v < 1 for v in (args.threads, args.workers, args.batch_size,
                                               args.num_classes)):
         ap.error("--workers, --threads, --batch-size and --num-classes must be >= 1")
+    if args.segmentation and not -1 <= args.ignore_index <= 255:
+        ap.error(f"--ignore-index must be in [0, 255] (a label of the uint8 masks), or -1 for "
+                 f"none, as the segmentation pipelines take it; got {args.ignore_index}")
+    if args.segmentation and args.num_classes is not None and args.num_classes > 256:
+        ap.error(f"--num-classes must be <= 256 with --segmentation (uint8 masks, as the "
+                 f"segmentation pipelines take them); got {args.num_classes}")
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         ap.error(f"not found: {missing}")

@@ -37,7 +37,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dali_msda import methods
-from dali_msda._cli import HelpFormatter
+from dali_msda._cli import SEED, HelpFormatter, int_at_least, positive_float
 from dali_msda.pipelines import MixConfig, MixSchedule, embedded_dataset, imagenet_train
 from dali_msda.pipelines import imagenet_val
 from dali_msda.pipelines.common import (folder_classes, read_file_list, resolve_device,
@@ -446,12 +446,15 @@ def build_parser():
                     help="train on this 'path label' list (e.g. from dali_msda.pipelines.scan) "
                          "instead of --data's train/; labels index --data's train/ classes")
     ap.add_argument("--val-file-list", default=None, help="the same for val/")
-    ap.add_argument("--epochs", type=int, default=2, help="epochs to train")
-    ap.add_argument("--steps", type=int, default=0, help="stop each epoch after N steps (0: all)")
-    ap.add_argument("--batch-size", type=int, default=32, help="per process")
-    ap.add_argument("--lr", type=float, default=0.1, help="peak learning rate (one-cycle)")
-    ap.add_argument("--width", type=int, default=16, help="ResNet width (64 = ResNet-18)")
-    ap.add_argument("--crop", type=int, default=224, help="training crop side, px")
+    ap.add_argument("--epochs", type=int_at_least(1), default=2, help="epochs to train")
+    ap.add_argument("--steps", type=int_at_least(0), default=0,
+                    help="stop each epoch after N steps (0: all)")
+    ap.add_argument("--batch-size", type=int_at_least(1), default=32, help="per process")
+    ap.add_argument("--lr", type=positive_float, default=0.1,
+                    help="peak learning rate (one-cycle)")
+    ap.add_argument("--width", type=int_at_least(1), default=16,
+                    help="ResNet width (64 = ResNet-18)")
+    ap.add_argument("--crop", type=int_at_least(1), default=224, help="training crop side, px")
     mixing = ap.add_argument_group(
         "mixing", "either this project's flags (--method, --alpha, --prob, --mode; default HMix, "
         "alpha 1, per element) or timm's (--mixup, --cutmix, ...: MixConfig.from_timm, the same "
@@ -478,8 +481,9 @@ def build_parser():
                         help="(default elem)")
     mixing.add_argument("--label-smoothing", "--smoothing", dest="label_smoothing", type=float,
                         default=None, help="(default 0.0; 0.1 with timm's flags, as in timm)")
-    mixing.add_argument("--mix-off-epochs", type=int, default=0,
-                        help="switch mixing off for the last N epochs")
+    mixing.add_argument("--mix-off-epochs", type=int_at_least(0), default=0,
+                        help="switch mixing off for the last N epochs (all of them when N >= "
+                             "--epochs)")
     mixing.add_argument("--mixup", type=float, default=None, help="timm: mixup alpha (0: off)")
     mixing.add_argument("--cutmix", type=float, default=None,
                         help="timm: cutmix alpha (0: off)")
@@ -496,16 +500,16 @@ def build_parser():
     mixing.add_argument("--cutmix-mode", choices=["bbox", "hmix", "gmix"], default=None,
                         help="official HMix/GMix code: what the CutMix branch does "
                              "(default bbox)")
-    mixing.add_argument("--mixup-off-epoch", type=int, default=0,
+    mixing.add_argument("--mixup-off-epoch", type=int_at_least(0), default=0,
                         help="timm: switch mixing off from this epoch on (0: never)")
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                     help="auto: the GPU when DALI sees one")
-    ap.add_argument("--threads", type=int, default=4, help="DALI CPU threads")
-    ap.add_argument("--seed", type=int, default=0, help="model and augmentation seed")
+    ap.add_argument("--threads", type=int_at_least(1), default=4, help="DALI CPU threads")
+    ap.add_argument("--seed", type=SEED, default=0, help="model and augmentation seed")
     ap.add_argument("--json", default=None, help="write a summary here (rank 0)")
     ap.add_argument("--checkpoint-dir", default=None,
                     help="save DIR/checkpoint.pt at each epoch end (and see --checkpoint-every)")
-    ap.add_argument("--checkpoint-every", type=int, default=0,
+    ap.add_argument("--checkpoint-every", type=int_at_least(0), default=0,
                     help="also save every N training steps (0: epoch ends only)")
     ap.add_argument("--resume", action="store_true",
                     help="continue from --checkpoint-dir's checkpoint (start if it has none)")
@@ -580,8 +584,6 @@ def parse_args(ap, argv):
     args = ap.parse_args(argv)
     if (args.resume or args.checkpoint_every) and not args.checkpoint_dir:
         ap.error("--resume and --checkpoint-every need --checkpoint-dir")
-    if args.checkpoint_every < 0:
-        ap.error(f"--checkpoint-every must be >= 0; got {args.checkpoint_every}")
     try:
         return args, mix_config_from_args(args)
     except ValueError as e:
@@ -793,7 +795,7 @@ def run_epochs(t, schedule, batch_log, run_config, data):
         if step == 0:
             t.seen, t.loss_sum = 0, 0.0
             if schedule is not None and (
-                    (args.mix_off_epochs and epoch == args.epochs - args.mix_off_epochs) or
+                    (args.mix_off_epochs and epoch == max(0, args.epochs - args.mix_off_epochs)) or
                     (args.mixup_off_epoch and epoch == args.mixup_off_epoch)):
                 t.train.set_mix(enabled=False)
         t0, seen0 = time.perf_counter(), t.seen

@@ -25,7 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dali_msda import methods
-from dali_msda._cli import HelpFormatter
+from dali_msda._cli import SEED, HelpFormatter, int_at_least, positive_float
 from dali_msda.pipelines import (MixConfig, segmentation_dataset, segmentation_train,
                                  segmentation_val)
 from dali_msda.pipelines.common import dist_env, resolve_device
@@ -82,13 +82,15 @@ def main(argv=None):
                                  formatter_class=HelpFormatter)
     ap.add_argument("--data", default=None,
                     help="root with train/ and val/ (images/, masks/); none: the embedded set")
-    ap.add_argument("--num-classes", type=int, default=None,
+    ap.add_argument("--num-classes", type=int_at_least(1), default=None,
                     help="classes of the maps (required with --data; the embedded set has 8)")
-    ap.add_argument("--epochs", type=int, default=3, help="epochs to train")
-    ap.add_argument("--batch-size", type=int, default=16, help="per process")
-    ap.add_argument("--crop", type=int, default=128, help="training and validation side, px")
-    ap.add_argument("--lr", type=float, default=0.05, help="peak learning rate (one-cycle)")
-    ap.add_argument("--width", type=int, default=16,
+    ap.add_argument("--epochs", type=int_at_least(1), default=3, help="epochs to train")
+    ap.add_argument("--batch-size", type=int_at_least(1), default=16, help="per process")
+    ap.add_argument("--crop", type=int_at_least(1), default=128,
+                    help="training and validation side, px")
+    ap.add_argument("--lr", type=positive_float, default=0.05,
+                    help="peak learning rate (one-cycle)")
+    ap.add_argument("--width", type=int_at_least(1), default=16,
                     help="channels of the first stage (4x in the last)")
     ap.add_argument("--method", default="cutmix", choices=["none", *methods.ALL],
                     help="mixing method (none: no mixing)")
@@ -100,10 +102,15 @@ def main(argv=None):
                     help="one draw a batch, a sample, or a pair of samples")
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                     help="auto: the GPU when DALI sees one")
-    ap.add_argument("--threads", type=int, default=4, help="DALI CPU threads")
-    ap.add_argument("--seed", type=int, default=0, help="model and augmentation seed")
+    ap.add_argument("--threads", type=int_at_least(1), default=4, help="DALI CPU threads")
+    ap.add_argument("--seed", type=SEED, default=0, help="model and augmentation seed")
     ap.add_argument("--json", default=None, help="write a summary here (rank 0)")
     args = ap.parse_args(argv)
+    try:  # the recipe checked before anything starts: a usage error naming the flag's field
+        mix = None if args.method == "none" else MixConfig(
+            method=args.method, alpha=args.alpha, prob=args.prob, mode=args.mode)
+    except ValueError as e:
+        ap.error(str(e))
 
     from dali_msda.pipelines.data import SEG_CLASSES
     rank, world, local = dist_env()
@@ -112,7 +119,7 @@ def main(argv=None):
         dist.init_process_group("nccl" if device == "gpu" else "gloo")
     if args.data is None:
         root = segmentation_dataset(log=print if rank == 0 else None)
-        num_classes = args.num_classes or len(SEG_CLASSES)
+        num_classes = len(SEG_CLASSES) if args.num_classes is None else args.num_classes
     else:
         root = args.data
         if args.num_classes is None:
@@ -122,8 +129,6 @@ def main(argv=None):
     dev = torch.device(f"cuda:{local}" if device == "gpu" else "cpu")
     if device == "gpu":
         torch.cuda.set_device(dev)
-    mix = None if args.method == "none" else MixConfig(
-        method=args.method, alpha=args.alpha, prob=args.prob, mode=args.mode)
     train_pipe = segmentation_train(os.path.join(root, "train"), num_classes=num_classes,
                                     batch_size=args.batch_size, num_threads=args.threads,
                                     device=device, crop=args.crop, mix=mix,

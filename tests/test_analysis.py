@@ -85,9 +85,14 @@ def test_cli_writes_json_and_refuses_bad_sizes(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "analysis.json").exists() and set(out["methods"]) == {
         "mixup", "cutmix", "hmix r=0.5", "gmix", "fmix", "resizemix",
         "fmix, official spectrum (ref.)", "classmix"}
-    with pytest.raises(SystemExit):
-        analysis.main(["--size", "1"])
-    assert "--size and --samples must be >= 2" in capsys.readouterr().err
+    for flag, value, rule in (("--size", "1", "an integer >= 2"),
+                              ("--samples", "1", "an integer >= 2"),
+                              ("--alpha", "0", "a finite number > 0"),
+                              ("--hmix-ratios", "1.5", "a number in [0, 1]"),
+                              ("--seed", "-1", "an integer in [0, 2147483647]")):
+        with pytest.raises(SystemExit):
+            analysis.main([flag, value])
+        assert f"argument {flag}: must be {rule}; got '{value}'" in capsys.readouterr().err
 
 
 def test_fmix_official_spectrum_varies_one_cycle_across_the_width(stats):

@@ -58,3 +58,67 @@ def test_every_option_says_what_it_does_and_its_default(tool, monkeypatch):
                                   % {"default": a.default}).split())
             assert "default" in help_text, (a.option_strings, help_text)
             assert help_text in shown, (a.option_strings, help_text)
+
+
+# (tool, flag, value, rule): each number a tool takes, out of its range, is a usage error naming
+# the flag, the rule and the value, before anything runs (no DALI or torch traceback, no run on
+# a value that makes no sense: a NaN learning rate, a negative seed that DALI takes for "random")
+OUT_OF_RANGE = [
+    *[("dali_msda.pipelines.train", flag, value, rule) for flag, value, rule in (
+        ("--epochs", "0", "an integer >= 1"), ("--steps", "-1", "an integer >= 0"),
+        ("--batch-size", "0", "an integer >= 1"), ("--lr", "nan", "a finite number > 0"),
+        ("--lr", "-0.1", "a finite number > 0"), ("--width", "0", "an integer >= 1"),
+        ("--crop", "0", "an integer >= 1"), ("--threads", "0", "an integer >= 1"),
+        ("--mix-off-epochs", "-1", "an integer >= 0"),
+        ("--mixup-off-epoch", "-1", "an integer >= 0"),
+        ("--checkpoint-every", "-2", "an integer >= 0"),
+        ("--seed", "-1", "an integer in [0, 2147483647]"),
+        ("--seed", "2147483648", "an integer in [0, 2147483647]"),
+        ("--batch-size", "x", "an integer >= 1"))],
+    *[("dali_msda.pipelines.train_seg", flag, value, rule) for flag, value, rule in (
+        ("--num-classes", "0", "an integer >= 1"), ("--epochs", "0", "an integer >= 1"),
+        ("--batch-size", "0", "an integer >= 1"), ("--crop", "0", "an integer >= 1"),
+        ("--lr", "inf", "a finite number > 0"), ("--width", "0", "an integer >= 1"),
+        ("--threads", "0", "an integer >= 1"),
+        ("--seed", "-3", "an integer in [0, 2147483647]"))],
+    ("dali_msda.demo", "--alpha", "0", "a finite number > 0"),
+    ("dali_msda.demo", "--seed", "-1", "an integer in [0, 2147483647]"),
+    ("benchmarks/op_cost", "--batch", "0", "an integer >= 1"),
+    ("benchmarks/op_cost", "--cold-mib", "-1", "an integer >= 0"),
+    ("benchmarks/throughput", "--rounds", "0", "an integer >= 1"),
+    ("benchmarks/loop_cost", "--iters", "0", "an integer >= 1"),
+    ("benchmarks/ce_cost", "--classes", "0", "an integer >= 1"),
+    ("benchmarks/data_checks", "--batches", "0", "an integer >= 1"),
+    ("benchmarks/soak", "--warmup", "-1", "an integer >= 0"),
+    ("benchmarks/soak", "--every", "0", "an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("tool,flag,value,rule", OUT_OF_RANGE)
+def test_numbers_out_of_range_are_usage_errors(tool, flag, value, rule, monkeypatch, capsys):
+    ap = parser_of(tool, monkeypatch)
+    monkeypatch.undo()  # the real parse_args again, on the tool's parser
+    with pytest.raises(SystemExit) as e:
+        ap.parse_args([flag, value])
+    assert e.value.code == 2
+    assert f"argument {flag}: must be {rule}; got '{value}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tool,argv,message", [
+    ("dali_msda.pipelines.train", ["--cutmix", "1", "--cutmix-minmax", "0.9", "0.1"],
+     "MixConfig: `cutmix_minmax` must satisfy 0 < min < max <= 1; got (0.9, 0.1)."),
+    ("dali_msda.pipelines.train", ["--alpha", "0"],
+     "MixConfig: `alpha` must be a finite number > 0; got 0.0."),
+    ("dali_msda.pipelines.train_seg", ["--alpha", "0"],
+     "MixConfig: `alpha` must be a finite number > 0; got 0.0."),
+    ("dali_msda.pipelines.train_seg", ["--prob", "1.5"],
+     "MixConfig: `prob` must be in [0, 1]; got 1.5.")])
+def test_a_bad_mixing_recipe_is_a_usage_error(tool, argv, message, capsys):
+    """The recipe the flags state is checked when the command line is read (a usage error,
+    exit status 2, nothing built or started), not when the pipeline first runs."""
+    main = importlib.import_module(tool).main
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage:") and message in err and "Traceback" not in err

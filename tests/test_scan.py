@@ -426,3 +426,17 @@ def test_a_class_of_files_the_reader_reads_but_no_image_is_empty(tmp_path):
         ("a/x.JPEG", 0), ("b/clip.wav", 1), ("e/y.png", 4), ("e/z.wav", 4)]
     assert sorted(os.path.relpath(p, tmp_path) for p in skipped) == ["a/notes.txt",
                                                                      "d/readme.txt"]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--ignore-index", "256"], "--ignore-index must be in [0, 255] (a label of the uint8 masks), "
+                                "or -1 for none, as the segmentation pipelines take it; got 256"),
+    (["--ignore-index", "-2"], "--ignore-index must be in [0, 255]"),
+    (["--num-classes", "257"], "--num-classes must be <= 256 with --segmentation (uint8 masks, "
+                               "as the segmentation pipelines take them); got 257")])
+def test_segmentation_flags_the_pipelines_refuse_are_usage_errors(tmp_path, flags, message):
+    """A mask scan with an ignore label or a class count that no uint8 mask and no segmentation
+    pipeline takes is a usage error (exit status 2), not a report calling every mask bad (or
+    good)."""
+    proc = run_scan(tmp_path, "--segmentation", *flags)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr

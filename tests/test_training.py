@@ -85,7 +85,8 @@ def test_train_smoke_runs_with_few_steps(data_root, epochs, steps, method, capsy
 @pytest.mark.parametrize("flags,mixing", [
     (["--mixup-off-epoch", "2"], [True, True, False, False]),  # timm's: off from epoch 2 (0-based)
     (["--mix-off-epochs", "1"], [True, True, True, False]),  # the last epoch unmixed
-    (["--mix-off-epochs", "3"], [True, False, False, False])])
+    (["--mix-off-epochs", "3"], [True, False, False, False]),
+    (["--mix-off-epochs", "6"], [False, False, False, False])])  # more than there are: all
 def test_mixing_switches_off_at_the_epoch_asked(data_root, flags, mixing):
     """--mixup-off-epoch N (timm's: mixing off from the 0-based epoch N on) and
     --mix-off-epochs N (the last N epochs unmixed), read off each epoch's summary row."""
