@@ -408,9 +408,10 @@ class Mixer:
         if images.shape[0] == 0:
             raise ValueError("`images` is an empty batch (0 samples): a batch to mix has at "
                              "least one sample.")
-        if labels.shape[0] != images.shape[0]:
-            raise ValueError(f"`labels` must have one entry per image: got {labels.shape[0]} "
-                             f"for {images.shape[0]} images.")
+        if labels.dim() == 0 or labels.shape[0] != images.shape[0]:
+            raise ValueError(f"`labels` must have one entry per image: got "
+                             f"{labels.shape[0] if labels.dim() else 'a 0-d tensor'} for "
+                             f"{images.shape[0]} images.")
         if images.requires_grad:  # DLPack refuses it, saying "Can't call numpy()"
             raise ValueError("`images` require grad, and the op is not differentiable: mix "
                              "`images.detach()` (the gradient stops at the mixed batch).")

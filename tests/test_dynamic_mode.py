@@ -182,6 +182,9 @@ def test_mixer_refuses_what_is_not_a_batch():
         mixer(torch.zeros(3, 8, 8), torch.zeros(3, dtype=torch.int64))
     with pytest.raises(ValueError, match="`labels` must have one entry per image: got 2 for 3"):
         mixer(torch.zeros(3, 3, 8, 8), torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="`labels` must have one entry per image: got a 0-d "
+                                         "tensor for 1 images"):
+        mixer(torch.zeros(1, 3, 8, 8), torch.tensor(0))
     with pytest.raises(ValueError, match="`layout` must be 'CHW' or 'HWC'"):
         Mixer(layout="NCHW")
     with pytest.raises(TypeError, match=r"`images` must be a torch.Tensor; got ndarray"):
