@@ -6,6 +6,7 @@ and the data sources as the readers see them (ImageFolder trees, file lists and 
 
 import os
 
+import numpy as np
 from dali_msda import DataError, has_gpu  # (importing dali_msda registers fn.msda.mix)
 from nvidia.dali import types
 
@@ -49,7 +50,41 @@ def placement(device, dtype, shard_id, num_shards, device_id):
     num_shards = env_shards if num_shards is None else num_shards
     if device_id is None and device == "gpu":
         device_id = local_rank
+    if not (is_int(num_shards) and num_shards >= 1):
+        raise ValueError(f"`num_shards` must be an int >= 1; got {num_shards!r}.")
+    if not (is_int(shard_id) and 0 <= shard_id < num_shards):
+        raise ValueError(f"`shard_id` must be an int in [0, num_shards) = [0, {num_shards}); "
+                         f"got {shard_id!r}.")
     return device, shard_id, num_shards, device_id
+
+
+def is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_sizes(batch_size, num_threads, crop, seed, flip_prob=None, prefetch_queue_depth=None,
+                resize=None, shuffle_seed=None):
+    """A pipeline's sizes and seeds, refused with the argument's name, the rule and the value
+    before DALI sees them (where a crop of 0 fails deep inside, a negative crop gives |crop|
+    pixels, a flip probability outside [0, 1] is taken as it comes and a negative seed means
+    "random", which no run repeats: a negative shuffle seed would shard each rank's own random
+    order, overlapping)."""
+    for name, value, low in (("batch_size", batch_size, 1), ("num_threads", num_threads, 1),
+                             ("crop", crop, 1), ("prefetch_queue_depth", prefetch_queue_depth, 1),
+                             ("resize", resize, 1)):
+        if value is not None and not (is_int(value) and value >= low):
+            raise ValueError(f"`{name}` must be an int >= {low}; got {value!r}.")
+    if resize is not None and resize < crop:
+        raise ValueError(f"`resize` (the shorter side before the centre crop) must be >= `crop`;"
+                         f" got resize={resize} < crop={crop}.")
+    for name, value in (("seed", seed), ("shuffle_seed", shuffle_seed)):
+        if value is not None and not (is_int(value) and 0 <= value < 2 ** 63):
+            raise ValueError(f"`{name}` must be an int in [0, 2**63) or None (DALI takes a "
+                             f"negative seed for a random one, which no run repeats); got "
+                             f"{value!r}.")
+    if flip_prob is not None and not (isinstance(flip_prob, (int, float, np.number)) and
+                                      0.0 <= flip_prob <= 1.0):
+        raise ValueError(f"`flip_prob` must be in [0, 1]; got {flip_prob!r}.")
 
 
 def check_crop(scale, ratio):

@@ -16,13 +16,16 @@ import os
 
 from nvidia.dali import fn, pipeline_def, types
 
-from .common import (DTYPES, IMAGENET_MEAN, IMAGENET_STD, check_crop, file_list_entries,
-                     folder_classes, folder_files, placement, schedule_of)
+from .common import (DTYPES, IMAGENET_MEAN, IMAGENET_STD, check_crop, check_sizes,
+                     file_list_entries, folder_classes, folder_files, is_int, placement,
+                     schedule_of)
 
 
 def _class_count(num_classes, names):
     """The number of classes: `num_classes` if given (it must agree with the class names the
     reader knows), else the number of those names; None when neither is known."""
+    if num_classes is not None and not (is_int(num_classes) and num_classes >= 1):
+        raise ValueError(f"`num_classes` must be an int >= 1 or None; got {num_classes!r}.")
     if num_classes and names and num_classes != len(names):
         raise ValueError(f"`num_classes` ({num_classes}) differs from the number of "
                          f"`classes` ({len(names)}).")
@@ -128,6 +131,8 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     device, shard_id, num_shards, device_id = placement(device, dtype, shard_id, num_shards,
                                                          device_id)
     check_crop(scale, ratio)
+    check_sizes(batch_size, num_threads, crop, seed, flip_prob, prefetch_queue_depth,
+                shuffle_seed=shuffle_seed)
     seed = 1234 + shard_id if seed is None else seed
     schedule = schedule_of(mix, batch_size, seed)
     if targets not in ("dense", "index"):
@@ -213,6 +218,7 @@ def imagenet_val(data_dir=None, *, file_list=None, wds_paths=None, wds_index=Non
     class is fine, and a folder training does not know is refused with its name."""
     device, shard_id, num_shards, device_id = placement(device, dtype, shard_id, num_shards,
                                                          device_id)
+    check_sizes(batch_size, num_threads, crop, seed, resize=resize)
     if targets not in ("onehot", "index"):
         raise ValueError(f"`targets` must be 'onehot' or 'index'; got {targets!r}.")
     gpu = device == "gpu"

@@ -28,11 +28,11 @@ from dali_msda import DataError
 from nvidia.dali import fn, math as dmath, pipeline_def, types
 
 from .common import (DTYPES, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, check_crop,
-                     placement, schedule_of)
+                     check_sizes, is_int, placement, schedule_of)
 
 
 def check_num_classes(num_classes):
-    if not (isinstance(num_classes, int) and 0 < num_classes <= 256):
+    if not (is_int(num_classes) and 0 < num_classes <= 256):
         raise ValueError(f"`num_classes` must be an int in [1, 256] (uint8 maps); got "
                          f"{num_classes!r}.")
 
@@ -171,6 +171,8 @@ def segmentation_train(data_dir=None, *, file_list=None, num_classes, batch_size
     device, shard_id, num_shards, device_id = placement(device, dtype, shard_id, num_shards,
                                                          device_id)
     check_crop(scale, ratio)
+    check_sizes(batch_size, num_threads, crop, seed, flip_prob, prefetch_queue_depth,
+                shuffle_seed=shuffle_seed)
     check_num_classes(num_classes)
     images_list, masks_list = segmentation_pairs(data_dir, file_list)
     seed = 1234 + shard_id if seed is None else seed
@@ -237,6 +239,7 @@ def segmentation_val(data_dir=None, *, file_list=None, num_classes, batch_size=1
     last_batch_policy PARTIAL (the reader pads the last batch)."""
     device, shard_id, num_shards, device_id = placement(device, dtype, shard_id, num_shards,
                                                          device_id)
+    check_sizes(batch_size, num_threads, crop, seed)
     check_num_classes(num_classes)
     images_list, masks_list = segmentation_pairs(data_dir, file_list)
     gpu = device == "gpu"

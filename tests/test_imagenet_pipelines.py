@@ -408,3 +408,66 @@ def test_crop_ranges_are_checked(data_root):
         with pytest.raises(ValueError, match=message):
             segmentation_train(train, num_classes=2, batch_size=4, device="cpu", **kw)
     imagenet_train(train, batch_size=4, device="cpu", scale=(1.0, 1.0), ratio=(1.0, 1.0))
+
+
+def test_sizes_seeds_and_shards_are_checked(data_root):
+    """Every pipeline factory refuses a size, seed, probability or shard out of its range with
+    the argument's name, the rule and the value, before DALI sees it: DALI would fail deep inside
+    on a crop of 0, give |crop| pixels for a negative one, take a flip probability outside
+    [0, 1] as it comes, take a negative seed for "random" (no run repeats it; a negative shuffle
+    seed would give every rank its own order, the shards overlapping) and fail while building
+    for a shard past the last. The edges are accepted."""
+    from dali_msda.pipelines import segmentation_dataset, segmentation_train, segmentation_val
+
+    train, val = os.path.join(data_root, "train"), os.path.join(data_root, "val")
+    seg_root = segmentation_dataset()
+    seg_train, seg_val = os.path.join(seg_root, "train"), os.path.join(seg_root, "val")
+    factories = {
+        "imagenet_train": lambda **kw: imagenet_train(train, **kw),
+        "imagenet_val": lambda **kw: imagenet_val(val, **kw),
+        "segmentation_train": lambda **kw: segmentation_train(seg_train, num_classes=8, **kw),
+        "segmentation_val": lambda **kw: segmentation_val(seg_val, num_classes=8, **kw)}
+    common = [(dict(batch_size=0), r"`batch_size` must be an int >= 1; got 0"),
+              (dict(batch_size=2.0), r"`batch_size` must be an int >= 1; got 2.0"),
+              (dict(num_threads=0), r"`num_threads` must be an int >= 1; got 0"),
+              (dict(crop=0), r"`crop` must be an int >= 1; got 0"),
+              (dict(crop=-5), r"`crop` must be an int >= 1; got -5"),
+              (dict(crop=(8, 8)), r"`crop` must be an int >= 1; got \(8, 8\)"),
+              (dict(crop=True), r"`crop` must be an int >= 1; got True"),
+              (dict(seed=-1), r"`seed` must be an int in \[0, 2\*\*63\) or None \(DALI takes a "
+                              r"negative seed for a random one, which no run repeats\); got -1"),
+              (dict(shard_id=2, num_shards=2), r"`shard_id` must be an int in \[0, num_shards\) "
+                                               r"= \[0, 2\); got 2"),
+              (dict(shard_id=-1, num_shards=2), r"`shard_id` must be an int in \[0, num_shards\)"),
+              (dict(shard_id=0, num_shards=0), r"`num_shards` must be an int >= 1; got 0")]
+    train_only = [(dict(flip_prob=1.01), r"`flip_prob` must be in \[0, 1\]; got 1.01"),
+                  (dict(flip_prob=-0.01), r"`flip_prob` must be in \[0, 1\]; got -0.01"),
+                  (dict(prefetch_queue_depth=0), r"`prefetch_queue_depth` must be an int >= 1"),
+                  (dict(shuffle_seed=-2), r"`shuffle_seed` must be an int in \[0, 2\*\*63\)")]
+    for name, make in factories.items():
+        cases = common + (train_only if name.endswith("train") else [])
+        if name == "imagenet_val":
+            cases += [(dict(resize=0), r"`resize` must be an int >= 1; got 0"),
+                      (dict(resize=15, crop=16), r"`resize` \(the shorter side before the "
+                                                 r"centre crop\) must be >= `crop`; got "
+                                                 r"resize=15 < crop=16")]
+        for kw, message in cases:
+            with pytest.raises(ValueError, match=message):
+                make(device="cpu", **{"batch_size": 2, **kw})
+        # the edges: built and run
+        kw = dict(batch_size=1, num_threads=1, crop=1, seed=0, shard_id=1, num_shards=2)
+        if name.endswith("train"):
+            kw.update(flip_prob=1, prefetch_queue_depth=1, shuffle_seed=0)
+        if name == "imagenet_val":
+            kw.update(resize=1)
+        out = make(device="cpu", **kw).run()
+        assert np.array(out[0][0]).shape[-2:] == (1, 1), name
+    for kw, message in ((dict(num_classes=0), r"`num_classes` must be an int >= 1 or None; "
+                                              r"got 0"),
+                        (dict(num_classes=True), r"`num_classes` must be an int >= 1 or None")):
+        with pytest.raises(ValueError, match=message):
+            imagenet_train(train, device="cpu", **kw)
+        with pytest.raises(ValueError, match=message):
+            imagenet_val(val, device="cpu", **kw)
+    with pytest.raises(ValueError, match=r"`num_classes` must be an int in \[1, 256\]"):
+        segmentation_train(seg_train, num_classes=True, device="cpu")
