@@ -89,6 +89,13 @@ def check_sizes(batch_size, num_threads, crop, seed, flip_prob=None, prefetch_qu
 
 def check_crop(scale, ratio):
     """The random resized crop's ranges: area share `scale`, aspect `ratio`."""
+    for name, value in (("scale", scale), ("ratio", ratio)):
+        try:
+            pair = [float(v) for v in value]
+        except (TypeError, ValueError):
+            pair = []
+        if len(pair) != 2 or not all(np.isfinite(pair)):
+            raise ValueError(f"`{name}` must be two finite numbers (min, max); got {value!r}.")
     if not (0 < scale[0] <= scale[1] <= 1):
         raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1; got {scale}.")
     if not (0 < ratio[0] <= ratio[1]):

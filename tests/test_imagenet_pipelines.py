@@ -401,7 +401,12 @@ def test_crop_ranges_are_checked(data_root):
            (dict(scale=(0.5, 0.4)), r"`scale` must satisfy 0 < min <= max <= 1; got \(0.5, 0.4\)"),
            (dict(scale=(0.1, 1.2)), r"`scale` must satisfy 0 < min <= max <= 1; got \(0.1, 1.2\)"),
            (dict(ratio=(0.0, 1.0)), r"`ratio` must satisfy 0 < min <= max; got \(0.0, 1.0\)"),
-           (dict(ratio=(2.0, 1.0)), r"`ratio` must satisfy 0 < min <= max; got \(2.0, 1.0\)")]
+           (dict(ratio=(2.0, 1.0)), r"`ratio` must satisfy 0 < min <= max; got \(2.0, 1.0\)"),
+           (dict(scale=0.5), r"`scale` must be two finite numbers \(min, max\); got 0.5"),
+           (dict(scale=(0.5,)), r"`scale` must be two finite numbers \(min, max\); got \(0.5,\)"),
+           (dict(ratio=(1.0, float("inf"))), r"`ratio` must be two finite numbers \(min, max\); "
+                                             r"got \(1.0, inf\)"),
+           (dict(ratio="wide"), r"`ratio` must be two finite numbers \(min, max\); got 'wide'")]
     for kw, message in bad:
         with pytest.raises(ValueError, match=message):
             imagenet_train(train, batch_size=4, device="cpu", **kw)
