@@ -344,3 +344,39 @@ def test_from_timm_cuts_timms_box():
         MixConfig.from_timm(box="odd")
     with pytest.raises(ValueError, match=r"`box` must be 'even' or 'exact'; got 'odd'"):
         MixConfig(box="odd")
+
+
+def test_box_range_rules_are_the_ops():
+    """MixConfig refuses a box range (spec 4b) exactly where fn.msda.mix's own rules do, so that
+    a recipe it accepts never fails when its pipeline first runs for a rule it could have
+    checked: over a grid of (min, max) pairs with every edge (0, equal ends, 1, past 1, NaN),
+    for each argument. (The op also refuses ranges whose boxes cannot fit the image: a rule
+    of the image's size, which a recipe does not know; those are left out.)"""
+    from conftest import class_labels, run_mix
+
+    images = np.zeros((2, 64, 64, 3), np.uint8)
+    ends = [-0.1, 0.0, 0.05, 0.5, 1.0, 1.2, float("nan")]
+    aspects = [-1.0, 0.0, 0.5, 1.0, 2.0, float("inf")]
+    cases = ([dict(cutmix_minmax=(a, b)) for a in ends for b in ends] +
+             [dict(cutmix_area=(a, b)) for a in ends for b in ends] +
+             [dict(cutmix_area=(0.1, 0.2), cutmix_aspect=(a, b)) for a in aspects
+              for b in aspects])
+    compared = 0
+    for kw in cases:
+        try:
+            MixConfig(method="cutmix", **kw)
+            recipe_ok = True
+        except ValueError:
+            recipe_ok = False
+        try:
+            run_mix(images, class_labels(2), method="cutmix", mode="elem", num_classes=2,
+                    device="cpu", **{k: list(v) for k, v in kw.items()})
+            op_ok = True
+        except RuntimeError as e:
+            if "must satisfy" not in str(e) and "must be two finite" not in str(e):
+                assert recipe_ok and "fit" in str(e), (kw, str(e))  # the image's size: not a
+                continue                                             # recipe's rule
+            op_ok = False
+        assert recipe_ok == op_ok, kw
+        compared += 1
+    assert compared >= 0.9 * len(cases)
