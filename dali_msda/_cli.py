@@ -3,6 +3,7 @@ analysis and the benchmarks)."""
 
 import argparse
 import math
+import os
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -63,3 +64,22 @@ def unit_float(text):
     if value is None or not 0.0 <= value <= 1.0:  # also refuses NaN
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1]; got {text!r}")
     return value
+
+
+def check_output_paths(ap, files=(), folders=()):
+    """Where a tool will write, checked before it runs (a training run must not end, hours in,
+    on a summary it cannot write): each (flag, path) of `files` must not be a folder, and its
+    folder is made; each of `folders` must not be a file. A usage error (`ap.error`) names the
+    flag, the path and the reason."""
+    for flag, path in files:
+        if not path:
+            continue
+        if os.path.isdir(path):
+            ap.error(f"{flag} {path!r} is a folder; give the file to write")
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        except OSError as e:
+            ap.error(f"{flag} {path!r}: its folder cannot be made ({e.strerror})")
+    for flag, path in folders:
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            ap.error(f"{flag} {path!r} is a file; give a folder")

@@ -61,7 +61,7 @@ import time
 import numpy as np
 
 from dali_msda import child_env, dali_error_reason
-from dali_msda._cli import HelpFormatter
+from dali_msda._cli import HelpFormatter, check_output_paths
 
 from .common import class_index, read_file_list, resolve_device, tree_items
 
@@ -696,6 +696,8 @@ def main(argv=None):
     if args.segmentation and args.num_classes is not None and args.num_classes > 256:
         ap.error(f"--num-classes must be <= 256 with --segmentation (uint8 masks, as the "
                  f"segmentation pipelines take them); got {args.num_classes}")
+    check_output_paths(ap, files=[("--out", args.out), ("--json", args.json)],
+                       folders=[("--convert-masks", args.convert_masks)])
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         ap.error(f"not found: {missing}")

@@ -37,7 +37,8 @@ import torch.distributed as dist
 from torch import nn
 
 from dali_msda import methods
-from dali_msda._cli import SEED, HelpFormatter, int_at_least, positive_float
+from dali_msda._cli import (SEED, HelpFormatter, check_output_paths, int_at_least,
+                            positive_float)
 from dali_msda.pipelines import MixConfig, MixSchedule, embedded_dataset, imagenet_train
 from dali_msda.pipelines import imagenet_val
 from dali_msda.pipelines.common import (folder_classes, read_file_list, resolve_device,
@@ -584,6 +585,8 @@ def parse_args(ap, argv):
     args = ap.parse_args(argv)
     if (args.resume or args.checkpoint_every) and not args.checkpoint_dir:
         ap.error("--resume and --checkpoint-every need --checkpoint-dir")
+    check_output_paths(ap, files=[("--json", args.json), ("--log-batches", args.log_batches)],
+                       folders=[("--checkpoint-dir", args.checkpoint_dir)])
     try:
         return args, mix_config_from_args(args)
     except ValueError as e:

@@ -25,7 +25,8 @@ import torch.distributed as dist
 from torch import nn
 
 from dali_msda import methods
-from dali_msda._cli import SEED, HelpFormatter, int_at_least, positive_float
+from dali_msda._cli import (SEED, HelpFormatter, check_output_paths, int_at_least,
+                            positive_float)
 from dali_msda.pipelines import (MixConfig, segmentation_dataset, segmentation_train,
                                  segmentation_val)
 from dali_msda.pipelines.common import dist_env, resolve_device
@@ -106,6 +107,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=SEED, default=0, help="model and augmentation seed")
     ap.add_argument("--json", default=None, help="write a summary here (rank 0)")
     args = ap.parse_args(argv)
+    check_output_paths(ap, files=[("--json", args.json)])
     try:  # the recipe checked before anything starts: a usage error naming the flag's field
         mix = None if args.method == "none" else MixConfig(
             method=args.method, alpha=args.alpha, prob=args.prob, mode=args.mode)

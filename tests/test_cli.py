@@ -122,3 +122,45 @@ def test_a_bad_mixing_recipe_is_a_usage_error(tool, argv, message, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage:") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("tool,flag,kind", [
+    ("dali_msda.pipelines.train", "--json", "folder"),
+    ("dali_msda.pipelines.train", "--log-batches", "folder"),
+    ("dali_msda.pipelines.train", "--checkpoint-dir", "file"),
+    ("dali_msda.pipelines.train_seg", "--json", "folder"),
+    ("dali_msda.pipelines.scan", "--json", "folder"),
+    ("dali_msda.pipelines.scan", "--out", "folder"),
+    ("dali_msda.pipelines.scan", "--convert-masks", "file")])
+def test_output_paths_that_cannot_be_written_are_usage_errors(tool, flag, kind, tmp_path,
+                                                              capsys):
+    """A summary, log, report or checkpoint folder that cannot be written is refused when the
+    command line is read (exit status 2, naming the flag and the path), not after the run it
+    would record (a training's hours, a scan of a million files)."""
+    path = tmp_path / "taken"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        path.write_text("a file")
+    argv = [flag, str(path)] + ({"scan": [str(tmp_path)]}.get(tool.split(".")[-1], []))
+    if tool.endswith("scan"):
+        argv += ["--segmentation"] if flag == "--convert-masks" else []
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(tool).main(argv)
+    assert e.value.code == 2
+    wanted = "is a folder; give the file to write" if kind == "folder" else \
+        "is a file; give a folder"
+    assert f"{flag} {str(path)!r} {wanted}" in capsys.readouterr().err
+    assert path.is_dir() == (kind == "folder")  # nothing of the user's replaced
+
+
+def test_an_output_files_folder_is_made(tmp_path, monkeypatch):
+    from dali_msda._cli import check_output_paths
+
+    ap = argparse.ArgumentParser()
+    target = tmp_path / "a" / "b" / "summary.json"
+    check_output_paths(ap, files=[("--json", str(target))])
+    assert target.parent.is_dir() and not target.exists()
+    (tmp_path / "blocker").write_text("x")  # a file where a folder would go
+    with pytest.raises(SystemExit):
+        check_output_paths(ap, files=[("--json", str(tmp_path / "blocker" / "s.json"))])
