@@ -345,6 +345,8 @@ class Mixer:
                 raise ValueError(f"`dtype` must be torch.uint8, torch.float16 or torch.float32 "
                                  f"(the op's output types); got {op_args['dtype']}.")
             self.op_args["dtype"] = types[op_args["dtype"]]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"`seed` must be an int or None (a random one); got {seed!r}.")
         self.rng = ndd.random.RNG(seed=seed)
         self.schedule = None if config is None else self._schedule_of(config, seed)
 
@@ -491,14 +493,28 @@ class Mixer:
         return state
 
     def load_state_dict(self, state):
+        """Restores `state_dict()`'s state; a state that cannot be loaded (another kind of
+        Mixer's, a damaged one) is refused and leaves this one as it was."""
+        if not isinstance(state, dict) or "rng" not in state:
+            raise ValueError("Mixer.load_state_dict: the state must be a dict from "
+                             f"Mixer.state_dict(); got {type(state).__name__}"
+                             f"{'' if not isinstance(state, dict) else ' without rng'}.")
         if ("schedule" in state) != (self.schedule is not None):
             raise ValueError("Mixer.load_state_dict: the state is of a Mixer "
                              f"{'with' if 'schedule' in state else 'without'} a config; this "
                              f"one has {'one' if self.schedule is not None else 'none'}.")
-        self.rng.set_state(state["rng"])
-        if self.schedule is not None:
-            self.schedule.load_state_dict(state["schedule"])
-            self.schedule.seed = int(state["switch_seed"])
+        before = self.state_dict()
+        try:
+            self.rng.set_state(state["rng"])
+            if self.schedule is not None:
+                self.schedule.load_state_dict(state["schedule"])
+                self.schedule.seed = int(state["switch_seed"])
+        except BaseException:
+            self.rng.set_state(before["rng"])
+            if self.schedule is not None:
+                self.schedule.load_state_dict(before["schedule"])
+                self.schedule.seed = before["switch_seed"]
+            raise
 
 
 def _op_device(images):

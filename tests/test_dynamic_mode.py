@@ -161,6 +161,29 @@ def test_mixer_state_is_saved_and_restored_with_torch_save(tmp_path, device):
     assert not torch.equal(Mixer(seed=22, **kw)(x, y)[0], first)
 
 
+def test_a_state_that_cannot_be_loaded_leaves_the_mixer_as_it_was():
+    """Mixer.load_state_dict refuses a damaged state (a valid generator state with a broken
+    schedule, not a dict, a bad generator state) and the mixer then draws what it would have
+    drawn: nothing half-loaded. A seed that is not an int is refused by name."""
+    from dali_msda.pipelines import MixConfig
+    from dali_msda.pytorch import Mixer
+
+    x, y = nchw_batch("cpu")
+    config = MixConfig.from_timm(mixup_alpha=1.0, cutmix_alpha=1.0, mode="elem", num_classes=10)
+    a, twin = Mixer(config, seed=3), Mixer(config, seed=3)
+    a(x, y), twin(x, y)
+    other = Mixer(config, seed=4)
+    damaged = dict(other.state_dict(), schedule={"config": {"alpha": -1.0}})
+    for state in (damaged, "state", {"schedule": {}}, dict(other.state_dict(), rng="xyz")):
+        with pytest.raises((ValueError, TypeError)):
+            a.load_state_dict(state)
+    for _ in range(3):  # the generator and the schedule's switching both as they were
+        got, want = a(x, y), twin(x, y)
+        assert all(torch.equal(g, w) for g, w in zip(got, want))
+    with pytest.raises(ValueError, match="`seed` must be an int or None .*; got 'a'"):
+        Mixer(method="mixup", num_classes=10, seed="a")
+
+
 def test_mixer_index_targets_give_the_dense_loss(device):
     from dali_msda.pytorch import Mixer, mixed_cross_entropy
 
