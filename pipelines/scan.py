@@ -698,6 +698,11 @@ def main(argv=None):
                  f"segmentation pipelines take them); got {args.num_classes}")
     check_output_paths(ap, files=[("--out", args.out), ("--json", args.json)],
                        folders=[("--convert-masks", args.convert_masks)])
+    for flag, out in (("--out", args.out), ("--json", args.json)):
+        if out and any(os.path.exists(p) and os.path.exists(out) and os.path.samefile(p, out)
+                       for p in args.paths):
+            ap.error(f"{flag} {out!r} is the file being scanned; write the list elsewhere (the "
+                     "scanned list stays as it is)")
     missing = [p for p in args.paths if not os.path.exists(p)]
     if missing:
         ap.error(f"not found: {missing}")

@@ -314,6 +314,10 @@ def test_scan_of_a_file_list_and_exit_statuses(tree, tmp_path):
     assert run_scan(out, "--num-classes", 4).returncode == 0
     assert run_scan(tmp_path / "missing").returncode == 2
     assert run_scan(out, "--num-classes", 0).returncode == 2
+    before = out.read_text()  # the list scanned is not overwritten by its own good lines
+    proc = run_scan(out, "--num-classes", 4, "--out", out)
+    assert proc.returncode == 2 and "is the file being scanned" in proc.stderr
+    assert out.read_text() == before
 
 
 def test_scan_checks_cls_against_the_class_count(tmp_path):
