@@ -21,7 +21,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "benchmarks"), ROOT]
-from common import machine_info  # noqa: E402
+from common import machine_info, output_file  # noqa: E402
 from dali_msda._cli import HelpFormatter, int_at_least  # noqa: E402
 from dali_msda.pytorch import mixed_cross_entropy  # noqa: E402
 
@@ -103,7 +103,7 @@ def main():
     ap.add_argument("--threads", type=int_at_least(1), default=None,
                     help="torch CPU threads (default: "
                     "torch's)")
-    ap.add_argument("--out", default=None, help="JSON file for the rows")
+    ap.add_argument("--out", default=None, type=output_file, help="JSON file for the rows")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

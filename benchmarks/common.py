@@ -1,5 +1,6 @@
 """Shared benchmark helpers: timing, machine description, progress output."""
 
+import argparse
 import os
 import platform
 import sys
@@ -37,10 +38,18 @@ def _cpu_model():
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
+def output_file(text):
+    """An argparse `type` for --json: a file to write, not a folder (refused when the command
+    line is read, not after the run it would record)."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give the file to write")
+    return text
+
+
 def add_output_args(ap, name):
     """--json / --update-results: results go to out/NAME.json (git-ignored) unless asked to
     replace the committed ones in benchmarks/results/."""
-    ap.add_argument("--json", default=None,
+    ap.add_argument("--json", default=None, type=output_file,
                     help=f"write the results here (default: out/{name}.json)")
     ap.add_argument("--update-results", action="store_true",
                     help=f"write benchmarks/results/{name}.json, the committed results, "

@@ -41,7 +41,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
-from common import machine_info  # noqa: E402
+from common import machine_info, output_file  # noqa: E402
 from dali_msda import reference as ref  # noqa: E402
 from dali_msda._cli import HelpFormatter, int_at_least  # noqa: E402
 from dali_msda.pytorch import Mixer  # noqa: E402
@@ -216,7 +216,7 @@ def main(argv=None):
     ap.add_argument("--iters", type=int_at_least(1), default=10,
                     help="timed calls of each, the best kept")
     ap.add_argument("--threads", type=int_at_least(1), default=None, help="torch CPU threads")
-    ap.add_argument("--out", default=None, help="JSON file for the rows")
+    ap.add_argument("--out", default=None, type=output_file, help="JSON file for the rows")
     ap.add_argument("--channels-last", action="store_true",
                     help="the mixed batch wanted channels_last: timm's call then timm's "
                          "conversion, against Mixer(memory_format=torch.channels_last)")

@@ -94,6 +94,21 @@ OUT_OF_RANGE = [
 ]
 
 
+@pytest.mark.parametrize("tool", [t for t in TOOLS if t.startswith("benchmarks/")])
+def test_a_benchmarks_json_that_is_a_folder_is_a_usage_error(tool, tmp_path, monkeypatch,
+                                                             capsys):
+    """A benchmark's results file (--json, or --out of the loop and loss benchmarks) naming a
+    folder is refused when the command line is read, not after the timings (a soak's hour)."""
+    ap = parser_of(tool, monkeypatch)
+    monkeypatch.undo()
+    flag = "--out" if tool in ("benchmarks/loop_cost", "benchmarks/ce_cost") else "--json"
+    with pytest.raises(SystemExit) as e:
+        ap.parse_args([flag, str(tmp_path)])
+    assert e.value.code == 2
+    assert f"argument {flag}: {str(tmp_path)!r} is a folder; give the file to write" in \
+        capsys.readouterr().err
+
+
 @pytest.mark.parametrize("tool,flag,value,rule", OUT_OF_RANGE)
 def test_numbers_out_of_range_are_usage_errors(tool, flag, value, rule, monkeypatch, capsys):
     ap = parser_of(tool, monkeypatch)
