@@ -113,7 +113,9 @@ def imagenet_train(data_dir=None, *, file_list=None, wds_paths=None, wds_index=N
     `mix`: a MixConfig, a MixSchedule (live, changeable between epochs) or None (no mixing:
     one-hot, smoothed-free targets). `shard_id` / `num_shards` / `device_id` default to
     torchrun's environment (`dist_env`). `seed` (augmentation and mixing) defaults to
-    1234 + shard_id, so every rank mixes differently; `shuffle_seed` must be equal on all ranks.
+    1234 + shard_id, so every rank mixes differently (a `seed` given is taken as it is: give each
+    rank its own, as the training example does with seed * 1000 + rank, or every rank draws the
+    same crops, flips and mixes); `shuffle_seed` must be equal on all ranks.
     `classes` (ImageFolder trees): the class names in index order, for a tree that must keep
     another run's numbering (default: this tree's sorted class folders). The pipeline carries
     the schedule as `pipe.mix_schedule`, the class count as `pipe.num_classes` and the class
