@@ -19,51 +19,36 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def int_at_least(low, high=None):
-    """An argparse `type`: an integer >= `low` (and <= `high` if given), else the usage error
-    "argument --NAME: must be an integer >= LOW; got 'VALUE'" (the argument, the rule and the
+def checked(convert, rule, ok):
+    """An argparse `type`: `convert(text)` where it converts and `ok` holds for the value, else
+    the usage error "argument --NAME: must be RULE; got 'VALUE'" (the argument, the rule and the
     value)."""
-    rule = f">= {low}" if high is None else f"in [{low}, {high}]"
-
     def parse(text):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
             value = None
-        if value is None or value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be an integer {rule}; got {text!r}")
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}; got {text!r}")
         return value
-    parse.__name__ = f"integer {rule}"
+    parse.__name__ = rule
     return parse
+
+
+def int_at_least(low, high=None):
+    """An argparse `type`: an integer >= `low` (and <= `high` if given)."""
+    rule = f">= {low}" if high is None else f"in [{low}, {high}]"
+    return checked(int, f"an integer {rule}",
+                   lambda v: v >= low and (high is None or v <= high))
 
 
 # a --seed: DALI takes a negative seed for "draw one at random" (not reproducible), and the
 # training examples derive each rank's seed as seed * 1000 + ... in int64
 SEED = int_at_least(0, 2 ** 31 - 1)
-
-
-def positive_float(text):
-    """An argparse `type`: a finite number > 0 (a learning rate, say), else a usage error naming
-    the argument, the rule and the value."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0; got {text!r}")
-    return value
-
-
-def unit_float(text):
-    """An argparse `type`: a number in [0, 1] (a probability, a ratio), else a usage error naming
-    the argument, the rule and the value."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1]; got {text!r}")
-    return value
+# a learning rate, say
+positive_float = checked(float, "a finite number > 0", lambda v: v > 0 and math.isfinite(v))
+# a probability, a ratio (NaN refused: no comparison holds for it)
+unit_float = checked(float, "a number in [0, 1]", lambda v: 0.0 <= v <= 1.0)
 
 
 def check_output_paths(ap, files=(), folders=()):

@@ -61,7 +61,7 @@ import time
 import numpy as np
 
 from dali_msda import child_env, dali_error_reason
-from dali_msda._cli import HelpFormatter, check_output_paths
+from dali_msda._cli import HelpFormatter, check_output_paths, int_at_least
 
 from .common import class_index, read_file_list, resolve_device, tree_items
 
@@ -651,17 +651,17 @@ def main(argv=None):
                          "shards")
     ap.add_argument("--out", default=None,
                     help="write the good files' list here (trees and file lists)")
-    ap.add_argument("--num-classes", type=int, default=None,
+    ap.add_argument("--num-classes", type=int_at_least(1), default=None,
                     help="labels must be below this (file lists, shards; a tree numbers its "
                          "folders itself)")
     ap.add_argument("--json", default=None, help="write the full report here")
     ap.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                     help="where DALI decodes (auto: the GPU when DALI sees one)")
-    ap.add_argument("--workers", type=int, default=None,
+    ap.add_argument("--workers", type=int_at_least(1), default=None,
                     help="decoding processes (default: one per core on the CPU, 1 on a GPU)")
-    ap.add_argument("--threads", type=int, default=None,
+    ap.add_argument("--threads", type=int_at_least(1), default=None,
                     help="DALI threads per worker (default: 1 on the CPU, all cores on a GPU)")
-    ap.add_argument("--batch-size", type=int, default=32,
+    ap.add_argument("--batch-size", type=int_at_least(1), default=32,
                     help="files a worker decodes at once (a failing batch is split)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--segmentation", action="store_true",
@@ -687,9 +687,6 @@ def main(argv=None):
     if shards and args.out:
         ap.error("--out writes a file list of an ImageFolder tree or a file list; shards are "
                  "fixed by repacking them without the samples listed")
-    if any(v is not None and v < 1 for v in (args.threads, args.workers, args.batch_size,
-                                              args.num_classes)):
-        ap.error("--workers, --threads, --batch-size and --num-classes must be >= 1")
     if args.segmentation and not -1 <= args.ignore_index <= 255:
         ap.error(f"--ignore-index must be in [0, 255] (a label of the uint8 masks), or -1 for "
                  f"none, as the segmentation pipelines take it; got {args.ignore_index}")
