@@ -46,6 +46,7 @@ A pipeline of your own needs ``enable_checkpointing=True`` / ``checkpoint=state`
 ``pipe.mix_schedule``.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -345,7 +346,9 @@ class Mixer:
                 raise ValueError(f"`dtype` must be torch.uint8, torch.float16 or torch.float32 "
                                  f"(the op's output types); got {op_args['dtype']}.")
             self.op_args["dtype"] = types[op_args["dtype"]]
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        from dali_msda.pipelines.config import is_int
+
+        if seed is not None and not is_int(seed):
             raise ValueError(f"`seed` must be an int or None (a random one); got {seed!r}.")
         self.rng = ndd.random.RNG(seed=seed)
         self.schedule = None if config is None else self._schedule_of(config, seed)
@@ -387,14 +390,23 @@ class Mixer:
     def __call__(self, images, labels, maps=None, boxes=None, box_labels=None):
         # a refused call (bad labels, say) leaves the generator and the schedule as they were:
         # the next call draws what it would have drawn without it
-        rng_state = self.rng.get_state()
-        schedule = None if self.schedule is None else self.schedule.state_dict()
-        try:
+        with self._unchanged_on_error():
             return self._mix(images, labels, maps, boxes, box_labels)
+
+    @contextlib.contextmanager
+    def _unchanged_on_error(self):
+        """The generator and the schedule (with its switching seed) put back as they were when
+        the block raises."""
+        rng = self.rng.get_state()
+        schedule = None if self.schedule is None else (self.schedule.state_dict(),
+                                                       self.schedule.seed)
+        try:
+            yield
         except BaseException:
-            self.rng.set_state(rng_state)
+            self.rng.set_state(rng)
             if schedule is not None:
-                self.schedule.load_state_dict(schedule)
+                self.schedule.load_state_dict(schedule[0])
+                self.schedule.seed = schedule[1]
             raise
 
     def _mix(self, images, labels, maps, boxes, box_labels):
@@ -503,18 +515,11 @@ class Mixer:
             raise ValueError("Mixer.load_state_dict: the state is of a Mixer "
                              f"{'with' if 'schedule' in state else 'without'} a config; this "
                              f"one has {'one' if self.schedule is not None else 'none'}.")
-        before = self.state_dict()
-        try:
+        with self._unchanged_on_error():
             self.rng.set_state(state["rng"])
             if self.schedule is not None:
                 self.schedule.load_state_dict(state["schedule"])
                 self.schedule.seed = int(state["switch_seed"])
-        except BaseException:
-            self.rng.set_state(before["rng"])
-            if self.schedule is not None:
-                self.schedule.load_state_dict(before["schedule"])
-                self.schedule.seed = before["switch_seed"]
-            raise
 
 
 def _op_device(images):

@@ -10,7 +10,7 @@ import numpy as np
 from dali_msda import DataError, has_gpu  # (importing dali_msda registers fn.msda.mix)
 from nvidia.dali import types
 
-from .config import MixConfig, MixSchedule
+from .config import MixConfig, MixSchedule, finite_pair, is_int
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -58,10 +58,6 @@ def placement(device, dtype, shard_id, num_shards, device_id):
     return device, shard_id, num_shards, device_id
 
 
-def is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def check_sizes(batch_size, num_threads, crop, seed, flip_prob=None, prefetch_queue_depth=None,
                 resize=None, shuffle_seed=None):
     """A pipeline's sizes and seeds, refused with the argument's name, the rule and the value
@@ -90,11 +86,7 @@ def check_sizes(batch_size, num_threads, crop, seed, flip_prob=None, prefetch_qu
 def check_crop(scale, ratio):
     """The random resized crop's ranges: area share `scale`, aspect `ratio`."""
     for name, value in (("scale", scale), ("ratio", ratio)):
-        try:
-            pair = [float(v) for v in value]
-        except (TypeError, ValueError):
-            pair = []
-        if len(pair) != 2 or not all(np.isfinite(pair)):
+        if not finite_pair(value):
             raise ValueError(f"`{name}` must be two finite numbers (min, max); got {value!r}.")
     if not (0 < scale[0] <= scale[1] <= 1):
         raise ValueError(f"`scale` must satisfy 0 < min <= max <= 1; got {scale}.")

@@ -29,7 +29,17 @@ NUMBER_FIELDS = ("alpha", "hmix_ratio", "prob", "label_smoothing", "switch_alpha
                  "decay_power", "scale_min", "scale_max")
 
 
-def _finite_pair(value):
+def is_int(value):
+    """Whether `value` is an integer (Python's or NumPy's), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value):
+    """Whether `value` is a number (Python's or NumPy's), not a bool."""
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def finite_pair(value):
     """Whether `value` is two finite real numbers."""
     try:
         pair = [float(v) for v in value]
@@ -83,8 +93,7 @@ class MixConfig:
     def __post_init__(self):
         for name in NUMBER_FIELDS:  # a str, None or bool would fail below without a name
             value = getattr(self, name)
-            number = isinstance(value, (int, float, np.number))
-            if isinstance(value, (bool, np.bool_)) or not number:
+            if not is_number(value):
                 raise ValueError(f"MixConfig: `{name}` must be a number; got {value!r}.")
         for name in ("method", "switch_method"):
             value = getattr(self, name)
@@ -120,7 +129,7 @@ class MixConfig:
                              f"{self.scale_min} > {self.scale_max}.")
         for name in ("cutmix_minmax", "cutmix_area", "cutmix_aspect"):
             value = getattr(self, name)
-            if value is not None and not _finite_pair(value):
+            if value is not None and not finite_pair(value):
                 raise ValueError(f"MixConfig: `{name}` must be (min, max) or None; got "
                                  f"{value!r}.")
         if self.cutmix_minmax is not None and self.cutmix_area is not None:
@@ -140,13 +149,11 @@ class MixConfig:
                 raise ValueError(f"MixConfig: `{name}` must satisfy {rule}; got "
                                  f"{tuple(float(v) for v in value)}.")
         if self.bce_target_thresh is not None and (
-                isinstance(self.bce_target_thresh, (bool, np.bool_, str)) or
-                not 0.0 <= self.bce_target_thresh < 1.0):
+                not is_number(self.bce_target_thresh) or not 0.0 <= self.bce_target_thresh < 1.0):
             raise ValueError(f"MixConfig: `bce_target_thresh` must be in [0, 1) or None; got "
                              f"{self.bce_target_thresh}.")
-        if self.num_classes is not None and (
-                isinstance(self.num_classes, (bool, np.bool_)) or
-                not (isinstance(self.num_classes, (int, np.integer)) and self.num_classes > 0)):
+        if self.num_classes is not None and not (is_int(self.num_classes) and
+                                                 self.num_classes > 0):
             raise ValueError(f"MixConfig: `num_classes` must be a positive int or None; got "
                              f"{self.num_classes!r}.")
 
@@ -175,7 +182,7 @@ class MixConfig:
         since timm 1.0.29; give "even" for timm up to 1.0.28) and "even" for the HMix / GMix
         fork's modes (its rand_bbox)."""
         if cutmix_minmax is not None:  # timm: "force cutmix alpha == 1.0 when minmax active"
-            if not _finite_pair(cutmix_minmax):
+            if not finite_pair(cutmix_minmax):
                 raise ValueError("MixConfig.from_timm: `cutmix_minmax` must be (min, max); got "
                                  f"{cutmix_minmax!r}.")
             cutmix_alpha = 1.0
@@ -183,8 +190,7 @@ class MixConfig:
             raise ValueError(f"MixConfig.from_timm: `cutmix_mode` must be one of "
                              f"{tuple(CUTMIX_MODES)}; got {cutmix_mode!r}.")
         for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
-            if isinstance(value, (bool, np.bool_)) or not isinstance(
-                    value, (int, float, np.number)) or not (value >= 0 and np.isfinite(value)):
+            if not (is_number(value) and value >= 0 and np.isfinite(value)):
                 raise ValueError(f"MixConfig.from_timm: `{name}` must be a finite number >= 0 "
                                  f"(0 turns that branch off); got {value}.")
         if not (mixup_alpha > 0 or cutmix_alpha > 0):
