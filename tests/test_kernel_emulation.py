@@ -375,6 +375,30 @@ def test_resizemix_rows_either_side_of_2_16(harness, width, layout):
     assert info["vec_c"] == 3
 
 
+@pytest.mark.parametrize("method", ["resizemix", "resizemix-bilinear"])
+@pytest.mark.parametrize("layout", ["HWC", "CHW"])
+def test_resizemix_box_of_the_whole_image(harness, method, layout):
+    """tau = 1: the box is the whole image, the partner shown at its own size. The last row's
+    and column's taps must stay inside the partner (bilinear: its second tap, of weight 0
+    there, clamped to the edge; a tap past it reads beyond the sample, which the harness
+    refuses), and the mixed sample is its partner exactly, mirrored by the partner's flag;
+    equal to the reference. One sample at tau just below 1 (a box a pixel short)."""
+    rng = np.random.default_rng(12)
+    n, h, w = 4, 224, 224
+    shape = (h, w, 3) if layout == "HWC" else (3, h, w)
+    images = random_images(rng, n, shape, np.uint8)
+    params = ref.draw_params(rng, n, h, w, alpha=1.0, mode="elem")
+    params["lam"] = np.array([1.0, 1.0, 0.999, 1.0], np.float32)
+    mirror = np.array([0, 1, 1, 0])
+    out = check(harness, images, layout, method, params, rng.integers(0, 3, n), np.float32,
+                mirror=mirror)
+    w_axis = 1 if layout == "HWC" else 2
+    for i in np.nonzero(params["lam"] == 1.0)[0]:
+        j = n - 1 - i
+        partner = np.flip(images[j], w_axis) if mirror[j] else images[j]
+        np.testing.assert_array_equal(out[i], partner.astype(np.float32))
+
+
 @pytest.mark.parametrize("width", [20, 21])
 def test_soft_labels_and_identity_samples(harness, width):
     rng = np.random.default_rng(4)

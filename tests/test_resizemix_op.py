@@ -119,10 +119,34 @@ def test_bilinear_reproduces_a_ramp():
         np.testing.assert_allclose(got[..., 1], np.broadcast_to(want_x, (bh, bw)), atol=1e-3)
 
 
+@pytest.mark.parametrize("interp", INTERPS)
+def test_a_box_of_the_whole_image_is_the_partner(device, interp):
+    """Independent of reference.py: at tau = 1 the box is the whole image and the partner is
+    shown at its own size, so each mixed sample is its partner exactly (mirrored by the
+    partner's flag), its label weight 0; the taps of the last row and column stay inside the
+    partner (under tests/sanitize.sh a read past it is reported)."""
+    rng = np.random.default_rng(9)
+    batch, h, w = 4, 224, 224
+    images = random_images(rng, batch, (h, w, 3), np.float32)
+    mirror = np.array([0, 1, 1, 0])
+    mixed, targets, masks, params = run_mix(
+        images, class_labels(batch), device=device, method="resizemix", mode="elem",
+        num_classes=batch, lam=np.ones(batch, np.float32),
+        center=rng.uniform(0, 1, (batch, 2)).astype(np.float32), resize_interp=interp,
+        mirror=mirror)
+    assert (masks == 0.0).all()
+    for i in range(batch):
+        j = batch - 1 - i
+        np.testing.assert_array_equal(mixed[i], images[j][:, ::-1] if mirror[j] else images[j])
+        assert targets[i, i] == 0.0 and targets[i, j] == 1.0
+
+
 def test_draws():
-    """tau ~ U(scale_min, scale_max) (KS, and its range), centres uniform (KS on cy / H); batch
-    mode: one tau per batch, centres differing across the batch."""
-    h = w = 64
+    """tau ~ U(scale_min, scale_max) (KS, and its range), centres uniform over the rows and the
+    columns (chi-square; images not square, so that a centre drawn over the other side shows);
+    batch mode: one tau per batch, centres differing across the batch and uniform too (drawn
+    from the batch's stream, sample after sample)."""
+    h, w = 48, 80
     images = np.zeros((200, h, w, 1), np.uint8)
     runs = run_mix(images, class_labels(200), iterations=10, method="resizemix", mode="elem",
                    num_classes=200, scale_min=0.2, scale_max=0.6, output_mask=False, seed=3)
@@ -130,14 +154,20 @@ def test_draws():
     tau = p[:, 1].astype(np.float64)
     assert tau.min() >= 0.2 and tau.max() <= 0.6
     assert stats.kstest(tau, stats.uniform(0.2, 0.4).cdf).pvalue > LEVEL
-    for k, n in ((2, h), (3, w)):
-        assert stats.chisquare(np.bincount(p[:, k].astype(int), minlength=n)).pvalue > LEVEL
-    runs = run_mix(images[:8], class_labels(8), iterations=5, method="resizemix", mode="batch",
-                   num_classes=8, output_mask=False, seed=4)
+
+    def uniform_centres(p):
+        for k, n in ((2, h), (3, w)):
+            assert p[:, k].min() >= 0 and p[:, k].max() < n
+            assert stats.chisquare(np.bincount(p[:, k].astype(int), minlength=n)).pvalue > LEVEL
+
+    uniform_centres(p)
+    runs = run_mix(images, class_labels(200), iterations=5, method="resizemix", mode="batch",
+                   num_classes=200, output_mask=False, seed=4)
     for r in runs:
         prm = r[-1]
         assert (prm[:, 1] == prm[0, 1]).all()  # one tau
         assert len({(a, b) for a, b in prm[:, 2:4]}) > 1  # a centre per sample
+    uniform_centres(np.concatenate([r[-1] for r in runs]))
 
 
 def test_bad_resizemix_arguments(device):
