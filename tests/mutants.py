@@ -10,7 +10,7 @@ killed and the mutant reported hung (an infinite loop planted: the suite would f
 limit); a build failure, a collection error or an edit that no longer applies is reported as
 such, never as caught.
 
-    python tests/mutants.py                 # every mutant (about 2.5 hours on 2 cores)
+    python tests/mutants.py                 # every mutant (about 3.5 hours on 2 cores)
     python tests/mutants.py --only bitrun   # some of them, by name
     python tests/mutants.py --list
 
