@@ -123,8 +123,8 @@ def test_bilinear_reproduces_a_ramp():
 def test_a_box_of_the_whole_image_is_the_partner(device, interp):
     """Independent of reference.py: at tau = 1 the box is the whole image and the partner is
     shown at its own size, so each mixed sample is its partner exactly (mirrored by the
-    partner's flag), its label weight 0; the taps of the last row and column stay inside the
-    partner (under tests/sanitize.sh a read past it is reported)."""
+    partner's flag), its label weight 0. (That the last row's and column's taps stay inside
+    the partner is checked access by access in test_kernel_emulation's twin of this test.)"""
     rng = np.random.default_rng(9)
     batch, h, w = 4, 224, 224
     images = random_images(rng, batch, (h, w, 3), np.float32)
